@@ -1,0 +1,65 @@
+# The two commands of the README are `make demo` and `make test`; both install what
+# they need into the repository (.venv, node_modules, Debian packages when missing).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_DIR := whatsapp_baileys_server
+GEN_DIRS := gen/python $(NODE_DIR)/src/gen
+
+.PHONY: test demo generate check-generated lint test-python test-node apt venv npm clean bench
+
+test: apt venv npm check-generated lint test-python test-node
+	@echo "make test: all checks passed"
+
+demo: apt venv npm
+	scripts/demo.sh
+
+apt:
+	scripts/apt-install.sh scripts/apt-packages.txt
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+npm: node_modules/.installed $(NODE_DIR)/node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+generate: venv npm
+	scripts/generate.sh
+
+# Generated code is committed; regenerating must reproduce it exactly.
+check-generated: generate
+	@drift="$$(git status --porcelain -- $(GEN_DIRS))"; \
+	if [ -n "$$drift" ]; then \
+	  echo "generated code differs from protos/ (run 'make generate' and commit):"; \
+	  echo "$$drift"; exit 1; fi
+
+lint: venv npm
+	node_modules/.bin/buf lint
+	@if git rev-parse --verify --quiet refs/heads/main >/dev/null; then \
+	  node_modules/.bin/buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: no main branch yet, skipped"; fi
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test-python: venv
+	$(VENV)/bin/pytest -q
+
+test-node: npm
+	cd $(NODE_DIR) && node --test
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,79 @@
+"""Contract validation driven by the `chatbot.options.v1.field` option of each field.
+
+The same rules are enforced by the Node server from the same descriptors, so a frame
+that one side accepts the other side accepts too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import cast
+
+from chatbot.options.v1 import field_options_pb2
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def is_uuid4(value: str) -> bool:
+    """True for a canonical lower-case UUID version 4 (the only form used as a file name)."""
+    return bool(_UUID4.match(value))
+
+
+def _constraints(field: FieldDescriptor) -> field_options_pb2.FieldConstraints | None:
+    options = field.GetOptions()
+    if options.HasExtension(field_options_pb2.field):
+        return options.Extensions[field_options_pb2.field]
+    return None
+
+
+def _enum_known(enum: EnumDescriptor | None, number: int) -> bool:
+    return enum is not None and number in enum.values_by_number
+
+
+def validate_message(message: Message, path: str = "") -> list[str]:
+    """Returns every constraint violation as `path: problem`; empty when valid."""
+    problems: list[str] = []
+    descriptor = message.DESCRIPTOR
+    fields = cast("list[FieldDescriptor]", list(descriptor.fields))
+    for oneof in descriptor.oneofs:
+        # Real oneofs in our contracts always mean "exactly one is required"; synthetic
+        # oneofs are how proto3 `optional` is represented and carry no such rule.
+        if oneof.name.startswith("_"):
+            continue
+        if message.WhichOneof(oneof.name) is None:
+            names = ", ".join(f.name for f in oneof.fields)
+            problems.append(f"{path}{oneof.name}: exactly one of [{names}] is required")
+    for field in fields:
+        where = f"{path}{field.name}"
+        value = getattr(message, field.name)
+        rules = _constraints(field)
+        if field.is_repeated:
+            if rules is not None and rules.required and len(value) == 0:
+                problems.append(f"{where}: required")
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                for i, item in enumerate(value):
+                    problems.extend(validate_message(item, f"{where}[{i}]."))
+            continue
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            present = message.HasField(field.name)
+            if present:
+                problems.extend(validate_message(value, f"{where}."))
+            elif rules is not None and rules.required:
+                problems.append(f"{where}: required")
+            continue
+        if field.type == FieldDescriptor.TYPE_ENUM and not _enum_known(field.enum_type, value):
+            problems.append(f"{where}: unknown enum value {value}")
+            continue
+        if rules is None:
+            continue
+        if rules.required and not value:
+            problems.append(f"{where}: required")
+            continue
+        if isinstance(value, str):
+            if rules.max_length and len(value) > rules.max_length:
+                problems.append(f"{where}: longer than {rules.max_length} characters")
+            if rules.uuid4 and value and not is_uuid4(value):
+                problems.append(f"{where}: not a lower-case UUID4")
+    return problems
