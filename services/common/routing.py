@@ -1,0 +1,330 @@
+"""Processor definitions: the routing table from a media job to its pool.
+
+The table lives in the store as the document `_mediaProcessorDefinitions` of
+`bot_configurations`. It is resolved once, when a job is created (the job records its
+pool so a claim is one indexed query), and again by media_svc for pending jobs when an
+operator changes the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from services.common.errors import InvalidInputError
+
+DEFINITIONS_DOCUMENT_ID = "_mediaProcessorDefinitions"
+
+KNOWN_MEDIA_KINDS = frozenset(
+    {
+        "MEDIA_KIND_IMAGE",
+        "MEDIA_KIND_STICKER",
+        "MEDIA_KIND_AUDIO",
+        "MEDIA_KIND_VOICE_NOTE",
+        "MEDIA_KIND_VIDEO",
+        "MEDIA_KIND_GIF",
+        "MEDIA_KIND_VIDEO_NOTE",
+        "MEDIA_KIND_DOCUMENT",
+    }
+)
+
+
+class MediaCondition(StrEnum):
+    """What Node could do with the media: staged, undownloadable, or refused by quota."""
+
+    STAGED = "staged"
+    CORRUPT = "corrupt"
+    OVER_QUOTA = "over_quota"
+
+
+def base_mime(mime_type: str) -> str:
+    """`audio/ogg; codecs=opus` → `audio/ogg`: parameters never take part in routing."""
+    return mime_type.split(";", 1)[0].strip().lower()
+
+
+def route_key(condition: MediaCondition, media_kind: str, mime_type: str) -> str:
+    """The string a job stores so pending jobs can be re-routed in bulk per route."""
+    return f"{condition.value}|{media_kind}|{base_mime(mime_type)}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Matches jobs by condition, kind and base MIME type; an empty set matches any."""
+
+    condition: MediaCondition = MediaCondition.STAGED
+    media_kinds: frozenset[str] = frozenset()
+    mime_types: frozenset[str] = frozenset()
+
+    def matches(self, condition: MediaCondition, media_kind: str, mime: str) -> bool:
+        return (
+            condition == self.condition
+            and (not self.media_kinds or media_kind in self.media_kinds)
+            and (not self.mime_types or mime in self.mime_types)
+        )
+
+    def overlaps(self, other: Route) -> bool:
+        def meet(a: frozenset[str], b: frozenset[str]) -> bool:
+            return not a or not b or bool(a & b)
+
+        return (
+            self.condition == other.condition
+            and meet(self.media_kinds, other.media_kinds)
+            and meet(self.mime_types, other.mime_types)
+        )
+
+
+@dataclass(frozen=True)
+class PoolDefinition:
+    """One worker pool: which processor it runs, with which options and concurrency."""
+
+    name: str
+    processor: str
+    concurrency: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessorDefinitions:
+    """A validated routing table: every (condition, kind, mime) resolves to one pool."""
+
+    pools: tuple[PoolDefinition, ...]
+
+    def resolve(self, condition: MediaCondition, media_kind: str, mime_type: str) -> str:
+        mime = base_mime(mime_type)
+        for pool in self.pools:
+            if any(route.matches(condition, media_kind, mime) for route in pool.routes):
+                return pool.name
+        return self.fallback_pool.name
+
+    @property
+    def fallback_pool(self) -> PoolDefinition:
+        return next(pool for pool in self.pools if pool.fallback)
+
+    def pool(self, name: str) -> PoolDefinition:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "pools": [
+                {
+                    "name": p.name,
+                    "processor": p.processor,
+                    "concurrency": p.concurrency,
+                    "options": dict(p.options),
+                    "fallback": p.fallback,
+                    "routes": [
+                        {
+                            "condition": r.condition.value,
+                            "media_kinds": sorted(r.media_kinds),
+                            "mime_types": sorted(r.mime_types),
+                        }
+                        for r in p.routes
+                    ],
+                }
+                for p in self.pools
+            ]
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> ProcessorDefinitions:
+        """Parses and validates; raises InvalidInputError naming the first defect."""
+        raw_pools = document.get("pools")
+        if not isinstance(raw_pools, list) or not raw_pools:
+            raise InvalidInputError("definitions: 'pools' must be a non-empty list")
+        pools = tuple(_parse_pool(i, raw) for i, raw in enumerate(raw_pools))
+        definitions = cls(pools)
+        definitions.validate()
+        return definitions
+
+    def validate(self) -> None:
+        names = [p.name for p in self.pools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InvalidInputError(f"definitions: duplicate pool names {duplicates}")
+        fallbacks = [p.name for p in self.pools if p.fallback]
+        if len(fallbacks) != 1:
+            raise InvalidInputError(
+                f"definitions: exactly one pool must have fallback=true, found {fallbacks}"
+            )
+        routed = [(p.name, r) for p in self.pools for r in p.routes]
+        for i, (name_a, a) in enumerate(routed):
+            for name_b, b in routed[i + 1 :]:
+                if a.overlaps(b):
+                    kinds = sorted(a.media_kinds & b.media_kinds) or "any"
+                    mimes = sorted(a.mime_types & b.mime_types) or "any"
+                    raise InvalidInputError(
+                        f"definitions: pools {name_a!r} and {name_b!r} both match "
+                        f"{a.condition.value} jobs of kinds {kinds} and types {mimes}; "
+                        "every job must match exactly one pool"
+                    )
+
+
+def _strings(value: Any, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidInputError(f"{where}: must be a list of non-empty strings")
+    return frozenset(value)
+
+
+def _parse_route(where: str, raw: Any) -> Route:
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"{where}: must be an object")
+    unknown = set(raw) - {"condition", "media_kinds", "mime_types"}
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        condition = MediaCondition(raw.get("condition", MediaCondition.STAGED.value))
+    except ValueError as exc:
+        allowed = [c.value for c in MediaCondition]
+        raise InvalidInputError(f"{where}.condition: must be one of {allowed}") from exc
+    kinds = _strings(raw.get("media_kinds"), f"{where}.media_kinds")
+    if kinds - KNOWN_MEDIA_KINDS:
+        raise InvalidInputError(f"{where}.media_kinds: unknown {sorted(kinds - KNOWN_MEDIA_KINDS)}")
+    mimes = frozenset(base_mime(m) for m in _strings(raw.get("mime_types"), f"{where}.mime_types"))
+    return Route(condition, kinds, mimes)
+
+
+def _parse_pool(index: int, raw: Any) -> PoolDefinition:
+    where = f"definitions.pools[{index}]"
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"{where}: must be an object")
+    unknown = set(raw) - {"name", "processor", "concurrency", "options", "routes", "fallback"}
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown keys {sorted(unknown)}")
+    name, processor = raw.get("name"), raw.get("processor")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{where}.name: required non-empty string")
+    if not isinstance(processor, str) or not processor:
+        raise InvalidInputError(f"{where}.processor: required non-empty string")
+    concurrency = raw.get("concurrency", 1)
+    if (
+        not isinstance(concurrency, int)
+        or isinstance(concurrency, bool)
+        or not 1 <= concurrency <= 256
+    ):
+        raise InvalidInputError(f"{where}.concurrency: must be an integer from 1 to 256")
+    options = raw.get("options", {})
+    if not isinstance(options, Mapping):
+        raise InvalidInputError(f"{where}.options: must be an object")
+    fallback = raw.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise InvalidInputError(f"{where}.fallback: must be true or false")
+    routes_raw = raw.get("routes", [])
+    if not isinstance(routes_raw, list):
+        raise InvalidInputError(f"{where}.routes: must be a list")
+    routes = tuple(_parse_route(f"{where}.routes[{i}]", r) for i, r in enumerate(routes_raw))
+    if not routes and not fallback:
+        raise InvalidInputError(f"{where}: a pool without routes must be the fallback pool")
+    return PoolDefinition(name, processor, concurrency, dict(options), routes, fallback)
+
+
+def _stub(label: str) -> dict[str, Any]:
+    return {"delay_seconds": 0.0, "text": f"[{label} received; content processing is not enabled]"}
+
+
+def _staged(kinds: Iterable[str], mimes: Sequence[str]) -> dict[str, Any]:
+    return {"condition": "staged", "media_kinds": sorted(kinds), "mime_types": list(mimes)}
+
+
+def default_definitions() -> ProcessorDefinitions:
+    """The built-in table seeded when the store has none.
+
+    The five media pools start on the Phase-1 stub processor until real processors are
+    configured; switching one is an edit of this document, nothing else.
+    """
+    document: dict[str, Any] = {
+        "pools": [
+            {
+                "name": "Image",
+                "processor": "stub",
+                "concurrency": 2,
+                "options": _stub("Image"),
+                "routes": [
+                    _staged(
+                        ["MEDIA_KIND_IMAGE"], ["image/jpeg", "image/png", "image/webp", "image/gif"]
+                    )
+                ],
+            },
+            {
+                "name": "Sticker",
+                "processor": "stub",
+                "concurrency": 2,
+                "options": _stub("Sticker"),
+                "routes": [_staged(["MEDIA_KIND_STICKER"], ["image/webp", "image/png"])],
+            },
+            {
+                "name": "Audio",
+                "processor": "stub",
+                "concurrency": 2,
+                "options": _stub("Audio"),
+                "routes": [
+                    _staged(
+                        ["MEDIA_KIND_AUDIO", "MEDIA_KIND_VOICE_NOTE"],
+                        [
+                            "audio/ogg",
+                            "audio/mpeg",
+                            "audio/mp4",
+                            "audio/aac",
+                            "audio/wav",
+                            "audio/x-wav",
+                            "audio/webm",
+                            "audio/amr",
+                            "audio/opus",
+                        ],
+                    )
+                ],
+            },
+            {
+                "name": "Video",
+                "processor": "stub",
+                "concurrency": 1,
+                "options": _stub("Video"),
+                "routes": [
+                    _staged(
+                        ["MEDIA_KIND_VIDEO", "MEDIA_KIND_GIF", "MEDIA_KIND_VIDEO_NOTE"],
+                        ["video/mp4", "video/3gpp", "video/quicktime", "video/webm"],
+                    )
+                ],
+            },
+            {
+                "name": "Document",
+                "processor": "stub",
+                "concurrency": 2,
+                "options": _stub("Document"),
+                "routes": [
+                    _staged(
+                        ["MEDIA_KIND_DOCUMENT"],
+                        [
+                            "application/pdf",
+                            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                            "text/plain",
+                            "text/csv",
+                            "text/markdown",
+                        ],
+                    )
+                ],
+            },
+            {
+                "name": "Corrupt",
+                "processor": "corrupt",
+                "concurrency": 1,
+                "routes": [{"condition": "corrupt"}],
+            },
+            {
+                "name": "Unsupported",
+                "processor": "unsupported",
+                "concurrency": 1,
+                "fallback": True,
+                "routes": [{"condition": "over_quota"}],
+            },
+        ]
+    }
+    return ProcessorDefinitions.from_document(document)
