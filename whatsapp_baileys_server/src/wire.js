@@ -1,0 +1,283 @@
+// Strict parsing, validation and encoding of WebSocket frames (proto3 JSON of
+// chatbot.wire.v1), through the code generated from protos/ only.
+//
+// The validator mirrors services/common/validation.py and services/common/wire.py
+// rule for rule and string for string, so a frame one side accepts the other side
+// accepts too, and a rejection reads the same in the logs of both.
+
+import { randomUUID } from "node:crypto";
+import {
+  ScalarType,
+  create,
+  fromBinary,
+  fromJson,
+  fromJsonString,
+  getOption,
+  hasOption,
+  toBinary,
+  toJson,
+  toJsonString,
+} from "@bufbuild/protobuf";
+import { field as fieldConstraints } from "./gen/chatbot/options/v1/field_options_pb.js";
+import { GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
+
+/** Frames are small: text and metadata only, never media bytes. */
+export const MAX_FRAME_BYTES = 256 * 1024;
+
+const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A frame that is not valid JSON of the expected message, or breaks a constraint. */
+export class FrameError extends Error {
+  /**
+   * @param {string} reason
+   * @param {string} [frameId] set when the id could still be read, so the sender can be
+   *   told which of its frames was refused
+   */
+  constructor(reason, frameId = "") {
+    super(reason);
+    this.name = "FrameError";
+    this.reason = reason;
+    this.frameId = frameId;
+  }
+}
+
+/** True for a canonical lower-case UUID version 4 (the only form used as a file name). */
+export function isUuid4(value) {
+  return typeof value === "string" && UUID4.test(value);
+}
+
+// Python measures strings in code points; JavaScript's .length counts UTF-16 units.
+function codePoints(value) {
+  let n = 0;
+  for (const _ of value) n += 1;
+  return n;
+}
+
+function constraintsOf(field) {
+  return hasOption(field, fieldConstraints) ? getOption(field, fieldConstraints) : undefined;
+}
+
+function scalarDefault(field) {
+  switch (field.scalar) {
+    case ScalarType.STRING:
+      return "";
+    case ScalarType.BOOL:
+      return false;
+    case ScalarType.BYTES:
+      return new Uint8Array(0);
+    case ScalarType.INT64:
+    case ScalarType.UINT64:
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+    case ScalarType.SINT64:
+      return 0n;
+    default:
+      return 0;
+  }
+}
+
+function isEmpty(value) {
+  if (value instanceof Uint8Array) return value.length === 0;
+  return !value;
+}
+
+/** [present, value] of a field, with proto3 defaults for unset scalars and enums. */
+function read(message, field) {
+  let present;
+  let value;
+  if (field.oneof) {
+    const slot = message[field.oneof.localName];
+    present = slot.case === field.localName;
+    value = present ? slot.value : undefined;
+  } else {
+    value = message[field.localName];
+    present = value !== undefined;
+  }
+  if (value === undefined) {
+    if (field.fieldKind === "scalar") value = scalarDefault(field);
+    else if (field.fieldKind === "enum") value = field.enum.values[0]?.number ?? 0;
+  }
+  return [present, value];
+}
+
+/**
+ * Every constraint violation of a parsed message as `path: problem`; empty when valid.
+ * @param {import("@bufbuild/protobuf").DescMessage} schema
+ * @param {any} message
+ * @param {string} [path]
+ * @returns {string[]}
+ */
+export function validateMessage(schema, message, path = "") {
+  const problems = [];
+  for (const oneof of schema.oneofs) {
+    // Real oneofs in our contracts always mean "exactly one is required"; proto3
+    // `optional` (a synthetic oneof) carries no such rule and is not listed here.
+    if (oneof.name.startsWith("_")) continue;
+    if (message[oneof.localName].case === undefined) {
+      const names = oneof.fields.map((f) => f.name).join(", ");
+      problems.push(`${path}${oneof.name}: exactly one of [${names}] is required`);
+    }
+  }
+  for (const field of schema.fields) {
+    const where = `${path}${field.name}`;
+    const rules = constraintsOf(field);
+    const [present, value] = read(message, field);
+    if (field.fieldKind === "list" || field.fieldKind === "map") {
+      const size = field.fieldKind === "list" ? value.length : Object.keys(value).length;
+      if (rules?.required && size === 0) problems.push(`${where}: required`);
+      if (field.fieldKind === "list" && field.listKind === "message") {
+        value.forEach((item, i) => {
+          problems.push(...validateMessage(field.message, item, `${where}[${i}].`));
+        });
+      }
+      continue;
+    }
+    if (field.fieldKind === "message") {
+      if (present) problems.push(...validateMessage(field.message, value, `${where}.`));
+      else if (rules?.required) problems.push(`${where}: required`);
+      continue;
+    }
+    if (field.fieldKind === "enum" && !field.enum.values.some((v) => v.number === value)) {
+      problems.push(`${where}: unknown enum value ${value}`);
+      continue;
+    }
+    if (rules === undefined) continue;
+    if (rules.required && isEmpty(value)) {
+      problems.push(`${where}: required`);
+      continue;
+    }
+    if (typeof value === "string") {
+      if (rules.maxLength && codePoints(value) > rules.maxLength) {
+        problems.push(`${where}: longer than ${rules.maxLength} characters`);
+      }
+      if (rules.uuid4 && value && !isUuid4(value)) {
+        problems.push(`${where}: not a lower-case UUID4`);
+      }
+    }
+  }
+  return problems;
+}
+
+function isPlainObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The JSON path (as the sender spelled it) of the first key protobuf-es refuses, so a
+ * parse error names the offending field the way Python's json_format does. Each key is
+ * decoded alone through the generated schema; null when no single key is to blame.
+ */
+function locateJsonDefect(schema, json, path) {
+  if (!isPlainObject(json)) return null;
+  for (const [key, value] of Object.entries(json)) {
+    const field = schema.fields.find((f) => f.jsonName === key || f.name === key);
+    if (field === undefined) return `${path}${key}`;
+    try {
+      fromJson(schema, { [key]: value }, { ignoreUnknownFields: false });
+    } catch {
+      if (field.fieldKind === "message" && isPlainObject(value)) {
+        return locateJsonDefect(field.message, value, `${path}${key}.`) ?? `${path}${key}`;
+      }
+      return `${path}${key}`;
+    }
+  }
+  return null;
+}
+
+function salvageFrameId(text) {
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return "";
+  }
+  if (!isPlainObject(raw)) return "";
+  const frameId = "frameId" in raw ? raw.frameId : raw.frame_id;
+  return typeof frameId === "string" ? Array.from(frameId).slice(0, 128).join("") : "";
+}
+
+/**
+ * Parses and validates one frame; throws FrameError with a reason on any defect.
+ * @template {import("@bufbuild/protobuf").DescMessage} S
+ * @param {string | Uint8Array} input
+ * @param {S} schema
+ * @returns {import("@bufbuild/protobuf").MessageShape<S>}
+ */
+export function parseFrame(input, schema) {
+  const size = typeof input === "string" ? Buffer.byteLength(input, "utf8") : input.byteLength;
+  if (size > MAX_FRAME_BYTES) {
+    throw new FrameError(`frame is ${size} bytes, more than the ${MAX_FRAME_BYTES} allowed`);
+  }
+  let text;
+  try {
+    text = typeof input === "string" ? input : STRICT_UTF8.decode(input);
+  } catch (err) {
+    throw new FrameError(`malformed frame: ${err.message}`);
+  }
+  let message;
+  try {
+    message = fromJsonString(schema, text, { ignoreUnknownFields: false });
+  } catch (err) {
+    let where = null;
+    try {
+      where = locateJsonDefect(schema, JSON.parse(text), "");
+    } catch {
+      // Not JSON at all: protobuf-es's own message already says so.
+    }
+    const detail = where ? `${where}: ${err.message}` : err.message;
+    throw new FrameError(`malformed frame: ${detail}`, salvageFrameId(text));
+  }
+  const problems = validateMessage(schema, message);
+  if (problems.length > 0) {
+    throw new FrameError(`invalid frame: ${problems.join("; ")}`, salvageFrameId(text));
+  }
+  return message;
+}
+
+/** A frame received from the gateway. */
+export function parseGatewayFrame(input) {
+  return parseFrame(input, GatewayFrameSchema);
+}
+
+/** A frame received from the Node server (used by tests and tools acting as gateway). */
+export function parseNodeFrame(input) {
+  return parseFrame(input, NodeFrameSchema);
+}
+
+/** Canonical proto3 JSON, the only encoding that crosses the WebSocket. */
+export function encodeFrame(schema, message) {
+  return toJsonString(schema, message);
+}
+
+/**
+ * Builds a NodeFrame from a plain init object, refusing to build one that the gateway
+ * would reject (a bug here must surface in Node's logs, not as a REJECTED ack).
+ * @param {any} init e.g. `{ frameId, payload: { case: "textMessage", value: {...} } }`
+ */
+export function buildNodeFrame(init) {
+  const frame = create(NodeFrameSchema, { frameId: newFrameId(), ...init });
+  const problems = validateMessage(NodeFrameSchema, frame);
+  if (problems.length > 0) throw new FrameError(`invalid frame: ${problems.join("; ")}`);
+  return frame;
+}
+
+/** Builds a GatewayFrame (used by tests and tools acting as gateway). */
+export function buildGatewayFrame(init) {
+  return create(GatewayFrameSchema, init);
+}
+
+export function encodeNodeFrame(frame) {
+  return toJsonString(NodeFrameSchema, frame);
+}
+
+export function encodeGatewayFrame(frame) {
+  return toJsonString(GatewayFrameSchema, frame);
+}
+
+/** A fresh frame id; frames are keyed by it in the outbox and in acks. */
+export function newFrameId() {
+  return randomUUID();
+}
+
+export { toJson, toBinary, fromBinary, NodeFrameSchema, GatewayFrameSchema };
