@@ -52,6 +52,34 @@ ADD_STATUS_BOT_NOT_ACTIVE: AddStatus.ValueType  # 3
 """The bot is not active; nothing changed. Start the bot and resend."""
 Global___AddStatus: _TypeAlias = AddStatus  # noqa: Y015
 
+class _MediaCondition:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MediaConditionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MediaCondition.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEDIA_CONDITION_UNSPECIFIED: _MediaCondition.ValueType  # 0
+    """Not set; rejected."""
+    MEDIA_CONDITION_STAGED: _MediaCondition.ValueType  # 1
+    """The bytes are staged as <staging>/<media_processing_id>."""
+    MEDIA_CONDITION_CORRUPT: _MediaCondition.ValueType  # 2
+    """The bytes could not be downloaded, decrypted or verified; nothing is staged."""
+    MEDIA_CONDITION_OVER_QUOTA: _MediaCondition.ValueType  # 3
+    """The bot's staging quota was used up; nothing is staged."""
+
+class MediaCondition(_MediaCondition, metaclass=_MediaConditionEnumTypeWrapper):
+    """What Node could do with a media message's bytes; decides how the job is routed."""
+
+MEDIA_CONDITION_UNSPECIFIED: MediaCondition.ValueType  # 0
+"""Not set; rejected."""
+MEDIA_CONDITION_STAGED: MediaCondition.ValueType  # 1
+"""The bytes are staged as <staging>/<media_processing_id>."""
+MEDIA_CONDITION_CORRUPT: MediaCondition.ValueType  # 2
+"""The bytes could not be downloaded, decrypted or verified; nothing is staged."""
+MEDIA_CONDITION_OVER_QUOTA: MediaCondition.ValueType  # 3
+"""The bot's staging quota was used up; nothing is staged."""
+Global___MediaCondition: _TypeAlias = MediaCondition  # noqa: Y015
+
 class _UpdateByMediaIdStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -274,6 +302,8 @@ class InjectPlaceholderRequest(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     FILE_SIZE_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    CONDITION_DETAIL_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """The bot. Required."""
     correspondent_id: _builtins.str
@@ -287,7 +317,11 @@ class InjectPlaceholderRequest(_message.Message):
     original_filename: _builtins.str
     """File name when the sender supplied one."""
     file_size: _builtins.int
-    """Size in bytes of the staged file."""
+    """Size in bytes of the staged file; 0 when nothing is staged."""
+    condition: Global___MediaCondition.ValueType
+    """Whether the bytes are staged, and if not, why. Required."""
+    condition_detail: _builtins.str
+    """For CORRUPT and OVER_QUOTA: the reason reported by Node, kept with the job for logs."""
     @_builtins.property
     def message(self) -> Global___NewMessage:
         """The message; `content` is the caption (possibly empty). Required."""
@@ -303,13 +337,20 @@ class InjectPlaceholderRequest(_message.Message):
         media_kind: _message_pb2.MediaKind.ValueType = ...,
         original_filename: _builtins.str | None = ...,
         file_size: _builtins.int = ...,
+        condition: Global___MediaCondition.ValueType = ...,
+        condition_detail: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "message", b"message", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_condition_detail", b"_condition_detail", "_original_filename", b"_original_filename", "condition_detail", b"condition_detail", "message", b"message", "original_filename", b"original_filename"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "file_size", b"file_size", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_condition_detail", b"_condition_detail", "_original_filename", b"_original_filename", "bot_id", b"bot_id", "condition", b"condition", "condition_detail", b"condition_detail", "correspondent_id", b"correspondent_id", "file_size", b"file_size", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__condition_detail: _TypeAlias = _typing.Literal["condition_detail"]  # noqa: Y015
+    _WhichOneofArgType__condition_detail: _TypeAlias = _typing.Literal["_condition_detail", b"_condition_detail"]  # noqa: Y015
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__condition_detail) -> _WhichOneofReturnType__condition_detail | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
 
 Global___InjectPlaceholderRequest: _TypeAlias = InjectPlaceholderRequest  # noqa: Y015

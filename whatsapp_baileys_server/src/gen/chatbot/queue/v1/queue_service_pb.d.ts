@@ -255,11 +255,25 @@ export declare type InjectPlaceholderRequest = Message<"chatbot.queue.v1.InjectP
   originalFilename?: string | undefined;
 
   /**
-   * Size in bytes of the staged file.
+   * Size in bytes of the staged file; 0 when nothing is staged.
    *
    * @generated from field: uint64 file_size = 8;
    */
   fileSize: bigint;
+
+  /**
+   * Whether the bytes are staged, and if not, why. Required.
+   *
+   * @generated from field: chatbot.queue.v1.MediaCondition condition = 9;
+   */
+  condition: MediaCondition;
+
+  /**
+   * For CORRUPT and OVER_QUOTA: the reason reported by Node, kept with the job for logs.
+   *
+   * @generated from field: optional string condition_detail = 10;
+   */
+  conditionDetail?: string | undefined;
 };
 
 /**
@@ -665,6 +679,46 @@ export enum AddStatus {
  * Describes the enum chatbot.queue.v1.AddStatus.
  */
 export declare const AddStatusSchema: GenEnum<AddStatus>;
+
+/**
+ * What Node could do with a media message's bytes; decides how the job is routed.
+ *
+ * @generated from enum chatbot.queue.v1.MediaCondition
+ */
+export enum MediaCondition {
+  /**
+   * Not set; rejected.
+   *
+   * @generated from enum value: MEDIA_CONDITION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The bytes are staged as <staging>/<media_processing_id>.
+   *
+   * @generated from enum value: MEDIA_CONDITION_STAGED = 1;
+   */
+  STAGED = 1,
+
+  /**
+   * The bytes could not be downloaded, decrypted or verified; nothing is staged.
+   *
+   * @generated from enum value: MEDIA_CONDITION_CORRUPT = 2;
+   */
+  CORRUPT = 2,
+
+  /**
+   * The bot's staging quota was used up; nothing is staged.
+   *
+   * @generated from enum value: MEDIA_CONDITION_OVER_QUOTA = 3;
+   */
+  OVER_QUOTA = 3,
+}
+
+/**
+ * Describes the enum chatbot.queue.v1.MediaCondition.
+ */
+export declare const MediaConditionSchema: GenEnum<MediaCondition>;
 
 /**
  * The outcome of UpdateByMediaId, on which callers branch.
