@@ -3,7 +3,7 @@
 # installed yet. Uses sudo only when not already root.
 set -euo pipefail
 list="${1:?usage: apt-install.sh PACKAGE_LIST}"
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$list")
+mapfile -t wanted < <(sed -e 's/#.*//' "$list" | tr -s '[:space:]' '\n' | sed '/^$/d')
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
