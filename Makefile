@@ -1,3 +1,5 @@
+# npm install (not npm ci): the registry mirror here lacks some optional platform
+# binaries of @bufbuild/buf, which npm ci insists on finding in the lock file.
 # The two commands of the README are `make demo` and `make test`; both install what
 # they need into the repository (.venv, node_modules, Debian packages when missing).
 SHELL := /bin/bash
@@ -28,10 +30,10 @@ $(VENV)/.installed: pyproject.toml
 
 npm: node_modules/.installed $(NODE_DIR)/node_modules/.installed
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --no-save --loglevel=error
 	@touch $@
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --no-save --loglevel=error
 	@touch $@
 
 generate: venv npm
