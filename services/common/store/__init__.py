@@ -1,0 +1,35 @@
+"""One async storage interface; SQLite (embedded default) and MongoDB (production) adapters.
+
+from services.common.store import open_store, StoreConfig
+store = await open_store(StoreConfig.from_env())
+"""
+
+from services.common.store._config import StoreConfig
+from services.common.store._interface import Store
+from services.common.store._open import open_store
+from services.common.store._types import (
+    BotConfig,
+    ClaimedJob,
+    JobCollection,
+    JobStatus,
+    MediaJob,
+    NewMediaJob,
+    PoolDepth,
+    StoredMessage,
+    truncate_to_millis,
+)
+
+__all__ = [
+    "BotConfig",
+    "ClaimedJob",
+    "JobCollection",
+    "JobStatus",
+    "MediaJob",
+    "NewMediaJob",
+    "PoolDepth",
+    "Store",
+    "StoreConfig",
+    "StoredMessage",
+    "open_store",
+    "truncate_to_millis",
+]

@@ -1,0 +1,97 @@
+"""The one storage interface every Python service codes against."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from services.common.store._types import (
+    BotConfig,
+    ClaimedJob,
+    JobCollection,
+    MediaJob,
+    NewMediaJob,
+    PoolDepth,
+    StoredMessage,
+)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
+
+    Datetimes are timezone-aware UTC and read back with millisecond precision.
+    """
+
+    async def close(self) -> None:
+        """Release connections and threads; safe to call twice."""
+
+    # Bot configuration (`bot_configurations`)
+    async def get_bot_config(self, bot_id: str) -> BotConfig | None: ...
+    async def put_bot_config(self, config: BotConfig) -> None: ...
+    async def get_processor_definitions(self) -> dict[str, Any] | None: ...
+    async def put_processor_definitions(self, doc: dict[str, Any]) -> None: ...
+    async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
+        """Insert only if missing; True when this call inserted it."""
+
+    # Messages (`queues`)
+    async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
+        """Idempotent on (bot_id, provider_name, correspondent_id, id); returns the new count."""
+
+    async def max_message_ids(self, bot_id: str, provider_name: str) -> dict[str, int]: ...
+    async def message_history(
+        self, bot_id: str, provider_name: str, correspondent_id: str, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The newest `limit` messages in ascending id order."""
+
+    async def persisted_provider_ids(
+        self, bot_id: str, provider_message_ids: Collection[str]
+    ) -> set[str]: ...
+
+    # Media jobs
+    async def create_job(self, job: NewMediaJob) -> bool:
+        """False (and no change) when the id exists in any of the three collections."""
+
+    async def get_job(self, media_processing_id: str) -> tuple[JobCollection, MediaJob] | None: ...
+    async def claim_job(
+        self, pools: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> ClaimedJob | None:
+        """Atomically claim the oldest claimable ACTIVE job of `pools`."""
+
+    async def renew_lease(
+        self, media_processing_id: str, token: int, lease_seconds: float
+    ) -> bool: ...
+    async def complete_job(
+        self, media_processing_id: str, token: int, result: str, error: str | None = None
+    ) -> JobCollection | None:
+        """Persist the result if the token still matches, in ACTIVE else HOLDING."""
+
+    async def release_job(
+        self, media_processing_id: str, token: int, error: str, retry_at: datetime
+    ) -> bool: ...
+    async def delete_job(self, media_processing_id: str) -> bool: ...
+    async def fail_job(
+        self, media_processing_id: str, error: str, token: int | None = None
+    ) -> bool: ...
+    async def move_bot_jobs(
+        self, bot_id: str, source: JobCollection, target: JobCollection
+    ) -> int: ...
+    async def list_jobs(self, bot_id: str, collection: JobCollection) -> list[MediaJob]: ...
+    async def list_failed_jobs(
+        self, bot_id: str | None = None, limit: int = 100
+    ) -> list[MediaJob]: ...
+    async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool: ...
+    async def pool_depths(self) -> dict[str, PoolDepth]: ...
+    async def jobs_older_than(
+        self, collection: JobCollection, created_before: datetime, limit: int = 1000
+    ) -> list[MediaJob]: ...
+    async def pending_routes(self) -> dict[str, str]: ...
+    async def set_pool_for_route(self, route: str, pool: str) -> int: ...
+    async def existing_job_ids(self, media_processing_ids: Collection[str]) -> set[str]: ...
+    async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
+        """Return early when a job may have become claimable, else after `timeout`."""
+
+    # Leases
+    async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool: ...
+    async def release_lease(self, name: str, holder: str) -> None: ...

@@ -1,0 +1,284 @@
+"""Value types the store reads and writes; adapters translate them to rows/documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from services.common.errors import InvalidInputError
+from services.common.validation import is_uuid4
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+MESSAGE_SOURCES = frozenset({"user", "bot", "system"})
+
+
+def to_millis(value: datetime, what: str = "datetime") -> int:
+    """UTC milliseconds since the epoch; both adapters keep BSON's millisecond precision."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"{what} must be timezone-aware (UTC), got naive {value!r}")
+    return (value - _EPOCH) // _MILLISECOND
+
+
+def from_millis(millis: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+def truncate_to_millis(value: datetime) -> datetime:
+    """What a datetime reads back as after a round trip through either adapter."""
+    return from_millis(to_millis(value))
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+
+
+class JobCollection(StrEnum):
+    """Where a job document lives: active (claimable), holding (bot stopped), failed."""
+
+    ACTIVE = "active"
+    HOLDING = "holding"
+    FAILED = "failed"
+
+    @property
+    def collection_name(self) -> str:
+        """The MongoDB collection / SQLite table holding this set of jobs."""
+        return _COLLECTION_NAMES[self]
+
+
+_COLLECTION_NAMES = {
+    JobCollection.ACTIVE: "media_processing_jobs",
+    JobCollection.HOLDING: "media_processing_jobs_holding",
+    JobCollection.FAILED: "media_processing_jobs_failed",
+}
+
+
+def _positive_int(doc: Mapping[str, Any], key: str, default: int) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInputError(
+            f"bot configuration: {key} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
+_BOT_CONFIG_KEYS = frozenset(
+    {
+        "_id",
+        "bot_id",
+        "provider_name",
+        "max_messages",
+        "max_characters",
+        "max_age_seconds",
+        "max_message_characters",
+        "media_storage_quota_gb",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    """One bot's document in `bot_configurations` (keyed by bot id)."""
+
+    bot_id: str
+    provider_name: str = "whatsapp_baileys"
+    max_messages: int = 200
+    max_characters: int = 50_000
+    max_age_seconds: int = 7 * 86400
+    # Truncation bound for one message's content.
+    max_message_characters: int = 8_000
+    media_storage_quota_gb: float = 1.0
+    # Every other key of the document, kept so a read-modify-write loses nothing.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Re-validates through the same rules as a stored document.
+        BotConfig._check(self.to_document())
+
+    @staticmethod
+    def _check(doc: Mapping[str, Any]) -> None:
+        bot_id = doc.get("bot_id", doc.get("_id"))
+        if not isinstance(bot_id, str) or not bot_id:
+            raise InvalidInputError(
+                f"bot configuration: bot_id must be a non-empty string, got {bot_id!r}"
+            )
+        provider = doc.get("provider_name", "whatsapp_baileys")
+        if not isinstance(provider, str) or not provider:
+            raise InvalidInputError(
+                f"bot configuration: provider_name must be a non-empty string, got {provider!r}"
+            )
+        for key, default in (
+            ("max_messages", 200),
+            ("max_characters", 50_000),
+            ("max_age_seconds", 7 * 86400),
+            ("max_message_characters", 8_000),
+        ):
+            _positive_int(doc, key, default)
+        quota = doc.get("media_storage_quota_gb", 1.0)
+        if isinstance(quota, bool) or not isinstance(quota, int | float) or not quota >= 0:
+            raise InvalidInputError(
+                f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
+            )
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> BotConfig:
+        cls._check(doc)
+        bot_id = doc.get("bot_id", doc.get("_id"))
+        assert isinstance(bot_id, str)
+        return cls(
+            bot_id=bot_id,
+            provider_name=doc.get("provider_name", "whatsapp_baileys"),
+            max_messages=doc.get("max_messages", 200),
+            max_characters=doc.get("max_characters", 50_000),
+            max_age_seconds=doc.get("max_age_seconds", 7 * 86400),
+            max_message_characters=doc.get("max_message_characters", 8_000),
+            media_storage_quota_gb=float(doc.get("media_storage_quota_gb", 1.0)),
+            extra={k: v for k, v in doc.items() if k not in _BOT_CONFIG_KEYS},
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored form without `_id`; adapters key it by `bot_id`."""
+        clash = _BOT_CONFIG_KEYS.intersection(self.extra)
+        if clash:
+            raise InvalidInputError(f"bot configuration: extra repeats known keys {sorted(clash)}")
+        return {
+            "bot_id": self.bot_id,
+            "provider_name": self.provider_name,
+            "max_messages": self.max_messages,
+            "max_characters": self.max_characters,
+            "max_age_seconds": self.max_age_seconds,
+            "max_message_characters": self.max_message_characters,
+            "media_storage_quota_gb": self.media_storage_quota_gb,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One ready message persisted in `queues`; placeholders never become one."""
+
+    bot_id: str
+    provider_name: str
+    correspondent_id: str
+    id: int
+    content: str
+    sender: str
+    source: str
+    originating_time: datetime
+    provider_message_id: str
+    message_size: int
+    group_id: str | None = None
+    group_name: str | None = None
+    mime_type: str | None = None
+    original_filename: str | None = None
+    media_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bot_id", "provider_name", "correspondent_id"):
+            if not getattr(self, name):
+                raise InvalidInputError(f"stored message: {name} must not be empty")
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 0:
+            raise InvalidInputError(f"stored message: id must be an integer >= 0, got {self.id!r}")
+        if self.source not in MESSAGE_SOURCES:
+            raise InvalidInputError(
+                f"stored message: source must be one of {sorted(MESSAGE_SOURCES)},"
+                f" got {self.source!r}"
+            )
+        to_millis(self.originating_time, "stored message: originating_time")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMediaJob:
+    """Everything needed to process a media message and rebuild its placeholder."""
+
+    media_processing_id: str
+    bot_id: str
+    provider_name: str
+    correspondent_id: str
+    message_id: int
+    sender: str
+    source: str
+    originating_time: datetime
+    provider_message_id: str
+    caption: str
+    mime_type: str
+    media_kind: str
+    original_filename: str | None
+    file_size: int
+    route: str
+    pool: str
+    has_staged_file: bool
+    group_id: str | None = None
+    group_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_uuid4(self.media_processing_id):
+            raise InvalidInputError(
+                f"media job: media_processing_id must be a UUID4, got {self.media_processing_id!r}"
+            )
+        for name in ("bot_id", "provider_name", "correspondent_id", "route", "pool"):
+            if not getattr(self, name):
+                raise InvalidInputError(f"media job: {name} must not be empty")
+        if self.message_id < 0 or self.file_size < 0:
+            raise InvalidInputError("media job: message_id and file_size must be >= 0")
+        to_millis(self.originating_time, "media job: originating_time")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaJob:
+    """A stored job: the NewMediaJob fields plus its processing state."""
+
+    media_processing_id: str
+    bot_id: str
+    provider_name: str
+    correspondent_id: str
+    message_id: int
+    sender: str
+    source: str
+    originating_time: datetime
+    provider_message_id: str
+    caption: str
+    mime_type: str
+    media_kind: str
+    original_filename: str | None
+    file_size: int
+    route: str
+    pool: str
+    has_staged_file: bool
+    group_id: str | None
+    group_name: str | None
+    status: JobStatus
+    attempts: int
+    claimed_by: str | None
+    lease_expires_at: datetime | None
+    # Not claimable before this instant (retry backoff).
+    available_at: datetime
+    result: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    failed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    job: MediaJob
+    # The fencing token: `attempts` after this claim. Every later write must present it.
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDepth:
+    pending: int
+    processing: int
+    oldest_pending_created_at: datetime | None
+
+
+NEW_JOB_FIELDS: tuple[str, ...] = tuple(NewMediaJob.__dataclass_fields__)
+JOB_FIELDS: tuple[str, ...] = tuple(MediaJob.__dataclass_fields__)
+MESSAGE_FIELDS: tuple[str, ...] = tuple(StoredMessage.__dataclass_fields__)
