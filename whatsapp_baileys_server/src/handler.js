@@ -1,0 +1,291 @@
+// Turns Baileys `messages.upsert` events into wire frames. A plain module: the socket,
+// the downloader, the staging directory, the quota and the frame sink are all passed in,
+// so tests drive it with Baileys-shaped events and no WhatsApp connection.
+
+import { WAMessageStubType, getContentType, normalizeMessageContent, proto } from "baileys";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { MediaKind } from "./gen/chatbot/common/v1/message_pb.js";
+import { buildNodeFrame } from "./wire.js";
+import { MediaError, measureStaging, stageMedia, withTimeout } from "./media.js";
+
+const MESSAGE_EDIT = proto.Message.ProtocolMessage.Type.MESSAGE_EDIT;
+const GIB = 1024 ** 3;
+
+/** Upsert types that carry new incoming messages (`append`: queued while offline). */
+export const HANDLED_UPSERT_TYPES = Object.freeze(["notify", "append"]);
+
+/** `audio/ogg; codecs=opus` → `audio/ogg`: the form used for routing decisions. */
+export function baseMime(mime) {
+  return String(mime ?? "").split(";")[0].trim().toLowerCase();
+}
+
+/** Cuts a string to at most `max` code points (what the wire's max_length counts). */
+function clip(value, max) {
+  const s = String(value ?? "");
+  const points = Array.from(s);
+  return points.length <= max ? s : points.slice(0, max).join("");
+}
+
+/**
+ * A non-negative integer from WhatsApp's number / string / Long, or undefined. Values
+ * like fileLength come from the sender and are only ever used as hints.
+ */
+export function untrustedCount(value) {
+  let n;
+  if (typeof value === "number") n = value;
+  else if (typeof value === "bigint") n = Number(value);
+  else if (typeof value === "string" && /^\d+$/.test(value.trim())) n = Number(value.trim());
+  else if (value && typeof value === "object" && typeof value.low === "number" && typeof value.high === "number") {
+    n = (value.high >>> 0) * 2 ** 32 + (value.low >>> 0);
+    if (!value.unsigned && value.high < 0) return undefined;
+  }
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** True for a message whose content could not be decrypted (yet). */
+export function isDecryptionStub(msg) {
+  return msg.messageStubType === WAMessageStubType.CIPHERTEXT || !msg.message;
+}
+
+/**
+ * The message content with every wrapper removed (ephemeral, view-once v1/v2/extension,
+ * document-with-caption, edited …), by Baileys' own normalisation.
+ */
+export function unwrap(content) {
+  let inner = normalizeMessageContent(content);
+  // An edit arrives as a protocol message carrying the new content; the bot sees the
+  // corrected content as a new message (its own provider id, so it is not dropped as
+  // a duplicate of the original).
+  const protocol = inner?.protocolMessage;
+  if (protocol && protocol.type === MESSAGE_EDIT && protocol.editedMessage) {
+    inner = normalizeMessageContent(protocol.editedMessage);
+  }
+  return inner;
+}
+
+/**
+ * What a message is, decided by its WhatsApp message type (never by MIME alone).
+ * @returns {{ type: "text", text: string } | { type: "media", kind: number, media: any,
+ *   mimeType: string, caption: string, fileName?: string } | { type: "ignored", contentType?: string }}
+ */
+export function classify(content) {
+  const contentType = getContentType(content);
+  if (contentType === "conversation") return { type: "text", text: content.conversation ?? "" };
+  if (contentType === "extendedTextMessage") return { type: "text", text: content.extendedTextMessage?.text ?? "" };
+  const media = contentType ? content[contentType] : undefined;
+  const common = () => ({ media, mimeType: String(media?.mimetype ?? ""), caption: String(media?.caption ?? "") });
+  switch (contentType) {
+    case "imageMessage":
+      return { type: "media", kind: MediaKind.IMAGE, ...common() };
+    case "stickerMessage":
+      // Static and animated stickers are both stickers (image/webp), never images.
+      return { type: "media", kind: MediaKind.STICKER, ...common(), caption: "" };
+    case "audioMessage":
+      return { type: "media", kind: media?.ptt ? MediaKind.VOICE_NOTE : MediaKind.AUDIO, ...common(), caption: "" };
+    case "videoMessage":
+      return { type: "media", kind: media?.gifPlayback ? MediaKind.GIF : MediaKind.VIDEO, ...common() };
+    case "ptvMessage":
+      return { type: "media", kind: MediaKind.VIDEO_NOTE, ...common() };
+    case "documentMessage": {
+      const fileName = media?.fileName ? String(media.fileName) : undefined;
+      return { type: "media", kind: MediaKind.DOCUMENT, ...common(), fileName };
+    }
+    default:
+      return { type: "ignored", contentType };
+  }
+}
+
+function originatingDate(msg, clock) {
+  const seconds = untrustedCount(msg.messageTimestamp);
+  return seconds ? new Date(seconds * 1000) : clock();
+}
+
+/**
+ * @typedef {object} HandlerDeps
+ * @property {string} stagingDir
+ * @property {(message: any) => Promise<any>} download returns the decrypted byte stream
+ * @property {(botId: string, message: any) => Promise<any>} [reupload] refreshes expired media URLs
+ * @property {(botId: string) => number | undefined} quotaGbFor the bot's media_storage_quota_gb
+ * @property {(frame: any, chatKey: string) => Promise<void>} frameSink durable hand-off (the outbox)
+ * @property {() => Date} [clock]
+ * @property {any} logger
+ * @property {(dir: string) => Promise<number>} [sizeOf] staging size measurement
+ * @property {number} [quotaTimeoutMs]
+ * @property {number} [maxMediaBytes]
+ * @property {number} [downloadTimeoutMs]
+ * @property {number} [reuploadTimeoutMs]
+ * @property {number} [seenLimit] how many message ids to remember per handler
+ * @property {(botId: string, groupJid: string) => Promise<string | undefined>} [groupNameOf]
+ */
+
+/** @param {HandlerDeps} deps */
+export function createMessageHandler({
+  stagingDir,
+  download,
+  reupload,
+  quotaGbFor,
+  frameSink,
+  clock = () => new Date(),
+  logger,
+  sizeOf,
+  quotaTimeoutMs = 2000,
+  maxMediaBytes = 100 * 1024 * 1024,
+  downloadTimeoutMs = 120_000,
+  reuploadTimeoutMs = 30_000,
+  seenLimit = 10_000,
+  groupNameOf,
+}) {
+  // Ids already handled, so a message repeated across `notify` and `append` is not
+  // downloaded twice. Insertion-ordered Map used as a bounded LRU.
+  const seen = new Map();
+  const remember = (key) => {
+    seen.set(key, true);
+    if (seen.size > seenLimit) seen.delete(seen.keys().next().value);
+  };
+
+  async function groupName(botId, jid, log) {
+    if (!groupNameOf) return undefined;
+    try {
+      const name = await withTimeout(Promise.resolve().then(() => groupNameOf(botId, jid)), 2000, "group name lookup");
+      return name ? clip(name, 256) : undefined;
+    } catch (err) {
+      log.debug({ err }, "group name unavailable");
+      return undefined;
+    }
+  }
+
+  async function header(botId, msg, log) {
+    const remoteJid = String(msg.key.remoteJid);
+    const isGroup = remoteJid.endsWith("@g.us");
+    const sender = isGroup ? msg.key.participant || msg.key.participantAlt || msg.participant || remoteJid : remoteJid;
+    return {
+      botId,
+      correspondentId: remoteJid,
+      sender: String(sender),
+      providerMessageId: String(msg.key.id),
+      originatingTime: timestampFromDate(originatingDate(msg, clock)),
+      group: isGroup ? { groupId: remoteJid, groupName: await groupName(botId, remoteJid, log) } : undefined,
+    };
+  }
+
+  async function emit(payloadCase, value, chatKey) {
+    const frame = buildNodeFrame({ payload: { case: payloadCase, value } });
+    await frameSink(frame, chatKey);
+    return frame;
+  }
+
+  async function handleMedia(botId, msg, info, hdr, chatKey, log) {
+    const base = {
+      header: hdr,
+      message: info.caption,
+      mimeType: clip(info.mimeType, 255),
+      mediaKind: info.kind,
+      originalFilename: info.fileName === undefined ? undefined : clip(info.fileName, 1024),
+    };
+    const quotaGb = quotaGbFor(botId);
+    if (quotaGb !== undefined) {
+      const quotaBytes = Math.floor(quotaGb * GIB);
+      const used = await measureStaging({ stagingDir, sizeOf, timeoutMs: quotaTimeoutMs, logger: log });
+      if (used !== undefined && used >= quotaBytes) {
+        log.warn({ used_bytes: used, quota_bytes: quotaBytes }, "staging quota exceeded; media not downloaded");
+        return emit("quotaExceededMediaMessage", {
+          ...base,
+          usedBytes: BigInt(used),
+          quotaBytes: BigInt(quotaBytes),
+        }, chatKey);
+      }
+    }
+    try {
+      const staged = await stageMedia({
+        message: msg,
+        stagingDir,
+        download,
+        reupload: reupload ? (m) => reupload(botId, m) : undefined,
+        fileSha256: info.media?.fileSha256,
+        maxBytes: maxMediaBytes,
+        downloadTimeoutMs,
+        reuploadTimeoutMs,
+        logger: log,
+      });
+      log.info(
+        { media_processing_id: staged.mediaProcessingId, size: staged.size, mime: baseMime(info.mimeType),
+          declared_size: untrustedCount(info.media?.fileLength) },
+        "media staged",
+      );
+      return emit("mediaMessage", {
+        ...base,
+        mimeType: base.mimeType || "application/octet-stream",
+        mediaProcessingId: staged.mediaProcessingId,
+        fileSize: BigInt(staged.size),
+      }, chatKey);
+    } catch (err) {
+      if (!(err instanceof MediaError)) throw err;
+      log.warn({ reason: err.reason, mime: baseMime(info.mimeType) }, "media unusable; sending corrupt-media frame");
+      return emit("corruptMediaMessage", { ...base, reason: clip(err.reason, 1024) }, chatKey);
+    }
+  }
+
+  /**
+   * Handles one message; resolves once its frame (if any) is in the sink. Returns the
+   * frame, or undefined when nothing is forwarded.
+   */
+  async function handleMessage(botId, msg) {
+    const key = msg?.key;
+    if (!key?.remoteJid || !key.id) {
+      logger.warn({ bot_id: botId }, "message without key ignored");
+      return undefined;
+    }
+    const log = logger.child({ bot_id: botId, correspondent_id: key.remoteJid, provider_message_id: key.id });
+    if (key.fromMe || key.remoteJid === "status@broadcast") return undefined;
+    if (isDecryptionStub(msg)) {
+      // Not marked as seen: the decrypted message may arrive later under the same id.
+      log.warn({ stub: msg.messageStubType, params: msg.messageStubParameters }, "undecryptable message not forwarded");
+      return undefined;
+    }
+    const seenKey = `${botId}\u0000${key.remoteJid}\u0000${key.id}`;
+    if (seen.has(seenKey)) {
+      log.debug("message already handled");
+      return undefined;
+    }
+    const content = unwrap(msg.message);
+    const info = classify(content ?? {});
+    if (info.type === "ignored") {
+      log.debug({ content_type: info.contentType }, "message type not forwarded");
+      return undefined;
+    }
+    if (info.type === "text" && info.text === "") return undefined;
+    remember(seenKey);
+    const chatKey = `${botId}\u0000${key.remoteJid}`;
+    try {
+      const hdr = await header(botId, msg, log);
+      if (info.type === "text") return await emit("textMessage", { header: hdr, message: info.text }, chatKey);
+      return await handleMedia(botId, msg, info, hdr, chatKey, log);
+    } catch (err) {
+      // Nothing reached the sink: let a redelivery of this id try again.
+      seen.delete(seenKey);
+      throw err;
+    }
+  }
+
+  /**
+   * Handles a whole `messages.upsert` batch. Text frames enter the sink in arrival
+   * order at once; media downloads run alongside and do not hold later texts back.
+   */
+  async function handleUpsert(botId, event) {
+    if (!HANDLED_UPSERT_TYPES.includes(event?.type)) return [];
+    const pending = [];
+    for (const msg of event.messages ?? []) {
+      const content = msg?.message && !isDecryptionStub(msg) ? unwrap(msg.message) : undefined;
+      const isText = content !== undefined && classify(content).type === "text";
+      const done = handleMessage(botId, msg).catch((err) => {
+        logger.error({ err, bot_id: botId, provider_message_id: msg?.key?.id }, "message handling failed");
+        return undefined;
+      });
+      if (isText) await done;
+      pending.push(done);
+    }
+    return (await Promise.all(pending)).filter(Boolean);
+  }
+
+  return { handleUpsert, handleMessage };
+}
