@@ -280,4 +280,4 @@ export function newFrameId() {
   return randomUUID();
 }
 
-export { toJson, toBinary, fromBinary, NodeFrameSchema, GatewayFrameSchema };
+export { fromJson, toJson, toBinary, fromBinary, NodeFrameSchema, GatewayFrameSchema };

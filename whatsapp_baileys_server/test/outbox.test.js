@@ -1,0 +1,218 @@
+// Frames to the gateway survive a gateway outage and a Node restart, are delivered in
+// order per chat, and are dropped from the outbox only once acknowledged. A real local
+// WebSocket server plays the gateway.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AckStatus } from "../src/gen/chatbot/wire/v1/frames_pb.js";
+import { GatewayClient } from "../src/gateway_client.js";
+import { Outbox } from "../src/outbox.js";
+import { createMemoryLogger } from "../src/logger.js";
+import { buildNodeFrame } from "../src/wire.js";
+import { TOKEN, startGateway } from "./helpers/fake_gateway.js";
+
+const FAST = { initialMs: 20, maxMs: 100 };
+
+function textFrame(chat, text) {
+  return buildNodeFrame({
+    payload: {
+      case: "textMessage",
+      value: {
+        header: {
+          botId: "bot-1",
+          correspondentId: chat,
+          sender: chat,
+          providerMessageId: `id-${text}`,
+          originatingTime: timestampFromDate(new Date("2026-11-21T07:30:15Z")),
+        },
+        message: text,
+      },
+    },
+  });
+}
+
+async function node(dir, url, extra = {}) {
+  const { logger, records } = createMemoryLogger("debug");
+  const outbox = await new Outbox({ dir, logger }).open();
+  const client = new GatewayClient({
+    url,
+    token: TOKEN,
+    outbox,
+    logger,
+    onOutgoing: async () => ({ status: AckStatus.ACCEPTED }),
+    reconnect: FAST,
+    retry: FAST,
+    ackTimeoutMs: 5000,
+    ...extra,
+  });
+  return { outbox, client, records };
+}
+
+function textsOf(frames, chat) {
+  return frames
+    .filter((f) => f.payload.case === "textMessage" && f.payload.value.header.correspondentId === chat)
+    .map((f) => f.payload.value.message);
+}
+
+async function tempDir(t) {
+  const dir = await mkdtemp(join(tmpdir(), "outbox-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test("frames queued during a gateway outage are delivered after it, in order per chat", async (t) => {
+  const dir = await tempDir(t);
+  // Reserve a port, then take the gateway down: Node starts during the outage.
+  const first = await startGateway();
+  const { port, url } = first;
+  await first.close();
+
+  const { outbox, client } = await node(dir, url);
+  client.start();
+  for (const [chat, text] of [["a@s", "a1"], ["b@s", "b1"], ["a@s", "a2"], ["a@s", "a3"], ["b@s", "b2"]]) {
+    await client.send(textFrame(chat, text), `bot-1\u0000${chat}`);
+  }
+  assert.equal((await readdir(dir)).length, 5, "every unacknowledged frame is on disk");
+  await new Promise((r) => setTimeout(r, 150)); // a few failed reconnects
+
+  const gateway = await startGateway({ port });
+  t.after(() => gateway.close());
+  await gateway.waitFor(() => gateway.data().length >= 5 && outbox.size === 0);
+  await client.stop();
+
+  assert.deepEqual(textsOf(gateway.data(), "a@s"), ["a1", "a2", "a3"]);
+  assert.deepEqual(textsOf(gateway.data(), "b@s"), ["b1", "b2"]);
+  assert.equal(gateway.data().length, 5, "each frame delivered once");
+  assert.ok(gateway.authHeaders.every((h) => h === `Bearer ${TOKEN}`));
+  assert.deepEqual(await readdir(dir), [], "acknowledged frames leave the outbox");
+});
+
+test("unacknowledged frames survive a Node restart and are delivered once acknowledged", async (t) => {
+  const dir = await tempDir(t);
+  // A gateway that receives but never answers (e.g. its backend is stuck).
+  const silent = await startGateway({ decide: () => null });
+  const run1 = await node(dir, silent.url);
+  run1.client.start();
+  await run1.client.send(textFrame("a@s", "one"), "bot-1\u0000a@s");
+  await run1.client.send(textFrame("a@s", "two"), "bot-1\u0000a@s");
+  await run1.client.send(textFrame("c@s", "three"), "bot-1\u0000c@s");
+  await silent.waitFor(() => silent.data().length === 2); // the heads of a@s and c@s
+  assert.deepEqual(textsOf(silent.data(), "a@s"), ["one"], "the second frame of a chat waits for the first's ack");
+  await run1.client.stop(); // Node goes down with three frames unacknowledged
+  await silent.close();
+
+  const gateway = await startGateway();
+  t.after(() => gateway.close());
+  const run2 = await node(dir, gateway.url);
+  assert.equal(run2.outbox.size, 3, "the restarted Node finds its pending frames");
+  run2.client.start();
+  await gateway.waitFor(() => gateway.data().length >= 3 && run2.outbox.size === 0);
+  await run2.client.stop();
+  assert.deepEqual(textsOf(gateway.data(), "a@s"), ["one", "two"]);
+  assert.deepEqual(textsOf(gateway.data(), "c@s"), ["three"]);
+  const ids = gateway.data().map((f) => f.frameId).sort();
+  assert.deepEqual(ids, silent.data().map((f) => f.frameId).concat(
+    gateway.data().filter((f) => f.payload.value.message === "two").map((f) => f.frameId),
+  ).sort(), "resent frames keep their frame ids");
+
+  // A third run has nothing left to send.
+  const gateway3 = await startGateway();
+  t.after(() => gateway3.close());
+  const run3 = await node(dir, gateway3.url);
+  assert.equal(run3.outbox.size, 0);
+  run3.client.start();
+  await gateway3.waitFor(() => gateway3.sockets.size === 1);
+  await new Promise((r) => setTimeout(r, 50));
+  await run3.client.stop();
+  assert.equal(gateway3.data().length, 0, "acknowledged frames are never sent again");
+});
+
+test("RETRY keeps the frame and resends it after a backoff, holding its chat's later frames", async (t) => {
+  const dir = await tempDir(t);
+  const gateway = await startGateway({
+    decide: (frame, count) => (frame.payload.value.message === "first" && count < 3 ? AckStatus.RETRY : AckStatus.ACCEPTED),
+  });
+  t.after(() => gateway.close());
+  const { outbox, client, records } = await node(dir, gateway.url);
+  client.start();
+  await client.send(textFrame("a@s", "first"), "bot-1\u0000a@s");
+  await client.send(textFrame("a@s", "second"), "bot-1\u0000a@s");
+  await gateway.waitFor(() => outbox.size === 0);
+  await client.stop();
+  assert.deepEqual(textsOf(gateway.data(), "a@s"), ["first", "first", "first", "second"]);
+  assert.equal(records.filter((r) => r.msg === "gateway asked to retry later").length, 2);
+});
+
+test("REJECTED and DUPLICATE acks remove the frame; a rejection is logged as an error", async (t) => {
+  const dir = await tempDir(t);
+  const gateway = await startGateway({
+    decide: (frame) => (frame.payload.value.message === "bad" ? AckStatus.REJECTED : AckStatus.DUPLICATE),
+  });
+  t.after(() => gateway.close());
+  const { outbox, client, records } = await node(dir, gateway.url);
+  client.start();
+  await client.send(textFrame("a@s", "bad"), "bot-1\u0000a@s");
+  await client.send(textFrame("a@s", "again"), "bot-1\u0000a@s");
+  await gateway.waitFor(() => outbox.size === 0);
+  await client.stop();
+  const rejection = records.find((r) => r.msg === "gateway rejected a frame; dropped");
+  assert.equal(rejection.level, "error");
+  assert.equal(rejection.reason, "test says no");
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test("an outgoing message is sent once and acknowledged, also when the gateway resends it", async (t) => {
+  const dir = await tempDir(t);
+  const gateway = await startGateway();
+  t.after(() => gateway.close());
+  const sent = [];
+  const { client } = await node(dir, gateway.url, {
+    onOutgoing: async (outgoing, frameId) => {
+      sent.push({ frameId, ...outgoing });
+      return outgoing.botId === "bot-1"
+        ? { status: AckStatus.ACCEPTED }
+        : { status: AckStatus.REJECTED, reason: `no open session for bot ${outgoing.botId}` };
+    },
+  });
+  client.start();
+  await gateway.waitFor(() => gateway.sockets.size === 1);
+  const reply = { case: "outgoingMessage", value: { botId: "bot-1", correspondentId: "a@s", text: "Thanks, got it.", quotedProviderMessageId: "3EB0" } };
+  gateway.send({ frameId: "g-1", payload: reply });
+  gateway.send({ frameId: "g-2", payload: { case: "outgoingMessage", value: { botId: "bot-9", correspondentId: "a@s", text: "hi" } } });
+  await gateway.waitFor(() => gateway.acks().length === 2);
+  gateway.send({ frameId: "g-1", payload: reply }); // the gateway did not see our ack in time
+  await gateway.waitFor(() => gateway.acks().length === 3);
+  gateway.send({ frameId: "g-3", payload: { case: "outgoingMessage", value: { botId: "bot-1", correspondentId: "a@s" } } });
+  await gateway.waitFor(() => gateway.acks().length === 4);
+  await client.stop();
+
+  assert.deepEqual(sent.map((s) => s.frameId), ["g-1", "g-2"], "the resent g-1 is not sent to WhatsApp twice; invalid g-3 never");
+  assert.equal(sent[0].text, "Thanks, got it.");
+  assert.equal(sent[0].quotedProviderMessageId, "3EB0");
+  const acks = gateway.acks();
+  assert.deepEqual(acks.map((a) => [a.frameId, a.status]), [
+    ["g-1", AckStatus.ACCEPTED],
+    ["g-2", AckStatus.REJECTED],
+    ["g-1", AckStatus.ACCEPTED],
+    ["g-3", AckStatus.REJECTED],
+  ]);
+  assert.equal(acks[1].reason, "no open session for bot bot-9");
+  assert.equal(acks[3].reason, "invalid frame: outgoing_message.text: required");
+  assert.deepEqual(await readdir(dir), [], "acks are not kept in the outbox");
+});
+
+test("a torn write and an unreadable file from a crash do not stop the outbox from opening", async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, "0000000000000001.json.tmp"), "{\"chatKey\":");
+  await writeFile(join(dir, "0000000000000002.json"), "not json");
+  const { logger, records } = createMemoryLogger();
+  const outbox = await new Outbox({ dir, logger }).open();
+  assert.equal(outbox.size, 0);
+  assert.deepEqual((await readdir(dir)).sort(), ["0000000000000002.json.corrupt"]);
+  assert.ok(records.some((r) => r.level === "error" && r.msg === "unreadable outbox file set aside"));
+  const entry = await outbox.add(textFrame("a@s", "x"), "k");
+  assert.equal(entry.seq, 3, "new frames sort after anything left on disk");
+});
