@@ -1,0 +1,65 @@
+"""Gateway configuration from the environment (documented in the README, "gateway")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.common.env import env_bool, env_float, env_int, env_str
+from services.common.errors import InvalidInputError
+from services.common.store import StoreConfig
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    # Shared secret the Node server presents on the WebSocket.
+    node_ws_token: str = ""
+    # Secret for the bot lifecycle HTTP API.
+    api_token: str = ""
+    # Only for local experiments: accept unauthenticated peers.
+    insecure_no_auth: bool = False
+    queue_address: str = "127.0.0.1:50051"
+    node_api_url: str = "http://127.0.0.1:8091"
+    node_api_token: str = ""
+    metrics_port: int = 9101
+    # AddMessages batching: how long the first frame of a batch waits for company.
+    batch_window_seconds: float = 0.002
+    batch_max_messages: int = 256
+    rpc_timeout_seconds: float = 10.0
+    # How long an outgoing reply waits for Node's acknowledgement.
+    outgoing_ack_timeout_seconds: float = 15.0
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def __post_init__(self) -> None:
+        if not self.insecure_no_auth and not (self.node_ws_token and self.api_token):
+            raise InvalidInputError(
+                "GATEWAY_NODE_TOKEN and GATEWAY_API_TOKEN must be set (long random strings); "
+                "set GATEWAY_INSECURE_NO_AUTH=1 only for local experiments"
+            )
+        if not 0 <= self.port <= 65535:
+            raise InvalidInputError(f"GATEWAY_PORT must be 0..65535, got {self.port}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = os.environ if env is None else env
+        return cls(
+            host=env_str(env, "GATEWAY_HOST", "127.0.0.1"),
+            port=env_int(env, "GATEWAY_PORT", 8090),
+            node_ws_token=env.get("GATEWAY_NODE_TOKEN", ""),
+            api_token=env.get("GATEWAY_API_TOKEN", ""),
+            insecure_no_auth=env_bool(env, "GATEWAY_INSECURE_NO_AUTH", False),
+            queue_address=env_str(env, "QUEUE_SVC_ADDRESS", "127.0.0.1:50051"),
+            node_api_url=env_str(env, "NODE_API_URL", "http://127.0.0.1:8091").rstrip("/"),
+            node_api_token=env.get("NODE_API_TOKEN", ""),
+            metrics_port=env_int(env, "GATEWAY_METRICS_PORT", 9101),
+            batch_window_seconds=env_float(env, "GATEWAY_BATCH_WINDOW_SECONDS", 0.002),
+            batch_max_messages=env_int(env, "GATEWAY_BATCH_MAX_MESSAGES", 256, minimum=1),
+            rpc_timeout_seconds=env_float(env, "GATEWAY_RPC_TIMEOUT_SECONDS", 10.0),
+            outgoing_ack_timeout_seconds=env_float(
+                env, "GATEWAY_OUTGOING_ACK_TIMEOUT_SECONDS", 15.0
+            ),
+            store=StoreConfig.from_env(env),
+        )

@@ -1,0 +1,155 @@
+"""Writes incoming frames to queue_svc: text in batches, media one by one.
+
+Every call answers with the acknowledgement Node should get; nothing here raises for
+an expected outcome, so the WebSocket handler stays a thin loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import grpc
+from chatbot.queue.v1 import queue_service_pb2 as q
+from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
+from chatbot.wire.v1 import frames_pb2 as w
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    status: w.AckStatus.ValueType
+    reason: str | None = None
+
+
+ACCEPTED = AckOutcome(w.ACK_STATUS_ACCEPTED)
+DUPLICATE = AckOutcome(w.ACK_STATUS_DUPLICATE)
+
+
+def outcome_for_rpc_error(error: grpc.aio.AioRpcError, bot_id: str) -> AckOutcome:
+    """Malformed requests are final; everything else is worth resending later."""
+    code = error.code()
+    detail = error.details() or code.name
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return AckOutcome(w.ACK_STATUS_REJECTED, detail)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return AckOutcome(
+            w.ACK_STATUS_RETRY,
+            f"bot {bot_id!r} is not active ({detail}); start it with POST /bots/{bot_id}/start",
+        )
+    return AckOutcome(w.ACK_STATUS_RETRY, f"queue_svc {code.name}: {detail}")
+
+
+_ADD_STATUS = {
+    q.ADD_STATUS_ADDED: ACCEPTED,
+    q.ADD_STATUS_DUPLICATE: DUPLICATE,
+}
+
+
+@dataclass
+class _Pending:
+    request: q.AddMessageRequest
+    done: asyncio.Future[AckOutcome]
+
+
+class QueueWriter:
+    """Coalesces text messages arriving within a short window into one AddMessages call.
+
+    A single flusher sends batches one after another, so messages keep the order in
+    which frames arrived; media placeholders go straight through (their order relative
+    to text is not preserved by design).
+    """
+
+    def __init__(
+        self,
+        stub: q_grpc.QueueServiceAsyncStub,
+        *,
+        window_seconds: float,
+        max_batch: int,
+        timeout_seconds: float,
+    ) -> None:
+        self._stub = stub
+        self._window = window_seconds
+        self._max_batch = max_batch
+        self._timeout = timeout_seconds
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_forever(), name="queue-writer")
+
+    async def close(self) -> None:
+        """Sends what is queued, then stops. Safe to call twice."""
+        self._closed = True
+        self._wakeup.set()
+        if self._flusher is not None:
+            await self._flusher
+            self._flusher = None
+
+    async def add_text(self, request: q.AddMessageRequest) -> AckOutcome:
+        if self._closed:
+            return AckOutcome(w.ACK_STATUS_RETRY, "gateway is shutting down")
+        done: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(request, done))
+        self._wakeup.set()
+        return await done
+
+    async def inject_placeholder(self, request: q.InjectPlaceholderRequest) -> AckOutcome:
+        try:
+            reply = await self._stub.InjectPlaceholder(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            return outcome_for_rpc_error(error, request.bot_id)
+        return DUPLICATE if reply.duplicate else ACCEPTED
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if not self._pending and self._closed:
+                return
+            if len(self._pending) < self._max_batch and not self._closed:
+                # Give concurrent frames a moment to join this batch.
+                await asyncio.sleep(self._window)
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if not self._pending:
+                self._wakeup.clear()
+            if batch:
+                await self._send(batch)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        request = q.AddMessagesRequest(messages=[p.request for p in batch])
+        try:
+            reply = await self._stub.AddMessages(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(batch) > 1:
+                # One bad item must not refuse its neighbours: resend one by one.
+                for item in batch:
+                    await self._send([item])
+                return
+            for item in batch:
+                _resolve(item.done, outcome_for_rpc_error(error, item.request.bot_id))
+            return
+        if len(reply.results) != len(batch):
+            log.error("AddMessages answered %d results for %d", len(reply.results), len(batch))
+            for item in batch:
+                _resolve(item.done, AckOutcome(w.ACK_STATUS_RETRY, "queue_svc answer mismatch"))
+            return
+        for item, result in zip(batch, reply.results, strict=True):
+            outcome = _ADD_STATUS.get(result.status) or AckOutcome(
+                w.ACK_STATUS_RETRY,
+                f"bot {item.request.bot_id!r} is not active; "
+                f"start it with POST /bots/{item.request.bot_id}/start",
+            )
+            _resolve(item.done, outcome)
+
+
+def _resolve(future: asyncio.Future[AckOutcome], outcome: AckOutcome) -> None:
+    # The waiting frame handler may have been cancelled (socket closed); that is fine.
+    with contextlib.suppress(asyncio.InvalidStateError):
+        future.set_result(outcome)

@@ -1,0 +1,73 @@
+"""Composition root of the gateway: config → store → queue channel → handlers → HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aiohttp
+import grpc
+from aiohttp import web
+from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
+from prometheus_client import CollectorRegistry, start_http_server
+
+from services.common.store import open_store
+from services.gateway.config import GatewayConfig
+from services.gateway.frame_handler import FrameHandler
+from services.gateway.http_app import GatewayApp
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.node_client import NodeClient
+from services.gateway.node_link import NodeLink
+from services.gateway.queue_writer import QueueWriter
+
+log = logging.getLogger("gateway")
+
+
+async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+    """Runs until SIGTERM/SIGINT; then stops accepting, flushes and closes everything."""
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=config.host, registry=registry)
+    store = await open_store(config.store)
+    channel = grpc.aio.insecure_channel(config.queue_address)
+    writer = QueueWriter(
+        q_grpc.QueueServiceStub(channel),
+        window_seconds=config.batch_window_seconds,
+        max_batch=config.batch_max_messages,
+        timeout_seconds=config.rpc_timeout_seconds,
+    )
+    writer.start()
+    link = NodeLink(ack_timeout_seconds=config.outgoing_ack_timeout_seconds)
+    http = aiohttp.ClientSession()
+    app = GatewayApp(
+        config=config,
+        store=store,
+        queue=q_grpc.QueueServiceStub(channel),
+        handler=FrameHandler(writer, link, metrics),
+        link=link,
+        node=NodeClient(http, config.node_api_url, config.node_api_token),
+        metrics=metrics,
+    ).build()
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else config.port
+        print(f"gateway listening on {config.host}:{port}", flush=True)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("gateway stopping")
+    finally:
+        await runner.cleanup()
+        await writer.close()
+        await http.close()
+        await channel.close(None)
+        await store.close()

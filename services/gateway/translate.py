@@ -1,0 +1,84 @@
+"""Pure translation of incoming wire frames into QueueService requests."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from chatbot.common.v1 import message_pb2
+from chatbot.queue.v1 import queue_service_pb2 as q
+from chatbot.wire.v1 import frames_pb2 as w
+
+
+def derived_media_id(bot_id: str, provider_message_id: str) -> str:
+    """A UUID4-shaped job key for media that Node could not stage.
+
+    Derived, not random, so a resent corrupt or over-quota frame maps to the same job
+    and is answered as a duplicate instead of creating a second one.
+    """
+    digest = hashlib.sha256(f"{bot_id}\0{provider_message_id}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def _new_message(header: w.IncomingHeader, content: str) -> q.NewMessage:
+    message = q.NewMessage(
+        content=content,
+        sender=header.sender,
+        source=message_pb2.MESSAGE_SOURCE_USER,
+        provider_message_id=header.provider_message_id,
+    )
+    message.originating_time.CopyFrom(header.originating_time)
+    if header.HasField("group"):
+        message.group.CopyFrom(header.group)
+    return message
+
+
+def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
+    return q.AddMessageRequest(
+        bot_id=frame.header.bot_id,
+        correspondent_id=frame.header.correspondent_id,
+        message=_new_message(frame.header, frame.message),
+    )
+
+
+def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
+    request = q.InjectPlaceholderRequest(
+        bot_id=frame.header.bot_id,
+        correspondent_id=frame.header.correspondent_id,
+        message=_new_message(frame.header, frame.message),
+        media_processing_id=frame.media_processing_id,
+        mime_type=frame.mime_type,
+        media_kind=frame.media_kind,
+        file_size=frame.file_size,
+        condition=q.MEDIA_CONDITION_STAGED,
+    )
+    if frame.HasField("original_filename"):
+        request.original_filename = frame.original_filename
+    return request
+
+
+def unstaged_request(
+    frame: w.CorruptMediaMessage | w.QuotaExceededMediaMessage,
+) -> q.InjectPlaceholderRequest:
+    """Corrupt and over-quota media still get a placeholder and a job (routed to the
+    Corrupt / Unsupported pools) so every media message reaches the bot the same way."""
+    header = frame.header
+    if isinstance(frame, w.CorruptMediaMessage):
+        condition, detail = q.MEDIA_CONDITION_CORRUPT, frame.reason
+    else:
+        condition = q.MEDIA_CONDITION_OVER_QUOTA
+        detail = f"staging quota exceeded: {frame.used_bytes} of {frame.quota_bytes} bytes used"
+    request = q.InjectPlaceholderRequest(
+        bot_id=header.bot_id,
+        correspondent_id=header.correspondent_id,
+        message=_new_message(header, frame.message),
+        media_processing_id=derived_media_id(header.bot_id, header.provider_message_id),
+        # An empty type still routes (to the fallback pool) and reads clearly in markers.
+        mime_type=frame.mime_type or "application/octet-stream",
+        media_kind=frame.media_kind,
+        condition=condition,
+        condition_detail=detail,
+    )
+    if frame.HasField("original_filename"):
+        request.original_filename = frame.original_filename
+    return request

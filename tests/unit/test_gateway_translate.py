@@ -1,0 +1,67 @@
+"""Wire frames become QueueService requests without losing or inventing anything."""
+
+from __future__ import annotations
+
+from chatbot.common.v1 import message_pb2
+from chatbot.queue.v1 import queue_service_pb2 as q
+
+from services.common.validation import is_uuid4, validate_message
+from services.common.wire import parse_node_frame
+from services.gateway import translate
+from tests.helpers.fixtures import frame_text, load_fixtures
+
+VALID = dict(load_fixtures("valid"))
+
+
+def test_text_frame_becomes_a_valid_add_message_request() -> None:
+    frame = parse_node_frame(frame_text(VALID["text_message_group"])).text_message
+    request = translate.text_request(frame)
+    assert validate_message(request) == []
+    assert request.bot_id == "bot-1"
+    assert request.correspondent_id == "120363041234567890@g.us"
+    assert request.message.content == "hi all"
+    assert request.message.source == message_pb2.MESSAGE_SOURCE_USER
+    assert request.message.group.group_name == "Team"
+    assert request.message.originating_time == frame.header.originating_time
+
+
+def test_media_frame_keeps_caption_id_and_full_mime() -> None:
+    frame = parse_node_frame(frame_text(VALID["media_message_voice_note"])).media_message
+    request = translate.media_request(frame)
+    assert validate_message(request) == []
+    assert request.media_processing_id == frame.media_processing_id
+    assert request.mime_type == "audio/ogg; codecs=opus"
+    assert request.condition == q.MEDIA_CONDITION_STAGED
+    assert request.file_size == 8842
+    assert not request.HasField("original_filename")
+
+
+def test_corrupt_frame_gets_a_stable_uuid4_and_its_reason() -> None:
+    fixture = VALID["corrupt_media_message"]
+    first = translate.unstaged_request(parse_node_frame(frame_text(fixture)).corrupt_media_message)
+    again = translate.unstaged_request(parse_node_frame(frame_text(fixture)).corrupt_media_message)
+    assert validate_message(first) == []
+    assert is_uuid4(first.media_processing_id)
+    assert first.media_processing_id == again.media_processing_id
+    assert first.condition == q.MEDIA_CONDITION_CORRUPT
+    assert first.condition_detail == "download failed: HTTP 410 after re-upload"
+    assert first.message.content == "party!"
+
+
+def test_over_quota_frame_is_routed_as_over_quota() -> None:
+    fixture = VALID["quota_exceeded_media_message"]
+    frame = parse_node_frame(frame_text(fixture)).quota_exceeded_media_message
+    request = translate.unstaged_request(frame)
+    assert request.condition == q.MEDIA_CONDITION_OVER_QUOTA
+    assert "1073741824 of 1073741824" in request.condition_detail
+    assert request.original_filename == "backup.zip"
+
+
+def test_derived_ids_differ_per_bot_and_message() -> None:
+    ids = {
+        translate.derived_media_id(bot, message)
+        for bot in ("a", "b")
+        for message in ("m1", "m2")
+    }
+    assert len(ids) == 4
+    assert all(is_uuid4(i) for i in ids)
