@@ -1,0 +1,234 @@
+"""All correspondent queues of one active bot, its persistence backlog and its dedup memory."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from services.queue_svc.correspondent_queue import (
+    Clock,
+    CorrespondentQueue,
+    ResolveOutcome,
+    UpdateStatus,
+)
+from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
+
+DEFAULT_DEDUP_CAPACITY = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKey:
+    """Where an accepted message lives: (correspondent, id) within the bot."""
+
+    correspondent_id: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyMessage:
+    """A ready message waiting in the persistence backlog."""
+
+    correspondent_id: str
+    message: QueuedMessage
+
+    @property
+    def key(self) -> MessageKey:
+        return MessageKey(self.correspondent_id, self.message.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AddOutcome:
+    """AddMessage's result: the new entry, or the key of the message it duplicates.
+
+    `duplicate_of` is None for a duplicate that is only known to be persisted (the
+    store answered, or the memory entry is older than the window).
+    """
+
+    entry: QueuedMessage | None
+    duplicate: bool = False
+    duplicate_of: MessageKey | None = None
+
+
+class BotQueues:
+    """One bot's queues. Ready messages enter the backlog once; eviction never touches it."""
+
+    def __init__(
+        self,
+        bot_id: str,
+        provider_name: str,
+        limits: QueueLimits,
+        dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.bot_id = bot_id
+        self.provider_name = provider_name
+        self.limits = limits
+        self._clock = clock
+        self._queues: dict[str, CorrespondentQueue] = {}
+        self._seeds: dict[str, int] = {}
+        self._backlog: deque[ReadyMessage] = deque()
+        # Provider ids of ready messages, bounded (the store answers for older ones).
+        self._seen: OrderedDict[str, MessageKey | None] = OrderedDict()
+        self._dedup_capacity = dedup_capacity
+        # Provider ids and media ids of live placeholders: unbounded, because a
+        # placeholder's provider id is in neither `queues` nor the bounded memory.
+        self._placeholder_pids: dict[str, tuple[str, str]] = {}
+        self._media: dict[str, str] = {}
+        self._resolved_media: OrderedDict[str, str] = OrderedDict()
+
+    # -- queues --------------------------------------------------------------------
+
+    def seed_next_ids(self, max_ids: Mapping[str, int]) -> None:
+        """From the store's highest persisted id per correspondent (next = max + 1)."""
+        for correspondent_id, max_id in max_ids.items():
+            self._seeds[correspondent_id] = max_id + 1
+            queue = self._queues.get(correspondent_id)
+            if queue is not None:
+                queue.seed_next_id(max_id + 1)
+
+    def queue(self, correspondent_id: str) -> CorrespondentQueue:
+        queue = self._queues.get(correspondent_id)
+        if queue is None:
+            queue = CorrespondentQueue(
+                self.limits, self._seeds.pop(correspondent_id, 1), self._clock
+            )
+            self._queues[correspondent_id] = queue
+        return queue
+
+    def existing_queue(self, correspondent_id: str) -> CorrespondentQueue | None:
+        return self._queues.get(correspondent_id)
+
+    def queues(self) -> Iterable[tuple[str, CorrespondentQueue]]:
+        return self._queues.items()
+
+    # -- dedup ---------------------------------------------------------------------
+
+    def lookup_provider_id(self, provider_message_id: str) -> tuple[bool, MessageKey | None]:
+        """(known, key): known when this bot already accepted that WhatsApp message."""
+        if not provider_message_id:
+            return False, None
+        placeholder = self._placeholder_pids.get(provider_message_id)
+        if placeholder is not None:
+            correspondent_id, media_id = placeholder
+            entry = self._queues[correspondent_id].placeholder(media_id)
+            assert entry is not None
+            return True, MessageKey(correspondent_id, entry.id)
+        if provider_message_id in self._seen:
+            self._seen.move_to_end(provider_message_id)
+            return True, self._seen[provider_message_id]
+        return False, None
+
+    def remember_persisted(self, provider_message_ids: Iterable[str]) -> None:
+        """Provider ids the store reported as already in `queues`."""
+        for pid in provider_message_ids:
+            self._remember(pid, None)
+
+    def _remember(self, provider_message_id: str, key: MessageKey | None) -> None:
+        if not provider_message_id:
+            return
+        self._seen[provider_message_id] = key
+        self._seen.move_to_end(provider_message_id)
+        while len(self._seen) > self._dedup_capacity:
+            self._seen.popitem(last=False)
+
+    # -- operations ----------------------------------------------------------------
+
+    def add(self, correspondent_id: str, message: NewMessage) -> AddOutcome:
+        """AddMessage within the bot: dedup by provider id, append, enter the backlog."""
+        known, key = self.lookup_provider_id(message.provider_message_id)
+        if known:
+            return AddOutcome(None, True, key)
+        entry, _evicted = self.queue(correspondent_id).append(message)
+        self._backlog.append(ReadyMessage(correspondent_id, entry))
+        self._remember(message.provider_message_id, MessageKey(correspondent_id, entry.id))
+        return AddOutcome(entry)
+
+    def reserve_id(self, correspondent_id: str) -> int:
+        return self.queue(correspondent_id).reserve_id()
+
+    def find_media(self, media_processing_id: str) -> tuple[str, int] | None:
+        """(correspondent, message id) of a live or recently resolved placeholder."""
+        correspondent_id = self._media.get(media_processing_id) or self._resolved_media.get(
+            media_processing_id
+        )
+        if correspondent_id is None:
+            return None
+        queue = self._queues[correspondent_id]
+        entry = queue.placeholder(media_processing_id)
+        if entry is not None:
+            return correspondent_id, entry.id
+        resolved = queue.resolved_id(media_processing_id)
+        if resolved is not None:
+            return correspondent_id, resolved
+        return None
+
+    def inject_placeholder(
+        self,
+        correspondent_id: str,
+        message: NewMessage,
+        media: MediaInfo,
+        media_processing_id: str,
+        message_id: int | None = None,
+    ) -> tuple[QueuedMessage, bool]:
+        entry, created = self.queue(correspondent_id).inject_placeholder(
+            message, media, media_processing_id, message_id
+        )
+        if created:
+            self._media[media_processing_id] = correspondent_id
+            if message.provider_message_id:
+                self._placeholder_pids[message.provider_message_id] = (
+                    correspondent_id,
+                    media_processing_id,
+                )
+        return entry, created
+
+    def resolve(
+        self, correspondent_id: str, media_processing_id: str, content: str
+    ) -> ResolveOutcome:
+        """UpdateByMediaId within the bot; a newly ready message enters the backlog."""
+        queue = self._queues.get(correspondent_id)
+        if queue is None:
+            return ResolveOutcome(UpdateStatus.NOT_FOUND)
+        outcome, _evicted = queue.resolve(media_processing_id, content)
+        entry = outcome.entry
+        if entry is not None:
+            self._backlog.append(ReadyMessage(correspondent_id, entry))
+            del self._media[media_processing_id]
+            self._resolved_media[media_processing_id] = correspondent_id
+            while len(self._resolved_media) > self._dedup_capacity:
+                self._resolved_media.popitem(last=False)
+            if entry.provider_message_id:
+                self._placeholder_pids.pop(entry.provider_message_id, None)
+                self._remember(entry.provider_message_id, MessageKey(correspondent_id, entry.id))
+        return outcome
+
+    # -- persistence backlog -------------------------------------------------------
+
+    @property
+    def backlog_size(self) -> int:
+        return len(self._backlog)
+
+    def pop_ready(self, limit: int) -> list[ReadyMessage]:
+        """PopReady: the oldest not-yet-persisted ready messages; never a placeholder."""
+        taken: list[ReadyMessage] = []
+        while self._backlog and len(taken) < limit:
+            taken.append(self._backlog.popleft())
+        return taken
+
+    def restore_ready(self, taken: list[ReadyMessage]) -> None:
+        """Puts popped messages back at the front, in order (their write failed)."""
+        self._backlog.extendleft(reversed(taken))
+
+    # -- metrics -------------------------------------------------------------------
+
+    def placeholder_count(self) -> int:
+        return sum(q.placeholder_count for q in self._queues.values())
+
+    def counted_count(self) -> int:
+        return sum(q.counted_count for q in self._queues.values())
+
+    def oldest_placeholder_placed_at(self) -> float | None:
+        oldest = [q.oldest_placeholder_placed_at() for q in self._queues.values()]
+        return min((t for t in oldest if t is not None), default=None)

@@ -1,0 +1,88 @@
+"""The values a correspondent queue holds: what writers supply and what the queue keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.common.errors import InvalidInputError
+
+MESSAGE_SOURCES = frozenset({"user", "bot", "system"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message as a writer supplies it; the queue assigns its id and size."""
+
+    content: str
+    sender: str
+    source: str
+    originating_time: datetime
+    provider_message_id: str = ""
+    group_id: str | None = None
+    group_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in MESSAGE_SOURCES:
+            raise InvalidInputError(
+                f"message source must be one of {sorted(MESSAGE_SOURCES)}, got {self.source!r}"
+            )
+        if self.originating_time.tzinfo is None:
+            raise InvalidInputError("originating_time must be timezone-aware (UTC)")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What a media message carries besides its caption."""
+
+    mime_type: str
+    media_kind: str
+    original_filename: str | None = None
+
+
+@dataclass(slots=True)
+class QueuedMessage:
+    """One entry of a correspondent queue.
+
+    Mutable only while it is a placeholder: resolving it sets the content and clears
+    `media_processing_id`, after which nothing changes it again.
+    """
+
+    id: int
+    content: str
+    sender: str
+    source: str
+    originating_time: datetime
+    provider_message_id: str
+    message_size: int
+    group_id: str | None = None
+    group_name: str | None = None
+    media_processing_id: str | None = None
+    mime_type: str | None = None
+    original_filename: str | None = None
+    media_kind: str | None = None
+    # Clock reading when the entry became counted (appended ready, or resolved); the
+    # age limit and the eviction order both use it, so the oldest is always at the head.
+    ready_at: float = 0.0
+    # Clock reading when the placeholder was appended (placeholder age metric).
+    placed_at: float = 0.0
+
+    @property
+    def is_placeholder(self) -> bool:
+        return self.media_processing_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """Retention limits of one correspondent queue; placeholders never count."""
+
+    max_messages: int = 200
+    max_characters: int = 50_000
+    max_age_seconds: float = 7 * 86400
+    # Truncation bound for one message's content (AddMessage and UpdateByMediaId).
+    max_message_characters: int = 8_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_messages", "max_characters", "max_age_seconds", "max_message_characters"):
+            if getattr(self, name) <= 0:
+                raise InvalidInputError(f"queue limit {name} must be > 0")
