@@ -36,7 +36,7 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not self.insecure_no_auth and not (self.node_ws_token and self.api_token):
             raise InvalidInputError(
-                "GATEWAY_NODE_TOKEN and GATEWAY_API_TOKEN must be set (long random strings); "
+                "GATEWAY_TOKEN and GATEWAY_API_TOKEN must be set (long random strings); "
                 "set GATEWAY_INSECURE_NO_AUTH=1 only for local experiments"
             )
         if not 0 <= self.port <= 65535:
@@ -48,7 +48,7 @@ class GatewayConfig:
         return cls(
             host=env_str(env, "GATEWAY_HOST", "127.0.0.1"),
             port=env_int(env, "GATEWAY_PORT", 8090),
-            node_ws_token=env.get("GATEWAY_NODE_TOKEN", ""),
+            node_ws_token=env.get("GATEWAY_TOKEN", ""),
             api_token=env.get("GATEWAY_API_TOKEN", ""),
             insecure_no_auth=env_bool(env, "GATEWAY_INSECURE_NO_AUTH", False),
             queue_address=env_str(env, "QUEUE_SVC_ADDRESS", "127.0.0.1:50051"),
