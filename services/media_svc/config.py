@@ -1,0 +1,171 @@
+"""media_svc configuration from the environment (documented in the README, "media_svc")."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.errors import InvalidInputError
+from services.common.store import StoreConfig
+
+# Points at which the test-only hook MEDIA_SVC_CRASH_AT makes the process SIGKILL itself.
+CRASH_POINTS = frozenset({"after_claim", "during_processing", "after_persist", "after_deliver"})
+
+
+def _number(env: Mapping[str, str], key: str, default: float, minimum: float = 0.0) -> float:
+    text = env.get(key, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"{key} must be a number, got {text!r}") from None
+    if not value >= minimum:
+        raise InvalidInputError(f"{key} must be >= {minimum}, got {text!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
+    text = env.get(key, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInputError(f"{key} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise InvalidInputError(f"{key} must be >= {minimum}, got {text!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], key: str, default: int) -> int:
+    port = _integer(env, key, default)
+    if port > 65535:
+        raise InvalidInputError(f"{key} must be a TCP port from 0 to 65535, got {port}")
+    return port
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """Everything media_svc reads at start. Defaults suit one machine."""
+
+    host: str = "127.0.0.1"
+    # 0 lets the OS choose; the chosen address is printed on start.
+    port: int = 50052
+    queue_svc_address: str = "127.0.0.1:50051"
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    staging_dir: Path = Path("./var/staging")
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    # Upper bound on the idle wait between claims when no wake-up signal arrives.
+    poll_fallback_seconds: float = 1.0
+    definitions_reload_seconds: float = 10.0
+    # Wall-clock limit of one processor run (CPU-bound runs are killed when it passes).
+    processor_timeout_seconds: float = 300.0
+    # Processes of the shared pool that runs CPU-bound processors; 0 = number of CPUs.
+    cpu_processes: int = 0
+    cleanup_interval_seconds: float = 3600.0
+    stale_after_seconds: float = 10800.0
+    orphan_grace_seconds: float = 3600.0
+    # Completed jobs left in ACTIVE longer than this are delivered again (crash recovery).
+    redelivery_after_seconds: float = 30.0
+    redelivery_interval_seconds: float = 15.0
+    metrics_port: int = 9103
+    metrics_refresh_seconds: float = 5.0
+    shutdown_grace_seconds: float = 10.0
+    store: StoreConfig = field(default_factory=StoreConfig)
+    # Test hooks, never set in production: SIGKILL at a point of the job lifecycle, and
+    # a JSON-lines trace of claims (pid, timestamps) for duplicate checks and the bench.
+    crash_at: str | None = None
+    trace_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise InvalidInputError("MEDIA_SVC_HOST must not be empty (e.g. 127.0.0.1)")
+        if ":" not in self.queue_svc_address:
+            raise InvalidInputError(
+                f"QUEUE_SVC_ADDRESS must be host:port (e.g. 127.0.0.1:50051), "
+                f"got {self.queue_svc_address!r}"
+            )
+        if not self.worker_id:
+            raise InvalidInputError("MEDIA_WORKER_ID must not be empty")
+        if self.lease_seconds < 1:
+            raise InvalidInputError("MEDIA_LEASE_SECONDS must be >= 1")
+        if self.max_attempts < 1:
+            raise InvalidInputError("MEDIA_MAX_ATTEMPTS must be >= 1")
+        if self.backoff_max_seconds < self.backoff_base_seconds:
+            raise InvalidInputError(
+                "MEDIA_BACKOFF_MAX_SECONDS must be >= MEDIA_BACKOFF_BASE_SECONDS"
+            )
+        if self.poll_fallback_seconds <= 0:
+            raise InvalidInputError("MEDIA_POLL_FALLBACK_SECONDS must be > 0")
+        if self.cleanup_interval_seconds <= 0 or self.definitions_reload_seconds <= 0:
+            raise InvalidInputError(
+                "MEDIA_CLEANUP_INTERVAL_SECONDS and MEDIA_DEFINITIONS_RELOAD_SECONDS must be > 0"
+            )
+        if self.crash_at is not None and self.crash_at not in CRASH_POINTS:
+            raise InvalidInputError(
+                f"MEDIA_SVC_CRASH_AT must be one of {sorted(CRASH_POINTS)} (a test hook), "
+                f"got {self.crash_at!r}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MediaConfig:
+        env = os.environ if env is None else env
+        default = cls()
+        trace = env.get("MEDIA_SVC_TRACE_PATH", "").strip()
+        return cls(
+            host=env.get("MEDIA_SVC_HOST", "").strip() or default.host,
+            port=_port(env, "MEDIA_SVC_PORT", default.port),
+            queue_svc_address=env.get("QUEUE_SVC_ADDRESS", "").strip() or default.queue_svc_address,
+            worker_id=env.get("MEDIA_WORKER_ID", "").strip() or default.worker_id,
+            staging_dir=Path(env.get("MEDIA_STAGING_DIR", "").strip() or default.staging_dir),
+            lease_seconds=_number(env, "MEDIA_LEASE_SECONDS", default.lease_seconds),
+            max_attempts=_integer(env, "MEDIA_MAX_ATTEMPTS", default.max_attempts, 1),
+            backoff_base_seconds=_number(
+                env, "MEDIA_BACKOFF_BASE_SECONDS", default.backoff_base_seconds
+            ),
+            backoff_max_seconds=_number(
+                env, "MEDIA_BACKOFF_MAX_SECONDS", default.backoff_max_seconds
+            ),
+            poll_fallback_seconds=_number(
+                env, "MEDIA_POLL_FALLBACK_SECONDS", default.poll_fallback_seconds
+            ),
+            definitions_reload_seconds=_number(
+                env, "MEDIA_DEFINITIONS_RELOAD_SECONDS", default.definitions_reload_seconds
+            ),
+            processor_timeout_seconds=_number(
+                env, "MEDIA_PROCESSOR_TIMEOUT_SECONDS", default.processor_timeout_seconds, 0.001
+            ),
+            cpu_processes=_integer(env, "MEDIA_CPU_PROCESSES", default.cpu_processes),
+            cleanup_interval_seconds=_number(
+                env, "MEDIA_CLEANUP_INTERVAL_SECONDS", default.cleanup_interval_seconds
+            ),
+            stale_after_seconds=_number(
+                env, "MEDIA_STALE_AFTER_SECONDS", default.stale_after_seconds
+            ),
+            orphan_grace_seconds=_number(
+                env, "MEDIA_ORPHAN_GRACE_SECONDS", default.orphan_grace_seconds
+            ),
+            redelivery_after_seconds=_number(
+                env, "MEDIA_REDELIVERY_AFTER_SECONDS", default.redelivery_after_seconds
+            ),
+            redelivery_interval_seconds=_number(
+                env, "MEDIA_REDELIVERY_INTERVAL_SECONDS", default.redelivery_interval_seconds, 0.01
+            ),
+            metrics_port=_port(env, "MEDIA_SVC_METRICS_PORT", default.metrics_port),
+            metrics_refresh_seconds=_number(
+                env, "MEDIA_METRICS_REFRESH_SECONDS", default.metrics_refresh_seconds, 0.01
+            ),
+            shutdown_grace_seconds=_number(
+                env, "MEDIA_SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds
+            ),
+            store=StoreConfig.from_env(env),
+            crash_at=env.get("MEDIA_SVC_CRASH_AT", "").strip() or None,
+            trace_path=Path(trace) if trace else None,
+        )

@@ -1,0 +1,108 @@
+"""Prometheus metrics of one media_svc replica, on their own registry (no globals)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from services.common.store import PoolDepth
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_PICKUP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 300)
+
+
+class MediaMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.pool_depth = Gauge(
+            "media_pool_depth",
+            "Pending jobs per pool (store-wide).",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.pool_processing = Gauge(
+            "media_pool_processing",
+            "Jobs being processed per pool (store-wide).",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.oldest_pending_age = Gauge(
+            "media_oldest_pending_age_seconds",
+            "Age of the oldest pending job per pool.",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "media_in_flight",
+            "Jobs this replica is processing, per pool.",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "media_jobs",
+            "Finished jobs by pool and outcome (delivered, failed, held, lease_lost, undelivered).",
+            ["pool", "outcome"],
+            registry=self.registry,
+        )
+        self.processing_seconds = Histogram(
+            "media_processing_seconds",
+            "Processor run time per pool.",
+            ["pool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pickup_seconds = Histogram(
+            "media_pickup_seconds",
+            "Time from job creation to its first claim.",
+            ["pool"],
+            buckets=_PICKUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "media_retries",
+            "Transient failures retried with backoff, per pool.",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.delivery_retries = Counter(
+            "media_delivery_retries",
+            "UpdateByMediaId calls retried (queue_svc unreachable).",
+            registry=self.registry,
+        )
+        self.cleanup_actions = Counter(
+            "media_cleanup_actions",
+            "Cleanup actions: stale_failed, stale_resolved, orphan_deleted, partial_deleted.",
+            ["action"],
+            registry=self.registry,
+        )
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def set_depths(self, depths: Mapping[str, PoolDepth], pools: list[str], now: datetime) -> None:
+        for pool in {*pools, *depths}:
+            depth = depths.get(pool, PoolDepth(0, 0, None))
+            self.pool_depth.labels(pool).set(depth.pending)
+            self.pool_processing.labels(pool).set(depth.processing)
+            oldest = depth.oldest_pending_created_at
+            age = (now - oldest).total_seconds() if oldest is not None else 0.0
+            self.oldest_pending_age.labels(pool).set(max(0.0, age))
+
+    def serve(self, host: str, port: int) -> int:
+        """Starts the HTTP exporter; returns the bound port (0 = OS-chosen)."""
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        bound = int(self._server.server_address[1])
+        log.info("media_svc metrics on http://%s:%d/metrics", host, bound)
+        return bound
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

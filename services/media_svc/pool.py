@@ -1,0 +1,157 @@
+"""One pool per processor definition, each with its own concurrency limit.
+
+A single dispatcher claims for every pool that has a free slot (one atomic claim over
+those pools, oldest job first), so an idle replica makes one store query per wake-up
+rather than one per pool. When nothing is claimable it waits on the store's wake-up
+signal (`wait_for_jobs`), with polling only as the fallback timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common.store import ClaimedJob, Store
+from services.media_svc.definitions import ActivePool, LoadedDefinitions
+from services.media_svc.metrics import MediaMetrics
+from services.media_svc.worker import JobWorker, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPool:
+    active: ActivePool
+
+    @property
+    def name(self) -> str:
+        return self.active.definition.name
+
+    @property
+    def concurrency(self) -> int:
+        return self.active.definition.concurrency
+
+
+class PoolSet:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        worker: JobWorker,
+        metrics: MediaMetrics,
+        worker_id: str,
+        lease_seconds: float,
+        poll_fallback_seconds: float,
+    ) -> None:
+        self._store = store
+        self._worker = worker
+        self._metrics = metrics
+        self._worker_id = worker_id
+        self._lease = lease_seconds
+        self._poll = poll_fallback_seconds
+        self._pools: dict[str, WorkerPool] = {}
+        # Per pool name, so counts survive a table swap while jobs run.
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def pools(self) -> Sequence[WorkerPool]:
+        return list(self._pools.values())
+
+    def apply(self, loaded: LoadedDefinitions) -> None:
+        """Puts a new table in force. Running jobs finish on the processor they started
+        with; a removed pool takes no new jobs (its pending ones were re-routed)."""
+        self._pools = {active.definition.name: WorkerPool(active) for active in loaded.pools}
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claims and dispatches until `stop()`."""
+        while not self._stopping:
+            self._wake.clear()
+            open_pools = [
+                p.name for p in self._pools.values() if self.in_flight(p.name) < p.concurrency
+            ]
+            claimed = None
+            if open_pools:
+                claimed = await self._store.claim_job(open_pools, self._worker_id, self._lease)
+            if claimed is None:
+                await self._idle(bool(open_pools))
+                continue
+            self._dispatch(claimed)
+
+    async def _idle(self, wait_for_store: bool) -> None:
+        if self._stopping:
+            return
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        if wait_for_store:
+            waiters.append(asyncio.ensure_future(self._store.wait_for_jobs(self._poll)))
+        try:
+            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            for waiter in waiters:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+
+    def _dispatch(self, claimed: ClaimedJob) -> None:
+        pool = self._pools.get(claimed.job.pool)
+        if pool is None:
+            # The table changed between the claim and now; hand the job back to be re-routed.
+            log.info(
+                "claimed %s for removed pool %s; releasing it",
+                claimed.job.media_processing_id,
+                claimed.job.pool,
+            )
+            task = asyncio.create_task(self._release(claimed))
+        else:
+            self._in_flight[pool.name] = self.in_flight(pool.name) + 1
+            task = asyncio.create_task(self._run_job(pool, claimed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, claimed: ClaimedJob) -> None:
+        await self._store.release_job(
+            claimed.job.media_processing_id, claimed.token, "pool removed", utc_now()
+        )
+
+    async def _run_job(self, pool: WorkerPool, claimed: ClaimedJob) -> None:
+        outcome = "error"
+        try:
+            outcome = await self._worker.run(pool.active, claimed)
+        except asyncio.CancelledError:
+            outcome = "released"
+            raise
+        except Exception:
+            # The job stays in the store (its lease expires, or its result is redelivered).
+            log.exception("job %s: unexpected error", claimed.job.media_processing_id)
+        finally:
+            self._in_flight[pool.name] -= 1
+            self._metrics.jobs.labels(pool.name, outcome).inc()
+            self._wake.set()
+
+    def in_flight(self, pool: str) -> int:
+        return self._in_flight.get(pool, 0)
+
+    def stop_claiming(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Waits for running jobs up to the grace period, then cancels the rest (each
+        cancelled job releases itself back to pending)."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        if pending:
+            log.warning(
+                "shutdown: releasing %d jobs still running after the grace period", len(pending)
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)

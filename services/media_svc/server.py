@@ -1,0 +1,193 @@
+"""The composition root of media_svc: config → store → domain objects → gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.store import open_store
+from services.media_svc.cleanup import Cleanup
+from services.media_svc.config import MediaConfig
+from services.media_svc.definitions import DefinitionsManager
+from services.media_svc.delivery import QueueDelivery
+from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.hooks import ClaimTrace, CrashHook
+from services.media_svc.metrics import MediaMetrics
+from services.media_svc.operations import MediaOperations
+from services.media_svc.pool import PoolSet
+from services.media_svc.processors.registry import ProcessorRegistry, default_registry
+from services.media_svc.servicer import MediaServicer
+from services.media_svc.staging import StagingDirectory
+from services.media_svc.worker import JobWorker, WorkerSettings, utc_now
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = media_service_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
+
+
+async def _every(
+    name: str, interval: float, action: Callable[[], Awaitable[object]], *, first: float = 0.0
+) -> None:
+    """Runs `action` periodically; an error is logged and the loop goes on."""
+    await asyncio.sleep(first)
+    while True:
+        try:
+            await action()
+        except Exception:
+            log.exception("%s failed; retrying in %.1fs", name, interval)
+        await asyncio.sleep(interval)
+
+
+async def _dispatch_forever(pools: PoolSet) -> None:
+    while True:
+        try:
+            await pools.run()
+            return
+        except Exception:
+            log.exception("claim loop failed; restarting in 1s")
+            await asyncio.sleep(1)
+
+
+async def serve(
+    config: MediaConfig,
+    *,
+    registry: ProcessorRegistry | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Runs media_svc until SIGTERM/SIGINT (or `stop` is set), then shuts down gracefully:
+    stop claiming, finish running jobs within the grace period, release the rest."""
+    stop = stop or asyncio.Event()
+    store = await open_store(config.store)
+    staging = StagingDirectory(config.staging_dir)
+    metrics = MediaMetrics()
+    delivery = QueueDelivery(config.queue_svc_address, metrics)
+    executor = ProcessorExecutor(config.cpu_processes, config.processor_timeout_seconds)
+    trace = ClaimTrace(config.trace_path)
+    server = grpc.aio.server()
+    health_servicer = health_aio.HealthServicer()
+    tasks: list[asyncio.Task[None]] = []
+    pools: PoolSet | None = None
+    try:
+        if config.metrics_port:
+            metrics.serve(config.host, config.metrics_port)
+        definitions = DefinitionsManager(store, registry or default_registry())
+        await definitions.start()
+        worker = JobWorker(
+            store=store,
+            staging=staging,
+            delivery=delivery,
+            executor=executor,
+            metrics=metrics,
+            settings=WorkerSettings(
+                worker_id=config.worker_id,
+                lease_seconds=config.lease_seconds,
+                max_attempts=config.max_attempts,
+                backoff_base_seconds=config.backoff_base_seconds,
+                backoff_max_seconds=config.backoff_max_seconds,
+            ),
+            crash=CrashHook(config.crash_at),
+            trace=trace,
+        )
+        pools = PoolSet(
+            store=store,
+            worker=worker,
+            metrics=metrics,
+            worker_id=config.worker_id,
+            lease_seconds=config.lease_seconds,
+            poll_fallback_seconds=config.poll_fallback_seconds,
+        )
+        pools.apply(definitions.current)
+        cleanup = Cleanup(
+            store=store,
+            staging=staging,
+            delivery=delivery,
+            metrics=metrics,
+            stale_after_seconds=config.stale_after_seconds,
+            orphan_grace_seconds=config.orphan_grace_seconds,
+        )
+        operations = MediaOperations(
+            store=store, definitions=definitions, pools=pools, staging=staging, delivery=delivery
+        )
+
+        media_service_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(operations), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+        )
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+        await server.start()
+        for name in (SERVICE_NAME, ""):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        print(f"media_svc listening on {config.host}:{port}", flush=True)
+
+        async def reload_definitions() -> None:
+            if await definitions.reload():
+                assert pools is not None
+                pools.apply(definitions.current)
+
+        async def refresh_metrics() -> None:
+            names = [p.definition.name for p in definitions.current.pools]
+            metrics.set_depths(await store.pool_depths(), names, utc_now())
+
+        async def run_cleanup() -> None:
+            await cleanup.run_if_leader(config.worker_id, config.cleanup_interval_seconds * 2)
+
+        tasks = [
+            asyncio.create_task(_dispatch_forever(pools), name="claim-loop"),
+            asyncio.create_task(
+                _every("definitions reload", config.definitions_reload_seconds, reload_definitions)
+            ),
+            asyncio.create_task(
+                _every(
+                    "redelivery sweep",
+                    config.redelivery_interval_seconds,
+                    lambda: worker.redeliver_stranded(config.redelivery_after_seconds),
+                )
+            ),
+            asyncio.create_task(_every("cleanup", config.cleanup_interval_seconds, run_cleanup)),
+            asyncio.create_task(
+                _every("metrics refresh", config.metrics_refresh_seconds, refresh_metrics)
+            ),
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception():
+                log.error("background task %s died", task.get_name(), exc_info=task.exception())
+        log.info("media_svc shutting down")
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        if pools is not None:
+            pools.stop_claiming()
+            if tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        asyncio.shield(tasks[0]), config.poll_fallback_seconds + 5
+                    )
+            await pools.drain(config.shutdown_grace_seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await store.release_lease("media_cleanup", config.worker_id)
+        await server.stop(grace=1.0)
+        await delivery.close()
+        executor.close()
+        trace.close()
+        metrics.close()
+        await store.close()
+        log.info("media_svc stopped")

@@ -1,0 +1,274 @@
+"""The media job lifecycle, in the one required order (SPEC section 4, review 2 P1):
+
+claim → process (lease renewed meanwhile) → persist the result (active, else holding;
+refused once the lease is lost) → UpdateByMediaId → delete the job and its staged file,
+or move it to failed. A crash at any step leaves the job where a restart or another
+replica picks it up: an expired lease makes it claimable again, a persisted result is
+delivered again by the redelivery sweep or by queue_svc's StartBot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.common.store import ClaimedJob, JobCollection, JobStatus, MediaJob, Store
+from services.media_svc.backoff import backoff_delay
+from services.media_svc.definitions import ActivePool
+from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
+from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.hooks import ClaimTrace, CrashHook
+from services.media_svc.metrics import MediaMetrics
+from services.media_svc.processors.base import (
+    ProcessingFailure,
+    ProcessingOutcome,
+    ProcessingSuccess,
+    TransientProcessingError,
+    failed_marker,
+    kind_label,
+)
+from services.media_svc.staging import StagingDirectory
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def compose_content(body: str, caption: str) -> str:
+    """What replaces the placeholder: the processor's text (or failure marker), then the
+    caption on its own line as `Caption: …` when the sender wrote one."""
+    caption = caption.strip()
+    return f"{body}\nCaption: {caption}" if caption else body
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    worker_id: str
+    lease_seconds: float
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    # How often UpdateByMediaId is retried on NOT_FOUND (it may race StartBot recovery).
+    not_found_retries: int = 3
+    not_found_backoff_seconds: float = 0.2
+
+
+class JobWorker:
+    """Runs one claimed job to its end; shared by every pool of the replica."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        staging: StagingDirectory,
+        delivery: QueueDelivery,
+        executor: ProcessorExecutor,
+        metrics: MediaMetrics,
+        settings: WorkerSettings,
+        crash: CrashHook | None = None,
+        trace: ClaimTrace | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._staging = staging
+        self._delivery = delivery
+        self._executor = executor
+        self._metrics = metrics
+        self._settings = settings
+        self._crash = crash or CrashHook(None)
+        self._trace = trace or ClaimTrace(None)
+        self._clock = clock
+
+    async def run(self, pool: ActivePool, claimed: ClaimedJob) -> str:
+        """Processes a claimed job to the end; returns the outcome label for metrics."""
+        job, token = claimed.job, claimed.token
+        now = self._clock()
+        self._crash.hit("after_claim")
+        if token == 1:
+            self._metrics.pickup_seconds.labels(job.pool).observe(
+                max(0.0, (now - job.created_at).total_seconds())
+            )
+        self._trace.claimed(job.media_processing_id, job.pool, token, job.created_at, now)
+        lease_lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(job.media_processing_id, token, lease_lost))
+        try:
+            outcome = await self._process(pool, job, token)
+        except asyncio.CancelledError:
+            # Shutdown past its grace period: hand the job back untouched for another run.
+            renewer.cancel()
+            await asyncio.shield(
+                self._store.release_job(
+                    job.media_processing_id, token, "released at shutdown", self._clock()
+                )
+            )
+            raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        if outcome is None:
+            return "retried"
+        if isinstance(outcome, ProcessingSuccess):
+            content, error = compose_content(outcome.text, job.caption), None
+        else:
+            content = compose_content(outcome.marker, job.caption)
+            error = outcome.reason
+        where = await self._store.complete_job(job.media_processing_id, token, content, error)
+        if where is None:
+            await self._forget(job, "lease lost or job dead-lettered before its result was saved")
+            return "lease_lost"
+        self._crash.hit("after_persist")
+        return await self.deliver(job, content, error)
+
+    async def _process(
+        self, pool: ActivePool, job: MediaJob, token: int
+    ) -> ProcessingOutcome | None:
+        """The outcome, or None when the job was released for a retry."""
+        if token > self._settings.max_attempts:
+            # Claimed again and again without finishing: its workers died mid-run.
+            log.error(
+                "job %s was claimed %d times without finishing; giving up",
+                job.media_processing_id,
+                token,
+            )
+            return ProcessingFailure("failed", failed_marker(job))
+        staged = None
+        if job.has_staged_file:
+            staged = self._staging.path_for(job.media_processing_id)
+            if not staged.is_file():
+                log.error("staged file of %s is missing: %s", job.media_processing_id, staged)
+                label = kind_label(job.media_kind).capitalize()
+                return ProcessingFailure(
+                    "missing_file", f"[{label} could not be processed: file missing]"
+                )
+        self._crash.hit("during_processing")
+        gauge = self._metrics.in_flight.labels(job.pool)
+        gauge.inc()
+        started = time.perf_counter()
+        try:
+            return await self._executor.run(pool.factory, pool.processor, job, staged)
+        except TransientProcessingError as exc:
+            if token >= self._settings.max_attempts:
+                log.warning(
+                    "job %s failed on its last attempt (%d): %s",
+                    job.media_processing_id,
+                    token,
+                    exc,
+                )
+                return ProcessingFailure("failed", failed_marker(job))
+            delay = backoff_delay(
+                token, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
+            )
+            released = await self._store.release_job(
+                job.media_processing_id,
+                token,
+                f"transient: {exc}",
+                self._clock() + timedelta(seconds=delay),
+            )
+            self._metrics.retries.labels(job.pool).inc()
+            log.info(
+                "job %s attempt %d failed (%s); retry in %.2fs%s",
+                job.media_processing_id,
+                token,
+                exc,
+                delay,
+                "" if released else " (lease already lost)",
+            )
+            return None
+        finally:
+            gauge.dec()
+            self._metrics.processing_seconds.labels(job.pool).observe(time.perf_counter() - started)
+
+    async def deliver(self, job: MediaJob, content: str, error: str | None) -> str:
+        """UpdateByMediaId for a persisted result, then the job's final move."""
+        try:
+            status = await self._delivery.update(job, content)
+            for attempt in range(1, self._settings.not_found_retries + 1):
+                if status is not DeliveryStatus.NOT_FOUND:
+                    break
+                # The placeholder may be re-injected by a StartBot running right now.
+                await asyncio.sleep(self._settings.not_found_backoff_seconds * attempt)
+                status = await self._delivery.update(job, content)
+        except DeliveryRejectedError as exc:
+            log.error("queue_svc refused the result of %s: %s", job.media_processing_id, exc)
+            await self._store.fail_job(job.media_processing_id, f"delivery rejected: {exc}")
+            self._delete_file(job)
+            return "failed"
+        self._crash.hit("after_deliver")
+        if status is DeliveryStatus.UPDATED:
+            if error is None:
+                await self._store.delete_job(job.media_processing_id)
+                outcome = "delivered"
+            else:
+                await self._store.fail_job(job.media_processing_id, error)
+                outcome = "failed"
+            self._delete_file(job)
+            return outcome
+        if status is DeliveryStatus.BOT_NOT_ACTIVE:
+            log.info(
+                "bot %s not active: result of %s kept for its next start",
+                job.bot_id,
+                job.media_processing_id,
+            )
+            return "held"
+        log.warning(
+            "no placeholder for %s in bot %s / %s; the result stays persisted for recovery",
+            job.media_processing_id,
+            job.bot_id,
+            job.correspondent_id,
+        )
+        return "undelivered"
+
+    async def redeliver_stranded(self, older_than_seconds: float) -> int:
+        """Delivers completed results left in ACTIVE by a crash between persist and
+        deliver. Uses jobs_older_than filtered to completed jobs until the store offers
+        a dedicated query."""
+        cutoff = self._clock() - timedelta(seconds=older_than_seconds)
+        stranded = [
+            job
+            for job in await self._store.jobs_older_than(JobCollection.ACTIVE, cutoff)
+            if job.status is JobStatus.COMPLETED
+            and job.result is not None
+            and job.updated_at < cutoff
+        ]
+        for job in stranded:
+            assert job.result is not None
+            outcome = await self.deliver(job, job.result, job.error)
+            self._metrics.jobs.labels(job.pool, outcome).inc()
+        if stranded:
+            log.info("redelivery sweep: %d stranded results retried", len(stranded))
+        return len(stranded)
+
+    async def _renew(self, media_processing_id: str, token: int, lost: asyncio.Event) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self._store.renew_lease(
+                    media_processing_id, token, self._settings.lease_seconds
+                )
+            except Exception:
+                log.exception("renewing the lease of %s failed; will retry", media_processing_id)
+                continue
+            if not ok:
+                log.warning("lease of %s lost (token %d)", media_processing_id, token)
+                lost.set()
+                return
+
+    async def _forget(self, job: MediaJob, why: str) -> None:
+        log.warning("result of %s not saved: %s", job.media_processing_id, why)
+        if not await self._store.existing_job_ids([job.media_processing_id]):
+            self._delete_file(job)
+
+    def _delete_file(self, job: MediaJob) -> None:
+        if job.has_staged_file:
+            self._staging.delete(job.media_processing_id)
