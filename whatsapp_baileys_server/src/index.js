@@ -1,0 +1,129 @@
+// Composition root: configuration from the environment, then the outbox, the gateway
+// client, the message handler, the Baileys sessions and the HTTP API, wired together.
+// Nothing else in src/ reads the environment or holds process-wide state.
+
+import { mkdir } from "node:fs/promises";
+import { once } from "node:events";
+import { pathToFileURL } from "node:url";
+import makeWASocket, { Browsers, downloadMediaMessage, makeCacheableSignalKeyStore, useMultiFileAuthState } from "baileys";
+import { ConfigError, loadConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { Outbox } from "./outbox.js";
+import { GatewayClient } from "./gateway_client.js";
+import { createMessageHandler } from "./handler.js";
+import { SessionManager } from "./sessions.js";
+import { createApp } from "./http_api.js";
+
+/**
+ * Starts the server; resolves with a handle whose stop() shuts it down gracefully.
+ * @param {ReturnType<typeof loadConfig>} config
+ */
+export async function start(config, { logger = createLogger({ level: config.logLevel }) } = {}) {
+  if (config.insecureDev) logger.warn("NODE_INSECURE_DEV is set: authentication may be disabled; never use this in production");
+  for (const dir of [config.authDir, config.outboxDir, config.stagingDir]) await mkdir(dir, { recursive: true });
+
+  const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
+  // Bound late: the gateway needs the sessions to send replies, the sessions need the
+  // gateway to report frames.
+  let sessions;
+  const gateway = new GatewayClient({
+    url: config.gatewayUrl,
+    token: config.gatewayToken,
+    outbox,
+    logger: logger.child({ component: "gateway" }),
+    onOutgoing: (outgoing) => sessions.sendText(outgoing),
+    ackTimeoutMs: config.ackTimeoutMs,
+  });
+  const handler = createMessageHandler({
+    stagingDir: config.stagingDir,
+    // No reupload context here: the handler asks for one re-upload itself, with its own
+    // timeout and for 403 too.
+    download: (message) => downloadMediaMessage(message, "stream", {}),
+    reupload: (botId, message) => sessions.reupload(botId, message),
+    quotaGbFor: (botId) => sessions.quotaGbFor(botId),
+    groupNameOf: (botId, jid) => sessions.groupName(botId, jid),
+    frameSink: (frame, chatKey) => gateway.send(frame, chatKey),
+    logger: logger.child({ component: "handler" }),
+    quotaTimeoutMs: config.quotaTimeoutMs,
+    maxMediaBytes: config.maxMediaBytes,
+    downloadTimeoutMs: config.downloadTimeoutMs,
+    reuploadTimeoutMs: config.reuploadTimeoutMs,
+  });
+  sessions = new SessionManager({
+    authDir: config.authDir,
+    logger: logger.child({ component: "sessions" }),
+    makeSocket: ({ auth, logger: log, ...rest }) =>
+      makeWASocket({
+        ...rest,
+        auth: { creds: auth.creds, keys: makeCacheableSignalKeyStore(auth.keys, log) },
+        logger: log,
+        browser: Browsers.ubuntu("Chrome"),
+      }),
+    useAuthState: useMultiFileAuthState,
+    onUpsert: (botId, event) => handler.handleUpsert(botId, event),
+    emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
+  });
+
+  gateway.start();
+  await sessions.resumeAll();
+
+  const app = createApp({ sessions, apiToken: config.apiToken, logger: logger.child({ component: "api" }) });
+  const server = app.listen(config.port, config.host);
+  await once(server, "listening");
+  const { address, port } = server.address();
+  logger.info({ host: address, port, gateway: config.gatewayUrl }, "whatsapp_baileys_server listening");
+
+  let stopping;
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info("shutting down");
+      // Stop accepting requests first, then close WhatsApp sockets (no new messages),
+      // then the gateway link; pending frames stay in the outbox for the next start.
+      const closed = new Promise((resolve) => server.close(resolve));
+      server.closeIdleConnections?.();
+      await sessions.stopAll();
+      await gateway.stop();
+      await outbox.flush();
+      await closed;
+      logger.info({ pending_frames: outbox.size }, "stopped");
+    })();
+    return stopping;
+  };
+  return { server, port, stop, outbox, gateway, sessions };
+}
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`whatsapp_baileys_server: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.logLevel });
+  const running = await start(config, { logger });
+  for (const signal of ["SIGTERM", "SIGINT"]) {
+    process.once(signal, () => {
+      logger.info({ signal }, "signal received");
+      const force = setTimeout(() => {
+        logger.error("graceful shutdown took too long; exiting");
+        process.exit(1);
+      }, 10_000);
+      force.unref();
+      running.stop().then(() => process.exit(0), (err) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      });
+    });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  main().catch((err) => {
+    process.stderr.write(`whatsapp_baileys_server: failed to start: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}
