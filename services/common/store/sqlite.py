@@ -282,6 +282,8 @@ class SqliteStore:
     # --- bot configuration ---------------------------------------------------------
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
+        if bot_id == DEFINITIONS_DOCUMENT_ID:
+            return None  # shares the collection, but is not a bot
         doc = await self._read(lambda c: _get_document(c, bot_id))
         return None if doc is None else BotConfig.from_document({**doc, "bot_id": bot_id})
 

@@ -1,0 +1,95 @@
+"""Bot configuration, processor definitions and the cleanup lease, on every leg."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.common.errors import InvalidInputError
+from services.common.store import BotConfig, Store, StoreConfig, open_store
+
+
+async def test_bot_config_round_trip_and_upsert(store: Store) -> None:
+    assert await store.get_bot_config("bot-1") is None
+    config = BotConfig(
+        bot_id="bot-1",
+        max_messages=50,
+        media_storage_quota_gb=2.5,
+        extra={"reply_service": {"url": "http://localhost:9000"}, "language": "de"},
+    )
+    await store.put_bot_config(config)
+    assert await store.get_bot_config("bot-1") == config
+    assert await store.get_bot_config("bot-2") is None
+
+    changed = BotConfig(bot_id="bot-1", max_messages=80)
+    await store.put_bot_config(changed)
+    assert await store.get_bot_config("bot-1") == changed
+
+
+def test_bot_config_rejects_invalid_values_naming_the_key() -> None:
+    assert BotConfig.from_document({"_id": "b"}) == BotConfig(bot_id="b")
+    with pytest.raises(InvalidInputError, match="max_messages"):
+        BotConfig.from_document({"bot_id": "b", "max_messages": "many"})
+    with pytest.raises(InvalidInputError, match="media_storage_quota_gb"):
+        BotConfig.from_document({"bot_id": "b", "media_storage_quota_gb": -1})
+    with pytest.raises(InvalidInputError, match="bot_id"):
+        BotConfig.from_document({"max_messages": 5})
+    with pytest.raises(InvalidInputError, match="max_characters"):
+        BotConfig(bot_id="b", max_characters=0)
+
+
+async def test_processor_definitions_seed_once_then_put_overwrites(store: Store) -> None:
+    assert await store.get_processor_definitions() is None
+    defaults = {"pools": [{"name": "image", "size": 2}], "version": 1}
+    assert await store.seed_processor_definitions(defaults) is True
+    assert await store.seed_processor_definitions({"pools": [], "version": 99}) is False
+    assert await store.get_processor_definitions() == defaults
+
+    edited = {"pools": [{"name": "image", "size": 4}], "version": 2}
+    await store.put_processor_definitions(edited)
+    assert await store.get_processor_definitions() == edited
+    assert await store.seed_processor_definitions(defaults) is False
+    assert await store.get_processor_definitions() == edited
+    # It shares bot_configurations with the bots but is not one.
+    assert await store.get_bot_config("_mediaProcessorDefinitions") is None
+
+
+async def test_lease_is_exclusive_renewable_and_expires(store: Store) -> None:
+    assert await store.acquire_lease("cleanup", "replica-a", 0.3) is True
+    assert await store.acquire_lease("cleanup", "replica-b", 0.3) is False
+    # The holder renews; another lease name is independent.
+    assert await store.acquire_lease("cleanup", "replica-a", 0.3) is True
+    assert await store.acquire_lease("other", "replica-b", 0.3) is True
+
+    # Releasing someone else's lease changes nothing.
+    await store.release_lease("cleanup", "replica-b")
+    assert await store.acquire_lease("cleanup", "replica-b", 0.3) is False
+
+    await asyncio.sleep(0.45)
+    assert await store.acquire_lease("cleanup", "replica-b", 30) is True
+    assert await store.acquire_lease("cleanup", "replica-a", 30) is False
+
+    await store.release_lease("cleanup", "replica-b")
+    assert await store.acquire_lease("cleanup", "replica-a", 30) is True
+
+
+async def test_lease_rejects_non_positive_ttl(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="ttl_seconds"):
+        await store.acquire_lease("cleanup", "replica-a", 0)
+    assert await store.acquire_lease("cleanup", "replica-b", 30) is True
+
+
+async def test_data_survives_close_and_reopen(store_config: StoreConfig) -> None:
+    first = await open_store(store_config)
+    await first.put_bot_config(BotConfig(bot_id="durable", max_messages=12))
+    await first.close()
+    await first.close()  # idempotent
+
+    second = await open_store(store_config)  # schema creation is idempotent
+    try:
+        config = await second.get_bot_config("durable")
+        assert config is not None
+        assert config.max_messages == 12
+    finally:
+        await second.close()

@@ -1,0 +1,136 @@
+"""Several OS processes on one store: claims, seeding, leases, moves, wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from services.common.store import JobCollection, JobStatus, Store, StoreConfig
+from tests.helpers import store_workers
+from tests.helpers.store_factories import new_job
+
+JOBS = 500
+
+
+async def test_two_processes_never_claim_the_same_job(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    jobs = [new_job(pool="audio" if i % 2 else "image") for i in range(JOBS)]
+    created = await asyncio.gather(*(store.create_job(job) for job in jobs))
+    assert all(created)
+    loop = asyncio.get_running_loop()
+    runs = [
+        loop.run_in_executor(
+            processes,
+            store_workers.claim_until_empty,
+            store_config,
+            barrier,
+            f"worker-{n}",
+            2,
+            ["image", "audio"],
+        )
+        for n in range(2)
+    ]
+    first, second = await asyncio.gather(*runs)
+    assert set(first).isdisjoint(second)
+    assert len(first) + len(second) == JOBS == len(set(first) | set(second))
+    assert set(first) | set(second) == {j.media_processing_id for j in jobs}
+    # Both really took part (the race was real), and every job was completed once.
+    assert first and second
+    done = await store.list_jobs("bot-1", JobCollection.ACTIVE)
+    assert len(done) == JOBS
+    assert all(j.status is JobStatus.COMPLETED and j.attempts == 1 for j in done)
+    owner = {job_id: "worker-0" for job_id in first} | {job_id: "worker-1" for job_id in second}
+    assert all(j.result == j.claimed_by == owner[j.media_processing_id] for j in done)
+
+
+async def test_two_processes_seed_definitions_exactly_once(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    docs = [{"pools": [{"name": f"from-{n}"}]} for n in range(2)]
+    outcomes = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                processes, store_workers.seed_definitions, store_config, barrier, f"s{n}", 2, doc
+            )
+            for n, doc in enumerate(docs)
+        )
+    )
+    assert sorted(outcomes) == [False, True]
+    assert await store.get_processor_definitions() == docs[outcomes.index(True)]
+
+
+async def test_two_processes_race_for_the_cleanup_lease(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    outcomes = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                processes, store_workers.acquire_lease, store_config, barrier, f"r{n}", 2, "cleanup"
+            )
+            for n in range(2)
+        )
+    )
+    assert sorted(outcomes) == [False, True]
+    winner = f"r{outcomes.index(True)}"
+    assert await store.acquire_lease("cleanup", winner, 30) is True
+    assert await store.acquire_lease("cleanup", "r-late", 30) is False
+
+
+async def test_wait_for_jobs_wakes_on_a_job_created_by_another_process(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    creator = loop.run_in_executor(
+        processes, store_workers.create_job_later, store_config, barrier, 0.2, "bot-remote"
+    )
+    await asyncio.to_thread(store_workers.arrive, barrier, "waiter", 2)
+    started = loop.time()
+    await store.wait_for_jobs(20)
+    waited = loop.time() - started
+    created_id = await creator
+    assert waited < 10, f"wait_for_jobs slept {waited:.1f} s through a remote create"
+    claim = await store.claim_job(["image"], "w1", 30)
+    assert claim is not None and claim.job.media_processing_id == created_id
+
+
+async def test_moves_racing_completions_lose_and_duplicate_nothing(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    count = 200
+    jobs = [new_job() for _ in range(count)]
+    for job in jobs:
+        assert await store.create_job(job)
+    claims = []
+    while (claim := await store.claim_job(["image"], "w-main", 60)) is not None:
+        claims.append(claim)
+    assert len(claims) == count
+
+    loop = asyncio.get_running_loop()
+    mover = loop.run_in_executor(
+        processes, store_workers.shuttle_bot_jobs, store_config, barrier, "bot-1", 40
+    )
+    await asyncio.to_thread(store_workers.arrive, barrier, "completer", 2)
+    landed: dict[str, JobCollection | None] = {}
+    for claim in claims:
+        job_id = claim.job.media_processing_id
+        landed[job_id] = await store.complete_job(job_id, claim.token, f"result of {job_id}")
+    moved = await mover
+    assert moved > 0
+
+    # Every completion landed somewhere, and each job exists exactly once with its result.
+    assert all(where in (JobCollection.ACTIVE, JobCollection.HOLDING) for where in landed.values())
+    active = await store.list_jobs("bot-1", JobCollection.ACTIVE)
+    holding = await store.list_jobs("bot-1", JobCollection.HOLDING)
+    everything = active + holding
+    assert len(everything) == count
+    assert {j.media_processing_id for j in everything} == {j.media_processing_id for j in jobs}
+    assert all(
+        j.status is JobStatus.COMPLETED and j.result == f"result of {j.media_processing_id}"
+        for j in everything
+    )
+    # The shuttle ends each round back in active.
+    assert len(active) == count
