@@ -1,0 +1,83 @@
+// Frames built by Node are accepted by the Python gateway's parser, and frames both
+// sides reject are rejected with the same reason: one contract, two implementations.
+// Runs the real Python validator (services/common/wire.py) in a subprocess.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { MediaKind } from "../src/gen/chatbot/common/v1/message_pb.js";
+import { AckStatus, SessionState } from "../src/gen/chatbot/wire/v1/frames_pb.js";
+import { FrameError, buildNodeFrame, encodeNodeFrame, parseNodeFrame } from "../src/wire.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const PYTHON = join(ROOT, ".venv", "bin", "python");
+const SCRIPT = `
+import json, sys
+from services.common.wire import FrameError, parse_node_frame
+for line in sys.stdin:
+    try:
+        parse_node_frame(json.loads(line))
+        print(json.dumps({"ok": True}))
+    except FrameError as exc:
+        print(json.dumps({"ok": False, "reason": exc.reason}))
+`;
+
+function pythonVerdicts(texts) {
+  assert.ok(existsSync(PYTHON), `${PYTHON} is missing: run 'make venv' first`);
+  const out = spawnSync(PYTHON, ["-c", SCRIPT], {
+    cwd: ROOT,
+    input: texts.map((t) => JSON.stringify(t)).join("\n") + "\n",
+    encoding: "utf8",
+    env: { ...process.env, PYTHONPATH: [ROOT, join(ROOT, "gen", "python")].join(":") },
+  });
+  assert.equal(out.status, 0, out.stderr);
+  return out.stdout.trim().split("\n").map((l) => JSON.parse(l));
+}
+
+function nodeVerdict(text) {
+  try {
+    parseNodeFrame(text);
+    return { ok: true };
+  } catch (err) {
+    if (!(err instanceof FrameError)) throw err;
+    return { ok: false, reason: err.reason };
+  }
+}
+
+const header = {
+  botId: "4915000000000@s.whatsapp.net",
+  correspondentId: "120363025246125888@g.us",
+  sender: "4917600000001@s.whatsapp.net",
+  providerMessageId: "3EB0ABCDEF",
+  originatingTime: timestampFromDate(new Date("2026-11-21T07:30:15.123Z")),
+  group: { groupId: "120363025246125888@g.us", groupName: "Team ✓" },
+};
+
+test("frames Node builds pass the Python parser; rejections read the same", () => {
+  const built = [
+    { case: "textMessage", value: { header, message: "héllo 😀" } },
+    { case: "mediaMessage", value: { header, message: "", mediaProcessingId: "0f8fad5b-d9cb-469f-a165-70867728950e", mimeType: "audio/ogg; codecs=opus", mediaKind: MediaKind.VOICE_NOTE, fileSize: 8842n } },
+    { case: "mediaMessage", value: { header, message: "doc", mediaProcessingId: "9b2e0c1e-5f4a-4c3b-8d7e-6a5b4c3d2e1f", mimeType: "application/pdf", mediaKind: MediaKind.DOCUMENT, originalFilename: "c.pdf", fileSize: 1n } },
+    { case: "corruptMediaMessage", value: { header, mimeType: "video/mp4", mediaKind: MediaKind.GIF, reason: "hash mismatch" } },
+    { case: "quotaExceededMediaMessage", value: { header, mediaKind: MediaKind.STICKER, usedBytes: 5n, quotaBytes: 4n } },
+    { case: "ack", value: { frameId: "g-1", status: AckStatus.REJECTED, reason: "no open session" } },
+    { case: "sessionEvent", value: { botId: "b", state: SessionState.QR_REQUIRED, time: header.originatingTime, detail: "scan" } },
+  ].map((payload) => encodeNodeFrame(buildNodeFrame({ payload })));
+  const edgy = [
+    JSON.stringify({ frameId: "a", ack: { frameId: "b", status: 99 } }),
+    JSON.stringify({ frameId: "a", textMessage: { header: { botId: "😀".repeat(129), correspondentId: "c", sender: "s", providerMessageId: "p", originatingTime: "2026-11-21T07:30:15Z" }, message: "x" } }),
+    JSON.stringify({ frameId: "", mediaMessage: { header: {}, mediaProcessingId: "0F8FAD5B-D9CB-469F-A165-70867728950E" } }),
+    JSON.stringify({ frameId: "a", sessionEvent: { botId: "b", state: "SESSION_STATE_UNSPECIFIED", detail: "d".repeat(1025) } }),
+    JSON.stringify({ frameId: "a", ack: { frameId: "x".repeat(129), status: "ACK_STATUS_RETRY" } }),
+  ];
+  const texts = [...built, ...edgy];
+  const python = pythonVerdicts(texts);
+  texts.forEach((text, i) => {
+    const node = nodeVerdict(text);
+    if (i < built.length) assert.deepEqual(python[i], { ok: true }, `Python refused ${text}: ${python[i].reason}`);
+    assert.deepEqual(node, python[i], `verdicts differ for ${text}`);
+  });
+});
