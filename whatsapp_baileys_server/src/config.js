@@ -32,7 +32,7 @@ function flag(env, name) {
  *   host: string, port: number, apiToken: string, insecureDev: boolean,
  *   gatewayUrl: string, gatewayToken: string, authDir: string, outboxDir: string,
  *   stagingDir: string, quotaTimeoutMs: number, maxMediaBytes: number,
- *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number,
+ *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   logLevel: string }>}
  */
 export function loadConfig(env = process.env) {
@@ -80,6 +80,7 @@ export function loadConfig(env = process.env) {
     downloadTimeoutMs: integer(env, "DOWNLOAD_TIMEOUT_MS", 120_000, { min: 1 }),
     reuploadTimeoutMs: integer(env, "REUPLOAD_TIMEOUT_MS", 30_000, { min: 1 }),
     ackTimeoutMs: integer(env, "GATEWAY_ACK_TIMEOUT_MS", 30_000, { min: 1 }),
+    shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 5000),
     logLevel,
   });
 }

@@ -271,8 +271,25 @@ export function createMessageHandler({
    * Handles a whole `messages.upsert` batch. Text frames enter the sink in arrival
    * order at once; media downloads run alongside and do not hold later texts back.
    */
+  const inFlight = new Set();
+
+  /** Resolves when every message being handled now is done (for graceful shutdown). */
+  async function idle() {
+    while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+  }
+
   async function handleUpsert(botId, event) {
     if (!HANDLED_UPSERT_TYPES.includes(event?.type)) return [];
+    const work = handleBatch(botId, event);
+    inFlight.add(work);
+    try {
+      return await work;
+    } finally {
+      inFlight.delete(work);
+    }
+  }
+
+  async function handleBatch(botId, event) {
     const pending = [];
     for (const msg of event.messages ?? []) {
       const content = msg?.message && !isDecryptionStub(msg) ? unwrap(msg.message) : undefined;
@@ -287,5 +304,5 @@ export function createMessageHandler({
     return (await Promise.all(pending)).filter(Boolean);
   }
 
-  return { handleUpsert, handleMessage };
+  return { handleUpsert, handleMessage, idle };
 }

@@ -11,6 +11,7 @@ import { createLogger } from "./logger.js";
 import { Outbox } from "./outbox.js";
 import { GatewayClient } from "./gateway_client.js";
 import { createMessageHandler } from "./handler.js";
+import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
 import { createApp } from "./http_api.js";
 
@@ -21,6 +22,8 @@ import { createApp } from "./http_api.js";
 export async function start(config, { logger = createLogger({ level: config.logLevel }) } = {}) {
   if (config.insecureDev) logger.warn("NODE_INSECURE_DEV is set: authentication may be disabled; never use this in production");
   for (const dir of [config.authDir, config.outboxDir, config.stagingDir]) await mkdir(dir, { recursive: true });
+  const stale = await removeStalePartials(config.stagingDir, Math.max(3_600_000, 2 * config.downloadTimeoutMs));
+  if (stale.length > 0) logger.info({ files: stale.length }, "removed partial downloads left by an earlier run");
 
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
@@ -82,6 +85,13 @@ export async function start(config, { logger = createLogger({ level: config.logL
       const closed = new Promise((resolve) => server.close(resolve));
       server.closeIdleConnections?.();
       await sessions.stopAll();
+      // Let downloads under way finish and queue their frames (bounded: a download has
+      // its own timeout, but shutdown should not wait for it in full).
+      const settled = await Promise.race([
+        handler.idle().then(() => true),
+        new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs, false).unref()),
+      ]);
+      if (!settled) logger.warn("messages still being handled at shutdown; WhatsApp will redeliver unacknowledged ones");
       await gateway.stop();
       await outbox.flush();
       await closed;

@@ -50,6 +50,27 @@ export function httpStatusOf(err) {
   return typeof status === "number" ? status : undefined;
 }
 
+/**
+ * Deletes `<uuid4>.part` files older than `olderThanMs`: downloads cut off by a crash.
+ * Younger ones may belong to another Node instance sharing the volume and are left.
+ */
+export async function removeStalePartials(stagingDir, olderThanMs, now = Date.now()) {
+  const removed = [];
+  for (const name of await readdir(stagingDir)) {
+    if (!/^[0-9a-f-]{36}\.part$/.test(name)) continue;
+    const path = join(stagingDir, name);
+    try {
+      if (now - (await lstat(path)).mtimeMs > olderThanMs) {
+        await rm(path, { force: true });
+        removed.push(name);
+      }
+    } catch (err) {
+      if (err.code !== "ENOENT") throw err;
+    }
+  }
+  return removed;
+}
+
 /** Total bytes of regular files under `dir` (recursively); what `du` would measure. */
 export async function directorySize(dir) {
   let total = 0;
@@ -99,9 +120,10 @@ function toReadable(source) {
 async function downloadOnce({ download, message, partPath, maxBytes, timeoutMs }) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new TimeoutError("download", timeoutMs)), timeoutMs);
+  const started = Promise.resolve().then(() => download(message));
   try {
     const source = await Promise.race([
-      Promise.resolve().then(() => download(message)),
+      started,
       new Promise((_, reject) => {
         controller.signal.addEventListener("abort", () => reject(controller.signal.reason), { once: true });
       }),
@@ -126,6 +148,8 @@ async function downloadOnce({ download, message, partPath, maxBytes, timeoutMs }
     });
     return { size, sha256: hash.digest() };
   } catch (err) {
+    // A stream that arrives after the deadline would otherwise hold its connection open.
+    started.then((late) => late?.destroy?.(), () => {});
     if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) {
       throw controller.signal.reason;
     }

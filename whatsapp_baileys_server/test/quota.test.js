@@ -65,3 +65,19 @@ test("a size computation that fails (missing directory) also fails open", async 
   assert.equal(used, undefined);
   assert.ok(records.some((r) => r.level === "warn" && r.msg.startsWith("quota check failed open")));
 });
+
+test("partial downloads left by a crash are removed at start, recent ones are left", async (t) => {
+  const { removeStalePartials } = await import("../src/media.js");
+  const { utimes } = await import("node:fs/promises");
+  const dir = await mkdtemp(join(tmpdir(), "staging-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const old = "0f8fad5b-d9cb-469f-a165-70867728950e.part";
+  const young = "9b2e0c1e-5f4a-4c3b-8d7e-6a5b4c3d2e1f.part";
+  const staged = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+  for (const name of [old, young, staged]) await writeFile(join(dir, name), "x");
+  const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+  await utimes(join(dir, old), twoHoursAgo, twoHoursAgo);
+  await utimes(join(dir, staged), twoHoursAgo, twoHoursAgo);
+  assert.deepEqual(await removeStalePartials(dir, 3_600_000), [old]);
+  assert.deepEqual((await readdir(dir)).sort(), [staged, young].sort());
+});
