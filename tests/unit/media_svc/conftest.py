@@ -1,0 +1,154 @@
+"""Fixtures for media_svc tests: the real SQLite store, a real staging directory, and a
+scripted QueueService peer on a real loopback gRPC server (the real queue_svc is used by
+the integration suite; here each answer of UpdateByMediaId must be chosen by the test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
+
+from services.common.store import Store, StoreConfig, open_store
+from services.media_svc.definitions import DefinitionsManager
+from services.media_svc.delivery import QueueDelivery
+from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.metrics import MediaMetrics
+from services.media_svc.processors.registry import default_registry
+from services.media_svc.staging import StagingDirectory
+from services.media_svc.worker import JobWorker, WorkerSettings
+
+UPDATED = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+NOT_FOUND = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND
+BOT_NOT_ACTIVE = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE
+
+
+class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
+    """Answers UpdateByMediaId from `answers` (then `default`), recording every call;
+    an answer of None makes the call fail with UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.calls: list[queue_service_pb2.UpdateByMediaIdRequest] = []
+        self.answers: list[int | None] = []
+        self.default: int = UPDATED
+        self.active_bots: set[str] = set()
+        # Awaited with each UpdateByMediaId request before it is answered.
+        self.on_update: (
+            Callable[[queue_service_pb2.UpdateByMediaIdRequest], Awaitable[None]] | None
+        ) = None
+
+    async def UpdateByMediaId(  # noqa: N802 (gRPC method name)
+        self,
+        request: queue_service_pb2.UpdateByMediaIdRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> queue_service_pb2.UpdateByMediaIdResponse:
+        self.calls.append(request)
+        if self.on_update is not None:
+            await self.on_update(request)
+        answer = self.answers.pop(0) if self.answers else self.default
+        if answer is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted outage")
+        return queue_service_pb2.UpdateByMediaIdResponse(status=answer)  # type: ignore[arg-type]
+
+    async def GetWindow(  # noqa: N802 (gRPC method name)
+        self,
+        request: queue_service_pb2.GetWindowRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> queue_service_pb2.GetWindowResponse:
+        if request.bot_id not in self.active_bots:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "bot not active")
+        return queue_service_pb2.GetWindowResponse()
+
+
+@dataclass
+class QueuePeer:
+    servicer: ScriptedQueue
+    address: str
+    server: grpc.aio.Server = field(repr=False)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(StoreConfig(backend="sqlite", sqlite_path=tmp_path / "s.sqlite3"))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> StagingDirectory:
+    return StagingDirectory(tmp_path / "staging")
+
+
+@pytest.fixture
+async def queue_peer() -> AsyncIterator[QueuePeer]:
+    servicer = ScriptedQueue()  # type: ignore[abstract]  # media_svc calls only these two
+    server = grpc.aio.server()
+    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield QueuePeer(servicer, f"127.0.0.1:{port}", server)
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
+def metrics() -> MediaMetrics:
+    return MediaMetrics()
+
+
+@pytest.fixture
+async def delivery(queue_peer: QueuePeer, metrics: MediaMetrics) -> AsyncIterator[QueueDelivery]:
+    client = QueueDelivery(queue_peer.address, metrics, backoff_base=0.01, backoff_max=0.05)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def executor() -> ProcessorExecutor:
+    return ProcessorExecutor(processes=1, timeout_seconds=5.0)
+
+
+def settings(**overrides: float | int | str) -> WorkerSettings:
+    values: dict[str, float | int | str] = {
+        "worker_id": "test-worker",
+        "lease_seconds": 5.0,
+        "max_attempts": 3,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.02,
+        "not_found_backoff_seconds": 0.01,
+    }
+    values.update(overrides)
+    return WorkerSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def worker(
+    store: Store,
+    staging: StagingDirectory,
+    delivery: QueueDelivery,
+    executor: ProcessorExecutor,
+    metrics: MediaMetrics,
+) -> JobWorker:
+    return JobWorker(
+        store=store,
+        staging=staging,
+        delivery=delivery,
+        executor=executor,
+        metrics=metrics,
+        settings=settings(),
+    )
+
+
+@pytest.fixture
+async def definitions(store: Store) -> DefinitionsManager:
+    manager = DefinitionsManager(store, default_registry())
+    await manager.start()
+    return manager

@@ -1,0 +1,81 @@
+"""The dispatcher: claims for pools with free slots, respects each pool's concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.common.routing import default_definitions
+from services.common.store import Store
+from services.media_svc.definitions import DefinitionsManager
+from services.media_svc.metrics import MediaMetrics
+from services.media_svc.pool import PoolSet
+from services.media_svc.processors import default_registry
+from services.media_svc.staging import StagingDirectory
+from services.media_svc.worker import JobWorker
+from tests.helpers.store_factories import new_job
+from tests.unit.media_svc.conftest import QueuePeer
+
+
+async def test_jobs_flow_through_their_pools_within_concurrency(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    metrics: MediaMetrics,
+    queue_peer: QueuePeer,
+) -> None:
+    document = default_definitions().to_document()
+    for pool in document["pools"]:
+        if pool["name"] == "Image":
+            pool["options"] = {"delay_seconds": 0.05, "text": "img"}
+            pool["concurrency"] = 3
+    await store.put_processor_definitions(document)
+    definitions = DefinitionsManager(store, default_registry())
+    await definitions.start()
+    pools = PoolSet(
+        store=store,
+        worker=worker,
+        metrics=metrics,
+        worker_id="w",
+        lease_seconds=5,
+        poll_fallback_seconds=0.5,
+    )
+    pools.apply(definitions.current)
+    peak = 0
+
+    all_delivered = asyncio.Event()
+
+    async def watch(_: object) -> None:
+        nonlocal peak
+        peak = max(peak, pools.in_flight("Image"))
+        if len(queue_peer.servicer.calls) == len(jobs):
+            all_delivered.set()
+
+    queue_peer.servicer.on_update = watch
+    runner = asyncio.create_task(pools.run())
+    jobs = [new_job(pool="Image", caption="") for _ in range(12)]
+    jobs.append(
+        new_job(
+            pool="Corrupt",
+            route="corrupt|MEDIA_KIND_IMAGE|image/jpeg",
+            has_staged_file=False,
+            caption="",
+        )
+    )
+    for job in jobs:
+        assert await store.create_job(job)
+        if job.has_staged_file:
+            staging.path_for(job.media_processing_id).write_bytes(b"x")
+    await asyncio.wait_for(all_delivered.wait(), 10)
+    pools.stop_claiming()
+    await runner
+    await pools.drain(5)
+    contents = [c.content for c in queue_peer.servicer.calls]
+    assert contents.count("img") == 12
+    assert "[Corrupted image: could not be decoded]" in contents
+    assert 1 <= peak <= 3
+    assert sorted({c.media_processing_id for c in queue_peer.servicer.calls}) == sorted(
+        j.media_processing_id for j in jobs
+    )
+    assert (await store.pool_depths()).get("Image") is None or (
+        (await store.pool_depths())["Image"].pending == 0
+    )

@@ -1,0 +1,248 @@
+"""The job lifecycle against the real SQLite store and a scripted queue peer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.common.store import JobCollection, JobStatus, NewMediaJob, Store
+from services.media_svc.definitions import ActivePool, DefinitionsManager, build
+from services.media_svc.processors.registry import default_registry
+from services.media_svc.staging import StagingDirectory
+from services.media_svc.worker import JobWorker, compose_content
+from tests.helpers.store_factories import new_job
+from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer
+
+
+def stub_pool(**options: Any) -> ActivePool:
+    document = {
+        "pools": [
+            {
+                "name": "Image",
+                "processor": "stub",
+                "options": {"text": "a cat", **options},
+                "fallback": True,
+            }
+        ]
+    }
+    pool = build(document, default_registry()).pool("Image")
+    assert pool is not None
+    return pool
+
+
+async def create(store: Store, staging: StagingDirectory, **overrides: Any) -> NewMediaJob:
+    job = new_job(**{"pool": "Image", "caption": "my cat", **overrides})
+    assert await store.create_job(job)
+    if job.has_staged_file:
+        staging.path_for(job.media_processing_id).write_bytes(b"\xff\xd8 fake jpeg")
+    return job
+
+
+async def claim_and_run(store: Store, worker: JobWorker, pool: ActivePool) -> str:
+    claimed = await store.claim_job(["Image"], "test-worker", 5.0)
+    assert claimed is not None
+    return await worker.run(pool, claimed)
+
+
+def test_content_format() -> None:
+    assert compose_content("a cat", "  my cat ") == "a cat\nCaption: my cat"
+    assert compose_content("[Unsupported media: application/zip]", "") == (
+        "[Unsupported media: application/zip]"
+    )
+
+
+async def test_success_delivers_then_deletes_job_and_file(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "delivered"
+    [call] = queue_peer.servicer.calls
+    assert (call.bot_id, call.correspondent_id, call.media_processing_id) == (
+        job.bot_id,
+        job.correspondent_id,
+        job.media_processing_id,
+    )
+    assert call.content == "a cat\nCaption: my cat"
+    assert await store.get_job(job.media_processing_id) is None
+    assert not staging.exists(job.media_processing_id)
+
+
+async def test_failure_marker_resolves_placeholder_and_moves_job_to_failed(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    queue_peer: QueuePeer,
+    definitions: DefinitionsManager,
+) -> None:
+    job = await create(
+        store,
+        staging,
+        route="corrupt|MEDIA_KIND_IMAGE|image/jpeg",
+        pool="Corrupt",
+        has_staged_file=False,
+    )
+    claimed = await store.claim_job(["Corrupt"], "w", 5.0)
+    assert claimed is not None
+    pool = definitions.current.pool("Corrupt")
+    assert pool is not None
+    assert await worker.run(pool, claimed) == "failed"
+    assert queue_peer.servicer.calls[0].content == (
+        "[Corrupted image: could not be decoded]\nCaption: my cat"
+    )
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None
+    assert found[0] is JobCollection.FAILED
+    assert found[1].error == "corrupt"
+
+
+async def test_bot_not_active_leaves_completed_result(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    queue_peer.servicer.default = BOT_NOT_ACTIVE
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "held"
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None
+    collection, stored = found
+    assert collection is JobCollection.ACTIVE
+    assert stored.status is JobStatus.COMPLETED
+    assert stored.result == "a cat\nCaption: my cat"
+    assert staging.exists(job.media_processing_id)
+
+
+async def test_not_found_is_retried_then_left_for_recovery(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    queue_peer.servicer.default = NOT_FOUND
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "undelivered"
+    assert len(queue_peer.servicer.calls) == 4
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[1].status is JobStatus.COMPLETED
+
+
+async def test_not_found_then_updated_after_recovery_race(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    queue_peer.servicer.answers = [NOT_FOUND, UPDATED]
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "delivered"
+    assert await store.get_job(job.media_processing_id) is None
+
+
+async def test_unreachable_queue_is_retried_while_result_stays_persisted(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    queue_peer.servicer.answers = [None, None, None]
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "delivered"
+    assert len(queue_peer.servicer.calls) == 4
+    assert await store.get_job(job.media_processing_id) is None
+
+
+async def test_result_is_persisted_before_delivery(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    seen: list[tuple[JobCollection, JobStatus, str | None]] = []
+
+    async def observe(request: Any) -> None:
+        found = await store.get_job(request.media_processing_id)
+        assert found is not None
+        seen.append((found[0], found[1].status, found[1].result))
+
+    queue_peer.servicer.on_update = observe
+    await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "delivered"
+    assert seen == [(JobCollection.ACTIVE, JobStatus.COMPLETED, "a cat\nCaption: my cat")]
+
+
+async def test_transient_errors_retry_with_backoff_then_fail(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    pool = stub_pool(transient_failures=5)
+    for _ in range(2):
+        assert await claim_and_run(store, worker, pool) == "retried"
+        found = await store.get_job(job.media_processing_id)
+        assert found is not None
+        assert found[1].status is JobStatus.PENDING
+        assert found[1].error is not None and found[1].error.startswith("transient")
+        assert found[1].available_at > found[1].updated_at or found[1].available_at is not None
+        await asyncio.sleep(0.05)
+    assert queue_peer.servicer.calls == []
+    # The third attempt is the last (MEDIA_MAX_ATTEMPTS=3): the failure marker goes out.
+    assert await claim_and_run(store, worker, pool) == "failed"
+    assert queue_peer.servicer.calls[0].content == (
+        "[Image could not be processed]\nCaption: my cat"
+    )
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+    assert not staging.exists(job.media_processing_id)
+
+
+async def test_transient_error_then_success(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    pool = stub_pool(transient_failures=1)
+    assert await claim_and_run(store, worker, pool) == "retried"
+    await asyncio.sleep(0.05)
+    assert await claim_and_run(store, worker, pool) == "delivered"
+    assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
+    assert await store.get_job(job.media_processing_id) is None
+
+
+async def test_lost_lease_cannot_persist_or_deliver(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    stale = await store.claim_job(["Image"], "dead-worker", 0.05)
+    assert stale is not None
+    await asyncio.sleep(0.1)
+    fresh = await store.claim_job(["Image"], "live-worker", 5.0)
+    assert fresh is not None and fresh.token == stale.token + 1
+    assert await worker.run(stub_pool(), stale) == "lease_lost"
+    assert queue_peer.servicer.calls == []
+    # The live claim still owns the job and its file.
+    assert staging.exists(job.media_processing_id)
+    assert await worker.run(stub_pool(), fresh) == "delivered"
+    assert len(queue_peer.servicer.calls) == 1
+
+
+async def test_dead_lettered_while_processing_keeps_no_result(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    claimed = await store.claim_job(["Image"], "w", 5.0)
+    assert claimed is not None
+    running = asyncio.create_task(worker.run(stub_pool(delay_seconds=0.2), claimed))
+    await asyncio.sleep(0.05)
+    assert await store.fail_job(job.media_processing_id, "stale: cleanup")
+    assert await running == "lease_lost"
+    assert queue_peer.servicer.calls == []
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+
+
+async def test_missing_staged_file_is_a_failure_marker(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    staging.delete(job.media_processing_id)
+    assert await claim_and_run(store, worker, stub_pool()) == "failed"
+    assert queue_peer.servicer.calls[0].content.startswith("[Image could not be processed")
+
+
+async def test_redelivery_sweep_delivers_stranded_results(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    claimed = await store.claim_job(["Image"], "w", 5.0)
+    assert claimed is not None
+    # A crash right after persisting: the completed result sits in ACTIVE.
+    assert await store.complete_job(job.media_processing_id, claimed.token, "done") is not None
+    await asyncio.sleep(0.05)
+    assert await worker.redeliver_stranded(older_than_seconds=0.01) == 1
+    assert [c.content for c in queue_peer.servicer.calls] == ["done"]
+    assert await store.get_job(job.media_processing_id) is None
+    assert not staging.exists(job.media_processing_id)
