@@ -1,0 +1,97 @@
+"""Translation between the QueueService protos and the domain types."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from chatbot.common.v1 import message_pb2
+from chatbot.queue.v1 import queue_service_pb2 as q
+
+from services.common.routing import MediaCondition
+from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
+from services.queue_svc.service import PlaceholderRequest
+from services.queue_svc.subscriptions import Delivery
+
+_SOURCES = {
+    message_pb2.MESSAGE_SOURCE_USER: "user",
+    message_pb2.MESSAGE_SOURCE_BOT: "bot",
+    message_pb2.MESSAGE_SOURCE_SYSTEM: "system",
+}
+_SOURCE_ENUMS = {name: number for number, name in _SOURCES.items()}
+_CONDITIONS = {
+    q.MEDIA_CONDITION_STAGED: MediaCondition.STAGED,
+    q.MEDIA_CONDITION_CORRUPT: MediaCondition.CORRUPT,
+    q.MEDIA_CONDITION_OVER_QUOTA: MediaCondition.OVER_QUOTA,
+}
+
+
+def new_message(message: q.NewMessage) -> NewMessage:
+    """Assumes validate_message passed (source set, time present)."""
+    return NewMessage(
+        content=message.content,
+        sender=message.sender,
+        source=_SOURCES[message.source],
+        originating_time=message.originating_time.ToDatetime(tzinfo=UTC),
+        provider_message_id=message.provider_message_id,
+        group_id=message.group.group_id if message.HasField("group") else None,
+        group_name=(
+            message.group.group_name
+            if message.HasField("group") and message.group.HasField("group_name")
+            else None
+        ),
+    )
+
+
+def placeholder_request(request: q.InjectPlaceholderRequest) -> PlaceholderRequest:
+    return PlaceholderRequest(
+        bot_id=request.bot_id,
+        correspondent_id=request.correspondent_id,
+        message=new_message(request.message),
+        media=MediaInfo(
+            mime_type=request.mime_type,
+            media_kind=message_pb2.MediaKind.Name(request.media_kind),
+            original_filename=(
+                request.original_filename if request.HasField("original_filename") else None
+            ),
+        ),
+        media_processing_id=request.media_processing_id,
+        condition=_CONDITIONS[request.condition],
+        file_size=request.file_size,
+        condition_detail=(
+            request.condition_detail if request.HasField("condition_detail") else None
+        ),
+    )
+
+
+def message_proto(entry: QueuedMessage) -> message_pb2.Message:
+    message = message_pb2.Message(
+        id=entry.id,
+        content=entry.content,
+        sender=entry.sender,
+        source=_SOURCE_ENUMS[entry.source],
+        provider_message_id=entry.provider_message_id,
+        message_size=entry.message_size,
+    )
+    message.originating_time.FromDatetime(entry.originating_time)
+    if entry.group_id is not None:
+        message.group.group_id = entry.group_id
+        if entry.group_name is not None:
+            message.group.group_name = entry.group_name
+    if entry.media_processing_id is not None:
+        message.media_processing_id = entry.media_processing_id
+    if entry.mime_type is not None:
+        message.mime_type = entry.mime_type
+    if entry.original_filename is not None:
+        message.original_filename = entry.original_filename
+    if entry.media_kind is not None:
+        message.media_kind = message_pb2.MediaKind.Value(entry.media_kind)
+    return message
+
+
+def addressed(delivery: Delivery) -> message_pb2.AddressedMessage:
+    return message_pb2.AddressedMessage(
+        bot_id=delivery.bot_id,
+        provider_name=delivery.provider_name,
+        correspondent_id=delivery.correspondent_id,
+        message=message_proto(delivery.message),
+    )

@@ -1,0 +1,78 @@
+"""Rebuilding placeholders from media jobs (StartBot, and a retried InjectPlaceholder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.common.store import JobStatus, MediaJob
+from services.queue_svc.bot_queues import BotQueues, MessageKey
+from services.queue_svc.messages import MediaInfo, NewMessage
+
+# What the bot sees for a job that completed without any result text.
+EMPTY_RESULT_MARKER = "[Media could not be processed]"
+
+
+@dataclass(slots=True)
+class RecoveryResult:
+    placeholders_restored: int = 0
+    results_applied: int = 0
+    # Ready messages produced by applying completed results: wait until durable, then
+    # delete their jobs (`completed_job_ids`).
+    applied: list[MessageKey] = field(default_factory=list)
+    completed_job_ids: list[str] = field(default_factory=list)
+
+
+def job_message(job: MediaJob) -> tuple[NewMessage, MediaInfo]:
+    message = NewMessage(
+        content=job.caption,
+        sender=job.sender,
+        source=job.source,
+        originating_time=job.originating_time,
+        provider_message_id=job.provider_message_id,
+        group_id=job.group_id,
+        group_name=job.group_name,
+    )
+    return message, MediaInfo(job.mime_type, job.media_kind, job.original_filename)
+
+
+def restore_job(bot: BotQueues, job: MediaJob, result: RecoveryResult) -> None:
+    """Re-injects the job's placeholder under its original id; applies a completed result.
+
+    Idempotent: a placeholder already present is left alone (and not counted again).
+    """
+    message, media = job_message(job)
+    _entry, created = bot.inject_placeholder(
+        job.correspondent_id, message, media, job.media_processing_id, job.message_id
+    )
+    if job.status is JobStatus.COMPLETED:
+        outcome = bot.resolve(
+            job.correspondent_id, job.media_processing_id, job.result or EMPTY_RESULT_MARKER
+        )
+        if outcome.entry is not None:
+            result.results_applied += 1
+            result.applied.append(MessageKey(job.correspondent_id, outcome.entry.id))
+        result.completed_job_ids.append(job.media_processing_id)
+    elif created:
+        result.placeholders_restored += 1
+
+
+def restore_jobs(
+    bot: BotQueues, jobs: list[MediaJob], persisted_provider_ids: set[str]
+) -> tuple[RecoveryResult, list[str]]:
+    """StartBot's recovery over the bot's ACTIVE jobs, in message id order.
+
+    Returns the result and the ids of completed jobs whose message is already in
+    `queues` (a crash after persisting, before deleting): they only need deleting.
+    """
+    result = RecoveryResult()
+    already_done: list[str] = []
+    for job in sorted(jobs, key=lambda j: (j.correspondent_id, j.message_id)):
+        if (
+            job.status is JobStatus.COMPLETED
+            and job.provider_message_id
+            and job.provider_message_id in persisted_provider_ids
+        ):
+            already_done.append(job.media_processing_id)
+            continue
+        restore_job(bot, job, result)
+    return result, already_done

@@ -1,0 +1,87 @@
+"""The composition root: config → store → service → servicer → gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # health.aio re-exports it untyped
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from services.common.store import open_store
+from services.queue_svc import logs
+from services.queue_svc.config import Config
+from services.queue_svc.metrics import QueueMetrics
+from services.queue_svc.service import QueueService
+from services.queue_svc.servicer import QueueServicer
+
+log = logging.getLogger("queue_svc.server")
+
+SERVICE_NAME = queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+METRICS_SAMPLE_SECONDS = 5.0
+
+
+async def _sample(metrics: QueueMetrics, service: QueueService) -> None:
+    while True:
+        metrics.sample(service)
+        await asyncio.sleep(METRICS_SAMPLE_SECONDS)
+
+
+async def serve(config: Config) -> None:
+    """Runs until SIGTERM/SIGINT, then: NOT_SERVING, stop accepting, drain, close."""
+    logs.configure()
+    store = await open_store(config.store)
+    metrics = QueueMetrics()
+    service = QueueService(store, config.service, metrics)
+    server = grpc.aio.server()
+    health = health_aio.HealthServicer()
+    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
+        QueueServicer(service, metrics.observe_rpc), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    http = None
+    sampler: asyncio.Task[None] | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if config.metrics_port:
+            http, _thread = start_http_server(
+                config.metrics_port, config.host, registry=metrics.registry
+            )
+        resumed = await service.start()
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        sampler = asyncio.create_task(_sample(metrics, service))
+        # Machine-readable: tests and scripts started with QUEUE_SVC_PORT=0 read the port.
+        print(f"queue_svc listening on {config.host}:{port}", flush=True)
+        log.info("serving", extra={"port": port, "resumed_bots": resumed})
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await health.enter_graceful_shutdown()
+        service.close_subscriptions()
+        await server.stop(config.shutdown_grace_seconds)
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        try:
+            drained = await service.shutdown()
+            log.info("ingestion drained", extra={"messages_persisted": drained})
+        finally:
+            await store.close()
+            if http is not None:
+                http.shutdown()
