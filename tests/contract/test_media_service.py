@@ -92,7 +92,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                 MediaServicer(operations), s
             )
         ) as channel:
-            yield Env(media_service_pb2_grpc.MediaServiceAsyncStub(channel), store, staging)
+            yield Env(media_service_pb2_grpc.MediaServiceStub(channel), store, staging)
         await delivery.close()
     finally:
         await queue_server.stop(None)
