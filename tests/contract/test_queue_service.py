@@ -1,0 +1,295 @@
+"""Every QueueService RPC through a real channel, against the real servicer and service
+on the real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from chatbot.common.v1 import message_pb2 as m
+from chatbot.queue.v1 import queue_service_pb2 as q
+from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
+
+from services.common.store import JobCollection, Store
+from services.queue_svc.service import QueueService, ServiceSettings
+from services.queue_svc.servicer import QueueServicer
+from tests.helpers.grpc_harness import serve_on_loopback
+from tests.unit.queue_svc.helpers import sqlite_store
+
+BOT = "bot-c"
+if TYPE_CHECKING:
+    Stub = q_grpc.QueueServiceAsyncStub
+
+
+def new_message(content: str = "hello", pid: str = "") -> q.NewMessage:
+    message = q.NewMessage(
+        content=content,
+        sender="u@s.whatsapp.net",
+        source=m.MESSAGE_SOURCE_USER,
+        provider_message_id=pid,
+    )
+    message.originating_time.FromSeconds(1_700_000_000)
+    return message
+
+
+def add(content: str = "hello", pid: str = "", bot: str = BOT) -> q.AddMessageRequest:
+    return q.AddMessageRequest(bot_id=bot, correspondent_id="c1", message=new_message(content, pid))
+
+
+def inject(mid: str, pid: str = "WA-IMG", bot: str = BOT) -> q.InjectPlaceholderRequest:
+    return q.InjectPlaceholderRequest(
+        bot_id=bot,
+        correspondent_id="c1",
+        message=new_message("caption", pid),
+        media_processing_id=mid,
+        mime_type="audio/ogg; codecs=opus",
+        media_kind=m.MEDIA_KIND_VOICE_NOTE,
+        file_size=1234,
+        condition=q.MEDIA_CONDITION_STAGED,
+    )
+
+
+async def serve(
+    store: Store, settings: ServiceSettings, *, start: bool = True
+) -> tuple[QueueService, AbstractAsyncContextManager[grpc.aio.Channel]]:
+    service = QueueService(store, settings)
+    if start:
+        await service.start()
+
+    def register(server: grpc.aio.Server) -> None:
+        q_grpc.add_QueueServiceServicer_to_server(QueueServicer(service), server)
+
+    return service, serve_on_loopback(register)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with sqlite_store(tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+async def stub(store: Store) -> AsyncIterator[Stub]:
+    service, serving = await serve(store, ServiceSettings(subscriber_buffer=50))
+    async with serving as channel:
+        client: Stub = q_grpc.QueueServiceStub(channel)
+        assert (await client.StartBot(q.StartBotRequest(bot_id=BOT))).started
+        yield client
+    await service.shutdown()
+
+
+async def code_of(call: object) -> grpc.StatusCode:
+    assert asyncio.iscoroutine(call) or isinstance(call, grpc.aio.UnaryUnaryCall)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value.code()
+
+
+async def test_add_message_assigns_ids_and_answers_duplicates(stub: Stub) -> None:
+    assert (await stub.AddMessage(add("a", pid="WA1"))).id == 1
+    again = await stub.AddMessage(add("a", pid="WA1"))
+    assert again.duplicate and again.id == 0
+    assert (await stub.AddMessage(add("b"))).id == 2
+
+
+async def test_add_message_errors(stub: Stub) -> None:
+    assert await code_of(stub.AddMessage(add("x", bot="stopped"))) == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+    bad = add("")
+    assert await code_of(stub.AddMessage(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    no_sender = add("x")
+    no_sender.message.sender = ""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.AddMessage(no_sender)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "message.sender: required" in (caught.value.details() or "")
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert window.next_id == 1 and not window.messages  # nothing changed
+
+
+async def test_add_messages_gives_one_result_per_item(stub: Stub) -> None:
+    reply = await stub.AddMessages(
+        q.AddMessagesRequest(
+            messages=[add("a", pid="A"), add("a", pid="A"), add("z", bot="stopped"), add("b")]
+        )
+    )
+    assert [(r.status, r.id) for r in reply.results] == [
+        (q.ADD_STATUS_ADDED, 1),
+        (q.ADD_STATUS_DUPLICATE, 0),
+        (q.ADD_STATUS_BOT_NOT_ACTIVE, 0),
+        (q.ADD_STATUS_ADDED, 2),
+    ]
+
+
+async def test_add_messages_invalid_batch_changes_nothing(stub: Stub) -> None:
+    empty = stub.AddMessages(q.AddMessagesRequest())
+    assert await code_of(empty) == grpc.StatusCode.INVALID_ARGUMENT
+    one_bad = q.AddMessagesRequest(messages=[add("ok"), add("")])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.AddMessages(one_bad)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages[1].message.content" in (caught.value.details() or "")
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert window.next_id == 1
+
+
+async def test_inject_placeholder_and_update_by_media_id(stub: Stub, store: Store) -> None:
+    mid = str(uuid.uuid4())
+    placed = await stub.InjectPlaceholder(inject(mid))
+    assert (placed.id, placed.duplicate) == (1, False)
+    repeat = await stub.InjectPlaceholder(inject(mid))
+    assert (repeat.id, repeat.duplicate) == (1, True)
+    found = await store.get_job(mid)
+    assert found is not None and found[0] is JobCollection.ACTIVE
+    assert found[1].pool == "Audio" and found[1].media_kind == "MEDIA_KIND_VOICE_NOTE"
+
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert [(w.id, w.media_processing_id, w.content) for w in window.messages] == [
+        (1, mid, "caption")
+    ]
+    assert window.total_characters == 0 and window.next_id == 2
+
+    update = q.UpdateByMediaIdRequest(
+        bot_id=BOT, correspondent_id="c1", media_processing_id=mid, content="transcript"
+    )
+    first = await stub.UpdateByMediaId(update)
+    assert (first.status, first.message_id) == (q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED, 1)
+    second = await stub.UpdateByMediaId(update)
+    assert second.status == q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+    unknown = q.UpdateByMediaIdRequest(
+        bot_id=BOT, correspondent_id="c1", media_processing_id=str(uuid.uuid4())
+    )
+    assert (await stub.UpdateByMediaId(unknown)).status == q.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND
+    unknown.bot_id = "stopped"
+    assert (await stub.UpdateByMediaId(unknown)).status == (
+        q.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE
+    )
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert not window.messages[0].HasField("media_processing_id")
+    assert window.total_characters == len("transcript")
+
+
+async def test_inject_placeholder_errors(stub: Stub) -> None:
+    bad_id = inject("not-a-uuid")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.InjectPlaceholder(bad_id)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "media_processing_id: not a lower-case UUID4" in (caught.value.details() or "")
+    no_pid = inject(str(uuid.uuid4()), pid="")
+    assert await code_of(stub.InjectPlaceholder(no_pid)) == grpc.StatusCode.INVALID_ARGUMENT
+    no_condition = inject(str(uuid.uuid4()))
+    no_condition.condition = q.MEDIA_CONDITION_UNSPECIFIED
+    assert await code_of(stub.InjectPlaceholder(no_condition)) == (grpc.StatusCode.INVALID_ARGUMENT)
+    inactive = inject(str(uuid.uuid4()), bot="stopped")
+    assert await code_of(stub.InjectPlaceholder(inactive)) == (grpc.StatusCode.FAILED_PRECONDITION)
+    bad_update = q.UpdateByMediaIdRequest(bot_id=BOT, correspondent_id="c1")
+    assert await code_of(stub.UpdateByMediaId(bad_update)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_start_and_stop_bot(stub: Stub, store: Store) -> None:
+    assert not (await stub.StartBot(q.StartBotRequest(bot_id=BOT))).started
+    await stub.InjectPlaceholder(inject(str(uuid.uuid4())))
+    stopped = await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    assert stopped.stopped and stopped.jobs_parked == 1
+    assert not (await stub.StopBot(q.StopBotRequest(bot_id=BOT))).stopped
+    assert len(await store.list_jobs(BOT, JobCollection.HOLDING)) == 1
+    started = await stub.StartBot(q.StartBotRequest(bot_id=BOT))
+    assert started.started and started.jobs_reactivated == 1
+    assert started.placeholders_restored == 1 and started.results_applied == 0
+    assert await code_of(stub.StartBot(q.StartBotRequest())) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_window_and_pop_ready_need_an_active_bot(stub: Stub) -> None:
+    window = q.GetWindowRequest(bot_id="stopped", correspondent_id="c1")
+    assert await code_of(stub.GetWindow(window)) == grpc.StatusCode.FAILED_PRECONDITION
+    pop = q.PopReadyRequest(bot_id="stopped")
+    assert await code_of(stub.PopReady(pop)) == grpc.StatusCode.FAILED_PRECONDITION
+    # With ingestion running, everything acknowledged is already persisted.
+    await stub.AddMessage(add("x"))
+    assert not (await stub.PopReady(q.PopReadyRequest(bot_id=BOT))).messages
+
+
+async def test_pop_ready_takes_the_backlog_skipping_placeholders(store: Store) -> None:
+    # Ingestion not running: the backlog stays until PopReady takes (and persists) it.
+    service, serving = await serve(store, ServiceSettings(), start=False)
+    async with serving as channel:
+        client: Stub = q_grpc.QueueServiceStub(channel)
+        await client.StartBot(q.StartBotRequest(bot_id=BOT))
+        await client.InjectPlaceholder(inject(str(uuid.uuid4())))
+        writer = asyncio.ensure_future(client.AddMessage(add("ready one")))
+        for _ in range(200):
+            if any(b.backlog_size for _, b in service.bot_snapshots()):
+                break
+            await asyncio.sleep(0.01)
+        popped = await client.PopReady(q.PopReadyRequest(bot_id=BOT, limit=10))
+        assert [
+            (p.bot_id, p.correspondent_id, p.message.id, p.message.content) for p in popped.messages
+        ] == [(BOT, "c1", 2, "ready one")]
+        assert popped.messages[0].provider_name == "whatsapp_baileys"
+        assert (await writer).id == 2  # the writer is answered once the row is durable
+        history = await store.message_history(BOT, "whatsapp_baileys", "c1")
+        assert [h.id for h in history] == [2]
+    await service.shutdown()
+
+
+async def test_subscribe_streams_ready_messages_once_filtered_by_bot(stub: Stub) -> None:
+    await stub.StartBot(q.StartBotRequest(bot_id="other"))
+    everything = stub.Subscribe(q.SubscribeRequest())
+    only_bot = stub.Subscribe(q.SubscribeRequest(bot_id=BOT))
+    await asyncio.sleep(0.1)  # the streams are registered once the server runs them
+    mid = str(uuid.uuid4())
+    await stub.InjectPlaceholder(inject(mid))
+    await stub.AddMessage(add("first"))
+    other = add("elsewhere", bot="other")
+    await stub.AddMessage(other)
+    await stub.UpdateByMediaId(
+        q.UpdateByMediaIdRequest(
+            bot_id=BOT, correspondent_id="c1", media_processing_id=mid, content="voice text"
+        )
+    )
+    await stub.UpdateByMediaId(
+        q.UpdateByMediaIdRequest(
+            bot_id=BOT, correspondent_id="c1", media_processing_id=mid, content="voice text"
+        )
+    )
+    await stub.AddMessage(add("last"))
+    seen_all = [await everything.read() for _ in range(4)]
+    seen_bot = [await only_bot.read() for _ in range(3)]
+    assert all(isinstance(s, q.SubscribeResponse) for s in seen_all + seen_bot)
+    assert [s.message.message.content for s in seen_all] == [  # type: ignore[attr-defined]
+        "first",
+        "elsewhere",
+        "voice text",
+        "last",
+    ]
+    assert [s.message.message.content for s in seen_bot] == [  # type: ignore[attr-defined]
+        "first",
+        "voice text",
+        "last",
+    ]
+    everything.cancel()
+    only_bot.cancel()
+
+
+async def test_subscriber_that_overflows_gets_resource_exhausted(store: Store) -> None:
+    service, serving = await serve(store, ServiceSettings(subscriber_buffer=2))
+    async with serving as channel:
+        client: Stub = q_grpc.QueueServiceStub(channel)
+        await client.StartBot(q.StartBotRequest(bot_id=BOT))
+        stream = client.Subscribe(q.SubscribeRequest())
+        await asyncio.sleep(0.1)
+        batch = q.AddMessagesRequest(messages=[add(str(i)) for i in range(5)])
+        await client.AddMessages(batch)  # never blocked by the slow subscriber
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stream:
+                pass
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "subscribe again" in (caught.value.details() or "")
+    await service.shutdown()
