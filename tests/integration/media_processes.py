@@ -1,0 +1,214 @@
+"""Real queue_svc and media_svc subprocesses for the media integration suites and bench."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import grpc
+from chatbot.common.v1 import message_pb2
+from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+REPO = Path(__file__).resolve().parents[2]
+PLACEHOLDER_CONDITIONS = {
+    "staged": queue_service_pb2.MEDIA_CONDITION_STAGED,
+    "corrupt": queue_service_pb2.MEDIA_CONDITION_CORRUPT,
+    "over_quota": queue_service_pb2.MEDIA_CONDITION_OVER_QUOTA,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    """A service subprocess; `address` is what it printed as `… listening on H:P`."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    address: str
+    log: IO[bytes] = field(repr=False)
+
+    async def wait_exit(self, within: float) -> int:
+        return await asyncio.wait_for(self.process.wait(), within)
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        self.log.close()
+
+    async def stop(self, within: float = 15) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(self.process.wait(), within)
+        except TimeoutError:
+            self.process.kill()
+            code = await self.process.wait()
+        self.log.close()
+        return code
+
+
+async def start_service(
+    module: str, env: Mapping[str, str], log_path: Path, within: float = 20
+) -> Service:
+    log = log_path.open("ab")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError(f"{module} exited early; see {log_path}")
+                if "listening on" in line:
+                    address = line.rsplit(" ", 1)[1].strip()
+                    break
+    except BaseException:
+        process.kill()
+        await process.wait()
+        log.close()
+        raise
+    return Service(module, process, address, log)
+
+
+def queue_env(sqlite_path: Path, port: int = 0) -> dict[str, str]:
+    return {
+        "STORE_BACKEND": "sqlite",
+        "SQLITE_PATH": str(sqlite_path),
+        "QUEUE_SVC_HOST": "127.0.0.1",
+        "QUEUE_SVC_PORT": str(port),
+        "QUEUE_SVC_METRICS_PORT": "0",
+        "QUEUE_SVC_DEFINITIONS_REFRESH_SECONDS": "0.2",
+    }
+
+
+def media_env(
+    sqlite_path: Path, staging: Path, queue_address: str, **overrides: str
+) -> dict[str, str]:
+    env = {
+        "STORE_BACKEND": "sqlite",
+        "SQLITE_PATH": str(sqlite_path),
+        "MEDIA_SVC_HOST": "127.0.0.1",
+        "MEDIA_SVC_PORT": "0",
+        "MEDIA_SVC_METRICS_PORT": "0",
+        "QUEUE_SVC_ADDRESS": queue_address,
+        "MEDIA_STAGING_DIR": str(staging),
+        "MEDIA_LEASE_SECONDS": "1",
+        "MEDIA_POLL_FALLBACK_SECONDS": "0.2",
+        "MEDIA_REDELIVERY_AFTER_SECONDS": "0.3",
+        "MEDIA_REDELIVERY_INTERVAL_SECONDS": "0.3",
+        "MEDIA_DEFINITIONS_RELOAD_SECONDS": "0.2",
+        "MEDIA_BACKOFF_BASE_SECONDS": "0.05",
+        "MEDIA_BACKOFF_MAX_SECONDS": "0.2",
+        "MEDIA_SHUTDOWN_GRACE_SECONDS": "2",
+        "MEDIA_CPU_PROCESSES": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return env
+
+
+def placeholder(
+    bot_id: str,
+    correspondent_id: str,
+    *,
+    caption: str = "",
+    condition: str = "staged",
+    media_kind: int = message_pb2.MEDIA_KIND_IMAGE,
+    mime_type: str = "image/jpeg",
+    media_processing_id: str | None = None,
+    provider_message_id: str | None = None,
+) -> queue_service_pb2.InjectPlaceholderRequest:
+    sent = Timestamp()
+    sent.FromDatetime(datetime.now(UTC))
+    return queue_service_pb2.InjectPlaceholderRequest(
+        bot_id=bot_id,
+        correspondent_id=correspondent_id,
+        message=queue_service_pb2.NewMessage(
+            content=caption,
+            sender=correspondent_id,
+            source=message_pb2.MESSAGE_SOURCE_USER,
+            originating_time=sent,
+            provider_message_id=provider_message_id or f"WA-{uuid.uuid4().hex[:16]}",
+        ),
+        media_processing_id=media_processing_id or str(uuid.uuid4()),
+        mime_type=mime_type,
+        media_kind=media_kind,  # type: ignore[arg-type]
+        file_size=3 if condition == "staged" else 0,
+        condition=PLACEHOLDER_CONDITIONS[condition],
+    )
+
+
+class Subscriber:
+    """Collects every message of a Subscribe stream (re-subscribes after an outage)."""
+
+    def __init__(self, address: str, bot_id: str | None = None) -> None:
+        self.address = address
+        self.bot_id = bot_id
+        self.messages: list[message_pb2.AddressedMessage] = []
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._connected.wait(), 10)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.address) as channel:
+                    stub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                    request = queue_service_pb2.SubscribeRequest()
+                    if self.bot_id is not None:
+                        request.bot_id = self.bot_id
+                    stream = stub.Subscribe(request)
+                    await channel.channel_ready()
+                    self._connected.set()
+                    async for response in stream:
+                        self.messages.append(response.message)
+                        self.changed.set()
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+
+    def contents(self, provider_message_id: str) -> list[str]:
+        return [
+            m.message.content
+            for m in self.messages
+            if m.message.provider_message_id == provider_message_id
+        ]
+
+    async def wait_for(self, count: int, within: float) -> None:
+        async with asyncio.timeout(within):
+            while len(self.messages) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
