@@ -75,13 +75,27 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def stub(store: Store) -> AsyncIterator[Stub]:
+async def served(store: Store) -> AsyncIterator[tuple[QueueService, Stub]]:
     service, serving = await serve(store, ServiceSettings(subscriber_buffer=50))
     async with serving as channel:
         client: Stub = q_grpc.QueueServiceStub(channel)
         assert (await client.StartBot(q.StartBotRequest(bot_id=BOT))).started
-        yield client
+        yield service, client
     await service.shutdown()
+
+
+@pytest.fixture
+def stub(served: tuple[QueueService, Stub]) -> Stub:
+    return served[1]
+
+
+async def subscribers_reach(service: QueueService, count: int) -> None:
+    """Streams register when the server first runs them; wait for that, not a guess."""
+    for _ in range(500):
+        if service.subscriber_count >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {service.subscriber_count} subscribers registered")
 
 
 async def code_of(call: object) -> grpc.StatusCode:
@@ -239,11 +253,14 @@ async def test_pop_ready_takes_the_backlog_skipping_placeholders(store: Store) -
     await service.shutdown()
 
 
-async def test_subscribe_streams_ready_messages_once_filtered_by_bot(stub: Stub) -> None:
+async def test_subscribe_streams_ready_messages_once_filtered_by_bot(
+    served: tuple[QueueService, Stub],
+) -> None:
+    service, stub = served
     await stub.StartBot(q.StartBotRequest(bot_id="other"))
     everything = stub.Subscribe(q.SubscribeRequest())
     only_bot = stub.Subscribe(q.SubscribeRequest(bot_id=BOT))
-    await asyncio.sleep(0.1)  # the streams are registered once the server runs them
+    await subscribers_reach(service, 2)
     mid = str(uuid.uuid4())
     await stub.InjectPlaceholder(inject(mid))
     await stub.AddMessage(add("first"))
@@ -284,7 +301,7 @@ async def test_subscriber_that_overflows_gets_resource_exhausted(store: Store) -
         client: Stub = q_grpc.QueueServiceStub(channel)
         await client.StartBot(q.StartBotRequest(bot_id=BOT))
         stream = client.Subscribe(q.SubscribeRequest())
-        await asyncio.sleep(0.1)
+        await subscribers_reach(service, 1)
         batch = q.AddMessagesRequest(messages=[add(str(i)) for i in range(5)])
         await client.AddMessages(batch)  # never blocked by the slow subscriber
         with pytest.raises(grpc.aio.AioRpcError) as caught:
