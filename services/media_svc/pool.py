@@ -45,6 +45,7 @@ class PoolSet:
         worker_id: str,
         lease_seconds: float,
         poll_fallback_seconds: float,
+        claimers: int = 4,
     ) -> None:
         self._store = store
         self._worker = worker
@@ -52,6 +53,8 @@ class PoolSet:
         self._worker_id = worker_id
         self._lease = lease_seconds
         self._poll = poll_fallback_seconds
+        self._claimers = claimers
+        self._claiming = 0
         self._pools: dict[str, WorkerPool] = {}
         # Per pool name, so counts survive a table swap while jobs run.
         self._in_flight: dict[str, int] = {}
@@ -70,15 +73,35 @@ class PoolSet:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claims and dispatches until `stop()`."""
+        """Claims and dispatches until `stop_claiming()`, with a few claims in flight at
+        once so the store can commit them together under load."""
+        loops = [asyncio.create_task(self._claim_loop()) for _ in range(self._claimers)]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _claim_loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            # A claim in flight may land in any pool it names, so it holds a slot in each:
+            # a pool never runs more than its concurrency.
             open_pools = [
-                p.name for p in self._pools.values() if self.in_flight(p.name) < p.concurrency
+                p.name
+                for p in self._pools.values()
+                if self.in_flight(p.name) + self._claiming < p.concurrency
             ]
             claimed = None
             if open_pools:
-                claimed = await self._store.claim_job(open_pools, self._worker_id, self._lease)
+                self._claiming += 1
+                try:
+                    claimed = await self._store.claim_job(open_pools, self._worker_id, self._lease)
+                finally:
+                    self._claiming -= 1
             if claimed is None:
                 await self._idle(bool(open_pools))
                 continue
