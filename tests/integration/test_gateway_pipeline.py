@@ -1,0 +1,246 @@
+"""The gateway between a WebSocket peer acting as Node and real queue_svc/media_svc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from chatbot.wire.v1 import frames_pb2 as w
+
+from services.common.wire import encode_frame, parse_gateway_frame
+from tests.helpers.fixtures import frame_text, load_fixtures
+from tests.integration.media_processes import (
+    Service,
+    Subscriber,
+    media_env,
+    queue_env,
+    start_service,
+)
+
+VALID = dict(load_fixtures("valid"))
+INVALID = dict(load_fixtures("invalid"))
+NODE_TOKEN = "node-secret"
+API_TOKEN = "api-secret"
+BOT = "bot-1"
+FOUR_FRAMES = (
+    "text_message",
+    "media_message_image",
+    "corrupt_media_message",
+    "quota_exceeded_media_message",
+)
+
+
+def _with_provider_id(name: str) -> str:
+    """The fixture frame with a WhatsApp id of its own (the fixtures share one)."""
+    frame = json.loads(frame_text(VALID[name]))
+    payload = next(v for k, v in frame.items() if k != "frameId")
+    payload["header"]["providerMessageId"] = f"WA-{name}"
+    return json.dumps(frame)
+
+
+@dataclass
+class Pipeline:
+    gateway: str
+    queue: Service
+    subscriber: Subscriber
+    staging: Path
+    initialize_calls: list[dict[str, Any]]
+    http: aiohttp.ClientSession
+
+    def api(self, path: str) -> str:
+        return f"http://{self.gateway}{path}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+async def _fake_node_api(calls: list[dict[str, Any]]) -> tuple[web.AppRunner, str]:
+    """Stands in for Node's HTTP API only, to see what /initialize receives."""
+
+    async def initialize(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer node-api-secret"
+        calls.append(await request.json())
+        return web.json_response({"status": "initializing"})
+
+    app = web.Application()
+    app.router.add_post("/initialize", initialize)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+    db, staging = tmp_path / "store.sqlite3", tmp_path / "staging"
+    staging.mkdir()
+    calls: list[dict[str, Any]] = []
+    node_runner, node_url = await _fake_node_api(calls)
+    queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
+    media = await start_service(
+        "services.media_svc", media_env(db, staging, queue.address), tmp_path / "media.log"
+    )
+    gateway = await start_service(
+        "services.gateway",
+        {
+            "STORE_BACKEND": "sqlite",
+            "SQLITE_PATH": str(db),
+            "GATEWAY_PORT": "0",
+            "GATEWAY_METRICS_PORT": "0",
+            "GATEWAY_TOKEN": NODE_TOKEN,
+            "GATEWAY_API_TOKEN": API_TOKEN,
+            "QUEUE_SVC_ADDRESS": queue.address,
+            "NODE_API_URL": node_url,
+            "NODE_API_TOKEN": "node-api-secret",
+        },
+        tmp_path / "gateway.log",
+    )
+    subscriber = Subscriber(queue.address, BOT)
+    await subscriber.start()
+    async with aiohttp.ClientSession() as http:
+        yield Pipeline(gateway.address, queue, subscriber, staging, calls, http)
+    await subscriber.close()
+    for service in (gateway, media, queue):
+        assert await service.stop() == 0, f"{service.name} did not stop cleanly"
+    await node_runner.cleanup()
+
+
+async def _start_bot(p: Pipeline) -> dict[str, Any]:
+    async with p.http.put(
+        p.api(f"/bots/{BOT}/config"), json={"media_storage_quota_gb": 2.5}, headers=p.auth
+    ) as response:
+        assert response.status == 200, await response.text()
+    async with p.http.post(p.api(f"/bots/{BOT}/start"), json={}, headers=p.auth) as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def _exchange(ws: aiohttp.ClientWebSocketResponse, text: str) -> w.Ack:
+    await ws.send_str(text)
+    reply = parse_gateway_frame((await ws.receive(timeout=10)).data)
+    assert reply.WhichOneof("payload") == "ack"
+    return reply.ack
+
+
+async def test_frames_become_messages_and_media_resolves(pipeline: Pipeline) -> None:
+    started = await _start_bot(pipeline)
+    assert started["queue"]["started"] is True
+    assert pipeline.initialize_calls == [
+        {
+            "userId": BOT,
+            "config": {"media_storage_quota_gb": 2.5, "provider_name": "whatsapp_baileys"},
+            "forceReinit": False,
+        }
+    ]
+    image = VALID["media_message_image"]
+    (pipeline.staging / image["frame"]["mediaMessage"]["mediaProcessingId"]).write_bytes(b"jpg")
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        for name in FOUR_FRAMES:
+            ack = await _exchange(ws, _with_provider_id(name))
+            expected = (VALID[name]["frame"]["frameId"], w.ACK_STATUS_ACCEPTED)
+            assert (ack.frame_id, ack.status) == expected, ack.reason
+        # A resent frame (Node lost the ack) changes nothing.
+        again = await _exchange(ws, _with_provider_id("text_message"))
+        assert again.status == w.ACK_STATUS_DUPLICATE
+        bad = await _exchange(ws, frame_text(INVALID["missing_sender"]))
+        assert bad.status == w.ACK_STATUS_REJECTED
+        assert bad.frame_id == "f-0100"
+        assert "text_message.header.sender: required" in bad.reason
+    await pipeline.subscriber.wait_for(4, within=20)
+    by_provider = {m.message.provider_message_id: m.message for m in pipeline.subscriber.messages}
+    assert len(pipeline.subscriber.messages) == 4
+    assert by_provider["WA-text_message"].content == "Hello, bot!"
+    # Placeholders took their ids when the frames arrived, in frame order.
+    ids = [by_provider[f"WA-{name}"].id for name in FOUR_FRAMES]
+    assert ids == sorted(ids)
+    media = [by_provider[f"WA-{name}"] for name in FOUR_FRAMES[1:]]
+    assert all(not m.HasField("media_processing_id") for m in media)
+    assert any(m.content.endswith("Caption: look at this") for m in media)
+    assert any("Caption: party!" in m.content and "orrupt" in m.content for m in media)
+    assert any("media storage is full" in m.content for m in media)
+    assert not list(pipeline.staging.iterdir()), "the staged image must be deleted once delivered"
+
+
+async def test_frames_for_an_inactive_bot_are_kept_for_later(pipeline: Pipeline) -> None:
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        ack = await _exchange(ws, frame_text(VALID["text_message"]))
+    assert ack.status == w.ACK_STATUS_RETRY
+    assert f"POST /bots/{BOT}/start" in (ack.reason or "")
+    assert pipeline.subscriber.messages == []
+
+
+async def test_replies_go_to_node_and_wait_for_its_ack(pipeline: Pipeline) -> None:
+    await _start_bot(pipeline)
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        session = w.NodeFrame(
+            frame_id="s-1",
+            session_event=w.SessionEvent(bot_id=BOT, state=w.SESSION_STATE_OPEN),
+        )
+        session.session_event.time.GetCurrentTime()
+        assert (await _exchange(ws, encode_frame(session))).status == w.ACK_STATUS_ACCEPTED
+
+        async def act_as_node() -> None:
+            frame = parse_gateway_frame((await ws.receive(timeout=10)).data)
+            assert frame.outgoing_message.text == "Thanks!"
+            ack = w.NodeFrame(
+                frame_id="n-ack",
+                ack=w.Ack(frame_id=frame.frame_id, status=w.ACK_STATUS_ACCEPTED),
+            )
+            await ws.send_str(encode_frame(ack))
+
+        node = asyncio.create_task(act_as_node())
+        async with pipeline.http.post(
+            pipeline.api(f"/bots/{BOT}/messages"),
+            json={"correspondent_id": "4915112345678@s.whatsapp.net", "text": "Thanks!"},
+            headers=pipeline.auth,
+        ) as response:
+            assert response.status == 200, await response.text()
+        await node
+        async with pipeline.http.get(pipeline.api(f"/bots/{BOT}"), headers=pipeline.auth) as r:
+            status = await r.json()
+        assert status["session"]["state"] == "SESSION_STATE_OPEN"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "says"),
+    [
+        ("put", f"/bots/{BOT}/config", {"max_messages": -1}, 400, "max_messages"),
+        ("put", f"/bots/{BOT}/config", {"bot_id": "other"}, 400, "differs"),
+        ("post", f"/bots/{BOT}/start", {}, 404, "PUT /bots/bot-1/config"),
+        ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "correspondent_id"),
+    ],
+)
+async def test_bad_api_input_is_refused_and_changes_nothing(
+    pipeline: Pipeline, method: str, path: str, body: dict[str, Any], status: int, says: str
+) -> None:
+    async with pipeline.http.request(
+        method, pipeline.api(path), json=body, headers=pipeline.auth
+    ) as response:
+        assert response.status == status
+        assert says in (await response.json())["error"]
+    async with pipeline.http.get(pipeline.api(f"/bots/{BOT}"), headers=pipeline.auth) as r:
+        assert r.status == 404
+
+
+async def test_unauthenticated_peers_are_refused(pipeline: Pipeline) -> None:
+    async with pipeline.http.get(pipeline.api(f"/bots/{BOT}")) as response:
+        assert response.status == 401
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        async with pipeline.http.ws_connect(
+            pipeline.api("/ws"), headers={"Authorization": "Bearer wrong"}
+        ):
+            pass
