@@ -33,7 +33,7 @@ function flag(env, name) {
  *   gatewayUrl: string, gatewayToken: string, authDir: string, outboxDir: string,
  *   stagingDir: string, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
- *   logLevel: string }>}
+ *   logLevel: string, demoScript: string | undefined }>}
  */
 export function loadConfig(env = process.env) {
   const insecureDev = flag(env, "NODE_INSECURE_DEV");
@@ -82,5 +82,7 @@ export function loadConfig(env = process.env) {
     ackTimeoutMs: integer(env, "GATEWAY_ACK_TIMEOUT_MS", 30_000, { min: 1 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 5000),
     logLevel,
+    // Demo only: a script replayed instead of contacting WhatsApp (src/demo_socket.js).
+    demoScript: env.NODE_DEMO_SCRIPT ? resolve(env.NODE_DEMO_SCRIPT) : undefined,
   });
 }

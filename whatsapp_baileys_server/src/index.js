@@ -15,11 +15,28 @@ import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
 import { createApp } from "./http_api.js";
 
+/** The real WhatsApp connection: Baileys' socket and its media downloader. */
+export function baileysWhatsApp() {
+  return {
+    makeSocket: ({ auth, logger: log, ...rest }) =>
+      makeWASocket({
+        ...rest,
+        auth: { creds: auth.creds, keys: makeCacheableSignalKeyStore(auth.keys, log) },
+        logger: log,
+        browser: Browsers.ubuntu("Chrome"),
+      }),
+    // No reupload context here: the handler asks for one re-upload itself, with its own
+    // timeout and for 403 too.
+    download: (message) => downloadMediaMessage(message, "stream", {}),
+  };
+}
+
 /**
  * Starts the server; resolves with a handle whose stop() shuts it down gracefully.
+ * `whatsapp` is the socket factory and downloader; only the demo mode passes another.
  * @param {ReturnType<typeof loadConfig>} config
  */
-export async function start(config, { logger = createLogger({ level: config.logLevel }) } = {}) {
+export async function start(config, { logger = createLogger({ level: config.logLevel }), whatsapp = baileysWhatsApp() } = {}) {
   if (config.insecureDev) logger.warn("NODE_INSECURE_DEV is set: authentication may be disabled; never use this in production");
   for (const dir of [config.authDir, config.outboxDir, config.stagingDir]) await mkdir(dir, { recursive: true });
   const stale = await removeStalePartials(config.stagingDir, Math.max(3_600_000, 2 * config.downloadTimeoutMs));
@@ -39,9 +56,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
   });
   const handler = createMessageHandler({
     stagingDir: config.stagingDir,
-    // No reupload context here: the handler asks for one re-upload itself, with its own
-    // timeout and for 403 too.
-    download: (message) => downloadMediaMessage(message, "stream", {}),
+    download: whatsapp.download,
     reupload: (botId, message) => sessions.reupload(botId, message),
     quotaGbFor: (botId) => sessions.quotaGbFor(botId),
     groupNameOf: (botId, jid) => sessions.groupName(botId, jid),
@@ -55,13 +70,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
   sessions = new SessionManager({
     authDir: config.authDir,
     logger: logger.child({ component: "sessions" }),
-    makeSocket: ({ auth, logger: log, ...rest }) =>
-      makeWASocket({
-        ...rest,
-        auth: { creds: auth.creds, keys: makeCacheableSignalKeyStore(auth.keys, log) },
-        logger: log,
-        browser: Browsers.ubuntu("Chrome"),
-      }),
+    makeSocket: whatsapp.makeSocket,
     useAuthState: useMultiFileAuthState,
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
@@ -114,7 +123,27 @@ async function main() {
     throw err;
   }
   const logger = createLogger({ level: config.logLevel });
-  const running = await start(config, { logger });
+  let whatsapp;
+  if (config.demoScript) {
+    // Demo only: loaded on demand so production never runs (or even imports) it.
+    const demo = await import("./demo_socket.js");
+    let script;
+    try {
+      script = await demo.loadDemoScript(config.demoScript);
+    } catch (err) {
+      if (err instanceof demo.DemoScriptError) {
+        process.stderr.write(`whatsapp_baileys_server: NODE_DEMO_SCRIPT error: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    logger.warn(
+      { script: script.path, bots: [...script.bots.keys()] },
+      "DEMO MODE (NODE_DEMO_SCRIPT is set): WhatsApp is NOT contacted; sessions replay a script. Never use this in production",
+    );
+    whatsapp = demo.createDemoWhatsApp(script, { logger: logger.child({ component: "demo" }) });
+  }
+  const running = await start(config, { logger, whatsapp });
   for (const signal of ["SIGTERM", "SIGINT"]) {
     process.once(signal, () => {
       logger.info({ signal }, "signal received");

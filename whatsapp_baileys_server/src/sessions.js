@@ -34,7 +34,8 @@ async function writeJsonAtomic(path, value) {
  * @typedef {object} SessionManagerOptions
  * @property {string} authDir
  * @property {any} logger
- * @property {(options: any) => any} makeSocket Baileys' makeWASocket (or a test double)
+ * @property {(options: any, context: { userId: string }) => any} makeSocket Baileys' makeWASocket
+ *   (which ignores the context) or a stand-in that needs to know the bot
  * @property {(dir: string) => Promise<{ state: any, saveCreds: () => Promise<void> }>} useAuthState
  * @property {(botId: string, event: any) => Promise<any>} onUpsert the message handler
  * @property {(frame: any, chatKey: string) => Promise<void>} emitFrame the gateway outbox
@@ -108,7 +109,10 @@ export class SessionManager {
     const { state, saveCreds } = await this.useAuthState(join(this.#dir(session.userId), "baileys"));
     if (generation !== session.generation || this.closing) return;
     this.#setState(session, SessionState.CONNECTING);
-    const sock = this.makeSocket({ auth: state, logger: log, markOnlineOnConnect: false, syncFullHistory: false, ...this.socketOptions });
+    const sock = this.makeSocket(
+      { auth: state, logger: log, markOnlineOnConnect: false, syncFullHistory: false, ...this.socketOptions },
+      { userId: session.userId },
+    );
     session.sock = sock;
     const current = () => generation === session.generation && session.sock === sock;
     sock.ev.on("creds.update", () => {

@@ -1,0 +1,451 @@
+// DEMO ONLY. A scripted stand-in for the socket Baileys' makeWASocket returns, so the
+// whole pipeline can run on one machine without WhatsApp. Selected by NODE_DEMO_SCRIPT
+// in index.js's main(); nothing else in src/ imports this file. Only the socket and the
+// media download are replaced: sessions, the message handler (with Baileys' own
+// normalisation), staging, the outbox and the gateway link run as in production.
+//
+// The socket exposes the surface the server uses: `ev` ('connection.update',
+// 'creds.update', 'messages.upsert'), sendMessage, updateMediaMessage, groupMetadata,
+// logout, end, ws.close and user. Messages are built as proto.WebMessageInfo objects,
+// as Baileys decodes them (Long timestamps and lengths, Uint8Array hashes, wrappers).
+
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { EventEmitter } from "node:events";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { proto } from "baileys";
+import { USER_ID } from "./sessions.js";
+
+export class DemoScriptError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "DemoScriptError";
+  }
+}
+
+const DEFAULT_FROM = "4915100000001@s.whatsapp.net";
+const DEFAULT_DELAY_MS = 200;
+const PERSON_JID = /^[0-9A-Za-z._:-]{1,64}@(s\.whatsapp\.net|lid|c\.us)$/;
+const GROUP_JID = /^[0-9-]{1,64}@g\.us$/;
+
+/** Media entry types → WhatsApp message layout and the MIME type used when none is given. */
+const MEDIA_TYPES = Object.freeze({
+  image: { mimetype: "image/jpeg", caption: true },
+  view_once_image: { mimetype: "image/jpeg", caption: true },
+  video: { mimetype: "video/mp4", caption: true, seconds: true },
+  view_once_video: { mimetype: "video/mp4", caption: true, seconds: true },
+  gif: { mimetype: "video/mp4", caption: true, seconds: true },
+  video_note: { mimetype: "video/mp4", seconds: true },
+  voice_note: { mimetype: "audio/ogg; codecs=opus", seconds: true },
+  audio: { mimetype: "audio/mpeg", seconds: true },
+  sticker: { mimetype: "image/webp", animated: true },
+  document: { mimetype: "application/octet-stream", caption: true, filename: true },
+});
+const TEXT_TYPES = new Set(["text", "extended_text", "ephemeral_text"]);
+const COMMON_KEYS = ["type", "delay_ms", "from", "push_name", "id", "upsert", "group", "group_name"];
+const MEDIA_KEYS = ["file", "mimetype", "download_fails", "url_expired", "hash_mismatch", "declared_length"];
+
+function describeType(value) {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}
+
+function isObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Reads and validates a demo script; every problem is a DemoScriptError that names the
+ * script, the entry and what to change. File paths are resolved against the script's
+ * directory and must name readable regular files.
+ *
+ * @returns {Promise<{ path: string, bots: Map<string, any[]> }>}
+ */
+export async function loadDemoScript(path) {
+  const where = resolve(path);
+  let raw;
+  try {
+    raw = await readFile(where, "utf8");
+  } catch (err) {
+    throw new DemoScriptError(`cannot read the demo script ${where}: ${err.code ?? err.message}; set NODE_DEMO_SCRIPT to an existing JSON file`);
+  }
+  let doc;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    throw new DemoScriptError(`${where} is not valid JSON: ${err.message}`);
+  }
+  const fail = (at, message) => {
+    throw new DemoScriptError(`${where}: ${at}: ${message}`);
+  };
+  if (!isObject(doc)) fail("top level", `must be an object like {"bots": {"demo-bot": [ … ]}}, got ${describeType(doc)}`);
+  for (const key of Object.keys(doc)) {
+    if (!["bots", "default_delay_ms", "comment"].includes(key)) fail("top level", `unknown key "${key}"; expected bots, default_delay_ms, comment`);
+  }
+  const defaultDelay = doc.default_delay_ms ?? DEFAULT_DELAY_MS;
+  if (!Number.isInteger(defaultDelay) || defaultDelay < 0 || defaultDelay > 600_000) fail("default_delay_ms", "must be a whole number of milliseconds 0..600000");
+  if (!isObject(doc.bots) || Object.keys(doc.bots).length === 0) fail("bots", "must be an object with at least one bot id mapped to a list of messages");
+  const base = dirname(where);
+  const bots = new Map();
+  for (const [botId, list] of Object.entries(doc.bots)) {
+    const botAt = `bots[${JSON.stringify(botId)}]`;
+    if (!USER_ID.test(botId)) fail(botAt, "bot id must be 1-128 characters of letters, digits and @ . _ : + - (the userId sent to POST /initialize)");
+    if (!Array.isArray(list)) fail(botAt, `must be a list of message entries, got ${describeType(list)}`);
+    const entries = [];
+    let from = DEFAULT_FROM;
+    for (const [i, item] of list.entries()) {
+      const entry = await validateEntry(item, `${botAt}[${i}]`, { base, defaultDelay, from, fail });
+      if (entry.from) from = entry.from;
+      entries.push(entry);
+    }
+    bots.set(botId, entries);
+  }
+  return { path: where, bots };
+}
+
+async function validateEntry(item, at, { base, defaultDelay, from, fail }) {
+  if (!isObject(item)) fail(at, `must be an object with a "type", got ${describeType(item)}`);
+  const type = item.type;
+  const media = MEDIA_TYPES[type];
+  let allowed;
+  if (TEXT_TYPES.has(type) || type === "reaction") allowed = [...COMMON_KEYS, "text"];
+  else if (media) {
+    allowed = [...COMMON_KEYS, ...MEDIA_KEYS];
+    if (media.caption) allowed.push("caption");
+    if (media.seconds) allowed.push("seconds");
+    if (media.animated) allowed.push("animated");
+    if (media.filename) allowed.push("filename");
+  } else if (type === "disconnect") allowed = ["type", "delay_ms", "status_code"];
+  else {
+    const known = [...TEXT_TYPES, "reaction", ...Object.keys(MEDIA_TYPES), "disconnect"].join(", ");
+    fail(at, `unknown type ${JSON.stringify(type)}; use one of ${known}`);
+  }
+  for (const key of Object.keys(item)) {
+    if (!allowed.includes(key)) fail(at, `key "${key}" is not used by type "${type}"; allowed: ${allowed.join(", ")}`);
+  }
+  const str = (key, { required = false, pattern, max = 65_536 } = {}) => {
+    const value = item[key];
+    if (value === undefined) {
+      if (required) fail(at, `"${key}" is required for type "${type}"`);
+      return undefined;
+    }
+    if (typeof value !== "string" || value.length === 0 || value.length > max) fail(at, `"${key}" must be a non-empty string of at most ${max} characters`);
+    if (pattern && !pattern.test(value)) fail(at, `"${key}" = ${JSON.stringify(value)} is not a valid ${pattern === GROUP_JID ? "group JID (digits@g.us)" : "JID (e.g. 4915100000001@s.whatsapp.net)"}`);
+    return value;
+  };
+  const int = (key, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}) => {
+    const value = item[key];
+    if (value === undefined) return undefined;
+    if (!Number.isInteger(value) || value < min || value > max) fail(at, `"${key}" must be a whole number ${min}..${max}`);
+    return value;
+  };
+  const bool = (key) => {
+    const value = item[key];
+    if (value !== undefined && typeof value !== "boolean") fail(at, `"${key}" must be true or false`);
+    return value === true;
+  };
+  const entry = { type, at, delayMs: int("delay_ms", { max: 600_000 }) ?? defaultDelay };
+  if (type === "disconnect") {
+    entry.statusCode = int("status_code", { min: 400, max: 599 }) ?? 428;
+    return entry;
+  }
+  entry.from = str("from", { pattern: PERSON_JID, max: 128 }) ?? from;
+  entry.pushName = str("push_name", { max: 256 });
+  entry.id = str("id", { max: 128 });
+  entry.upsert = item.upsert ?? "notify";
+  if (!["notify", "append"].includes(entry.upsert)) fail(at, `"upsert" must be "notify" or "append"`);
+  entry.group = str("group", { pattern: GROUP_JID, max: 128 });
+  entry.groupName = str("group_name", { max: 256 });
+  if (entry.groupName && !entry.group) fail(at, `"group_name" needs "group" (the group's JID)`);
+  if (TEXT_TYPES.has(type)) {
+    entry.text = str("text", { required: true });
+    return entry;
+  }
+  if (type === "reaction") {
+    entry.text = str("text", { max: 16 }) ?? "👍";
+    return entry;
+  }
+  const file = str("file", { required: true, max: 4096 });
+  entry.file = isAbsolute(file) ? file : resolve(base, file);
+  let info;
+  try {
+    info = await stat(entry.file);
+  } catch (err) {
+    fail(at, `file ${entry.file} cannot be read (${err.code ?? err.message}); paths are relative to the script's directory`);
+  }
+  if (!info.isFile()) fail(at, `file ${entry.file} is not a regular file`);
+  entry.mimetype = str("mimetype", { max: 255 }) ?? media.mimetype;
+  entry.caption = str("caption");
+  entry.seconds = int("seconds", { max: 86_400 });
+  entry.animated = bool("animated");
+  entry.filename = str("filename", { max: 1024 });
+  entry.downloadFails = bool("download_fails");
+  entry.urlExpired = bool("url_expired");
+  entry.hashMismatch = bool("hash_mismatch");
+  entry.declaredLength = int("declared_length");
+  return entry;
+}
+
+function longLike(n) {
+  return { low: n % 2 ** 32, high: Math.floor(n / 2 ** 32), unsigned: true };
+}
+
+async function hashFile(path) {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { sha256: new Uint8Array(hash.digest()), size };
+}
+
+function boomLike(statusCode, message) {
+  // Baileys raises Boom errors: the status is in output.statusCode.
+  return Object.assign(new Error(message), { isBoom: true, output: { statusCode, payload: { statusCode, message } } });
+}
+
+function newMessageId() {
+  return `3EB0${randomBytes(8).toString("hex").toUpperCase()}`;
+}
+
+/** Message content (the `message` field of a WAMessage) for one script entry. */
+async function contentFor(entry, id, lastKey) {
+  switch (entry.type) {
+    case "text":
+      return { conversation: entry.text };
+    case "extended_text":
+      return { extendedTextMessage: { text: entry.text } };
+    case "ephemeral_text":
+      return { ephemeralMessage: { message: { extendedTextMessage: { text: entry.text, contextInfo: { expiration: 604_800 } } } } };
+    case "reaction":
+      return { reactionMessage: { key: lastKey ?? { remoteJid: entry.group ?? entry.from, id: "3EB0UNKNOWN", fromMe: false }, text: entry.text, senderTimestampMs: Date.now() } };
+    default:
+      break;
+  }
+  const { sha256, size } = await hashFile(entry.file);
+  if (entry.hashMismatch) sha256[0] ^= 0xff;
+  const fields = {
+    url: `https://mmg.whatsapp.net/v/t62.7118-24/demo/${id}.enc?ccb=11-4`,
+    directPath: `/v/t62.7118-24/demo/${id}.enc?ccb=11-4`,
+    mediaKey: new Uint8Array(randomBytes(32)),
+    mediaKeyTimestamp: Math.floor(Date.now() / 1000),
+    fileSha256: sha256,
+    fileEncSha256: new Uint8Array(randomBytes(32)),
+    // The sender's claim; the server must not trust it (a string becomes a Long too).
+    fileLength: entry.declaredLength !== undefined ? String(entry.declaredLength) : longLike(size),
+    mimetype: entry.mimetype,
+  };
+  const caption = entry.caption === undefined ? {} : { caption: entry.caption };
+  const seconds = entry.seconds === undefined ? {} : { seconds: entry.seconds };
+  switch (entry.type) {
+    case "image":
+      return { imageMessage: { ...fields, ...caption } };
+    case "view_once_image":
+      return { viewOnceMessageV2: { message: { imageMessage: { ...fields, ...caption, viewOnce: true } } } };
+    case "video":
+      return { videoMessage: { ...fields, ...caption, ...seconds } };
+    case "view_once_video":
+      return { viewOnceMessageV2: { message: { videoMessage: { ...fields, ...caption, ...seconds, viewOnce: true } } } };
+    case "gif":
+      return { videoMessage: { ...fields, ...caption, ...seconds, gifPlayback: true } };
+    case "video_note":
+      return { ptvMessage: { ...fields, ...seconds } };
+    case "voice_note":
+      return { audioMessage: { ...fields, ...seconds, ptt: true } };
+    case "audio":
+      return { audioMessage: { ...fields, ...seconds, ptt: false } };
+    case "sticker":
+      return { stickerMessage: { ...fields, isAnimated: entry.animated } };
+    case "document": {
+      const fileName = entry.filename ?? entry.file.split("/").pop();
+      const doc = { documentMessage: { ...fields, ...caption, fileName, title: fileName } };
+      // WhatsApp wraps a document with a caption; the handler must unwrap it.
+      return entry.caption === undefined ? doc : { documentWithCaptionMessage: { message: doc } };
+    }
+    default:
+      throw new Error(`demo: no content builder for type ${entry.type}`);
+  }
+}
+
+/**
+ * The demo replacement for the WhatsApp connection: a socket factory with the signature
+ * SessionManager expects and a media downloader with the one the handler expects.
+ *
+ * @param {{ bots: Map<string, any[]> }} script from loadDemoScript
+ * @param {{ logger: any, print?: (line: string) => void }} options print receives the
+ *   JSON lines for stdout (reply_sent, message_injected, script_done)
+ */
+export function createDemoWhatsApp(script, { logger, print = (line) => process.stdout.write(`${line}\n`) }) {
+  const state = {
+    script,
+    logger,
+    emit: (event) => print(JSON.stringify(event)),
+    /**
+     * Per bot: where the socket that replaces a scripted disconnect goes on. Any other
+     * new socket (forceReinit, a restart resuming the stored session, a new pairing
+     * after logout) replays the script from the start with fresh message ids.
+     */
+    resume: new Map(),
+    /** Message id → media entry, for the downloader. */
+    media: new Map(),
+    reuploaded: new Set(),
+  };
+  return {
+    demo: true,
+    makeSocket: (options, { userId } = {}) => new DemoSocket(state, userId, options.logger ?? logger),
+    download: async (message) => {
+      const id = message?.key?.id;
+      const entry = state.media.get(id);
+      const url = `https://mmg.whatsapp.net/v/t62.7118-24/demo/${id}.enc`;
+      if (!entry) throw boomLike(404, `Failed to fetch stream from ${url}`);
+      if (entry.downloadFails || (entry.urlExpired && !state.reuploaded.has(id))) {
+        throw boomLike(410, `Failed to fetch stream from ${url}`);
+      }
+      return createReadStream(entry.file);
+    },
+  };
+}
+
+/** One scripted "WhatsApp connection" for one bot. */
+export class DemoSocket {
+  constructor(state, botId, logger) {
+    this.state = state;
+    this.botId = botId;
+    this.logger = logger;
+    this.ev = new EventEmitter();
+    this.user = undefined;
+    this.closed = false;
+    /** Pending steps: timer → its resolve, so a close settles them. */
+    this.timers = new Map();
+    this.lastKey = undefined;
+    this.ws = { close: () => this.end(undefined) };
+    this.entries = state.script.bots.get(botId);
+    this.position = state.resume.get(botId) ?? { index: 0, sent: 0 };
+    state.resume.delete(botId);
+    logger.warn({ from_entry: this.position.index }, "demo socket created: WhatsApp is NOT contacted, the script is replayed");
+    if (!this.entries) logger.warn("demo: the script has no messages for this bot; the session opens and stays quiet");
+    // Listeners are attached right after the factory returns, as with Baileys.
+    this.#later(0, () => this.#connect());
+  }
+
+  #later(ms, fn) {
+    return new Promise((resolveDone) => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        if (!this.closed) Promise.resolve().then(fn).then(resolveDone, (err) => {
+          this.logger.error({ err }, "demo: scripted step failed");
+          resolveDone();
+        });
+        else resolveDone();
+      }, ms);
+      this.timers.set(timer, resolveDone);
+    });
+  }
+
+  async #connect() {
+    this.ev.emit("connection.update", { connection: "connecting" });
+    const me = this.botId?.includes("@") ? this.botId : `${this.botId}@s.whatsapp.net`;
+    this.user = { id: me, name: this.botId };
+    this.ev.emit("creds.update", { me: this.user });
+    await this.#later(20, () => {
+      this.ev.emit("connection.update", { connection: "open", receivedPendingNotifications: true });
+    });
+    await this.#replay();
+  }
+
+  async #replay() {
+    const entries = this.entries ?? [];
+    const position = this.position;
+    while (!this.closed && position.index < entries.length) {
+      const entry = entries[position.index];
+      await this.#later(entry.delayMs, async () => {
+        position.index += 1;
+        if (entry.type === "disconnect") {
+          this.logger.info({ status_code: entry.statusCode }, "demo: scripted disconnect");
+          this.state.resume.set(this.botId, position);
+          this.#close(boomLike(entry.statusCode, "demo: scripted disconnect"));
+          return;
+        }
+        await this.#inject(entry);
+        position.sent += 1;
+      });
+    }
+    if (!this.closed) this.state.emit({ event: "script_done", botId: this.botId, messages: position.sent });
+  }
+
+  async #inject(entry) {
+    const id = entry.id ?? newMessageId();
+    const remoteJid = entry.group ?? entry.from;
+    const key = entry.group ? { remoteJid, fromMe: false, id, participant: entry.from } : { remoteJid, fromMe: false, id };
+    const message = await contentFor(entry, id, this.lastKey);
+    if (this.closed) return;
+    if (entry.file) this.state.media.set(id, entry);
+    const waMessage = proto.WebMessageInfo.fromObject({
+      key,
+      message,
+      messageTimestamp: Math.floor(Date.now() / 1000),
+      pushName: entry.pushName ?? "Demo User",
+      ...(entry.group ? { participant: entry.from } : {}),
+    });
+    this.lastKey = key;
+    this.state.emit({ event: "message_injected", botId: this.botId, id, type: entry.type, from: entry.from, chat: remoteJid, upsert: entry.upsert });
+    this.ev.emit("messages.upsert", { type: entry.upsert, messages: [waMessage] });
+  }
+
+  #close(error) {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [timer, settle] of this.timers) {
+      clearTimeout(timer);
+      settle();
+    }
+    this.timers.clear();
+    this.ev.emit("connection.update", { connection: "close", lastDisconnect: { error, date: new Date() } });
+  }
+
+  /** Like Baileys: closing the socket reports a close (the session ignores a stale one). */
+  end(error) {
+    this.#close(error);
+  }
+
+  async logout() {
+    if (this.closed) throw boomLike(428, "Connection Closed");
+    this.#close(boomLike(401, "Intentional Logout"));
+  }
+
+  async sendMessage(jid, content, options) {
+    if (this.closed) throw boomLike(428, "Connection Closed");
+    if (typeof content?.text !== "string") throw new Error("demo: only text replies are supported");
+    const id = newMessageId();
+    const quoted = options?.quoted?.key?.id;
+    this.state.emit({ event: "reply_sent", botId: this.botId, to: jid, text: content.text, ...(quoted ? { quoted } : {}), id });
+    const sent = proto.WebMessageInfo.fromObject({
+      key: { remoteJid: jid, fromMe: true, id },
+      message: { extendedTextMessage: { text: content.text } },
+      messageTimestamp: Math.floor(Date.now() / 1000),
+      status: proto.WebMessageInfo.Status.SERVER_ACK,
+    });
+    // Baileys echoes the bot's own messages as an upsert; the handler must drop them.
+    setImmediate(() => {
+      if (!this.closed) this.ev.emit("messages.upsert", { type: "append", messages: [sent] });
+    });
+    return sent;
+  }
+
+  /** The sender's phone "uploads again": the next download of this message succeeds unless it always fails. */
+  async updateMediaMessage(message) {
+    if (this.closed) throw boomLike(428, "Connection Closed");
+    this.state.reuploaded.add(message.key.id);
+    return message;
+  }
+
+  async groupMetadata(jid) {
+    for (const entry of this.entries ?? []) {
+      if (entry.group === jid && entry.groupName) {
+        return { id: jid, subject: entry.groupName, participants: [], owner: undefined, creation: 0 };
+      }
+    }
+    throw boomLike(404, "item-not-found");
+  }
+}
