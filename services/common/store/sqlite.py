@@ -110,7 +110,11 @@ def _schema() -> list[str]:
         # the first row whose available_at (read from the index itself) has come.
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {table}_claim"
-            f" ON {table} (status, pool, created_at, available_at)"
+            f" ON {table} (status, pool, created_at, seq, available_at)"
+        )
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {table}_lease ON {table} (pool, lease_expires_at)"
+            " WHERE status = 'processing'"
         )
     statements += [
         f"CREATE INDEX IF NOT EXISTS {FAILED}_failed_at ON {FAILED} (failed_at)",
@@ -201,9 +205,11 @@ def _claim_sql(pool_count: int) -> str:
             f"SELECT * FROM (SELECT seq, created_at FROM {ACTIVE} WHERE status = 'pending'"
             f" AND pool = {pool} AND available_at <= :now ORDER BY created_at, seq LIMIT 1)"
         )
+        # Expired leases are found through their own partial index (earliest expiry
+        # first), so many live claims cost nothing here.
         branches.append(
             f"SELECT * FROM (SELECT seq, created_at FROM {ACTIVE} WHERE status = 'processing'"
-            f" AND pool = {pool} AND lease_expires_at < :now ORDER BY created_at, seq LIMIT 1)"
+            f" AND pool = {pool} AND lease_expires_at < :now ORDER BY lease_expires_at LIMIT 1)"
         )
     candidates = " UNION ALL ".join(branches)
     return (
