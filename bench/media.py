@@ -30,7 +30,7 @@ from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc  # noqa: 
 
 from services.common.routing import default_definitions  # noqa: E402
 from services.common.store import StoreConfig, open_store  # noqa: E402
-from tests.integration.media_processes import (  # noqa: E402
+from tests.helpers.processes import (  # noqa: E402
     Subscriber,
     media_env,
     placeholder,

@@ -16,7 +16,7 @@ from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.wire import encode_frame, parse_gateway_frame
 from tests.helpers.fixtures import frame_text, load_fixtures
-from tests.integration.media_processes import (
+from tests.helpers.processes import (
     Service,
     Subscriber,
     media_env,

@@ -22,7 +22,7 @@ from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 
 from services.common.routing import default_definitions
 from services.common.store import JobCollection, JobStatus, Store, StoreConfig, open_store
-from tests.integration.media_processes import (
+from tests.helpers.processes import (
     Service,
     Subscriber,
     free_port,

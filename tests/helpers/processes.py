@@ -1,4 +1,5 @@
-"""Real queue_svc and media_svc subprocesses for the media integration suites and bench."""
+"""Real service subprocesses (Python services, the Node server) for integration tests,
+benchmarks and the demo."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,14 +65,22 @@ class Service:
         return code
 
 
-async def start_service(
-    module: str, env: Mapping[str, str], log_path: Path, within: float = 20
+async def start_process(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    ready: Callable[[str], str | None],
+    within: float = 20,
 ) -> Service:
+    """Starts `argv` and waits until `ready` finds the address in a stdout line.
+
+    stderr goes to `log_path`; the rest of stdout stays readable by the caller.
+    """
     log = log_path.open("ab")
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
+        *argv,
         cwd=REPO,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
@@ -83,16 +92,29 @@ async def start_service(
             while True:
                 line = (await process.stdout.readline()).decode()
                 if not line:
-                    raise RuntimeError(f"{module} exited early; see {log_path}")
-                if "listening on" in line:
-                    address = line.rsplit(" ", 1)[1].strip()
+                    raise RuntimeError(f"{name} exited early; see {log_path}")
+                address = ready(line)
+                if address is not None:
                     break
     except BaseException:
         process.kill()
         await process.wait()
         log.close()
         raise
-    return Service(module, process, address, log)
+    return Service(name, process, address, log)
+
+
+def _listening_line(line: str) -> str | None:
+    # Every Python service prints `<name> listening on HOST:PORT` once it serves.
+    return line.rsplit(" ", 1)[1].strip() if "listening on" in line else None
+
+
+async def start_service(
+    module: str, env: Mapping[str, str], log_path: Path, within: float = 20
+) -> Service:
+    """A Python service: `python -m <module>`."""
+    argv = [sys.executable, "-m", module]
+    return await start_process(module, argv, env, log_path, ready=_listening_line, within=within)
 
 
 def queue_env(sqlite_path: Path, port: int = 0) -> dict[str, str]:
