@@ -32,9 +32,18 @@ def env_float(env: Mapping[str, str], name: str, default: float, minimum: float 
         value = float(text)
     except ValueError:
         raise InvalidInputError(f"{name} must be a number, got {text!r}") from None
-    if value < minimum:
-        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+    # `not >=` also refuses NaN.
+    if not value >= minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {text!r}")
     return value
+
+
+def env_port(env: Mapping[str, str], name: str, default: int) -> int:
+    """A TCP port; 0 lets the OS choose."""
+    port = env_int(env, name, default)
+    if port > 65535:
+        raise InvalidInputError(f"{name} must be a TCP port from 0 to 65535, got {port}")
+    return port
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

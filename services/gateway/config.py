@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.env import env_bool, env_float, env_int, env_str
+from services.common.env import env_bool, env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
 from services.common.store import StoreConfig
 
@@ -47,14 +47,14 @@ class GatewayConfig:
         env = os.environ if env is None else env
         return cls(
             host=env_str(env, "GATEWAY_HOST", "127.0.0.1"),
-            port=env_int(env, "GATEWAY_PORT", 8090),
+            port=env_port(env, "GATEWAY_PORT", 8090),
             node_ws_token=env.get("GATEWAY_TOKEN", ""),
             api_token=env.get("GATEWAY_API_TOKEN", ""),
             insecure_no_auth=env_bool(env, "GATEWAY_INSECURE_NO_AUTH", False),
             queue_address=env_str(env, "QUEUE_SVC_ADDRESS", "127.0.0.1:50051"),
             node_api_url=env_str(env, "NODE_API_URL", "http://127.0.0.1:8091").rstrip("/"),
             node_api_token=env.get("NODE_API_TOKEN", ""),
-            metrics_port=env_int(env, "GATEWAY_METRICS_PORT", 9101),
+            metrics_port=env_port(env, "GATEWAY_METRICS_PORT", 9101),
             batch_window_seconds=env_float(env, "GATEWAY_BATCH_WINDOW_SECONDS", 0.002),
             batch_max_messages=env_int(env, "GATEWAY_BATCH_MAX_MESSAGES", 256, minimum=1),
             rpc_timeout_seconds=env_float(env, "GATEWAY_RPC_TIMEOUT_SECONDS", 10.0),

@@ -8,44 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common.env import env_float, env_int, env_port
 from services.common.errors import InvalidInputError
 from services.common.store import StoreConfig
 
 # Points at which the test-only hook MEDIA_SVC_CRASH_AT makes the process SIGKILL itself.
 CRASH_POINTS = frozenset({"after_claim", "during_processing", "after_persist", "after_deliver"})
-
-
-def _number(env: Mapping[str, str], key: str, default: float, minimum: float = 0.0) -> float:
-    text = env.get(key, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInputError(f"{key} must be a number, got {text!r}") from None
-    if not value >= minimum:
-        raise InvalidInputError(f"{key} must be >= {minimum}, got {text!r}")
-    return value
-
-
-def _integer(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
-    text = env.get(key, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInputError(f"{key} must be an integer, got {text!r}") from None
-    if value < minimum:
-        raise InvalidInputError(f"{key} must be >= {minimum}, got {text!r}")
-    return value
-
-
-def _port(env: Mapping[str, str], key: str, default: int) -> int:
-    port = _integer(env, key, default)
-    if port > 65535:
-        raise InvalidInputError(f"{key} must be a TCP port from 0 to 65535, got {port}")
-    return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,48 +89,48 @@ class MediaConfig:
         trace = env.get("MEDIA_SVC_TRACE_PATH", "").strip()
         return cls(
             host=env.get("MEDIA_SVC_HOST", "").strip() or default.host,
-            port=_port(env, "MEDIA_SVC_PORT", default.port),
+            port=env_port(env, "MEDIA_SVC_PORT", default.port),
             queue_svc_address=env.get("QUEUE_SVC_ADDRESS", "").strip() or default.queue_svc_address,
             worker_id=env.get("MEDIA_WORKER_ID", "").strip() or default.worker_id,
             staging_dir=Path(env.get("MEDIA_STAGING_DIR", "").strip() or default.staging_dir),
-            lease_seconds=_number(env, "MEDIA_LEASE_SECONDS", default.lease_seconds),
-            max_attempts=_integer(env, "MEDIA_MAX_ATTEMPTS", default.max_attempts, 1),
-            backoff_base_seconds=_number(
+            lease_seconds=env_float(env, "MEDIA_LEASE_SECONDS", default.lease_seconds),
+            max_attempts=env_int(env, "MEDIA_MAX_ATTEMPTS", default.max_attempts, 1),
+            backoff_base_seconds=env_float(
                 env, "MEDIA_BACKOFF_BASE_SECONDS", default.backoff_base_seconds
             ),
-            backoff_max_seconds=_number(
+            backoff_max_seconds=env_float(
                 env, "MEDIA_BACKOFF_MAX_SECONDS", default.backoff_max_seconds
             ),
-            poll_fallback_seconds=_number(
+            poll_fallback_seconds=env_float(
                 env, "MEDIA_POLL_FALLBACK_SECONDS", default.poll_fallback_seconds
             ),
-            definitions_reload_seconds=_number(
+            definitions_reload_seconds=env_float(
                 env, "MEDIA_DEFINITIONS_RELOAD_SECONDS", default.definitions_reload_seconds
             ),
-            processor_timeout_seconds=_number(
+            processor_timeout_seconds=env_float(
                 env, "MEDIA_PROCESSOR_TIMEOUT_SECONDS", default.processor_timeout_seconds, 0.001
             ),
-            cpu_processes=_integer(env, "MEDIA_CPU_PROCESSES", default.cpu_processes),
-            cleanup_interval_seconds=_number(
+            cpu_processes=env_int(env, "MEDIA_CPU_PROCESSES", default.cpu_processes),
+            cleanup_interval_seconds=env_float(
                 env, "MEDIA_CLEANUP_INTERVAL_SECONDS", default.cleanup_interval_seconds
             ),
-            stale_after_seconds=_number(
+            stale_after_seconds=env_float(
                 env, "MEDIA_STALE_AFTER_SECONDS", default.stale_after_seconds
             ),
-            orphan_grace_seconds=_number(
+            orphan_grace_seconds=env_float(
                 env, "MEDIA_ORPHAN_GRACE_SECONDS", default.orphan_grace_seconds
             ),
-            redelivery_after_seconds=_number(
+            redelivery_after_seconds=env_float(
                 env, "MEDIA_REDELIVERY_AFTER_SECONDS", default.redelivery_after_seconds
             ),
-            redelivery_interval_seconds=_number(
+            redelivery_interval_seconds=env_float(
                 env, "MEDIA_REDELIVERY_INTERVAL_SECONDS", default.redelivery_interval_seconds, 0.01
             ),
-            metrics_port=_port(env, "MEDIA_SVC_METRICS_PORT", default.metrics_port),
-            metrics_refresh_seconds=_number(
+            metrics_port=env_port(env, "MEDIA_SVC_METRICS_PORT", default.metrics_port),
+            metrics_refresh_seconds=env_float(
                 env, "MEDIA_METRICS_REFRESH_SECONDS", default.metrics_refresh_seconds, 0.01
             ),
-            shutdown_grace_seconds=_number(
+            shutdown_grace_seconds=env_float(
                 env, "MEDIA_SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds
             ),
             store=StoreConfig.from_env(env),
