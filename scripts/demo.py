@@ -41,6 +41,7 @@ from services.common.store import StoreConfig, open_store  # noqa: E402
 from tests.helpers.processes import (  # noqa: E402
     Service,
     free_port,
+    gateway_env,
     media_env,
     queue_env,
     start_service,
@@ -352,17 +353,14 @@ async def run(work: Path, wait_seconds: float) -> bool:
         node_port = free_port()
         gateway = await start_service(
             "services.gateway",
-            {
-                "STORE_BACKEND": "sqlite",
-                "SQLITE_PATH": str(db),
-                "GATEWAY_PORT": "0",
-                "GATEWAY_METRICS_PORT": "0",
-                "GATEWAY_TOKEN": gateway_token,
-                "GATEWAY_API_TOKEN": api_token,
-                "QUEUE_SVC_ADDRESS": queue.address,
-                "NODE_API_URL": f"http://127.0.0.1:{node_port}",
-                "NODE_API_TOKEN": node_token,
-            },
+            gateway_env(
+                db,
+                queue.address,
+                f"http://127.0.0.1:{node_port}",
+                node_ws_token=gateway_token,
+                api_token=api_token,
+                node_api_token=node_token,
+            ),
             work / "gateway.log",
         )
         services.append(gateway)

@@ -154,6 +154,29 @@ def media_env(
     return env
 
 
+def gateway_env(
+    sqlite_path: Path,
+    queue_address: str,
+    node_url: str,
+    *,
+    node_ws_token: str,
+    api_token: str,
+    node_api_token: str,
+) -> dict[str, str]:
+    return {
+        "STORE_BACKEND": "sqlite",
+        "SQLITE_PATH": str(sqlite_path),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "GATEWAY_METRICS_PORT": "0",
+        "GATEWAY_TOKEN": node_ws_token,
+        "GATEWAY_API_TOKEN": api_token,
+        "QUEUE_SVC_ADDRESS": queue_address,
+        "NODE_API_URL": node_url,
+        "NODE_API_TOKEN": node_api_token,
+    }
+
+
 def placeholder(
     bot_id: str,
     correspondent_id: str,

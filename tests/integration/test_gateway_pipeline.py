@@ -19,6 +19,7 @@ from tests.helpers.fixtures import frame_text, load_fixtures
 from tests.helpers.processes import (
     Service,
     Subscriber,
+    gateway_env,
     media_env,
     queue_env,
     start_service,
@@ -93,17 +94,14 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
     )
     gateway = await start_service(
         "services.gateway",
-        {
-            "STORE_BACKEND": "sqlite",
-            "SQLITE_PATH": str(db),
-            "GATEWAY_PORT": "0",
-            "GATEWAY_METRICS_PORT": "0",
-            "GATEWAY_TOKEN": NODE_TOKEN,
-            "GATEWAY_API_TOKEN": API_TOKEN,
-            "QUEUE_SVC_ADDRESS": queue.address,
-            "NODE_API_URL": node_url,
-            "NODE_API_TOKEN": "node-api-secret",
-        },
+        gateway_env(
+            db,
+            queue.address,
+            node_url,
+            node_ws_token=NODE_TOKEN,
+            api_token=API_TOKEN,
+            node_api_token="node-api-secret",
+        ),
         tmp_path / "gateway.log",
     )
     subscriber = Subscriber(queue.address, BOT)
