@@ -176,14 +176,15 @@ def raw_baseline(directory: Path, synchronous: str, seconds: float) -> tuple[flo
     )
     claim = (
         "UPDATE media_processing_jobs SET status = 'processing', claimed_by = 'raw',"
-        " lease_expires_at = ?1 + 300000, attempts = attempts + 1, updated_at = ?1"
+        " lease_expires_at = ?1 + 300000, attempts = attempts + 1, fence = fence + 1,"
+        " updated_at = ?1"
         " WHERE seq = (SELECT seq FROM media_processing_jobs WHERE status = 'pending'"
         " AND pool = 'image' AND available_at <= ?1 ORDER BY created_at, seq LIMIT 1)"
-        " RETURNING media_processing_id, attempts"
+        " RETURNING media_processing_id, fence"
     )
     complete = (
         "UPDATE media_processing_jobs SET status = 'completed', result = 'r', updated_at = ?"
-        " WHERE media_processing_id = ? AND status = 'processing' AND attempts = ?"
+        " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?"
     )
     delete = "DELETE FROM media_processing_jobs WHERE media_processing_id = ?"
 
@@ -206,8 +207,8 @@ def raw_baseline(directory: Path, synchronous: str, seconds: float) -> tuple[flo
     while time.perf_counter() - started < seconds:
         now = time.time_ns() // 1_000_000
         conn.execute(insert, (str(uuid.uuid4()), now, now, now))
-        job_id, attempts = conn.execute(claim, (now,)).fetchone()
-        conn.execute(complete, (now, job_id, attempts))
+        job_id, fence = conn.execute(claim, (now,)).fetchone()
+        conn.execute(complete, (now, job_id, fence))
         conn.execute(delete, (job_id,))
         cycles += 1
     full_cycles = cycles / (time.perf_counter() - started)

@@ -93,7 +93,7 @@ class JobWorker:
         job, token = claimed.job, claimed.token
         now = self._clock()
         self._crash.hit("after_claim")
-        if token == 1:
+        if token == 1:  # the job's first claim ever: the fence never resets
             self._metrics.pickup_seconds.labels(job.pool).observe(
                 max(0.0, (now - job.created_at).total_seconds())
             )
@@ -132,13 +132,17 @@ class JobWorker:
     async def _process(
         self, pool: ActivePool, job: MediaJob, token: int
     ) -> ProcessingOutcome | None:
-        """The outcome, or None when the job was released for a retry."""
-        if token > self._settings.max_attempts:
+        """The outcome, or None when the job was released for a retry.
+
+        Attempts are counted by `job.attempts` (claims since the job was created or last
+        requeued by an operator), not by the token, which never resets."""
+        attempt = job.attempts
+        if attempt > self._settings.max_attempts:
             # Claimed again and again without finishing: its workers died mid-run.
             log.error(
                 "job %s was claimed %d times without finishing; giving up",
                 job.media_processing_id,
-                token,
+                attempt,
             )
             return ProcessingFailure("failed", failed_marker(job))
         staged = None
@@ -157,16 +161,16 @@ class JobWorker:
         try:
             return await self._executor.run(pool.factory, pool.processor, job, staged)
         except TransientProcessingError as exc:
-            if token >= self._settings.max_attempts:
+            if attempt >= self._settings.max_attempts:
                 log.warning(
                     "job %s failed on its last attempt (%d): %s",
                     job.media_processing_id,
-                    token,
+                    attempt,
                     exc,
                 )
                 return ProcessingFailure("failed", failed_marker(job))
             delay = backoff_delay(
-                token, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
+                attempt, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
             )
             released = await self._store.release_job(
                 job.media_processing_id,
@@ -178,7 +182,7 @@ class JobWorker:
             log.info(
                 "job %s attempt %d failed (%s); retry in %.2fs%s",
                 job.media_processing_id,
-                token,
+                attempt,
                 exc,
                 delay,
                 "" if released else " (lease already lost)",

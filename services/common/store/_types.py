@@ -253,7 +253,11 @@ class MediaJob:
     group_id: str | None
     group_name: str | None
     status: JobStatus
+    # Claims in the current cycle (reset to 0 by requeue_failed_job); media_svc gives up
+    # after MEDIA_MAX_ATTEMPTS of them.
     attempts: int
+    # Claims ever made (never reset, kept through every move): the fencing token.
+    fence: int
     claimed_by: str | None
     lease_expires_at: datetime | None
     # Not claimable before this instant (retry backoff).
@@ -268,7 +272,8 @@ class MediaJob:
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
     job: MediaJob
-    # The fencing token: `attempts` after this claim. Every later write must present it.
+    # The fencing token: the job's `fence` after this claim. Every later write must
+    # present it; it never repeats, even after the job is requeued from failed.
     token: int
 
 

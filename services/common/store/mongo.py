@@ -65,6 +65,8 @@ def _job(doc: Mapping[str, Any]) -> MediaJob:
     values: dict[str, Any] = {name: doc.get(name) for name in JOB_FIELDS}
     values["media_processing_id"] = doc["_id"]
     values["status"] = JobStatus(doc["status"])
+    # A document written before `fence` existed (until the next open backfills it).
+    values["fence"] = doc.get("fence", doc.get("attempts", 0))
     return MediaJob(**values)
 
 
@@ -103,6 +105,7 @@ class MongoStore:
             change_streams = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             store = cls(client, database, change_streams)
             await store._create_indexes()
+            await store._backfill()
         except PyMongoError as exc:
             await client.close()
             raise UnavailableError(
@@ -153,6 +156,26 @@ class MongoStore:
                 IndexModel([("correspondent_id", 1)], name="correspondent"),
             ]
         )
+
+    async def _backfill(self) -> None:
+        """Fills fields added after the first release into existing job documents.
+
+        Until `fence` existed the token was `attempts`; continuing from it keeps every
+        token issued before the upgrade refused once the job is claimed again.
+        """
+        for collection in JobCollection:
+            await self._jobs[collection].update_many(
+                {"fence": {"$exists": False}},
+                [
+                    {
+                        "$set": {
+                            "fence": {"$ifNull": ["$attempts", 0]},
+                            # A move running meanwhile sees the change and copies again.
+                            "version": {"$add": [{"$ifNull": ["$version", 0]}, 1]},
+                        }
+                    }
+                ],
+            )
 
     async def __aenter__(self) -> MongoStore:
         return self
@@ -278,6 +301,7 @@ class MongoStore:
             originating_time=truncate_to_millis(job.originating_time),
             status=JobStatus.PENDING.value,
             attempts=0,
+            fence=0,
             claimed_by=None,
             lease_expires_at=None,
             available_at=now,
@@ -333,7 +357,7 @@ class MongoStore:
                     "lease_expires_at": now + lease,
                     "updated_at": now,
                 },
-                "$inc": {"attempts": 1, "version": 1},
+                "$inc": {"attempts": 1, "fence": 1, "version": 1},
             },
             sort=[("created_at", ASCENDING), ("created_ns", ASCENDING)],
             return_document=ReturnDocument.AFTER,
@@ -341,7 +365,7 @@ class MongoStore:
         if doc is None:
             return None
         job = _job(doc)
-        return ClaimedJob(job=job, token=job.attempts)
+        return ClaimedJob(job=job, token=job.fence)
 
     async def _update_live(self, query: Doc, update: Doc) -> JobCollection | None:
         """Apply `update` in ACTIVE, else HOLDING; where it matched."""
@@ -356,7 +380,7 @@ class MongoStore:
         lease = _seconds(lease_seconds, "lease_seconds")
         now = _now()
         where = await self._update_live(
-            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "attempts": token},
+            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token},
             {"$set": {"lease_expires_at": now + lease, "updated_at": now}},
         )
         return where is not None
@@ -365,7 +389,7 @@ class MongoStore:
         self, media_processing_id: str, token: int, result: str, error: str | None = None
     ) -> JobCollection | None:
         return await self._update_live(
-            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "attempts": token},
+            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token},
             {
                 "$set": {
                     "status": JobStatus.COMPLETED.value,
@@ -381,7 +405,7 @@ class MongoStore:
     ) -> bool:
         to_millis(retry_at, "retry_at")
         where = await self._update_live(
-            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "attempts": token},
+            {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token},
             {
                 "$set": {
                     "status": JobStatus.PENDING.value,
@@ -453,7 +477,7 @@ class MongoStore:
     ) -> bool:
         query: Doc = {"_id": media_processing_id}
         if token is not None:
-            query.update(status=JobStatus.PROCESSING.value, attempts=token)
+            query.update(status=JobStatus.PROCESSING.value, fence=token)
 
         def failed(doc: Doc) -> Doc:
             now = _now()

@@ -36,7 +36,7 @@ from services.common.store._types import (
     to_millis,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -69,6 +69,7 @@ _JOB_COLUMNS_SQL = """
     group_name TEXT,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL,
+    fence INTEGER NOT NULL DEFAULT 0,
     claimed_by TEXT,
     lease_expires_at INTEGER,
     available_at INTEGER NOT NULL,
@@ -80,8 +81,8 @@ _JOB_COLUMNS_SQL = """
 """
 
 
-def _schema() -> list[str]:
-    statements = [
+def _tables() -> list[str]:
+    return [
         """CREATE TABLE IF NOT EXISTS bot_configurations (
             id TEXT PRIMARY KEY, document TEXT NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS queues (
@@ -97,11 +98,26 @@ def _schema() -> list[str]:
             ON queues (bot_id, provider_message_id)""",
         """CREATE TABLE IF NOT EXISTS leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)""",
+    ] + [
+        # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
+        f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"
+        for table in (ACTIVE, HOLDING, FAILED)
     ]
+
+
+# Job columns added after schema version 1, with what fills them in existing rows:
+# (column, definition, backfill statement or None). Applied by `_migrate` on open.
+_ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    # Until version 2 the token was `attempts`; continuing from it keeps every token
+    # issued before the upgrade refused once the job is claimed again.
+    ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
+)
+
+
+def _indexes() -> list[str]:
+    statements: list[str] = []
     for table in (ACTIVE, HOLDING, FAILED):
         statements += [
-            # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
-            f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})",
             f"CREATE INDEX IF NOT EXISTS {table}_bot ON {table} (bot_id, correspondent_id)",
             f"CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_at)",
         ]
@@ -144,37 +160,14 @@ def _opt_dt(millis: int | None) -> datetime | None:
 
 
 def _job(row: Sequence[Any]) -> MediaJob:
-    return MediaJob(
-        media_processing_id=row[0],
-        bot_id=row[1],
-        provider_name=row[2],
-        correspondent_id=row[3],
-        message_id=row[4],
-        sender=row[5],
-        source=row[6],
-        originating_time=from_millis(row[7]),
-        provider_message_id=row[8],
-        caption=row[9],
-        mime_type=row[10],
-        media_kind=row[11],
-        original_filename=row[12],
-        file_size=row[13],
-        route=row[14],
-        pool=row[15],
-        has_staged_file=bool(row[16]),
-        group_id=row[17],
-        group_name=row[18],
-        status=JobStatus(row[19]),
-        attempts=row[20],
-        claimed_by=row[21],
-        lease_expires_at=_opt_dt(row[22]),
-        available_at=from_millis(row[23]),
-        result=row[24],
-        error=row[25],
-        created_at=from_millis(row[26]),
-        updated_at=from_millis(row[27]),
-        failed_at=_opt_dt(row[28]),
-    )
+    values = dict(zip(JOB_FIELDS, row, strict=True))
+    for name in ("originating_time", "available_at", "created_at", "updated_at"):
+        values[name] = from_millis(values[name])
+    for name in ("lease_expires_at", "failed_at"):
+        values[name] = _opt_dt(values[name])
+    values["has_staged_file"] = bool(values["has_staged_file"])
+    values["status"] = JobStatus(values["status"])
+    return MediaJob(**values)
 
 
 def _message(row: Sequence[Any]) -> StoredMessage:
@@ -214,7 +207,8 @@ def _claim_sql(pool_count: int) -> str:
     candidates = " UNION ALL ".join(branches)
     return (
         f"UPDATE {ACTIVE} SET status = 'processing', claimed_by = :worker,"
-        " lease_expires_at = :lease, attempts = attempts + 1, updated_at = :now"
+        " lease_expires_at = :lease, attempts = attempts + 1, fence = fence + 1,"
+        " updated_at = :now"
         f" WHERE seq = (SELECT seq FROM ({candidates}) ORDER BY created_at, seq LIMIT 1)"
         f" RETURNING {_JOB_SELECT}"
     )
@@ -408,8 +402,8 @@ class SqliteStore:
         columns = ", ".join(NEW_JOB_FIELDS)
         marks = ", ".join(f":{name}" for name in NEW_JOB_FIELDS)
         sql = (
-            f"INSERT INTO {ACTIVE} ({columns}, status, attempts, available_at, created_at,"
-            f" updated_at) VALUES ({marks}, 'pending', 0, :now, :now, :now)"
+            f"INSERT INTO {ACTIVE} ({columns}, status, attempts, fence, available_at,"
+            f" created_at, updated_at) VALUES ({marks}, 'pending', 0, 0, :now, :now, :now)"
             " ON CONFLICT (media_processing_id) DO NOTHING"
         )
 
@@ -460,7 +454,7 @@ class SqliteStore:
             if row is None:
                 return None
             job = _job(row)
-            return ClaimedJob(job=job, token=job.attempts)
+            return ClaimedJob(job=job, token=job.fence)
 
         claimed: ClaimedJob | None = await self._write(claim)
         return claimed
@@ -474,7 +468,7 @@ class SqliteStore:
                 _first_table(
                     conn,
                     "UPDATE {table} SET lease_expires_at = ?, updated_at = ?"
-                    " WHERE media_processing_id = ? AND status = 'processing' AND attempts = ?",
+                    " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
                     (now + lease_ms, now, media_processing_id, token),
                 )
                 is not None
@@ -490,7 +484,7 @@ class SqliteStore:
             return _first_table(
                 conn,
                 "UPDATE {table} SET status = 'completed', result = ?, error = ?, updated_at = ?"
-                " WHERE media_processing_id = ? AND status = 'processing' AND attempts = ?",
+                " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
                 (result, error, _now_ms(), media_processing_id, token),
             )
 
@@ -508,7 +502,7 @@ class SqliteStore:
                     conn,
                     "UPDATE {table} SET status = 'pending', error = ?, available_at = ?,"
                     " claimed_by = NULL, lease_expires_at = NULL, updated_at = ?"
-                    " WHERE media_processing_id = ? AND status = 'processing' AND attempts = ?",
+                    " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
                     (error, retry_ms, _now_ms(), media_processing_id, token),
                 )
                 is not None
@@ -538,7 +532,7 @@ class SqliteStore:
     ) -> bool:
         where = "media_processing_id = :id"
         if token is not None:
-            where += " AND status = 'processing' AND attempts = :token"
+            where += " AND status = 'processing' AND fence = :token"
 
         def fail(conn: sqlite3.Connection) -> bool:
             params = {"id": media_processing_id, "token": token, "error": error, "now": _now_ms()}
@@ -772,8 +766,25 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
-    for statement in _schema():
+    # Runs under the write lock, so two processes opening an old file at once migrate it
+    # once: the second finds the columns already there.
+    for statement in _tables():
         conn.execute(statement)
+    _migrate(conn)
+    for statement in _indexes():
+        conn.execute(statement)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Adds the job columns a file made by an older schema lacks (idempotent)."""
+    for table in (ACTIVE, HOLDING, FAILED):
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column, definition, backfill in _ADDED_JOB_COLUMNS:
+            if column in present:
+                continue
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            if backfill is not None:
+                conn.execute(backfill.format(table=table))
 
 
 def _first_table(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> JobCollection | None:

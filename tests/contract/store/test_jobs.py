@@ -31,7 +31,7 @@ async def test_create_and_get_round_trip_every_field(store: Store) -> None:
     for name in job.__dataclass_fields__:
         assert getattr(stored, name) == getattr(job, name), name
     assert stored.status is JobStatus.PENDING
-    assert stored.attempts == 0
+    assert stored.attempts == 0 and stored.fence == 0
     assert stored.claimed_by is None and stored.lease_expires_at is None
     assert stored.result is None and stored.error is None and stored.failed_at is None
     assert before <= stored.created_at == stored.available_at <= now_ms()
@@ -82,7 +82,7 @@ async def test_claim_takes_the_oldest_of_the_given_pools(store: Store) -> None:
     claim = await store.claim_job(["image", "audio"], "w1", 30)
     assert claim is not None
     assert claim.job.media_processing_id == first_audio.media_processing_id
-    assert claim.token == 1 == claim.job.attempts
+    assert claim.token == 1 == claim.job.attempts == claim.job.fence
     assert claim.job.status is JobStatus.PROCESSING
     assert claim.job.claimed_by == "w1"
     assert claim.job.lease_expires_at is not None
@@ -133,7 +133,7 @@ async def test_expired_lease_is_reclaimed_and_the_stale_worker_is_fenced_off(sto
     found = await store.get_job(job_id)
     assert found is not None
     assert found[1].status is JobStatus.COMPLETED and found[1].result == "fresh result"
-    assert found[1].attempts == 2
+    assert found[1].attempts == 2 == found[1].fence
     # A completed job is neither claimable nor completable again.
     assert await store.claim_job(["image"], "w3", 30) is None
     assert await store.complete_job(job_id, fresh.token, "twice") is None
@@ -186,7 +186,7 @@ async def test_processing_job_moved_to_holding_completes_there(store: Store) -> 
     assert await store.move_bot_jobs("bot-1", ACTIVE, HOLDING) == 1
     assert await store.list_jobs("bot-1", ACTIVE) == []
     [held] = await store.list_jobs("bot-1", HOLDING)
-    assert held.status is JobStatus.PROCESSING and held.attempts == claim.token
+    assert held.status is JobStatus.PROCESSING and held.fence == claim.token
     assert await store.renew_lease(job.media_processing_id, claim.token, 30) is True
     # Holding is never claimed from.
     second = await store.claim_job(["image"], "w2", 30)
@@ -281,6 +281,7 @@ async def test_fail_list_and_requeue(store: Store) -> None:
     assert found is not None and found[0] is ACTIVE
     requeued = found[1]
     assert requeued.status is JobStatus.PENDING and requeued.attempts == 0
+    assert requeued.fence == claim.token  # the fence is never reset
     assert requeued.error is None and requeued.failed_at is None and requeued.claimed_by is None
     [held] = await store.list_jobs("bot-2", HOLDING)
     assert held.media_processing_id == third.media_processing_id
@@ -289,6 +290,51 @@ async def test_fail_list_and_requeue(store: Store) -> None:
     ]
     again = await store.claim_job(["image"], "w2", 30)
     assert again is not None and again.job.media_processing_id == first.media_processing_id
+    assert (again.job.attempts, again.token) == (1, claim.token + 1)
+
+
+async def test_a_token_of_an_earlier_cycle_stays_refused_after_requeue(store: Store) -> None:
+    job = new_job()
+    await store.create_job(job)
+    job_id = job.media_processing_id
+    # A slow worker still holds its claim when the job is dead-lettered under it (the
+    # cleanup fails stale jobs without a token) and an operator requeues it.
+    slow = await store.claim_job(["image"], "slow-worker", 30)
+    assert slow is not None and slow.token == 1
+    assert await store.fail_job(job_id, "stale: cleanup") is True
+    assert await store.requeue_failed_job(job_id, ACTIVE) is True
+    second = await store.claim_job(["image"], "w2", 30)
+    assert second is not None and second.job.media_processing_id == job_id
+    # attempts counts this cycle's claims again; the token does not repeat.
+    assert second.job.attempts == 1
+    assert second.token == second.job.fence == 2
+
+    assert await store.complete_job(job_id, slow.token, "late result") is None
+    assert await store.renew_lease(job_id, slow.token, 30) is False
+    assert await store.release_job(job_id, slow.token, "crash", datetime.now(UTC)) is False
+    assert await store.fail_job(job_id, "stale failure", token=slow.token) is False
+    found = await store.get_job(job_id)
+    assert found is not None and found[0] is ACTIVE
+    assert found[1].status is JobStatus.PROCESSING and found[1].claimed_by == "w2"
+    assert found[1].result is None and found[1].error is None
+
+    # The same holds for a failure with the token, a requeue to holding and a move back.
+    assert await store.fail_job(job_id, "corrupt", token=second.token) is True
+    assert await store.requeue_failed_job(job_id, HOLDING) is True
+    [held] = await store.list_jobs("bot-1", HOLDING)
+    assert (held.attempts, held.fence) == (0, 2)
+    assert await store.move_bot_jobs("bot-1", HOLDING, ACTIVE) == 1
+    third = await store.claim_job(["image"], "w3", 30)
+    assert third is not None and (third.job.attempts, third.token) == (1, 3)
+    for stale in (slow.token, second.token):
+        assert await store.complete_job(job_id, stale, "stale") is None
+        assert await store.renew_lease(job_id, stale, 30) is False
+        assert await store.release_job(job_id, stale, "x", datetime.now(UTC)) is False
+        assert await store.fail_job(job_id, "x", token=stale) is False
+    assert await store.complete_job(job_id, third.token, "third result") is ACTIVE
+    found = await store.get_job(job_id)
+    assert found is not None and found[1].result == "third result"
+    assert (found[1].attempts, found[1].fence) == (1, 3)
 
 
 async def test_pool_depths_and_old_jobs(store: Store) -> None:

@@ -27,6 +27,7 @@ def job(**overrides: object) -> MediaJob:
     base.update(
         status=JobStatus.PROCESSING,
         attempts=1,
+        fence=1,
         claimed_by="w",
         lease_expires_at=now,
         available_at=now,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from services.common.store import JobCollection, JobStatus, NewMediaJob, Store
@@ -246,3 +247,28 @@ async def test_redelivery_sweep_delivers_stranded_results(
     assert [c.content for c in queue_peer.servicer.calls] == ["done"]
     assert await store.get_job(job.media_processing_id) is None
     assert not staging.exists(job.media_processing_id)
+
+
+async def test_requeued_job_gets_a_fresh_set_of_attempts(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    job_id = job.media_processing_id
+    # Three claims (MEDIA_MAX_ATTEMPTS=3) whose workers died, then the dead letter.
+    for _ in range(3):
+        claimed = await store.claim_job(["Image"], "dying-worker", 5.0)
+        assert claimed is not None
+        assert await store.release_job(job_id, claimed.token, "died", datetime.now(UTC))
+    assert await store.fail_job(job_id, "gave up")
+    assert await store.requeue_failed_job(job_id, JobCollection.ACTIVE)
+
+    # The token (4) is beyond MEDIA_MAX_ATTEMPTS, but this is the first attempt of the
+    # new cycle: a transient error is retried, and the next attempt succeeds.
+    pool = stub_pool(transient_failures=1)
+    claimed = await store.claim_job(["Image"], "test-worker", 5.0)
+    assert claimed is not None and (claimed.token, claimed.job.attempts) == (4, 1)
+    assert await worker.run(pool, claimed) == "retried"
+    await asyncio.sleep(0.05)
+    assert await claim_and_run(store, worker, pool) == "delivered"
+    assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
+    assert await store.get_job(job_id) is None
