@@ -121,7 +121,7 @@ class JobWorker:
             content, error = compose_content(outcome.text, job.caption), None
         else:
             content = compose_content(outcome.marker, job.caption)
-            error = outcome.reason
+            error = outcome.error
         where = await self._store.complete_job(job.media_processing_id, token, content, error)
         if where is None:
             await self._forget(job, "lease lost or job dead-lettered before its result was saved")

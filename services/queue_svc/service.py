@@ -45,6 +45,9 @@ T = TypeVar("T")
 # The bots queue_svc must re-activate after a restart. The store has no "list bot
 # configurations" call, so the set lives in one pseudo bot configuration document.
 ACTIVE_BOTS_DOCUMENT_ID = "_queueSvcActiveBots"
+# Node's reason for unstaged media is a diagnostic kept with the job; an oversized one is
+# cut rather than refused, so the media message itself is never lost over it.
+CONDITION_DETAIL_MAX_CHARS = 1_000
 
 
 class BotNotActiveError(PreconditionError):
@@ -393,6 +396,7 @@ class QueueService:
                 has_staged_file=request.condition is MediaCondition.STAGED,
                 group_id=m.group_id,
                 group_name=m.group_name,
+                condition_detail=_bounded_detail(request.condition_detail),
             )
             created = await _store_call(self._store.create_job(job), "create_job")
             if not created:
@@ -641,3 +645,11 @@ class QueueService:
 
     def now(self) -> float:
         return time.monotonic()
+
+
+def _bounded_detail(detail: str | None) -> str | None:
+    if not detail:
+        return None
+    if len(detail) <= CONDITION_DETAIL_MAX_CHARS:
+        return detail
+    return detail[: CONDITION_DETAIL_MAX_CHARS - 1] + "…"

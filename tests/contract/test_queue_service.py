@@ -190,6 +190,22 @@ async def test_inject_placeholder_and_update_by_media_id(stub: Stub, store: Stor
     assert window.total_characters == len("transcript")
 
 
+async def test_inject_placeholder_keeps_nodes_condition_detail_with_the_job(
+    stub: Stub, store: Store
+) -> None:
+    mid = str(uuid.uuid4())
+    request = inject(mid, pid="WA-BROKEN")
+    request.condition = q.MEDIA_CONDITION_CORRUPT
+    request.condition_detail = "download failed: HTTP 410 after re-upload"
+    await stub.InjectPlaceholder(request)
+    found = await store.get_job(mid)
+    assert found is not None and found[1].pool == "Corrupt"
+    assert found[1].condition_detail == "download failed: HTTP 410 after re-upload"
+    # The chat sees the placeholder only, never the reason.
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert all("410" not in w.content for w in window.messages)
+
+
 async def test_inject_placeholder_errors(stub: Stub) -> None:
     bad_id = inject("not-a-uuid")
     with pytest.raises(grpc.aio.AioRpcError) as caught:

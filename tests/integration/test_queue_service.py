@@ -4,6 +4,7 @@ recovery (StartBot / StopBot / restart), subscribers, drains (review 1 §6.4 (3)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from services.common.routing import MediaCondition
 from services.common.store import JobCollection, JobStatus, Store
 from services.queue_svc.messages import MediaInfo, QueuedMessage
 from services.queue_svc.service import (
+    CONDITION_DETAIL_MAX_CHARS,
     AddItem,
     AddStatus,
     PlaceholderRequest,
@@ -213,10 +215,30 @@ async def test_corrupt_media_routes_to_the_corrupt_pool_without_a_staged_file(
     service: QueueService, store: Store
 ) -> None:
     mid = media_id()
-    await service.inject_placeholder(placeholder(mid, "WA-BAD", condition=MediaCondition.CORRUPT))
+    request = placeholder(mid, "WA-BAD", condition=MediaCondition.CORRUPT)
+    detail = "download failed: HTTP 410 after re-upload"
+    await service.inject_placeholder(dataclasses.replace(request, condition_detail=detail))
     found = await store.get_job(mid)
     assert found is not None
     assert found[1].pool == "Corrupt" and not found[1].has_staged_file
+    assert found[1].condition_detail == detail
+
+
+async def test_an_oversized_condition_detail_is_cut_not_refused(
+    service: QueueService, store: Store
+) -> None:
+    mid = media_id()
+    request = placeholder(mid, "WA-BIG", condition=MediaCondition.OVER_QUOTA)
+    await service.inject_placeholder(dataclasses.replace(request, condition_detail="x" * 5_000))
+    found = await store.get_job(mid)
+    assert found is not None and found[1].condition_detail is not None
+    assert len(found[1].condition_detail) == CONDITION_DETAIL_MAX_CHARS
+    assert found[1].condition_detail.startswith("xxx") and found[1].condition_detail[-1] == "…"
+    # A staged medium carries no detail.
+    staged = media_id()
+    await service.inject_placeholder(placeholder(staged, "WA-OK"))
+    found = await store.get_job(staged)
+    assert found is not None and found[1].condition_detail is None
 
 
 async def test_repeated_inject_is_a_duplicate_with_the_same_id(

@@ -215,6 +215,9 @@ class NewMediaJob:
     has_staged_file: bool
     group_id: str | None = None
     group_name: str | None = None
+    # Why Node could not stage the media (CORRUPT, OVER_QUOTA), e.g. "download failed:
+    # HTTP 410 after re-upload". For operators only; never shown to the chat user.
+    condition_detail: str | None = None
 
     def __post_init__(self) -> None:
         if not is_uuid4(self.media_processing_id):
@@ -267,6 +270,7 @@ class MediaJob:
     created_at: datetime
     updated_at: datetime
     failed_at: datetime | None
+    condition_detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

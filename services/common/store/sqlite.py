@@ -77,7 +77,8 @@ _JOB_COLUMNS_SQL = """
     error TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    failed_at INTEGER
+    failed_at INTEGER,
+    condition_detail TEXT
 """
 
 
@@ -111,6 +112,7 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # Until version 2 the token was `attempts`; continuing from it keeps every token
     # issued before the upgrade refused once the job is claimed again.
     ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
+    ("condition_detail", "TEXT", None),
 )
 
 

@@ -36,10 +36,17 @@ class ProcessingSuccess:
 @dataclass(frozen=True, slots=True)
 class ProcessingFailure:
     """A permanent failure. `reason` is a code (corrupt, unsupported, over_quota,
-    too_large, timed_out, failed); `marker` is what the bot sees."""
+    too_large, timed_out, failed); `marker` is what the bot sees; `detail` is more for
+    operators only (the failed job's error becomes `reason: detail`)."""
 
     reason: str
     marker: str
+    detail: str | None = None
+
+    @property
+    def error(self) -> str:
+        """What the failed job records for ListFailedJobs."""
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 ProcessingOutcome = ProcessingSuccess | ProcessingFailure

@@ -17,7 +17,8 @@ from services.media_svc.processors.base import (
 
 
 class CorruptProcessor(Processor):
-    """No options. Marker: `[Corrupted image: could not be decoded]`."""
+    """No options. Marker: `[Corrupted image: could not be decoded]`; Node's reason
+    (the job's condition_detail) goes to the failed job's error, not to the user."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
@@ -27,4 +28,5 @@ class CorruptProcessor(Processor):
         return ProcessingFailure(
             reason="corrupt",
             marker=f"[Corrupted {kind_label(job.media_kind)}: could not be decoded]",
+            detail=job.condition_detail,
         )

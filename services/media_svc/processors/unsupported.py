@@ -20,7 +20,8 @@ from services.media_svc.processors.base import (
 
 class UnsupportedProcessor(Processor):
     """No options. Markers: `[Unsupported media: application/zip]`, or for media refused
-    by the quota `[Image not received: the bot's media storage is full]`."""
+    by the quota `[Image not received: the bot's media storage is full]` (Node's reason,
+    the job's condition_detail, goes to the failed job's error, not to the user)."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
@@ -32,6 +33,7 @@ class UnsupportedProcessor(Processor):
             return ProcessingFailure(
                 reason="over_quota",
                 marker=f"[{label} not received: the bot's media storage is full]",
+                detail=job.condition_detail,
             )
         mime = base_mime(job.mime_type) or "unknown type"
         return ProcessingFailure(reason="unsupported", marker=f"[Unsupported media: {mime}]")

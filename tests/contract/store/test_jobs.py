@@ -21,6 +21,8 @@ async def test_create_and_get_round_trip_every_field(store: Store) -> None:
         group_name="Team",
         has_staged_file=False,
         caption="",
+        route="corrupt|MEDIA_KIND_IMAGE|image/jpeg",
+        condition_detail="download failed: HTTP 410 after re-upload",
     )
     before = now_ms()
     assert await store.create_job(job) is True
@@ -335,6 +337,26 @@ async def test_a_token_of_an_earlier_cycle_stays_refused_after_requeue(store: St
     found = await store.get_job(job_id)
     assert found is not None and found[1].result == "third result"
     assert (found[1].attempts, found[1].fence) == (1, 3)
+
+
+async def test_condition_detail_is_kept_through_every_move(store: Store) -> None:
+    detail = "download failed: HTTP 410 after re-upload"
+    job = new_job(route="corrupt|MEDIA_KIND_IMAGE|image/jpeg", condition_detail=detail)
+    plain = new_job()
+    await store.create_job(job)
+    await store.create_job(plain)
+    assert await store.move_bot_jobs("bot-1", ACTIVE, HOLDING) == 2
+    assert await store.move_bot_jobs("bot-1", HOLDING, ACTIVE) == 2
+    claim = await store.claim_job(["image"], "w1", 30)
+    assert claim is not None and claim.job.condition_detail == detail
+    assert await store.fail_job(job.media_processing_id, f"corrupt: {detail}", token=claim.token)
+    [failed] = await store.list_failed_jobs()
+    assert failed.condition_detail == detail and failed.error == f"corrupt: {detail}"
+    assert await store.requeue_failed_job(job.media_processing_id, HOLDING)
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is HOLDING and found[1].condition_detail == detail
+    found = await store.get_job(plain.media_processing_id)
+    assert found is not None and found[1].condition_detail is None
 
 
 async def test_pool_depths_and_old_jobs(store: Store) -> None:

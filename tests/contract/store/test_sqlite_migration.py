@@ -209,6 +209,7 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
             found = await store.get_job(row["media_processing_id"])
             assert found is not None and found[0] is collection
             assert found[1].attempts == row["attempts"] and found[1].fence == row["attempts"]
+            assert found[1].condition_detail is None
         assert (await store.get_bot_config("bot-1")) is not None
 
         # The abandoned job is reclaimed; the dead worker's old token stays refused.
@@ -241,17 +242,17 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
         [moved] = await store.list_jobs("bot-2", ACTIVE)
         assert moved.status is JobStatus.COMPLETED and moved.result == "a cat"
 
-        # New jobs go into the migrated tables as usual.
-        fresh = new_job()
+        # New jobs go into the migrated tables as usual, with the new fields.
+        fresh = new_job(condition_detail="download failed: HTTP 410")
         assert await store.create_job(fresh)
         claim = await store.claim_job(["image"], "w1", 30)
         assert claim is not None and claim.job.media_processing_id == fresh.media_processing_id
-        assert claim.token == 1
+        assert claim.token == 1 and claim.job.condition_detail == "download failed: HTTP 410"
     finally:
         await store.close()
 
     for table in _TABLES.values():
-        assert "fence" in _columns(path, table)
+        assert {"fence", "condition_detail"} <= _columns(path, table)
     assert _user_version(path) == 2
 
     # Opening again changes nothing and loses nothing.

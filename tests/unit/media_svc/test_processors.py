@@ -65,6 +65,27 @@ async def test_corrupt_marker_names_the_kind() -> None:
     assert outcome == ProcessingFailure("corrupt", "[Corrupted image: could not be decoded]")
     outcome = await corrupt.process(job(media_kind="MEDIA_KIND_VOICE_NOTE"), None)
     assert outcome == ProcessingFailure("corrupt", "[Corrupted voice note: could not be decoded]")
+    assert outcome.error == "corrupt"
+
+
+async def test_nodes_reason_goes_to_the_error_never_to_the_marker() -> None:
+    detail = "download failed: HTTP 410 after re-upload"
+    corrupt = default_registry().create("corrupt", {})
+    outcome = await corrupt.process(
+        job(route="corrupt|MEDIA_KIND_IMAGE|image/jpeg", condition_detail=detail), None
+    )
+    assert isinstance(outcome, ProcessingFailure)
+    assert outcome.marker == "[Corrupted image: could not be decoded]"
+    assert outcome.error == f"corrupt: {detail}"
+
+    unsupported = default_registry().create("unsupported", {})
+    over = await unsupported.process(
+        job(route="over_quota|MEDIA_KIND_IMAGE|image/jpeg", condition_detail="quota 1 GB full"),
+        None,
+    )
+    assert isinstance(over, ProcessingFailure)
+    assert over.marker == "[Image not received: the bot's media storage is full]"
+    assert over.error == "over_quota: quota 1 GB full"
 
 
 async def test_unsupported_marker_names_the_type_or_the_quota() -> None:

@@ -96,6 +96,47 @@ async def test_failure_marker_resolves_placeholder_and_moves_job_to_failed(
     assert found[1].error == "corrupt"
 
 
+async def test_nodes_reason_reaches_the_failed_job_but_not_the_chat(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    queue_peer: QueuePeer,
+    definitions: DefinitionsManager,
+) -> None:
+    corrupt = await create(
+        store,
+        staging,
+        route="corrupt|MEDIA_KIND_IMAGE|image/jpeg",
+        pool="Corrupt",
+        has_staged_file=False,
+        condition_detail="download failed: HTTP 410 after re-upload",
+    )
+    over_quota = await create(
+        store,
+        staging,
+        route="over_quota|MEDIA_KIND_VIDEO|video/mp4",
+        media_kind="MEDIA_KIND_VIDEO",
+        pool="Unsupported",
+        has_staged_file=False,
+        condition_detail="staging quota of bot-1 reached (1.0 GB)",
+    )
+    for name in ("Corrupt", "Unsupported"):
+        claimed = await store.claim_job([name], "w", 5.0)
+        assert claimed is not None
+        pool = definitions.current.pool(name)
+        assert pool is not None
+        assert await worker.run(pool, claimed) == "failed"
+    assert [c.content for c in queue_peer.servicer.calls] == [
+        "[Corrupted image: could not be decoded]\nCaption: my cat",
+        "[Video not received: the bot's media storage is full]\nCaption: my cat",
+    ]
+    failed = {j.media_processing_id: j.error for j in await store.list_failed_jobs()}
+    assert failed == {
+        corrupt.media_processing_id: "corrupt: download failed: HTTP 410 after re-upload",
+        over_quota.media_processing_id: "over_quota: staging quota of bot-1 reached (1.0 GB)",
+    }
+
+
 async def test_bot_not_active_leaves_completed_result(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
