@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services.common.store import ClaimedJob, JobCollection, JobStatus, MediaJob, Store
+from services.common.store import ClaimedJob, JobCollection, MediaJob, Store
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
@@ -234,15 +234,12 @@ class JobWorker:
 
     async def redeliver_stranded(self, older_than_seconds: float) -> int:
         """Delivers completed results left in ACTIVE by a crash between persist and
-        deliver. Uses jobs_older_than filtered to completed jobs until the store offers
-        a dedicated query."""
+        deliver (the least recently changed first, one batch per sweep)."""
         cutoff = self._clock() - timedelta(seconds=older_than_seconds)
         stranded = [
             job
-            for job in await self._store.jobs_older_than(JobCollection.ACTIVE, cutoff)
-            if job.status is JobStatus.COMPLETED
-            and job.result is not None
-            and job.updated_at < cutoff
+            for job in await self._store.list_completed_jobs(JobCollection.ACTIVE, cutoff)
+            if job.result is not None
         ]
         for job in stranded:
             assert job.result is not None

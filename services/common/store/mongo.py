@@ -147,6 +147,11 @@ class MongoStore:
                     IndexModel([("status", 1), ("route", 1)], name="route"),
                 ]
             )
+        for collection in JobCollection:
+            # list_completed_jobs: equality, then the sort (created_ns orders equal times).
+            await self._jobs[collection].create_index(
+                [("status", 1), ("updated_at", 1), ("created_ns", 1)], name="completed"
+            )
         await self._jobs[JobCollection.FAILED].create_indexes(
             [
                 IndexModel([("created_at", 1)], name="created"),
@@ -596,6 +601,22 @@ class MongoStore:
             self._jobs[collection]
             .find({"created_at": {"$lt": created_before}})
             .sort([("created_at", ASCENDING), ("created_ns", ASCENDING)])
+            .limit(limit)
+        )
+        return [_job(doc) async for doc in cursor]
+
+    async def list_completed_jobs(
+        self, collection: JobCollection, updated_before: datetime, limit: int = 100
+    ) -> list[MediaJob]:
+        to_millis(updated_before, "updated_before")
+        if limit < 0:
+            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []  # MongoDB reads limit(0) as "no limit"
+        cursor = (
+            self._jobs[collection]
+            .find({"status": JobStatus.COMPLETED.value, "updated_at": {"$lt": updated_before}})
+            .sort([("updated_at", ASCENDING), ("created_ns", ASCENDING)])
             .limit(limit)
         )
         return [_job(doc) async for doc in cursor]

@@ -122,6 +122,8 @@ def _indexes() -> list[str]:
         statements += [
             f"CREATE INDEX IF NOT EXISTS {table}_bot ON {table} (bot_id, correspondent_id)",
             f"CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_at)",
+            # list_completed_jobs; the implicit trailing rowid (seq) orders equal times.
+            f"CREATE INDEX IF NOT EXISTS {table}_completed ON {table} (status, updated_at)",
         ]
     for table in _LIVE:
         # The claim scans this index in created_at order per (status, pool) and stops at
@@ -658,6 +660,21 @@ class SqliteStore:
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
             " WHERE created_at < ? ORDER BY created_at, seq LIMIT ?"
+        )
+        jobs: list[MediaJob] = await self._read(
+            lambda c: [_job(row) for row in c.execute(sql, (bound, limit))]
+        )
+        return jobs
+
+    async def list_completed_jobs(
+        self, collection: JobCollection, updated_before: datetime, limit: int = 100
+    ) -> list[MediaJob]:
+        bound = to_millis(updated_before, "updated_before")
+        if limit < 0:
+            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
+            " WHERE status = 'completed' AND updated_at < ? ORDER BY updated_at, seq LIMIT ?"
         )
         jobs: list[MediaJob] = await self._read(
             lambda c: [_job(row) for row in c.execute(sql, (bound, limit))]

@@ -390,6 +390,56 @@ async def test_pool_depths_and_old_jobs(store: Store) -> None:
     assert await store.jobs_older_than(FAILED, now_ms() + timedelta(seconds=1)) == []
 
 
+async def test_list_completed_jobs_least_recently_changed_first(store: Store) -> None:
+    first, second, pending, running = (new_job() for _ in range(4))
+    held, dead = new_job(bot_id="bot-2"), new_job(bot_id="bot-3")
+    for job in (first, second, pending, running, held, dead):
+        assert await store.create_job(job)
+    claims: dict[str, int] = {}
+    for _ in range(6):
+        claim = await store.claim_job(["image"], "w1", 30)
+        assert claim is not None
+        claims[claim.job.media_processing_id] = claim.token
+    # Completed in the opposite order of creation: the order follows the completion.
+    for job in (second, first, held, dead):
+        await asyncio.sleep(0.003)  # distinct updated_at milliseconds
+        job_id = job.media_processing_id
+        assert await store.complete_job(job_id, claims[job_id], "r")
+    await store.release_job(
+        pending.media_processing_id,
+        claims[pending.media_processing_id],
+        "retry",
+        datetime.now(UTC),
+    )
+    await store.move_bot_jobs("bot-2", ACTIVE, HOLDING)
+    assert await store.fail_job(dead.media_processing_id, "delivery rejected")
+
+    later = now_ms() + timedelta(seconds=1)
+    listed = await store.list_completed_jobs(ACTIVE, later)
+    assert [j.media_processing_id for j in listed] == [
+        second.media_processing_id,
+        first.media_processing_id,
+    ]
+    assert all(j.status is JobStatus.COMPLETED and j.result == "r" for j in listed)
+    # Strictly before the bound.
+    only_second = await store.list_completed_jobs(ACTIVE, listed[1].updated_at)
+    assert [j.media_processing_id for j in only_second] == [second.media_processing_id]
+    assert await store.list_completed_jobs(ACTIVE, listed[0].updated_at) == []
+    assert [j.media_processing_id for j in await store.list_completed_jobs(ACTIVE, later, 1)] == [
+        second.media_processing_id
+    ]
+    assert await store.list_completed_jobs(ACTIVE, later, limit=0) == []
+    [in_holding] = await store.list_completed_jobs(HOLDING, later)
+    assert in_holding.media_processing_id == held.media_processing_id
+    [in_failed] = await store.list_completed_jobs(FAILED, later)
+    assert in_failed.media_processing_id == dead.media_processing_id
+
+    with pytest.raises(InvalidInputError, match="updated_before"):
+        await store.list_completed_jobs(ACTIVE, datetime(2026, 1, 1))
+    with pytest.raises(InvalidInputError, match="limit"):
+        await store.list_completed_jobs(ACTIVE, later, limit=-1)
+
+
 async def test_pending_routes_and_rerouting(store: Store) -> None:
     route = "staged|MEDIA_KIND_DOCUMENT|application/pdf"
     docs = [new_job(route=route, pool="unsupported") for _ in range(3)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,22 @@ def _columns(path: Path, table: str) -> set[str]:
         conn.close()
 
 
+def _indexes(path: Path, table: str) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
+    finally:
+        conn.close()
+
+
+def _query_plan(path: Path, sql: str) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+    finally:
+        conn.close()
+
+
 def _user_version(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:
@@ -241,6 +258,14 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
         assert await store.move_bot_jobs("bot-2", HOLDING, ACTIVE) == 1
         [moved] = await store.list_jobs("bot-2", ACTIVE)
         assert moved.status is JobStatus.COMPLETED and moved.result == "a cat"
+        # The redelivery sweep's query finds old and new completions, oldest change first.
+        swept = await store.list_completed_jobs(ACTIVE, datetime.now(UTC) + timedelta(seconds=1))
+        assert [j.media_processing_id for j in swept] == [
+            held_done["media_processing_id"],
+            abandoned["media_processing_id"],
+            pending["media_processing_id"],
+            failed["media_processing_id"],
+        ]
 
         # New jobs go into the migrated tables as usual, with the new fields.
         fresh = new_job(condition_detail="download failed: HTTP 410")
@@ -253,7 +278,14 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
 
     for table in _TABLES.values():
         assert {"fence", "condition_detail"} <= _columns(path, table)
+        assert f"{table}_completed" in _indexes(path, table)
     assert _user_version(path) == 2
+    plan = _query_plan(
+        path,
+        "SELECT media_processing_id FROM media_processing_jobs WHERE status = 'completed'"
+        " AND updated_at < 1 ORDER BY updated_at, seq LIMIT 100",
+    )
+    assert "media_processing_jobs_completed" in plan and "TEMP B-TREE" not in plan
 
     # Opening again changes nothing and loses nothing.
     reopened = await open_store(config)

@@ -290,6 +290,30 @@ async def test_redelivery_sweep_delivers_stranded_results(
     assert not staging.exists(job.media_processing_id)
 
 
+async def test_redelivery_sweep_takes_only_results_completed_before_the_bound(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    stranded = await create(store, staging)
+    claimed = await store.claim_job(["Image"], "w", 5.0)
+    assert claimed is not None
+    assert await store.complete_job(stranded.media_processing_id, claimed.token, "old")
+    await asyncio.sleep(0.3)
+    recent = await create(store, staging)
+    waiting = await create(store, staging)
+    claimed = await store.claim_job(["Image"], "w", 5.0)
+    assert claimed is not None and claimed.job.media_processing_id == recent.media_processing_id
+    # Its worker is delivering this one right now: the sweep must leave it alone.
+    assert await store.complete_job(recent.media_processing_id, claimed.token, "new")
+
+    assert await worker.redeliver_stranded(older_than_seconds=0.2) == 1
+    assert [c.content for c in queue_peer.servicer.calls] == ["old"]
+    assert await store.get_job(stranded.media_processing_id) is None
+    for job, status in ((recent, JobStatus.COMPLETED), (waiting, JobStatus.PENDING)):
+        found = await store.get_job(job.media_processing_id)
+        assert found is not None and found[1].status is status
+    assert await worker.redeliver_stranded(older_than_seconds=0.2) == 0
+
+
 async def test_requeued_job_gets_a_fresh_set_of_attempts(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
