@@ -24,7 +24,7 @@ from services.gateway.queue_writer import QueueWriter
 log = logging.getLogger("gateway")
 
 
-async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+async def serve(config: GatewayConfig) -> None:
     """Runs until SIGTERM/SIGINT; then stops accepting, flushes and closes everything."""
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
@@ -61,8 +61,6 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else config.port
         print(f"gateway listening on {config.host}:{port}", flush=True)
-        if ready is not None:
-            ready.set()
         await stop.wait()
         log.info("gateway stopping")
     finally:

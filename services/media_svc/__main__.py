@@ -1,11 +1,9 @@
 """`python -m services.media_svc`: the media processing service (env: see README)."""
 
-import asyncio
 import logging
 import os
-import sys
 
-from services.common.errors import InvalidInputError
+from services.common.entrypoint import run_service
 from services.media_svc.config import MediaConfig
 from services.media_svc.server import serve
 
@@ -15,11 +13,7 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    try:
-        config = MediaConfig.from_env()
-    except InvalidInputError as exc:
-        sys.exit(f"media_svc: configuration error: {exc}")
-    asyncio.run(serve(config))
+    run_service("media_svc", MediaConfig.from_env, serve)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import grpc
 from chatbot.common.v1 import message_pb2
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
 
+from services.common.validation import is_uuid4
+
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 
 
@@ -36,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     failed.add_argument("--bot", help="only this bot's jobs")
     failed.add_argument("--limit", type=int, default=100)
     requeue = commands.add_parser("requeue", help="process a failed job again")
-    requeue.add_argument("media_processing_id")
+    requeue.add_argument("media_processing_id", type=_media_id)
     return parser
 
 
@@ -76,6 +78,13 @@ async def _run(args: argparse.Namespace) -> str:
             timeout=args.timeout,
         )
         return f"requeued {args.media_processing_id} into {requeued.collection}"
+
+
+def _media_id(text: str) -> str:
+    # Refused here so a typo never reaches the server or looks like "not found".
+    if not is_uuid4(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a media_processing_id (a UUID4)")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

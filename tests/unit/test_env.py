@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from services.common.env import env_bool, env_float, env_int, env_port
@@ -40,3 +44,27 @@ def test_services_refuse_bad_configuration_at_start() -> None:
         GatewayConfig.from_env({})
     insecure = GatewayConfig.from_env({"GATEWAY_INSECURE_NO_AUTH": "1", "GATEWAY_PORT": "0"})
     assert insecure.port == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "variable"),
+    [
+        ("services.queue_svc", "QUEUE_SVC_PORT"),
+        ("services.media_svc", "MEDIA_SVC_PORT"),
+        ("services.gateway", "GATEWAY_PORT"),
+    ],
+)
+def test_each_service_exits_2_with_a_message_on_bad_configuration(
+    module: str, variable: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env={**os.environ, variable: "not-a-port"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"configuration error: {variable} must be an integer" in result.stderr
+    assert "Traceback" not in result.stderr

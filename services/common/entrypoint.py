@@ -1,0 +1,29 @@
+"""The shared `__main__` shape: load config, serve, and turn known errors into a clear
+message and exit status instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from services.common.errors import ChatbotError, InvalidInputError
+
+C = TypeVar("C")
+
+
+def run_service(
+    name: str, load_config: Callable[[], C], serve: Callable[[C], Coroutine[Any, Any, None]]
+) -> None:
+    """Exit status 2 for bad configuration, 1 when the service cannot run."""
+    try:
+        config = load_config()
+    except InvalidInputError as error:
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        asyncio.run(serve(config))
+    except ChatbotError as error:
+        print(f"{name}: stopped: {error}", file=sys.stderr)
+        sys.exit(1)
