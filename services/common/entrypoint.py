@@ -4,10 +4,12 @@ message and exit status instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from services.common import logs
 from services.common.errors import ChatbotError, InvalidInputError
 
 C = TypeVar("C")
@@ -18,6 +20,7 @@ def run_service(
 ) -> None:
     """Exit status 2 for bad configuration, 1 when the service cannot run."""
     try:
+        logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
         config = load_config()
     except InvalidInputError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)

@@ -15,7 +15,6 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.store import open_store
-from services.queue_svc import logs
 from services.queue_svc.config import Config
 from services.queue_svc.metrics import QueueMetrics
 from services.queue_svc.service import QueueService
@@ -35,7 +34,6 @@ async def _sample(metrics: QueueMetrics, service: QueueService) -> None:
 
 async def serve(config: Config) -> None:
     """Runs until SIGTERM/SIGINT, then: NOT_SERVING, stop accepting, drain, close."""
-    logs.configure()
     store = await open_store(config.store)
     metrics = QueueMetrics()
     service = QueueService(store, config.service, metrics)

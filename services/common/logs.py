@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from services.common.errors import InvalidInputError
+
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -27,9 +29,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
+    """JSON lines on stderr for every logger of the process (ours and libraries')."""
+    name = level.strip().upper()
+    if name not in logging.getLevelNamesMapping():
+        raise InvalidInputError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("queue_svc")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    root.setLevel(name)
