@@ -30,7 +30,9 @@ class FrameHandler:
         except FrameError as error:
             kind = "malformed" if error.reason.startswith("malformed") else "invalid"
             self._metrics.frames_rejected.labels(kind).inc()
-            log.warning("rejected frame %r: %s", error.frame_id, error.reason)
+            log.warning(
+                "rejected frame", extra={"frame_id": error.frame_id, "reason": error.reason}
+            )
             return _ack(error.frame_id, AckOutcome(w.ACK_STATUS_REJECTED, error.reason))
         kind = frame.WhichOneof("payload") or "none"
         self._metrics.frames_received.labels(kind).inc()
@@ -81,6 +83,22 @@ class FrameHandler:
                 log.warning("ack for unknown or expired reply frame %r", frame.ack.frame_id)
             return None
         raise AssertionError(f"validated frame without a known payload: {payload}")
+
+
+def _log_fields(frame: w.NodeFrame) -> dict[str, str]:
+    """bot_id / correspondent_id / provider_message_id of a message frame, for the logs."""
+    payload = frame.WhichOneof("payload")
+    header = getattr(getattr(frame, payload or ""), "header", None) if payload else None
+    if not isinstance(header, w.IncomingHeader):
+        return {}
+    fields = {
+        "bot_id": header.bot_id,
+        "correspondent_id": header.correspondent_id,
+        "provider_message_id": header.provider_message_id,
+    }
+    if payload == "media_message":
+        fields["media_processing_id"] = frame.media_message.media_processing_id
+    return fields
 
 
 def _ack(frame_id: str, outcome: AckOutcome) -> w.GatewayFrame:
