@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from services.queue_svc.correspondent_queue import (
@@ -144,6 +144,22 @@ class BotQueues:
         self._backlog.append(ReadyMessage(correspondent_id, entry))
         self._remember(message.provider_message_id, MessageKey(correspondent_id, entry.id))
         return AddOutcome(entry)
+
+    def restore_history(
+        self, correspondent_id: str, history: Sequence[tuple[QueuedMessage, float]]
+    ) -> int:
+        """Persisted messages back into a window (StartBot); how many the limits kept.
+
+        Never in the backlog (they are in `queues`), never emitted; their provider ids
+        count as seen, so a resent frame is a duplicate without a store query.
+        """
+        if not history:
+            return 0
+        restored, evicted = self.queue(correspondent_id).restore(history)
+        for entry, _age in history:
+            self._remember(entry.provider_message_id, None)
+        gone = {id(e) for e in evicted}
+        return sum(1 for e in restored if id(e) not in gone)
 
     def reserve_id(self, correspondent_id: str) -> int:
         return self.queue(correspondent_id).reserve_id()

@@ -9,9 +9,10 @@ many placeholders are waiting, and a placeholder cannot be evicted by constructi
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -198,6 +199,41 @@ class CorrespondentQueue:
         if len(self._resolved) > RESOLVED_MEMORY:
             self._resolved.popitem(last=False)
         return ResolveOutcome(UpdateStatus.UPDATED, entry.id, entry), self.enforce_limits()
+
+    def restore(
+        self, history: Sequence[tuple[QueuedMessage, float]]
+    ) -> tuple[list[QueuedMessage], list[QueuedMessage]]:
+        """Puts persisted messages back after a restart: (message, age in seconds) pairs.
+
+        They were counted before anything counted since, so they go ahead of it in
+        eviction order, in id order; each one's age (from its originating_time) sets
+        `ready_at`, clamped so the order stays oldest first, which the head-only age
+        check in `enforce_limits` relies on. Ids already in use (a placeholder
+        re-injected under the same id) are skipped. Nothing here emits or enters a
+        backlog: these messages are in `queues` already. Returns (restored, evicted).
+        """
+        now = self._clock()
+        ceiling = next(iter(self._counted.values())).ready_at if self._counted else now
+        restored: OrderedDict[int, QueuedMessage] = OrderedDict()
+        floor = -math.inf
+        for entry, age in sorted(history, key=lambda pair: pair[0].id):
+            if (
+                entry.is_placeholder
+                or entry.id in self._counted
+                or entry.id in self._placeholder_ids
+                or entry.id in restored
+            ):
+                continue
+            entry.ready_at = floor = min(ceiling, max(floor, now - max(0.0, age)))
+            restored[entry.id] = entry
+            self._total_characters += entry.message_size
+            self._next_id = max(self._next_id, entry.id + 1)
+        if not restored:
+            return [], []
+        kept = list(restored.values())
+        restored.update(self._counted)
+        self._counted = restored
+        return kept, self.enforce_limits()
 
     def enforce_limits(self) -> list[QueuedMessage]:
         """Evicts the oldest counted messages until the counted subset is within limits.

@@ -1,12 +1,15 @@
-"""Rebuilding placeholders from media jobs (StartBot, and a retried InjectPlaceholder)."""
+"""Rebuilding a bot's queues at StartBot: placeholders from media jobs (also for a
+retried InjectPlaceholder), and each window's recent history from `queues`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from services.common.store import JobStatus, MediaJob
+from services.common.store import JobStatus, MediaJob, StoredMessage
 from services.queue_svc.bot_queues import BotQueues, MessageKey
-from services.queue_svc.messages import MediaInfo, NewMessage
+from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 
 # What the bot sees for a job that completed without any result text.
 EMPTY_RESULT_MARKER = "[Media could not be processed]"
@@ -58,21 +61,52 @@ def restore_job(bot: BotQueues, job: MediaJob, result: RecoveryResult) -> None:
 
 def restore_jobs(
     bot: BotQueues, jobs: list[MediaJob], persisted_provider_ids: set[str]
-) -> tuple[RecoveryResult, list[str]]:
+) -> tuple[RecoveryResult, list[MediaJob]]:
     """StartBot's recovery over the bot's ACTIVE jobs, in message id order.
 
-    Returns the result and the ids of completed jobs whose message is already in
-    `queues` (a crash after persisting, before deleting): they only need deleting.
+    Returns the result and the completed jobs whose message is already in `queues` (a
+    crash after persisting, before deleting): they only need deleting.
     """
     result = RecoveryResult()
-    already_done: list[str] = []
+    already_done: list[MediaJob] = []
     for job in sorted(jobs, key=lambda j: (j.correspondent_id, j.message_id)):
         if (
             job.status is JobStatus.COMPLETED
             and job.provider_message_id
             and job.provider_message_id in persisted_provider_ids
         ):
-            already_done.append(job.media_processing_id)
+            already_done.append(job)
             continue
         restore_job(bot, job, result)
     return result, already_done
+
+
+def queued_message(message: StoredMessage) -> QueuedMessage:
+    return QueuedMessage(
+        id=message.id,
+        content=message.content,
+        sender=message.sender,
+        source=message.source,
+        originating_time=message.originating_time,
+        provider_message_id=message.provider_message_id,
+        message_size=message.message_size,
+        group_id=message.group_id,
+        group_name=message.group_name,
+        mime_type=message.mime_type,
+        original_filename=message.original_filename,
+        media_kind=message.media_kind,
+    )
+
+
+def restore_history(
+    bot: BotQueues, history: Mapping[str, Sequence[StoredMessage]], now: datetime
+) -> int:
+    """Refills each window from its persisted messages (`recent_messages`); their age is
+    measured from originating_time at `now`. Returns how many the limits kept."""
+    restored = 0
+    for correspondent_id, messages in history.items():
+        entries = [
+            (queued_message(m), (now - m.originating_time).total_seconds()) for m in messages
+        ]
+        restored += bot.restore_history(correspondent_id, entries)
+    return restored

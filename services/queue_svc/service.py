@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol, TypeVar
 
@@ -36,7 +37,12 @@ from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, IngestionMetrics
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
 from services.queue_svc.processor_routing import ProcessorRouting
-from services.queue_svc.recovery import RecoveryResult, restore_job, restore_jobs
+from services.queue_svc.recovery import (
+    RecoveryResult,
+    restore_history,
+    restore_job,
+    restore_jobs,
+)
 from services.queue_svc.subscriptions import Delivery, Subscription, Subscriptions
 
 log = logging.getLogger("queue_svc.service")
@@ -97,6 +103,8 @@ class StartResult:
     jobs_reactivated: int = 0
     placeholders_restored: int = 0
     results_applied: int = 0
+    # Persisted messages put back into the windows (within the bot's limits).
+    history_restored: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +539,17 @@ class QueueService:
                     self._store.max_message_ids(bot_id, config.provider_name), "max_message_ids"
                 )
             )
+            # The windows' context for the bot logic (GetWindow): one query for the bot.
+            now = datetime.now(UTC)
+            history = await _store_call(
+                self._store.recent_messages(
+                    bot_id,
+                    config.provider_name,
+                    config.max_messages,
+                    now - timedelta(seconds=config.max_age_seconds),
+                ),
+                "recent_messages",
+            )
             reactivated = await _store_call(
                 self._store.move_bot_jobs(bot_id, JobCollection.HOLDING, JobCollection.ACTIVE),
                 "move_bot_jobs",
@@ -552,8 +571,10 @@ class QueueService:
                 else set()
             )
             recovery, already_done = restore_jobs(queues, jobs, persisted)
-            for media_id in already_done:
-                await _store_call(self._store.delete_job(media_id), "delete_job")
+            for done in already_done:
+                await _store_call(self._store.delete_job(done.media_processing_id), "delete_job")
+            # After the jobs: history goes ahead of the results applied just now.
+            history_restored = restore_history(queues, history, now)
             bot.queues = queues
             for key in recovery.applied:
                 self._ingestion.track(bot_id, key)
@@ -578,10 +599,15 @@ class QueueService:
                 "jobs_reactivated": reactivated,
                 "placeholders_restored": recovery.placeholders_restored,
                 "results_applied": recovery.results_applied,
+                "history_restored": history_restored,
             },
         )
         return StartResult(
-            True, reactivated, recovery.placeholders_restored, recovery.results_applied
+            True,
+            reactivated,
+            recovery.placeholders_restored,
+            recovery.results_applied,
+            history_restored,
         )
 
     async def stop_bot(self, bot_id: str) -> StopResult:

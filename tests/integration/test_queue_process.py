@@ -1,4 +1,5 @@
-"""queue_svc as a real process: SIGKILL with placeholders pending, restart, recovery;
+"""queue_svc as a real process: SIGKILL with placeholders pending, restart, recovery of
+the placeholders and of the windows' history;
 health checking, reflection and a graceful SIGTERM."""
 
 from __future__ import annotations
@@ -69,13 +70,20 @@ def message(content: str, pid: str) -> q.NewMessage:
     msg = q.NewMessage(
         content=content, sender="u@s", source=m.MESSAGE_SOURCE_USER, provider_message_id=pid
     )
-    msg.originating_time.FromSeconds(1_700_000_000)
+    # Sent now: within the bot's max_age, so a restart puts it back into the window.
+    msg.originating_time.GetCurrentTime()
     return msg
 
 
 async def placeholders(stub: Stub) -> list[tuple[int, str]]:
     window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
     return [(w.id, w.media_processing_id) for w in window.messages if w.media_processing_id]
+
+
+async def window(stub: Stub) -> list[tuple[int, str, str]]:
+    """(id, content, media_processing_id) of the whole window, in the order it is given."""
+    reply = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    return [(w.id, w.content, w.media_processing_id) for w in reply.messages]
 
 
 async def kill(process: Process) -> None:
@@ -100,6 +108,13 @@ async def test_sigkill_with_pending_placeholders_then_restart_and_start_bot(
                     )
                 )
             ).id == 1
+            assert (
+                await stub.AddMessage(
+                    q.AddMessageRequest(
+                        bot_id=BOT, correspondent_id="c2", message=message("other", "WA-C2")
+                    )
+                )
+            ).id == 1
             for i, mid in enumerate(media):
                 reply = await stub.InjectPlaceholder(
                     q.InjectPlaceholderRequest(
@@ -113,6 +128,15 @@ async def test_sigkill_with_pending_placeholders_then_restart_and_start_bot(
                     )
                 )
                 assert reply.id == 2 + i
+            # Ready after the placeholders, so the window's id order differs from the
+            # order messages became ready.
+            assert (
+                await stub.AddMessage(
+                    q.AddMessageRequest(
+                        bot_id=BOT, correspondent_id="c1", message=message("text 2", "WA-1b")
+                    )
+                )
+            ).id == 4
     finally:
         await kill(first)
 
@@ -123,14 +147,23 @@ async def test_sigkill_with_pending_placeholders_then_restart_and_start_bot(
             stub = q_grpc.QueueServiceStub(ch)
             started = await stub.StartBot(q.StartBotRequest(bot_id=BOT))
             assert started.started and started.placeholders_restored == 2
-            assert await placeholders(stub) == [(2, media[0]), (3, media[1])]
+            # The earlier ready messages are back (GetWindow: the bot's context), in id
+            # order with the recovered placeholders.
+            assert await window(stub) == [
+                (1, "text", ""),
+                (2, "", media[0]),
+                (3, "", media[1]),
+                (4, "text 2", ""),
+            ]
+            other = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c2"))
+            assert [(w.id, w.content) for w in other.messages] == [(1, "other")]
             assert (
                 await stub.AddMessage(
                     q.AddMessageRequest(
                         bot_id=BOT, correspondent_id="c1", message=message("after", "WA-2")
                     )
                 )
-            ).id == 4
+            ).id == 5
             resent = await stub.AddMessage(
                 q.AddMessageRequest(
                     bot_id=BOT, correspondent_id="c1", message=message("text", "WA-1")
@@ -147,13 +180,20 @@ async def test_sigkill_with_pending_placeholders_then_restart_and_start_bot(
             stub = q_grpc.QueueServiceStub(ch)
             assert not (await stub.StartBot(q.StartBotRequest(bot_id=BOT))).started
             assert await placeholders(stub) == [(2, media[0]), (3, media[1])]
+            assert [(i, c) for i, c, _ in await window(stub)] == [
+                (1, "text"),
+                (2, ""),
+                (3, ""),
+                (4, "text 2"),
+                (5, "after"),
+            ]
             assert (
                 await stub.AddMessage(
                     q.AddMessageRequest(
                         bot_id=BOT, correspondent_id="c1", message=message("later", "WA-3")
                     )
                 )
-            ).id == 5
+            ).id == 6
             health = health_pb2_grpc.HealthStub(ch)
             for service in ("", "chatbot.queue.v1.QueueService"):
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=service))

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.common.errors import PreconditionError, UnavailableError
 from services.common.routing import MediaCondition
-from services.common.store import JobCollection, JobStatus, Store
-from services.queue_svc.messages import MediaInfo, QueuedMessage
+from services.common.store import BotConfig, JobCollection, JobStatus, Store
+from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 from services.queue_svc.service import (
     CONDITION_DETAIL_MAX_CHARS,
     AddItem,
@@ -47,6 +48,18 @@ async def service(store: Store) -> AsyncIterator[QueueService]:
 
 def item(content: str = "hello", pid: str = "", corr: str = "c1", bot: str = BOT) -> AddItem:
     return AddItem(bot, corr, text(content, pid=pid))
+
+
+def recent(content: str, pid: str, corr: str = "c1", at: datetime | None = None) -> AddItem:
+    """A message sent now (or `at`): young enough to be restored into the window."""
+    message = NewMessage(
+        content=content,
+        sender="u@s.whatsapp.net",
+        source="user",
+        originating_time=at or datetime.now(UTC),
+        provider_message_id=pid,
+    )
+    return AddItem(BOT, corr, message)
 
 
 def placeholder(
@@ -167,7 +180,7 @@ async def test_stop_bot_drains_parks_jobs_and_answers_bot_not_active(
 ) -> None:
     mid = media_id()
     await service.inject_placeholder(placeholder(mid, "WA-IMG"))
-    await service.add_message(item("text"))
+    await service.add_message(recent("text", "WA-T"))
     stopped = await service.stop_bot(BOT)
     assert stopped.stopped and stopped.jobs_parked == 1
     found = await store.get_job(mid)
@@ -178,10 +191,54 @@ async def test_stop_bot_drains_parks_jobs_and_answers_bot_not_active(
     restarted = await service.start_bot(BOT)
     assert restarted.started and restarted.jobs_reactivated == 1
     assert restarted.placeholders_restored == 1
+    assert restarted.history_restored == 1
     window = await service.window(BOT, "c1")
-    # The window restarts empty apart from recovered placeholders; history is in `queues`.
-    assert [(m.id, m.is_placeholder) for m in window.messages] == [(1, True)]
-    assert window.next_id == 3
+    # The placeholder is recovered and the persisted text is back in the window.
+    assert [(m.id, m.is_placeholder) for m in window.messages] == [(1, True), (2, False)]
+    assert window.next_id == 3 and window.total_characters == len("text")
+
+
+async def test_restart_refills_windows_from_queues_within_the_bot_limits(store: Store) -> None:
+    await store.put_bot_config(
+        BotConfig(BOT, max_messages=3, max_characters=1_000, max_age_seconds=3_600)
+    )
+    first = QueueService(store, SETTINGS)
+    await first.start()
+    await first.start_bot(BOT)
+    for i in range(1, 6):
+        await first.add_message(recent(f"m{i}", f"WA-{i}"))
+    stale = datetime.now(UTC) - timedelta(hours=2)
+    await first.add_message(recent("old", "WA-OLD", corr="c2", at=stale))
+    mid = media_id()
+    assert (await first.inject_placeholder(placeholder(mid, "WA-IMG"))) == (6, False)
+    await first.shutdown()
+    rows = len(await store.message_history(BOT, "whatsapp_baileys", "c1"))
+
+    second = QueueService(store, SETTINGS)
+    sub = second.subscribe(None)
+    assert await second.start() == [BOT]
+    window = await second.window(BOT, "c1")
+    assert [(m.id, m.content, m.media_processing_id) for m in window.messages] == [
+        (3, "m3", None),
+        (4, "m4", None),
+        (5, "m5", None),
+        (6, "caption", mid),
+    ]
+    assert window.total_characters == 6 and window.next_id == 7
+    # Older than max_age_seconds (from originating_time): not restored; ids still go on.
+    old = await second.window(BOT, "c2")
+    assert old.messages == [] and old.next_id == 2
+    [(_, queues)] = second.bot_snapshots()
+    assert queues.backlog_size == 0
+    # Restored ones are known; older ones are found in the store, as before.
+    again = await second.add_messages([item(pid="WA-5"), item(pid="WA-1")])
+    assert [r.status for r in again] == [AddStatus.DUPLICATE, AddStatus.DUPLICATE]
+    assert (await second.add_message(recent("m7", "WA-7"))).id == 7
+    window = await second.window(BOT, "c1")
+    assert [m.id for m in window.messages] == [4, 5, 6, 7]  # the oldest restored goes first
+    assert contents(await received(sub)) == ["m7"]  # nothing restored was emitted again
+    assert len(await store.message_history(BOT, "whatsapp_baileys", "c1")) == rows + 1
+    await second.shutdown()
 
 
 # -- §6.4 (4)-(6): placeholders, jobs, resolution, end to end ------------------------

@@ -45,6 +45,17 @@ class Store(Protocol):
     ) -> list[StoredMessage]:
         """The newest `limit` messages in ascending id order."""
 
+    async def recent_messages(
+        self,
+        bot_id: str,
+        provider_name: str,
+        per_correspondent: int,
+        since: datetime | None = None,
+    ) -> dict[str, list[StoredMessage]]:
+        """Every correspondent's newest `per_correspondent` messages (by id) whose
+        originating_time is at or after `since`, ascending id order; one query per bot
+        (queue_svc refills the windows from it at StartBot)."""
+
     async def persisted_provider_ids(
         self, bot_id: str, provider_message_ids: Collection[str]
     ) -> set[str]: ...

@@ -281,6 +281,47 @@ class MongoStore:
         newest = [_message(doc) async for doc in cursor]
         return newest[::-1]
 
+    async def recent_messages(
+        self,
+        bot_id: str,
+        provider_name: str,
+        per_correspondent: int,
+        since: datetime | None = None,
+    ) -> dict[str, list[StoredMessage]]:
+        if per_correspondent < 0:
+            raise InvalidInputError(f"per_correspondent must be >= 0, got {per_correspondent}")
+        if per_correspondent == 0:
+            return {}
+        match: Doc = {"bot_id": bot_id, "provider_name": provider_name}
+        if since is not None:
+            to_millis(since, "since")
+            match["originating_time"] = {"$gte": truncate_to_millis(since)}
+        # $topN (MongoDB 5.2+) keeps only n documents per group in memory, however long
+        # the history; the $match walks the message_identity index prefix.
+        cursor = await self._queues.aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": "$correspondent_id",
+                        "newest": {
+                            "$topN": {
+                                "n": per_correspondent,
+                                "sortBy": {"id": -1},
+                                "output": "$$ROOT",
+                            }
+                        },
+                    }
+                },
+            ],
+            allowDiskUse=True,
+        )
+        recent: dict[str, list[StoredMessage]] = {}
+        async for row in cursor:
+            messages = [_message(doc) for doc in row["newest"]]
+            recent[row["_id"]] = sorted(messages, key=lambda m: m.id)
+        return recent
+
     async def persisted_provider_ids(
         self, bot_id: str, provider_message_ids: Collection[str]
     ) -> set[str]:

@@ -376,6 +376,44 @@ class SqliteStore:
         history: list[StoredMessage] = await self._read(read)
         return history
 
+    async def recent_messages(
+        self,
+        bot_id: str,
+        provider_name: str,
+        per_correspondent: int,
+        since: datetime | None = None,
+    ) -> dict[str, list[StoredMessage]]:
+        if per_correspondent < 0:
+            raise InvalidInputError(f"per_correspondent must be >= 0, got {per_correspondent}")
+        if per_correspondent == 0:
+            return {}
+        params: list[Any] = [bot_id, provider_name]
+        where = "bot_id = ? AND provider_name = ?"
+        if since is not None:
+            where += " AND originating_time >= ?"
+            params.append(to_millis(since, "since"))
+        # The unique index (bot_id, provider_name, correspondent_id, id) delivers the rows
+        # already partitioned; only each partition's order is reversed. The final order
+        # is set here rather than by a second SQL sort.
+        sql = (
+            f"SELECT {_MESSAGE_SELECT} FROM (SELECT {_MESSAGE_SELECT}, ROW_NUMBER() OVER"
+            " (PARTITION BY correspondent_id ORDER BY id DESC) AS newest"
+            f" FROM queues WHERE {where}) WHERE newest <= ?"
+        )
+        params.append(per_correspondent)
+
+        def read(conn: sqlite3.Connection) -> dict[str, list[StoredMessage]]:
+            recent: dict[str, list[StoredMessage]] = {}
+            for row in conn.execute(sql, params):
+                message = _message(row)
+                recent.setdefault(message.correspondent_id, []).append(message)
+            for messages in recent.values():
+                messages.sort(key=lambda m: m.id)
+            return recent
+
+        found: dict[str, list[StoredMessage]] = await self._read(read)
+        return found
+
     async def persisted_provider_ids(
         self, bot_id: str, provider_message_ids: Collection[str]
     ) -> set[str]:

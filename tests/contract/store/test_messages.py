@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from services.common.errors import InvalidInputError
 from services.common.store import Store
-from tests.helpers.store_factories import message
+from tests.helpers.store_factories import message, now_ms
 
 ALICE = "4915100000001@s.whatsapp.net"
 BOB = "4915100000002@s.whatsapp.net"
@@ -65,6 +65,40 @@ async def test_max_ids_history_and_provider_ids(store: Store) -> None:
     assert await store.persisted_provider_ids("bot-1", []) == set()
     many = [f"WA-{i}" for i in range(2_000)]  # more than one query's parameter bound
     assert await store.persisted_provider_ids("bot-1", many) == {"WA-1", "WA-2", "WA-3", "WA-10"}
+
+
+async def test_recent_messages_newest_per_correspondent_in_one_call(store: Store) -> None:
+    t0 = now_ms()
+    # ALICE: ids 1-6 an hour apart (6 is the youngest), and id 7 stamped long ago (a
+    # message may carry an older originating_time than one persisted before it).
+    alice = [message(i, originating_time=t0 - timedelta(hours=7 - i)) for i in range(1, 7)]
+    alice.append(message(7, originating_time=t0 - timedelta(hours=10)))
+    bob = [message(i, correspondent_id=BOB, provider_message_id=f"WA-bob-{i}") for i in (1, 2)]
+    elsewhere = [
+        message(8, bot_id="bot-2"),
+        message(9, provider_name="other_provider"),
+    ]
+    assert await store.insert_messages([*alice, *bob, *elsewhere]) == 11
+
+    recent = await store.recent_messages("bot-1", "whatsapp_baileys", 3)
+    assert recent == {ALICE: alice[4:7], BOB: bob}  # full round trip, ascending ids
+    # `since` filters before the newest are counted: id 7 is too old, so 4-6 remain.
+    since = t0 - timedelta(hours=3, minutes=30)
+    assert await store.recent_messages("bot-1", "whatsapp_baileys", 3, since) == {
+        ALICE: alice[3:6],
+        BOB: bob,
+    }
+    assert await store.recent_messages("bot-1", "whatsapp_baileys", 1, t0) == {BOB: bob[1:]}
+    assert await store.recent_messages("bot-1", "whatsapp_baileys", 100) == {
+        ALICE: alice,
+        BOB: bob,
+    }
+    assert await store.recent_messages("bot-1", "whatsapp_baileys", 0) == {}
+    assert await store.recent_messages("bot-3", "whatsapp_baileys", 5) == {}
+    with pytest.raises(InvalidInputError, match="per_correspondent"):
+        await store.recent_messages("bot-1", "whatsapp_baileys", -1)
+    with pytest.raises(InvalidInputError, match="timezone"):
+        await store.recent_messages("bot-1", "whatsapp_baileys", 3, datetime(2026, 1, 1))
 
 
 async def test_optional_media_fields_round_trip(store: Store) -> None:
