@@ -78,7 +78,8 @@ class MediaMetrics:
         )
         self.cleanup_actions = Counter(
             "media_cleanup_actions",
-            "Cleanup actions: stale_failed, stale_resolved, orphan_deleted, partial_deleted.",
+            "Cleanup actions: stale_failed, stale_resolved, stale_timed_out, stale_held,"
+            " orphan_deleted, partial_deleted.",
             ["action"],
             registry=self.registry,
         )

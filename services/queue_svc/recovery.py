@@ -23,6 +23,9 @@ class RecoveryResult:
     # delete their jobs (`completed_job_ids`).
     applied: list[MessageKey] = field(default_factory=list)
     completed_job_ids: list[str] = field(default_factory=list)
+    # Of those, the ones that carry an error (a failure marker, a stale timeout): they
+    # go to the failed collection with it instead of being deleted.
+    failed_jobs: dict[str, str] = field(default_factory=dict)
 
 
 def job_message(job: MediaJob) -> tuple[NewMessage, MediaInfo]:
@@ -55,6 +58,8 @@ def restore_job(bot: BotQueues, job: MediaJob, result: RecoveryResult) -> None:
             result.results_applied += 1
             result.applied.append(MessageKey(job.correspondent_id, outcome.entry.id))
         result.completed_job_ids.append(job.media_processing_id)
+        if job.error:
+            result.failed_jobs[job.media_processing_id] = job.error
     elif created:
         result.placeholders_restored += 1
 
@@ -65,7 +70,7 @@ def restore_jobs(
     """StartBot's recovery over the bot's ACTIVE jobs, in message id order.
 
     Returns the result and the completed jobs whose message is already in `queues` (a
-    crash after persisting, before deleting): they only need deleting.
+    crash after persisting, before the job's final move): they only need that move.
     """
     result = RecoveryResult()
     already_done: list[MediaJob] = []

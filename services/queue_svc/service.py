@@ -572,7 +572,7 @@ class QueueService:
             )
             recovery, already_done = restore_jobs(queues, jobs, persisted)
             for done in already_done:
-                await _store_call(self._store.delete_job(done.media_processing_id), "delete_job")
+                await self._finish_job(done.media_processing_id, done.error)
             # After the jobs: history goes ahead of the results applied just now.
             history_restored = restore_history(queues, history, now)
             bot.queues = queues
@@ -582,7 +582,7 @@ class QueueService:
             self._ingestion.notify()
             await self._await_durable([w for w in waits if w is not None])
             for media_id in recovery.completed_job_ids:
-                await _store_call(self._store.delete_job(media_id), "delete_job")
+                await self._finish_job(media_id, recovery.failed_jobs.get(media_id))
             await self._mark_active(bot_id, True)
         except BaseException:
             # Nothing is acknowledged: the bot stays inactive and StartBot can be retried
@@ -609,6 +609,14 @@ class QueueService:
             recovery.results_applied,
             history_restored,
         )
+
+    async def _finish_job(self, media_processing_id: str, error: str | None) -> None:
+        """A completed job whose message is durable: deleted, or, when its result is a
+        failure (marker, stale timeout), moved to failed so operators still see it."""
+        if not error:
+            await _store_call(self._store.delete_job(media_processing_id), "delete_job")
+        else:
+            await _store_call(self._store.fail_job(media_processing_id, error), "fail_job")
 
     async def stop_bot(self, bot_id: str) -> StopResult:
         bot = await self._wait_started(bot_id)

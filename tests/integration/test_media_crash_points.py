@@ -210,6 +210,48 @@ async def test_cleanup_racing_a_worker_resolves_once(stack: Stack) -> None:
     assert await stack.persisted() == Counter({(pid, "[Document not processed: timed out]"): 1})
 
 
+async def test_job_of_a_bot_stopped_past_the_stale_bound_reaches_the_queue_on_start(
+    stack: Stack,
+) -> None:
+    # Accepted while no media_svc runs, then the bot stops: the job waits in holding.
+    request = await stack.inject(
+        media_kind=message_pb2.MEDIA_KIND_DOCUMENT, mime_type="application/pdf", caption="cv"
+    )
+    media_id, pid = request.media_processing_id, request.message.provider_message_id
+    stopped = await stack.stub.StopBot(queue_service_pb2.StopBotRequest(bot_id=BOT))
+    assert stopped.jobs_parked == 1
+    marker = "[Document not processed: timed out]\nCaption: cv"
+    media = await stack.start_media(
+        "cleanup", MEDIA_STALE_AFTER_SECONDS="0.4", MEDIA_CLEANUP_INTERVAL_SECONDS="0.2"
+    )
+    try:
+        # The cleanup times it out in place instead of dead-lettering it.
+        await stack.wait_job(
+            media_id,
+            lambda f: f and f[0] is JobCollection.HOLDING and f[1].status is JobStatus.COMPLETED,
+        )
+        kept = await stack.store.get_job(media_id)
+        assert kept is not None
+        assert kept[1].result == marker and kept[1].fence == 1
+        assert (kept[1].error or "").startswith("timed_out: not processed within")
+        assert not (stack.staging / media_id).exists()
+        await asyncio.sleep(1.0)  # several more cleanup runs: left as it is
+        assert await stack.store.get_job(media_id) == kept
+        assert stack.subscriber.contents(pid) == []
+
+        started = await stack.stub.StartBot(queue_service_pb2.StartBotRequest(bot_id=BOT))
+        assert started.results_applied == 1
+        await stack.subscriber.wait_for(1, 10)
+        await stack.wait_job(media_id, lambda f: f and f[0] is JobCollection.FAILED)
+        await asyncio.sleep(0.5)  # a cleanup run or redelivery sweep adds nothing
+    finally:
+        assert await media.stop() == 0
+    failed = await stack.store.get_job(media_id)
+    assert failed is not None and failed[1].error == kept[1].error
+    assert stack.subscriber.contents(pid) == [marker]
+    assert await stack.persisted() == Counter({(pid, marker): 1})
+
+
 async def test_queue_svc_killed_while_media_is_processed(stack: Stack) -> None:
     media = await stack.start_media("main", **ORPHAN_CLEANUP)
     try:

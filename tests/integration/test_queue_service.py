@@ -413,6 +413,51 @@ async def test_start_bot_recovers_placeholders_with_original_ids_and_applies_res
     await svc.shutdown()
 
 
+async def test_start_bot_moves_failure_results_to_failed_and_deletes_successes(
+    store: Store,
+) -> None:
+    timed_out = job(BOT, "c1", 1, caption="cv")
+    corrupt = job(BOT, "c1", 2)
+    success = job(BOT, "c1", 3)
+    persisted_failure = job(BOT, "c2", 1, pid="WA-DONE")
+    for j in (corrupt, success, persisted_failure, timed_out):
+        assert await store.create_job(j)
+    for result, error in (("[Corrupted image]", "corrupt"), ("a cat", None), ("[x]", "failed")):
+        claimed = await store.claim_job(["Image"], "w", 30)
+        assert claimed is not None
+        assert await store.complete_job(
+            claimed.job.media_processing_id, claimed.token, result, error
+        )
+    # Crashed after its message was persisted, before the job's final move.
+    await store.insert_messages([stored(BOT, "c2", 1, pid="WA-DONE")])
+    # media_svc's cleanup timed this one out while the bot was stopped.
+    marker, why = "[Image not processed: timed out]\nCaption: cv", "timed_out: not processed"
+    assert await store.resolve_stale_job(timed_out.media_processing_id, marker, why)
+    assert await store.move_bot_jobs(BOT, JobCollection.ACTIVE, JobCollection.HOLDING) == 4
+
+    svc = QueueService(store, SETTINGS)
+    await svc.start()
+    sub = svc.subscribe(None)
+    started = await svc.start_bot(BOT)
+    assert started.results_applied == 3 and started.placeholders_restored == 0
+    assert sorted(contents(await received(sub))) == sorted([marker, "[Corrupted image]", "a cat"])
+    history = await store.message_history(BOT, "whatsapp_baileys", "c1")
+    assert [(m.id, m.content) for m in history] == [
+        (1, marker),
+        (2, "[Corrupted image]"),
+        (3, "a cat"),
+    ]
+    failed = {j.media_processing_id: j.error for j in await store.list_failed_jobs(BOT)}
+    assert failed == {
+        timed_out.media_processing_id: why,
+        corrupt.media_processing_id: "corrupt",
+        persisted_failure.media_processing_id: "failed",
+    }
+    assert await store.get_job(success.media_processing_id) is None
+    assert await store.list_jobs(BOT, JobCollection.ACTIVE) == []
+    await svc.shutdown()
+
+
 async def test_restart_resumes_active_bots_and_explicit_start_is_harmless(store: Store) -> None:
     first = QueueService(store, SETTINGS)
     await first.start()

@@ -81,6 +81,11 @@ class Store(Protocol):
     async def release_job(
         self, media_processing_id: str, token: int, error: str, retry_at: datetime
     ) -> bool: ...
+    async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
+        """Completes a job that is not completed yet, where it is (ACTIVE or HOLDING), with
+        `result` and `error`, and bumps its fence so a worker still holding a claim can no
+        longer renew, complete or release it. True when this call changed the job."""
+
     async def delete_job(self, media_processing_id: str) -> bool: ...
     async def fail_job(
         self, media_processing_id: str, error: str, token: int | None = None
@@ -95,8 +100,14 @@ class Store(Protocol):
     async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool: ...
     async def pool_depths(self) -> dict[str, PoolDepth]: ...
     async def jobs_older_than(
-        self, collection: JobCollection, created_before: datetime, limit: int = 1000
-    ) -> list[MediaJob]: ...
+        self,
+        collection: JobCollection,
+        created_before: datetime,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[MediaJob]:
+        """Oldest first (created_at, then insertion); `offset` skips that many of them."""
+
     async def list_completed_jobs(
         self, collection: JobCollection, updated_before: datetime, limit: int = 100
     ) -> list[MediaJob]:

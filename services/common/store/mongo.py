@@ -467,6 +467,23 @@ class MongoStore:
             self._wake()
         return where is not None
 
+    async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
+        where = await self._update_live(
+            {"_id": media_processing_id, "status": {"$ne": JobStatus.COMPLETED.value}},
+            {
+                "$set": {
+                    "status": JobStatus.COMPLETED.value,
+                    "result": result,
+                    "error": error,
+                    "claimed_by": None,
+                    "lease_expires_at": None,
+                    "updated_at": _now(),
+                },
+                "$inc": {"fence": 1},
+            },
+        )
+        return where is not None
+
     async def delete_job(self, media_processing_id: str) -> bool:
         for collection in _LIVE:
             if (
@@ -633,15 +650,22 @@ class MongoStore:
         return {pool: PoolDepth(e[0], e[1], e[2]) for pool, e in counts.items()}
 
     async def jobs_older_than(
-        self, collection: JobCollection, created_before: datetime, limit: int = 1000
+        self,
+        collection: JobCollection,
+        created_before: datetime,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[MediaJob]:
         to_millis(created_before, "created_before")
+        if offset < 0:
+            raise InvalidInputError(f"offset must be >= 0, got {offset}")
         if limit <= 0:
             return []
         cursor = (
             self._jobs[collection]
             .find({"created_at": {"$lt": created_before}})
             .sort([("created_at", ASCENDING), ("created_ns", ASCENDING)])
+            .skip(offset)
             .limit(limit)
         )
         return [_job(doc) async for doc in cursor]

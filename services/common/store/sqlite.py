@@ -555,6 +555,22 @@ class SqliteStore:
             self._wake()
         return released
 
+    async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
+        def resolve(conn: sqlite3.Connection) -> bool:
+            return (
+                _first_table(
+                    conn,
+                    "UPDATE {table} SET status = 'completed', result = ?, error = ?,"
+                    " fence = fence + 1, claimed_by = NULL, lease_expires_at = NULL,"
+                    " updated_at = ? WHERE media_processing_id = ? AND status != 'completed'",
+                    (result, error, _now_ms(), media_processing_id),
+                )
+                is not None
+            )
+
+        resolved: bool = await self._write(resolve)
+        return resolved
+
     async def delete_job(self, media_processing_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             return (
@@ -692,15 +708,21 @@ class SqliteStore:
         return depths
 
     async def jobs_older_than(
-        self, collection: JobCollection, created_before: datetime, limit: int = 1000
+        self,
+        collection: JobCollection,
+        created_before: datetime,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[MediaJob]:
         bound = to_millis(created_before, "created_before")
+        if offset < 0:
+            raise InvalidInputError(f"offset must be >= 0, got {offset}")
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
-            " WHERE created_at < ? ORDER BY created_at, seq LIMIT ?"
+            " WHERE created_at < ? ORDER BY created_at, seq LIMIT ? OFFSET ?"
         )
         jobs: list[MediaJob] = await self._read(
-            lambda c: [_job(row) for row in c.execute(sql, (bound, limit))]
+            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
         )
         return jobs
 

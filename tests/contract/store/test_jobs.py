@@ -141,6 +141,62 @@ async def test_expired_lease_is_reclaimed_and_the_stale_worker_is_fenced_off(sto
     assert await store.complete_job(job_id, fresh.token, "twice") is None
 
 
+async def test_stale_job_resolved_in_place_fences_off_its_worker(store: Store) -> None:
+    pending, running, held, done = new_job(), new_job(), new_job(bot_id="bot-2"), new_job()
+    for job in (done, running, pending, held):
+        assert await store.create_job(job)
+    finished = await store.claim_job(["image"], "w1", 30)
+    assert finished is not None and finished.job.media_processing_id == done.media_processing_id
+    assert await store.complete_job(done.media_processing_id, finished.token, "a cat")
+    claim = await store.claim_job(["image"], "w1", 30)
+    assert claim is not None and claim.job.media_processing_id == running.media_processing_id
+    assert await store.move_bot_jobs("bot-2", ACTIVE, HOLDING) == 1
+    marker, error = "[Image not processed: timed out]", "timed_out: not processed within 10800 s"
+
+    for job, collection in ((pending, ACTIVE), (running, ACTIVE), (held, HOLDING)):
+        before = await store.get_job(job.media_processing_id)
+        assert before is not None
+        assert await store.resolve_stale_job(job.media_processing_id, marker, error) is True
+        found = await store.get_job(job.media_processing_id)
+        assert found is not None and found[0] is collection  # left where it was
+        resolved = found[1]
+        assert resolved.status is JobStatus.COMPLETED
+        assert (resolved.result, resolved.error) == (marker, error)
+        assert resolved.fence == before[1].fence + 1 and resolved.attempts == before[1].attempts
+        assert resolved.claimed_by is None and resolved.lease_expires_at is None
+        assert resolved.updated_at >= before[1].updated_at
+        # Done once: a second call, or one for a job completed meanwhile, changes nothing.
+        assert await store.resolve_stale_job(job.media_processing_id, "other", "other") is False
+        again = await store.get_job(job.media_processing_id)
+        assert again is not None and again[1] == resolved
+
+    # The worker still running the job can neither renew, complete, release nor fail it.
+    job_id = running.media_processing_id
+    assert await store.renew_lease(job_id, claim.token, 30) is False
+    assert await store.complete_job(job_id, claim.token, "late") is None
+    assert await store.release_job(job_id, claim.token, "x", datetime.now(UTC)) is False
+    assert await store.fail_job(job_id, "x", token=claim.token) is False
+    assert await store.claim_job(["image"], "w2", 30) is None  # not claimable either
+
+    # A completed job keeps its result; unknown and failed jobs are not touched.
+    assert await store.resolve_stale_job(done.media_processing_id, marker, error) is False
+    found = await store.get_job(done.media_processing_id)
+    assert found is not None and (found[1].result, found[1].error) == ("a cat", None)
+    assert await store.resolve_stale_job(new_job().media_processing_id, marker, error) is False
+    dead = new_job()
+    assert await store.create_job(dead) and await store.fail_job(dead.media_processing_id, "x")
+    assert await store.resolve_stale_job(dead.media_processing_id, marker, error) is False
+    found = await store.get_job(dead.media_processing_id)
+    assert found is not None and found[0] is FAILED and found[1].status is JobStatus.PENDING
+
+    # It travels with its result, error and fence through a move and into failed.
+    assert await store.move_bot_jobs("bot-2", HOLDING, ACTIVE) == 1
+    assert await store.fail_job(held.media_processing_id, error)
+    found = await store.get_job(held.media_processing_id)
+    assert found is not None and found[0] is FAILED
+    assert (found[1].result, found[1].error, found[1].fence) == (marker, error, 1)
+
+
 async def test_renewed_lease_keeps_the_job(store: Store) -> None:
     job = new_job()
     await store.create_job(job)
@@ -386,6 +442,16 @@ async def test_pool_depths_and_old_jobs(store: Store) -> None:
         j.media_processing_id for j in everything if j.created_at < bound
     ]
     assert len(await store.jobs_older_than(ACTIVE, now_ms() + timedelta(seconds=1), limit=2)) == 2
+    # Pages: offset skips the oldest ones, in the same order.
+    later = now_ms() + timedelta(seconds=1)
+    pages = [await store.jobs_older_than(ACTIVE, later, limit=2, offset=o) for o in (0, 2, 4)]
+    assert [[j.media_processing_id for j in page] for page in pages] == [
+        [j.media_processing_id for j in everything[0:2]],
+        [j.media_processing_id for j in everything[2:4]],
+        [],
+    ]
+    with pytest.raises(InvalidInputError, match="offset"):
+        await store.jobs_older_than(ACTIVE, later, offset=-1)
     assert len(await store.jobs_older_than(HOLDING, now_ms() + timedelta(seconds=1))) == 1
     assert await store.jobs_older_than(FAILED, now_ms() + timedelta(seconds=1)) == []
 
