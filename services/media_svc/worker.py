@@ -232,22 +232,39 @@ class JobWorker:
         )
         return "undelivered"
 
-    async def redeliver_stranded(self, older_than_seconds: float) -> int:
+    async def redeliver_stranded(
+        self, older_than_seconds: float, page_size: int = 100, max_pages: int = 20
+    ) -> int:
         """Delivers completed results left in ACTIVE by a crash between persist and
-        deliver (the least recently changed first, one batch per sweep)."""
+        deliver, least recently changed first.
+
+        Results of bots that are not active stay where they are until the bot starts, so
+        the sweep pages past them (asking queue_svc once per bot per sweep) instead of
+        letting them hide newer stranded results.
+        """
         cutoff = self._clock() - timedelta(seconds=older_than_seconds)
-        stranded = [
-            job
-            for job in await self._store.list_completed_jobs(JobCollection.ACTIVE, cutoff)
-            if job.result is not None
-        ]
-        for job in stranded:
-            assert job.result is not None
-            outcome = await self.deliver(job, job.result, job.error)
-            self._metrics.jobs.labels(job.pool, outcome).inc()
-        if stranded:
-            log.info("redelivery sweep: %d stranded results retried", len(stranded))
-        return len(stranded)
+        inactive: set[str] = set()
+        retried = kept = 0
+        for _ in range(max_pages):
+            page = await self._store.list_completed_jobs(
+                JobCollection.ACTIVE, cutoff, limit=page_size, offset=kept
+            )
+            for job in page:
+                if job.result is None or job.bot_id in inactive:
+                    kept += 1
+                    continue
+                outcome = await self.deliver(job, job.result, job.error)
+                self._metrics.jobs.labels(job.pool, outcome).inc()
+                retried += 1
+                if outcome in ("held", "undelivered"):
+                    kept += 1
+                if outcome == "held":
+                    inactive.add(job.bot_id)
+            if len(page) < page_size:
+                break
+        if retried:
+            log.info("redelivery sweep: %d stranded results retried", retried)
+        return retried
 
     async def _renew(self, media_processing_id: str, token: int, lost: asyncio.Event) -> None:
         interval = self._settings.lease_seconds / 3

@@ -109,10 +109,15 @@ class Store(Protocol):
         """Oldest first (created_at, then insertion); `offset` skips that many of them."""
 
     async def list_completed_jobs(
-        self, collection: JobCollection, updated_before: datetime, limit: int = 100
+        self,
+        collection: JobCollection,
+        updated_before: datetime,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[MediaJob]:
         """Completed jobs last changed before `updated_before`, least recently changed
-        first (index on status, updated_at); for media_svc's redelivery sweep."""
+        first (index on status, updated_at), skipping the first `offset`; for media_svc's
+        redelivery sweep, which pages past results held for inactive bots."""
 
     async def pending_routes(self) -> dict[str, str]: ...
     async def set_pool_for_route(self, route: str, pool: str) -> int: ...

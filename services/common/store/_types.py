@@ -23,6 +23,14 @@ def to_millis(value: datetime, what: str = "datetime") -> int:
     return (value - _EPOCH) // _MILLISECOND
 
 
+def check_page(limit: int, offset: int) -> None:
+    """Paging arguments both adapters refuse alike (SQLite reads LIMIT -1 as no limit)."""
+    if limit < 0:
+        raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    if offset < 0:
+        raise InvalidInputError(f"offset must be >= 0, got {offset}")
+
+
 def from_millis(millis: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=millis)
 

@@ -38,6 +38,7 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
+    check_page,
     to_millis,
     truncate_to_millis,
 )
@@ -657,10 +658,9 @@ class MongoStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         to_millis(created_before, "created_before")
-        if offset < 0:
-            raise InvalidInputError(f"offset must be >= 0, got {offset}")
-        if limit <= 0:
-            return []
+        check_page(limit, offset)
+        if limit == 0:
+            return []  # MongoDB reads limit(0) as "no limit"
         cursor = (
             self._jobs[collection]
             .find({"created_at": {"$lt": created_before}})
@@ -671,17 +671,21 @@ class MongoStore:
         return [_job(doc) async for doc in cursor]
 
     async def list_completed_jobs(
-        self, collection: JobCollection, updated_before: datetime, limit: int = 100
+        self,
+        collection: JobCollection,
+        updated_before: datetime,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[MediaJob]:
         to_millis(updated_before, "updated_before")
-        if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        check_page(limit, offset)
         if limit == 0:
             return []  # MongoDB reads limit(0) as "no limit"
         cursor = (
             self._jobs[collection]
             .find({"status": JobStatus.COMPLETED.value, "updated_at": {"$lt": updated_before}})
             .sort([("updated_at", ASCENDING), ("created_ns", ASCENDING)])
+            .skip(offset)
             .limit(limit)
         )
         return [_job(doc) async for doc in cursor]

@@ -32,6 +32,7 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
+    check_page,
     from_millis,
     to_millis,
 )
@@ -715,8 +716,7 @@ class SqliteStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         bound = to_millis(created_before, "created_before")
-        if offset < 0:
-            raise InvalidInputError(f"offset must be >= 0, got {offset}")
+        check_page(limit, offset)
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
             " WHERE created_at < ? ORDER BY created_at, seq LIMIT ? OFFSET ?"
@@ -727,17 +727,21 @@ class SqliteStore:
         return jobs
 
     async def list_completed_jobs(
-        self, collection: JobCollection, updated_before: datetime, limit: int = 100
+        self,
+        collection: JobCollection,
+        updated_before: datetime,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[MediaJob]:
         bound = to_millis(updated_before, "updated_before")
-        if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        check_page(limit, offset)
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
-            " WHERE status = 'completed' AND updated_at < ? ORDER BY updated_at, seq LIMIT ?"
+            " WHERE status = 'completed' AND updated_at < ?"
+            " ORDER BY updated_at, seq LIMIT ? OFFSET ?"
         )
         jobs: list[MediaJob] = await self._read(
-            lambda c: [_job(row) for row in c.execute(sql, (bound, limit))]
+            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
         )
         return jobs
 

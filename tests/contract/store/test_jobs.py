@@ -545,3 +545,29 @@ async def test_wait_for_jobs_times_out_or_wakes_on_a_new_job(store: Store) -> No
     assert loop.time() - started < 5
     await creator
     assert await store.claim_job(["image"], "w1", 30) is not None
+
+
+async def test_list_completed_jobs_pages_with_an_offset(store: Store) -> None:
+    jobs = [new_job() for _ in range(5)]
+    for job in jobs:
+        assert await store.create_job(job)
+    for _ in jobs:
+        claim = await store.claim_job(["image"], "w1", 30)
+        assert claim is not None
+        await asyncio.sleep(0.003)  # distinct updated_at milliseconds
+        assert await store.complete_job(claim.job.media_processing_id, claim.token, "r")
+    later = now_ms() + timedelta(seconds=1)
+    pages = [
+        [j.media_processing_id for j in await store.list_completed_jobs(ACTIVE, later, 2, off)]
+        for off in (0, 2, 4, 6)
+    ]
+    assert pages == [
+        [jobs[0].media_processing_id, jobs[1].media_processing_id],
+        [jobs[2].media_processing_id, jobs[3].media_processing_id],
+        [jobs[4].media_processing_id],
+        [],
+    ]
+    with pytest.raises(InvalidInputError, match="offset"):
+        await store.list_completed_jobs(ACTIVE, later, 2, -1)
+    with pytest.raises(InvalidInputError, match="limit"):
+        await store.jobs_older_than(ACTIVE, later, limit=-1)

@@ -314,6 +314,31 @@ async def test_redelivery_sweep_takes_only_results_completed_before_the_bound(
     assert await worker.redeliver_stranded(older_than_seconds=0.2) == 0
 
 
+async def test_redelivery_sweep_pages_past_results_held_for_inactive_bots(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    held = [await create(store, staging, bot_id="sleeping-bot") for _ in range(5)]
+    stranded = await create(store, staging)
+    for _ in range(6):
+        claimed = await store.claim_job(["Image"], "w", 5.0)
+        assert claimed is not None
+        job_id = claimed.job.media_processing_id
+        assert await store.complete_job(job_id, claimed.token, f"result {job_id}")
+        await asyncio.sleep(0.003)  # distinct updated_at: the held results come first
+    queue_peer.servicer.answers = [BOT_NOT_ACTIVE]
+    await asyncio.sleep(0.05)
+
+    # Pages of two: without paging past the held results the stranded one is never seen.
+    assert await worker.redeliver_stranded(older_than_seconds=0.01, page_size=2) == 2
+    delivered = [c.media_processing_id for c in queue_peer.servicer.calls]
+    # One question per inactive bot, then the stranded result of the active bot.
+    assert delivered == [held[0].media_processing_id, stranded.media_processing_id]
+    assert await store.get_job(stranded.media_processing_id) is None
+    for job in held:
+        found = await store.get_job(job.media_processing_id)
+        assert found is not None and found[1].status is JobStatus.COMPLETED
+
+
 async def test_requeued_job_gets_a_fresh_set_of_attempts(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
