@@ -5,11 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from services.common.errors import InvalidInputError
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+# Per asyncio task (each task runs in a copy of its creator's context), so the ids of
+# the job or frame a task is handling appear on every line it logs.
+_FIELDS: ContextVar[Mapping[str, Any]] = ContextVar("log_fields", default=MappingProxyType({}))
+
+
+@contextmanager
+def log_fields(**fields: Any) -> Iterator[None]:
+    """Adds these fields (e.g. bot_id, correspondent_id, media_processing_id) to every
+    log line written inside the block by this task."""
+    token = _FIELDS.set({**_FIELDS.get(), **fields})
+    try:
+        yield
+    finally:
+        _FIELDS.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **_FIELDS.get(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and value is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from services.common.logs import log_fields
 from services.common.store import ClaimedJob, JobCollection, MediaJob, Store
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
@@ -41,6 +42,15 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def job_log_fields(job: MediaJob) -> dict[str, str]:
+    return {
+        "bot_id": job.bot_id,
+        "correspondent_id": job.correspondent_id,
+        "media_processing_id": job.media_processing_id,
+        "pool": job.pool,
+    }
 
 
 def compose_content(body: str, caption: str) -> str:
@@ -89,6 +99,10 @@ class JobWorker:
         self._clock = clock
 
     async def run(self, pool: ActivePool, claimed: ClaimedJob) -> str:
+        with log_fields(**job_log_fields(claimed.job)):
+            return await self._run(pool, claimed)
+
+    async def _run(self, pool: ActivePool, claimed: ClaimedJob) -> str:
         """Processes a claimed job to the end; returns the outcome label for metrics."""
         job, token = claimed.job, claimed.token
         now = self._clock()
@@ -193,6 +207,10 @@ class JobWorker:
             self._metrics.processing_seconds.labels(job.pool).observe(time.perf_counter() - started)
 
     async def deliver(self, job: MediaJob, content: str, error: str | None) -> str:
+        with log_fields(**job_log_fields(job)):
+            return await self._deliver(job, content, error)
+
+    async def _deliver(self, job: MediaJob, content: str, error: str | None) -> str:
         """UpdateByMediaId for a persisted result, then the job's final move."""
         try:
             status = await self._delivery.update(job, content)

@@ -1,0 +1,39 @@
+"""Log lines are JSON and carry the ids of what the task is handling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from services.common.errors import InvalidInputError
+from services.common.logs import JsonFormatter, configure, log_fields
+
+
+def _line(logger: logging.Logger, message: str, **extra: object) -> dict[str, object]:
+    record = logger.makeRecord(
+        logger.name, logging.INFO, __file__, 1, message, (), None, extra=extra or None
+    )
+    parsed: dict[str, object] = json.loads(JsonFormatter().format(record))
+    return parsed
+
+
+async def test_fields_follow_the_task_that_set_them() -> None:
+    logger = logging.getLogger("test.logs")
+
+    async def handle(job_id: str) -> dict[str, object]:
+        with log_fields(bot_id="b1", media_processing_id=job_id):
+            await asyncio.sleep(0)
+            return _line(logger, "processed", attempt=1)
+
+    first, second = await asyncio.gather(handle("m-1"), handle("m-2"))
+    assert (first["media_processing_id"], second["media_processing_id"]) == ("m-1", "m-2")
+    assert first["bot_id"] == "b1" and first["attempt"] == 1 and first["msg"] == "processed"
+    assert "media_processing_id" not in _line(logger, "outside")
+
+
+def test_unknown_level_is_a_configuration_error() -> None:
+    with pytest.raises(InvalidInputError, match="LOG_LEVEL"):
+        configure("chatty")
