@@ -19,6 +19,7 @@ from tests.helpers.fixtures import frame_text, load_fixtures
 from tests.helpers.processes import (
     Service,
     Subscriber,
+    free_port,
     gateway_env,
     media_env,
     queue_env,
@@ -244,3 +245,29 @@ async def test_unauthenticated_peers_are_refused(pipeline: Pipeline) -> None:
             pipeline.api("/ws"), headers={"Authorization": "Bearer wrong"}
         ):
             pass
+
+
+async def test_frames_are_kept_for_later_while_queue_svc_is_down(tmp_path: Path) -> None:
+    gateway = await start_service(
+        "services.gateway",
+        gateway_env(
+            tmp_path / "store.sqlite3",
+            f"127.0.0.1:{free_port()}",
+            "http://127.0.0.1:9",
+            node_ws_token=NODE_TOKEN,
+            api_token=API_TOKEN,
+            node_api_token="unused",
+        ),
+        tmp_path / "gateway.log",
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+            async with http.ws_connect(f"http://{gateway.address}/ws", headers=headers) as ws:
+                text = await _exchange(ws, frame_text(VALID["text_message"]))
+                media = await _exchange(ws, frame_text(VALID["media_message_image"]))
+    finally:
+        assert await gateway.stop() == 0
+    for ack in (text, media):
+        assert ack.status == w.ACK_STATUS_RETRY
+        assert "queue_svc UNAVAILABLE" in (ack.reason or "")

@@ -1,0 +1,23 @@
+"""The whole pipeline, Node server included, exactly as `make demo` runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_pipeline_passes_all_its_checks(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--work-dir", str(tmp_path / "demo")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "demo: all checks passed" in result.stdout
+    assert "[FAILED]" not in result.stdout
