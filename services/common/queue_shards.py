@@ -1,0 +1,45 @@
+"""gRPC clients of the queue_svc shards: one channel per shard, the bot's stub on demand.
+
+Used by every caller of queue_svc (gateway, media_svc); the map itself is
+`services.common.sharding`.
+"""
+
+from __future__ import annotations
+
+import grpc
+from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
+
+from services.common.sharding import ShardAddresses
+
+
+class QueueShards:
+    """Open channels to every shard in `addresses`; create inside the running loop."""
+
+    def __init__(self, addresses: ShardAddresses) -> None:
+        self.addresses = addresses
+        self._channels = [grpc.aio.insecure_channel(a) for a in addresses.addresses]
+        self._stubs = [q_grpc.QueueServiceStub(c) for c in self._channels]
+
+    @property
+    def count(self) -> int:
+        return len(self._stubs)
+
+    def index_for(self, bot_id: str) -> int:
+        return self.addresses.index_for(bot_id)
+
+    def stub(self, index: int) -> q_grpc.QueueServiceAsyncStub:
+        return self._stubs[index]
+
+    def stub_for(self, bot_id: str) -> q_grpc.QueueServiceAsyncStub:
+        return self._stubs[self.index_for(bot_id)]
+
+    def describe(self, bot_id: str) -> str:
+        """For messages: which shard a bot's calls went to."""
+        index = self.index_for(bot_id)
+        if self.count == 1:
+            return "queue_svc"
+        return f"queue_svc shard {index} ({self.addresses.addresses[index]})"
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close(None)
