@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import env_bool, env_float, env_int, env_str
 from services.common.errors import InvalidInputError
+from services.common.sharding import ShardIdentity
 from services.common.store import StoreConfig
 from services.queue_svc.service import ServiceSettings
 
@@ -54,6 +55,7 @@ class Config:
                 env, "QUEUE_SVC_DEFINITIONS_REFRESH_SECONDS", defaults.definitions_refresh_seconds
             ),
             resume_bots=env_bool(env, "QUEUE_SVC_RESUME_BOTS", defaults.resume_bots),
+            shard=ShardIdentity.from_env(env),
         )
         return cls(
             host=env_str(env, "QUEUE_SVC_HOST", "127.0.0.1"),

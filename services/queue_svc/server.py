@@ -63,7 +63,10 @@ async def serve(config: Config) -> None:
         sampler = asyncio.create_task(_sample(metrics, service))
         # Machine-readable: tests and scripts started with QUEUE_SVC_PORT=0 read the port.
         print(f"queue_svc listening on {config.host}:{port}", flush=True)
-        log.info("serving", extra={"port": port, "resumed_bots": resumed})
+        log.info(
+            "serving",
+            extra={"port": port, "shard": str(config.service.shard), "resumed_bots": resumed},
+        )
         await stop.wait()
         log.info("shutting down")
     finally:

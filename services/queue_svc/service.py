@@ -8,12 +8,11 @@ created in the store before the placeholder is appended.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol, TypeVar
@@ -25,6 +24,7 @@ from services.common.errors import (
     UnavailableError,
 )
 from services.common.routing import MediaCondition, route_key
+from services.common.sharding import ShardIdentity
 from services.common.store import (
     BotConfig,
     JobCollection,
@@ -48,9 +48,6 @@ from services.queue_svc.subscriptions import Delivery, Subscription, Subscriptio
 log = logging.getLogger("queue_svc.service")
 T = TypeVar("T")
 
-# The bots queue_svc must re-activate after a restart. The store has no "list bot
-# configurations" call, so the set lives in one pseudo bot configuration document.
-ACTIVE_BOTS_DOCUMENT_ID = "_queueSvcActiveBots"
 # Node's reason for unstaged media is a diagnostic kept with the job; an oversized one is
 # cut rather than refused, so the media message itself is never lost over it.
 CONDITION_DETAIL_MAX_CHARS = 1_000
@@ -58,6 +55,10 @@ CONDITION_DETAIL_MAX_CHARS = 1_000
 
 class BotNotActiveError(PreconditionError):
     """The bot is not started (or is stopping). Maps to FAILED_PRECONDITION."""
+
+
+class WrongShardError(PreconditionError):
+    """The bot belongs to another queue_svc shard. Maps to FAILED_PRECONDITION."""
 
 
 class AddStatus(Enum):
@@ -152,6 +153,8 @@ class ServiceSettings:
     dedup_capacity: int = 100_000
     definitions_refresh_seconds: float = 10.0
     resume_bots: bool = True
+    # The bots this replica serves (services.common.sharding); 0/1 serves every bot.
+    shard: ShardIdentity = field(default_factory=ShardIdentity)
 
 
 async def _store_call(call: Awaitable[T], what: str) -> T:
@@ -162,11 +165,6 @@ async def _store_call(call: Awaitable[T], what: str) -> T:
         raise
     except Exception as exc:
         raise UnavailableError(f"store unavailable ({what}): {exc}") from exc
-
-
-def _listed_bots(doc: BotConfig) -> list[str]:
-    bots = doc.extra.get("active_bots", [])
-    return [b for b in bots if isinstance(b, str) and b] if isinstance(bots, list) else []
 
 
 class QueueService:
@@ -194,7 +192,6 @@ class QueueService:
             metrics=metrics,
         )
         self._routing = ProcessorRouting(store, self._settings.definitions_refresh_seconds)
-        self._registry_lock = asyncio.Lock()
         self._closed = False
 
     def _dropped(self) -> None:
@@ -209,12 +206,14 @@ class QueueService:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> list[str]:
-        """Starts ingestion and re-activates the bots that were active before a restart."""
+        """Starts ingestion and re-activates this shard's bots that were active before a
+        restart (the registry lists every shard's bots; the others resume their own)."""
         self._ingestion.start()
         resumed: list[str] = []
         if not self._settings.resume_bots:
             return resumed
-        for bot_id in await self._registered_bots():
+        registered = await _store_call(self._store.active_bots(), "active_bots")
+        for bot_id in (b for b in registered if self._settings.shard.owns(b)):
             try:
                 result = await self.start_bot(bot_id)
             except ChatbotError as exc:
@@ -510,7 +509,18 @@ class QueueService:
 
     # -- StartBot / StopBot --------------------------------------------------------
 
+    def _check_shard(self, bot_id: str) -> None:
+        shard = self._settings.shard
+        if not shard.owns(bot_id):
+            owner = shard.owner_of(bot_id)
+            raise WrongShardError(
+                f"bot {bot_id!r} belongs to queue_svc shard {owner} of {shard.count}, not to "
+                f"this one ({shard}); call shard {owner}, entry {owner + 1} of "
+                "QUEUE_SVC_ADDRESS (services.common.sharding.shard_of)"
+            )
+
     async def start_bot(self, bot_id: str) -> StartResult:
+        self._check_shard(bot_id)
         existing = self._bots.get(bot_id)
         if existing is not None:
             await self._wait_started(bot_id)
@@ -619,6 +629,9 @@ class QueueService:
             await _store_call(self._store.fail_job(media_processing_id, error), "fail_job")
 
     async def stop_bot(self, bot_id: str) -> StopResult:
+        # Refused rather than answered `stopped=false`: the bot may well be running on
+        # its own shard.
+        self._check_shard(bot_id)
         bot = await self._wait_started(bot_id)
         if bot is None or bot.queues is None:
             return StopResult(stopped=False)
@@ -643,30 +656,9 @@ class QueueService:
 
     # -- the registry of active bots ----------------------------------------------
 
-    async def _registered_bots(self) -> list[str]:
-        doc = await _store_call(
-            self._store.get_bot_config(ACTIVE_BOTS_DOCUMENT_ID), "get_bot_config"
-        )
-        return [] if doc is None else _listed_bots(doc)
-
     async def _mark_active(self, bot_id: str, active: bool) -> None:
-        async with self._registry_lock:
-            doc = await _store_call(
-                self._store.get_bot_config(ACTIVE_BOTS_DOCUMENT_ID), "get_bot_config"
-            )
-            doc = doc or BotConfig(bot_id=ACTIVE_BOTS_DOCUMENT_ID)
-            listed = doc.extra.get("active_bots", [])
-            current = (
-                {b for b in listed if isinstance(b, str)} if isinstance(listed, list) else set()
-            )
-            wanted = current | {bot_id} if active else current - {bot_id}
-            if wanted == current and "active_bots" in doc.extra:
-                return
-            extra = {**doc.extra, "active_bots": sorted(wanted)}
-            await _store_call(
-                self._store.put_bot_config(dataclasses.replace(doc, extra=extra)),
-                "put_bot_config",
-            )
+        # One atomic update per bot in the store: every shard writes this registry.
+        await _store_call(self._store.set_bot_active(bot_id, active), "set_bot_active")
 
     # -- observation ---------------------------------------------------------------
 

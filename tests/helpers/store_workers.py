@@ -110,6 +110,28 @@ def shuttle_bot_jobs(config: StoreConfig, barrier: Path, bot_id: str, rounds: in
     return asyncio.run(run())
 
 
+def register_bots(
+    config: StoreConfig, barrier: Path, name: str, parties: int, bot_ids: list[str]
+) -> list[bool]:
+    """Like one queue_svc shard: mark each bot active, then every second one inactive
+    again (StartBot / StopBot); what each call answered."""
+
+    async def run() -> list[bool]:
+        store = await open_store(config)
+        try:
+            _barrier(barrier, name, parties)
+            answers: list[bool] = []
+            for i, bot_id in enumerate(bot_ids):
+                answers.append(await store.set_bot_active(bot_id, True))
+                if i % 2:
+                    answers.append(await store.set_bot_active(bot_id, False))
+            return answers
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def arrive(barrier: Path, name: str, parties: int) -> None:
     """The test process's own arrival at a barrier shared with children."""
     _barrier(barrier, name, parties)

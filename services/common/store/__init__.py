@@ -8,6 +8,7 @@ from services.common.store._config import StoreConfig
 from services.common.store._interface import Store
 from services.common.store._open import open_store
 from services.common.store._types import (
+    ACTIVE_BOTS_DOCUMENT_ID,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -20,6 +21,7 @@ from services.common.store._types import (
 )
 
 __all__ = [
+    "ACTIVE_BOTS_DOCUMENT_ID",
     "BotConfig",
     "ClaimedJob",
     "JobCollection",

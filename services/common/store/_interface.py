@@ -35,6 +35,15 @@ class Store(Protocol):
     async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
         """Insert only if missing; True when this call inserted it."""
 
+    # queue_svc's registry of active bots, shared by every queue_svc shard
+    async def set_bot_active(self, bot_id: str, active: bool) -> bool:
+        """Adds `bot_id` to the registry (or removes it) in one atomic update, so shards
+        writing at the same time never drop each other's entries. True when this call
+        changed the registry."""
+
+    async def active_bots(self) -> list[str]:
+        """Every bot id in the registry, sorted."""
+
     # Messages (`queues`)
     async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
         """Idempotent on (bot_id, provider_name, correspondent_id, id); returns the new count."""

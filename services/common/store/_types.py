@@ -23,6 +23,20 @@ def to_millis(value: datetime, what: str = "datetime") -> int:
     return (value - _EPOCH) // _MILLISECOND
 
 
+# queue_svc's registry of active bots (resumed after a restart): one pseudo document in
+# `bot_configurations` whose `active_bots` lists the bot ids. Every queue_svc shard
+# updates it, so the adapters change one id at a time, atomically (set_bot_active).
+ACTIVE_BOTS_DOCUMENT_ID = "_queueSvcActiveBots"
+ACTIVE_BOTS_FIELD = "active_bots"
+
+
+def listed_bots(value: object) -> list[str]:
+    """The registry's bot ids, sorted; anything that is not a non-empty string is ignored."""
+    if not isinstance(value, list):
+        return []
+    return sorted({b for b in value if isinstance(b, str) and b})
+
+
 def check_page(limit: int, offset: int) -> None:
     """Paging arguments both adapters refuse alike (SQLite reads LIMIT -1 as no limit)."""
     if limit < 0:

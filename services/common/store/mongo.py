@@ -27,6 +27,8 @@ from services.common.errors import InvalidInputError, UnavailableError
 from services.common.routing import DEFINITIONS_DOCUMENT_ID
 from services.common.store._notify import Notifier
 from services.common.store._types import (
+    ACTIVE_BOTS_DOCUMENT_ID,
+    ACTIVE_BOTS_FIELD,
     JOB_FIELDS,
     MESSAGE_FIELDS,
     NEW_JOB_FIELDS,
@@ -39,6 +41,7 @@ from services.common.store._types import (
     PoolDepth,
     StoredMessage,
     check_page,
+    listed_bots,
     to_millis,
     truncate_to_millis,
 )
@@ -50,6 +53,8 @@ POLL_INTERVAL_SECONDS = 0.5
 _DUPLICATE_KEY = 11000
 _LIVE = (JobCollection.ACTIVE, JobCollection.HOLDING)
 _MAX_MOVE_RETRIES = 50
+# Documents of `bot_configurations` that are not bots.
+_RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 
 
 def _now() -> datetime:
@@ -206,14 +211,14 @@ class MongoStore:
     # --- bot configuration ---------------------------------------------------------
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
-        if bot_id == DEFINITIONS_DOCUMENT_ID:
+        if bot_id in _RESERVED_IDS:
             return None
         doc = await self._configs.find_one({"_id": bot_id})
         return None if doc is None else BotConfig.from_document({**doc, "bot_id": bot_id})
 
     async def put_bot_config(self, config: BotConfig) -> None:
-        if config.bot_id == DEFINITIONS_DOCUMENT_ID:
-            raise InvalidInputError(f"bot_id {DEFINITIONS_DOCUMENT_ID!r} is reserved")
+        if config.bot_id in _RESERVED_IDS:
+            raise InvalidInputError(f"bot_id {config.bot_id!r} is reserved")
         doc = config.to_document()
         await self._configs.replace_one({"_id": config.bot_id}, doc, upsert=True)
 
@@ -234,6 +239,32 @@ class MongoStore:
         except DuplicateKeyError:
             return False
         return True
+
+    # --- the registry of active bots ------------------------------------------------
+
+    async def set_bot_active(self, bot_id: str, active: bool) -> bool:
+        if not bot_id:
+            raise InvalidInputError("set_bot_active needs a non-empty bot_id")
+        # $addToSet / $pull change one element atomically: concurrent shards never
+        # overwrite each other's entries.
+        key = {"_id": ACTIVE_BOTS_DOCUMENT_ID}
+        if not active:
+            removed = await self._configs.update_one(
+                {**key, ACTIVE_BOTS_FIELD: bot_id}, {"$pull": {ACTIVE_BOTS_FIELD: bot_id}}
+            )
+            return removed.modified_count > 0
+        try:
+            added = await self._configs.update_one(
+                key, {"$addToSet": {ACTIVE_BOTS_FIELD: bot_id}}, upsert=True
+            )
+        except DuplicateKeyError:
+            # Two first upserts raced and the other created the document: add to it.
+            added = await self._configs.update_one(key, {"$addToSet": {ACTIVE_BOTS_FIELD: bot_id}})
+        return added.modified_count > 0 or added.upserted_id is not None
+
+    async def active_bots(self) -> list[str]:
+        doc = await self._configs.find_one({"_id": ACTIVE_BOTS_DOCUMENT_ID})
+        return [] if doc is None else listed_bots(doc.get(ACTIVE_BOTS_FIELD))
 
     # --- messages ------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from services.common.routing import DEFINITIONS_DOCUMENT_ID
 from services.common.store._notify import DataVersionWatcher, Notifier
 from services.common.store._sqlite_runner import SqliteRunner
 from services.common.store._types import (
+    ACTIVE_BOTS_DOCUMENT_ID,
+    ACTIVE_BOTS_FIELD,
     JOB_FIELDS,
     MESSAGE_FIELDS,
     NEW_JOB_FIELDS,
@@ -34,10 +36,13 @@ from services.common.store._types import (
     StoredMessage,
     check_page,
     from_millis,
+    listed_bots,
     to_millis,
 )
 
 SCHEMA_VERSION = 2
+# Documents of `bot_configurations` that are not bots.
+_RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -287,14 +292,14 @@ class SqliteStore:
     # --- bot configuration ---------------------------------------------------------
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
-        if bot_id == DEFINITIONS_DOCUMENT_ID:
+        if bot_id in _RESERVED_IDS:
             return None  # shares the collection, but is not a bot
         doc = await self._read(lambda c: _get_document(c, bot_id))
         return None if doc is None else BotConfig.from_document({**doc, "bot_id": bot_id})
 
     async def put_bot_config(self, config: BotConfig) -> None:
-        if config.bot_id == DEFINITIONS_DOCUMENT_ID:
-            raise InvalidInputError(f"bot_id {DEFINITIONS_DOCUMENT_ID!r} is reserved")
+        if config.bot_id in _RESERVED_IDS:
+            raise InvalidInputError(f"bot_id {config.bot_id!r} is reserved")
         text = _dumps(config.to_document(), "bot configuration")
         await self._write(lambda c: _put_document(c, config.bot_id, text))
 
@@ -321,6 +326,31 @@ class SqliteStore:
 
         inserted: bool = await self._write(seed)
         return inserted
+
+    # --- the registry of active bots ------------------------------------------------
+
+    async def set_bot_active(self, bot_id: str, active: bool) -> bool:
+        if not bot_id:
+            raise InvalidInputError("set_bot_active needs a non-empty bot_id")
+
+        # Read and write in one BEGIN IMMEDIATE transaction: no other process can change
+        # the document in between.
+        def update(conn: sqlite3.Connection) -> bool:
+            doc = _get_document(conn, ACTIVE_BOTS_DOCUMENT_ID) or {}
+            current = set(listed_bots(doc.get(ACTIVE_BOTS_FIELD)))
+            wanted = current | {bot_id} if active else current - {bot_id}
+            if wanted == current:
+                return False
+            doc[ACTIVE_BOTS_FIELD] = sorted(wanted)
+            _put_document(conn, ACTIVE_BOTS_DOCUMENT_ID, _dumps(doc, "active bots"))
+            return True
+
+        changed: bool = await self._write(update)
+        return changed
+
+    async def active_bots(self) -> list[str]:
+        doc = await self._read(lambda c: _get_document(c, ACTIVE_BOTS_DOCUMENT_ID))
+        return [] if doc is None else listed_bots(doc.get(ACTIVE_BOTS_FIELD))
 
     # --- messages ------------------------------------------------------------------
 

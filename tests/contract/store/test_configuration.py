@@ -7,7 +7,13 @@ import asyncio
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.store import BotConfig, Store, StoreConfig, open_store
+from services.common.store import (
+    ACTIVE_BOTS_DOCUMENT_ID,
+    BotConfig,
+    Store,
+    StoreConfig,
+    open_store,
+)
 
 
 async def test_bot_config_round_trip_and_upsert(store: Store) -> None:
@@ -53,6 +59,26 @@ async def test_processor_definitions_seed_once_then_put_overwrites(store: Store)
     assert await store.get_processor_definitions() == edited
     # It shares bot_configurations with the bots but is not one.
     assert await store.get_bot_config("_mediaProcessorDefinitions") is None
+
+
+async def test_active_bot_registry_adds_and_removes_one_bot_at_a_time(store: Store) -> None:
+    assert await store.active_bots() == []
+    assert await store.set_bot_active("bot-b", False) is False  # nothing to remove
+    assert await store.set_bot_active("bot-b", True) is True
+    assert await store.set_bot_active("bot-a", True) is True
+    assert await store.set_bot_active("bot-a", True) is False  # already there
+    assert await store.active_bots() == ["bot-a", "bot-b"]
+    assert await store.set_bot_active("bot-b", False) is True
+    assert await store.set_bot_active("bot-b", False) is False
+    assert await store.active_bots() == ["bot-a"]
+    with pytest.raises(InvalidInputError, match="bot_id"):
+        await store.set_bot_active("", True)
+    # The registry shares bot_configurations with the bots but is not one, and the bot
+    # API cannot overwrite it.
+    assert await store.get_bot_config(ACTIVE_BOTS_DOCUMENT_ID) is None
+    with pytest.raises(InvalidInputError, match="reserved"):
+        await store.put_bot_config(BotConfig(bot_id=ACTIVE_BOTS_DOCUMENT_ID))
+    assert await store.active_bots() == ["bot-a"]
 
 
 async def test_lease_is_exclusive_renewable_and_expires(store: Store) -> None:

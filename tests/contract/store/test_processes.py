@@ -134,3 +134,23 @@ async def test_moves_racing_completions_lose_and_duplicate_nothing(
     )
     # The shuttle ends each round back in active.
     assert len(active) == count
+
+
+async def test_two_shards_updating_the_active_bot_registry_drop_nothing(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    # Already registered before the race: neither shard's updates may drop it.
+    assert await store.set_bot_active("bot-early", True)
+    loop = asyncio.get_running_loop()
+    bots = {n: [f"shard{n}-bot-{i}" for i in range(60)] for n in range(2)}
+    answers = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                processes, store_workers.register_bots, store_config, barrier, f"s{n}", 2, bots[n]
+            )
+            for n in range(2)
+        )
+    )
+    assert all(all(a) for a in answers)  # every call changed the registry
+    kept = {b for n in range(2) for i, b in enumerate(bots[n]) if i % 2 == 0}
+    assert await store.active_bots() == sorted(kept | {"bot-early"})
