@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import env_bool, env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
+from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 
 
@@ -21,7 +22,8 @@ class GatewayConfig:
     api_token: str = ""
     # Only for local experiments: accept unauthenticated peers.
     insecure_no_auth: bool = False
-    queue_address: str = "127.0.0.1:50051"
+    # The queue_svc shards in shard order (QUEUE_SVC_ADDRESS, comma-separated).
+    queue_shards: ShardAddresses = field(default_factory=ShardAddresses)
     node_api_url: str = "http://127.0.0.1:8091"
     node_api_token: str = ""
     metrics_port: int = 9101
@@ -51,7 +53,7 @@ class GatewayConfig:
             node_ws_token=env.get("GATEWAY_TOKEN", ""),
             api_token=env.get("GATEWAY_API_TOKEN", ""),
             insecure_no_auth=env_bool(env, "GATEWAY_INSECURE_NO_AUTH", False),
-            queue_address=env_str(env, "QUEUE_SVC_ADDRESS", "127.0.0.1:50051"),
+            queue_shards=ShardAddresses.from_env(env),
             node_api_url=env_str(env, "NODE_API_URL", "http://127.0.0.1:8091").rstrip("/"),
             node_api_token=env.get("NODE_API_TOKEN", ""),
             metrics_port=env_port(env, "GATEWAY_METRICS_PORT", 9101),

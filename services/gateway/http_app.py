@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 from aiohttp import WSMsgType, web
 from chatbot.queue.v1 import queue_service_pb2 as q
-from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import (
@@ -23,6 +22,7 @@ from services.common.errors import (
     PreconditionError,
     UnavailableError,
 )
+from services.common.queue_shards import QueueShards
 from services.common.store import BotConfig, Store
 from services.common.wire import encode_frame
 from services.gateway.config import GatewayConfig
@@ -63,7 +63,7 @@ class GatewayApp:
         *,
         config: GatewayConfig,
         store: Store,
-        queue: q_grpc.QueueServiceAsyncStub,
+        queue: QueueShards,
         handler: FrameHandler,
         link: NodeLink,
         node: NodeClient,
@@ -216,7 +216,7 @@ class GatewayApp:
         if not isinstance(force, bool):
             raise InvalidInputError("forceReinit must be true or false")
         config = await self._config_of(bot_id)
-        started = await self._queue.StartBot(
+        started = await self._queue.stub_for(bot_id).StartBot(
             q.StartBotRequest(bot_id=bot_id), timeout=self._config.rpc_timeout_seconds * 6
         )
         result: dict[str, Any] = {
@@ -238,7 +238,7 @@ class GatewayApp:
 
     async def stop_bot(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
-        stopped = await self._queue.StopBot(
+        stopped = await self._queue.stub_for(bot_id).StopBot(
             q.StopBotRequest(bot_id=bot_id), timeout=self._config.rpc_timeout_seconds * 6
         )
         return web.json_response(

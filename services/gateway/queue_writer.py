@@ -1,4 +1,4 @@
-"""Writes incoming frames to queue_svc: text in batches, media one by one.
+"""Writes incoming frames to their bot's queue_svc shard: text in batches, media one by one.
 
 Every call answers with the acknowledgement Node should get; nothing here raises for
 an expected outcome, so the WebSocket handler stays a thin loop.
@@ -15,6 +15,8 @@ import grpc
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
+
+from services.common.queue_shards import QueueShards
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,62 @@ class _Pending:
 
 
 class QueueWriter:
-    """Coalesces text messages arriving within a short window into one AddMessages call.
+    """Writes each frame to its bot's queue_svc shard.
 
-    A single flusher sends batches one after another, so messages keep the order in
-    which frames arrived; media placeholders go straight through (their order relative
-    to text is not preserved by design).
+    Text messages arriving within a short window are coalesced into one AddMessages call
+    per shard: a batch never mixes shards, and each shard's single flusher sends its
+    batches one after another, so messages keep the order in which frames arrived (a
+    chat belongs to one bot, hence to one shard). Media placeholders go straight
+    through (their order relative to text is not preserved by design).
     """
+
+    def __init__(
+        self,
+        shards: QueueShards,
+        *,
+        window_seconds: float,
+        max_batch: int,
+        timeout_seconds: float,
+    ) -> None:
+        self._shards = shards
+        self._timeout = timeout_seconds
+        self._batchers = [
+            _ShardBatcher(
+                shards.stub(i),
+                window_seconds=window_seconds,
+                max_batch=max_batch,
+                timeout_seconds=timeout_seconds,
+                name=f"queue-writer-{i}",
+            )
+            for i in range(shards.count)
+        ]
+        self._closed = False
+
+    def start(self) -> None:
+        for batcher in self._batchers:
+            batcher.start()
+
+    async def close(self) -> None:
+        """Sends what is queued on every shard, then stops. Safe to call twice."""
+        self._closed = True
+        await asyncio.gather(*(b.close() for b in self._batchers))
+
+    async def add_text(self, request: q.AddMessageRequest) -> AckOutcome:
+        if self._closed:
+            return AckOutcome(w.ACK_STATUS_RETRY, "gateway is shutting down")
+        return await self._batchers[self._shards.index_for(request.bot_id)].add(request)
+
+    async def inject_placeholder(self, request: q.InjectPlaceholderRequest) -> AckOutcome:
+        stub = self._shards.stub_for(request.bot_id)
+        try:
+            reply = await stub.InjectPlaceholder(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            return outcome_for_rpc_error(error, request.bot_id)
+        return DUPLICATE if reply.duplicate else ACCEPTED
+
+
+class _ShardBatcher:
+    """The AddMessages batches of one shard: one flusher, batches in arrival order."""
 
     def __init__(
         self,
@@ -70,11 +122,13 @@ class QueueWriter:
         window_seconds: float,
         max_batch: int,
         timeout_seconds: float,
+        name: str,
     ) -> None:
         self._stub = stub
         self._window = window_seconds
         self._max_batch = max_batch
         self._timeout = timeout_seconds
+        self._name = name
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -82,30 +136,20 @@ class QueueWriter:
 
     def start(self) -> None:
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_forever(), name="queue-writer")
+            self._flusher = asyncio.create_task(self._flush_forever(), name=self._name)
 
     async def close(self) -> None:
-        """Sends what is queued, then stops. Safe to call twice."""
         self._closed = True
         self._wakeup.set()
         if self._flusher is not None:
             await self._flusher
             self._flusher = None
 
-    async def add_text(self, request: q.AddMessageRequest) -> AckOutcome:
-        if self._closed:
-            return AckOutcome(w.ACK_STATUS_RETRY, "gateway is shutting down")
+    async def add(self, request: q.AddMessageRequest) -> AckOutcome:
         done: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(request, done))
         self._wakeup.set()
         return await done
-
-    async def inject_placeholder(self, request: q.InjectPlaceholderRequest) -> AckOutcome:
-        try:
-            reply = await self._stub.InjectPlaceholder(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            return outcome_for_rpc_error(error, request.bot_id)
-        return DUPLICATE if reply.duplicate else ACCEPTED
 
     async def _flush_forever(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""Composition root of the gateway: config → store → queue channel → handlers → HTTP."""
+"""Composition root of the gateway: config → store → queue shards → handlers → HTTP."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import logging
 import signal
 
 import aiohttp
-import grpc
 from aiohttp import web
-from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
+from services.common.queue_shards import QueueShards
 from services.common.store import open_store
 from services.gateway.config import GatewayConfig
 from services.gateway.frame_handler import FrameHandler
@@ -31,9 +30,9 @@ async def serve(config: GatewayConfig) -> None:
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.host, registry=registry)
     store = await open_store(config.store)
-    channel = grpc.aio.insecure_channel(config.queue_address)
+    shards = QueueShards(config.queue_shards)
     writer = QueueWriter(
-        q_grpc.QueueServiceStub(channel),
+        shards,
         window_seconds=config.batch_window_seconds,
         max_batch=config.batch_max_messages,
         timeout_seconds=config.rpc_timeout_seconds,
@@ -44,7 +43,7 @@ async def serve(config: GatewayConfig) -> None:
     app = GatewayApp(
         config=config,
         store=store,
-        queue=q_grpc.QueueServiceStub(channel),
+        queue=shards,
         handler=FrameHandler(writer, link, metrics),
         link=link,
         node=NodeClient(http, config.node_api_url, config.node_api_token),
@@ -67,5 +66,5 @@ async def serve(config: GatewayConfig) -> None:
         await runner.cleanup()
         await writer.close()
         await http.close()
-        await channel.close(None)
+        await shards.close()
         await store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.common.env import env_float, env_int, env_port
 from services.common.errors import InvalidInputError
+from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 
 # Points at which the test-only hook MEDIA_SVC_CRASH_AT makes the process SIGKILL itself.
@@ -23,7 +24,9 @@ class MediaConfig:
     host: str = "127.0.0.1"
     # 0 lets the OS choose; the chosen address is printed on start.
     port: int = 50052
-    queue_svc_address: str = "127.0.0.1:50051"
+    # The queue_svc shards in shard order (QUEUE_SVC_ADDRESS, comma-separated): each
+    # job's result goes to the shard of its bot.
+    queue_shards: ShardAddresses = field(default_factory=ShardAddresses)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     staging_dir: Path = Path("./var/staging")
     lease_seconds: float = 30.0
@@ -55,11 +58,6 @@ class MediaConfig:
     def __post_init__(self) -> None:
         if not self.host:
             raise InvalidInputError("MEDIA_SVC_HOST must not be empty (e.g. 127.0.0.1)")
-        if ":" not in self.queue_svc_address:
-            raise InvalidInputError(
-                f"QUEUE_SVC_ADDRESS must be host:port (e.g. 127.0.0.1:50051), "
-                f"got {self.queue_svc_address!r}"
-            )
         if not self.worker_id:
             raise InvalidInputError("MEDIA_WORKER_ID must not be empty")
         if self.lease_seconds < 1:
@@ -90,7 +88,7 @@ class MediaConfig:
         return cls(
             host=env.get("MEDIA_SVC_HOST", "").strip() or default.host,
             port=env_port(env, "MEDIA_SVC_PORT", default.port),
-            queue_svc_address=env.get("QUEUE_SVC_ADDRESS", "").strip() or default.queue_svc_address,
+            queue_shards=ShardAddresses.from_env(env),
             worker_id=env.get("MEDIA_WORKER_ID", "").strip() or default.worker_id,
             staging_dir=Path(env.get("MEDIA_STAGING_DIR", "").strip() or default.staging_dir),
             lease_seconds=env_float(env, "MEDIA_LEASE_SECONDS", default.lease_seconds),

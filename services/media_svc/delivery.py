@@ -1,5 +1,9 @@
 """The QueueService client media_svc uses to resolve placeholders (the gRPC edge).
 
+Every call goes to the queue_svc shard of the job's bot (services.common.sharding):
+the worker's UpdateByMediaId, the redelivery sweep, the cleanup's deliveries and the
+requeue's activity check all pass through here.
+
 UpdateByMediaId outcomes are returned as a plain enum. A queue_svc that cannot be
 reached is retried with backoff until it answers or the caller is cancelled: the result
 is already persisted, so waiting loses nothing.
@@ -12,9 +16,11 @@ import logging
 from enum import Enum
 
 import grpc
-from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
+from chatbot.queue.v1 import queue_service_pb2
 
 from services.common.errors import ChatbotError, UnavailableError
+from services.common.queue_shards import QueueShards
+from services.common.sharding import ShardAddresses
 from services.common.store import MediaJob
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.metrics import MediaMetrics
@@ -48,14 +54,15 @@ class DeliveryRejectedError(ChatbotError):
 class QueueDelivery:
     def __init__(
         self,
-        address: str,
+        addresses: ShardAddresses | str,
         metrics: MediaMetrics,
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
         rpc_timeout: float = 10.0,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = queue_service_pb2_grpc.QueueServiceStub(self._channel)
+        if isinstance(addresses, str):
+            addresses = ShardAddresses.parse(addresses)
+        self._shards = QueueShards(addresses)
         self._metrics = metrics
         self._base = backoff_base
         self._max = backoff_max
@@ -72,7 +79,9 @@ class QueueDelivery:
         while True:
             attempt += 1
             try:
-                response = await self._stub.UpdateByMediaId(request, timeout=self._timeout)
+                response = await self._shards.stub_for(job.bot_id).UpdateByMediaId(
+                    request, timeout=self._timeout
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in _RETRYABLE:
                     raise DeliveryRejectedError(
@@ -81,7 +90,8 @@ class QueueDelivery:
                 delay = backoff_delay(attempt, self._base, self._max)
                 log.log(
                     logging.WARNING if attempt in (1, 10) or attempt % 100 == 0 else logging.DEBUG,
-                    "queue_svc unreachable for %s (%s, attempt %d); retrying in %.2fs",
+                    "%s unreachable for %s (%s, attempt %d); retrying in %.2fs",
+                    self._shards.describe(job.bot_id),
                     job.media_processing_id,
                     exc.code().name,
                     attempt,
@@ -106,14 +116,15 @@ class QueueDelivery:
             bot_id=bot_id, correspondent_id=correspondent_id
         )
         try:
-            await self._stub.GetWindow(request, timeout=self._timeout)
+            await self._shards.stub_for(bot_id).GetWindow(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _RETRYABLE:
                 raise UnavailableError(
-                    f"queue_svc unreachable ({exc.code().name}); retry when it is up"
+                    f"{self._shards.describe(bot_id)} unreachable ({exc.code().name}); "
+                    "retry when it is up"
                 ) from exc
             return False
         return True
 
     async def close(self) -> None:
-        await self._channel.close(None)
+        await self._shards.close()

@@ -69,7 +69,7 @@ async def serve(
     store = await open_store(config.store)
     staging = StagingDirectory(config.staging_dir)
     metrics = MediaMetrics()
-    delivery = QueueDelivery(config.queue_svc_address, metrics)
+    delivery = QueueDelivery(config.queue_shards, metrics)
     executor = ProcessorExecutor(config.cpu_processes, config.processor_timeout_seconds)
     trace = ClaimTrace(config.trace_path)
     server = grpc.aio.server()

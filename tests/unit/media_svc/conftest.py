@@ -5,6 +5,7 @@ the integration suite; here each answer of UpdateByMediaId must be chosen by the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def staging(tmp_path: Path) -> StagingDirectory:
     return StagingDirectory(tmp_path / "staging")
 
 
-@pytest.fixture
-async def queue_peer() -> AsyncIterator[QueuePeer]:
+@asynccontextmanager
+async def scripted_queue_peer() -> AsyncIterator[QueuePeer]:
     servicer = ScriptedQueue()  # type: ignore[abstract]  # media_svc calls only these two
     server = grpc.aio.server()
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(servicer, server)
@@ -95,6 +96,12 @@ async def queue_peer() -> AsyncIterator[QueuePeer]:
         yield QueuePeer(servicer, f"127.0.0.1:{port}", server)
     finally:
         await server.stop(None)
+
+
+@pytest.fixture
+async def queue_peer() -> AsyncIterator[QueuePeer]:
+    async with scripted_queue_peer() as peer:
+        yield peer
 
 
 @pytest.fixture
