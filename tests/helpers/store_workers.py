@@ -132,6 +132,26 @@ def register_bots(
     return asyncio.run(run())
 
 
+def open_new_files(config: StoreConfig, barrier: Path, name: str, parties: int) -> int:
+    """After the barrier, open every `<n>.sqlite3` in `config`'s directory at the same
+    moment as the other parties (each file new), write one value, close; how many."""
+
+    async def run() -> int:
+        _barrier(barrier, name, parties)
+        opened = 0
+        for n in range(10):
+            path = config.sqlite_path.parent / f"fresh-{n}.sqlite3"
+            store = await open_store(StoreConfig(backend="sqlite", sqlite_path=path))
+            try:
+                await store.set_bot_active(f"{name}-{n}", True)
+                opened += 1
+            finally:
+                await store.close()
+        return opened
+
+    return asyncio.run(run())
+
+
 def arrive(barrier: Path, name: str, parties: int) -> None:
     """The test process's own arrival at a barrier shared with children."""
     _barrier(barrier, name, parties)

@@ -59,7 +59,11 @@ def _is_busy(error: sqlite3.Error) -> bool:
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN ourselves; timeout=0: lock waits are ours.
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=True)
-    conn.execute(f"PRAGMA synchronous={synchronous}")
+    try:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -93,7 +97,7 @@ class SqliteRunner:
         conn: sqlite3.Connection | None = None
         setup_error: BaseException | None = None
         try:
-            conn = connect(self._path, self._synchronous)
+            conn = self._connect()
         except sqlite3.Error as exc:
             setup_error = UnavailableError(f"cannot open SQLite database {self._path}: {exc}")
         stopping = False
@@ -119,6 +123,19 @@ class SqliteRunner:
             _deliver(batch, outcomes)
         if conn is not None:
             conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Several processes opening a new file at once (queue_svc shards, media_svc
+        # replicas): one switching it to WAL holds it locked for a moment; wait like any
+        # other lock, up to the busy timeout.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return connect(self._path, self._synchronous)
+            except sqlite3.Error as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.001)
 
     def _execute(self, conn: sqlite3.Connection, batch: list[_Request[Any]]) -> list[_Outcome]:
         deadline = time.monotonic() + self._busy_timeout

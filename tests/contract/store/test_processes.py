@@ -6,6 +6,8 @@ import asyncio
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from services.common.store import JobCollection, JobStatus, Store, StoreConfig
 from tests.helpers import store_workers
 from tests.helpers.store_factories import new_job
@@ -154,3 +156,22 @@ async def test_two_shards_updating_the_active_bot_registry_drop_nothing(
     assert all(all(a) for a in answers)  # every call changed the registry
     kept = {b for n in range(2) for i, b in enumerate(bots[n]) if i % 2 == 0}
     assert await store.active_bots() == sorted(kept | {"bot-early"})
+
+
+async def test_processes_opening_a_new_sqlite_file_at_once_all_get_in(
+    store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    """Two queue_svc shards (or media_svc replicas) starting together on a new file:
+    the one switching it to WAL locks it for a moment; the other waits, not fails."""
+    if store_config.backend != "sqlite":
+        pytest.skip("SQLite files only")
+    loop = asyncio.get_running_loop()
+    opened = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                processes, store_workers.open_new_files, store_config, barrier, f"p{n}", 2
+            )
+            for n in range(2)
+        )
+    )
+    assert opened == [10, 10]
