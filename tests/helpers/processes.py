@@ -117,7 +117,8 @@ async def start_service(
     return await start_process(module, argv, env, log_path, ready=_listening_line, within=within)
 
 
-def queue_env(sqlite_path: Path, port: int = 0) -> dict[str, str]:
+def queue_env(sqlite_path: Path, port: int = 0, shard: str = "0/1") -> dict[str, str]:
+    """`shard` is QUEUE_SVC_SHARD (`<index>/<count>`)."""
     return {
         "STORE_BACKEND": "sqlite",
         "SQLITE_PATH": str(sqlite_path),
@@ -125,6 +126,7 @@ def queue_env(sqlite_path: Path, port: int = 0) -> dict[str, str]:
         "QUEUE_SVC_PORT": str(port),
         "QUEUE_SVC_METRICS_PORT": "0",
         "QUEUE_SVC_DEFINITIONS_REFRESH_SECONDS": "0.2",
+        "QUEUE_SVC_SHARD": shard,
     }
 
 
@@ -209,36 +211,50 @@ def placeholder(
 
 
 class Subscriber:
-    """Collects every message of a Subscribe stream (re-subscribes after an outage)."""
+    """Collects every message of a Subscribe stream (re-subscribes after an outage).
 
-    def __init__(self, address: str, bot_id: str | None = None) -> None:
-        self.address = address
+    Given several addresses — the queue_svc shards — it subscribes to each and merges
+    the streams, as the bot logic must (each shard emits only its own bots' messages);
+    `origins[i]` is the address `messages[i]` came from.
+    """
+
+    def __init__(self, address: str | Sequence[str], bot_id: str | None = None) -> None:
+        self.addresses = [address] if isinstance(address, str) else list(address)
+        self.address = self.addresses[0]
         self.bot_id = bot_id
         self.messages: list[message_pb2.AddressedMessage] = []
+        self.origins: list[str] = []
         self.changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = {a: asyncio.Event() for a in self.addresses}
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._connected.wait(), 10)
+        self._tasks = [asyncio.create_task(self._run(a)) for a in self.addresses]
+        async with asyncio.timeout(10):
+            for connected in self._connected.values():
+                await connected.wait()
 
-    async def _run(self) -> None:
+    async def _run(self, address: str) -> None:
         while True:
             try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
+                async with grpc.aio.insecure_channel(address) as channel:
                     stub = queue_service_pb2_grpc.QueueServiceStub(channel)
                     request = queue_service_pb2.SubscribeRequest()
                     if self.bot_id is not None:
                         request.bot_id = self.bot_id
                     stream = stub.Subscribe(request)
                     await channel.channel_ready()
-                    self._connected.set()
+                    self._connected[address].set()
                     async for response in stream:
                         self.messages.append(response.message)
+                        self.origins.append(address)
                         self.changed.set()
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.1)
+
+    def from_address(self, address: str) -> list[message_pb2.AddressedMessage]:
+        """The messages that came out of one shard's stream."""
+        return [m for m, o in zip(self.messages, self.origins, strict=True) if o == address]
 
     def contents(self, provider_message_id: str) -> list[str]:
         return [
@@ -254,6 +270,6 @@ class Subscriber:
                 await self.changed.wait()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

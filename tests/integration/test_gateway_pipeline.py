@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.wire import encode_frame, parse_gateway_frame
 from tests.helpers.fixtures import frame_text, load_fixtures
+from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
     Service,
     Subscriber,
@@ -31,6 +31,7 @@ VALID = dict(load_fixtures("valid"))
 INVALID = dict(load_fixtures("invalid"))
 NODE_TOKEN = "node-secret"
 API_TOKEN = "api-secret"
+NODE_API_TOKEN = "node-api-secret"
 BOT = "bot-1"
 FOUR_FRAMES = (
     "text_message",
@@ -65,30 +66,12 @@ class Pipeline:
         return {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-async def _fake_node_api(calls: list[dict[str, Any]]) -> tuple[web.AppRunner, str]:
-    """Stands in for Node's HTTP API only, to see what /initialize receives."""
-
-    async def initialize(request: web.Request) -> web.Response:
-        assert request.headers["Authorization"] == "Bearer node-api-secret"
-        calls.append(await request.json())
-        return web.json_response({"status": "initializing"})
-
-    app = web.Application()
-    app.router.add_post("/initialize", initialize)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
     db, staging = tmp_path / "store.sqlite3", tmp_path / "staging"
     staging.mkdir()
     calls: list[dict[str, Any]] = []
-    node_runner, node_url = await _fake_node_api(calls)
+    node_runner, node_url = await fake_node_api(calls, NODE_API_TOKEN)
     queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
     media = await start_service(
         "services.media_svc", media_env(db, staging, queue.address), tmp_path / "media.log"
@@ -101,7 +84,7 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
             node_url,
             node_ws_token=NODE_TOKEN,
             api_token=API_TOKEN,
-            node_api_token="node-api-secret",
+            node_api_token=NODE_API_TOKEN,
         ),
         tmp_path / "gateway.log",
     )
