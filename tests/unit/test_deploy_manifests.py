@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.common.sharding import ShardAddresses, ShardIdentity
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 SHARED_UID = 10001
@@ -69,10 +71,38 @@ def test_staging_volume_is_shared_read_write_many() -> None:
     assert sorted(mounting) == ["media-svc", "whatsapp-baileys-server"]
 
 
-def test_queue_svc_never_runs_twice_during_a_rollout() -> None:
+def test_queue_svc_runs_one_pod_per_shard_at_known_addresses() -> None:
     queue = next(w for w in _workloads() if w["metadata"]["name"] == "queue-svc")
-    assert queue["spec"]["replicas"] == 1
-    assert queue["spec"]["strategy"]["type"] == "Recreate"
+    # A StatefulSet never runs two pods of one ordinal (= shard), even in a rollout.
+    assert queue["kind"] == "StatefulSet"
+    spec = queue["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    replicas = spec["replicas"]
+    assert replicas >= 2
+    [container] = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["QUEUE_SVC_SHARD_COUNT"] == str(replicas)
+    assert "QUEUE_SVC_SHARD" not in env  # the index comes from the pod name
+    # Per-pod DNS through the headless governing Service.
+    service = next(
+        d
+        for d in _documents()
+        if d["kind"] == "Service" and d["metadata"]["name"] == spec["serviceName"]
+    )
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    # Every caller's list has one address per shard, in ordinal order, and is valid.
+    config = next(d for d in _documents() if d["kind"] == "ConfigMap")
+    shards = ShardAddresses.parse(config["data"]["QUEUE_SVC_ADDRESS"])
+    assert shards.count == replicas
+    assert list(shards.addresses) == [
+        f"queue-svc-{i}.{spec['serviceName']}:{grpc_port}" for i in range(replicas)
+    ]
+    # Each pod computes its own shard from its name exactly as the code does.
+    for i in range(replicas):
+        pod = {"QUEUE_SVC_SHARD_COUNT": env["QUEUE_SVC_SHARD_COUNT"], "HOSTNAME": f"queue-svc-{i}"}
+        assert ShardIdentity.from_env(pod) == ShardIdentity(i, replicas)
 
 
 def _exported_metric_names() -> set[str]:
