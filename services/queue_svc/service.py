@@ -496,6 +496,8 @@ class QueueService:
             return Window(queue.window(), queue.total_characters, queue.next_id)
 
     def subscribe(self, bot_id: str | None) -> Subscription:
+        """Ready messages of this shard's bots only: with several shards the bot logic
+        subscribes to each one and merges the streams."""
         if self._closed:
             raise UnavailableError("queue_svc is shutting down")
         return self._subscriptions.subscribe(bot_id)
