@@ -11,13 +11,22 @@ from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
 from services.common.sharding import ShardAddresses
 
+# gRPC's default reconnect backoff grows to 120 s; a restarted shard should be used
+# again within seconds, since writes to it are refused (RETRY) until then.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+)
+
 
 class QueueShards:
     """Open channels to every shard in `addresses`; create inside the running loop."""
 
     def __init__(self, addresses: ShardAddresses) -> None:
         self.addresses = addresses
-        self._channels = [grpc.aio.insecure_channel(a) for a in addresses.addresses]
+        self._channels = [
+            grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in addresses.addresses
+        ]
         self._stubs = [q_grpc.QueueServiceStub(c) for c in self._channels]
 
     @property

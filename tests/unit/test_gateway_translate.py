@@ -59,9 +59,7 @@ def test_over_quota_frame_is_routed_as_over_quota() -> None:
 
 def test_derived_ids_differ_per_bot_and_message() -> None:
     ids = {
-        translate.derived_media_id(bot, message)
-        for bot in ("a", "b")
-        for message in ("m1", "m2")
+        translate.derived_media_id(bot, message) for bot in ("a", "b") for message in ("m1", "m2")
     }
     assert len(ids) == 4
     assert all(is_uuid4(i) for i in ids)
