@@ -37,7 +37,7 @@ from services.queue_svc.service import QueueService, ServiceSettings  # noqa: E4
 from services.queue_svc.servicer import QueueServicer  # noqa: E402
 
 PLACEHOLDERS = 10_000
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
+T0 = datetime.now(UTC)
 IMAGE = MediaInfo("image/jpeg", "MEDIA_KIND_IMAGE")
 BATCH = 500
 
@@ -92,7 +92,7 @@ def _request(i: int) -> q.AddMessageRequest:
         source=m.MESSAGE_SOURCE_USER,
         provider_message_id=f"WA-{i}",
     )
-    message.originating_time.FromSeconds(1_700_000_000)
+    message.originating_time.GetCurrentTime()
     return q.AddMessageRequest(bot_id="bench", correspondent_id=f"c{i % 50}", message=message)
 
 

@@ -34,7 +34,7 @@ def new_message(content: str = "hello", pid: str = "") -> q.NewMessage:
         source=m.MESSAGE_SOURCE_USER,
         provider_message_id=pid,
     )
-    message.originating_time.FromSeconds(1_700_000_000)
+    message.originating_time.GetCurrentTime()
     return message
 
 

@@ -24,6 +24,7 @@ from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.wire import parse_gateway_frame
+from tests.helpers.clock import iso_now
 from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
     Service,
@@ -138,7 +139,7 @@ def _header(bot: str, provider_message_id: str) -> dict[str, str]:
         "correspondentId": CHAT,
         "sender": CHAT,
         "providerMessageId": provider_message_id,
-        "originatingTime": "2026-11-21T07:30:15Z",
+        "originatingTime": iso_now(),
     }
 
 

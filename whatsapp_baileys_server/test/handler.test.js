@@ -9,8 +9,9 @@ import { randomBytes } from "node:crypto";
 import { createMessageHandler, baseMime, untrustedCount } from "../src/handler.js";
 import { createMemoryLogger } from "../src/logger.js";
 import { isUuid4 } from "../src/wire.js";
-import { CHAT, GROUP, MEMBER, fakeDownloader, mediaFields, nextId, waMessage } from "./helpers/baileys_shapes.js";
+import { CHAT, GROUP, MEMBER, TS, fakeDownloader, mediaFields, nextId, waMessage } from "./helpers/baileys_shapes.js";
 import { assertMatchesGolden } from "./helpers/golden.js";
+import { isoFromSeconds } from "./helpers/clock.js";
 
 const BOT = "4915000000000@s.whatsapp.net";
 
@@ -83,7 +84,7 @@ test("text and extended text become text frames at once", async () => {
       correspondentId: CHAT,
       sender: CHAT,
       providerMessageId: a.key.id,
-      originatingTime: "2026-11-21T07:30:15Z",
+      originatingTime: isoFromSeconds(TS),
     },
     message: "Hello, bot!",
   });

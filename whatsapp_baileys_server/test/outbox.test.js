@@ -11,6 +11,7 @@ import { AckStatus } from "../src/gen/chatbot/wire/v1/frames_pb.js";
 import { GatewayClient } from "../src/gateway_client.js";
 import { Outbox } from "../src/outbox.js";
 import { createMemoryLogger } from "../src/logger.js";
+import { dateNow } from "./helpers/clock.js";
 import { buildNodeFrame } from "../src/wire.js";
 import { TOKEN, startGateway } from "./helpers/fake_gateway.js";
 
@@ -26,7 +27,7 @@ function textFrame(chat, text) {
           correspondentId: chat,
           sender: chat,
           providerMessageId: `id-${text}`,
-          originatingTime: timestampFromDate(new Date("2026-11-21T07:30:15Z")),
+          originatingTime: timestampFromDate(dateNow()),
         },
         message: text,
       },

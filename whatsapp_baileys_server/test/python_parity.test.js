@@ -11,6 +11,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MediaKind } from "../src/gen/chatbot/common/v1/message_pb.js";
 import { AckStatus, SessionState } from "../src/gen/chatbot/wire/v1/frames_pb.js";
 import { FrameError, buildNodeFrame, encodeNodeFrame, parseNodeFrame } from "../src/wire.js";
+import { isoFromSeconds, nowSeconds } from "./helpers/clock.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PYTHON = join(ROOT, ".venv", "bin", "python");
@@ -52,7 +53,7 @@ const header = {
   correspondentId: "120363025246125888@g.us",
   sender: "4917600000001@s.whatsapp.net",
   providerMessageId: "3EB0ABCDEF",
-  originatingTime: timestampFromDate(new Date("2026-11-21T07:30:15.123Z")),
+  originatingTime: timestampFromDate(new Date(Math.floor(Date.now() / 1000) * 1000 + 123)),
   group: { groupId: "120363025246125888@g.us", groupName: "Team ✓" },
 };
 
@@ -68,7 +69,7 @@ test("frames Node builds pass the Python parser; rejections read the same", () =
   ].map((payload) => encodeNodeFrame(buildNodeFrame({ payload })));
   const edgy = [
     JSON.stringify({ frameId: "a", ack: { frameId: "b", status: 99 } }),
-    JSON.stringify({ frameId: "a", textMessage: { header: { botId: "😀".repeat(129), correspondentId: "c", sender: "s", providerMessageId: "p", originatingTime: "2026-11-21T07:30:15Z" }, message: "x" } }),
+    JSON.stringify({ frameId: "a", textMessage: { header: { botId: "😀".repeat(129), correspondentId: "c", sender: "s", providerMessageId: "p", originatingTime: isoFromSeconds(nowSeconds()) }, message: "x" } }),
     JSON.stringify({ frameId: "", mediaMessage: { header: {}, mediaProcessingId: "0F8FAD5B-D9CB-469F-A165-70867728950E" } }),
     JSON.stringify({ frameId: "a", sessionEvent: { botId: "b", state: "SESSION_STATE_UNSPECIFIED", detail: "d".repeat(1025) } }),
     JSON.stringify({ frameId: "a", ack: { frameId: "x".repeat(129), status: "ACK_STATUS_RETRY" } }),

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { equals, fromBinary, toBinary, toJson, toJsonString } from "@bufbuild/protobuf";
 import { file_chatbot_wire_v1_frames, NodeFrameSchema } from "../src/gen/chatbot/wire/v1/frames_pb.js";
 import { FrameError, MAX_FRAME_BYTES, parseFrame, parseNodeFrame } from "../src/wire.js";
+import { isoFromSeconds, nowSeconds } from "./helpers/clock.js";
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tests", "fixtures", "wire");
 
@@ -95,7 +96,7 @@ test("lengths are counted in code points, as Python counts them", () => {
     correspondentId: "c",
     sender: "s",
     providerMessageId: "p",
-    originatingTime: "2026-11-21T07:30:15Z",
+    originatingTime: isoFromSeconds(nowSeconds()),
   };
   const ok = parseNodeFrame(JSON.stringify({ frameId: "a", textMessage: { header, message: "x" } }));
   assert.equal(ok.payload.case, "textMessage");

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from services.common.errors import InvalidInputError
 from services.common.store import Store
+from tests.helpers.clock import naive_now
 from tests.helpers.store_factories import message, now_ms
 
 ALICE = "4915100000001@s.whatsapp.net"
@@ -98,7 +99,7 @@ async def test_recent_messages_newest_per_correspondent_in_one_call(store: Store
     with pytest.raises(InvalidInputError, match="per_correspondent"):
         await store.recent_messages("bot-1", "whatsapp_baileys", -1)
     with pytest.raises(InvalidInputError, match="timezone"):
-        await store.recent_messages("bot-1", "whatsapp_baileys", 3, datetime(2026, 1, 1))
+        await store.recent_messages("bot-1", "whatsapp_baileys", 3, naive_now())
 
 
 async def test_optional_media_fields_round_trip(store: Store) -> None:
@@ -122,4 +123,4 @@ def test_bad_messages_are_refused_before_reaching_the_store() -> None:
     with pytest.raises(InvalidInputError, match="id"):
         message(-1)
     with pytest.raises(InvalidInputError, match="timezone"):
-        message(1, originating_time=datetime(2026, 1, 1))
+        message(1, originating_time=naive_now())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.store import NewMediaJob, Store, StoreConfig, StoredMessage, open_store
 from services.queue_svc.messages import MediaInfo, NewMessage
+from tests.helpers.clock import utc_now
 
-T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+# Unit tests inject their clock; T0 only anchors the originating times they build.
+T0 = utc_now()
 
 
 class FakeClock:

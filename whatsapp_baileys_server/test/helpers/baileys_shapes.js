@@ -2,11 +2,13 @@
 // downloader that serves their bytes the way downloadMediaMessage does: as a stream.
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import { nowSeconds } from "./clock.js";
 
 export const CHAT = "4915112345678@s.whatsapp.net";
 export const GROUP = "120363025246125888@g.us";
 export const MEMBER = "4917600000001@s.whatsapp.net";
-export const TS = 1795246215; // 2026-11-21T07:30:15Z
+// Message timestamps a minute ago, so windowed paths see a recent message on any day.
+export const TS = nowSeconds(-60);
 
 let counter = 0;
 export function nextId() {
