@@ -85,6 +85,11 @@ class PoolDefinition:
     options: Mapping[str, Any] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     fallback: bool = False
+    # Per-pool run settings; None takes the replica's environment default
+    # (MEDIA_PROCESSOR_TIMEOUT_SECONDS, MEDIA_MAX_ATTEMPTS, MEDIA_WORKER_MEMORY_LIMIT_MB).
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    memory_limit_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,15 @@ class ProcessorDefinitions:
                     "concurrency": p.concurrency,
                     "options": dict(p.options),
                     "fallback": p.fallback,
+                    **{
+                        key: value
+                        for key, value in (
+                            ("timeout_seconds", p.timeout_seconds),
+                            ("max_attempts", p.max_attempts),
+                            ("memory_limit_mb", p.memory_limit_mb),
+                        )
+                        if value is not None
+                    },
                     "routes": [
                         {
                             "condition": r.condition.value,
@@ -196,7 +210,17 @@ def _parse_pool(index: int, raw: Any) -> PoolDefinition:
     where = f"definitions.pools[{index}]"
     if not isinstance(raw, Mapping):
         raise InvalidInputError(f"{where}: must be an object")
-    unknown = set(raw) - {"name", "processor", "concurrency", "options", "routes", "fallback"}
+    unknown = set(raw) - {
+        "name",
+        "processor",
+        "concurrency",
+        "options",
+        "routes",
+        "fallback",
+        "timeout_seconds",
+        "max_attempts",
+        "memory_limit_mb",
+    }
     if unknown:
         raise InvalidInputError(f"{where}: unknown keys {sorted(unknown)}")
     name, processor = raw.get("name"), raw.get("processor")
@@ -223,7 +247,35 @@ def _parse_pool(index: int, raw: Any) -> PoolDefinition:
     routes = tuple(_parse_route(f"{where}.routes[{i}]", r) for i, r in enumerate(routes_raw))
     if not routes and not fallback:
         raise InvalidInputError(f"{where}: a pool without routes must be the fallback pool")
-    return PoolDefinition(name, processor, concurrency, dict(options), routes, fallback)
+    timeout = raw.get("timeout_seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= 86400
+    ):
+        raise InvalidInputError(f"{where}.timeout_seconds: must be a number in (0, 86400]")
+    max_attempts = _optional_int(raw, "max_attempts", where, 1, 100)
+    memory_limit_mb = _optional_int(raw, "memory_limit_mb", where, 64, 1_048_576)
+    return PoolDefinition(
+        name,
+        processor,
+        concurrency,
+        dict(options),
+        routes,
+        fallback,
+        float(timeout) if timeout is not None else None,
+        max_attempts,
+        memory_limit_mb,
+    )
+
+
+def _optional_int(raw: Mapping[str, Any], key: str, where: str, low: int, high: int) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(f"{where}.{key}: must be an integer from {low} to {high}")
+    return value
 
 
 def _stub(label: str) -> dict[str, Any]:

@@ -136,7 +136,7 @@ class Cleanup:
             content = (
                 job.result
                 if completed and job.result is not None
-                else compose_content(timeout_marker(job), job.caption)
+                else compose_content(timeout_marker(job.media_kind), job.caption)
             )
             status = await self._update(job, content)
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
@@ -183,7 +183,7 @@ class Cleanup:
     async def _time_out_in_place(self, job: MediaJob) -> str:
         """The bot is stopped: the job becomes its own timeout result, applied at the
         bot's next start, instead of a dead letter the queue would never see."""
-        content = compose_content(timeout_marker(job), job.caption)
+        content = compose_content(timeout_marker(job.media_kind), job.caption)
         error = f"timed_out: not processed within {self._stale_after:.0f} s"
         if not await self._store.resolve_stale_job(job.media_processing_id, content, error):
             # Completed by a worker meanwhile (delivered or held like any result) or gone.

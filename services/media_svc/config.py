@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.env import env_float, env_int, env_port
+from services.common.env import env_bool, env_float, env_int, env_port
 from services.common.errors import InvalidInputError
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
@@ -36,10 +36,17 @@ class MediaConfig:
     # Upper bound on the idle wait between claims when no wake-up signal arrives.
     poll_fallback_seconds: float = 1.0
     definitions_reload_seconds: float = 10.0
-    # Wall-clock limit of one processor run (CPU-bound runs are killed when it passes).
+    # Wall-clock limit of one processor run (CPU-bound runs are killed when it passes);
+    # the default for pools whose definition sets no `timeout_seconds`.
     processor_timeout_seconds: float = 300.0
-    # Processes of the shared pool that runs CPU-bound processors; 0 = number of CPUs.
-    cpu_processes: int = 0
+    # Address-space cap (MB) of each worker process of a blocking pool, for pools whose
+    # definition sets no `memory_limit_mb`; 0 = no cap.
+    worker_memory_limit_mb: int = 4096
+    # The pools this replica claims from (MEDIA_POOLS, comma-separated pool names, case
+    # insensitive); empty = every pool. Lets a deployment scale pools independently.
+    pools: frozenset[str] = frozenset()
+    # Start blocking pools' processes and load their engines at start-up and on reload.
+    warm_pools: bool = True
     cleanup_interval_seconds: float = 3600.0
     stale_after_seconds: float = 10800.0
     orphan_grace_seconds: float = 3600.0
@@ -74,11 +81,16 @@ class MediaConfig:
             raise InvalidInputError(
                 "MEDIA_CLEANUP_INTERVAL_SECONDS and MEDIA_DEFINITIONS_RELOAD_SECONDS must be > 0"
             )
+        if self.worker_memory_limit_mb and self.worker_memory_limit_mb < 64:
+            raise InvalidInputError("MEDIA_WORKER_MEMORY_LIMIT_MB must be 0 (no cap) or >= 64")
         if self.crash_at is not None and self.crash_at not in CRASH_POINTS:
             raise InvalidInputError(
                 f"MEDIA_SVC_CRASH_AT must be one of {sorted(CRASH_POINTS)} (a test hook), "
                 f"got {self.crash_at!r}"
             )
+
+    def serves(self, pool: str) -> bool:
+        return not self.pools or pool.lower() in self.pools
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MediaConfig:
@@ -108,7 +120,11 @@ class MediaConfig:
             processor_timeout_seconds=env_float(
                 env, "MEDIA_PROCESSOR_TIMEOUT_SECONDS", default.processor_timeout_seconds, 0.001
             ),
-            cpu_processes=env_int(env, "MEDIA_CPU_PROCESSES", default.cpu_processes),
+            worker_memory_limit_mb=env_int(
+                env, "MEDIA_WORKER_MEMORY_LIMIT_MB", default.worker_memory_limit_mb
+            ),
+            pools=pool_filter(env.get("MEDIA_POOLS", "")),
+            warm_pools=env_bool(env, "MEDIA_WARM_POOLS", default.warm_pools),
             cleanup_interval_seconds=env_float(
                 env, "MEDIA_CLEANUP_INTERVAL_SECONDS", default.cleanup_interval_seconds
             ),
@@ -135,3 +151,13 @@ class MediaConfig:
             crash_at=env.get("MEDIA_SVC_CRASH_AT", "").strip() or None,
             trace_path=Path(trace) if trace else None,
         )
+
+
+def pool_filter(raw: str) -> frozenset[str]:
+    """`audio, Video` → {"audio", "video"}; names are matched case-insensitively."""
+    names = [name.strip().lower() for name in raw.split(",")]
+    if any(not name for name in names) and raw.strip():
+        raise InvalidInputError(
+            f"MEDIA_POOLS must be comma-separated pool names such as 'Audio,Video', got {raw!r}"
+        )
+    return frozenset(name for name in names if name)

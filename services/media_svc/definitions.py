@@ -20,19 +20,66 @@ from services.common.routing import (
     default_definitions,
 )
 from services.common.store import Store
-from services.media_svc.processors.base import Processor
-from services.media_svc.processors.registry import ProcessorFactory, ProcessorRegistry
+from services.media_svc.processors.contract import (
+    AsyncProcessor,
+    BlockingProcessor,
+    ProcessorLimits,
+)
+from services.media_svc.processors.registry import ProcessorRegistry
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class AsyncSpec:
+    """An event-loop processor, built once per definition load."""
+
+    processor: AsyncProcessor
+
+    @property
+    def limits(self) -> ProcessorLimits:
+        return self.processor.limits
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingSpec:
+    """A worker-process processor: its type and its options, parsed in this process."""
+
+    processor: type[BlockingProcessor[Any, Any]]
+    options: Any
+
+    @property
+    def limits(self) -> ProcessorLimits:
+        return self.processor.limits(self.options)
+
+
+ProcessorSpec = AsyncSpec | BlockingSpec
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDefaults:
+    """The replica's defaults for what a pool definition leaves unset."""
+
+    timeout_seconds: float = 300.0
+    max_attempts: int = 3
+    memory_limit_mb: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    timeout_seconds: float
+    max_attempts: int
+    # Address-space cap of each worker process of a blocking pool; 0 = none.
+    memory_limit_mb: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActivePool:
-    """A pool definition with its processor built and its options validated."""
+    """A pool definition with its processor validated and its run settings resolved."""
 
     definition: PoolDefinition
-    factory: ProcessorFactory
-    processor: Processor
+    spec: ProcessorSpec
+    settings: PoolSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +92,34 @@ class LoadedDefinitions:
         return next((p for p in self.pools if p.definition.name == name), None)
 
 
-def build(document: Mapping[str, Any], registry: ProcessorRegistry) -> LoadedDefinitions:
-    """Parses, validates and instantiates; InvalidInputError naming the first defect."""
+def _spec(pool: PoolDefinition, registry: ProcessorRegistry) -> ProcessorSpec:
+    kind = registry.type_of(pool.processor)
+    if issubclass(kind, AsyncProcessor):
+        return AsyncSpec(kind(pool.options))
+    return BlockingSpec(kind, kind.parse_options(pool.options))
+
+
+def build(
+    document: Mapping[str, Any],
+    registry: ProcessorRegistry,
+    defaults: PoolDefaults | None = None,
+) -> LoadedDefinitions:
+    """Parses, validates and parses every pool's options (cheap: engines load later, in
+    the pool's processes); InvalidInputError naming the first defect."""
+    defaults = defaults or PoolDefaults()
     definitions = ProcessorDefinitions.from_document(document)
     pools = []
     for pool in definitions.pools:
         try:
-            factory = registry.factory(pool.processor)
-            processor = factory(pool.options)
+            spec = _spec(pool, registry)
         except InvalidInputError as exc:
             raise InvalidInputError(f"definitions: pool {pool.name!r}: {exc}") from exc
-        pools.append(ActivePool(pool, factory, processor))
+        settings = PoolSettings(
+            timeout_seconds=pool.timeout_seconds or defaults.timeout_seconds,
+            max_attempts=pool.max_attempts or defaults.max_attempts,
+            memory_limit_mb=pool.memory_limit_mb or defaults.memory_limit_mb,
+        )
+        pools.append(ActivePool(pool, spec, settings))
     return LoadedDefinitions(definitions, tuple(pools), dict(document))
 
 
@@ -73,10 +137,13 @@ def parse_route(route: str) -> tuple[MediaCondition, str, str] | None:
 class DefinitionsManager:
     """Holds the table in force; `reload()` swaps it when the stored document changes."""
 
-    def __init__(self, store: Store, registry: ProcessorRegistry) -> None:
+    def __init__(
+        self, store: Store, registry: ProcessorRegistry, defaults: PoolDefaults | None = None
+    ) -> None:
         self._store = store
         self._registry = registry
-        self._current = build(default_definitions().to_document(), registry)
+        self._defaults = defaults or PoolDefaults()
+        self._current = build(default_definitions().to_document(), registry, self._defaults)
 
     @property
     def current(self) -> LoadedDefinitions:
@@ -102,7 +169,7 @@ class DefinitionsManager:
             await self.reroute_pending()
             return False
         try:
-            loaded = build(document, self._registry)
+            loaded = build(document, self._registry, self._defaults)
         except InvalidInputError as exc:
             log.error(
                 "processor definitions rejected, the previous table stays in force: %s. "

@@ -1,9 +1,11 @@
-"""Runs processors without blocking the event loop, under a wall-clock limit.
+"""Runs processors without blocking the event loop, under each pool's limits.
 
-CPU-bound processors run in a shared ProcessPoolExecutor (spawn context: no inherited
-event loop, sockets or locks). When one overruns its limit the pool is torn down and its
-processes killed, because a running future cannot be cancelled; the other runs in that
-pool at that moment see a broken pool and are retried as transient errors.
+Async processors run on the loop under the pool's wall-clock limit. Blocking ones run
+in their pool's own ProcessPoolExecutor, sized by the pool's concurrency, whose
+processes load the engine once (`worker_process.initialize`) and run under the pool's
+memory cap. A running future cannot be cancelled, so a run past its limit kills that
+pool's processes, and only those: other pools keep their processes and loaded engines.
+Runs of the same pool caught in the kill see a broken pool and are retried.
 """
 
 from __future__ import annotations
@@ -11,102 +13,153 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
-from collections.abc import Mapping
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
-from typing import Any
 
-from services.common.store import MediaJob
+from services.media_svc import worker_process
+from services.media_svc.definitions import ActivePool, AsyncSpec, BlockingSpec
 from services.media_svc.processors.base import (
     ProcessingFailure,
     ProcessingOutcome,
-    Processor,
     TransientProcessingError,
     timeout_marker,
 )
-from services.media_svc.processors.registry import ProcessorFactory
+from services.media_svc.processors.contract import ProcessorInput
 
 log = logging.getLogger(__name__)
 
-
-def _run_blocking(
-    factory: ProcessorFactory, options: Mapping[str, Any], job: MediaJob, path: Path | None
-) -> ProcessingOutcome:
-    """Entry point inside the worker process: rebuild the processor and run it."""
-    return factory(options).process_blocking(job, path)
+MIB = 1024 * 1024
 
 
-class ProcessorExecutor:
-    def __init__(self, processes: int, timeout_seconds: float) -> None:
-        self._processes = processes or os.cpu_count() or 1
-        self._timeout = timeout_seconds
-        self._pool: ProcessPoolExecutor | None = None
+class _ProcessPool:
+    """The worker processes of one blocking pool definition."""
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._processes, mp_context=multiprocessing.get_context("spawn")
+    def __init__(self, name: str, spec: BlockingSpec, processes: int, memory_limit_mb: int) -> None:
+        self.name = name
+        self.spec = spec
+        self.processes = processes
+        self.memory_limit_mb = memory_limit_mb
+        self._executor: ProcessPoolExecutor | None = None
+
+    def matches(self, pool: ActivePool) -> bool:
+        return (
+            self.spec == pool.spec
+            and self.processes == pool.definition.concurrency
+            and self.memory_limit_mb == pool.settings.memory_limit_mb
+        )
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_process.initialize,
+                initargs=(self.spec.processor, self.spec.options, self.memory_limit_mb * MIB),
             )
-        return self._pool
+        return self._executor
 
-    def _kill_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
+    def kill(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
             return
         # The private map is the only handle on the children; a stuck one must die.
-        processes = list(getattr(pool, "_processes", {}).values())
-        for process in processes:
+        for process in list(getattr(executor, "_processes", {}).values()):
             process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False, cancel_futures=True)
 
-    async def run(
-        self,
-        factory: ProcessorFactory,
-        processor: Processor,
-        job: MediaJob,
-        staged_file: Path | None,
-    ) -> ProcessingOutcome:
-        """The outcome, a `timed_out` failure past the limit; raises
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+class PoolExecutors:
+    """One executor per pool, replaced when the pool's definition changes."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, _ProcessPool] = {}
+
+    def _process_pool(self, pool: ActivePool, spec: BlockingSpec) -> _ProcessPool:
+        name = pool.definition.name
+        current = self._pools.get(name)
+        if current is None or not current.matches(pool):
+            if current is not None:
+                current.close()
+            current = _ProcessPool(
+                name, spec, pool.definition.concurrency, pool.settings.memory_limit_mb
+            )
+            self._pools[name] = current
+        return current
+
+    def retain(self, pools: Iterable[ActivePool]) -> None:
+        """Closes the processes of pools that left the table or changed (running jobs
+        of a closed pool finish first: shutdown does not wait, but does not kill)."""
+        wanted = {p.definition.name: p for p in pools}
+        for name, process_pool in list(self._pools.items()):
+            pool = wanted.get(name)
+            if pool is None or not process_pool.matches(pool):
+                process_pool.close()
+                del self._pools[name]
+
+    async def warm(self, pool: ActivePool) -> None:
+        """Starts a blocking pool's processes and loads their engines before the first
+        job, so the first voice note does not pay for the model load. Failures are
+        logged; the jobs themselves report them."""
+        if not isinstance(pool.spec, BlockingSpec):
+            return
+        executor = self._process_pool(pool, pool.spec).executor()
+        loop = asyncio.get_running_loop()
+        runs = [
+            loop.run_in_executor(executor, worker_process.warm)
+            for _ in range(pool.definition.concurrency)
+        ]
+        for result in await asyncio.gather(*runs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.warning("pool %s: warm-up failed: %s", pool.definition.name, result)
+            else:
+                log.info("pool %s: engine loaded in %.2fs", pool.definition.name, result)
+
+    async def run(self, pool: ActivePool, item: ProcessorInput) -> ProcessingOutcome:
+        """The outcome, a `timed_out` failure past the pool's limit; raises
         TransientProcessingError for a crash of the processor or its process."""
+        timeout = pool.settings.timeout_seconds
         try:
-            if processor.cpu_bound:
-                future = asyncio.get_running_loop().run_in_executor(
-                    self._executor(),
-                    _run_blocking,
-                    factory,
-                    processor.options,
-                    job,
-                    staged_file,
+            spec = pool.spec
+            if isinstance(spec, AsyncSpec):
+                async with asyncio.timeout(timeout):
+                    return await spec.processor.process(item)
+            process_pool = self._process_pool(pool, spec)
+            future = asyncio.get_running_loop().run_in_executor(
+                process_pool.executor(), worker_process.run, item
+            )
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                log.warning(
+                    "pool %s: a run exceeded %.1fs; killing this pool's processes",
+                    pool.definition.name,
+                    timeout,
                 )
-                try:
-                    return await asyncio.wait_for(future, self._timeout)
-                except TimeoutError:
-                    log.warning(
-                        "processor run of %s exceeded %.1fs; killing its process pool",
-                        job.media_processing_id,
-                        self._timeout,
-                    )
-                    self._kill_pool()
-                    raise
-            async with asyncio.timeout(self._timeout):
-                return await processor.process(job, staged_file)
+                process_pool.kill()
+                raise
+            except BrokenProcessPool:
+                process_pool.kill()
+                raise
         except TimeoutError:
-            return ProcessingFailure(reason="timed_out", marker=timeout_marker(job))
+            return ProcessingFailure(reason="timed_out", marker=timeout_marker(item.media_kind))
         except TransientProcessingError:
             raise
         except BrokenProcessPool as exc:
-            self._kill_pool()
             raise TransientProcessingError(f"processor process died: {exc}") from exc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # A processor bug or an engine crash: retried, then reported as a failure.
-            log.exception("processor crashed on %s", job.media_processing_id)
+            log.exception("pool %s: processor crashed", pool.definition.name)
             raise TransientProcessingError(f"processor crashed: {exc!r}") from exc
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        for process_pool in self._pools.values():
+            process_pool.close()
+        self._pools.clear()

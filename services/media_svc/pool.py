@@ -66,10 +66,12 @@ class PoolSet:
     def pools(self) -> Sequence[WorkerPool]:
         return list(self._pools.values())
 
-    def apply(self, loaded: LoadedDefinitions) -> None:
-        """Puts a new table in force. Running jobs finish on the processor they started
-        with; a removed pool takes no new jobs (its pending ones were re-routed)."""
-        self._pools = {active.definition.name: WorkerPool(active) for active in loaded.pools}
+    def apply(self, loaded: LoadedDefinitions, served: Sequence[ActivePool] | None = None) -> None:
+        """Puts a new table in force, claiming only from the `served` pools (default:
+        all). Running jobs finish on the processor they started with; a removed pool
+        takes no new jobs (its pending ones were re-routed)."""
+        active = loaded.pools if served is None else served
+        self._pools = {pool.definition.name: WorkerPool(pool) for pool in active}
         self._wake.set()
 
     async def run(self) -> None:

@@ -17,9 +17,9 @@ from grpc_reflection.v1alpha import reflection
 from services.common.store import open_store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.config import MediaConfig
-from services.media_svc.definitions import DefinitionsManager
+from services.media_svc.definitions import DefinitionsManager, LoadedDefinitions, PoolDefaults
 from services.media_svc.delivery import QueueDelivery
-from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.hooks import ClaimTrace, CrashHook
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.operations import MediaOperations
@@ -70,7 +70,7 @@ async def serve(
     staging = StagingDirectory(config.staging_dir)
     metrics = MediaMetrics()
     delivery = QueueDelivery(config.queue_shards, metrics)
-    executor = ProcessorExecutor(config.cpu_processes, config.processor_timeout_seconds)
+    executor = PoolExecutors()
     trace = ClaimTrace(config.trace_path)
     server = grpc.aio.server()
     health_servicer = health_aio.HealthServicer()
@@ -79,7 +79,15 @@ async def serve(
     try:
         if config.metrics_port:
             metrics.serve(config.host, config.metrics_port)
-        definitions = DefinitionsManager(store, registry or default_registry())
+        definitions = DefinitionsManager(
+            store,
+            registry or default_registry(),
+            PoolDefaults(
+                timeout_seconds=config.processor_timeout_seconds,
+                max_attempts=config.max_attempts,
+                memory_limit_mb=config.worker_memory_limit_mb,
+            ),
+        )
         await definitions.start()
         worker = JobWorker(
             store=store,
@@ -90,7 +98,6 @@ async def serve(
             settings=WorkerSettings(
                 worker_id=config.worker_id,
                 lease_seconds=config.lease_seconds,
-                max_attempts=config.max_attempts,
                 backoff_base_seconds=config.backoff_base_seconds,
                 backoff_max_seconds=config.backoff_max_seconds,
             ),
@@ -105,7 +112,26 @@ async def serve(
             lease_seconds=config.lease_seconds,
             poll_fallback_seconds=config.poll_fallback_seconds,
         )
-        pools.apply(definitions.current)
+        warming: set[asyncio.Task[None]] = set()
+
+        def apply(loaded: LoadedDefinitions) -> None:
+            assert pools is not None
+            served = [p for p in loaded.pools if config.serves(p.definition.name)]
+            unknown = config.pools - {p.definition.name.lower() for p in loaded.pools}
+            if unknown:
+                log.warning(
+                    "MEDIA_POOLS names pools the definitions do not have: %s", sorted(unknown)
+                )
+            pools.apply(loaded, served)
+            executor.retain(served)
+            if config.warm_pools:
+                for pool in served:
+                    task = asyncio.create_task(executor.warm(pool))
+                    warming.add(task)
+                    task.add_done_callback(warming.discard)
+            log.info("this replica serves pools: %s", ", ".join(p.definition.name for p in served))
+
+        apply(definitions.current)
         cleanup = Cleanup(
             store=store,
             staging=staging,
@@ -131,8 +157,7 @@ async def serve(
 
         async def reload_definitions() -> None:
             if await definitions.reload():
-                assert pools is not None
-                pools.apply(definitions.current)
+                apply(definitions.current)
 
         async def refresh_metrics() -> None:
             names = [p.definition.name for p in definitions.current.pools]

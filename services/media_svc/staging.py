@@ -47,13 +47,17 @@ class StagingDirectory:
             raise InvalidInputError(
                 f"media_processing_id must be a lower-case UUID4, got {media_processing_id!r}"
             )
-        path = (self._root / media_processing_id).resolve()
+        # The root is resolved and a UUID4 has no separators, so the path is inside it.
+        # The last component is deliberately not resolved: a symlink planted there must
+        # be seen (lstat) and refused, never followed.
+        path = self._root / media_processing_id
         if path.parent != self._root:
             raise InvalidInputError(f"staged path {path} escapes the staging directory")
         return path
 
     def exists(self, media_processing_id: str) -> bool:
-        return self.path_for(media_processing_id).is_file()
+        path = self.path_for(media_processing_id)
+        return path.is_file() and not path.is_symlink()
 
     def delete(self, media_processing_id: str) -> bool:
         """Removes the job's staged file; False when it was already gone."""

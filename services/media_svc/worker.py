@@ -22,8 +22,9 @@ from services.common.store import ClaimedJob, JobCollection, MediaJob, Store
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
-from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.hooks import ClaimTrace, CrashHook
+from services.media_svc.inputs import RefusedInput, bot_languages, build_input
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
     ProcessingFailure,
@@ -31,7 +32,6 @@ from services.media_svc.processors.base import (
     ProcessingSuccess,
     TransientProcessingError,
     failed_marker,
-    kind_label,
 )
 from services.media_svc.staging import StagingDirectory
 
@@ -64,7 +64,6 @@ def compose_content(body: str, caption: str) -> str:
 class WorkerSettings:
     worker_id: str
     lease_seconds: float
-    max_attempts: int
     backoff_base_seconds: float
     backoff_max_seconds: float
     # How often UpdateByMediaId is retried on NOT_FOUND (it may race StartBot recovery).
@@ -81,7 +80,7 @@ class JobWorker:
         store: Store,
         staging: StagingDirectory,
         delivery: QueueDelivery,
-        executor: ProcessorExecutor,
+        executor: PoolExecutors,
         metrics: MediaMetrics,
         settings: WorkerSettings,
         crash: CrashHook | None = None,
@@ -151,38 +150,34 @@ class JobWorker:
         Attempts are counted by `job.attempts` (claims since the job was created or last
         requeued by an operator), not by the token, which never resets."""
         attempt = job.attempts
-        if attempt > self._settings.max_attempts:
+        max_attempts = pool.settings.max_attempts
+        if attempt > max_attempts:
             # Claimed again and again without finishing: its workers died mid-run.
             log.error(
                 "job %s was claimed %d times without finishing; giving up",
                 job.media_processing_id,
                 attempt,
             )
-            return ProcessingFailure("failed", failed_marker(job))
-        staged = None
-        if job.has_staged_file:
-            staged = self._staging.path_for(job.media_processing_id)
-            if not staged.is_file():
-                log.error("staged file of %s is missing: %s", job.media_processing_id, staged)
-                label = kind_label(job.media_kind).capitalize()
-                return ProcessingFailure(
-                    "missing_file", f"[{label} could not be processed: file missing]"
-                )
+            return ProcessingFailure("failed", failed_marker(job.media_kind))
+        languages = bot_languages(await self._store.get_bot_config(job.bot_id))
+        item = build_input(job, self._staging, pool.spec.limits, languages)
+        if isinstance(item, RefusedInput):
+            return item.failure
         self._crash.hit("during_processing")
         gauge = self._metrics.in_flight.labels(job.pool)
         gauge.inc()
         started = time.perf_counter()
         try:
-            return await self._executor.run(pool.factory, pool.processor, job, staged)
+            return await self._executor.run(pool, item)
         except TransientProcessingError as exc:
-            if attempt >= self._settings.max_attempts:
+            if attempt >= max_attempts:
                 log.warning(
                     "job %s failed on its last attempt (%d): %s",
                     job.media_processing_id,
                     attempt,
                     exc,
                 )
-                return ProcessingFailure("failed", failed_marker(job))
+                return ProcessingFailure("failed", failed_marker(job.media_kind), str(exc))
             delay = backoff_delay(
                 attempt, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
             )

@@ -16,7 +16,7 @@ from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 from services.common.store import JobCollection, Store, StoreConfig, open_store
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.delivery import QueueDelivery
-from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.operations import MediaOperations
 from services.media_svc.pool import PoolSet
@@ -66,14 +66,14 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         delivery = QueueDelivery(f"127.0.0.1:{queue_port}", metrics)
         definitions = DefinitionsManager(store, default_registry())
         await definitions.start()
-        executor = ProcessorExecutor(1, 5)
+        executor = PoolExecutors()
         worker = JobWorker(
             store=store,
             staging=staging,
             delivery=delivery,
             executor=executor,
             metrics=metrics,
-            settings=WorkerSettings("w", 5, 3, 0.01, 0.02),
+            settings=WorkerSettings("w", 5, 0.01, 0.02),
         )
         pools = PoolSet(
             store=store,

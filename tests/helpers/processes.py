@@ -149,7 +149,6 @@ def media_env(
         "MEDIA_BACKOFF_BASE_SECONDS": "0.05",
         "MEDIA_BACKOFF_MAX_SECONDS": "0.2",
         "MEDIA_SHUTDOWN_GRACE_SECONDS": "2",
-        "MEDIA_CPU_PROCESSES": "1",
         "LOG_LEVEL": "INFO",
     }
     env.update(overrides)

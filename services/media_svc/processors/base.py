@@ -1,25 +1,20 @@
-"""The one interface every media processor implements.
+"""Outcomes of a processor run and the option parsers every processor shares.
 
-A processor turns a job (and its staged file, when there is one) into text for the bot,
-or into a failure: a reason code for operators plus a user-visible marker that still
-resolves the placeholder. Retryable trouble (an engine crash, a temporary resource
-shortage) is raised as TransientProcessingError; the worker retries it with backoff.
-
-Processors that burn CPU declare `cpu_bound`; the worker runs them in a separate
-process (`process_blocking`) under a wall-clock limit so the event loop that claims and
-delivers jobs never stalls. Light ones implement the coroutine `process`.
+A processor turns a media message into text for the bot, or into a failure: a reason
+code for operators plus a user-visible marker that still resolves the placeholder.
+Retryable trouble (an engine crash, a temporary resource shortage) is raised as
+TransientProcessingError; the worker retries it with backoff. The two kinds of
+processor (on the event loop, or in the pool's own worker processes) are defined in
+`contract.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from services.common.errors import ChatbotError, InvalidInputError
-from services.common.routing import MediaCondition
-from services.common.store import MediaJob
 
 
 class TransientProcessingError(ChatbotError):
@@ -68,43 +63,12 @@ def kind_label(media_kind: str) -> str:
     return KIND_LABELS.get(media_kind, "media")
 
 
-def job_condition(job: MediaJob) -> MediaCondition:
-    """The condition recorded in the job's route key (`condition|kind|mime`)."""
-    head = job.route.split("|", 1)[0]
-    try:
-        return MediaCondition(head)
-    except ValueError:
-        return MediaCondition.STAGED if job.has_staged_file else MediaCondition.CORRUPT
+def timeout_marker(media_kind: str) -> str:
+    return f"[{kind_label(media_kind).capitalize()} not processed: timed out]"
 
 
-def timeout_marker(job: MediaJob) -> str:
-    return f"[{kind_label(job.media_kind).capitalize()} not processed: timed out]"
-
-
-def failed_marker(job: MediaJob) -> str:
-    return f"[{kind_label(job.media_kind).capitalize()} could not be processed]"
-
-
-class Processor:
-    """Built from a pool definition's `options`; must be cheap to construct.
-
-    Subclasses override exactly one of `process` (I/O-light, runs on the event loop) or
-    `process_blocking` (CPU-bound, runs in a worker process; the processor is rebuilt
-    there from its registry name and options, so it must not hold open resources).
-    """
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = dict(options)
-
-    @property
-    def cpu_bound(self) -> bool:
-        return False
-
-    async def process(self, job: MediaJob, staged_file: Path | None) -> ProcessingOutcome:
-        return self.process_blocking(job, staged_file)
-
-    def process_blocking(self, job: MediaJob, staged_file: Path | None) -> ProcessingOutcome:
-        raise NotImplementedError(f"{type(self).__name__} implements neither process method")
+def failed_marker(media_kind: str) -> str:
+    return f"[{kind_label(media_kind).capitalize()} could not be processed]"
 
 
 def option_number(

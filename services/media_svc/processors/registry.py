@@ -1,52 +1,49 @@
-"""Processor names (the `processor` of a pool definition) → factories.
+"""Processor names (the `processor` of a pool definition) → processor types.
 
-Real processors register here under new names; a pool switches from `stub` to a real
-one by editing its definition, nothing else. The registry is rebuilt in worker processes
-(CPU-bound runs), so factories must be importable top-level callables.
+A pool switches from `stub` to a real processor by editing its definition, nothing
+else. Blocking processor types are sent to the pool's worker processes by reference
+(module and qualified name), so they must be importable top-level classes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from services.common.errors import InvalidInputError
-from services.media_svc.processors.base import Processor
+from services.media_svc.processors.contract import AsyncProcessor, BlockingProcessor
 from services.media_svc.processors.corrupt import CorruptProcessor
-from services.media_svc.processors.stub import StubProcessor
+from services.media_svc.processors.stub import StubBlockingProcessor, StubProcessor
 from services.media_svc.processors.unsupported import UnsupportedProcessor
 
-ProcessorFactory = Callable[[Mapping[str, Any]], Processor]
+ProcessorType = type[AsyncProcessor] | type[BlockingProcessor[Any, Any]]
 
 
 class ProcessorRegistry:
-    def __init__(self, factories: Mapping[str, ProcessorFactory]) -> None:
-        self._factories = dict(factories)
+    def __init__(self, types: Mapping[str, ProcessorType]) -> None:
+        self._types = dict(types)
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._factories)
+        return sorted(self._types)
 
-    def factory(self, name: str) -> ProcessorFactory:
-        factory = self._factories.get(name)
-        if factory is None:
+    def type_of(self, name: str) -> ProcessorType:
+        found = self._types.get(name)
+        if found is None:
             raise InvalidInputError(
                 f"unknown processor {name!r}; available: {', '.join(self.names)}"
             )
-        return factory
-
-    def create(self, name: str, options: Mapping[str, Any]) -> Processor:
-        """Builds a processor; InvalidInputError for an unknown name or bad options."""
-        return self.factory(name)(options)
+        return found
 
 
-def builtin_factories() -> dict[str, ProcessorFactory]:
+def builtin_types() -> dict[str, ProcessorType]:
     return {
         "stub": StubProcessor,
+        "stub_blocking": StubBlockingProcessor,
         "corrupt": CorruptProcessor,
         "unsupported": UnsupportedProcessor,
     }
 
 
 def default_registry() -> ProcessorRegistry:
-    return ProcessorRegistry(builtin_factories())
+    return ProcessorRegistry(builtin_types())

@@ -1,59 +1,89 @@
-"""The Phase-1 stub: waits a configured time and returns fixed text (load tests, defaults)."""
+"""The Phase-1 stubs: wait a configured time and return fixed text.
+
+For load tests and for exercising both execution paths without engines; never the
+product's default for a media pool. `stub` runs on the event loop; `stub_blocking`
+runs in the pool's worker processes like a real engine-backed processor.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.store import MediaJob
 from services.media_svc.processors.base import (
     ProcessingOutcome,
     ProcessingSuccess,
-    Processor,
     TransientProcessingError,
     kind_label,
-    option_bool,
     option_number,
     option_string,
     reject_unknown_options,
 )
+from services.media_svc.processors.contract import (
+    AsyncProcessor,
+    BlockingProcessor,
+    ProcessorInput,
+    ProcessorLimits,
+)
 
-_OPTIONS = {"delay_seconds", "text", "isolated", "transient_failures"}
+_OPTIONS = frozenset({"delay_seconds", "text", "transient_failures"})
 
 
-class StubProcessor(Processor):
-    """Options: `delay_seconds` (default 0), `text` (default names the kind),
-    `isolated` (run in the CPU process pool, to exercise that path; default false),
-    `transient_failures` (raise TransientProcessingError on the first N attempts)."""
+@dataclass(frozen=True, slots=True)
+class StubOptions:
+    """`delay_seconds` (default 0), `text` (default names the kind), `transient_failures`
+    (raise TransientProcessingError on the first N attempts)."""
+
+    delay_seconds: float = 0.0
+    text: str = ""
+    transient_failures: int = 0
+    limits: ProcessorLimits = field(default_factory=ProcessorLimits)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], processor: str) -> StubOptions:
+        reject_unknown_options(options, set(_OPTIONS | ProcessorLimits.KEYS), processor)
+        return cls(
+            delay_seconds=option_number(options, "delay_seconds", 0.0),
+            text=option_string(options, "text", ""),
+            transient_failures=int(option_number(options, "transient_failures", 0)),
+            limits=ProcessorLimits.from_options(options),
+        )
+
+    def outcome(self, item: ProcessorInput) -> ProcessingOutcome:
+        if item.attempt <= self.transient_failures:
+            raise TransientProcessingError(
+                f"stub: simulated transient failure on attempt {item.attempt}"
+            )
+        return ProcessingSuccess(self.text or f"[{kind_label(item.media_kind)} received]")
+
+
+class StubProcessor(AsyncProcessor):
+    OPTIONS = _OPTIONS
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        reject_unknown_options(options, _OPTIONS, "stub")
-        self.delay_seconds = option_number(options, "delay_seconds", 0.0)
-        self.text = option_string(options, "text", "")
-        self.isolated = option_bool(options, "isolated", False)
-        self.transient_failures = int(option_number(options, "transient_failures", 0))
+        self.settings = StubOptions.parse(options, "stub")
 
-    @property
-    def cpu_bound(self) -> bool:
-        return self.isolated
+    async def process(self, item: ProcessorInput) -> ProcessingOutcome:
+        if self.settings.delay_seconds:
+            await asyncio.sleep(self.settings.delay_seconds)
+        return self.settings.outcome(item)
 
-    def _text(self, job: MediaJob) -> ProcessingOutcome:
-        if job.attempts <= self.transient_failures:
-            raise TransientProcessingError(
-                f"stub: simulated transient failure on attempt {job.attempts}"
-            )
-        return ProcessingSuccess(self.text or f"[{kind_label(job.media_kind)} received]")
 
-    async def process(self, job: MediaJob, staged_file: Path | None) -> ProcessingOutcome:
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
-        return self._text(job)
+class StubBlockingProcessor(BlockingProcessor[StubOptions, None]):
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> StubOptions:
+        return StubOptions.parse(options, "stub_blocking")
 
-    def process_blocking(self, job: MediaJob, staged_file: Path | None) -> ProcessingOutcome:
-        if self.delay_seconds:
-            time.sleep(self.delay_seconds)
-        return self._text(job)
+    @classmethod
+    def load_engine(cls, options: StubOptions) -> None:
+        return None
+
+    @classmethod
+    def process(cls, engine: None, options: StubOptions, item: ProcessorInput) -> ProcessingOutcome:
+        if options.delay_seconds:
+            time.sleep(options.delay_seconds)
+        return options.outcome(item)

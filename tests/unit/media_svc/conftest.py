@@ -4,7 +4,7 @@ the integration suite; here each answer of UpdateByMediaId must be chosen by the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 from services.common.store import Store, StoreConfig, open_store
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.delivery import QueueDelivery
-from services.media_svc.execution import ProcessorExecutor
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.registry import default_registry
 from services.media_svc.staging import StagingDirectory
@@ -119,15 +119,18 @@ async def delivery(queue_peer: QueuePeer, metrics: MediaMetrics) -> AsyncIterato
 
 
 @pytest.fixture
-def executor() -> ProcessorExecutor:
-    return ProcessorExecutor(processes=1, timeout_seconds=5.0)
+def executor() -> Iterator[PoolExecutors]:
+    executors = PoolExecutors()
+    try:
+        yield executors
+    finally:
+        executors.close()
 
 
 def settings(**overrides: float | int | str) -> WorkerSettings:
     values: dict[str, float | int | str] = {
         "worker_id": "test-worker",
         "lease_seconds": 5.0,
-        "max_attempts": 3,
         "backoff_base_seconds": 0.01,
         "backoff_max_seconds": 0.02,
         "not_found_backoff_seconds": 0.01,
@@ -141,7 +144,7 @@ def worker(
     store: Store,
     staging: StagingDirectory,
     delivery: QueueDelivery,
-    executor: ProcessorExecutor,
+    executor: PoolExecutors,
     metrics: MediaMetrics,
 ) -> JobWorker:
     return JobWorker(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from services.common.errors import InvalidInputError
 from services.common.routing import default_definitions
 from services.common.store import Store
+from services.media_svc.config import MediaConfig
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.pool import PoolSet
@@ -13,6 +17,7 @@ from services.media_svc.processors import default_registry
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker
 from tests.helpers.store_factories import new_job
+from tests.helpers.waiting import wait_until
 from tests.unit.media_svc.conftest import QueuePeer
 
 
@@ -79,3 +84,55 @@ async def test_jobs_flow_through_their_pools_within_concurrency(
     assert (await store.pool_depths()).get("Image") is None or (
         (await store.pool_depths())["Image"].pending == 0
     )
+
+
+async def test_a_replica_claims_only_the_pools_it_serves(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    metrics: MediaMetrics,
+    queue_peer: QueuePeer,
+) -> None:
+    config = MediaConfig.from_env({"MEDIA_POOLS": " document, UNSUPPORTED "})
+    assert config.pools == {"document", "unsupported"}
+    assert config.serves("Document") and not config.serves("Image")
+    document = default_definitions().to_document()
+    for pool in document["pools"]:
+        if pool["name"] in ("Image", "Document"):
+            pool["processor"], pool["options"] = "stub", {"text": pool["name"]}
+    await store.put_processor_definitions(document)
+    definitions = DefinitionsManager(store, default_registry())
+    await definitions.start()
+    pools = PoolSet(
+        store=store,
+        worker=worker,
+        metrics=metrics,
+        worker_id="w",
+        lease_seconds=5,
+        poll_fallback_seconds=0.2,
+    )
+    served = [p for p in definitions.current.pools if config.serves(p.definition.name)]
+    pools.apply(definitions.current, served)
+    assert sorted(p.name for p in pools.pools) == ["Document", "Unsupported"]
+    image = new_job(pool="Image", caption="")
+    doc = new_job(pool="Document", caption="", media_kind="MEDIA_KIND_DOCUMENT")
+    for job in (image, doc):
+        assert await store.create_job(job)
+        staging.path_for(job.media_processing_id).write_bytes(b"bytes")
+    runner = asyncio.create_task(pools.run())
+    try:
+        await wait_until(lambda: bool(queue_peer.servicer.calls), within=10)
+        await asyncio.sleep(0.3)  # time enough for a wrong claim to show up
+    finally:
+        pools.stop_claiming()
+        await runner
+    assert [c.content for c in queue_peer.servicer.calls] == ["Document"]
+    found = await store.get_job(image.media_processing_id)
+    assert found is not None and found[1].status.value == "pending"
+
+
+def test_pool_filter_refuses_empty_names() -> None:
+    with pytest.raises(InvalidInputError, match="MEDIA_POOLS"):
+        MediaConfig.from_env({"MEDIA_POOLS": "audio,,video"})
+    assert MediaConfig.from_env({}).pools == frozenset()
+    assert MediaConfig.from_env({}).serves("anything")

@@ -1,157 +1,257 @@
-"""Built-in processors, the registry, and running CPU-bound processors out of the loop."""
+"""Built-in processors, the registry, and the per-pool execution layer: blocking
+processors in their pool's own processes, engines loaded once per process, wall-clock
+and memory limits that end only the offending pool's processes."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.store import JobStatus, MediaJob
-from services.media_svc.execution import ProcessorExecutor
+from services.common.routing import MediaCondition
+from services.media_svc.definitions import ActivePool, PoolDefaults, build
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.processors import (
     ProcessingFailure,
     ProcessingSuccess,
+    ProcessorInput,
+    ProcessorRegistry,
     TransientProcessingError,
     default_registry,
 )
-from tests.helpers.store_factories import new_job
+from services.media_svc.processors.registry import builtin_types
+from tests.helpers.processors import ProbeProcessor
 
 
-def job(**overrides: object) -> MediaJob:
-    now = datetime.now(UTC)
-    base = dataclasses.asdict(new_job(pool="Image"))
-    base.update(
-        status=JobStatus.PROCESSING,
-        attempts=1,
-        fence=1,
-        claimed_by="w",
-        lease_expires_at=now,
-        available_at=now,
-        result=None,
-        error=None,
-        created_at=now,
-        updated_at=now,
-        failed_at=None,
-    )
-    base.update(overrides)
-    return MediaJob(**base)
+def item(**overrides: Any) -> ProcessorInput:
+    values: dict[str, Any] = {"media_kind": "MEDIA_KIND_IMAGE", "mime": "image/jpeg", "path": None}
+    values.update(overrides)
+    return ProcessorInput(**values)
+
+
+def registry() -> ProcessorRegistry:
+    return ProcessorRegistry({**builtin_types(), "probe": ProbeProcessor})
+
+
+def pools(*specs: dict[str, Any], defaults: PoolDefaults | None = None) -> list[ActivePool]:
+    """Active pools from definition entries (the first is the fallback)."""
+    document = {
+        "pools": [
+            {"fallback": i == 0, **({} if i == 0 else {"routes": [{"condition": "corrupt"}]}), **s}
+            if i < 2
+            else {"routes": [{"condition": "over_quota"}], **s}
+            for i, s in enumerate(specs)
+        ]
+    }
+    return list(build(document, registry(), defaults).pools)
 
 
 async def test_stub_returns_configured_text() -> None:
-    stub = default_registry().create("stub", {"text": "an image", "delay_seconds": 0.01})
-    assert await stub.process(job(), None) == ProcessingSuccess("an image")
-    default = default_registry().create("stub", {})
-    assert await default.process(job(media_kind="MEDIA_KIND_VOICE_NOTE"), None) == (
+    [stub] = pools({"name": "Image", "processor": "stub", "options": {"text": "an image"}})
+    executors = PoolExecutors()
+    assert await executors.run(stub, item()) == ProcessingSuccess("an image")
+    [default] = pools({"name": "Image", "processor": "stub"})
+    assert await executors.run(default, item(media_kind="MEDIA_KIND_VOICE_NOTE")) == (
         ProcessingSuccess("[voice note received]")
     )
 
 
 async def test_stub_transient_failures_count_attempts() -> None:
-    stub = default_registry().create("stub", {"transient_failures": 1})
+    [stub] = pools({"name": "I", "processor": "stub", "options": {"transient_failures": 1}})
+    executors = PoolExecutors()
     with pytest.raises(TransientProcessingError):
-        await stub.process(job(attempts=1), None)
-    assert isinstance(await stub.process(job(attempts=2), None), ProcessingSuccess)
+        await executors.run(stub, item(attempt=1))
+    assert isinstance(await executors.run(stub, item(attempt=2)), ProcessingSuccess)
 
 
-async def test_corrupt_marker_names_the_kind() -> None:
-    corrupt = default_registry().create("corrupt", {})
-    outcome = await corrupt.process(
-        job(route="corrupt|MEDIA_KIND_IMAGE|image/jpeg", has_staged_file=False), None
-    )
-    assert outcome == ProcessingFailure("corrupt", "[Corrupted image: could not be decoded]")
-    outcome = await corrupt.process(job(media_kind="MEDIA_KIND_VOICE_NOTE"), None)
-    assert outcome == ProcessingFailure("corrupt", "[Corrupted voice note: could not be decoded]")
-    assert outcome.error == "corrupt"
-
-
-async def test_nodes_reason_goes_to_the_error_never_to_the_marker() -> None:
+async def test_corrupt_marker_names_the_kind_and_keeps_nodes_reason_for_operators() -> None:
+    [corrupt] = pools({"name": "Corrupt", "processor": "corrupt"})
+    executors = PoolExecutors()
     detail = "download failed: HTTP 410 after re-upload"
-    corrupt = default_registry().create("corrupt", {})
-    outcome = await corrupt.process(
-        job(route="corrupt|MEDIA_KIND_IMAGE|image/jpeg", condition_detail=detail), None
+    outcome = await executors.run(
+        corrupt, item(condition=MediaCondition.CORRUPT, condition_detail=detail)
     )
-    assert isinstance(outcome, ProcessingFailure)
-    assert outcome.marker == "[Corrupted image: could not be decoded]"
+    assert outcome == ProcessingFailure(
+        "corrupt", "[Corrupted image: could not be decoded]", detail
+    )
     assert outcome.error == f"corrupt: {detail}"
+    voice = await executors.run(corrupt, item(media_kind="MEDIA_KIND_VOICE_NOTE"))
+    assert voice == ProcessingFailure("corrupt", "[Corrupted voice note: could not be decoded]")
 
-    unsupported = default_registry().create("unsupported", {})
-    over = await unsupported.process(
-        job(route="over_quota|MEDIA_KIND_IMAGE|image/jpeg", condition_detail="quota 1 GB full"),
-        None,
+
+async def test_unsupported_marker_names_a_sanitized_type_or_the_quota() -> None:
+    [unsupported] = pools({"name": "Unsupported", "processor": "unsupported"})
+    executors = PoolExecutors()
+    outcome = await executors.run(unsupported, item(mime="application/zip"))
+    assert outcome == ProcessingFailure("unsupported", "[Unsupported media: application/zip]")
+    for hostile in ("application/x\nzip", "../../etc/passwd", "a" * 300 + "/b", "\x1b[31m/x"):
+        marked = await executors.run(unsupported, item(mime=hostile))
+        assert marked == ProcessingFailure("unsupported", "[Unsupported media: unknown type]")
+    over = await executors.run(
+        unsupported,
+        item(condition=MediaCondition.OVER_QUOTA, condition_detail="quota 1 GB full"),
     )
     assert isinstance(over, ProcessingFailure)
     assert over.marker == "[Image not received: the bot's media storage is full]"
     assert over.error == "over_quota: quota 1 GB full"
 
 
-async def test_unsupported_marker_names_the_type_or_the_quota() -> None:
-    unsupported = default_registry().create("unsupported", {})
-    outcome = await unsupported.process(
-        job(
-            mime_type="application/zip; foo=bar", route="staged|MEDIA_KIND_DOCUMENT|application/zip"
-        ),
-        None,
-    )
-    assert outcome == ProcessingFailure("unsupported", "[Unsupported media: application/zip]")
-    over = await unsupported.process(job(route="over_quota|MEDIA_KIND_IMAGE|image/jpeg"), None)
-    assert isinstance(over, ProcessingFailure)
-    assert over.reason == "over_quota"
-    assert over.marker == "[Image not received: the bot's media storage is full]"
-
-
-def test_registry_rejects_unknown_names_and_options() -> None:
-    registry = default_registry()
+def test_unknown_processors_and_options_are_refused_when_the_definitions_load() -> None:
     with pytest.raises(InvalidInputError, match="unknown processor 'ocr'"):
-        registry.create("ocr", {})
+        pools({"name": "I", "processor": "ocr"})
     with pytest.raises(InvalidInputError, match="unknown options"):
-        registry.create("stub", {"delay": 1})
+        pools({"name": "I", "processor": "stub", "options": {"delay": 1}})
     with pytest.raises(InvalidInputError, match="delay_seconds"):
-        registry.create("stub", {"delay_seconds": -1})
+        pools({"name": "I", "processor": "stub_blocking", "options": {"delay_seconds": -1}})
+    with pytest.raises(InvalidInputError, match="max_attempts"):
+        pools({"name": "I", "processor": "stub", "max_attempts": 0})
+    with pytest.raises(InvalidInputError, match="timeout_seconds"):
+        pools({"name": "I", "processor": "stub", "timeout_seconds": "soon"})
+    with pytest.raises(InvalidInputError, match="max_pixels"):
+        pools({"name": "I", "processor": "probe", "options": {"max_pixels": 0}})
 
 
-async def test_cpu_bound_processor_runs_in_another_process_without_blocking_the_loop() -> None:
-    registry = default_registry()
-    executor = ProcessorExecutor(processes=1, timeout_seconds=10.0)
+def test_pool_settings_default_to_the_environment_and_may_be_set_per_pool() -> None:
+    defaults = PoolDefaults(timeout_seconds=30, max_attempts=4, memory_limit_mb=512)
+    plain, tuned = pools(
+        {"name": "A", "processor": "stub"},
+        {
+            "name": "B",
+            "processor": "probe",
+            "timeout_seconds": 2.5,
+            "max_attempts": 1,
+            "memory_limit_mb": 256,
+        },
+        defaults=defaults,
+    )
+    assert (plain.settings.timeout_seconds, plain.settings.max_attempts) == (30, 4)
+    assert plain.settings.memory_limit_mb == 512
+    assert (tuned.settings.timeout_seconds, tuned.settings.max_attempts) == (2.5, 1)
+    assert tuned.settings.memory_limit_mb == 256
+    assert tuned.definition.timeout_seconds == 2.5
+    assert default_registry().names == ["corrupt", "stub", "stub_blocking", "unsupported"]
+
+
+async def test_blocking_processor_runs_in_its_pools_process_without_blocking_the_loop() -> None:
+    [blocking] = pools(
+        {"name": "I", "processor": "stub_blocking", "options": {"delay_seconds": 0.3, "text": "x"}}
+    )
+    executors = PoolExecutors()
     try:
-        options = {"isolated": True, "delay_seconds": 0.3, "text": "done"}
-        processor = registry.create("stub", options)
-        assert processor.cpu_bound
-        run = asyncio.create_task(executor.run(registry.factory("stub"), processor, job(), None))
-        # The loop keeps ticking while the (blocking) stub sleeps in its process.
+        run = asyncio.create_task(executors.run(blocking, item()))
         ticks = 0
         started = time.monotonic()
         while not run.done():
             await asyncio.sleep(0.01)
             ticks += 1
-        assert await run == ProcessingSuccess("done")
-        assert ticks >= 10
+        assert await run == ProcessingSuccess("x")
+        assert ticks >= 10  # the loop kept ticking while the stub slept in its process
         assert time.monotonic() - started >= 0.3
     finally:
-        executor.close()
+        executors.close()
 
 
-async def test_wall_clock_limit_kills_an_overrunning_run() -> None:
-    registry = default_registry()
-    executor = ProcessorExecutor(processes=1, timeout_seconds=0.5)
+def _probe(text: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in text.split())
+
+
+async def test_engine_loads_once_per_process_and_serves_every_job(tmp_path: Path) -> None:
+    [probe] = pools({"name": "Probe", "processor": "probe", "concurrency": 1})
+    executors = PoolExecutors()
     try:
-        slow = registry.create("stub", {"isolated": True, "delay_seconds": 30})
+        await executors.warm(probe)
+        runs = [await executors.run(probe, item(size=n)) for n in range(4)]
+        reports = [_probe(r.text) for r in runs if isinstance(r, ProcessingSuccess)]
+        assert len(reports) == 4
+        assert len({(r["pid"], r["engine"]) for r in reports}) == 1
+        assert [r["jobs"] for r in reports] == ["1", "2", "3", "4"]
+        assert [r["size"] for r in reports] == ["0", "1", "2", "3"]
+    finally:
+        executors.close()
+
+
+async def test_a_timeout_kills_only_its_own_pools_processes() -> None:
+    slow, other = pools(
+        {"name": "Slow", "processor": "probe", "timeout_seconds": 0.5},
+        {"name": "Other", "processor": "probe"},
+    )
+    executors = PoolExecutors()
+    try:
+        before = await executors.run(other, item())
+        assert isinstance(before, ProcessingSuccess)
+        slow_sleeping = pools(
+            {
+                "name": "Slow",
+                "processor": "probe",
+                "timeout_seconds": 0.5,
+                "options": {"sleep_seconds": 30},
+            }
+        )[0]
         started = time.monotonic()
-        outcome = await executor.run(registry.factory("stub"), slow, job(), None)
+        outcome = await executors.run(slow_sleeping, item())
         assert outcome == ProcessingFailure("timed_out", "[Image not processed: timed out]")
         assert time.monotonic() - started < 10
-        # The pool is rebuilt for the next run.
-        fast = registry.create("stub", {"isolated": True, "text": "ok"})
-        assert await executor.run(registry.factory("stub"), fast, job(), None) == (
-            ProcessingSuccess("ok")
+        after = await executors.run(other, item())
+        assert isinstance(after, ProcessingSuccess)
+        # Same process, same engine load: the other pool's engine survived the kill.
+        assert _probe(after.text)["pid"] == _probe(before.text)["pid"]
+        assert _probe(after.text)["engine"] == _probe(before.text)["engine"]
+        # The timed-out pool is rebuilt for its next run.
+        assert isinstance(await executors.run(slow, item()), ProcessingSuccess)
+        [async_slow] = pools(
+            {
+                "name": "A",
+                "processor": "stub",
+                "timeout_seconds": 0.2,
+                "options": {"delay_seconds": 30},
+            }
         )
-        coroutine_slow = registry.create("stub", {"delay_seconds": 30})
-        assert isinstance(
-            await executor.run(registry.factory("stub"), coroutine_slow, job(), None),
-            ProcessingFailure,
-        )
+        assert isinstance(await executors.run(async_slow, item()), ProcessingFailure)
     finally:
-        executor.close()
+        executors.close()
+
+
+async def test_a_crashing_process_is_a_transient_error_and_the_pool_recovers() -> None:
+    [crashing] = pools({"name": "P", "processor": "probe", "options": {"exit_code": 3}})
+    [healthy] = pools({"name": "P", "processor": "probe"})
+    executors = PoolExecutors()
+    try:
+        with pytest.raises(TransientProcessingError, match="process died"):
+            await executors.run(crashing, item())
+        assert isinstance(await executors.run(healthy, item()), ProcessingSuccess)
+    finally:
+        executors.close()
+
+
+async def test_memory_cap_turns_an_oversized_job_into_a_failure_marker() -> None:
+    [capped] = pools(
+        {
+            "name": "P",
+            "processor": "probe",
+            "memory_limit_mb": 400,
+            "options": {"allocate_mb": 2048},
+        }
+    )
+    executors = PoolExecutors()
+    try:
+        outcome = await executors.run(capped, item(media_kind="MEDIA_KIND_VIDEO"))
+        assert outcome == ProcessingFailure(
+            "too_large",
+            "[Video not processed: too large to process]",
+            "worker memory limit reached",
+        )
+        [fits] = pools(
+            {
+                "name": "P",
+                "processor": "probe",
+                "memory_limit_mb": 400,
+                "options": {"allocate_mb": 50},
+            }
+        )
+        assert isinstance(await executors.run(fits, item()), ProcessingSuccess)
+    finally:
+        executors.close()

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from services.common.store import JobCollection, JobStatus, NewMediaJob, Store
+from services.common.store import BotConfig, JobCollection, JobStatus, NewMediaJob, Store
 from services.media_svc.definitions import ActivePool, DefinitionsManager, build
-from services.media_svc.processors.registry import default_registry
+from services.media_svc.processors.registry import (
+    ProcessorRegistry,
+    builtin_types,
+    default_registry,
+)
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, compose_content
+from tests.helpers.processors import ProbeProcessor
 from tests.helpers.store_factories import new_job
 from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer
 
@@ -273,6 +279,96 @@ async def test_missing_staged_file_is_a_failure_marker(
     staging.delete(job.media_processing_id)
     assert await claim_and_run(store, worker, stub_pool()) == "failed"
     assert queue_peer.servicer.calls[0].content.startswith("[Image could not be processed")
+
+
+def probe_pool(**pool_settings: Any) -> ActivePool:
+    document = {
+        "pools": [{"name": "Image", "processor": "probe", "fallback": True, **pool_settings}]
+    }
+    registry = ProcessorRegistry({**builtin_types(), "probe": ProbeProcessor})
+    pool = build(document, registry).pool("Image")
+    assert pool is not None
+    return pool
+
+
+async def test_a_symlinked_staged_file_is_refused_unfollowed_and_removed(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    queue_peer: QueuePeer,
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the bot")
+    job = await create(store, staging)
+    link = staging.path_for(job.media_processing_id)
+    link.unlink()
+    link.symlink_to(secret)
+    assert await claim_and_run(store, worker, stub_pool()) == "failed"
+    [call] = queue_peer.servicer.calls
+    assert call.content == "[Image could not be processed]\nCaption: my cat"
+    assert not link.exists() and not link.is_symlink()
+    assert secret.read_text() == "not for the bot"
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+    assert found[1].attempts == 1  # refused at once, never retried
+    assert found[1].error is not None and found[1].error.startswith("refused")
+
+
+async def test_a_file_over_the_pools_size_limit_is_a_marker_without_processing(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    staging.path_for(job.media_processing_id).write_bytes(b"x" * 2048)
+    pool = probe_pool(options={"max_file_bytes": 1024})
+    assert await claim_and_run(store, worker, pool) == "failed"
+    [call] = queue_peer.servicer.calls
+    assert call.content.startswith("[Image not processed: file too large")
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[1].error is not None
+    assert found[1].error.startswith("too_large")
+
+
+async def test_processor_gets_size_sanitized_name_and_the_bots_languages(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    await store.put_bot_config(BotConfig("bot-1", extra={"languages": ["DE", "en", "de"]}))
+    await create(store, staging, original_filename="../../etc/pa\x00ss\nwd.pdf")
+    assert await claim_and_run(store, worker, probe_pool()) == "delivered"
+    [call] = queue_peer.servicer.calls
+    report = dict(part.split("=", 1) for part in call.content.split("\n")[0].split())
+    assert report["size"] == str(len(b"\xff\xd8 fake jpeg"))
+    assert report["name"] == "passwd.pdf"
+    assert report["languages"] == "de,en"
+
+
+async def test_a_malformed_languages_setting_is_ignored(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    await store.put_bot_config(BotConfig("bot-1", extra={"languages": [1, "english!"]}))
+    await create(store, staging)
+    assert await claim_and_run(store, worker, probe_pool()) == "delivered"
+    assert "languages=-" in queue_peer.servicer.calls[0].content
+
+
+async def test_per_pool_max_attempts_overrides_the_default(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    await create(store, staging)
+    document = {
+        "pools": [
+            {
+                "name": "Image",
+                "processor": "stub",
+                "fallback": True,
+                "max_attempts": 1,
+                "options": {"transient_failures": 5},
+            }
+        ]
+    }
+    pool = build(document, default_registry()).pool("Image")
+    assert pool is not None
+    assert await claim_and_run(store, worker, pool) == "failed"
 
 
 async def test_redelivery_sweep_delivers_stranded_results(

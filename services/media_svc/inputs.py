@@ -1,0 +1,127 @@
+"""What a processor is given: a `ProcessorInput` built from a claimed job.
+
+The staged file is checked here, once, before any processor sees it: it must be a
+regular file inside the staging directory (a symlink is refused without being followed
+and removed), within the pool's size limit. Sender-controlled strings (file name, MIME
+type) are sanitized here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.routing import MediaCondition, base_mime
+from services.common.store import BotConfig, MediaJob
+from services.media_svc.processors.base import ProcessingFailure, kind_label
+from services.media_svc.processors.contract import ProcessorInput, ProcessorLimits
+from services.media_svc.processors.text import sanitize_file_name
+from services.media_svc.staging import StagingDirectory
+
+log = logging.getLogger(__name__)
+
+# The bot configuration key with the languages the bot expects (ISO 639-1, most likely
+# first), e.g. `"languages": ["de", "en"]`; see the README's bot configuration section.
+LANGUAGES_KEY = "languages"
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+MAX_LANGUAGES = 10
+
+
+def job_condition(job: MediaJob) -> MediaCondition:
+    """The condition recorded in the job's route key (`condition|kind|mime`)."""
+    head = job.route.split("|", 1)[0]
+    try:
+        return MediaCondition(head)
+    except ValueError:
+        return MediaCondition.STAGED if job.has_staged_file else MediaCondition.CORRUPT
+
+
+def bot_languages(config: BotConfig | None) -> tuple[str, ...]:
+    """The bot's expected languages; anything malformed is ignored (and logged), so a
+    bad configuration never fails a job: detection then runs freely."""
+    if config is None:
+        return ()
+    extra: Mapping[str, Any] = config.extra
+    raw = extra.get(LANGUAGES_KEY)
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(
+        isinstance(code, str) and _LANGUAGE.fullmatch(code.strip().lower()) for code in raw
+    ):
+        log.warning(
+            "bot %s: configuration key %r must be a list of ISO 639-1 codes such as "
+            '["de", "en"]; ignored',
+            config.bot_id,
+            LANGUAGES_KEY,
+        )
+        return ()
+    codes = [code.strip().lower() for code in raw]
+    return tuple(dict.fromkeys(codes))[:MAX_LANGUAGES]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedInput:
+    """The job cannot be processed as staged; `failure` resolves its placeholder."""
+
+    failure: ProcessingFailure
+
+
+def build_input(
+    job: MediaJob,
+    staging: StagingDirectory,
+    limits: ProcessorLimits,
+    languages: tuple[str, ...],
+) -> ProcessorInput | RefusedInput:
+    label = kind_label(job.media_kind).capitalize()
+    path = None
+    size = 0
+    if job.has_staged_file:
+        path = staging.path_for(job.media_processing_id)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            log.error("staged file of %s is missing: %s", job.media_processing_id, path)
+            return RefusedInput(
+                ProcessingFailure("missing_file", f"[{label} could not be processed: file missing]")
+            )
+        if not stat.S_ISREG(info.st_mode):
+            # A symlink (or anything but a regular file) could point outside staging:
+            # never follow it; remove the entry so nothing else does either.
+            log.error("staged entry of %s is not a regular file; removed", job.media_processing_id)
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                path.unlink(missing_ok=True)
+            return RefusedInput(
+                ProcessingFailure(
+                    "refused",
+                    f"[{label} could not be processed]",
+                    "staged entry is not a regular file",
+                )
+            )
+        size = info.st_size
+        if size > limits.max_file_bytes:
+            return RefusedInput(
+                ProcessingFailure(
+                    "too_large",
+                    f"[{label} not processed: file too large ({size / 1_048_576:.1f} MB)]",
+                    f"{size} bytes > limit {limits.max_file_bytes}",
+                )
+            )
+    return ProcessorInput(
+        media_kind=job.media_kind,
+        mime=base_mime(job.mime_type),
+        path=path,
+        caption=job.caption,
+        file_name=sanitize_file_name(job.original_filename),
+        size=size,
+        condition=job_condition(job),
+        condition_detail=job.condition_detail,
+        attempt=job.attempts,
+        limits=limits,
+        languages=languages,
+    )
