@@ -10,13 +10,17 @@ PY := $(VENV)/bin/python
 NODE_DIR := whatsapp_baileys_server
 GEN_DIRS := gen/python $(NODE_DIR)/src/gen
 
-.PHONY: test demo generate check-generated lint test-python test-node apt venv npm clean bench
+.PHONY: test demo up generate check-generated lint test-python test-node apt venv npm clean bench
 
 test: apt venv npm check-generated lint test-python test-node
 	@echo "make test: all checks passed"
 
 demo: apt venv npm
 	scripts/demo.sh
+
+# The whole stack for a real WhatsApp account, under honcho (Procfile); Ctrl-C stops it.
+up: apt venv npm
+	.venv/bin/python scripts/up.py
 
 apt:
 	scripts/apt-install.sh scripts/apt-packages.txt
