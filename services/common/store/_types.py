@@ -101,6 +101,7 @@ _BOT_CONFIG_KEYS = frozenset(
         "media_storage_quota_gb",
         "webhook_url",
         "webhook_secret",
+        "webhook_since_sequence",
     }
 )
 # A webhook secret shorter than this is refused: it keys the HMAC of every delivery.
@@ -123,6 +124,10 @@ class BotConfig:
     # their HMAC-SHA256 signature; both absent when the bot has no webhook.
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # The relay delivers the messages after this delivery sequence to a bot it has no
+    # cursor for yet; the gateway sets it to the bot's last sequence when the webhook is
+    # first configured (0 = the whole history).
+    webhook_since_sequence: int | None = None
     # Every other key of the document, kept so a read-modify-write loses nothing.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -155,6 +160,13 @@ class BotConfig:
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
             )
         _check_webhook(doc.get("webhook_url"), doc.get("webhook_secret"))
+        since = doc.get("webhook_since_sequence")
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int) or since < 0
+        ):
+            raise InvalidInputError(
+                f"bot configuration: webhook_since_sequence must be an integer >= 0, got {since!r}"
+            )
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> BotConfig:
@@ -171,6 +183,7 @@ class BotConfig:
             media_storage_quota_gb=float(doc.get("media_storage_quota_gb", 1.0)),
             webhook_url=doc.get("webhook_url"),
             webhook_secret=doc.get("webhook_secret"),
+            webhook_since_sequence=doc.get("webhook_since_sequence"),
             extra={k: v for k, v in doc.items() if k not in _BOT_CONFIG_KEYS},
         )
 
@@ -192,6 +205,7 @@ class BotConfig:
                 for key, value in (
                     ("webhook_url", self.webhook_url),
                     ("webhook_secret", self.webhook_secret),
+                    ("webhook_since_sequence", self.webhook_since_sequence),
                 )
                 if value is not None
             },
