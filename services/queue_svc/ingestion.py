@@ -1,7 +1,7 @@
 """Ingestion: persists ready messages to `queues` in batches, then emits them once.
 
 Writers append to a bot's backlog and wait until their message is durable (group
-commit: everything ready at that moment goes into one `insert_messages` call). After
+commit: everything ready at that moment goes into one `append_messages` call). After
 the insert returns, the batch is emitted to subscribers, in backlog order, exactly
 once, and the waiting writers are answered. A failed insert puts the batch back at the
 front of the backlog, fails the current waiters with UNAVAILABLE, and is retried.
