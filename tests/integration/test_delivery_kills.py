@@ -25,6 +25,8 @@ CHATS = tuple(f"49151000000{i:02d}@s.whatsapp.net" for i in range(6))
 MEDIA_CHAT = "4915199999999@s.whatsapp.net"
 ROUNDS = 6
 MEDIA_PER_ROUND = 3
+# Frames per AddMessages call, as the gateway batches them.
+BATCH = 50
 
 
 def text(bot: str, chat: str, n: int) -> q.AddMessageRequest:
@@ -61,7 +63,7 @@ class Load:
             stub = q_grpc.QueueServiceStub(channel)
             while not self.stop.is_set():
                 batch = []
-                for _ in range(20):
+                for _ in range(BATCH):
                     chat = rng.choice(CHATS)
                     self.sent[bot, chat] += 1
                     batch.append(text(bot, chat, self.sent[bot, chat]))
@@ -138,18 +140,23 @@ async def test_a_resuming_consumer_sees_every_persisted_message_once_across_kill
             await load.call("StartBot", q.StartBotRequest(bot_id=bot))
         consumer.start()
         writers = [asyncio.create_task(load.write(bot, rng)) for bot in BOTS]
+        clock = asyncio.get_running_loop().time
+        up_since, up_seconds = clock(), 0.0
         for round_ in range(ROUNDS):
             await asyncio.sleep(rng.uniform(0.3, 0.8))
             media_results += await complete_media(load, store, round_)
             await asyncio.sleep(rng.uniform(0.0, 0.15))
             await queue.kill()
+            up_seconds += clock() - up_since
             if round_ % 2:
                 await kill_while_starting(db, port, tmp_path, rng.uniform(0.3, 0.9))
                 startup_kills += 1
             queue = await start_queue(db, port, tmp_path)
+            up_since = clock()
         await asyncio.sleep(0.3)
         load.stop.set()
         await asyncio.gather(*writers)
+        up_seconds += clock() - up_since
         tops = {bot: await store.max_sequence(bot) for bot in BOTS}
         for bot in BOTS:
             await consumer.wait_for(bot, tops[bot], within=20)
@@ -179,6 +186,7 @@ async def test_a_resuming_consumer_sees_every_persisted_message_once_across_kill
     print(
         f"kills={ROUNDS + startup_kills} (during start-up: {startup_kills})"
         f" persisted={total} received={len(consumer.messages)}"
+        f" text_frames_per_s_while_up={sum(load.sent.values()) / up_seconds:.0f}"
         f" media_applied_at_start={len(media_results)} subscribe_attempts={consumer.reconnects}"
     )
 
