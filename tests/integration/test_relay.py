@@ -192,6 +192,11 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
             auth = {"Authorization": f"Bearer {API_TOKEN}"}
             async with grpc.aio.insecure_channel(queue.address) as channel:
                 stub = q_grpc.QueueServiceStub(channel)
+                # Three messages per bot before any webhook exists: never delivered.
+                for bot in (*HOOKED, PLAIN):
+                    await stub.StartBot(q.StartBotRequest(bot_id=bot))
+                    for n in range(3):
+                        await stub.AddMessage(text(bot, CHATS[0], 1000 + n))
                 for bot in (*HOOKED, PLAIN):
                     hook = (
                         {"webhook_url": f"{hook_url}/hook/{bot}", "webhook_secret": SECRETS[bot]}
@@ -203,8 +208,9 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
                     ) as response:
                         assert response.status == 200, await response.text()
                         shown = (await response.json())["config"]
-                        assert shown.get("webhook_secret") in (None, "(set)")
-                    await stub.StartBot(q.StartBotRequest(bot_id=bot))
+                    if bot in HOOKED:
+                        assert shown["webhook_secret"] == "(set)"
+                        assert shown["webhook_since_sequence"] == 3
                 ws = await http.ws_connect(
                     f"http://{gateway.address}/ws",
                     headers={"Authorization": f"Bearer {NODE_TOKEN}"},
@@ -235,7 +241,14 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
                         "services.relay", relay_env(db, queue.address, gateway.address), relay_log
                     )
                 await send(MESSAGES_PER_BOT - sent)
-                expected = {bot: await _all_keys(store, bot) for bot in HOOKED}
+                expected = {
+                    bot: {
+                        key: content
+                        for key, content in (await _all_keys(store, bot)).items()
+                        if int(key.rsplit(":", 1)[1]) > 3
+                    }
+                    for bot in HOOKED
+                }
                 wanted = {key for keys in expected.values() for key in keys}
 
                 async with asyncio.timeout(45):
@@ -268,6 +281,8 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
     assert set(receiver.accepted) == wanted
     assert all(len(bodies) == 1 for bodies in receiver.bodies.values()), "a key changed body"
     assert not any(key.startswith(f"{PLAIN}:") for key, _ in receiver.attempts)
+    early = {f"{bot}:{n}" for bot in HOOKED for n in (1, 2, 3)}
+    assert not early & {key for key, _ in receiver.attempts}, "a message from before the webhook"
     keys_per_attempt = Counter(key for key, _ in receiver.attempts)
     redeliveries = sum(receiver.accepted.values()) - len(receiver.accepted)
     retries = sum(keys_per_attempt.values()) - len(keys_per_attempt)
