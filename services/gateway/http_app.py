@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import grpc
@@ -49,6 +49,14 @@ _STATUS = {
 def _bearer_ok(request: web.Request, token: str) -> bool:
     given = request.headers.get("Authorization", "")
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _shown(config: BotConfig) -> dict[str, Any]:
+    """The configuration as the API shows it: the webhook secret is never echoed."""
+    document = config.to_document()
+    if "webhook_secret" in document:
+        document["webhook_secret"] = "(set)"
+    return document
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -193,8 +201,16 @@ class GatewayApp:
         if body.get("bot_id", bot_id) != bot_id:
             raise InvalidInputError("bot_id in the body differs from the one in the path")
         config = BotConfig.from_document({**body, "bot_id": bot_id})
+        if config.webhook_url is not None and config.webhook_since_sequence is None:
+            # The webhook relay starts a bot it has no cursor for after this point (or
+            # keeps the point set when the webhook was first configured).
+            previous = await self._store.get_bot_config(bot_id)
+            since = previous.webhook_since_sequence if previous is not None else None
+            if since is None:
+                since = await self._store.max_sequence(bot_id)
+            config = replace(config, webhook_since_sequence=since)
         await self._store.put_bot_config(config)
-        return web.json_response({"bot_id": bot_id, "config": config.to_document()})
+        return web.json_response({"bot_id": bot_id, "config": _shown(config)})
 
     async def bot_status(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
@@ -203,7 +219,7 @@ class GatewayApp:
         return web.json_response(
             {
                 "bot_id": bot_id,
-                "config": config.to_document(),
+                "config": _shown(config),
                 "session": asdict(session) if session else None,
                 "node_connections": self._link.connection_count,
             }

@@ -94,4 +94,5 @@ def addressed(delivery: Delivery) -> message_pb2.AddressedMessage:
         provider_name=delivery.provider_name,
         correspondent_id=delivery.correspondent_id,
         message=message_proto(delivery.message),
+        sequence=delivery.sequence,
     )

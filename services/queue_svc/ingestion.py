@@ -1,13 +1,15 @@
 """Ingestion: persists ready messages to `queues` in batches, then emits them once.
 
 Writers append to a bot's backlog and wait until their message is durable (group
-commit: everything ready at that moment goes into one `insert_messages` call). After
+commit: everything ready at that moment goes into one `append_messages` call). After
 the insert returns, the batch is emitted to subscribers, in backlog order, exactly
 once, and the waiting writers are answered. A failed insert puts the batch back at the
 front of the backlog, fails the current waiters with UNAVAILABLE, and is retried.
 
-Crash window: a process killed between the insert and the emission leaves the
-messages in `queues` without a subscriber having seen them (see the README).
+The store gives every inserted row its bot's next delivery sequence in the same write.
+A process killed between the insert and the emission leaves messages in `queues` that
+no live subscriber saw; a subscriber resuming from its cursor gets them replayed from
+the store (see the README, "Delivery").
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Ingestion:
                 return []
             try:
                 rows = [stored_message(bot, r) for bot, items in taken for r in items]
-                inserted = await self._store.insert_messages(rows)
+                appended = await self._store.append_messages(rows)
             except Exception as exc:
                 for bot, items in taken:
                     bot.restore_ready(items)
@@ -139,6 +141,7 @@ class Ingestion:
                 if isinstance(exc, ChatbotError) and not isinstance(exc, UnavailableError):
                     raise
                 raise error from exc
+            inserted = appended.inserted
             if inserted != len(rows):
                 # Idempotent insert: a row already there is a retried write (e.g. a
                 # recovery after a crash); emitting it again is the lesser evil than
@@ -148,9 +151,12 @@ class Ingestion:
                     extra={"batch": len(rows), "inserted": inserted},
                 )
             deliveries = [
-                Delivery(bot.bot_id, bot.provider_name, r.correspondent_id, r.message)
-                for bot, items in taken
-                for r in items
+                Delivery(bot.bot_id, bot.provider_name, r.correspondent_id, r.message, sequence)
+                for (bot, r), sequence in zip(
+                    ((bot, r) for bot, items in taken for r in items),
+                    appended.sequences,
+                    strict=True,
+                )
             ]
             self._metrics.persisted(len(rows))
             self._subscriptions.publish(deliveries)

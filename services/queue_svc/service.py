@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,7 @@ from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, Qu
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import (
     RecoveryResult,
+    queued_message,
     restore_history,
     restore_job,
     restore_jobs,
@@ -47,6 +48,9 @@ from services.queue_svc.subscriptions import Delivery, Subscription, Subscriptio
 
 log = logging.getLogger("queue_svc.service")
 T = TypeVar("T")
+
+# Messages read from the store per replay query: bounds a resuming subscriber's memory.
+REPLAY_PAGE = 500
 
 # Node's reason for unstaged media is a diagnostic kept with the job; an oversized one is
 # cut rather than refused, so the media message itself is never lost over it.
@@ -502,6 +506,74 @@ class QueueService:
             raise UnavailableError("queue_svc is shutting down")
         return self._subscriptions.subscribe(bot_id)
 
+    async def stream(
+        self,
+        bot_id: str | None,
+        cursors: Mapping[str, int] | None = None,
+        consumer_name: str | None = None,
+    ) -> AsyncGenerator[Delivery, None]:
+        """Subscribe with resume points: for each bot with a cursor (given, or stored for
+        `consumer_name`), everything persisted after it from the store, then live.
+
+        The live listener is registered first and buffers while the replay runs; the
+        replay stops at the bot's high-water mark taken after registering (everything up
+        to it is committed, everything after it reaches the buffer), and the buffer is
+        then drained skipping what the replay already sent: no gap, no repeat.
+        """
+        subscription = self.subscribe(bot_id)
+        try:
+            resume = dict(cursors or {})
+            if consumer_name:
+                stored = await _store_call(
+                    self._store.delivery_cursors(consumer_name), "delivery_cursors"
+                )
+                for bot, sequence in stored.items():
+                    resume.setdefault(bot, sequence)
+            resume = {
+                bot: after
+                for bot, after in resume.items()
+                if self._settings.shard.owns(bot) and (bot_id is None or bot == bot_id)
+            }
+            sent: dict[str, int] = {}
+            for bot, after in sorted(resume.items()):
+                high = self._subscriptions.high(bot)
+                if high is None:
+                    high = await _store_call(self._store.max_sequence(bot), "max_sequence")
+                position = after
+                while position < high:
+                    page = await _store_call(
+                        self._store.messages_after(bot, position, REPLAY_PAGE), "messages_after"
+                    )
+                    page = [m for m in page if m.sequence is not None and m.sequence <= high]
+                    if not page:
+                        break
+                    for stored_message in page:
+                        assert stored_message.sequence is not None
+                        yield Delivery(
+                            bot,
+                            stored_message.provider_name,
+                            stored_message.correspondent_id,
+                            queued_message(stored_message),
+                            stored_message.sequence,
+                        )
+                    position = page[-1].sequence or position
+                sent[bot] = max(after, high)
+            while True:
+                delivery = await subscription.next()
+                if delivery is None:
+                    return
+                if delivery.sequence <= sent.get(delivery.bot_id, 0):
+                    continue
+                yield delivery
+        finally:
+            self._subscriptions.unsubscribe(subscription)
+
+    async def commit_cursor(self, consumer_name: str, bot_id: str, sequence: int) -> bool:
+        """Stores a named consumer's cursor (never moves back)."""
+        return await _store_call(
+            self._store.advance_cursor(consumer_name, bot_id, sequence), "advance_cursor"
+        )
+
     def close_subscriptions(self) -> None:
         """Ends every Subscribe stream (shutdown), so the server need not wait for them."""
         self._subscriptions.close_all()
@@ -550,6 +622,11 @@ class QueueService:
                 await _store_call(
                     self._store.max_message_ids(bot_id, config.provider_name), "max_message_ids"
                 )
+            )
+            # Everything this bot has in the store is below the high-water mark before
+            # anything of this process is published (replays of resuming subscribers).
+            self._subscriptions.seed(
+                bot_id, await _store_call(self._store.max_sequence(bot_id), "max_sequence")
             )
             # The windows' context for the bot logic (GetWindow): one query for the bot.
             now = datetime.now(UTC)

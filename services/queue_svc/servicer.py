@@ -222,6 +222,18 @@ class QueueServicer(q_grpc.QueueServiceServicer):
 
         return await self._run("GetWindow", context, call)
 
+    async def CommitCursor(  # noqa: N802 (gRPC method name)
+        self, request: q.CommitCursorRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> q.CommitCursorResponse:
+        async def call() -> q.CommitCursorResponse:
+            _check(request, "sequence: must be >= 0" if request.sequence < 0 else "")
+            advanced = await self._service.commit_cursor(
+                request.consumer_name, request.bot_id, request.sequence
+            )
+            return q.CommitCursorResponse(advanced=advanced)
+
+        return await self._run("CommitCursor", context, call)
+
     async def Subscribe(  # noqa: N802 (gRPC method name)
         self, request: q.SubscribeRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[q.SubscribeResponse]:
@@ -231,15 +243,28 @@ class QueueServicer(q_grpc.QueueServiceServicer):
             bot_id = request.bot_id if request.HasField("bot_id") else None
             if bot_id is not None and not bot_id:
                 raise InvalidInputError("invalid request: bot_id: must not be empty when set")
-            subscription = self._service.subscribe(bot_id)
+            consumer = request.consumer_name if request.HasField("consumer_name") else None
+            _check(
+                request,
+                "consumer_name: must not be empty when set" if consumer == "" else "",
+            )
+            cursors: dict[str, int] = {}
+            for i, cursor in enumerate(request.cursors):
+                if cursor.after_sequence < 0:
+                    raise InvalidInputError(
+                        f"invalid request: cursors[{i}].after_sequence: must be >= 0"
+                    )
+                if cursor.bot_id in cursors:
+                    raise InvalidInputError(
+                        f"invalid request: cursors[{i}].bot_id: {cursor.bot_id!r} is repeated"
+                    )
+                cursors[cursor.bot_id] = cursor.after_sequence
+            stream = self._service.stream(bot_id, cursors, consumer)
             try:
-                while True:
-                    delivery = await subscription.next()
-                    if delivery is None:
-                        return
+                async for delivery in stream:
                     yield q.SubscribeResponse(message=convert.addressed(delivery))
             finally:
-                self._service.unsubscribe(subscription)
+                await stream.aclose()
         except ChatbotError as error:
             status = status_code(error)
             code = status.name

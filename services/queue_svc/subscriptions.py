@@ -28,6 +28,8 @@ class Delivery:
     provider_name: str
     correspondent_id: str
     message: QueuedMessage
+    # The bot's delivery sequence, assigned by the store with the insert.
+    sequence: int = 0
 
 
 class Subscription:
@@ -88,6 +90,17 @@ class Subscriptions:
         self._capacity = capacity
         self._subscriptions: set[Subscription] = set()
         self._on_drop = on_drop
+        # Per bot, the highest sequence whose batch is fully in the store and published:
+        # a resuming subscriber replays up to it from the store and takes the rest live.
+        self._high: dict[str, int] = {}
+
+    def high(self, bot_id: str) -> int | None:
+        """The bot's last published sequence (or its store maximum seeded at StartBot);
+        None when this process has not seen the bot."""
+        return self._high.get(bot_id)
+
+    def seed(self, bot_id: str, sequence: int) -> None:
+        self._high[bot_id] = max(sequence, self._high.get(bot_id, 0))
 
     def subscribe(self, bot_id: str | None) -> Subscription:
         subscription = Subscription(bot_id, self._capacity)
@@ -101,6 +114,9 @@ class Subscriptions:
         return len(self._subscriptions)
 
     def publish(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.sequence > self._high.get(delivery.bot_id, 0):
+                self._high[delivery.bot_id] = delivery.sequence
         for subscription in list(self._subscriptions):
             for delivery in deliveries:
                 if subscription.wants(delivery) and not subscription.offer(delivery):

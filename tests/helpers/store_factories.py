@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,3 +58,13 @@ def message(message_id: int, **overrides: Any) -> StoredMessage:
     }
     fields.update(overrides)
     return StoredMessage(**fields)
+
+
+def bare(messages: Iterable[StoredMessage]) -> list[StoredMessage]:
+    """The messages without the delivery sequence the store assigned (to compare them with
+    what was inserted)."""
+    return [replace(m, sequence=None) for m in messages]
+
+
+def bare_map(found: Mapping[str, Iterable[StoredMessage]]) -> dict[str, list[StoredMessage]]:
+    return {key: bare(messages) for key, messages in found.items()}

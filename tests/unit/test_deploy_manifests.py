@@ -38,6 +38,7 @@ def test_every_manifest_file_is_listed_and_parses() -> None:
         "queue-svc",
         "media-svc",
         "gateway",
+        "relay",
         "whatsapp-baileys-server",
     }
 

@@ -9,6 +9,7 @@ from services.common.store._interface import Store
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
+    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -22,6 +23,7 @@ from services.common.store._types import (
 
 __all__ = [
     "ACTIVE_BOTS_DOCUMENT_ID",
+    "AppendResult",
     "BotConfig",
     "ClaimedJob",
     "JobCollection",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from services.common.store._types import (
+    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -47,6 +48,30 @@ class Store(Protocol):
     # Messages (`queues`)
     async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
         """Idempotent on (bot_id, provider_name, correspondent_id, id); returns the new count."""
+
+    async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
+        """`insert_messages` that also gives every new row its bot's next delivery sequence
+        (strictly increasing per bot, derived from the store in the insert's write, so it
+        continues after restarts and shard moves; unique per bot) and returns the
+        sequences, the existing one for a row that was already stored. `sequence` on the
+        input is ignored."""
+
+    async def messages_after(
+        self, bot_id: str, after_sequence: int, limit: int = 500
+    ) -> list[StoredMessage]:
+        """The bot's messages with a sequence above `after_sequence`, ascending, at most
+        `limit` (Subscribe's replay pages through it)."""
+
+    async def max_sequence(self, bot_id: str) -> int:
+        """The bot's highest delivery sequence; 0 when it has none."""
+
+    # Delivery cursors of named consumers (Subscribe's consumer_name, the webhook relay)
+    async def delivery_cursors(self, consumer: str) -> dict[str, int]:
+        """bot id → last sequence the consumer has handled."""
+
+    async def advance_cursor(self, consumer: str, bot_id: str, sequence: int) -> bool:
+        """Moves the consumer's cursor of the bot forward to `sequence` (never back);
+        True when it moved."""
 
     async def max_message_ids(self, bot_id: str, provider_name: str) -> dict[str, int]: ...
     async def message_history(

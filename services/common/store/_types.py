@@ -99,8 +99,13 @@ _BOT_CONFIG_KEYS = frozenset(
         "max_age_seconds",
         "max_message_characters",
         "media_storage_quota_gb",
+        "webhook_url",
+        "webhook_secret",
+        "webhook_since_sequence",
     }
 )
+# A webhook secret shorter than this is refused: it keys the HMAC of every delivery.
+WEBHOOK_SECRET_MIN_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,14 @@ class BotConfig:
     # Truncation bound for one message's content.
     max_message_characters: int = 8_000
     media_storage_quota_gb: float = 1.0
+    # Where the webhook relay POSTs this bot's messages (http or https), and the key of
+    # their HMAC-SHA256 signature; both absent when the bot has no webhook.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    # The relay delivers the messages after this delivery sequence to a bot it has no
+    # cursor for yet; the gateway sets it to the bot's last sequence when the webhook is
+    # first configured (0 = the whole history).
+    webhook_since_sequence: int | None = None
     # Every other key of the document, kept so a read-modify-write loses nothing.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -146,6 +159,14 @@ class BotConfig:
             raise InvalidInputError(
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
             )
+        _check_webhook(doc.get("webhook_url"), doc.get("webhook_secret"))
+        since = doc.get("webhook_since_sequence")
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int) or since < 0
+        ):
+            raise InvalidInputError(
+                f"bot configuration: webhook_since_sequence must be an integer >= 0, got {since!r}"
+            )
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> BotConfig:
@@ -160,6 +181,9 @@ class BotConfig:
             max_age_seconds=doc.get("max_age_seconds", 7 * 86400),
             max_message_characters=doc.get("max_message_characters", 8_000),
             media_storage_quota_gb=float(doc.get("media_storage_quota_gb", 1.0)),
+            webhook_url=doc.get("webhook_url"),
+            webhook_secret=doc.get("webhook_secret"),
+            webhook_since_sequence=doc.get("webhook_since_sequence"),
             extra={k: v for k, v in doc.items() if k not in _BOT_CONFIG_KEYS},
         )
 
@@ -176,8 +200,33 @@ class BotConfig:
             "max_age_seconds": self.max_age_seconds,
             "max_message_characters": self.max_message_characters,
             "media_storage_quota_gb": self.media_storage_quota_gb,
+            **{
+                key: value
+                for key, value in (
+                    ("webhook_url", self.webhook_url),
+                    ("webhook_secret", self.webhook_secret),
+                    ("webhook_since_sequence", self.webhook_since_sequence),
+                )
+                if value is not None
+            },
             **self.extra,
         }
+
+
+def _check_webhook(url: object, secret: object) -> None:
+    if url is None:
+        if secret is not None:
+            raise InvalidInputError("bot configuration: webhook_secret is set without webhook_url")
+        return
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) < 10:
+        raise InvalidInputError(
+            f"bot configuration: webhook_url must be an http:// or https:// URL, got {url!r}"
+        )
+    if not isinstance(secret, str) or len(secret) < WEBHOOK_SECRET_MIN_CHARS:
+        raise InvalidInputError(
+            "bot configuration: webhook_secret must be a string of at least"
+            f" {WEBHOOK_SECRET_MIN_CHARS} characters when webhook_url is set"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +248,20 @@ class StoredMessage:
     mime_type: str | None = None
     original_filename: str | None = None
     media_kind: str | None = None
+    # The bot's delivery sequence: assigned by the store when the row is inserted
+    # (strictly increasing per bot, gaps allowed); None on a message not stored yet.
+    sequence: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("bot_id", "provider_name", "correspondent_id"):
             if not getattr(self, name):
                 raise InvalidInputError(f"stored message: {name} must not be empty")
+        if self.sequence is not None and (
+            isinstance(self.sequence, bool) or not isinstance(self.sequence, int)
+        ):
+            raise InvalidInputError(
+                f"stored message: sequence must be an integer, got {self.sequence!r}"
+            )
         if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 0:
             raise InvalidInputError(f"stored message: id must be an integer >= 0, got {self.id!r}")
         if self.source not in MESSAGE_SOURCES:
@@ -313,3 +371,22 @@ class PoolDepth:
 NEW_JOB_FIELDS: tuple[str, ...] = tuple(NewMediaJob.__dataclass_fields__)
 JOB_FIELDS: tuple[str, ...] = tuple(MediaJob.__dataclass_fields__)
 MESSAGE_FIELDS: tuple[str, ...] = tuple(StoredMessage.__dataclass_fields__)
+# What a writer supplies; the store adds `sequence`.
+MESSAGE_INPUT_FIELDS: tuple[str, ...] = tuple(f for f in MESSAGE_FIELDS if f != "sequence")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What `append_messages` did: the sequence of every message, in input order (the
+    existing row's sequence for one that was already stored), and how many were new."""
+
+    sequences: list[int]
+    inserted: int
+
+
+def check_consumer(consumer: str, bot_id: str, sequence: int) -> None:
+    """The arguments of `advance_cursor`, refused alike by both adapters."""
+    if not consumer or not bot_id:
+        raise InvalidInputError("a delivery cursor needs a non-empty consumer and bot_id")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+        raise InvalidInputError(f"a delivery cursor must be an integer >= 0, got {sequence!r}")

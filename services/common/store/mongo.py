@@ -19,7 +19,14 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    IndexModel,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -31,7 +38,9 @@ from services.common.store._types import (
     ACTIVE_BOTS_FIELD,
     JOB_FIELDS,
     MESSAGE_FIELDS,
+    MESSAGE_INPUT_FIELDS,
     NEW_JOB_FIELDS,
+    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -40,6 +49,7 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
+    check_consumer,
     check_page,
     listed_bots,
     to_millis,
@@ -94,6 +104,9 @@ class MongoStore:
         self._configs: AsyncCollection[Doc] = db["bot_configurations"]
         self._queues: AsyncCollection[Doc] = db["queues"]
         self._leases: AsyncCollection[Doc] = db["leases"]
+        # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
+        self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
+        self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
         }
@@ -129,7 +142,18 @@ class MongoStore:
                     name="message_identity",
                 ),
                 IndexModel([("bot_id", 1), ("provider_message_id", 1)], name="provider_message_id"),
+                # Partial: documents written before sequences existed lack the field until
+                # _backfill numbers them.
+                IndexModel(
+                    [("bot_id", 1), ("sequence", 1)],
+                    unique=True,
+                    name="delivery_sequence",
+                    partialFilterExpression={"sequence": {"$exists": True}},
+                ),
             ]
+        )
+        await self._cursors.create_index(
+            [("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot"
         )
         for collection in _LIVE:
             await self._jobs[collection].create_indexes(
@@ -187,6 +211,30 @@ class MongoStore:
                     }
                 ],
             )
+
+        await self._backfill_sequences()
+
+    async def _backfill_sequences(self) -> None:
+        """Numbers messages stored before delivery sequences existed (insertion order,
+        i.e. ObjectId order) and moves every bot's counter past its highest sequence."""
+        for bot_id in await self._queues.distinct("bot_id", {"sequence": {"$exists": False}}):
+            top = await self.max_sequence(bot_id)
+            updates = []
+            async for doc in self._queues.find(
+                {"bot_id": bot_id, "sequence": {"$exists": False}}, {"_id": 1}
+            ).sort("_id", ASCENDING):
+                top += 1
+                updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"sequence": top}}))
+            for start in range(0, len(updates), 1000):
+                await self._queues.bulk_write(updates[start : start + 1000], ordered=True)
+        cursor = await self._queues.aggregate(
+            [{"$group": {"_id": "$bot_id", "top": {"$max": "$sequence"}}}]
+        )
+        async for row in cursor:
+            if row.get("top") is not None:
+                await self._sequences.update_one(
+                    {"_id": row["_id"]}, {"$max": {"last": int(row["top"])}}, upsert=True
+                )
 
     async def __aenter__(self) -> MongoStore:
         return self
@@ -269,19 +317,95 @@ class MongoStore:
     # --- messages ------------------------------------------------------------------
 
     async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
-        docs = [{name: getattr(m, name) for name in MESSAGE_FIELDS} for m in messages]
+        return (await self.append_messages(messages)).inserted
+
+    async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
+        docs = [{name: getattr(m, name) for name in MESSAGE_INPUT_FIELDS} for m in messages]
+        if not docs:
+            return AppendResult([], 0)
+        per_bot: dict[str, int] = {}
         for doc in docs:
             doc["originating_time"] = truncate_to_millis(doc["originating_time"])
-        if not docs:
-            return 0
+            per_bot[doc["bot_id"]] = per_bot.get(doc["bot_id"], 0) + 1
+        # A block of sequences per bot from its counter document, taken before the
+        # insert (there are no multi-document transactions on a standalone server): a
+        # crash in between leaves a gap, never a repeat; the unique (bot_id, sequence)
+        # index refuses a second writer of the same numbers.
+        next_of: dict[str, int] = {}
+        for bot_id, count in per_bot.items():
+            counter = await self._sequences.find_one_and_update(
+                {"_id": bot_id},
+                {"$inc": {"last": count}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            assert counter is not None
+            next_of[bot_id] = int(counter["last"]) - count + 1
+        for doc in docs:
+            doc["sequence"] = next_of[doc["bot_id"]]
+            next_of[doc["bot_id"]] += 1
+        sequences = [int(doc["sequence"]) for doc in docs]
+        failed: list[int] = []
         try:
-            result = await self._queues.insert_many(docs, ordered=False)
+            await self._queues.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             if not _only_duplicates(exc):
                 raise
-            inserted: int = exc.details.get("nInserted", 0)
-            return inserted
-        return len(result.inserted_ids)
+            failed = sorted(e["index"] for e in exc.details.get("writeErrors", []))
+        for index in failed:
+            doc = docs[index]
+            existing = await self._queues.find_one(
+                {key: doc[key] for key in ("bot_id", "provider_name", "correspondent_id", "id")},
+                {"sequence": 1},
+            )
+            if existing is None or existing.get("sequence") is None:
+                raise UnavailableError(
+                    "a delivery sequence collided with another writer's; retry the insert"
+                )
+            sequences[index] = int(existing["sequence"])
+        return AppendResult(sequences, len(docs) - len(failed))
+
+    async def messages_after(
+        self, bot_id: str, after_sequence: int, limit: int = 500
+    ) -> list[StoredMessage]:
+        check_page(limit, 0)
+        if limit == 0:
+            return []
+        cursor = (
+            self._queues.find({"bot_id": bot_id, "sequence": {"$gt": after_sequence}})
+            .sort("sequence", ASCENDING)
+            .limit(limit)
+        )
+        return [_message(doc) async for doc in cursor]
+
+    async def max_sequence(self, bot_id: str) -> int:
+        doc = await self._queues.find_one(
+            {"bot_id": bot_id, "sequence": {"$exists": True}},
+            {"sequence": 1},
+            sort=[("sequence", DESCENDING)],
+        )
+        return 0 if doc is None else int(doc["sequence"])
+
+    # --- delivery cursors of named consumers ------------------------------------------
+
+    async def delivery_cursors(self, consumer: str) -> dict[str, int]:
+        cursor = self._cursors.find({"consumer": consumer}, {"bot_id": 1, "sequence": 1})
+        return {doc["bot_id"]: int(doc["sequence"]) async for doc in cursor}
+
+    async def advance_cursor(self, consumer: str, bot_id: str, sequence: int) -> bool:
+        check_consumer(consumer, bot_id, sequence)
+        key = {"consumer": consumer, "bot_id": bot_id}
+        moved = await self._cursors.update_one(
+            {**key, "sequence": {"$lt": sequence}},
+            {"$set": {"sequence": sequence, "updated_at": _now()}},
+        )
+        if moved.modified_count:
+            return True
+        try:
+            await self._cursors.insert_one({**key, "sequence": sequence, "updated_at": _now()})
+        except DuplicateKeyError:
+            return False  # already there, at or past `sequence`
+        return True
 
     async def max_message_ids(self, bot_id: str, provider_name: str) -> dict[str, int]:
         cursor = await self._queues.aggregate(

@@ -25,7 +25,9 @@ from services.common.store._types import (
     ACTIVE_BOTS_FIELD,
     JOB_FIELDS,
     MESSAGE_FIELDS,
+    MESSAGE_INPUT_FIELDS,
     NEW_JOB_FIELDS,
+    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -34,13 +36,14 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
+    check_consumer,
     check_page,
     from_millis,
     listed_bots,
     to_millis,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Documents of `bot_configurations` that are not bots.
 _RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 # Cross-process wake-up latency of wait_for_jobs.
@@ -99,10 +102,13 @@ def _tables() -> list[str]:
             source TEXT NOT NULL, originating_time INTEGER NOT NULL,
             provider_message_id TEXT NOT NULL, message_size INTEGER NOT NULL,
             group_id TEXT, group_name TEXT, mime_type TEXT, original_filename TEXT,
-            media_kind TEXT,
+            media_kind TEXT, sequence INTEGER,
             UNIQUE (bot_id, provider_name, correspondent_id, id))""",
         """CREATE INDEX IF NOT EXISTS queues_provider_message_id
             ON queues (bot_id, provider_message_id)""",
+        """CREATE TABLE IF NOT EXISTS delivery_cursors (
+            consumer TEXT NOT NULL, bot_id TEXT NOT NULL, sequence INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL, PRIMARY KEY (consumer, bot_id))""",
         """CREATE TABLE IF NOT EXISTS leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)""",
     ] + [
@@ -123,7 +129,10 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
 
 
 def _indexes() -> list[str]:
-    statements: list[str] = []
+    statements: list[str] = [
+        # Delivery order per bot: replay scans it, the insert reads its top.
+        "CREATE UNIQUE INDEX IF NOT EXISTS queues_sequence ON queues (bot_id, sequence)",
+    ]
     for table in (ACTIVE, HOLDING, FAILED):
         statements += [
             f"CREATE INDEX IF NOT EXISTS {table}_bot ON {table} (bot_id, correspondent_id)",
@@ -153,6 +162,15 @@ def _indexes() -> list[str]:
 
 _JOB_SELECT = ", ".join(JOB_FIELDS)
 _MESSAGE_SELECT = ", ".join(MESSAGE_FIELDS)
+_MESSAGE_INPUT = ", ".join(MESSAGE_INPUT_FIELDS)
+# The next sequence of the row's bot is read inside the same write transaction as the
+# insert, from the (bot_id, sequence) index: nothing in memory has to survive a restart.
+_APPEND_SQL = (
+    f"INSERT INTO queues ({_MESSAGE_INPUT}, sequence)"
+    f" VALUES ({', '.join('?' for _ in MESSAGE_INPUT_FIELDS)},"
+    " (SELECT COALESCE(MAX(sequence), 0) + 1 FROM queues WHERE bot_id = ?))"
+    " ON CONFLICT (bot_id, provider_name, correspondent_id, id) DO NOTHING RETURNING sequence"
+)
 
 
 def _now_ms() -> int:
@@ -355,28 +373,96 @@ class SqliteStore:
     # --- messages ------------------------------------------------------------------
 
     async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
+        return (await self.append_messages(messages)).inserted
+
+    async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
         rows = [
-            tuple(
-                to_millis(m.originating_time) if name == "originating_time" else getattr(m, name)
-                for name in MESSAGE_FIELDS
+            (
+                tuple(
+                    to_millis(m.originating_time)
+                    if name == "originating_time"
+                    else getattr(m, name)
+                    for name in MESSAGE_INPUT_FIELDS
+                ),
+                (m.bot_id, m.provider_name, m.correspondent_id, m.id),
             )
             for m in messages
         ]
         if not rows:
-            return 0
-        placeholders = ", ".join("?" for _ in MESSAGE_FIELDS)
-        sql = (
-            f"INSERT INTO queues ({_MESSAGE_SELECT}) VALUES ({placeholders})"
-            " ON CONFLICT (bot_id, provider_name, correspondent_id, id) DO NOTHING"
-        )
+            return AppendResult([], 0)
 
-        def insert(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            conn.executemany(sql, rows)
-            return conn.total_changes - before
+        def insert(conn: sqlite3.Connection) -> AppendResult:
+            sequences: list[int] = []
+            inserted = 0
+            for values, key in rows:
+                row = conn.execute(_APPEND_SQL, (*values, key[0])).fetchone()
+                if row is not None:
+                    inserted += 1
+                else:
+                    row = conn.execute(
+                        "SELECT sequence FROM queues WHERE bot_id = ? AND provider_name = ?"
+                        " AND correspondent_id = ? AND id = ?",
+                        key,
+                    ).fetchone()
+                sequences.append(int(row[0]))
+            return AppendResult(sequences, inserted)
 
-        inserted: int = await self._write(insert)
-        return inserted
+        result: AppendResult = await self._write(insert)
+        return result
+
+    async def messages_after(
+        self, bot_id: str, after_sequence: int, limit: int = 500
+    ) -> list[StoredMessage]:
+        check_page(limit, 0)
+
+        def read(conn: sqlite3.Connection) -> list[StoredMessage]:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_SELECT} FROM queues WHERE bot_id = ? AND sequence > ?"
+                " ORDER BY sequence LIMIT ?",
+                (bot_id, after_sequence, limit),
+            )
+            return [_message(row) for row in rows]
+
+        found: list[StoredMessage] = await self._read(read)
+        return found
+
+    async def max_sequence(self, bot_id: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COALESCE(MAX(sequence), 0) FROM queues WHERE bot_id = ?", (bot_id,)
+            ).fetchone()
+            return int(row[0])
+
+        top: int = await self._read(read)
+        return top
+
+    # --- delivery cursors of named consumers ------------------------------------------
+
+    async def delivery_cursors(self, consumer: str) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT bot_id, sequence FROM delivery_cursors WHERE consumer = ?", (consumer,)
+            )
+            return {bot_id: int(sequence) for bot_id, sequence in rows}
+
+        cursors: dict[str, int] = await self._read(read)
+        return cursors
+
+    async def advance_cursor(self, consumer: str, bot_id: str, sequence: int) -> bool:
+        check_consumer(consumer, bot_id, sequence)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO delivery_cursors (consumer, bot_id, sequence, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (consumer, bot_id) DO UPDATE"
+                " SET sequence = excluded.sequence, updated_at = excluded.updated_at"
+                " WHERE excluded.sequence > delivery_cursors.sequence",
+                (consumer, bot_id, sequence, _now_ms()),
+            )
+            return cursor.rowcount == 1
+
+        moved: bool = await self._write(write)
+        return moved
 
     async def max_message_ids(self, bot_id: str, provider_name: str) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
@@ -889,7 +975,17 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Adds the job columns a file made by an older schema lacks (idempotent)."""
+    """Adds the columns a file made by an older schema lacks (idempotent)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(queues)")}
+    if "sequence" not in present:
+        conn.execute("ALTER TABLE queues ADD COLUMN sequence INTEGER")
+        # Rows of an older file get their sequences in insertion order (the rowid), so
+        # a consumer starting from 0 sees them in the order they were persisted.
+        conn.execute(
+            "UPDATE queues SET sequence = numbered.n FROM (SELECT seq, ROW_NUMBER() OVER"
+            " (PARTITION BY bot_id ORDER BY seq) AS n FROM queues) AS numbered"
+            " WHERE queues.seq = numbered.seq"
+        )
     for table in (ACTIVE, HOLDING, FAILED):
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for column, definition, backfill in _ADDED_JOB_COLUMNS:

@@ -119,3 +119,20 @@ async def test_data_survives_close_and_reopen(store_config: StoreConfig) -> None
         assert config.max_messages == 12
     finally:
         await second.close()
+
+
+async def test_webhook_settings_round_trip_and_are_validated(store: Store) -> None:
+    config = BotConfig(
+        bot_id="bot-w", webhook_url="http://127.0.0.1:9/hook", webhook_secret="s" * 16
+    )
+    await store.put_bot_config(config)
+    assert await store.get_bot_config("bot-w") == config
+    for doc, says in (
+        ({"webhook_url": "ftp://example.org/x", "webhook_secret": "s" * 16}, "webhook_url"),
+        ({"webhook_url": "https://example.org/hook"}, "webhook_secret"),
+        ({"webhook_url": "https://example.org/hook", "webhook_secret": "short"}, "16"),
+        ({"webhook_secret": "s" * 16}, "without webhook_url"),
+    ):
+        with pytest.raises(InvalidInputError, match=says):
+            BotConfig.from_document({"bot_id": "bot-w", **doc})
+    assert await store.get_bot_config("bot-w") == config

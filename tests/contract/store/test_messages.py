@@ -9,7 +9,7 @@ import pytest
 from services.common.errors import InvalidInputError
 from services.common.store import Store
 from tests.helpers.clock import naive_now
-from tests.helpers.store_factories import message, now_ms
+from tests.helpers.store_factories import bare, bare_map, message, now_ms
 
 ALICE = "4915100000001@s.whatsapp.net"
 BOB = "4915100000002@s.whatsapp.net"
@@ -24,7 +24,7 @@ async def test_insert_batch_is_idempotent(store: Store) -> None:
     later = [message(6), message(7)]
     assert await store.insert_messages([*batch[3:], *later]) == 2
     history = await store.message_history("bot-1", "whatsapp_baileys", ALICE)
-    assert history == [*batch, *later]
+    assert bare(history) == [*batch, *later]
     assert await store.insert_messages([]) == 0
 
 
@@ -81,16 +81,18 @@ async def test_recent_messages_newest_per_correspondent_in_one_call(store: Store
     ]
     assert await store.insert_messages([*alice, *bob, *elsewhere]) == 11
 
-    recent = await store.recent_messages("bot-1", "whatsapp_baileys", 3)
+    recent = bare_map(await store.recent_messages("bot-1", "whatsapp_baileys", 3))
     assert recent == {ALICE: alice[4:7], BOB: bob}  # full round trip, ascending ids
     # `since` filters before the newest are counted: id 7 is too old, so 4-6 remain.
     since = t0 - timedelta(hours=3, minutes=30)
-    assert await store.recent_messages("bot-1", "whatsapp_baileys", 3, since) == {
+    assert bare_map(await store.recent_messages("bot-1", "whatsapp_baileys", 3, since)) == {
         ALICE: alice[3:6],
         BOB: bob,
     }
-    assert await store.recent_messages("bot-1", "whatsapp_baileys", 1, t0) == {BOB: bob[1:]}
-    assert await store.recent_messages("bot-1", "whatsapp_baileys", 100) == {
+    assert bare_map(await store.recent_messages("bot-1", "whatsapp_baileys", 1, t0)) == {
+        BOB: bob[1:]
+    }
+    assert bare_map(await store.recent_messages("bot-1", "whatsapp_baileys", 100)) == {
         ALICE: alice,
         BOB: bob,
     }
@@ -114,7 +116,7 @@ async def test_optional_media_fields_round_trip(store: Store) -> None:
         source="system",
     )
     assert await store.insert_messages([media]) == 1
-    assert await store.message_history("bot-1", "whatsapp_baileys", ALICE) == [media]
+    assert bare(await store.message_history("bot-1", "whatsapp_baileys", ALICE)) == [media]
 
 
 def test_bad_messages_are_refused_before_reaching_the_store() -> None:

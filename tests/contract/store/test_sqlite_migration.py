@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from services.common.store import JobCollection, JobStatus, StoreConfig, open_store
-from services.common.store.sqlite import SqliteStore
+from services.common.store.sqlite import SCHEMA_VERSION, SqliteStore
+from tests.helpers.store_factories import message as new_message
 from tests.helpers.store_factories import new_job
 
 ACTIVE, HOLDING, FAILED = JobCollection.ACTIVE, JobCollection.HOLDING, JobCollection.FAILED
@@ -279,7 +280,7 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
     for table in _TABLES.values():
         assert {"fence", "condition_detail"} <= _columns(path, table)
         assert f"{table}_completed" in _indexes(path, table)
-    assert _user_version(path) == 2
+    assert _user_version(path) == SCHEMA_VERSION
     plan = _query_plan(
         path,
         "SELECT media_processing_id FROM media_processing_jobs WHERE status = 'completed'"
@@ -300,3 +301,35 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
         assert found is not None and found[1].fence == 4
     finally:
         await reopened.close()
+
+
+async def test_messages_of_an_older_file_get_delivery_sequences_in_insertion_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    _make_v1_database(path, {})
+    conn = sqlite3.connect(path)
+    try:
+        now = time.time_ns() // 1_000_000
+        # Interleaved bots, ids not in insertion order: the rowid decides.
+        for bot_id, message_id in (("bot-1", 2), ("bot-2", 1), ("bot-1", 1), ("bot-1", 3)):
+            conn.execute(
+                "INSERT INTO queues (bot_id, provider_name, correspondent_id, id, content,"
+                " sender, source, originating_time, provider_message_id, message_size)"
+                " VALUES (?, 'whatsapp_baileys', 'c1', ?, 'x', 'Alice', 'user', ?, ?, 1)",
+                (bot_id, message_id, now, f"WA-{bot_id}-{message_id}"),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=path))
+    try:
+        old = await store.messages_after("bot-1", 0)
+        assert [(m.id, m.sequence) for m in old] == [(2, 1), (1, 2), (3, 3)]
+        assert await store.max_sequence("bot-2") == 1
+        # New rows continue after the numbered ones.
+        fresh = await store.append_messages([new_message(4, correspondent_id="c1")])
+        assert fresh.sequences == [4] and fresh.inserted == 1
+    finally:
+        await store.close()
+    assert "queues_sequence" in _indexes(path, "queues")

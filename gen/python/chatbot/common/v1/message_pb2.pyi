@@ -225,12 +225,19 @@ class AddressedMessage(_message.Message):
     PROVIDER_NAME_FIELD_NUMBER: _builtins.int
     CORRESPONDENT_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """The bot (one WhatsApp account)."""
     provider_name: _builtins.str
     """The messaging provider, e.g. "whatsapp_baileys"; part of the persisted key."""
     correspondent_id: _builtins.str
     """The chat: a person's or a group's JID."""
+    sequence: _builtins.int
+    """The bot's delivery sequence: strictly increasing per bot in the order messages were
+    persisted (gaps possible), assigned by the store with the insert. A consumer keeps
+    the last one it handled per bot and passes it to Subscribe to resume. 0 when the
+    message is not persisted (PopReady before persistence never returns such messages).
+    """
     @_builtins.property
     def message(self) -> Global___Message:
         """The message itself."""
@@ -242,10 +249,11 @@ class AddressedMessage(_message.Message):
         provider_name: _builtins.str = ...,
         correspondent_id: _builtins.str = ...,
         message: Global___Message | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "message", b"message", "provider_name", b"provider_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "message", b"message", "provider_name", b"provider_name", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -600,26 +600,72 @@ class StopBotResponse(_message.Message):
 Global___StopBotResponse: _TypeAlias = StopBotResponse  # noqa: Y015
 
 @_typing.final
+class BotCursor(_message.Message):
+    """Where a subscriber resumes one bot's stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    bot_id: _builtins.str
+    """The bot. Required."""
+    after_sequence: _builtins.int
+    """The last delivery sequence the subscriber has handled; 0 = from the first message."""
+    def __init__(
+        self,
+        *,
+        bot_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "bot_id", b"bot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BotCursor: _TypeAlias = BotCursor  # noqa: Y015
+
+@_typing.final
 class SubscribeRequest(_message.Message):
     """Request of Subscribe."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BOT_ID_FIELD_NUMBER: _builtins.int
+    CURSORS_FIELD_NUMBER: _builtins.int
+    CONSUMER_NAME_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """Only this bot's messages; absent for every bot."""
+    consumer_name: _builtins.str
+    """A named consumer whose cursors queue_svc keeps in the store (CommitCursor); they
+    apply to the bots that `cursors` does not list.
+    """
+    @_builtins.property
+    def cursors(self) -> _containers.RepeatedCompositeFieldContainer[Global___BotCursor]:
+        """Per-bot resume points. A bot without one is streamed live only (as without
+        cursors). Cursors of bots this shard does not own are ignored (their shard serves
+        them). At most one per bot.
+        """
+
     def __init__(
         self,
         *,
         bot_id: _builtins.str | None = ...,
+        cursors: _abc.Iterable[Global___BotCursor] | None = ...,
+        consumer_name: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "bot_id", b"bot_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "_consumer_name", b"_consumer_name", "bot_id", b"bot_id", "consumer_name", b"consumer_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "bot_id", b"bot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "_consumer_name", b"_consumer_name", "bot_id", b"bot_id", "consumer_name", b"consumer_name", "cursors", b"cursors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bot_id: _TypeAlias = _typing.Literal["bot_id"]  # noqa: Y015
     _WhichOneofArgType__bot_id: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id"]  # noqa: Y015
+    _WhichOneofReturnType__consumer_name: _TypeAlias = _typing.Literal["consumer_name"]  # noqa: Y015
+    _WhichOneofArgType__consumer_name: _TypeAlias = _typing.Literal["_consumer_name", b"_consumer_name"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__bot_id) -> _WhichOneofReturnType__bot_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__consumer_name) -> _WhichOneofReturnType__consumer_name | None: ...
 
 Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
@@ -646,6 +692,58 @@ class SubscribeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class CommitCursorRequest(_message.Message):
+    """Request of CommitCursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMER_NAME_FIELD_NUMBER: _builtins.int
+    BOT_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    consumer_name: _builtins.str
+    """The consumer. Required."""
+    bot_id: _builtins.str
+    """The bot. Required."""
+    sequence: _builtins.int
+    """The last sequence handled."""
+    def __init__(
+        self,
+        *,
+        consumer_name: _builtins.str = ...,
+        bot_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "consumer_name", b"consumer_name", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitCursorRequest: _TypeAlias = CommitCursorRequest  # noqa: Y015
+
+@_typing.final
+class CommitCursorResponse(_message.Message):
+    """Response of CommitCursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVANCED_FIELD_NUMBER: _builtins.int
+    advanced: _builtins.bool
+    """False when the stored cursor was already at or past `sequence` (nothing changed)."""
+    def __init__(
+        self,
+        *,
+        advanced: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advanced", b"advanced"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitCursorResponse: _TypeAlias = CommitCursorResponse  # noqa: Y015
 
 @_typing.final
 class GetWindowRequest(_message.Message):

@@ -75,6 +75,11 @@ class QueueServiceStub:
                 request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.CommitCursor = channel.unary_unary(
+                '/chatbot.queue.v1.QueueService/CommitCursor',
+                request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorRequest.SerializeToString,
+                response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorResponse.FromString,
+                _registered_method=True)
         self.GetWindow = channel.unary_unary(
                 '/chatbot.queue.v1.QueueService/GetWindow',
                 request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowRequest.SerializeToString,
@@ -142,7 +147,17 @@ class QueueServiceServicer:
 
     def Subscribe(self, request, context):
         """Streams every ready message (optionally of one bot) exactly once, in order per
-        correspondent, from the moment of subscription.
+        correspondent, from the moment of subscription; for the bots given a cursor (in
+        the request, or stored for `consumer_name`), first everything persisted after it,
+        then live, with no gap and no repeat at the switch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitCursor(self, request, context):
+        """Stores a named consumer's cursor (the last sequence it has handled) of one bot, so
+        a later Subscribe with that consumer_name resumes after it. Never moves back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +212,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeRequest.FromString,
                     response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'CommitCursor': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitCursor,
+                    request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorRequest.FromString,
+                    response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorResponse.SerializeToString,
             ),
             'GetWindow': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWindow,
@@ -421,6 +441,33 @@ class QueueService:
             '/chatbot.queue.v1.QueueService/Subscribe',
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeRequest.SerializeToString,
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitCursor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatbot.queue.v1.QueueService/CommitCursor',
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorRequest.SerializeToString,
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.CommitCursorResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,7 +61,13 @@ class QueueServiceStub:
     """Deactivates a bot: drains its ready messages to the store, parks its media jobs."""
     Subscribe: _grpc.UnaryStreamMultiCallable[_queue_service_pb2.SubscribeRequest, _queue_service_pb2.SubscribeResponse]
     """Streams every ready message (optionally of one bot) exactly once, in order per
-    correspondent, from the moment of subscription.
+    correspondent, from the moment of subscription; for the bots given a cursor (in
+    the request, or stored for `consumer_name`), first everything persisted after it,
+    then live, with no gap and no repeat at the switch.
+    """
+    CommitCursor: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.CommitCursorRequest, _queue_service_pb2.CommitCursorResponse]
+    """Stores a named consumer's cursor (the last sequence it has handled) of one bot, so
+    a later Subscribe with that consumer_name resumes after it. Never moves back.
     """
     GetWindow: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetWindowRequest, _queue_service_pb2.GetWindowResponse]
     """Reads a correspondent's current window, placeholders included."""
@@ -96,7 +102,13 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """Deactivates a bot: drains its ready messages to the store, parks its media jobs."""
     Subscribe: _aio.UnaryStreamMultiCallable[_queue_service_pb2.SubscribeRequest, _queue_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Streams every ready message (optionally of one bot) exactly once, in order per
-    correspondent, from the moment of subscription.
+    correspondent, from the moment of subscription; for the bots given a cursor (in
+    the request, or stored for `consumer_name`), first everything persisted after it,
+    then live, with no gap and no repeat at the switch.
+    """
+    CommitCursor: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.CommitCursorRequest, _queue_service_pb2.CommitCursorResponse]  # type: ignore[assignment]
+    """Stores a named consumer's cursor (the last sequence it has handled) of one bot, so
+    a later Subscribe with that consumer_name resumes after it. Never moves back.
     """
     GetWindow: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetWindowRequest, _queue_service_pb2.GetWindowResponse]  # type: ignore[assignment]
     """Reads a correspondent's current window, placeholders included."""
@@ -176,7 +188,19 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_queue_service_pb2.SubscribeResponse], _abc.AsyncIterator[_queue_service_pb2.SubscribeResponse]]:
         """Streams every ready message (optionally of one bot) exactly once, in order per
-        correspondent, from the moment of subscription.
+        correspondent, from the moment of subscription; for the bots given a cursor (in
+        the request, or stored for `consumer_name`), first everything persisted after it,
+        then live, with no gap and no repeat at the switch.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitCursor(
+        self,
+        request: _queue_service_pb2.CommitCursorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.CommitCursorResponse, _abc.Awaitable[_queue_service_pb2.CommitCursorResponse]]:
+        """Stores a named consumer's cursor (the last sequence it has handled) of one bot, so
+        a later Subscribe with that consumer_name resumes after it. Never moves back.
         """
 
     @_abc_1.abstractmethod

@@ -173,6 +173,16 @@ export declare type AddressedMessage = Message$1<"chatbot.common.v1.AddressedMes
    * @generated from field: chatbot.common.v1.Message message = 4;
    */
   message?: Message | undefined;
+
+  /**
+   * The bot's delivery sequence: strictly increasing per bot in the order messages were
+   * persisted (gaps possible), assigned by the store with the insert. A consumer keeps
+   * the last one it handled per bot and passes it to Subscribe to resume. 0 when the
+   * message is not persisted (PopReady before persistence never returns such messages).
+   *
+   * @generated from field: int64 sequence = 5;
+   */
+  sequence: bigint;
 };
 
 /**

@@ -540,6 +540,33 @@ export declare type StopBotResponse = Message<"chatbot.queue.v1.StopBotResponse"
 export declare const StopBotResponseSchema: GenMessage<StopBotResponse>;
 
 /**
+ * Where a subscriber resumes one bot's stream.
+ *
+ * @generated from message chatbot.queue.v1.BotCursor
+ */
+export declare type BotCursor = Message<"chatbot.queue.v1.BotCursor"> & {
+  /**
+   * The bot. Required.
+   *
+   * @generated from field: string bot_id = 1;
+   */
+  botId: string;
+
+  /**
+   * The last delivery sequence the subscriber has handled; 0 = from the first message.
+   *
+   * @generated from field: int64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.BotCursor.
+ * Use `create(BotCursorSchema)` to create a new message.
+ */
+export declare const BotCursorSchema: GenMessage<BotCursor>;
+
+/**
  * Request of Subscribe.
  *
  * @generated from message chatbot.queue.v1.SubscribeRequest
@@ -551,6 +578,23 @@ export declare type SubscribeRequest = Message<"chatbot.queue.v1.SubscribeReques
    * @generated from field: optional string bot_id = 1;
    */
   botId?: string | undefined;
+
+  /**
+   * Per-bot resume points. A bot without one is streamed live only (as without
+   * cursors). Cursors of bots this shard does not own are ignored (their shard serves
+   * them). At most one per bot.
+   *
+   * @generated from field: repeated chatbot.queue.v1.BotCursor cursors = 2;
+   */
+  cursors: BotCursor[];
+
+  /**
+   * A named consumer whose cursors queue_svc keeps in the store (CommitCursor); they
+   * apply to the bots that `cursors` does not list.
+   *
+   * @generated from field: optional string consumer_name = 3;
+   */
+  consumerName?: string | undefined;
 };
 
 /**
@@ -578,6 +622,60 @@ export declare type SubscribeResponse = Message<"chatbot.queue.v1.SubscribeRespo
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export declare const SubscribeResponseSchema: GenMessage<SubscribeResponse>;
+
+/**
+ * Request of CommitCursor.
+ *
+ * @generated from message chatbot.queue.v1.CommitCursorRequest
+ */
+export declare type CommitCursorRequest = Message<"chatbot.queue.v1.CommitCursorRequest"> & {
+  /**
+   * The consumer. Required.
+   *
+   * @generated from field: string consumer_name = 1;
+   */
+  consumerName: string;
+
+  /**
+   * The bot. Required.
+   *
+   * @generated from field: string bot_id = 2;
+   */
+  botId: string;
+
+  /**
+   * The last sequence handled.
+   *
+   * @generated from field: int64 sequence = 3;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.CommitCursorRequest.
+ * Use `create(CommitCursorRequestSchema)` to create a new message.
+ */
+export declare const CommitCursorRequestSchema: GenMessage<CommitCursorRequest>;
+
+/**
+ * Response of CommitCursor.
+ *
+ * @generated from message chatbot.queue.v1.CommitCursorResponse
+ */
+export declare type CommitCursorResponse = Message<"chatbot.queue.v1.CommitCursorResponse"> & {
+  /**
+   * False when the stored cursor was already at or past `sequence` (nothing changed).
+   *
+   * @generated from field: bool advanced = 1;
+   */
+  advanced: boolean;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.CommitCursorResponse.
+ * Use `create(CommitCursorResponseSchema)` to create a new message.
+ */
+export declare const CommitCursorResponseSchema: GenMessage<CommitCursorResponse>;
 
 /**
  * Request of GetWindow.
@@ -843,7 +941,9 @@ export declare const QueueService: GenService<{
   },
   /**
    * Streams every ready message (optionally of one bot) exactly once, in order per
-   * correspondent, from the moment of subscription.
+   * correspondent, from the moment of subscription; for the bots given a cursor (in
+   * the request, or stored for `consumer_name`), first everything persisted after it,
+   * then live, with no gap and no repeat at the switch.
    *
    * @generated from rpc chatbot.queue.v1.QueueService.Subscribe
    */
@@ -851,6 +951,17 @@ export declare const QueueService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubscribeRequestSchema;
     output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * Stores a named consumer's cursor (the last sequence it has handled) of one bot, so
+   * a later Subscribe with that consumer_name resumes after it. Never moves back.
+   *
+   * @generated from rpc chatbot.queue.v1.QueueService.CommitCursor
+   */
+  commitCursor: {
+    methodKind: "unary";
+    input: typeof CommitCursorRequestSchema;
+    output: typeof CommitCursorResponseSchema;
   },
   /**
    * Reads a correspondent's current window, placeholders included.

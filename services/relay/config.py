@@ -1,0 +1,70 @@
+"""Relay configuration from the environment (documented in the README, "webhook relay")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.common.env import env_float, env_int, env_port, env_str
+from services.common.errors import InvalidInputError
+from services.common.sharding import ShardAddresses
+from services.common.store import StoreConfig
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    # Bind address of the relay's own HTTP endpoint (/metrics, /healthz).
+    host: str = "127.0.0.1"
+    port: int = 9104
+    # The queue_svc shards in shard order (QUEUE_SVC_ADDRESS, comma-separated).
+    queue_shards: ShardAddresses = field(default_factory=ShardAddresses)
+    # The key of this relay's cursors in the store; two relays with one name would
+    # share (and race on) the cursors.
+    consumer_name: str = "webhook-relay"
+    # Replies found in webhook responses are sent through the gateway's API.
+    gateway_url: str = "http://127.0.0.1:8090"
+    gateway_api_token: str = ""
+    # One webhook POST (connect + answer).
+    timeout_seconds: float = 10.0
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 60.0
+    # Messages held in memory per bot; beyond it the bot's worker reads from the store.
+    bot_buffer: int = 1000
+    # How long a bot's webhook settings are cached.
+    config_refresh_seconds: float = 5.0
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def __post_init__(self) -> None:
+        if not self.consumer_name:
+            raise InvalidInputError("RELAY_CONSUMER_NAME must not be empty")
+        if not self.gateway_url.startswith(("http://", "https://")):
+            raise InvalidInputError(
+                f"RELAY_GATEWAY_URL must be an http:// or https:// URL, got {self.gateway_url!r}"
+            )
+        if not self.timeout_seconds > 0 or not self.backoff_base_seconds > 0:
+            raise InvalidInputError(
+                "RELAY_TIMEOUT_SECONDS and RELAY_BACKOFF_BASE_SECONDS must be > 0"
+            )
+        if self.backoff_max_seconds < self.backoff_base_seconds:
+            raise InvalidInputError(
+                "RELAY_BACKOFF_MAX_SECONDS must be >= RELAY_BACKOFF_BASE_SECONDS"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RelayConfig:
+        env = os.environ if env is None else env
+        return cls(
+            host=env_str(env, "RELAY_HOST", "127.0.0.1"),
+            port=env_port(env, "RELAY_PORT", 9104),
+            queue_shards=ShardAddresses.from_env(env),
+            consumer_name=env_str(env, "RELAY_CONSUMER_NAME", "webhook-relay"),
+            gateway_url=env_str(env, "RELAY_GATEWAY_URL", "http://127.0.0.1:8090").rstrip("/"),
+            gateway_api_token=env.get("RELAY_GATEWAY_API_TOKEN", ""),
+            timeout_seconds=env_float(env, "RELAY_TIMEOUT_SECONDS", 10.0),
+            backoff_base_seconds=env_float(env, "RELAY_BACKOFF_BASE_SECONDS", 0.5),
+            backoff_max_seconds=env_float(env, "RELAY_BACKOFF_MAX_SECONDS", 60.0),
+            bot_buffer=env_int(env, "RELAY_BOT_BUFFER", 1000, minimum=1),
+            config_refresh_seconds=env_float(env, "RELAY_CONFIG_REFRESH_SECONDS", 5.0),
+            store=StoreConfig.from_env(env),
+        )
