@@ -56,6 +56,8 @@ def environment(directory: Path) -> dict[str, str]:
         "GATEWAY_METRICS_PORT": "9101",
         "NODE_HOST": "127.0.0.1",
         "NODE_PORT": "8091",
+        "RELAY_HOST": "127.0.0.1",
+        "RELAY_PORT": "9104",
         # Both the Python services and the Node server read it (lower case for Node).
         "LOG_LEVEL": "info",
         "PYTHONUNBUFFERED": "1",
@@ -67,6 +69,8 @@ def environment(directory: Path) -> dict[str, str]:
     values.setdefault("QUEUE_SVC_ADDRESS", f"127.0.0.1:{values['QUEUE_SVC_PORT']}")
     values.setdefault("NODE_API_URL", f"http://127.0.0.1:{values['NODE_PORT']}")
     values.setdefault("GATEWAY_WS_URL", f"ws://127.0.0.1:{values['GATEWAY_PORT']}/ws")
+    values.setdefault("RELAY_GATEWAY_URL", f"http://127.0.0.1:{values['GATEWAY_PORT']}")
+    values.setdefault("RELAY_GATEWAY_API_TOKEN", values["GATEWAY_API_TOKEN"])
     if os.environ.get("QUEUE_SVC_ADDRESS"):
         values["QUEUE_SVC_ADDRESS"] = os.environ["QUEUE_SVC_ADDRESS"]
     return values
@@ -101,8 +105,14 @@ printed below by `pairing` with WhatsApp (Settings → Linked devices → Link a
        -d '{{"media_storage_quota_gb": 1, "languages": ["en"]}}'
   curl -X POST {api}/bots/my-bot/start {auth}
   curl {api}/bots/my-bot {auth}
-Read what the bot receives: gRPC Subscribe on {env["QUEUE_SVC_ADDRESS"]} (see the README,
-"Delivery"); reply: curl -X POST {api}/bots/my-bot/messages {auth} \\
+Point the webhook relay at your bot builder (n8n, Typebot, Dify …): it POSTs every
+message, signed with the secret, and sends a reply found in the response back through
+WhatsApp (see the README, "webhook relay"). PUT replaces the whole configuration:
+  curl -X PUT {api}/bots/my-bot/config {auth} -H 'Content-Type: application/json' \\
+       -d '{{"media_storage_quota_gb": 1, "languages": ["en"],
+            "webhook_url": "https://builder.example/hook", "webhook_secret": "<secret>"}}'
+Or read what the bot receives yourself: gRPC Subscribe on {env["QUEUE_SVC_ADDRESS"]}; reply:
+  curl -X POST {api}/bots/my-bot/messages {auth} \\
        -H 'Content-Type: application/json' -d '{{"correspondent_id": "<jid>", "text": "hi"}}'
 Ctrl-C stops everything.
 """

@@ -51,6 +51,7 @@ async def test_make_up_serves_a_bot_and_stops_on_sigint(tmp_path: Path) -> None:
         "QUEUE_SVC_METRICS_PORT": "0",
         "MEDIA_SVC_METRICS_PORT": "0",
         "GATEWAY_METRICS_PORT": "0",
+        "RELAY_PORT": str(free_port()),
         "MEDIA_WARM_POOLS": "false",
         "PAIRING_POLL_SECONDS": "0.5",
     }
@@ -94,7 +95,7 @@ async def test_make_up_serves_a_bot_and_stops_on_sigint(tmp_path: Path) -> None:
     text = output.read_text(errors="replace")
     assert code == 0, text[-3000:]
     pids = [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", text)]
-    assert len(pids) == 5, text[-3000:]  # queue, media, gateway, node, pairing
+    assert len(pids) == 6, text[-3000:]  # queue, media, gateway, node, relay, pairing
     await asyncio.sleep(0.5)
     assert [pid for pid in pids if _alive(pid)] == []
     assert "GATEWAY_API_TOKEN=" in text and f"127.0.0.1:{ports['GATEWAY']}" in text
