@@ -124,6 +124,7 @@ class CorrespondentQueue:
             message_size=len(content),
             group_id=message.group_id,
             group_name=message.group_name,
+            details=message.details,
             ready_at=now,
         )
         self._count(entry)

@@ -100,6 +100,7 @@ def queued_message(message: StoredMessage) -> QueuedMessage:
         mime_type=message.mime_type,
         original_filename=message.original_filename,
         media_kind=message.media_kind,
+        details=message.details,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,15 @@ def to_millis(value: datetime, what: str = "datetime") -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInputError(f"{what} must be timezone-aware (UTC), got naive {value!r}")
     return (value - _EPOCH) // _MILLISECOND
+
+
+def _require_json_object(value: str, what: str) -> None:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} must be JSON text: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInputError(f"{what} must be a JSON object, got {type(parsed).__name__}")
 
 
 # queue_svc's registry of active bots (resumed after a restart): one pseudo document in
@@ -199,6 +209,9 @@ class StoredMessage:
     mime_type: str | None = None
     original_filename: str | None = None
     media_kind: str | None = None
+    # Structured content of a non-text, non-media message and its reply context, as
+    # the JSON text queue_svc wrote (absent for plain text and media).
+    details: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("bot_id", "provider_name", "correspondent_id"):
@@ -212,6 +225,8 @@ class StoredMessage:
                 f" got {self.source!r}"
             )
         to_millis(self.originating_time, "stored message: originating_time")
+        if self.details is not None:
+            _require_json_object(self.details, "stored message: details")
 
 
 @dataclass(frozen=True, slots=True)

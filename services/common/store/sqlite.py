@@ -40,7 +40,7 @@ from services.common.store._types import (
     to_millis,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Documents of `bot_configurations` that are not bots.
 _RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 # Cross-process wake-up latency of wait_for_jobs.
@@ -99,7 +99,7 @@ def _tables() -> list[str]:
             source TEXT NOT NULL, originating_time INTEGER NOT NULL,
             provider_message_id TEXT NOT NULL, message_size INTEGER NOT NULL,
             group_id TEXT, group_name TEXT, mime_type TEXT, original_filename TEXT,
-            media_kind TEXT,
+            media_kind TEXT, details TEXT,
             UNIQUE (bot_id, provider_name, correspondent_id, id))""",
         """CREATE INDEX IF NOT EXISTS queues_provider_message_id
             ON queues (bot_id, provider_message_id)""",
@@ -119,6 +119,13 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # issued before the upgrade refused once the job is claimed again.
     ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
     ("condition_detail", "TEXT", None),
+)
+
+
+# Message columns added after schema version 1 (same form as _ADDED_JOB_COLUMNS).
+_ADDED_MESSAGE_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    # Structured content of non-text messages; older rows are plain text or media.
+    ("details", "TEXT", None),
 )
 
 
@@ -889,10 +896,12 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Adds the job columns a file made by an older schema lacks (idempotent)."""
-    for table in (ACTIVE, HOLDING, FAILED):
+    """Adds the columns a file made by an older schema lacks (idempotent)."""
+    added = [(table, _ADDED_JOB_COLUMNS) for table in (ACTIVE, HOLDING, FAILED)]
+    added.append(("queues", _ADDED_MESSAGE_COLUMNS))
+    for table, columns in added:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for column, definition, backfill in _ADDED_JOB_COLUMNS:
+        for column, definition, backfill in columns:
             if column in present:
                 continue
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
