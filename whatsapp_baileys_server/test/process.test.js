@@ -48,6 +48,7 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
     NODE_PORT: "0",
     AUTH_DIR: join(root, "auth"),
     OUTBOX_DIR: join(root, "outbox"),
+    POLL_STORE_DIR: join(root, "polls"),
     MEDIA_STAGING_DIR: join(root, "staging"),
   });
   t.after(() => child.kill("SIGKILL"));
