@@ -31,11 +31,21 @@ _INTERACTIVE_KIND = {
 }
 
 
+def _hidden(char: str) -> bool:
+    """Control characters, lone surrogates, and format characters such as bidi overrides
+    that could disguise text; the zero-width joiner and tag characters stay because
+    emoji sequences (families, flags) are built from them. Unassigned code points stay:
+    they may be emoji newer than this Python's Unicode tables."""
+    category = unicodedata.category(char)
+    if category in ("Cc", "Cs"):
+        return True
+    return category == "Cf" and char != "\u200d" and not "\U000e0020" <= char <= "\U000e007f"
+
+
 def clean(value: str, limit: int = MAX_FIELD_CHARACTERS) -> str:
-    """One line of sender text: control and format characters become spaces, runs of
-    whitespace collapse, and the result is cut to `limit` characters (with "…")."""
-    chars = [" " if unicodedata.category(c)[0] == "C" and c != "\u200d" else c for c in value]
-    text = " ".join("".join(chars).split())
+    """One line of sender text: hidden characters become spaces, runs of whitespace
+    collapse, and the result is cut to `limit` characters (with "…")."""
+    text = " ".join("".join(" " if _hidden(c) else c for c in value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

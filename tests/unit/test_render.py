@@ -82,3 +82,16 @@ def test_reply_context_precedes_the_text() -> None:
     assert render("ok!", reply_to=d.ReplyContext(quoted_message_id="Q2")) == (
         "[Reply to message Q2]\nok!"
     )
+
+
+def test_emoji_sequences_and_emoji_newer_than_python_survive() -> None:
+    for emoji in (
+        "👨\u200d👩\u200d👧",
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+        "\U0001fae8",
+    ):
+        reaction = d.Reaction(target_message_id="A1", emoji=emoji)
+        assert (
+            render_details(d.MessageDetails(reaction=reaction))
+            == f"[Reaction {emoji} to message A1]"
+        )
