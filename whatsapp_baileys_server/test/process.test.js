@@ -56,7 +56,7 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
   const line = stderr().split("\n").find((l) => l.includes("whatsapp_baileys_server listening"));
   const { host, port } = JSON.parse(line);
   assert.equal(host, "127.0.0.1", "loopback by default");
-  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "staging"]);
+  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "staging"]);
 
   const base = `http://127.0.0.1:${port}`;
   assert.equal((await fetch(`${base}/healthz`)).status, 200);
