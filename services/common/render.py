@@ -9,12 +9,14 @@ control characters and bounded here again, whatever the wire already enforced.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
 from datetime import UTC
 
 from chatbot.common.v1 import details_pb2 as d
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 #: Bounds of what one rendered piece may add; the wire bounds each field already.
@@ -219,3 +221,16 @@ def render(
     """The whole text the bot sees: the reply line, then the message or its details."""
     body = render_details(details) if details is not None else text
     return f"{render_reply(reply_to)}\n{body}" if reply_to is not None else body
+
+
+def reply_prefix(details_json: str | None) -> str:
+    """The reply line (with its newline) for a queued message's stored details JSON
+    (see services/queue_svc/convert.py), or "" when it quotes nothing. Used where media
+    text is set, long after the frame: the line is rendered here like every other."""
+    if details_json is None:
+        return ""
+    reply = json.loads(details_json).get("replyTo")
+    if not isinstance(reply, dict):
+        return ""
+    reply_to = json_format.ParseDict(reply, d.ReplyContext(), ignore_unknown_fields=True)
+    return render_reply(reply_to) + "\n"

@@ -75,6 +75,10 @@ def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
+    if frame.HasField("reply_to"):
+        # Kept with the placeholder and its job; queue_svc puts the reply line before
+        # the media's text when it resolves (services.common.render.reply_prefix).
+        request.message.reply_to.CopyFrom(frame.reply_to)
     return request
 
 
@@ -102,4 +106,8 @@ def unstaged_request(
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
+    if frame.HasField("reply_to"):
+        # Kept with the placeholder and its job; queue_svc puts the reply line before
+        # the media's text when it resolves (services.common.render.reply_prefix).
+        request.message.reply_to.CopyFrom(frame.reply_to)
     return request

@@ -319,3 +319,22 @@ async def test_every_structured_kind_reaches_the_bot_as_text_and_typed_fields(
             assert message_proto(queued_message(stored)) == received[stored.provider_message_id]
     finally:
         await store.close()
+
+
+async def test_media_that_replies_gets_the_reply_line_when_its_text_is_ready(
+    pipeline: Pipeline,
+) -> None:
+    await _start_bot(pipeline)
+    fixture = VALID["media_message_image_reply"]
+    media = fixture["frame"]["mediaMessage"]
+    (pipeline.staging / media["mediaProcessingId"]).write_bytes(b"jpg")
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        ack = await _exchange(ws, _fresh_frame("media_message_image_reply"))
+        assert ack.status == w.ACK_STATUS_ACCEPTED, ack.reason
+    await pipeline.subscriber.wait_for(1, within=20)
+    [received] = [m.message for m in pipeline.subscriber.messages]
+    assert received.content.startswith(fixture["reply_line"] + "\n[Image")
+    assert received.content.endswith("Caption: this one?")
+    assert json_format.MessageToDict(received.reply_to) == media["replyTo"]
+    assert not received.HasField("details")

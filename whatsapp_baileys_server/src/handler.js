@@ -215,9 +215,10 @@ export function createMessageHandler({
     return emit("structuredMessage", { header: hdr, details: { kind: details }, replyTo }, chatKey);
   }
 
-  async function handleMedia(botId, msg, info, hdr, chatKey, log) {
+  async function handleMedia(botId, msg, info, hdr, replyTo, chatKey, log) {
     const base = {
       header: hdr,
+      replyTo,
       message: info.caption,
       mimeType: clip(info.mimeType, 255),
       mediaKind: info.kind,
@@ -309,7 +310,7 @@ export function createMessageHandler({
       const replyTo = contentType ? replyContext(content[contentType]?.contextInfo) : undefined;
       if (info.type === "text") return await emit("textMessage", { header: hdr, message: info.text, replyTo }, chatKey);
       if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log);
-      return await handleMedia(botId, msg, info, hdr, chatKey, log);
+      return await handleMedia(botId, msg, info, hdr, replyTo, chatKey, log);
     } catch (err) {
       // Nothing reached the sink: let a redelivery of this id try again.
       seen.delete(seenKey);

@@ -5,7 +5,7 @@
 // decrypted against the poll creation message stored on disk.
 import { test, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -15,7 +15,7 @@ import { createMemoryLogger } from "../src/logger.js";
 import { PollStore } from "../src/poll_store.js";
 import { LIMITS, parseVcard } from "../src/structured.js";
 import { encodeNodeFrame, parseNodeFrame, toJson, NodeFrameSchema } from "../src/wire.js";
-import { CHAT, waMessage } from "./helpers/baileys_shapes.js";
+import { CHAT, MEMBER, fakeDownloader, mediaFields, waMessage } from "./helpers/baileys_shapes.js";
 import { golden } from "./helpers/golden.js";
 
 const BOT = "4915000000000@s.whatsapp.net";
@@ -27,6 +27,7 @@ let logs;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "structured-"));
+  await mkdir(join(dir, "staging"));
   sink = [];
   logs = createMemoryLogger();
 });
@@ -338,4 +339,29 @@ test("housekeeping is not forwarded; an unknown type's name is sanitized", async
   const weird = waMessage({ "future<script>Message": { x: 1 } }, { id: "3EB0HK00000000000003" });
   const [frame] = await handler.handleUpsert(BOT, { type: "notify", messages: [weird] });
   assert.deepEqual(wireJson(frame).structuredMessage.details, { unsupported: { messageType: "futurescriptMessage" } });
+});
+
+test("media that replies to a message carries the reply context too", async () => {
+  const expected = golden("media_message_image_reply").mediaMessage;
+  const bytes = randomBytes(Number(expected.fileSize));
+  const id = expected.header.providerMessageId;
+  const handler = handlerWith(await pollStore(), { download: fakeDownloader({ [id]: bytes }).download });
+  const msg = baileys(
+    {
+      imageMessage: {
+        ...mediaFields(bytes),
+        mimetype: "image/jpeg",
+        caption: "this one?",
+        contextInfo: { stanzaId: "3EB0QUOTED0000000003", participant: MEMBER, quotedMessage: { imageMessage: { caption: "Which photo do you mean?" } } },
+      },
+    },
+    id,
+  );
+  const [frame] = await handler.handleUpsert(BOT, { type: "notify", messages: [msg] });
+  const json = wireJson(frame).mediaMessage;
+  assert.deepEqual({ ...json, mediaProcessingId: undefined, header: undefined }, { ...expected, mediaProcessingId: undefined, header: undefined });
+  // A quote of a failed download is kept on the corrupt-media frame as well.
+  const broken = baileys({ imageMessage: { ...mediaFields(bytes), mimetype: "image/jpeg", contextInfo: msg.message.imageMessage.contextInfo } }, "3EB0IMGBROKEN0000001");
+  const [corrupt] = await handler.handleUpsert(BOT, { type: "notify", messages: [broken] });
+  assert.deepEqual(wireJson(corrupt).corruptMediaMessage.replyTo, expected.replyTo);
 });

@@ -255,8 +255,13 @@ class NewMediaJob:
     # Why Node could not stage the media (CORRUPT, OVER_QUOTA), e.g. "download failed:
     # HTTP 410 after re-upload". For operators only; never shown to the chat user.
     condition_detail: str | None = None
+    # The message's details JSON (its reply context), so a placeholder rebuilt from the
+    # job after a restart still says what it replied to.
+    details: str | None = None
 
     def __post_init__(self) -> None:
+        if self.details is not None:
+            _require_json_object(self.details, "media job: details")
         if not is_uuid4(self.media_processing_id):
             raise InvalidInputError(
                 f"media job: media_processing_id must be a UUID4, got {self.media_processing_id!r}"
@@ -308,6 +313,7 @@ class MediaJob:
     updated_at: datetime
     failed_at: datetime | None
     condition_detail: str | None = None
+    details: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

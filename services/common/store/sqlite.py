@@ -84,7 +84,8 @@ _JOB_COLUMNS_SQL = """
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     failed_at INTEGER,
-    condition_detail TEXT
+    condition_detail TEXT,
+    details TEXT
 """
 
 
@@ -119,6 +120,7 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # issued before the upgrade refused once the job is claimed again.
     ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
     ("condition_detail", "TEXT", None),
+    ("details", "TEXT", None),
 )
 
 

@@ -277,7 +277,7 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
         await store.close()
 
     for table in _TABLES.values():
-        assert {"fence", "condition_detail"} <= _columns(path, table)
+        assert {"fence", "condition_detail", "details"} <= _columns(path, table)
         assert f"{table}_completed" in _indexes(path, table)
     assert _user_version(path) == SCHEMA_VERSION
     plan = _query_plan(

@@ -237,6 +237,7 @@ class MediaMessage(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     FILE_SIZE_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     media_processing_id: _builtins.str
@@ -253,6 +254,10 @@ class MediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -263,14 +268,20 @@ class MediaMessage(_message.Message):
         media_kind: _message_pb2.MediaKind.ValueType = ...,
         original_filename: _builtins.str | None = ...,
         file_size: _builtins.int = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "file_size", b"file_size", "header", b"header", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "file_size", b"file_size", "header", b"header", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___MediaMessage: _TypeAlias = MediaMessage  # noqa: Y015
 
@@ -288,6 +299,7 @@ class CorruptMediaMessage(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     mime_type: _builtins.str
@@ -302,6 +314,10 @@ class CorruptMediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -311,14 +327,20 @@ class CorruptMediaMessage(_message.Message):
         media_kind: _message_pb2.MediaKind.ValueType = ...,
         original_filename: _builtins.str | None = ...,
         reason: _builtins.str = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reason", b"reason", "reply_to", b"reply_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___CorruptMediaMessage: _TypeAlias = CorruptMediaMessage  # noqa: Y015
 
@@ -337,6 +359,7 @@ class QuotaExceededMediaMessage(_message.Message):
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     mime_type: _builtins.str
@@ -353,6 +376,10 @@ class QuotaExceededMediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -363,14 +390,20 @@ class QuotaExceededMediaMessage(_message.Message):
         original_filename: _builtins.str | None = ...,
         used_bytes: _builtins.int = ...,
         quota_bytes: _builtins.int = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "quota_bytes", b"quota_bytes", "reply_to", b"reply_to", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___QuotaExceededMediaMessage: _TypeAlias = QuotaExceededMediaMessage  # noqa: Y015
 

@@ -200,6 +200,13 @@ export declare type MediaMessage = Message<"chatbot.wire.v1.MediaMessage"> & {
    * @generated from field: uint64 file_size = 7;
    */
   fileSize: bigint;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -256,6 +263,13 @@ export declare type CorruptMediaMessage = Message<"chatbot.wire.v1.CorruptMediaM
    * @generated from field: string reason = 6;
    */
   reason: string;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 7;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -319,6 +333,13 @@ export declare type QuotaExceededMediaMessage = Message<"chatbot.wire.v1.QuotaEx
    * @generated from field: uint64 quota_bytes = 7;
    */
   quotaBytes: bigint;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
