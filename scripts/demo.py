@@ -178,8 +178,8 @@ def write_script(directory: Path) -> tuple[Path, int]:
     )
     path = directory / "conversation.json"
     path.write_text(json.dumps(script, indent=2))
-    # Reactions are not forwarded; every other entry reaches the bot once.
-    expected = sum(1 for entries in bots.values() for e in entries if e["type"] != "reaction")
+    # Every entry reaches the bot once (a reaction as "[Reaction 👍 to message …]").
+    expected = sum(len(entries) for entries in bots.values())
     return path, expected
 
 
@@ -371,6 +371,7 @@ async def run(work: Path, wait_seconds: float) -> bool:
                 "NODE_API_TOKEN": node_token,
                 "MEDIA_STAGING_DIR": str(staging),
                 "OUTBOX_DIR": str(work / "node" / "outbox"),
+                "POLL_STORE_DIR": str(work / "node" / "polls"),
                 "AUTH_DIR": str(work / "node" / "auth"),
             },
             node_port,

@@ -52,6 +52,8 @@ def validate_message(message: Message, path: str = "") -> list[str]:
         if field.is_repeated:
             if rules is not None and rules.required and len(value) == 0:
                 problems.append(f"{where}: required")
+            if rules is not None and rules.max_items and len(value) > rules.max_items:
+                problems.append(f"{where}: more than {rules.max_items} items")
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 for i, item in enumerate(value):
                     problems.extend(validate_message(item, f"{where}[{i}]."))

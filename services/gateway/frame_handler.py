@@ -55,6 +55,11 @@ class FrameHandler:
         if payload == "text_message":
             self._link.saw_bot(frame.text_message.header.bot_id, socket)
             return await self._writer.add_text(translate.text_request(frame.text_message))
+        if payload == "structured_message":
+            self._link.saw_bot(frame.structured_message.header.bot_id, socket)
+            return await self._writer.add_text(
+                translate.structured_request(frame.structured_message)
+            )
         if payload == "media_message":
             self._link.saw_bot(frame.media_message.header.bot_id, socket)
             return await self._writer.inject_placeholder(

@@ -9,6 +9,8 @@ from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.render import render
+
 
 def derived_media_id(bot_id: str, provider_message_id: str) -> str:
     """A UUID4-shaped job key for media that Node could not stage.
@@ -34,11 +36,30 @@ def _new_message(header: w.IncomingHeader, content: str) -> q.NewMessage:
 
 
 def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
-    return q.AddMessageRequest(
+    reply_to = frame.reply_to if frame.HasField("reply_to") else None
+    request = q.AddMessageRequest(
         bot_id=frame.header.bot_id,
         correspondent_id=frame.header.correspondent_id,
-        message=_new_message(frame.header, frame.message),
+        message=_new_message(frame.header, render(frame.message, reply_to=reply_to)),
     )
+    if reply_to is not None:
+        request.message.reply_to.CopyFrom(reply_to)
+    return request
+
+
+def structured_request(frame: w.StructuredMessage) -> q.AddMessageRequest:
+    """A location, contact, poll … travels exactly like text (dedup, acks, Subscribe),
+    with its text rendered here and its structured values kept as typed fields."""
+    reply_to = frame.reply_to if frame.HasField("reply_to") else None
+    request = q.AddMessageRequest(
+        bot_id=frame.header.bot_id,
+        correspondent_id=frame.header.correspondent_id,
+        message=_new_message(frame.header, render("", frame.details, reply_to)),
+    )
+    request.message.details.CopyFrom(frame.details)
+    if reply_to is not None:
+        request.message.reply_to.CopyFrom(reply_to)
+    return request
 
 
 def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
@@ -54,6 +75,10 @@ def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
+    if frame.HasField("reply_to"):
+        # Kept with the placeholder and its job; queue_svc puts the reply line before
+        # the media's text when it resolves (services.common.render.reply_prefix).
+        request.message.reply_to.CopyFrom(frame.reply_to)
     return request
 
 
@@ -81,4 +106,8 @@ def unstaged_request(
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
+    if frame.HasField("reply_to"):
+        # Kept with the placeholder and its job; queue_svc puts the reply line before
+        # the media's text when it resolves (services.common.render.reply_prefix).
+        request.message.reply_to.CopyFrom(frame.reply_to)
     return request

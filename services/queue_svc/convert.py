@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 
 from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
+from google.protobuf import json_format
 
 from services.common.routing import MediaCondition
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
@@ -25,6 +27,27 @@ _CONDITIONS = {
 }
 
 
+def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
+    """The typed fields `details` and `reply_to` as one JSON object (canonical proto3
+    JSON of each, sorted keys): the form queued, persisted in `queues` and read back."""
+    parts = {}
+    if message.HasField("details"):
+        parts["details"] = json_format.MessageToDict(message.details)
+    if message.HasField("reply_to"):
+        parts["replyTo"] = json_format.MessageToDict(message.reply_to)
+    return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
+
+
+def _set_details(message: message_pb2.Message, text: str) -> None:
+    # Written by details_json; unknown fields are ignored so that a newer writer's
+    # additions do not make older readers fail on persisted messages.
+    parts = json.loads(text)
+    if "details" in parts:
+        json_format.ParseDict(parts["details"], message.details, ignore_unknown_fields=True)
+    if "replyTo" in parts:
+        json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
+
+
 def new_message(message: q.NewMessage) -> NewMessage:
     """Assumes validate_message passed (source set, time present)."""
     return NewMessage(
@@ -39,6 +62,7 @@ def new_message(message: q.NewMessage) -> NewMessage:
             if message.HasField("group") and message.group.HasField("group_name")
             else None
         ),
+        details=details_json(message),
     )
 
 
@@ -85,6 +109,8 @@ def message_proto(entry: QueuedMessage) -> message_pb2.Message:
         message.original_filename = entry.original_filename
     if entry.media_kind is not None:
         message.media_kind = message_pb2.MediaKind.Value(entry.media_kind)
+    if entry.details is not None:
+        _set_details(message, entry.details)
     return message
 
 

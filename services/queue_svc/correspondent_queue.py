@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.common.errors import InvalidInputError
+from services.common.render import reply_prefix
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
 
 Clock = Callable[[], float]
@@ -124,6 +125,7 @@ class CorrespondentQueue:
             message_size=len(content),
             group_id=message.group_id,
             group_name=message.group_name,
+            details=message.details,
             ready_at=now,
         )
         self._count(entry)
@@ -164,6 +166,7 @@ class CorrespondentQueue:
             mime_type=media.mime_type,
             original_filename=media.original_filename,
             media_kind=media.media_kind,
+            details=message.details,
             placed_at=self._clock(),
         )
         self._placeholders[media_processing_id] = entry
@@ -187,7 +190,7 @@ class CorrespondentQueue:
                 return ResolveOutcome(UpdateStatus.UPDATED, known), []
             return ResolveOutcome(UpdateStatus.NOT_FOUND), []
         self._placeholder_ids.discard(entry.id)
-        content = content[: self._limits.max_message_characters]
+        content = (reply_prefix(entry.details) + content)[: self._limits.max_message_characters]
         entry.content = content
         entry.message_size = len(content)
         entry.media_processing_id = None

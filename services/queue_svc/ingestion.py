@@ -61,6 +61,7 @@ def stored_message(bot: BotQueues, ready: ReadyMessage) -> StoredMessage:
         mime_type=m.mime_type,
         original_filename=m.original_filename,
         media_kind=m.media_kind,
+        details=m.details,
     )
 
 

@@ -21,6 +21,9 @@ class NewMessage:
     provider_message_id: str = ""
     group_id: str | None = None
     group_name: str | None = None
+    # Structured content and reply context (canonical JSON, see convert.py), kept
+    # opaque here: the queue stores and hands them on, it never reads them.
+    details: str | None = None
 
     def __post_init__(self) -> None:
         if self.source not in MESSAGE_SOURCES:
@@ -61,6 +64,7 @@ class QueuedMessage:
     mime_type: str | None = None
     original_filename: str | None = None
     media_kind: str | None = None
+    details: str | None = None
     # Clock reading when the entry became counted (appended ready, or resolved); the
     # age limit and the eviction order both use it, so the oldest is always at the head.
     ready_at: float = 0.0

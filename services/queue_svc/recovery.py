@@ -37,6 +37,7 @@ def job_message(job: MediaJob) -> tuple[NewMessage, MediaInfo]:
         provider_message_id=job.provider_message_id,
         group_id=job.group_id,
         group_name=job.group_name,
+        details=job.details,
     )
     return message, MediaInfo(job.mime_type, job.media_kind, job.original_filename)
 
@@ -100,6 +101,7 @@ def queued_message(message: StoredMessage) -> QueuedMessage:
         mime_type=message.mime_type,
         original_filename=message.original_filename,
         media_kind=message.media_kind,
+        details=message.details,
     )
 
 

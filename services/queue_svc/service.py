@@ -408,6 +408,7 @@ class QueueService:
                 group_id=m.group_id,
                 group_name=m.group_name,
                 condition_detail=_bounded_detail(request.condition_detail),
+                details=m.details,
             )
             created = await _store_call(self._store.create_job(job), "create_job")
             if not created:

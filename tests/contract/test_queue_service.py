@@ -326,3 +326,47 @@ async def test_subscriber_that_overflows_gets_resource_exhausted(store: Store) -
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "subscribe again" in (caught.value.details() or "")
     await service.shutdown()
+
+
+async def test_typed_details_and_reply_context_survive_the_queue_and_a_restart(
+    stub: Stub,
+) -> None:
+    request = add("[Poll] Lunch?\n1. Pizza\n2. Sushi", pid="WA-POLL")
+    poll = request.message.details.poll
+    poll.question = "Lunch?"
+    poll.options.add(name="Pizza")
+    poll.options.add(name="Sushi")
+    request.message.reply_to.quoted_message_id = "WA-EARLIER"
+    request.message.reply_to.snippet = "What do we eat?"
+    assert (await stub.AddMessage(request)).id == 1
+    await stub.AddMessage(add("plain", pid="WA-PLAIN"))
+
+    def typed(window: q.GetWindowResponse) -> list[tuple[str, bool, bool]]:
+        return [
+            (x.provider_message_id, x.HasField("details"), x.HasField("reply_to"))
+            for x in window.messages
+        ]
+
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert typed(window) == [("WA-POLL", True, True), ("WA-PLAIN", False, False)]
+    assert window.messages[0].details == request.message.details
+    assert window.messages[0].reply_to == request.message.reply_to
+
+    # Persisted, then read back from `queues` when the bot starts again.
+    await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    await stub.StartBot(q.StartBotRequest(bot_id=BOT))
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert typed(window) == [("WA-POLL", True, True), ("WA-PLAIN", False, False)]
+    assert window.messages[0].details == request.message.details
+    assert window.messages[0].reply_to == request.message.reply_to
+
+
+async def test_details_that_break_the_contract_are_refused(stub: Stub) -> None:
+    request = add("[Edited message ?] x", pid="WA-EDIT")
+    request.message.details.edit.text = "x"  # no target_message_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.AddMessage(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "message.details.edit.target_message_id: required" in (caught.value.details() or "")
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert not window.messages

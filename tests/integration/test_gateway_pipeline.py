@@ -12,8 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 from chatbot.wire.v1 import frames_pb2 as w
+from google.protobuf import json_format
 
+from services.common.store import StoreConfig, open_store
 from services.common.wire import encode_frame, parse_gateway_frame
+from services.queue_svc.convert import message_proto
+from services.queue_svc.recovery import queued_message
+from tests.helpers.clock import iso_now
 from tests.helpers.fixtures import frame_text, load_fixtures
 from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
@@ -33,6 +38,8 @@ NODE_TOKEN = "node-secret"
 API_TOKEN = "api-secret"
 NODE_API_TOKEN = "node-api-secret"
 BOT = "bot-1"
+CHAT = "4915112345678@s.whatsapp.net"
+PROVIDER = "whatsapp_baileys"
 FOUR_FRAMES = (
     "text_message",
     "media_message_image",
@@ -254,3 +261,80 @@ async def test_frames_are_kept_for_later_while_queue_svc_is_down(tmp_path: Path)
     for ack in (text, media):
         assert ack.status == w.ACK_STATUS_RETRY
         assert "queue_svc UNAVAILABLE" in (ack.reason or "")
+
+
+STRUCTURED = sorted(
+    name for name, fixture in VALID.items() if "rendered" in fixture and "frame" in fixture
+)
+
+
+def _fresh_frame(name: str) -> str:
+    """A golden frame addressed to this pipeline's bot, sent now."""
+    frame = json.loads(frame_text(VALID[name]))
+    payload = next(v for k, v in frame.items() if k != "frameId")
+    payload["header"]["botId"] = BOT
+    payload["header"]["originatingTime"] = iso_now()
+    return json.dumps(frame)
+
+
+async def test_every_structured_kind_reaches_the_bot_as_text_and_typed_fields(
+    pipeline: Pipeline,
+) -> None:
+    assert len(STRUCTURED) >= 20
+    await _start_bot(pipeline)
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        for name in STRUCTURED:
+            ack = await _exchange(ws, _fresh_frame(name))
+            assert ack.status == w.ACK_STATUS_ACCEPTED, (name, ack.reason)
+        # Dedup treats them like text: a resend is a duplicate and reaches nobody.
+        again = await _exchange(ws, _fresh_frame(STRUCTURED[0]))
+        assert again.status == w.ACK_STATUS_DUPLICATE
+    await pipeline.subscriber.wait_for(len(STRUCTURED), within=20)
+    assert len(pipeline.subscriber.messages) == len(STRUCTURED)
+    received = {m.message.provider_message_id: m.message for m in pipeline.subscriber.messages}
+    for name in STRUCTURED:
+        fixture = VALID[name]
+        payload = next(v for k, v in fixture["frame"].items() if k != "frameId")
+        message = received[payload["header"]["providerMessageId"]]
+        assert message.content == fixture["rendered"], name
+        assert message.message_size == len(fixture["rendered"])
+        typed = json_format.MessageToDict(message)
+        assert typed.get("details") == payload.get("details"), name
+        assert typed.get("replyTo") == payload.get("replyTo"), name
+
+    # What is persisted in `queues` carries the typed fields too (replay, recovery).
+    store = await open_store(
+        StoreConfig(backend="sqlite", sqlite_path=pipeline.staging.parent / "store.sqlite3")
+    )
+    try:
+        async with asyncio.timeout(10):
+            # Ingestion persists on its own schedule; poll the store until it has them all.
+            while len(history := await store.message_history(BOT, PROVIDER, CHAT, 1000)) < len(  # noqa: ASYNC110
+                STRUCTURED
+            ):
+                await asyncio.sleep(0.05)
+        assert len(history) == len(STRUCTURED)
+        for stored in history:
+            assert message_proto(queued_message(stored)) == received[stored.provider_message_id]
+    finally:
+        await store.close()
+
+
+async def test_media_that_replies_gets_the_reply_line_when_its_text_is_ready(
+    pipeline: Pipeline,
+) -> None:
+    await _start_bot(pipeline)
+    fixture = VALID["media_message_image_reply"]
+    media = fixture["frame"]["mediaMessage"]
+    (pipeline.staging / media["mediaProcessingId"]).write_bytes(b"jpg")
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        ack = await _exchange(ws, _fresh_frame("media_message_image_reply"))
+        assert ack.status == w.ACK_STATUS_ACCEPTED, ack.reason
+    await pipeline.subscriber.wait_for(1, within=20)
+    [received] = [m.message for m in pipeline.subscriber.messages]
+    assert received.content.startswith(fixture["reply_line"] + "\n[Image")
+    assert received.content.endswith("Caption: this one?")
+    assert json_format.MessageToDict(received.reply_to) == media["replyTo"]
+    assert not received.HasField("details")

@@ -2,13 +2,12 @@
 // the downloader, the staging directory, the quota and the frame sink are all passed in,
 // so tests drive it with Baileys-shaped events and no WhatsApp connection.
 
-import { WAMessageStubType, getContentType, normalizeMessageContent, proto } from "baileys";
+import { WAMessageStubType, getContentType, getKeyAuthor, normalizeMessageContent } from "baileys";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MediaKind } from "./gen/chatbot/common/v1/message_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { MediaError, measureStaging, stageMedia, withTimeout } from "./media.js";
-
-const MESSAGE_EDIT = proto.Message.ProtocolMessage.Type.MESSAGE_EDIT;
+import { detailsOf, poll, pollCreation, replyContext, structuredKind } from "./structured.js";
 const GIB = 1024 ** 3;
 
 /** Upsert types that carry new incoming messages (`append`: queued while offline). */
@@ -49,24 +48,22 @@ export function isDecryptionStub(msg) {
 
 /**
  * The message content with every wrapper removed (ephemeral, view-once v1/v2/extension,
- * document-with-caption, edited …), by Baileys' own normalisation.
+ * document-with-caption, edited …), by Baileys' own normalisation. An edit stays a
+ * protocol message: it becomes an Edit referencing the original, not a new text.
  */
 export function unwrap(content) {
-  let inner = normalizeMessageContent(content);
-  // An edit arrives as a protocol message carrying the new content; the bot sees the
-  // corrected content as a new message (its own provider id, so it is not dropped as
-  // a duplicate of the original).
-  const protocol = inner?.protocolMessage;
-  if (protocol && protocol.type === MESSAGE_EDIT && protocol.editedMessage) {
-    inner = normalizeMessageContent(protocol.editedMessage);
-  }
-  return inner;
+  return normalizeMessageContent(content);
 }
 
 /**
  * What a message is, decided by its WhatsApp message type (never by MIME alone).
+ * Every type a person can send is forwarded: text, media, or a structured message
+ * (location, contacts, poll, vote, reaction, event, interactive reply, group invite, edit,
+ * deletion, and an Unsupported marker for anything else); only WhatsApp housekeeping
+ * (key distribution, other protocol messages) is "ignored".
  * @returns {{ type: "text", text: string } | { type: "media", kind: number, media: any,
- *   mimeType: string, caption: string, fileName?: string } | { type: "ignored", contentType?: string }}
+ *   mimeType: string, caption: string, fileName?: string } |
+ *   { type: "structured", contentType?: string } | { type: "ignored", contentType?: string }}
  */
 export function classify(content) {
   const contentType = getContentType(content);
@@ -91,7 +88,9 @@ export function classify(content) {
       return { type: "media", kind: MediaKind.DOCUMENT, ...common(), fileName };
     }
     default:
-      return { type: "ignored", contentType };
+      return structuredKind(contentType, content) === "housekeeping"
+        ? { type: "ignored", contentType }
+        : { type: "structured", contentType };
   }
 }
 
@@ -116,6 +115,8 @@ function originatingDate(msg, clock) {
  * @property {number} [reuploadTimeoutMs]
  * @property {number} [seenLimit] how many message ids to remember per handler
  * @property {(botId: string, groupJid: string) => Promise<string | undefined>} [groupNameOf]
+ * @property {import("./poll_store.js").PollStore} [polls] poll creations, for decrypting votes
+ * @property {(botId: string) => string | undefined} [meIdOf] the bot's own normalised JID
  */
 
 /** @param {HandlerDeps} deps */
@@ -134,6 +135,8 @@ export function createMessageHandler({
   reuploadTimeoutMs = 30_000,
   seenLimit = 10_000,
   groupNameOf,
+  polls,
+  meIdOf = () => undefined,
 }) {
   // Ids already handled, so a message repeated across `notify` and `append` is not
   // downloaded twice. Insertion-ordered Map used as a bounded LRU.
@@ -174,9 +177,48 @@ export function createMessageHandler({
     return frame;
   }
 
-  async function handleMedia(botId, msg, info, hdr, chatKey, log) {
+  /** Keeps a poll's creation message so that votes on it can be decrypted later. */
+  async function rememberPoll(botId, msg, content, log) {
+    const p = pollCreation(content);
+    if (!p || !polls) return;
+    const encKey = content.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret;
+    if (!encKey || encKey.length === 0) {
+      log.warn("poll without messageSecret: its votes cannot be decrypted");
+      return;
+    }
+    const bounded = poll(p);
+    try {
+      await polls.put(botId, String(msg.key.remoteJid), String(msg.key.id), {
+        creatorJid: getKeyAuthor(msg.key, meIdOf(botId)),
+        encKey,
+        question: bounded.question,
+        options: bounded.options.map((o) => o.name),
+        selectableCount: bounded.selectableCount,
+      });
+    } catch (err) {
+      // The poll itself is still forwarded; only its votes will read as unknown.
+      log.error({ err }, "could not store poll creation message");
+    }
+  }
+
+  async function handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log) {
+    const details = await detailsOf(info.contentType, content, {
+      botId,
+      chatJid: String(msg.key.remoteJid),
+      key: msg.key,
+      meId: meIdOf(botId),
+      polls,
+      log,
+    });
+    if (details.case === "poll") await rememberPoll(botId, msg, content, log);
+    if (details.case === "unsupported") log.info({ content_type: details.value.messageType }, "unsupported message type forwarded as a marker");
+    return emit("structuredMessage", { header: hdr, details: { kind: details }, replyTo }, chatKey);
+  }
+
+  async function handleMedia(botId, msg, info, hdr, replyTo, chatKey, log) {
     const base = {
       header: hdr,
+      replyTo,
       message: info.caption,
       mimeType: clip(info.mimeType, 255),
       mediaKind: info.kind,
@@ -236,7 +278,13 @@ export function createMessageHandler({
       return undefined;
     }
     const log = logger.child({ bot_id: botId, correspondent_id: key.remoteJid, provider_message_id: key.id });
-    if (key.fromMe || key.remoteJid === "status@broadcast") return undefined;
+    if (key.remoteJid === "status@broadcast") return undefined;
+    if (key.fromMe) {
+      // The bot's own messages are not forwarded, but a poll it created is kept: the
+      // votes on it arrive later and can only be decrypted with it.
+      if (!isDecryptionStub(msg)) await rememberPoll(botId, msg, unwrap(msg.message) ?? {}, log);
+      return undefined;
+    }
     if (isDecryptionStub(msg)) {
       // Not marked as seen: the decrypted message may arrive later under the same id.
       log.warn({ stub: msg.messageStubType, params: msg.messageStubParameters }, "undecryptable message not forwarded");
@@ -258,8 +306,11 @@ export function createMessageHandler({
     const chatKey = `${botId}\u0000${key.remoteJid}`;
     try {
       const hdr = await header(botId, msg, log);
-      if (info.type === "text") return await emit("textMessage", { header: hdr, message: info.text }, chatKey);
-      return await handleMedia(botId, msg, info, hdr, chatKey, log);
+      const contentType = getContentType(content);
+      const replyTo = contentType ? replyContext(content[contentType]?.contextInfo) : undefined;
+      if (info.type === "text") return await emit("textMessage", { header: hdr, message: info.text, replyTo }, chatKey);
+      if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log);
+      return await handleMedia(botId, msg, info, hdr, replyTo, chatKey, log);
     } catch (err) {
       // Nothing reached the sink: let a redelivery of this id try again.
       seen.delete(seenKey);
@@ -293,7 +344,8 @@ export function createMessageHandler({
     const pending = [];
     for (const msg of event.messages ?? []) {
       const content = msg?.message && !isDecryptionStub(msg) ? unwrap(msg.message) : undefined;
-      const isText = content !== undefined && classify(content).type === "text";
+      // Text and structured messages enter the sink in arrival order; only media waits.
+      const isText = content !== undefined && classify(content).type !== "media";
       const done = handleMessage(botId, msg).catch((err) => {
         logger.error({ err, bot_id: botId, provider_message_id: msg?.key?.id }, "message handling failed");
         return undefined;
@@ -304,5 +356,31 @@ export function createMessageHandler({
     return (await Promise.all(pending)).filter(Boolean);
   }
 
-  return { handleUpsert, handleMessage, idle };
+  /**
+   * Handles a `messages.reaction` event. Baileys also delivers each reaction inside
+   * `messages.upsert`; both carry the reaction message's own key, so whichever comes
+   * second is dropped as already handled.
+   */
+  async function handleReactions(botId, reactions) {
+    const frames = [];
+    for (const item of Array.isArray(reactions) ? reactions : []) {
+      const key = item?.reaction?.key;
+      if (!key?.id || !key.remoteJid) continue;
+      const ms = untrustedCount(item.reaction.senderTimestampMs);
+      const msg = {
+        key,
+        messageTimestamp: ms === undefined ? undefined : Math.floor(ms / 1000),
+        message: { reactionMessage: { key: item.key, text: item.reaction.text ?? "" } },
+      };
+      try {
+        const frame = await handleMessage(botId, msg);
+        if (frame) frames.push(frame);
+      } catch (err) {
+        logger.error({ err, bot_id: botId, provider_message_id: key.id }, "reaction handling failed");
+      }
+    }
+    return frames;
+  }
+
+  return { handleUpsert, handleMessage, handleReactions, idle };
 }

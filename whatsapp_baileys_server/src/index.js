@@ -11,6 +11,7 @@ import { createLogger } from "./logger.js";
 import { Outbox } from "./outbox.js";
 import { GatewayClient } from "./gateway_client.js";
 import { createMessageHandler } from "./handler.js";
+import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
 import { createApp } from "./http_api.js";
@@ -42,6 +43,11 @@ export async function start(config, { logger = createLogger({ level: config.logL
   const stale = await removeStalePartials(config.stagingDir, Math.max(3_600_000, 2 * config.downloadTimeoutMs));
   if (stale.length > 0) logger.info({ files: stale.length }, "removed partial downloads left by an earlier run");
 
+  const polls = await new PollStore({
+    dir: config.pollStoreDir,
+    maxPolls: config.pollStoreMax,
+    logger: logger.child({ component: "polls" }),
+  }).open();
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
   // gateway to report frames.
@@ -60,6 +66,8 @@ export async function start(config, { logger = createLogger({ level: config.logL
     reupload: (botId, message) => sessions.reupload(botId, message),
     quotaGbFor: (botId) => sessions.quotaGbFor(botId),
     groupNameOf: (botId, jid) => sessions.groupName(botId, jid),
+    polls,
+    meIdOf: (botId) => sessions.ownJid(botId),
     frameSink: (frame, chatKey) => gateway.send(frame, chatKey),
     logger: logger.child({ component: "handler" }),
     quotaTimeoutMs: config.quotaTimeoutMs,
@@ -73,6 +81,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     makeSocket: whatsapp.makeSocket,
     useAuthState: useMultiFileAuthState,
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
+    onReactions: (botId, reactions) => handler.handleReactions(botId, reactions),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
   });
 

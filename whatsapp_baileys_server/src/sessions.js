@@ -5,6 +5,7 @@
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { jidNormalizedUser } from "baileys";
 import { AckStatus, SessionState } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { backoffDelay } from "./gateway_client.js";
@@ -38,6 +39,7 @@ async function writeJsonAtomic(path, value) {
  *   (which ignores the context) or a stand-in that needs to know the bot
  * @property {(dir: string) => Promise<{ state: any, saveCreds: () => Promise<void> }>} useAuthState
  * @property {(botId: string, event: any) => Promise<any>} onUpsert the message handler
+ * @property {(botId: string, reactions: any[]) => Promise<any>} [onReactions] `messages.reaction` events
  * @property {(frame: any, chatKey: string) => Promise<void>} emitFrame the gateway outbox
  * @property {() => Date} [clock]
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
@@ -46,8 +48,8 @@ async function writeJsonAtomic(path, value) {
 
 export class SessionManager {
   /** @param {SessionManagerOptions} options */
-  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
-    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, emitFrame, clock, reconnect, socketOptions });
+  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
+    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions });
     /** @type {Map<string, any>} */
     this.sessions = new Map();
     this.closing = false;
@@ -124,6 +126,10 @@ export class SessionManager {
     sock.ev.on("messages.upsert", (event) => {
       if (!current()) return;
       this.onUpsert(session.userId, event).catch((err) => log.error({ err }, "messages.upsert handling failed"));
+    });
+    sock.ev.on("messages.reaction", (reactions) => {
+      if (!current()) return;
+      this.onReactions(session.userId, reactions).catch((err) => log.error({ err }, "messages.reaction handling failed"));
     });
   }
 
@@ -235,6 +241,12 @@ export class SessionManager {
   }
 
   /** The bot's media_storage_quota_gb, or undefined when it has none. */
+  /** The bot's own JID (normalised, without device), once its socket knows it. */
+  ownJid(botId) {
+    const id = this.sessions.get(botId)?.sock?.user?.id;
+    return typeof id === "string" && id ? jidNormalizedUser(id) : undefined;
+  }
+
   quotaGbFor(botId) {
     const quota = this.sessions.get(botId)?.config?.media_storage_quota_gb;
     return typeof quota === "number" ? quota : undefined;

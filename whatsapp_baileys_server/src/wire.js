@@ -126,6 +126,7 @@ export function validateMessage(schema, message, path = "") {
     if (field.fieldKind === "list" || field.fieldKind === "map") {
       const size = field.fieldKind === "list" ? value.length : Object.keys(value).length;
       if (rules?.required && size === 0) problems.push(`${where}: required`);
+      if (rules?.maxItems && size > rules.maxItems) problems.push(`${where}: more than ${rules.maxItems} items`);
       if (field.fieldKind === "list" && field.listKind === "message") {
         value.forEach((item, i) => {
           problems.push(...validateMessage(field.message, item, `${where}[${i}].`));

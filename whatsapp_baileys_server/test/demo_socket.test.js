@@ -96,6 +96,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
     NODE_PORT: "0",
     AUTH_DIR: join(root, "auth"),
     OUTBOX_DIR: join(root, "outbox"),
+    POLL_STORE_DIR: join(root, "polls"),
     MEDIA_STAGING_DIR: staging,
     NODE_DEMO_SCRIPT: scriptPath,
   });
@@ -114,7 +115,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
 
   const messageFrames = () => gateway.data().filter((f) => f.payload.case !== "sessionEvent");
   await waitFor(() => server.events().some((e) => e.event === "script_done"), "script replayed");
-  await waitFor(() => messageFrames().length === 13, `13 message frames (got ${messageFrames().length})`);
+  await waitFor(() => messageFrames().length === 14, `14 message frames (got ${messageFrames().length})`);
 
   const injected = server.events().filter((e) => e.event === "message_injected");
   assert.equal(injected.length, 14);
@@ -137,7 +138,10 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   assert.equal(group.correspondentId, FAMILY);
   assert.equal(group.sender, BOB);
   assert.deepEqual({ groupId: group.group.groupId, groupName: group.group.groupName }, { groupId: FAMILY, groupName: "Family" });
-  assert.equal(byId.has(idOf(11)), false, "reactions are not forwarded");
+  // The reaction is forwarded as structured data naming the message reacted to.
+  const reaction = byId.get(idOf(11)).payload;
+  assert.equal(reaction.case, "structuredMessage");
+  assert.deepEqual(reaction.value.details.kind.value, { ...reaction.value.details.kind.value, targetMessageId: idOf(10), emoji: "❤️", removed: false });
 
   // Staged media: the file named by mediaProcessingId holds exactly the script's bytes.
   const expectStaged = async (index, source, kind, mimeType, caption) => {
@@ -180,7 +184,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   const reply = server.events().find((e) => e.event === "reply_sent");
   assert.deepEqual({ ...reply, id: undefined }, { event: "reply_sent", botId: "demo-bot", to: ALICE, text: "Hello back", quoted: idOf(0), id: undefined });
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(messageFrames().length, 13, "the bot's own echoed message is not forwarded");
+  assert.equal(messageFrames().length, 14, "the bot's own echoed message is not forwarded");
 
   server.child.kill("SIGTERM");
   const [code] = await once(server.child, "exit");
@@ -193,7 +197,7 @@ test("demo mode: a bad script stops the start with exit code 2 and says what is 
   t.after(() => rm(root, { recursive: true, force: true }));
   const scriptPath = join(root, "script.json");
   await writeFile(scriptPath, JSON.stringify({ bots: { "demo-bot": [{ type: "image", file: "missing.png" }] } }));
-  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), NODE_DEMO_SCRIPT: scriptPath });
+  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), POLL_STORE_DIR: join(root, "polls"), NODE_DEMO_SCRIPT: scriptPath });
   const [code] = await once(server.child, "exit");
   assert.equal(code, 2);
   assert.match(server.stderr(), /NODE_DEMO_SCRIPT error: .*script\.json: bots\["demo-bot"\]\[0\]: file .*missing\.png cannot be read \(ENOENT\)/);

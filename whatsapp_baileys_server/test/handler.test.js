@@ -240,18 +240,19 @@ test("upserts of other types, own messages and status broadcasts are not forward
   await handler.handleUpsert(BOT, { type: "notify", messages: [waMessage({ conversation: "me" }, { fromMe: true })] });
   const status = waMessage({ conversation: "story" });
   status.key.remoteJid = "status@broadcast";
-  await handler.handleUpsert(BOT, { type: "notify", messages: [status, waMessage({ reactionMessage: { text: "👍" } })] });
+  const ownReaction = waMessage({ reactionMessage: { text: "👍" } }, { fromMe: true });
+  await handler.handleUpsert(BOT, { type: "notify", messages: [status, ownReaction] });
   assert.equal(sink.length, 0);
 });
 
-test("an edited message is forwarded with its new text", async () => {
+test("an edit references the original message instead of arriving as a new text", async () => {
   const { handler } = handlerWith({});
   const msg = waMessage({
     editedMessage: { message: { protocolMessage: { type: 14, key: { id: "ORIG" }, editedMessage: { conversation: "fixed typo" } } } },
   });
-  const json = await single(handler, msg, "text_message");
-  assert.equal(json.textMessage.message, "fixed typo");
-  assert.equal(json.textMessage.header.providerMessageId, msg.key.id);
+  const json = await single(handler, msg, "structured_edit");
+  assert.deepEqual(json.structuredMessage.details, { edit: { targetMessageId: "ORIG", text: "fixed typo" } });
+  assert.equal(json.structuredMessage.header.providerMessageId, msg.key.id);
 });
 
 test("a download failure gives a corrupt-media frame and leaves no file", async () => {

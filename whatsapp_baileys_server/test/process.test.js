@@ -48,6 +48,7 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
     NODE_PORT: "0",
     AUTH_DIR: join(root, "auth"),
     OUTBOX_DIR: join(root, "outbox"),
+    POLL_STORE_DIR: join(root, "polls"),
     MEDIA_STAGING_DIR: join(root, "staging"),
   });
   t.after(() => child.kill("SIGKILL"));
@@ -55,7 +56,7 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
   const line = stderr().split("\n").find((l) => l.includes("whatsapp_baileys_server listening"));
   const { host, port } = JSON.parse(line);
   assert.equal(host, "127.0.0.1", "loopback by default");
-  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "staging"]);
+  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "staging"]);
 
   const base = `http://127.0.0.1:${port}`;
   assert.equal((await fetch(`${base}/healthz`)).status, 200);

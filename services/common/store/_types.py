@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,15 @@ def to_millis(value: datetime, what: str = "datetime") -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInputError(f"{what} must be timezone-aware (UTC), got naive {value!r}")
     return (value - _EPOCH) // _MILLISECOND
+
+
+def _require_json_object(value: str, what: str) -> None:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} must be JSON text: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInputError(f"{what} must be a JSON object, got {type(parsed).__name__}")
 
 
 # queue_svc's registry of active bots (resumed after a restart): one pseudo document in
@@ -251,6 +261,9 @@ class StoredMessage:
     # The bot's delivery sequence: assigned by the store when the row is inserted
     # (strictly increasing per bot, gaps allowed); None on a message not stored yet.
     sequence: int | None = None
+    # Structured content of a non-text, non-media message and its reply context, as
+    # the JSON text queue_svc wrote (absent for plain text and media).
+    details: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("bot_id", "provider_name", "correspondent_id"):
@@ -270,6 +283,8 @@ class StoredMessage:
                 f" got {self.source!r}"
             )
         to_millis(self.originating_time, "stored message: originating_time")
+        if self.details is not None:
+            _require_json_object(self.details, "stored message: details")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +313,13 @@ class NewMediaJob:
     # Why Node could not stage the media (CORRUPT, OVER_QUOTA), e.g. "download failed:
     # HTTP 410 after re-upload". For operators only; never shown to the chat user.
     condition_detail: str | None = None
+    # The message's details JSON (its reply context), so a placeholder rebuilt from the
+    # job after a restart still says what it replied to.
+    details: str | None = None
 
     def __post_init__(self) -> None:
+        if self.details is not None:
+            _require_json_object(self.details, "media job: details")
         if not is_uuid4(self.media_processing_id):
             raise InvalidInputError(
                 f"media job: media_processing_id must be a UUID4, got {self.media_processing_id!r}"
@@ -351,6 +371,7 @@ class MediaJob:
     updated_at: datetime
     failed_at: datetime | None
     condition_detail: str | None = None
+    details: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from services.common.store._types import (
     to_millis,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Documents of `bot_configurations` that are not bots.
 _RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 # Cross-process wake-up latency of wait_for_jobs.
@@ -87,7 +87,8 @@ _JOB_COLUMNS_SQL = """
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     failed_at INTEGER,
-    condition_detail TEXT
+    condition_detail TEXT,
+    details TEXT
 """
 
 
@@ -102,7 +103,7 @@ def _tables() -> list[str]:
             source TEXT NOT NULL, originating_time INTEGER NOT NULL,
             provider_message_id TEXT NOT NULL, message_size INTEGER NOT NULL,
             group_id TEXT, group_name TEXT, mime_type TEXT, original_filename TEXT,
-            media_kind TEXT, sequence INTEGER,
+            media_kind TEXT, sequence INTEGER, details TEXT,
             UNIQUE (bot_id, provider_name, correspondent_id, id))""",
         """CREATE INDEX IF NOT EXISTS queues_provider_message_id
             ON queues (bot_id, provider_message_id)""",
@@ -125,6 +126,14 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # issued before the upgrade refused once the job is claimed again.
     ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
     ("condition_detail", "TEXT", None),
+    ("details", "TEXT", None),
+)
+
+
+# Message columns added after schema version 1 (same form as _ADDED_JOB_COLUMNS).
+_ADDED_MESSAGE_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    # Structured content of non-text messages; older rows are plain text or media.
+    ("details", "TEXT", None),
 )
 
 
@@ -986,9 +995,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
             " (PARTITION BY bot_id ORDER BY seq) AS n FROM queues) AS numbered"
             " WHERE queues.seq = numbered.seq"
         )
-    for table in (ACTIVE, HOLDING, FAILED):
+    added = [(table, _ADDED_JOB_COLUMNS) for table in (ACTIVE, HOLDING, FAILED)]
+    added.append(("queues", _ADDED_MESSAGE_COLUMNS))
+    for table, columns in added:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for column, definition, backfill in _ADDED_JOB_COLUMNS:
+        for column, definition, backfill in columns:
             if column in present:
                 continue
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

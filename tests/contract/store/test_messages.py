@@ -119,7 +119,22 @@ async def test_optional_media_fields_round_trip(store: Store) -> None:
     assert bare(await store.message_history("bot-1", "whatsapp_baileys", ALICE)) == [media]
 
 
+async def test_structured_details_round_trip(store: Store) -> None:
+    details = '{"details":{"location":{"latitude":52.52,"longitude":13.405}}}'
+    located = message(6, content="📍 (52.52000, 13.40500)", details=details)
+    plain = message(7, content="no details")
+    assert await store.insert_messages([located, plain]) == 2
+    history = await store.message_history("bot-1", "whatsapp_baileys", ALICE)
+    assert [m.details for m in history if m.id in (6, 7)] == [details, None]
+    recent = await store.recent_messages("bot-1", "whatsapp_baileys", 5)
+    assert [m.details for m in recent[ALICE] if m.id == 6] == [details]
+
+
 def test_bad_messages_are_refused_before_reaching_the_store() -> None:
+    with pytest.raises(InvalidInputError, match="details must be JSON"):
+        message(1, details="not json")
+    with pytest.raises(InvalidInputError, match="details must be a JSON object"):
+        message(1, details="[1]")
     with pytest.raises(InvalidInputError, match="source"):
         message(1, source="robot")
     with pytest.raises(InvalidInputError, match="id"):

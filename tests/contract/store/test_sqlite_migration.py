@@ -10,14 +10,15 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from services.common.store import JobCollection, JobStatus, StoreConfig, open_store
 from services.common.store.sqlite import SCHEMA_VERSION, SqliteStore
+from tests.helpers.store_factories import message, new_job
 from tests.helpers.store_factories import message as new_message
-from tests.helpers.store_factories import new_job
 
 ACTIVE, HOLDING, FAILED = JobCollection.ACTIVE, JobCollection.HOLDING, JobCollection.FAILED
 _TABLES = {
@@ -278,7 +279,7 @@ async def test_a_version_1_database_is_migrated_and_its_jobs_still_work(tmp_path
         await store.close()
 
     for table in _TABLES.values():
-        assert {"fence", "condition_detail"} <= _columns(path, table)
+        assert {"fence", "condition_detail", "details"} <= _columns(path, table)
         assert f"{table}_completed" in _indexes(path, table)
     assert _user_version(path) == SCHEMA_VERSION
     plan = _query_plan(
@@ -333,3 +334,43 @@ async def test_messages_of_an_older_file_get_delivery_sequences_in_insertion_ord
     finally:
         await store.close()
     assert "queues_sequence" in _indexes(path, "queues")
+
+
+async def test_old_persisted_messages_gain_an_empty_details_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    _make_v1_database(path, {})
+    old = message(1, content="written before details existed")
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO queues (bot_id, provider_name, correspondent_id, id, content, sender,"
+            " source, originating_time, provider_message_id, message_size)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                old.bot_id,
+                old.provider_name,
+                old.correspondent_id,
+                old.id,
+                old.content,
+                old.sender,
+                old.source,
+                int(old.originating_time.timestamp() * 1000),
+                old.provider_message_id,
+                old.message_size,
+            ),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    assert "details" not in _columns(path, "queues")
+
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=path))
+    try:
+        new = message(2, details='{"details":{"deletion":{"targetMessageId":"X1"}}}')
+        assert await store.insert_messages([new]) == 1
+        history = await store.message_history(old.bot_id, old.provider_name, old.correspondent_id)
+        # The old row was numbered by the migration, the new one after it.
+        assert history == [replace(old, sequence=1), replace(new, sequence=2)]
+    finally:
+        await store.close()
+    assert "details" in _columns(path, "queues")

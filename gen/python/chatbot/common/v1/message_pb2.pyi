@@ -3,6 +3,7 @@
 isort:skip_file
 Domain types shared by every service: messages, their sources and media kinds."""
 
+from chatbot.common.v1 import details_pb2 as _details_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -144,6 +145,8 @@ class Message(_message.Message):
     MIME_TYPE_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Strictly increasing per (bot, provider, correspondent); assigned by queue_svc."""
     content: _builtins.str
@@ -176,6 +179,17 @@ class Message(_message.Message):
     def group(self) -> Global___GroupInfo:
         """Present only for group chats."""
 
+    @_builtins.property
+    def details(self) -> _details_pb2.MessageDetails:
+        """The structured content of a location, contact, poll, vote, reaction, event,
+        interactive reply, group invite, edit, deletion or unsupported message; absent
+        for plain text and media. `content` is the text rendered from it.
+        """
+
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -191,11 +205,15 @@ class Message(_message.Message):
         mime_type: _builtins.str | None = ...,
         original_filename: _builtins.str | None = ...,
         media_kind: Global___MediaKind.ValueType = ...,
+        details: _details_pb2.MessageDetails | None = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "group", b"group", "media_processing_id", b"media_processing_id", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "details", b"details", "group", b"group", "media_processing_id", b"media_processing_id", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "content", b"content", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "content", b"content", "details", b"details", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
+    _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015
     _WhichOneofReturnType__media_processing_id: _TypeAlias = _typing.Literal["media_processing_id"]  # noqa: Y015
@@ -204,6 +222,10 @@ class Message(_message.Message):
     _WhichOneofArgType__mime_type: _TypeAlias = _typing.Literal["_mime_type", b"_mime_type"]  # noqa: Y015
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__group) -> _WhichOneofReturnType__group | None: ...
     @_typing.overload
@@ -212,6 +234,8 @@ class Message(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__mime_type) -> _WhichOneofReturnType__mime_type | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&chatbot/options/v1/field_options.proto\x12\x12\x63hatbot.options.v1\x1a google/protobuf/descriptor.proto\"G\n\x10\x46ieldConstraints\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\r\n\x05uuid4\x18\x02 \x01(\x08\x12\x12\n\nmax_length\x18\x03 \x01(\r:T\n\x05\x66ield\x12\x1d.google.protobuf.FieldOptions\x18\xc5\x8a\x03 \x01(\x0b\x32$.chatbot.options.v1.FieldConstraintsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&chatbot/options/v1/field_options.proto\x12\x12\x63hatbot.options.v1\x1a google/protobuf/descriptor.proto\"Z\n\x10\x46ieldConstraints\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\r\n\x05uuid4\x18\x02 \x01(\x08\x12\x12\n\nmax_length\x18\x03 \x01(\r\x12\x11\n\tmax_items\x18\x04 \x01(\r:T\n\x05\x66ield\x12\x1d.google.protobuf.FieldOptions\x18\xc5\x8a\x03 \x01(\x0b\x32$.chatbot.options.v1.FieldConstraintsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatbot.options.v1.field_op
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FIELDCONSTRAINTS']._serialized_start=96
-  _globals['_FIELDCONSTRAINTS']._serialized_end=167
+  _globals['_FIELDCONSTRAINTS']._serialized_end=186
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,7 @@ class FieldConstraints(_message.Message):
     REQUIRED_FIELD_NUMBER: _builtins.int
     UUID4_FIELD_NUMBER: _builtins.int
     MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_ITEMS_FIELD_NUMBER: _builtins.int
     required: _builtins.bool
     """The field must be present and non-empty (non-zero for numbers, not UNSPECIFIED
     for enums, set for messages).
@@ -37,16 +38,19 @@ class FieldConstraints(_message.Message):
     """The string must be a canonical lower-case UUID version 4."""
     max_length: _builtins.int
     """Maximum length in characters of a string field; 0 means no bound."""
+    max_items: _builtins.int
+    """Maximum number of items of a repeated field; 0 means no bound."""
     def __init__(
         self,
         *,
         required: _builtins.bool = ...,
         uuid4: _builtins.bool = ...,
         max_length: _builtins.int = ...,
+        max_items: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_length", b"max_length", "required", b"required", "uuid4", b"uuid4"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items", b"max_items", "max_length", b"max_length", "required", b"required", "uuid4", b"uuid4"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

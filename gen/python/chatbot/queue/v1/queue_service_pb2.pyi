@@ -6,6 +6,7 @@ CorrespondentQueue per chat. Writers add messages and placeholders; media_svc
 resolves placeholders; subscribers receive ready messages exactly once.
 """
 
+from chatbot.common.v1 import details_pb2 as _details_pb2
 from chatbot.common.v1 import message_pb2 as _message_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -120,6 +121,8 @@ class NewMessage(_message.Message):
     ORIGINATING_TIME_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The text (or caption). May be empty only for placeholders."""
     sender: _builtins.str
@@ -136,6 +139,16 @@ class NewMessage(_message.Message):
     def group(self) -> _message_pb2.GroupInfo:
         """Present only for group chats."""
 
+    @_builtins.property
+    def details(self) -> _details_pb2.MessageDetails:
+        """The structured content of a non-text, non-media message; `content` is the text
+        rendered from it. Absent for plain text and media.
+        """
+
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -145,14 +158,25 @@ class NewMessage(_message.Message):
         originating_time: _timestamp_pb2.Timestamp | None = ...,
         group: _message_pb2.GroupInfo | None = ...,
         provider_message_id: _builtins.str = ...,
+        details: _details_pb2.MessageDetails | None = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "group", b"group", "originating_time", b"originating_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "details", b"details", "group", b"group", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "content", b"content", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "content", b"content", "details", b"details", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
+    _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__group) -> _WhichOneofReturnType__group | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___NewMessage: _TypeAlias = NewMessage  # noqa: Y015
 

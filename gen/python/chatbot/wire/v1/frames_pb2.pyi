@@ -9,6 +9,7 @@ Fields declared `optional` may be absent; all other fields are always present in
 the schema but may be empty only when their comment says so.
 """
 
+from chatbot.common.v1 import details_pb2 as _details_pb2
 from chatbot.common.v1 import message_pb2 as _message_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -18,10 +19,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -153,25 +154,75 @@ class TextMessage(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The message text. Required (WhatsApp does not send empty text messages)."""
     @_builtins.property
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
         header: Global___IncomingHeader | None = ...,
         message: _builtins.str = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to", "header", b"header", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to", "header", b"header", "message", b"message", "reply_to", b"reply_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___TextMessage: _TypeAlias = TextMessage  # noqa: Y015
+
+@_typing.final
+class StructuredMessage(_message.Message):
+    """A message that is neither plain text nor media (location, contacts, poll, poll vote,
+    reaction, event, interactive reply, group invite, edit, deletion, or a type this
+    system does not understand). The gateway renders the text the bot sees from
+    `details` and passes `details` on as typed fields; it travels like a text message.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___IncomingHeader:
+        """Who, where and when. Required."""
+
+    @_builtins.property
+    def details(self) -> _details_pb2.MessageDetails:
+        """What the message is. Required."""
+
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___IncomingHeader | None = ...,
+        details: _details_pb2.MessageDetails | None = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to", "details", b"details", "header", b"header", "reply_to", b"reply_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to", "details", b"details", "header", b"header", "reply_to", b"reply_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
+
+Global___StructuredMessage: _TypeAlias = StructuredMessage  # noqa: Y015
 
 @_typing.final
 class MediaMessage(_message.Message):
@@ -186,6 +237,7 @@ class MediaMessage(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     FILE_SIZE_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     media_processing_id: _builtins.str
@@ -202,6 +254,10 @@ class MediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -212,14 +268,20 @@ class MediaMessage(_message.Message):
         media_kind: _message_pb2.MediaKind.ValueType = ...,
         original_filename: _builtins.str | None = ...,
         file_size: _builtins.int = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "file_size", b"file_size", "header", b"header", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "file_size", b"file_size", "header", b"header", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___MediaMessage: _TypeAlias = MediaMessage  # noqa: Y015
 
@@ -237,6 +299,7 @@ class CorruptMediaMessage(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     mime_type: _builtins.str
@@ -251,6 +314,10 @@ class CorruptMediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -260,14 +327,20 @@ class CorruptMediaMessage(_message.Message):
         media_kind: _message_pb2.MediaKind.ValueType = ...,
         original_filename: _builtins.str | None = ...,
         reason: _builtins.str = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "reason", b"reason", "reply_to", b"reply_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___CorruptMediaMessage: _TypeAlias = CorruptMediaMessage  # noqa: Y015
 
@@ -286,6 +359,7 @@ class QuotaExceededMediaMessage(_message.Message):
     ORIGINAL_FILENAME_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
     QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """The caption; empty when the media has none."""
     mime_type: _builtins.str
@@ -302,6 +376,10 @@ class QuotaExceededMediaMessage(_message.Message):
     def header(self) -> Global___IncomingHeader:
         """Who, where and when. Required."""
 
+    @_builtins.property
+    def reply_to(self) -> _details_pb2.ReplyContext:
+        """The message this one replies to, when it quotes one."""
+
     def __init__(
         self,
         *,
@@ -312,14 +390,20 @@ class QuotaExceededMediaMessage(_message.Message):
         original_filename: _builtins.str | None = ...,
         used_bytes: _builtins.int = ...,
         quota_bytes: _builtins.int = ...,
+        reply_to: _details_pb2.ReplyContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "original_filename", b"original_filename"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "original_filename", b"original_filename", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "quota_bytes", b"quota_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "header", b"header", "media_kind", b"media_kind", "message", b"message", "mime_type", b"mime_type", "original_filename", b"original_filename", "quota_bytes", b"quota_bytes", "reply_to", b"reply_to", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
+    _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
+    _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___QuotaExceededMediaMessage: _TypeAlias = QuotaExceededMediaMessage  # noqa: Y015
 
@@ -444,6 +528,7 @@ class NodeFrame(_message.Message):
     QUOTA_EXCEEDED_MEDIA_MESSAGE_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     SESSION_EVENT_FIELD_NUMBER: _builtins.int
+    STRUCTURED_MESSAGE_FIELD_NUMBER: _builtins.int
     frame_id: _builtins.str
     """Unique id of this frame (chosen by Node), echoed in its Ack. Required."""
     @_builtins.property
@@ -470,6 +555,10 @@ class NodeFrame(_message.Message):
     def session_event(self) -> Global___SessionEvent:
         """A session state change."""
 
+    @_builtins.property
+    def structured_message(self) -> Global___StructuredMessage:
+        """An incoming message that is neither plain text nor media."""
+
     def __init__(
         self,
         *,
@@ -480,12 +569,13 @@ class NodeFrame(_message.Message):
         quota_exceeded_media_message: Global___QuotaExceededMediaMessage | None = ...,
         ack: Global___Ack | None = ...,
         session_event: Global___SessionEvent | None = ...,
+        structured_message: Global___StructuredMessage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "text_message", b"text_message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "frame_id", b"frame_id", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "text_message", b"text_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "frame_id", b"frame_id", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["text_message", "media_message", "corrupt_media_message", "quota_exceeded_media_message", "ack", "session_event"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["text_message", "media_message", "corrupt_media_message", "quota_exceeded_media_message", "ack", "session_event", "structured_message"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -7,6 +7,7 @@
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message as Message$1 } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { MessageDetails, ReplyContext } from "./details_pb.js";
 
 /**
  * Describes the file chatbot/common/v1/message.proto.
@@ -132,6 +133,22 @@ export declare type Message = Message$1<"chatbot.common.v1.Message"> & {
    * @generated from field: chatbot.common.v1.MediaKind media_kind = 12;
    */
   mediaKind: MediaKind;
+
+  /**
+   * The structured content of a location, contact, poll, vote, reaction, event,
+   * interactive reply, group invite, edit, deletion or unsupported message; absent
+   * for plain text and media. `content` is the text rendered from it.
+   *
+   * @generated from field: optional chatbot.common.v1.MessageDetails details = 13;
+   */
+  details?: MessageDetails | undefined;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 14;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**

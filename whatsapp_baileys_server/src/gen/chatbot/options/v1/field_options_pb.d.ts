@@ -41,6 +41,13 @@ export declare type FieldConstraints = Message<"chatbot.options.v1.FieldConstrai
    * @generated from field: uint32 max_length = 3;
    */
   maxLength: number;
+
+  /**
+   * Maximum number of items of a repeated field; 0 means no bound.
+   *
+   * @generated from field: uint32 max_items = 4;
+   */
+  maxItems: number;
 };
 
 /**

@@ -10,6 +10,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { AddressedMessage, GroupInfo, MediaKind, Message as Message$1, MessageSource } from "../../common/v1/message_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { MessageDetails, ReplyContext } from "../../common/v1/details_pb.js";
 
 /**
  * Describes the file chatbot/queue/v1/queue_service.proto.
@@ -63,6 +64,21 @@ export declare type NewMessage = Message<"chatbot.queue.v1.NewMessage"> & {
    * @generated from field: string provider_message_id = 6;
    */
   providerMessageId: string;
+
+  /**
+   * The structured content of a non-text, non-media message; `content` is the text
+   * rendered from it. Absent for plain text and media.
+   *
+   * @generated from field: optional chatbot.common.v1.MessageDetails details = 7;
+   */
+  details?: MessageDetails | undefined;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**

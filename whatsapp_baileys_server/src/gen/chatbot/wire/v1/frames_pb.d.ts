@@ -13,6 +13,7 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { GroupInfo, MediaKind } from "../../common/v1/message_pb.js";
+import type { MessageDetails, ReplyContext } from "../../common/v1/details_pb.js";
 
 /**
  * Describes the file chatbot/wire/v1/frames.proto.
@@ -93,6 +94,13 @@ export declare type TextMessage = Message<"chatbot.wire.v1.TextMessage"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 3;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -100,6 +108,43 @@ export declare type TextMessage = Message<"chatbot.wire.v1.TextMessage"> & {
  * Use `create(TextMessageSchema)` to create a new message.
  */
 export declare const TextMessageSchema: GenMessage<TextMessage>;
+
+/**
+ * A message that is neither plain text nor media (location, contacts, poll, poll vote,
+ * reaction, event, interactive reply, group invite, edit, deletion, or a type this
+ * system does not understand). The gateway renders the text the bot sees from
+ * `details` and passes `details` on as typed fields; it travels like a text message.
+ *
+ * @generated from message chatbot.wire.v1.StructuredMessage
+ */
+export declare type StructuredMessage = Message<"chatbot.wire.v1.StructuredMessage"> & {
+  /**
+   * Who, where and when. Required.
+   *
+   * @generated from field: chatbot.wire.v1.IncomingHeader header = 1;
+   */
+  header?: IncomingHeader | undefined;
+
+  /**
+   * What the message is. Required.
+   *
+   * @generated from field: chatbot.common.v1.MessageDetails details = 2;
+   */
+  details?: MessageDetails | undefined;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 3;
+   */
+  replyTo?: ReplyContext | undefined;
+};
+
+/**
+ * Describes the message chatbot.wire.v1.StructuredMessage.
+ * Use `create(StructuredMessageSchema)` to create a new message.
+ */
+export declare const StructuredMessageSchema: GenMessage<StructuredMessage>;
 
 /**
  * A media message whose bytes were staged as <staging>/<media_processing_id>.
@@ -155,6 +200,13 @@ export declare type MediaMessage = Message<"chatbot.wire.v1.MediaMessage"> & {
    * @generated from field: uint64 file_size = 7;
    */
   fileSize: bigint;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -211,6 +263,13 @@ export declare type CorruptMediaMessage = Message<"chatbot.wire.v1.CorruptMediaM
    * @generated from field: string reason = 6;
    */
   reason: string;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 7;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -274,6 +333,13 @@ export declare type QuotaExceededMediaMessage = Message<"chatbot.wire.v1.QuotaEx
    * @generated from field: uint64 quota_bytes = 7;
    */
   quotaBytes: bigint;
+
+  /**
+   * The message this one replies to, when it quotes one.
+   *
+   * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
+   */
+  replyTo?: ReplyContext | undefined;
 };
 
 /**
@@ -465,6 +531,14 @@ export declare type NodeFrame = Message<"chatbot.wire.v1.NodeFrame"> & {
      */
     value: SessionEvent;
     case: "sessionEvent";
+  } | {
+    /**
+     * An incoming message that is neither plain text nor media.
+     *
+     * @generated from field: chatbot.wire.v1.StructuredMessage structured_message = 16;
+     */
+    value: StructuredMessage;
+    case: "structuredMessage";
   } | { case: undefined; value?: undefined };
 };
 
