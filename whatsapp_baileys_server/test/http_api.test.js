@@ -185,7 +185,10 @@ test("unknown sessions are 404; a dropped connection reconnects; WhatsApp logout
   const boom = Object.assign(new Error("Connection Closed"), { output: { statusCode: 428 } });
   sockets[0].emit("connection.update", { connection: "close", lastDisconnect: { error: boom } });
   assert.equal((await call("GET", `/sessions/${INIT.userId}`)).body.state, "CLOSED");
-  await new Promise((r) => setTimeout(r, 60));
+  // The backoff is short in tests; poll instead of sleeping a fixed time (loaded CI).
+  for (let waited = 0; sockets.length < 2 && waited < 5000; waited += 20) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assert.equal(sockets.length, 2, "a new socket after the backoff");
   const loggedOut = Object.assign(new Error("logged out"), { output: { statusCode: 401 } });
   sockets[1].emit("connection.update", { connection: "close", lastDisconnect: { error: loggedOut } });
