@@ -45,6 +45,18 @@ CODES: tuple[tuple[type[ChatbotError], grpc.StatusCode], ...] = (
 _UNVALIDATED_PREFIXES = ("/grpc.",)
 
 
+def error_for_status(code: grpc.StatusCode, details: str) -> ChatbotError:
+    """What a status answered by another of our services means (the reverse of CODES).
+
+    Codes without a domain meaning (INTERNAL, DEADLINE_EXCEEDED, …) count as the peer
+    being unavailable: the request may well succeed later.
+    """
+    for kind, mapped in CODES:
+        if mapped == code:
+            return kind(details)
+    return UnavailableError(f"{code.name}: {details}")
+
+
 class RpcMetrics:
     """Latency histogram by method and code; its `_count` series counts the calls."""
 
