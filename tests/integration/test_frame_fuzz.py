@@ -78,7 +78,7 @@ def _corpus() -> tuple[list[CorpusFrame], list[tuple[str, int]], dict[str, str]]
 
 
 async def _receive_acks(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[w.Ack]:
-    acks = []
+    acks: list[w.Ack] = []
     async with asyncio.timeout(30):
         while len(acks) < count:
             message = await ws.receive()
