@@ -131,6 +131,12 @@ async def test_generated_frames_each_get_one_right_ack_and_valid_ones_arrive_onc
                     for frame in batch:
                         await ws.send_str(frame.text)
                     received.extend(await _receive_acks(ws, len(batch)))
+                # Far beyond the frame limit, yet read and answered: the socket stays up.
+                huge = '{"frameId":"huge","ack":{"frameId":"' + "h" * (1 << 20) + '"}}'
+                await ws.send_str(huge)
+                (answer,) = await _receive_acks(ws, 1)
+                assert answer.status == w.ACK_STATUS_REJECTED
+                assert "more than the 262144 allowed" in answer.reason
                 # Exactly one ack each: nothing more arrives.
                 try:
                     extra = await ws.receive(timeout=0.5)
