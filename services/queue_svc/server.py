@@ -70,6 +70,7 @@ async def serve(config: Config) -> None:
         resumed = await service.start()
         await server.start()
         # SERVING only once the store takes writes, and NOT_SERVING whenever it stops.
+        await store_health.check_once()
         prober = asyncio.create_task(store_health.run())
         sampler = asyncio.create_task(_sample(metrics, service))
         # Machine-readable: tests and scripts started with QUEUE_SVC_PORT=0 read the port.

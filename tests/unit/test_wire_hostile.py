@@ -30,7 +30,7 @@ def _media(**fields: object) -> str:
     return json.dumps({"frameId": "f-1", "mediaMessage": body})
 
 
-def _refused(text: str) -> FrameError:
+def _refused(text: str | bytes) -> FrameError:
     with pytest.raises(FrameError) as caught:
         parse_node_frame(text)
     return caught.value
@@ -91,3 +91,8 @@ def test_a_lone_surrogate_in_the_frame_id_is_refused_and_not_echoed() -> None:
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_constants_are_refused(constant: str) -> None:
     assert "is not JSON" in _refused('{"frameId":"f","zz":' + constant + "}").reason
+
+
+def test_a_byte_order_mark_before_the_json_is_refused_as_in_node() -> None:
+    text = b'\xef\xbb\xbf{"frameId":"f","ack":{"frameId":"x","status":1}}'
+    assert "not JSON" in _refused(text).reason

@@ -38,7 +38,8 @@ const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{
 const TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\]:,]|[^ \t\r\n{}[\]:,"]+/gs;
 const ID_KEYS = new Set(["frameId", "frame_id"]);
 const UNSIGNED_64 = new Set([ScalarType.UINT64, ScalarType.FIXED64]);
-const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a byte-order mark in the text, where JSON.parse refuses it, as Python does.
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A frame that is not valid JSON of the expected message, or breaks a constraint. */
 export class FrameError extends Error {

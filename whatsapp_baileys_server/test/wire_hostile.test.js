@@ -53,3 +53,8 @@ test("a field given twice is refused and no ambiguous id is echoed", () => {
 test("a lone surrogate in the frame id is refused and not echoed", () => {
   assert.equal(refused('{"frameId":"f\\ud800","ack":{"frameId":"x","status":1}}').frameId, "");
 });
+
+test("a byte-order mark before the JSON is refused, as in Python", () => {
+  const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"frameId":"f","ack":{"frameId":"x","status":1}}')]);
+  assert.match(refused(new Uint8Array(bytes)).reason, /not JSON/);
+});
