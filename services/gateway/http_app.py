@@ -16,11 +16,11 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import (
-    ChatbotError,
     InvalidInputError,
     NotFoundError,
     PreconditionError,
     UnavailableError,
+    classify,
 )
 from services.common.grpc_edge import error_for_status
 from services.common.queue_shards import QueueShards
@@ -108,13 +108,20 @@ class GatewayApp:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ChatbotError as error:
-            status = next((s for t, s in _STATUS.items() if isinstance(error, t)), 500)
-            return _error(status, str(error))
         except grpc.aio.AioRpcError as error:
             meaning = error_for_status(error.code(), error.details() or "")
             status = next((s for t, s in _STATUS.items() if isinstance(meaning, t)), 503)
             return _error(status, f"queue_svc {error.code().name}: {error.details()}")
+        except web.HTTPException:
+            raise
+        except Exception as error:
+            # The store may refuse what the request carried (an integer too large, …):
+            # that is the caller's 400, not a 500 or a 503.
+            classified = classify(error)
+            if classified is None:
+                raise
+            status = next((s for t, s in _STATUS.items() if isinstance(classified, t)), 500)
+            return _error(status, str(classified))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_connections": self._link.connection_count})
