@@ -73,12 +73,13 @@ async def serve(config: Config) -> None:
         await store_health.check_once()
         prober = asyncio.create_task(store_health.run())
         sampler = asyncio.create_task(_sample(metrics, service))
-        # Machine-readable: tests and scripts started with QUEUE_SVC_PORT=0 read the port.
-        print(f"queue_svc listening on {config.host}:{port}", flush=True)
         log.info(
             "serving",
             extra={"port": port, "shard": str(config.service.shard), "resumed_bots": resumed},
         )
+        # Machine-readable: tests and scripts started with QUEUE_SVC_PORT=0 read the port.
+        # Printed last, so whoever waits for it finds the "serving" log line written.
+        print(f"queue_svc listening on {config.host}:{port}", flush=True)
         await stop.wait()
         log.info("shutting down")
     finally:
