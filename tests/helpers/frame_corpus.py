@@ -210,6 +210,8 @@ def node_frame(
                 "long_text",
                 "snake_case",
                 "timestamp",
+                "root",
+                "padding",
             )
         )
     )
@@ -310,6 +312,14 @@ def node_frame(
         # A fraction, not an index: the draws must not depend on the frame's serial.
         at = 1 + int(draw(st.floats(0, 1, exclude_max=True)) * (len(cut) - 2))
         return CorpusFrame(cut[:at], frame_id, kind, mutation, False)
+    elif mutation == "root":  # not an object at all
+        root: Any = draw(st.one_of(_json_scalars, st.lists(_json_scalars, max_size=3)))
+        return CorpusFrame(dump(root), frame_id, kind, mutation, False)
+    elif mutation == "padding":  # JSON whitespace is fine, other white characters are not
+        pad = draw(st.sampled_from([" ", "\t", "\n", "\r\n", "\u00a0", "\ufeff", "\u2028"]))
+        before, after = draw(st.booleans()), draw(st.booleans())
+        body = (pad if before else "") + dump(frame, ascii_only) + (pad if after else "")
+        return CorpusFrame(body, frame_id, kind, mutation, None)
     elif mutation == "nan":
         target.append(("zz", _Raw(draw(st.sampled_from(["NaN", "Infinity", "-Infinity"])))))
     elif mutation == "long_text":

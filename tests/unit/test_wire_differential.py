@@ -47,7 +47,8 @@ def test_python_and_node_agree_on_every_generated_frame() -> None:
         timeout=60,
         check=True,
     )
-    node = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    # split("\n"), not splitlines(): reasons may quote U+2028 and friends.
+    node = [json.loads(line) for line in done.stdout.decode().split("\n") if line]
     assert len(node) == len(corpus)
     disagreements = []
     for frame, theirs in zip(corpus, node, strict=True):
