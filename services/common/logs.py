@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -58,3 +60,61 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(name)
+
+
+class LogSummary:
+    """One log line per interval for an event that can repeat hundreds of times a second.
+
+    The first event after a quiet interval is logged at once; the rest of a burst is
+    counted by key and reported in the next line (at most one per interval), with one
+    example each. `flush()` reports what is left, e.g. at shutdown.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        level: int = logging.INFO,
+        interval_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._what = what
+        self._level = level
+        self._interval = interval_seconds
+        self._clock = clock
+        self._counts: Counter[str] = Counter()
+        self._examples: dict[str, str] = {}
+        self._since: float | None = None
+        self._last_line = -float("inf")
+
+    def note(self, key: str, example: str = "") -> None:
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        self._counts[key] += 1
+        self._examples.setdefault(key, example)
+        if now - self._last_line >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._counts:
+            return
+        now = self._clock()
+        parts = [
+            f"{key} x{count}" + (f" (e.g. {self._examples[key]})" if self._examples[key] else "")
+            for key, count in self._counts.most_common()
+        ]
+        self._logger.log(
+            self._level,
+            "%s in the last %.1fs: %s",
+            self._what,
+            now - (self._since if self._since is not None else now),
+            "; ".join(parts),
+            extra={"counts": dict(self._counts)},
+        )
+        self._counts.clear()
+        self._examples.clear()
+        self._since = None
+        self._last_line = now

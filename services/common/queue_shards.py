@@ -36,6 +36,10 @@ class QueueShards:
     def index_for(self, bot_id: str) -> int:
         return self.addresses.index_for(bot_id)
 
+    def channel(self, index: int) -> grpc.aio.Channel:
+        """The channel to one shard (e.g. for its health service)."""
+        return self._channels[index]
+
     def stub(self, index: int) -> q_grpc.QueueServiceAsyncStub:
         return self._stubs[index]
 

@@ -13,12 +13,17 @@ from chatbot.options.v1 import field_options_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+# Matched with fullmatch: `$` would also match before a final newline.
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+#: The largest integer either store holds (SQLite INTEGER and BSON int64 are signed).
+MAX_STORED_INTEGER = 2**63 - 1
+_UNSIGNED_64 = (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64)
 
 
 def is_uuid4(value: str) -> bool:
     """True for a canonical lower-case UUID version 4 (the only form used as a file name)."""
-    return bool(_UUID4.match(value))
+    return isinstance(value, str) and _UUID4.fullmatch(value) is not None
 
 
 def _constraints(field: FieldDescriptor) -> field_options_pb2.FieldConstraints | None:
@@ -67,6 +72,11 @@ def validate_message(message: Message, path: str = "") -> list[str]:
             continue
         if field.type == FieldDescriptor.TYPE_ENUM and not _enum_known(field.enum_type, value):
             problems.append(f"{where}: unknown enum value {value}")
+            continue
+        if field.type in _UNSIGNED_64 and value > MAX_STORED_INTEGER:
+            # A valid uint64 that no store can hold: refused here rather than failing
+            # (and being retried) at the store.
+            problems.append(f"{where}: larger than {MAX_STORED_INTEGER}")
             continue
         if rules is None:
             continue

@@ -1,9 +1,17 @@
-"""Strict parsing of WebSocket frames (proto3 JSON of `chatbot.wire.v1`)."""
+"""Strict parsing of WebSocket frames (proto3 JSON of `chatbot.wire.v1`).
+
+Whatever the input, parsing ends in a message or a FrameError with a reason: never in
+a RecursionError, a MemoryError-sized structure or an exception the caller does not
+expect, because a frame without an answer is resent by Node forever and its chat waits
+behind it. The Node server (whatsapp_baileys_server/src/wire.js) applies the same rules
+in the same order, so both sides give every frame the same verdict.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+import re
+from typing import Any, NoReturn, TypeVar
 
 from chatbot.wire.v1 import frames_pb2
 from google.protobuf import json_format
@@ -14,8 +22,19 @@ from services.common.validation import validate_message
 
 #: Frames are small: text and metadata only, never media bytes.
 MAX_FRAME_BYTES = 256 * 1024
+#: Our frames nest five levels deep; anything much deeper is hostile, and Python's JSON
+#: decoder would hit the recursion limit around a thousand levels.
+MAX_JSON_DEPTH = 32
+#: JSON numbers at or beyond 2**53 are read differently by JavaScript (a double) and
+#: Python (exact); proto3 JSON sends 64-bit integers as strings, so such numbers are refused.
+MAX_JSON_NUMBER = 2**53
+#: The longest frame id echoed in a rejection.
+MAX_SALVAGED_ID = 128
 
 M = TypeVar("M", bound=Message)
+
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]|[^ \t\r\n{}\[\]:,"]+', re.DOTALL)
+_ID_KEYS = ("frameId", "frame_id")
 
 
 class FrameError(InvalidInputError):
@@ -31,28 +50,153 @@ class FrameError(InvalidInputError):
         self.frame_id = frame_id
 
 
-def _salvage_frame_id(text: str | bytes) -> str:
+class _JsonDefectError(ValueError):
+    """A JSON text that parses but that both sides refuse (duplicates, huge numbers)."""
+
+
+def _well_formed(value: str) -> bool:
     try:
-        raw = json.loads(text)
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _too_deep(text: str) -> bool:
+    """True when arrays/objects nest deeper than MAX_JSON_DEPTH; iterative, O(len)."""
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in ("{", "["):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in ("}", "]"):
+            depth -= 1
+    return False
+
+
+def _salvage_frame_id(text: str) -> str:
+    """The top-level frame id when the frame names exactly one, without decoding the rest.
+
+    A token walk rather than json.loads: it works on frames too deep, too big or too
+    broken to decode, and an ambiguous id (given twice, or in both spellings) is not
+    echoed, since the sender could be told about a frame id it never sent.
+    """
+    depth = 0
+    found: list[str] = []
+    tokens = [m.group() for m in _TOKEN.finditer(text, 0, min(len(text), MAX_FRAME_BYTES))]
+    for i, token in enumerate(tokens):
+        if token in ("{", "["):
+            depth += 1
+        elif token in ("}", "]"):
+            depth -= 1
+        elif depth == 1 and token.startswith('"') and tokens[i + 1 : i + 2] == [":"]:
+            try:
+                key = json.loads(token)
+            except ValueError:
+                continue
+            if key in _ID_KEYS:
+                found.append(tokens[i + 2] if i + 2 < len(tokens) else "")
+    if len(found) != 1 or not found[0].startswith('"'):
+        return ""
+    try:
+        frame_id = json.loads(found[0])
     except ValueError:
         return ""
-    frame_id = raw.get("frameId", raw.get("frame_id")) if isinstance(raw, dict) else None
-    return frame_id[:128] if isinstance(frame_id, str) else ""
+    if not isinstance(frame_id, str) or not _well_formed(frame_id):
+        return ""
+    return frame_id[:MAX_SALVAGED_ID]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a key given twice, or one field in two spellings, is refused."""
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        # frameId and frame_id name the same field: compare without case and underscores.
+        # Two keys that collide this way but are not the same field include an unknown
+        # one, which would be refused anyway.
+        folded = key.replace("_", "").lower()
+        if folded in seen:
+            raise _JsonDefectError(f"field {key!r} given twice (also as {seen[folded]!r})")
+        seen[folded] = key
+    return dict(pairs)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _JsonDefectError(f"{name} is not JSON")
+
+
+def _bounded_int(token: str) -> int:
+    value = int(token)
+    if abs(value) >= MAX_JSON_NUMBER:
+        raise _JsonDefectError(
+            f"number {token[:40]} is 2^53 or more; send 64-bit integers as strings"
+        )
+    return value
+
+
+def _bounded_float(token: str) -> float:
+    value = float(token)
+    if not abs(value) < MAX_JSON_NUMBER:
+        raise _JsonDefectError(
+            f"number {token[:40]} is 2^53 or more; send 64-bit integers as strings"
+        )
+    return value
+
+
+def _decode(text: str | bytes) -> str:
+    if isinstance(text, str):
+        return text
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"malformed frame: not UTF-8: {exc}") from None
+
+
+def _load(text: str) -> Any:
+    if _too_deep(text):
+        raise FrameError(
+            f"malformed frame: JSON nested deeper than {MAX_JSON_DEPTH} levels",
+            _salvage_frame_id(text),
+        )
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_bounded_float,
+        )
+    except _JsonDefectError as exc:
+        raise FrameError(f"malformed frame: {exc}", _salvage_frame_id(text)) from None
+    except (ValueError, RecursionError) as exc:
+        raise FrameError(f"malformed frame: not JSON: {exc}", _salvage_frame_id(text)) from None
 
 
 def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     """Parses and validates one frame; raises FrameError with a reason on any defect."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > MAX_FRAME_BYTES:
         raise FrameError(f"frame is {size} bytes, more than the {MAX_FRAME_BYTES} allowed")
+    decoded = _decode(text)
+    raw = _load(decoded)
     message = message_type()
     try:
-        json_format.Parse(text, message, ignore_unknown_fields=False)
-    except (json_format.ParseError, UnicodeDecodeError) as exc:
-        raise FrameError(f"malformed frame: {exc}", _salvage_frame_id(text)) from exc
+        json_format.ParseDict(raw, message, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        raise FrameError(f"malformed frame: {exc}", _salvage_frame_id(decoded)) from None
+    except Exception as exc:
+        # Whatever else the JSON → message conversion trips over is still the input's
+        # fault, and a frame must always get an answer.
+        raise FrameError(
+            f"malformed frame: {type(exc).__name__}: {exc}", _salvage_frame_id(decoded)
+        ) from None
     problems = validate_message(message)
     if problems:
-        raise FrameError("invalid frame: " + "; ".join(problems), _salvage_frame_id(text))
+        raise FrameError("invalid frame: " + "; ".join(problems), _salvage_frame_id(decoded))
     return message
 
 

@@ -10,6 +10,7 @@ from services.common.env import env_bool, env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
+from services.common.wire import MAX_FRAME_BYTES
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,21 @@ class GatewayConfig:
     rpc_timeout_seconds: float = 10.0
     # How long an outgoing reply waits for Node's acknowledgement.
     outgoing_ack_timeout_seconds: float = 15.0
+    # The largest WebSocket message read at all; larger frames than the wire limit but
+    # smaller than this get a REJECTED ack, larger ones close the socket (code 1009).
+    ws_max_message_bytes: int = 4 * 1024 * 1024
+    # Repeated log lines (RETRY, rejections) are summarised once per this interval.
+    log_summary_seconds: float = 10.0
+    # How long /readyz waits for each dependency.
+    ready_timeout_seconds: float = 1.0
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
+        if self.ws_max_message_bytes <= MAX_FRAME_BYTES:
+            raise InvalidInputError(
+                f"GATEWAY_WS_MAX_MESSAGE_BYTES must exceed the frame limit {MAX_FRAME_BYTES}, "
+                f"so an oversized frame can still be answered; got {self.ws_max_message_bytes}"
+            )
         if not self.insecure_no_auth and not (self.node_ws_token and self.api_token):
             raise InvalidInputError(
                 "GATEWAY_TOKEN and GATEWAY_API_TOKEN must be set (long random strings); "
@@ -63,5 +76,10 @@ class GatewayConfig:
             outgoing_ack_timeout_seconds=env_float(
                 env, "GATEWAY_OUTGOING_ACK_TIMEOUT_SECONDS", 15.0
             ),
+            ws_max_message_bytes=env_int(
+                env, "GATEWAY_WS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=1
+            ),
+            log_summary_seconds=env_float(env, "GATEWAY_LOG_SUMMARY_SECONDS", 10.0),
+            ready_timeout_seconds=env_float(env, "GATEWAY_READY_TIMEOUT_SECONDS", 1.0),
             store=StoreConfig.from_env(env),
         )

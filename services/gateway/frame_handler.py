@@ -7,6 +7,8 @@ import time
 
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.errors import UnavailableError, classify
+from services.common.logs import LogSummary
 from services.common.wire import FrameError, parse_node_frame
 from services.gateway import translate
 from services.gateway.metrics import GatewayMetrics
@@ -17,10 +19,32 @@ log = logging.getLogger(__name__)
 
 
 class FrameHandler:
-    def __init__(self, writer: QueueWriter, link: NodeLink, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        writer: QueueWriter,
+        link: NodeLink,
+        metrics: GatewayMetrics,
+        *,
+        log_interval_seconds: float = 10.0,
+    ) -> None:
         self._writer = writer
         self._link = link
         self._metrics = metrics
+        # During an outage every frame is answered RETRY, hundreds a second; a flood of
+        # bad frames is no different. One summary line per interval says as much.
+        self._rejected = LogSummary(
+            log, "frames rejected", level=logging.WARNING, interval_seconds=log_interval_seconds
+        )
+        self._retried = LogSummary(
+            log, "frames to resend", level=logging.WARNING, interval_seconds=log_interval_seconds
+        )
+        self._duplicates = LogSummary(
+            log, "duplicate frames", level=logging.INFO, interval_seconds=log_interval_seconds
+        )
+
+    def flush_logs(self) -> None:
+        for summary in (self._rejected, self._retried, self._duplicates):
+            summary.flush()
 
     async def handle(self, text: str | bytes, socket: FrameSocket) -> w.GatewayFrame | None:
         """The acknowledgement to send back, or None for frames that get none (acks)."""
@@ -30,24 +54,23 @@ class FrameHandler:
         except FrameError as error:
             kind = "malformed" if error.reason.startswith("malformed") else "invalid"
             self._metrics.frames_rejected.labels(kind).inc()
-            log.warning(
-                "rejected frame", extra={"frame_id": error.frame_id, "reason": error.reason}
-            )
+            self._rejected.note(kind, f"frame {error.frame_id!r}: {error.reason[:300]}")
             return _ack(error.frame_id, AckOutcome(w.ACK_STATUS_REJECTED, error.reason))
         kind = frame.WhichOneof("payload") or "none"
         self._metrics.frames_received.labels(kind).inc()
-        outcome = await self._dispatch(frame, socket)
+        try:
+            outcome = await self._dispatch(frame, socket)
+        except Exception as error:
+            outcome = _unexpected(frame, error)
         if outcome is None:
             return None
         self._metrics.frame_latency.labels(kind).observe(time.perf_counter() - started)
-        if outcome.status != w.ACK_STATUS_ACCEPTED:
-            log.info(
-                "frame %s (%s): %s %s",
-                frame.frame_id,
-                kind,
-                w.AckStatus.Name(outcome.status),
-                outcome.reason or "",
-            )
+        if outcome.status == w.ACK_STATUS_DUPLICATE:
+            self._duplicates.note(kind, f"frame {frame.frame_id!r}")
+        elif outcome.status != w.ACK_STATUS_ACCEPTED:
+            summary = self._rejected if outcome.status == w.ACK_STATUS_REJECTED else self._retried
+            reason = outcome.reason or ""
+            summary.note(reason[:120], f"frame {frame.frame_id!r} ({kind})")
         return _ack(frame.frame_id, outcome)
 
     async def _dispatch(self, frame: w.NodeFrame, socket: FrameSocket) -> AckOutcome | None:
@@ -106,8 +129,30 @@ def _log_fields(frame: w.NodeFrame) -> dict[str, str]:
     return fields
 
 
+def _unexpected(frame: w.NodeFrame, error: Exception) -> AckOutcome:
+    """An answer even when handling a valid frame fails in a way nobody planned for.
+
+    A failure that is not a dependency's is most likely caused by the frame itself;
+    answering RETRY would make Node resend it forever and hold its chat behind it.
+    """
+    meaning = classify(error)
+    if isinstance(meaning, UnavailableError):
+        return AckOutcome(w.ACK_STATUS_RETRY, str(meaning))
+    if meaning is None:
+        log.error("frame %r could not be handled", frame.frame_id, exc_info=error)
+    return AckOutcome(
+        w.ACK_STATUS_REJECTED, f"gateway could not handle the frame: {meaning or repr(error)}"
+    )
+
+
+def _printable(text: str) -> str:
+    # Reasons quote the input, which may hold lone surrogates (escaped in the JSON); a
+    # protobuf string refuses them, and a failed ack would be no ack at all.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _ack(frame_id: str, outcome: AckOutcome) -> w.GatewayFrame:
-    ack = w.Ack(frame_id=frame_id, status=outcome.status)
+    ack = w.Ack(frame_id=_printable(frame_id), status=outcome.status)
     if outcome.reason is not None:
-        ack.reason = outcome.reason[:2000]
+        ack.reason = _printable(outcome.reason[:2000])
     return w.GatewayFrame(ack=ack)

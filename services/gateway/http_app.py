@@ -16,12 +16,13 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import (
-    ChatbotError,
     InvalidInputError,
     NotFoundError,
     PreconditionError,
     UnavailableError,
+    classify,
 )
+from services.common.grpc_edge import error_for_status
 from services.common.queue_shards import QueueShards
 from services.common.store import BotConfig, Store
 from services.common.wire import encode_frame
@@ -30,6 +31,7 @@ from services.gateway.frame_handler import FrameHandler
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
+from services.gateway.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class GatewayApp:
         link: NodeLink,
         node: NodeClient,
         metrics: GatewayMetrics,
+        readiness: Readiness,
     ) -> None:
         self._config = config
         self._store = store
@@ -84,12 +87,14 @@ class GatewayApp:
         self._link = link
         self._node = node
         self._metrics = metrics
+        self._readiness = readiness
         self._sockets: set[web.WebSocketResponse] = set()
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/healthz", self.health)
+        app.router.add_get("/readyz", self.ready)
         app.router.add_put("/bots/{bot_id}/config", self.put_config)
         app.router.add_get("/bots/{bot_id}", self.bot_status)
         app.router.add_post("/bots/{bot_id}/start", self.start_bot)
@@ -100,7 +105,7 @@ class GatewayApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._config.insecure_no_auth or request.path == "/healthz":
+        if self._config.insecure_no_auth or request.path in ("/healthz", "/readyz"):
             return await handler(request)
         token = self._config.node_ws_token if request.path == "/ws" else self._config.api_token
         if not _bearer_ok(request, token):
@@ -111,22 +116,35 @@ class GatewayApp:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ChatbotError as error:
-            status = next((s for t, s in _STATUS.items() if isinstance(error, t)), 500)
-            return _error(status, str(error))
         except grpc.aio.AioRpcError as error:
-            status = 400 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 503
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                status = 409
+            meaning = error_for_status(error.code(), error.details() or "")
+            status = next((s for t, s in _STATUS.items() if isinstance(meaning, t)), 503)
             return _error(status, f"queue_svc {error.code().name}: {error.details()}")
+        except web.HTTPException:
+            raise
+        except Exception as error:
+            # The store may refuse what the request carried (an integer too large, …):
+            # that is the caller's 400, not a 500 or a 503.
+            classified = classify(error)
+            if classified is None:
+                raise
+            status = next((s for t, s in _STATUS.items() if isinstance(classified, t)), 500)
+            return _error(status, str(classified))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_connections": self._link.connection_count})
 
+    async def ready(self, request: web.Request) -> web.Response:
+        problems = await self._readiness.problems()
+        body = {"ready": not problems, "problems": problems}
+        return web.json_response(body, status=503 if problems else 200)
+
     # --- the Node WebSocket -------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=512 * 1024)
+        # Read frames well beyond the wire limit so that an oversized one is answered
+        # REJECTED by the parser instead of closing the connection.
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=self._config.ws_max_message_bytes)
         await ws.prepare(request)
         self._sockets.add(ws)
         self._link.connected(ws)

@@ -16,6 +16,8 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.errors import InvalidInputError, PreconditionError
+from services.common.grpc_edge import error_for_status
 from services.common.queue_shards import QueueShards
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,10 @@ def outcome_for_rpc_error(error: grpc.aio.AioRpcError, bot_id: str) -> AckOutcom
     """Malformed requests are final; everything else is worth resending later."""
     code = error.code()
     detail = error.details() or code.name
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
+    meaning = error_for_status(code, detail)
+    if isinstance(meaning, InvalidInputError):
         return AckOutcome(w.ACK_STATUS_REJECTED, detail)
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
+    if isinstance(meaning, PreconditionError):
         return AckOutcome(
             w.ACK_STATUS_RETRY,
             f"bot {bot_id!r} is not active ({detail}); start it with POST /bots/{bot_id}/start",

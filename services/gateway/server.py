@@ -19,6 +19,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_writer import QueueWriter
+from services.gateway.readiness import Readiness
 
 log = logging.getLogger("gateway")
 
@@ -39,15 +40,17 @@ async def serve(config: GatewayConfig) -> None:
     )
     writer.start()
     link = NodeLink(ack_timeout_seconds=config.outgoing_ack_timeout_seconds)
+    handler = FrameHandler(writer, link, metrics, log_interval_seconds=config.log_summary_seconds)
     http = aiohttp.ClientSession()
     app = GatewayApp(
         config=config,
         store=store,
         queue=shards,
-        handler=FrameHandler(writer, link, metrics),
+        handler=handler,
         link=link,
         node=NodeClient(http, config.node_api_url, config.node_api_token),
         metrics=metrics,
+        readiness=Readiness(store, shards, config.ready_timeout_seconds),
     ).build()
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
@@ -64,6 +67,7 @@ async def serve(config: GatewayConfig) -> None:
         log.info("gateway stopping")
     finally:
         await runner.cleanup()
+        handler.flush_logs()
         await writer.close()
         await http.close()
         await shards.close()

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 import grpc
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
 from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.grpc_edge import GrpcEdge, RpcMetrics, RpcObserver
+from services.common.health import ProbeSettings, StoreHealth
 from services.common.store import open_store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.config import MediaConfig
@@ -32,6 +35,11 @@ from services.media_svc.worker import JobWorker, WorkerSettings, utc_now
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = media_service_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
+
+
+def grpc_edge(observe: RpcObserver) -> GrpcEdge:
+    """media_svc's gRPC edge; tests serve the servicer behind the same one."""
+    return GrpcEdge(observe)
 
 
 async def _every(
@@ -66,14 +74,18 @@ async def serve(
     """Runs media_svc until SIGTERM/SIGINT (or `stop` is set), then shuts down gracefully:
     stop claiming, finish running jobs within the grace period, release the rest."""
     stop = stop or asyncio.Event()
+    probe_settings = ProbeSettings.from_env(os.environ)
     store = await open_store(config.store)
     staging = StagingDirectory(config.staging_dir)
     metrics = MediaMetrics()
     delivery = QueueDelivery(config.queue_shards, metrics)
     executor = PoolExecutors()
     trace = ClaimTrace(config.trace_path)
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        interceptors=[grpc_edge(RpcMetrics(metrics.registry, "media_svc").observe)]
+    )
     health_servicer = health_aio.HealthServicer()
+    store_health = StoreHealth(store, health_servicer, (SERVICE_NAME, ""), probe_settings)
     tasks: list[asyncio.Task[None]] = []
     pools: PoolSet | None = None
     try:
@@ -151,8 +163,8 @@ async def serve(
         )
         port = server.add_insecure_port(f"{config.host}:{config.port}")
         await server.start()
-        for name in (SERVICE_NAME, ""):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # SERVING once the store takes writes, and NOT_SERVING whenever it stops.
+        await store_health.check_once()
         print(f"media_svc listening on {config.host}:{port}", flush=True)
 
         async def reload_definitions() -> None:
@@ -182,6 +194,7 @@ async def serve(
             asyncio.create_task(
                 _every("metrics refresh", config.metrics_refresh_seconds, refresh_metrics)
             ),
+            asyncio.create_task(store_health.run(), name="store probe"),
         ]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

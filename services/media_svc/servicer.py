@@ -1,4 +1,5 @@
-"""MediaService over gRPC: translates requests to MediaOperations and errors to codes."""
+"""MediaService over gRPC: translates requests to MediaOperations; validation, error
+mapping and metrics are the gRPC edge's (services.common.grpc_edge)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,8 @@ from chatbot.common.v1 import message_pb2
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.errors import (
-    ChatbotError,
-    InvalidInputError,
-    NotFoundError,
-    PreconditionError,
-    UnavailableError,
-)
 from services.common.store import MediaJob
-from services.common.validation import validate_message
 from services.media_svc.operations import MediaOperations
-
-_CODES: tuple[tuple[type[ChatbotError], grpc.StatusCode], ...] = (
-    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
-    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
-)
-
-
-async def _abort(context: grpc.aio.ServicerContext[object, object], exc: ChatbotError) -> None:
-    code = next((c for kind, c in _CODES if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
-    await context.abort(code, str(exc))
 
 
 def _failed_job(job: MediaJob) -> media_service_pb2.FailedJob:
@@ -61,11 +42,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         request: media_service_pb2.GetPoolStatsRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> media_service_pb2.GetPoolStatsResponse:
-        try:
-            stats = await self._operations.pool_stats()
-        except ChatbotError as exc:
-            await _abort(context, exc)
-            raise
+        stats = await self._operations.pool_stats()
         return media_service_pb2.GetPoolStatsResponse(
             pools=[
                 media_service_pb2.PoolStats(
@@ -86,11 +63,7 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> media_service_pb2.ListFailedJobsResponse:
         bot_id = request.bot_id if request.HasField("bot_id") else None
-        try:
-            jobs = await self._operations.failed_jobs(bot_id, request.limit)
-        except ChatbotError as exc:
-            await _abort(context, exc)
-            raise
+        jobs = await self._operations.failed_jobs(bot_id, request.limit)
         return media_service_pb2.ListFailedJobsResponse(jobs=[_failed_job(j) for j in jobs])
 
     async def RequeueFailedJob(  # noqa: N802 (gRPC method name)
@@ -98,12 +71,5 @@ class MediaServicer(media_service_pb2_grpc.MediaServiceServicer):
         request: media_service_pb2.RequeueFailedJobRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> media_service_pb2.RequeueFailedJobResponse:
-        try:
-            problems = validate_message(request)
-            if problems:
-                raise InvalidInputError("; ".join(problems))
-            target = await self._operations.requeue(request.media_processing_id)
-        except ChatbotError as exc:
-            await _abort(context, exc)
-            raise
+        target = await self._operations.requeue(request.media_processing_id)
         return media_service_pb2.RequeueFailedJobResponse(collection=target.value)

@@ -27,6 +27,28 @@ Clock = Callable[[], float]
 RESOLVED_MEMORY = 1024
 
 
+def truncate_marked(content: str, limit: int) -> str:
+    """`content` cut to at most `limit` characters, saying so at its end.
+
+    The bot must know it sees only part of a message (a cut-off question reads like a
+    complete one). The marker counts towards the limit; below a few dozen characters
+    there is no room for it and the text is cut bare.
+    """
+    if len(content) <= limit:
+        return content
+
+    def marker(kept: int) -> str:
+        return f" … [message truncated: {len(content) - kept:,} more characters]"
+
+    # Keeping less only lengthens the marker, so this settles (on kept + marker == limit).
+    kept = limit
+    while kept >= 0 and limit - len(marker(kept)) < kept:
+        kept = limit - len(marker(kept))
+    if kept < len(marker(kept)):
+        return content[:limit]
+    return content[:kept] + marker(kept)
+
+
 class UpdateStatus(Enum):
     UPDATED = "updated"
     NOT_FOUND = "not_found"
@@ -113,7 +135,7 @@ class CorrespondentQueue:
 
         Emission is the caller's job, done once when the entry is persisted.
         """
-        content = message.content[: self._limits.max_message_characters]
+        content = truncate_marked(message.content, self._limits.max_message_characters)
         now = self._clock()
         entry = QueuedMessage(
             id=self.reserve_id(),
@@ -190,7 +212,9 @@ class CorrespondentQueue:
                 return ResolveOutcome(UpdateStatus.UPDATED, known), []
             return ResolveOutcome(UpdateStatus.NOT_FOUND), []
         self._placeholder_ids.discard(entry.id)
-        content = (reply_prefix(entry.details) + content)[: self._limits.max_message_characters]
+        content = truncate_marked(
+            reply_prefix(entry.details) + content, self._limits.max_message_characters
+        )
         entry.content = content
         entry.message_size = len(content)
         entry.media_processing_id = None

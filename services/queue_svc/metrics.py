@@ -1,10 +1,14 @@
-"""Prometheus metrics of queue_svc, on a registry of its own (no module-level state)."""
+"""Prometheus metrics of queue_svc, on a registry of its own (no module-level state).
+
+RPC latency and counts are recorded by the gRPC edge (services.common.grpc_edge) on
+this registry, as `queue_svc_rpc_latency_seconds`.
+"""
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.queue_svc.service import QueueService
 
@@ -22,13 +26,6 @@ class QueueMetrics:
         self._drops = Counter(
             "queue_svc_subscriber_drops",
             "Subscribers disconnected because their buffer overflowed",
-            registry=r,
-        )
-        self.rpc_latency = Histogram(
-            "queue_svc_rpc_latency_seconds",
-            "Server-side RPC latency",
-            ["method", "code"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
             registry=r,
         )
         self._counted = Gauge(
@@ -61,9 +58,6 @@ class QueueMetrics:
 
     def subscriber_dropped(self) -> None:
         self._drops.inc()
-
-    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_latency.labels(method, code).observe(seconds)
 
     def sample(self, service: QueueService) -> None:
         """Refreshes the gauges from the event loop (the scrape thread never reads state)."""

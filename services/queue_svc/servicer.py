@@ -1,24 +1,14 @@
-"""The chatbot.queue.v1.QueueService servicer: validation and translation only."""
+"""The chatbot.queue.v1.QueueService servicer: translation only (see services.common.grpc_edge)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import grpc
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
-from google.protobuf.message import Message
 
-from services.common.errors import (
-    ChatbotError,
-    InvalidInputError,
-    NotFoundError,
-    PreconditionError,
-    UnavailableError,
-)
-from services.common.validation import validate_message
+from services.common.errors import InvalidInputError
 from services.queue_svc import convert
 from services.queue_svc.service import (
     AddItem,
@@ -26,10 +16,6 @@ from services.queue_svc.service import (
     QueueService,
     UpdateResult,
 )
-from services.queue_svc.subscriptions import SubscriberOverflowError
-
-T = TypeVar("T")
-RpcObserver = Callable[[str, str, float], None]
 
 # More than this in one AddMessages call is refused: one batch is one store write.
 MAX_BATCH = 10_000
@@ -46,25 +32,11 @@ _UPDATE_STATUS = {
 }
 
 
-def status_code(error: ChatbotError) -> grpc.StatusCode:
-    """The one mapping from domain errors to gRPC status codes."""
-    if isinstance(error, InvalidInputError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(error, PreconditionError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(error, UnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, SubscriberOverflowError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    return grpc.StatusCode.INTERNAL
-
-
-def _check(request: Message, *extra: str) -> None:
-    problems = validate_message(request) + [p for p in extra if p]
-    if problems:
-        raise InvalidInputError("invalid request: " + "; ".join(problems))
+def _check(*problems: str) -> None:
+    """RPC-specific rules beyond the field options (those the gRPC edge checks)."""
+    found = [p for p in problems if p]
+    if found:
+        raise InvalidInputError("invalid request: " + "; ".join(found))
 
 
 def _add_problems(request: q.AddMessageRequest, path: str = "") -> list[str]:
@@ -74,201 +46,133 @@ def _add_problems(request: q.AddMessageRequest, path: str = "") -> list[str]:
 
 
 class QueueServicer(q_grpc.QueueServiceServicer):
-    def __init__(self, service: QueueService, observe: RpcObserver | None = None) -> None:
-        self._service = service
-        self._observe = observe
+    """Translation only: validation, error mapping and metrics live in the gRPC edge
+    (services.common.grpc_edge)."""
 
-    async def _run(
-        self,
-        method: str,
-        context: grpc.aio.ServicerContext[object, object],
-        call: Callable[[], Awaitable[T]],
-    ) -> T:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            return await call()
-        except ChatbotError as error:
-            status = status_code(error)
-            code = status.name
-            await context.abort(status, str(error))
-        finally:
-            if self._observe is not None:
-                self._observe(method, code, time.perf_counter() - started)
+    def __init__(self, service: QueueService) -> None:
+        self._service = service
 
     async def AddMessage(  # noqa: N802 (gRPC method name)
         self, request: q.AddMessageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.AddMessageResponse:
-        async def call() -> q.AddMessageResponse:
-            _check(request, *_add_problems(request))
-            result = await self._service.add_message(
-                AddItem(
-                    request.bot_id, request.correspondent_id, convert.new_message(request.message)
-                )
-            )
-            return q.AddMessageResponse(
-                id=result.id, duplicate=result.status is AddStatus.DUPLICATE
-            )
-
-        return await self._run("AddMessage", context, call)
+        _check(*_add_problems(request))
+        result = await self._service.add_message(
+            AddItem(request.bot_id, request.correspondent_id, convert.new_message(request.message))
+        )
+        return q.AddMessageResponse(id=result.id, duplicate=result.status is AddStatus.DUPLICATE)
 
     async def AddMessages(  # noqa: N802 (gRPC method name)
         self, request: q.AddMessagesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.AddMessagesResponse:
-        async def call() -> q.AddMessagesResponse:
-            problems: list[str] = []
-            if not request.messages:
-                problems.append("messages: required (at least one)")
-            if len(request.messages) > MAX_BATCH:
-                problems.append(f"messages: at most {MAX_BATCH} per call")
-            for i, item in enumerate(request.messages):
-                problems.extend(_add_problems(item, f"messages[{i}]."))
-            _check(request, *problems)
-            items = [
-                AddItem(m.bot_id, m.correspondent_id, convert.new_message(m.message))
-                for m in request.messages
-            ]
-            results = await self._service.add_messages(items)
-            return q.AddMessagesResponse(
-                results=[
-                    q.AddMessagesResult(status=_ADD_STATUS[r.status], id=r.id) for r in results
-                ]
-            )
-
-        return await self._run("AddMessages", context, call)
+        problems: list[str] = []
+        if not request.messages:
+            problems.append("messages: required (at least one)")
+        if len(request.messages) > MAX_BATCH:
+            problems.append(f"messages: at most {MAX_BATCH} per call")
+        for i, item in enumerate(request.messages):
+            problems.extend(_add_problems(item, f"messages[{i}]."))
+        _check(*problems)
+        items = [
+            AddItem(m.bot_id, m.correspondent_id, convert.new_message(m.message))
+            for m in request.messages
+        ]
+        results = await self._service.add_messages(items)
+        return q.AddMessagesResponse(
+            results=[q.AddMessagesResult(status=_ADD_STATUS[r.status], id=r.id) for r in results]
+        )
 
     async def InjectPlaceholder(  # noqa: N802 (gRPC method name)
         self, request: q.InjectPlaceholderRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.InjectPlaceholderResponse:
-        async def call() -> q.InjectPlaceholderResponse:
-            _check(
-                request,
-                ""
-                if request.message.provider_message_id or not request.HasField("message")
-                else "message.provider_message_id: required for media (it deduplicates resends)",
-            )
-            message_id, duplicate = await self._service.inject_placeholder(
-                convert.placeholder_request(request)
-            )
-            return q.InjectPlaceholderResponse(id=message_id, duplicate=duplicate)
-
-        return await self._run("InjectPlaceholder", context, call)
+        _check(
+            ""
+            if request.message.provider_message_id or not request.HasField("message")
+            else "message.provider_message_id: required for media (it deduplicates resends)",
+        )
+        message_id, duplicate = await self._service.inject_placeholder(
+            convert.placeholder_request(request)
+        )
+        return q.InjectPlaceholderResponse(id=message_id, duplicate=duplicate)
 
     async def UpdateByMediaId(  # noqa: N802 (gRPC method name)
         self, request: q.UpdateByMediaIdRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.UpdateByMediaIdResponse:
-        async def call() -> q.UpdateByMediaIdResponse:
-            _check(request)
-            status, message_id = await self._service.update_by_media_id(
-                request.bot_id,
-                request.correspondent_id,
-                request.media_processing_id,
-                request.content,
-            )
-            return q.UpdateByMediaIdResponse(status=_UPDATE_STATUS[status], message_id=message_id)
-
-        return await self._run("UpdateByMediaId", context, call)
+        status, message_id = await self._service.update_by_media_id(
+            request.bot_id,
+            request.correspondent_id,
+            request.media_processing_id,
+            request.content,
+        )
+        return q.UpdateByMediaIdResponse(status=_UPDATE_STATUS[status], message_id=message_id)
 
     async def PopReady(  # noqa: N802 (gRPC method name)
         self, request: q.PopReadyRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.PopReadyResponse:
-        async def call() -> q.PopReadyResponse:
-            _check(request)
-            deliveries = await self._service.pop_ready(request.bot_id, request.limit)
-            return q.PopReadyResponse(messages=[convert.addressed(d) for d in deliveries])
-
-        return await self._run("PopReady", context, call)
+        deliveries = await self._service.pop_ready(request.bot_id, request.limit)
+        return q.PopReadyResponse(messages=[convert.addressed(d) for d in deliveries])
 
     async def StartBot(  # noqa: N802 (gRPC method name)
         self, request: q.StartBotRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.StartBotResponse:
-        async def call() -> q.StartBotResponse:
-            _check(request)
-            r = await self._service.start_bot(request.bot_id)
-            return q.StartBotResponse(
-                started=r.started,
-                jobs_reactivated=r.jobs_reactivated,
-                placeholders_restored=r.placeholders_restored,
-                results_applied=r.results_applied,
-            )
-
-        return await self._run("StartBot", context, call)
+        r = await self._service.start_bot(request.bot_id)
+        return q.StartBotResponse(
+            started=r.started,
+            jobs_reactivated=r.jobs_reactivated,
+            placeholders_restored=r.placeholders_restored,
+            results_applied=r.results_applied,
+        )
 
     async def StopBot(  # noqa: N802 (gRPC method name)
         self, request: q.StopBotRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.StopBotResponse:
-        async def call() -> q.StopBotResponse:
-            _check(request)
-            r = await self._service.stop_bot(request.bot_id)
-            return q.StopBotResponse(
-                stopped=r.stopped,
-                messages_persisted=r.messages_persisted,
-                jobs_parked=r.jobs_parked,
-            )
-
-        return await self._run("StopBot", context, call)
+        r = await self._service.stop_bot(request.bot_id)
+        return q.StopBotResponse(
+            stopped=r.stopped,
+            messages_persisted=r.messages_persisted,
+            jobs_parked=r.jobs_parked,
+        )
 
     async def GetWindow(  # noqa: N802 (gRPC method name)
         self, request: q.GetWindowRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.GetWindowResponse:
-        async def call() -> q.GetWindowResponse:
-            _check(request)
-            window = await self._service.window(request.bot_id, request.correspondent_id)
-            return q.GetWindowResponse(
-                messages=[convert.message_proto(m) for m in window.messages],
-                total_characters=window.total_characters,
-                next_id=window.next_id,
-            )
-
-        return await self._run("GetWindow", context, call)
+        window = await self._service.window(request.bot_id, request.correspondent_id)
+        return q.GetWindowResponse(
+            messages=[convert.message_proto(m) for m in window.messages],
+            total_characters=window.total_characters,
+            next_id=window.next_id,
+        )
 
     async def CommitCursor(  # noqa: N802 (gRPC method name)
         self, request: q.CommitCursorRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.CommitCursorResponse:
-        async def call() -> q.CommitCursorResponse:
-            _check(request, "sequence: must be >= 0" if request.sequence < 0 else "")
-            advanced = await self._service.commit_cursor(
-                request.consumer_name, request.bot_id, request.sequence
-            )
-            return q.CommitCursorResponse(advanced=advanced)
-
-        return await self._run("CommitCursor", context, call)
+        _check("sequence: must be >= 0" if request.sequence < 0 else "")
+        advanced = await self._service.commit_cursor(
+            request.consumer_name, request.bot_id, request.sequence
+        )
+        return q.CommitCursorResponse(advanced=advanced)
 
     async def Subscribe(  # noqa: N802 (gRPC method name)
         self, request: q.SubscribeRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[q.SubscribeResponse]:
-        started = time.perf_counter()
-        code = "OK"
+        bot_id = request.bot_id if request.HasField("bot_id") else None
+        if bot_id is not None and not bot_id:
+            raise InvalidInputError("invalid request: bot_id: must not be empty when set")
+        consumer = request.consumer_name if request.HasField("consumer_name") else None
+        _check("consumer_name: must not be empty when set" if consumer == "" else "")
+        cursors: dict[str, int] = {}
+        for i, cursor in enumerate(request.cursors):
+            if cursor.after_sequence < 0:
+                raise InvalidInputError(
+                    f"invalid request: cursors[{i}].after_sequence: must be >= 0"
+                )
+            if cursor.bot_id in cursors:
+                raise InvalidInputError(
+                    f"invalid request: cursors[{i}].bot_id: {cursor.bot_id!r} is repeated"
+                )
+            cursors[cursor.bot_id] = cursor.after_sequence
+        stream = self._service.stream(bot_id, cursors, consumer)
         try:
-            bot_id = request.bot_id if request.HasField("bot_id") else None
-            if bot_id is not None and not bot_id:
-                raise InvalidInputError("invalid request: bot_id: must not be empty when set")
-            consumer = request.consumer_name if request.HasField("consumer_name") else None
-            _check(
-                request,
-                "consumer_name: must not be empty when set" if consumer == "" else "",
-            )
-            cursors: dict[str, int] = {}
-            for i, cursor in enumerate(request.cursors):
-                if cursor.after_sequence < 0:
-                    raise InvalidInputError(
-                        f"invalid request: cursors[{i}].after_sequence: must be >= 0"
-                    )
-                if cursor.bot_id in cursors:
-                    raise InvalidInputError(
-                        f"invalid request: cursors[{i}].bot_id: {cursor.bot_id!r} is repeated"
-                    )
-                cursors[cursor.bot_id] = cursor.after_sequence
-            stream = self._service.stream(bot_id, cursors, consumer)
-            try:
-                async for delivery in stream:
-                    yield q.SubscribeResponse(message=convert.addressed(delivery))
-            finally:
-                await stream.aclose()
-        except ChatbotError as error:
-            status = status_code(error)
-            code = status.name
-            await context.abort(status, str(error))
+            async for delivery in stream:
+                yield q.SubscribeResponse(message=convert.addressed(delivery))
         finally:
-            if self._observe is not None:
-                self._observe("Subscribe", code, time.perf_counter() - started)
+            await stream.aclose()

@@ -21,6 +21,7 @@ from services.media_svc.metrics import MediaMetrics
 from services.media_svc.operations import MediaOperations
 from services.media_svc.pool import PoolSet
 from services.media_svc.processors import default_registry
+from services.media_svc.server import grpc_edge
 from services.media_svc.servicer import MediaServicer
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, WorkerSettings
@@ -90,7 +91,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         async with serve_on_loopback(
             lambda s: media_service_pb2_grpc.add_MediaServiceServicer_to_server(
                 MediaServicer(operations), s
-            )
+            ),
+            interceptors=[grpc_edge(lambda *_: None)],
         ) as channel:
             yield Env(media_service_pb2_grpc.MediaServiceStub(channel), store, staging)
         await delivery.close()

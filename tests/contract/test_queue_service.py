@@ -17,6 +17,7 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
 from services.common.store import JobCollection, Store
+from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
 from services.queue_svc.servicer import QueueServicer
 from tests.helpers.grpc_harness import serve_on_loopback
@@ -65,7 +66,7 @@ async def serve(
     def register(server: grpc.aio.Server) -> None:
         q_grpc.add_QueueServiceServicer_to_server(QueueServicer(service), server)
 
-    return service, serve_on_loopback(register)
+    return service, serve_on_loopback(register, interceptors=[grpc_edge(lambda *_: None)])
 
 
 @pytest.fixture

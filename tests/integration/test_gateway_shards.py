@@ -22,6 +22,7 @@ from services.common.queue_shards import QueueShards
 from services.common.sharding import ShardAddresses, ShardIdentity
 from services.common.store import StoreConfig, open_store
 from services.gateway.queue_writer import QueueWriter
+from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
 from services.queue_svc.servicer import QueueServicer
 from tests.helpers.shards import bot_on_shard
@@ -53,8 +54,8 @@ async def shards(tmp_path: Path) -> AsyncIterator[list[Shard]]:
         def observe(method: str, code: str, seconds: float, calls: Counter[str] = calls) -> None:
             calls[method] += 1
 
-        server = grpc.aio.server()
-        q_grpc.add_QueueServiceServicer_to_server(QueueServicer(service, observe), server)
+        server = grpc.aio.server(interceptors=[grpc_edge(observe)])
+        q_grpc.add_QueueServiceServicer_to_server(QueueServicer(service), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         stores.append(store)

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.logs import JsonFormatter, configure, log_fields
+from services.common.logs import JsonFormatter, LogSummary, configure, log_fields
 
 
 def _line(logger: logging.Logger, message: str, **extra: object) -> dict[str, object]:
@@ -37,3 +37,34 @@ async def test_fields_follow_the_task_that_set_them() -> None:
 def test_unknown_level_is_a_configuration_error() -> None:
     with pytest.raises(InvalidInputError, match="LOG_LEVEL"):
         configure("chatty")
+
+
+def test_a_burst_of_repeated_events_becomes_one_line_per_interval() -> None:
+    logger = logging.getLogger("test.summary")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger.addHandler(Keep())
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    now = [0.0]
+    summary = LogSummary(logger, "frames to resend", interval_seconds=10, clock=lambda: now[0])
+    summary.note("queue_svc UNAVAILABLE", "frame 'a'")  # the first is told at once
+    for i in range(500):
+        now[0] = i * 0.01
+        summary.note("queue_svc UNAVAILABLE", f"frame {i}")
+    summary.note("bot 'b' is not active", "frame 'x'")
+    assert len(records) == 1
+    now[0] = 11.0
+    summary.note("queue_svc UNAVAILABLE", "frame 'z'")
+    assert len(records) == 2
+    assert records[1].__dict__["counts"] == {
+        "queue_svc UNAVAILABLE": 501,
+        "bot 'b' is not active": 1,
+    }
+    assert "frames to resend in the last" in records[1].getMessage()
+    summary.flush()
+    assert len(records) == 2  # nothing left to tell

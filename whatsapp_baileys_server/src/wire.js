@@ -11,7 +11,6 @@ import {
   create,
   fromBinary,
   fromJson,
-  fromJsonString,
   getOption,
   hasOption,
   toBinary,
@@ -23,9 +22,24 @@ import { GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frame
 
 /** Frames are small: text and metadata only, never media bytes. */
 export const MAX_FRAME_BYTES = 256 * 1024;
+/** Our frames nest five levels deep; anything much deeper is hostile. */
+export const MAX_JSON_DEPTH = 32;
+/** JSON numbers at or beyond 2**53 lose precision here; 64-bit integers travel as strings. */
+const MAX_JSON_NUMBER = 2 ** 53;
+/** The largest integer either store holds (SQLite INTEGER and BSON int64 are signed). */
+export const MAX_STORED_INTEGER = 2n ** 63n - 1n;
+const MAX_SALVAGED_ID = 128;
 
+// Anchored at both ends without a multiline flag: no trailing newline slips through
+// (Python uses re.fullmatch for the same reason).
 const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+// One JSON token: a string, a structural character, or a bare literal/number. The same
+// expression as services/common/wire.py, so both sides see the same structure.
+const TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\]:,]|[^ \t\r\n{}[\]:,"]+/gs;
+const ID_KEYS = new Set(["frameId", "frame_id"]);
+const UNSIGNED_64 = new Set([ScalarType.UINT64, ScalarType.FIXED64]);
+// ignoreBOM keeps a byte-order mark in the text, where JSON.parse refuses it, as Python does.
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A frame that is not valid JSON of the expected message, or breaks a constraint. */
 export class FrameError extends Error {
@@ -143,6 +157,11 @@ export function validateMessage(schema, message, path = "") {
       problems.push(`${where}: unknown enum value ${value}`);
       continue;
     }
+    if (field.fieldKind === "scalar" && UNSIGNED_64.has(field.scalar) && value > MAX_STORED_INTEGER) {
+      // A valid uint64 that no store can hold: refused here, as in Python.
+      problems.push(`${where}: larger than ${MAX_STORED_INTEGER}`);
+      continue;
+    }
     if (rules === undefined) continue;
     if (rules.required && isEmpty(value)) {
       problems.push(`${where}: required`);
@@ -186,16 +205,87 @@ function locateJsonDefect(schema, json, path) {
   return null;
 }
 
+function tokens(text) {
+  return Array.from(text.matchAll(TOKEN), (m) => m[0]);
+}
+
+function tooDeep(text) {
+  let opened = 0;
+  for (const ch of text) if (ch === "{" || ch === "[") opened += 1;
+  if (opened <= MAX_JSON_DEPTH) return false;
+  let depth = 0;
+  for (const token of text.matchAll(TOKEN)) {
+    const t = token[0];
+    if (t === "{" || t === "[") {
+      depth += 1;
+      if (depth > MAX_JSON_DEPTH) return true;
+    } else if (t === "}" || t === "]") depth -= 1;
+  }
+  return false;
+}
+
+/**
+ * What JSON.parse lets through but both sides refuse: a key given twice, or one field
+ * in two spellings (frameId / frame_id), and numbers of 2^53 or more. Python finds the
+ * same with json.loads hooks (object_pairs_hook, parse_int, parse_float). Only called
+ * on text JSON.parse accepted, so every token is well formed.
+ */
+function jsonDefect(text) {
+  const objects = [];
+  let previous = "";
+  for (const match of text.matchAll(TOKEN)) {
+    const t = match[0];
+    if (t === "{") objects.push(new Map());
+    else if (t === "[") objects.push(null);
+    else if (t === "}" || t === "]") objects.pop();
+    else if (t === ":") {
+      const keys = objects[objects.length - 1];
+      const key = JSON.parse(previous);
+      // Compared without case and underscores; a collision that is not one field
+      // includes an unknown key, which is refused anyway.
+      const folded = key.replaceAll("_", "").toLowerCase();
+      if (keys.has(folded)) return `field '${key}' given twice (also as '${keys.get(folded)}')`;
+      keys.set(folded, key);
+    } else if (t !== "," && t[0] !== '"' && t !== "true" && t !== "false" && t !== "null") {
+      if (!(Math.abs(Number(t)) < MAX_JSON_NUMBER)) {
+        return `number ${t.slice(0, 40)} is 2^53 or more; send 64-bit integers as strings`;
+      }
+    }
+    previous = t;
+  }
+  return null;
+}
+
+/**
+ * The top-level frame id when the frame names exactly one, without decoding the rest:
+ * works on frames too deep or too broken to decode, and never echoes an ambiguous id.
+ */
 function salvageFrameId(text) {
-  let raw;
+  const all = tokens(text);
+  const found = [];
+  let depth = 0;
+  all.forEach((t, i) => {
+    if (t === "{" || t === "[") depth += 1;
+    else if (t === "}" || t === "]") depth -= 1;
+    else if (depth === 1 && t[0] === '"' && all[i + 1] === ":") {
+      let key;
+      try {
+        key = JSON.parse(t);
+      } catch {
+        return;
+      }
+      if (ID_KEYS.has(key)) found.push(all[i + 2] ?? "");
+    }
+  });
+  if (found.length !== 1 || found[0][0] !== '"') return "";
+  let frameId;
   try {
-    raw = JSON.parse(text);
+    frameId = JSON.parse(found[0]);
   } catch {
     return "";
   }
-  if (!isPlainObject(raw)) return "";
-  const frameId = "frameId" in raw ? raw.frameId : raw.frame_id;
-  return typeof frameId === "string" ? Array.from(frameId).slice(0, 128).join("") : "";
+  if (typeof frameId !== "string" || !frameId.isWellFormed()) return "";
+  return Array.from(frameId).slice(0, MAX_SALVAGED_ID).join("");
 }
 
 /**
@@ -214,18 +304,27 @@ export function parseFrame(input, schema) {
   try {
     text = typeof input === "string" ? input : STRICT_UTF8.decode(input);
   } catch (err) {
-    throw new FrameError(`malformed frame: ${err.message}`);
+    throw new FrameError(`malformed frame: not UTF-8: ${err.message}`);
   }
+  if (tooDeep(text)) {
+    throw new FrameError(
+      `malformed frame: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
+      salvageFrameId(text),
+    );
+  }
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new FrameError(`malformed frame: not JSON: ${err.message}`, salvageFrameId(text));
+  }
+  const defect = jsonDefect(text);
+  if (defect !== null) throw new FrameError(`malformed frame: ${defect}`, salvageFrameId(text));
   let message;
   try {
-    message = fromJsonString(schema, text, { ignoreUnknownFields: false });
+    message = fromJson(schema, raw, { ignoreUnknownFields: false });
   } catch (err) {
-    let where = null;
-    try {
-      where = locateJsonDefect(schema, JSON.parse(text), "");
-    } catch {
-      // Not JSON at all: protobuf-es's own message already says so.
-    }
+    const where = locateJsonDefect(schema, raw, "");
     const detail = where ? `${where}: ${err.message}` : err.message;
     throw new FrameError(`malformed frame: ${detail}`, salvageFrameId(text));
   }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.queue_svc.correspondent_queue import CorrespondentQueue, UpdateStatus
+from services.queue_svc.correspondent_queue import CorrespondentQueue, UpdateStatus, truncate_marked
 from services.queue_svc.messages import QueueLimits
 from tests.unit.queue_svc.helpers import IMAGE, FakeClock, media_id, text
 
@@ -218,3 +218,17 @@ def test_window_lists_everything_in_id_order_with_placeholders() -> None:
     q.append(text("3"))
     q.resolve(mid, "img")
     assert [(e.id, e.content) for e in q.window()] == [(1, "1"), (2, "img"), (3, "3")]
+
+
+def test_a_truncated_message_says_so_in_its_text() -> None:
+    q = make(max_message_characters=8_000)
+    entry, _ = q.append(text("y" * 100_000))
+    assert len(entry.content) == entry.message_size == 8_000
+    kept = entry.content.count("y")
+    assert entry.content.endswith(f" … [message truncated: {100_000 - kept:,} more characters]")
+    mid = media_id()
+    q.inject_placeholder(text(""), IMAGE, mid)
+    outcome, _ = q.resolve(mid, "z" * 8_001)
+    assert outcome.entry is not None and outcome.entry.message_size == 8_000
+    assert outcome.entry.content.endswith("more characters]")
+    assert truncate_marked("short", 8_000) == "short"
