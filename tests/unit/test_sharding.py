@@ -15,14 +15,14 @@ from services.common.sharding import ShardAddresses, ShardIdentity, shard_of
 # Pinned on purpose: if these change, every deployed bot silently moves to another shard
 # (its queues would be served by a replica that never started it).
 PINNED = [
-    ("bot-1", 2, 0),
+    ("bot-1", 2, 1),
     ("bot-1", 3, 1),
-    ("bot-1", 8, 4),
-    ("bot-b", 3, 2),
-    ("4915112345678", 2, 1),
-    ("4915112345678", 8, 1),
-    ("support-bot", 8, 6),
-    ("bot-ü", 3, 2),
+    ("bot-1", 8, 6),
+    ("bot-b", 3, 1),
+    ("4915112345678", 2, 0),
+    ("4915112345678", 8, 5),
+    ("support-bot", 8, 3),
+    ("bot-ü", 3, 1),
 ]
 
 
@@ -57,12 +57,29 @@ def test_bots_spread_evenly(count: int) -> None:
     assert all(abs(n - expected) < expected * 0.1 for n in counts.values()), counts
 
 
+@pytest.mark.parametrize(("old", "new"), [(2, 3), (3, 4), (4, 3)])
+def test_a_resize_moves_only_the_bots_that_must_move(old: int, new: int) -> None:
+    """Rendezvous hashing: growing moves about 1/new of the bots, all onto the added
+    shard; shrinking moves only the removed shard's bots (about 1/old)."""
+    bots = [f"bot-{i}" for i in range(10_000)]
+    moved = [
+        (shard_of(b, old), shard_of(b, new)) for b in bots if shard_of(b, old) != shard_of(b, new)
+    ]
+    fraction = len(moved) / len(bots)
+    ideal = 1 / max(old, new)
+    assert abs(fraction - ideal) < 0.02, f"{old}->{new} moved {fraction:.3f}, ideal {ideal:.3f}"
+    if new > old:
+        assert {to for _, to in moved} == set(range(old, new))
+    else:
+        assert {frm for frm, _ in moved} == set(range(new, old))
+
+
 def test_addresses_route_each_bot_to_its_shard() -> None:
     shards = ShardAddresses.parse(" queue-0:50051 , queue-1:50051 ")
     assert shards.addresses == ("queue-0:50051", "queue-1:50051")
     assert shards.count == 2
-    assert shards.address_for("bot-1") == "queue-0:50051"
-    assert shards.address_for("4915112345678") == "queue-1:50051"
+    assert shards.address_for("bot-1") == "queue-1:50051"
+    assert shards.address_for("4915112345678") == "queue-0:50051"
     assert ShardAddresses.parse("") == ShardAddresses() == ShardAddresses.from_env({})
 
 
@@ -91,8 +108,8 @@ def test_shard_identity_from_the_environment() -> None:
     # An explicit shard wins over the pod name (when the counts agree).
     assert ShardIdentity.from_env({**pod, "QUEUE_SVC_SHARD": "0/2"}) == ShardIdentity(0, 2)
     shard = ShardIdentity(1, 2)
-    assert shard.owns("4915112345678") and not shard.owns("bot-1")
-    assert shard.owner_of("bot-1") == 0 and str(shard) == "1/2"
+    assert shard.owns("bot-1") and not shard.owns("4915112345678")
+    assert shard.owner_of("4915112345678") == 0 and str(shard) == "1/2"
 
 
 @pytest.mark.parametrize(
