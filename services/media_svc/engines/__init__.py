@@ -1,6 +1,6 @@
-"""Engines: the heavy libraries (PyAV, CTranslate2 Whisper, OCR) behind small classes.
+"""Engines: the heavy parts of blocking processors (OCR sessions, speech models).
 
-Imported only in media_svc worker processes (by a BlockingProcessor's `load_engine` or
-`process`): importing this package itself loads nothing heavy, and each engine module
-imports its library inside functions so that a type-only import stays cheap.
+Each engine lives in its own module and imports its libraries (onnxruntime, OpenCV,
+numpy, Pillow) at that module's import. Nothing here imports them: processors import an
+engine module lazily, inside `load_engine`, so only the pool's worker processes load it.
 """
