@@ -8,6 +8,7 @@
   size checked against the pixel limit before it is converted.
 
 Anything FFmpeg cannot read ends in `MediaDecodeError`, never in a crash of the caller.
+PyAV and numpy are imported with this module: only worker processes import it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import av
+import av.container
+import numpy as np
+import numpy.typing as npt
+
 if TYPE_CHECKING:
-    import av.container
-    import numpy as np
-    import numpy.typing as npt
     from PIL import Image
 
 SAMPLE_RATE = 16_000
+# Two frames are the same picture (a slide shown for the whole video) when under 0.2 %
+# of their 160x90 grey thumbnails' pixels differ by more than 40 levels: re-encoding
+# noise stays far below that, a changed word of text far above. A frame whose
+# thumbnail varies less than 2 levels (standard deviation) is one plain colour.
+_THUMBNAIL = (160, 90)
+_CHANGED_LEVELS = 40
+_SAME_PICTURE_SHARE = 0.002
+_PLAIN_PICTURE = 2.0
 # Frames decoded after a seek while looking for the target time: a keyframe interval
 # of several seconds at 30 fps stays well under it.
 _MAX_FRAMES_AFTER_SEEK = 600
@@ -60,8 +71,6 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    import av
-
     try:
         return av.open(str(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
@@ -70,8 +79,6 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def _container_seconds(container: av.container.InputContainer) -> float:
     """Duration from the container header (0.0 when it does not say)."""
-    import av
-
     if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     longest = 0.0
@@ -89,9 +96,6 @@ def _stream_seconds(stream: av.AudioStream) -> float:
 
 def decode_audio(path: Path, max_seconds: float) -> AudioClip:
     """The first audio stream, resampled to 16 kHz mono, cut at `max_seconds`."""
-    import av
-    import numpy as np
-
     limit = int(max_seconds * SAMPLE_RATE)
     with _open(path) as container:
         if not container.streams.audio:
@@ -179,8 +183,6 @@ def _frame_at(
     target: float,
     max_pixels: int,
 ) -> Image.Image | None:
-    import av
-
     try:
         if target > 0 and stream.time_base is not None:
             container.seek(int(target / stream.time_base), stream=stream, backward=True)
@@ -199,3 +201,24 @@ def _frame_at(
     except av.FFmpegError:
         return None
     return None
+
+
+def _thumbnail(image: Image.Image) -> npt.NDArray[np.float32]:
+    return np.asarray(image.convert("L").resize(_THUMBNAIL), dtype=np.float32)
+
+
+def distinct_pictures(frames: list[Image.Image]) -> list[Image.Image]:
+    """The frames worth reading, in order: not plain, not a repeat of an earlier one
+    (compared on small grey thumbnails, so re-encoding noise does not count)."""
+    kept: list[Image.Image] = []
+    seen: list[npt.NDArray[np.float32]] = []
+    for frame in frames:
+        thumbnail = _thumbnail(frame)
+        if float(thumbnail.std()) < _PLAIN_PICTURE or any(
+            float(np.mean(np.abs(thumbnail - earlier) > _CHANGED_LEVELS)) < _SAME_PICTURE_SHARE
+            for earlier in seen
+        ):
+            continue
+        seen.append(thumbnail)
+        kept.append(frame)
+    return kept

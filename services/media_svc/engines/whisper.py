@@ -63,8 +63,10 @@ class WhisperEngine:
                 f"no complete Whisper model in {model_dir}: run `make models` "
                 "(python -m services.media_svc.models assemble) or set MEDIA_MODELS_DIR"
             )
+        # huggingface_hub reads HF_HUB_OFFLINE when it is imported (by faster_whisper),
+        # so it is set before that import, not at this module's.
         os.environ["HF_HUB_OFFLINE"] = "1"
-        from faster_whisper import WhisperModel
+        from faster_whisper import WhisperModel  # noqa: PLC0415 - after HF_HUB_OFFLINE
 
         model = WhisperModel(
             str(model_dir),

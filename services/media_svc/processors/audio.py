@@ -36,16 +36,15 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
 
     @classmethod
     def load_engine(cls, options: SpeechOptions) -> WhisperEngine:
-        from services.media_svc.engines.whisper import WhisperEngine
+        from services.media_svc.engines import whisper  # noqa: PLC0415 - worker only
 
-        return WhisperEngine.load(options.model_dir, options.cpu_threads)
+        return whisper.WhisperEngine.load(options.model_dir, options.cpu_threads)
 
     @classmethod
     def process(
         cls, engine: WhisperEngine, options: SpeechOptions, item: ProcessorInput
     ) -> ProcessingOutcome:
-        from services.media_svc.engines.media_decode import MediaDecodeError, decode_audio
-        from services.media_svc.engines.whisper import DecodeSettings
+        from services.media_svc.engines import media_decode, whisper  # noqa: PLC0415 - worker only
 
         limits = options.limits
         if item.path is None:
@@ -53,12 +52,14 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
         if item.size > limits.max_file_bytes:
             return too_large_failure(item.media_kind, item.size, limits.max_file_bytes)
         try:
-            clip = decode_audio(item.path, limits.max_duration_seconds)
-        except MediaDecodeError as error:
+            clip = media_decode.decode_audio(item.path, limits.max_duration_seconds)
+        except media_decode.MediaDecodeError as error:
             return corrupt_failure(item.media_kind, str(error))
         transcript = engine.transcribe(
             clip.samples,
-            DecodeSettings(options.beam_size, options.vad, options.language_min_probability),
+            whisper.DecodeSettings(
+                options.beam_size, options.vad, options.language_min_probability
+            ),
             languages=whisper_languages(item.languages),
         )
         return ProcessingSuccess(

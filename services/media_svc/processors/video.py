@@ -38,20 +38,11 @@ from services.media_svc.processors.speech_text import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import numpy as np
-    import numpy.typing as npt
-    from PIL import Image
-
     from services.media_svc.engines.ocr import OcrEngine
     from services.media_svc.engines.whisper import WhisperEngine
 
 VIDEO_KINDS = frozenset({"MEDIA_KIND_VIDEO", "MEDIA_KIND_GIF", "MEDIA_KIND_VIDEO_NOTE"})
 _MAX_FRAMES_LIMIT = 10
-# Mean absolute difference (0-255) of two 64x36 grey thumbnails below which two key
-# frames count as the same picture: a slide shown for the whole video is read once.
-_SAME_PICTURE = 3.0
-# Standard deviation of that thumbnail below which a frame is one plain colour.
-_PLAIN_PICTURE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +85,20 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
 
     @classmethod
     def load_engine(cls, options: VideoOptions) -> VideoEngine:
-        from services.media_svc.engines.ocr import OcrEngine
-        from services.media_svc.engines.whisper import WhisperEngine
+        from services.media_svc.engines import ocr, whisper  # noqa: PLC0415 - worker only
 
         return VideoEngine(
-            whisper=WhisperEngine.load(options.speech.model_dir, options.speech.cpu_threads),
-            ocr=OcrEngine.load(threads=options.speech.cpu_threads),
+            whisper=whisper.WhisperEngine.load(
+                options.speech.model_dir, options.speech.cpu_threads
+            ),
+            ocr=ocr.OcrEngine.load(threads=options.speech.cpu_threads),
         )
 
     @classmethod
     def process(
         cls, engine: VideoEngine, options: VideoOptions, item: ProcessorInput
     ) -> ProcessingOutcome:
-        from services.media_svc.engines.media_decode import MediaDecodeError, probe_video
+        from services.media_svc.engines import media_decode  # noqa: PLC0415 - worker only
 
         limits = options.limits
         if item.path is None:
@@ -114,8 +106,8 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
         if item.size > limits.max_file_bytes:
             return too_large_failure(item.media_kind, item.size, limits.max_file_bytes)
         try:
-            info = probe_video(item.path)
-        except MediaDecodeError as error:
+            info = media_decode.probe_video(item.path)
+        except media_decode.MediaDecodeError as error:
             return corrupt_failure(item.media_kind, str(error))
         if not info.has_audio and not info.has_video:
             return corrupt_failure(item.media_kind, "no audio or video stream")
@@ -155,18 +147,17 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
 def _transcribe(
     engine: WhisperEngine, options: VideoOptions, path: Path, languages: tuple[str, ...]
 ) -> _Speech:
-    from services.media_svc.engines.media_decode import MediaDecodeError, decode_audio
-    from services.media_svc.engines.whisper import DecodeSettings
+    from services.media_svc.engines import media_decode, whisper  # noqa: PLC0415 - worker only
 
     speech = options.speech
     try:
-        clip = decode_audio(path, speech.limits.max_duration_seconds)
-    except MediaDecodeError as error:
+        clip = media_decode.decode_audio(path, speech.limits.max_duration_seconds)
+    except media_decode.MediaDecodeError as error:
         # A broken audio track still leaves the pictures to read.
         return _Speech(error=str(error))
     transcript = engine.transcribe(
         clip.samples,
-        DecodeSettings(speech.beam_size, speech.vad, speech.language_min_probability),
+        whisper.DecodeSettings(speech.beam_size, speech.vad, speech.language_min_probability),
         languages=whisper_languages(languages),
     )
     return _Speech(
@@ -182,37 +173,19 @@ def _screen_text(
     ocr: OcrEngine, path: Path, span: float, max_frames: int, max_pixels: int
 ) -> tuple[list[str], int, str | None]:
     """(deduplicated lines, frames decoded, a note when frames could not be read)."""
-    from services.media_svc.engines.media_decode import (
-        FrameTooLargeError,
-        MediaDecodeError,
-        frame_times,
-        key_frames,
-    )
+    from services.media_svc.engines import media_decode  # noqa: PLC0415 - worker only
 
     try:
-        frames = key_frames(path, frame_times(span, max_frames), max_pixels)
-    except FrameTooLargeError:
+        frames = media_decode.key_frames(
+            path, media_decode.frame_times(span, max_frames), max_pixels
+        )
+    except media_decode.FrameTooLargeError:
         return [], 0, "not read (frames above the pixel limit)"
-    except MediaDecodeError:
+    except media_decode.MediaDecodeError:
         return [], 0, None
-    import numpy as np
-
     lines: list[str] = []
-    thumbnails: list[npt.NDArray[np.float32]] = []
-    for frame in frames:
-        thumbnail = _thumbnail(frame)
-        # OCR costs about a second a frame: skip pictures already read and plain ones
-        # (black fade-ins, an empty background) that cannot hold text.
-        if float(thumbnail.std()) < _PLAIN_PICTURE or any(
-            float(np.mean(np.abs(thumbnail - earlier))) < _SAME_PICTURE for earlier in thumbnails
-        ):
-            continue
-        thumbnails.append(thumbnail)
+    # OCR costs about a second a frame: pictures already read and plain ones (black
+    # fade-ins, an empty background) are skipped.
+    for frame in media_decode.distinct_pictures(frames):
         lines.extend(ocr.read_lines(frame))
     return unique_lines(lines), len(frames), None
-
-
-def _thumbnail(image: Image.Image) -> npt.NDArray[np.float32]:
-    import numpy as np
-
-    return np.asarray(image.convert("L").resize((64, 36)), dtype=np.float32)
