@@ -72,7 +72,8 @@ class VideoInfo:
 
 def _open(path: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r")
+        # Undecodable tags (a sender's title in a broken charset) must not sink the audio.
+        return av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
         raise MediaDecodeError(f"not a readable media container: {error}") from error
 
@@ -103,8 +104,10 @@ def decode_audio(path: Path, max_seconds: float) -> AudioClip:
         stream = container.streams.audio[0]
         # The audio stream's own length: a video's container may run longer.
         declared = _stream_seconds(stream) or _container_seconds(container)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        chunks: list[npt.NDArray[np.float32]] = []
+        # 16-bit like faster-whisper's own file decoding, so a job sees the samples a
+        # bare `transcribe(path)` would (float resampling alone changes some words).
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        chunks: list[npt.NDArray[np.int16]] = []
         collected = 0
         stopped_early = False
         last_time = 0.0
@@ -113,14 +116,14 @@ def decode_audio(path: Path, max_seconds: float) -> AudioClip:
                 if frame.time is not None:
                     last_time = float(frame.time) + frame.samples / max(frame.sample_rate, 1)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+                    chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
                     collected += out.samples
                 if collected >= limit:
                     stopped_early = True
                     break
             else:
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+                    chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
                     collected += out.samples
         except (av.FFmpegError, ValueError) as error:
             # Damage after some audio: keep what was decoded and say it was cut.
@@ -132,8 +135,7 @@ def decode_audio(path: Path, max_seconds: float) -> AudioClip:
             # Headers promising audio, not one decodable frame.
             raise MediaDecodeError("no decodable audio frames")
         return AudioClip(np.zeros(0, dtype=np.float32), 0.0, cut=False)
-    samples = np.concatenate(chunks)[:limit]
-    np.clip(samples, -1.0, 1.0, out=samples)
+    samples = np.concatenate(chunks)[:limit].astype(np.float32) / 32768.0
     decoded = len(samples) / SAMPLE_RATE
     return AudioClip(samples, max(declared, last_time, decoded), cut=stopped_early)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 from hypothesis import given
 from hypothesis import strategies as st
@@ -129,3 +133,27 @@ def test_video_blocks() -> None:
         )
         == "[Video note, 0:09: no speech or text found]"
     )
+
+
+def test_parsing_options_imports_no_media_library() -> None:
+    # The parent (and the gateway, queue_svc) import processors and parse their options;
+    # only worker processes may pay for PyAV, numpy, CTranslate2, onnxruntime or Pillow.
+    script = (
+        "import sys\n"
+        "from services.media_svc.processors.audio import AudioProcessor\n"
+        "from services.media_svc.processors.video import VideoProcessor\n"
+        "AudioProcessor.parse_options({'beam_size': 2})\n"
+        "VideoProcessor.parse_options({'max_frames': 2})\n"
+        "heavy = {'av', 'numpy', 'faster_whisper', 'ctranslate2', 'onnxruntime', 'PIL',"
+        " 'rapidocr', 'cv2'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[4],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
