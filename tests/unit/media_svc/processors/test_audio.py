@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.media_svc.engines.whisper import WhisperEngine
+from services.media_svc.engines.whisper import ModelMissingError, WhisperEngine
 from services.media_svc.processors.audio import AudioProcessor
 from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
 from services.media_svc.processors.contract import ProcessorInput
@@ -239,3 +239,13 @@ def test_engine_loads_and_transcribes_with_the_network_unreachable(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[Voice note, 0:01: no speech detected]"
+
+
+def test_a_missing_or_partial_model_fails_at_load_naming_the_fix(tmp_path: Path) -> None:
+    options = AudioProcessor.parse_options({"models_dir": str(tmp_path)})
+    with pytest.raises(ModelMissingError, match="run `make models`"):
+        AudioProcessor.load_engine(options)
+    (tmp_path / "whisper-base").mkdir()
+    (tmp_path / "whisper-base" / "model.bin").write_bytes(b"half a model")
+    with pytest.raises(ModelMissingError, match=re.escape(str(tmp_path / "whisper-base"))):
+        AudioProcessor.load_engine(options)
