@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.media_svc.processors.audio import AudioProcessor
 from services.media_svc.processors.languages import (
     LanguageChoice,
     choose_language,
@@ -22,6 +24,7 @@ from services.media_svc.processors.speech_text import (
     render_video,
     unique_lines,
 )
+from services.media_svc.processors.video import VideoProcessor
 
 ENGLISH = LanguageChoice("en", "en", 0.9, fell_back=False)
 
@@ -157,3 +160,12 @@ def test_parsing_options_imports_no_media_library() -> None:
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_parsed_options_cross_the_process_boundary() -> None:
+    audio = AudioProcessor.parse_options({"beam_size": 3, "max_duration_seconds": 60})
+    video = VideoProcessor.parse_options({"max_frames": 2, "vad": False})
+    assert pickle.loads(pickle.dumps(audio)) == audio
+    assert pickle.loads(pickle.dumps(video)) == video
+    assert AudioProcessor.limits(audio).max_duration_seconds == 60
+    assert VideoProcessor.limits(video).max_duration_seconds == 900
