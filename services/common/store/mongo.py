@@ -613,6 +613,10 @@ class MongoStore:
         """Apply `update` to the job where it lives (ACTIVE, else HOLDING); where it matched."""
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
         job_id: str = query["_id"]
+        # The common case, one atomic update: a job found in active is where it lives
+        # (mid-move on a standalone server, the move then carries the update along).
+        if (await self._jobs[JobCollection.ACTIVE].update_one(query, update)).matched_count:
+            return JobCollection.ACTIVE
 
         async def apply(session: Session) -> JobCollection | None:
             where: JobCollection | None = None
