@@ -214,6 +214,11 @@ class MongoStore:
         are transactions; False on a standalone server (compare-and-delete copies)."""
         return self._transactions
 
+    @property
+    def change_stream_open(self) -> bool:
+        """Whether `wait_for_jobs` is woken by a change stream now (else it polls)."""
+        return self._stream_open
+
     def set_step_hook(self, hook: StepHook | None) -> None:
         """Tests only: `hook(step)` is awaited between the two steps of `create_job`
         ("create"), a move ("move"), and an update or read that looks for a job in

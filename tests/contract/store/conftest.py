@@ -44,7 +44,11 @@ def _secantus(
     if secantus.executable() is None:
         pytest.skip(_NO_SECANTUS)
     mode = "replset" if replica_set else "standalone"
-    server = secantus.start(tmp_path_factory.mktemp(f"secantus-{mode}"), replica_set)
+    # Test commands (configureFailPoint) let a test break a change stream on purpose;
+    # the server listens on loopback only.
+    server = secantus.start(
+        tmp_path_factory.mktemp(f"secantus-{mode}"), replica_set, test_commands=True
+    )
     try:
         yield server
     finally:

@@ -1,0 +1,70 @@
+"""MongoDB's change stream wake-up survives a broken stream (replica set only)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.common.store.mongo import MongoStore
+from tests.helpers import secantus
+from tests.helpers.store_factories import new_job
+from tests.helpers.waiting import wait_until
+
+
+@pytest.fixture
+async def database(secantus_replset: secantus.Server) -> AsyncIterator[str]:
+    name = f"change_stream_{uuid.uuid4().hex[:12]}"
+    yield name
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(secantus_replset.uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+async def test_a_broken_change_stream_is_reopened_and_wakes_waiters_again(
+    secantus_replset: secantus.Server, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    uri = secantus_replset.uri
+    store = await MongoStore.open(uri, database)
+    other = await MongoStore.open(uri, database)
+    admin: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+    try:
+        await store.wait_for_jobs(0.01)  # starts the stream
+        await wait_until(lambda: store.change_stream_open, 15, every=0.01)
+        # The stream's next getMore fails with an error it does not resume from.
+        await admin.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": {"times": 1},
+                "data": {"failCommands": ["getMore"], "errorCode": 2, "errmsg": "injected"},
+            }
+        )
+        with caplog.at_level(logging.WARNING, logger="services.common.store.mongo"):
+            await wait_until(lambda: not store.change_stream_open, 15, every=0.01)
+            await wait_until(lambda: store.change_stream_open, 15, every=0.01)
+        assert any("change stream" in r.getMessage() for r in caplog.records)
+
+        # Woken by the re-opened stream, not by polling: with it open, a waiter
+        # would otherwise sleep the whole 20 s.
+        loop = asyncio.get_running_loop()
+
+        async def create_later() -> None:
+            await asyncio.sleep(0.3)
+            assert await other.create_job(new_job())
+
+        creating = asyncio.create_task(create_later())
+        started = loop.time()
+        await store.wait_for_jobs(20)
+        waited = loop.time() - started
+        await creating
+        assert waited < 10, f"wait_for_jobs slept {waited:.1f} s through a create"
+    finally:
+        await admin.close()
+        await other.close()
+        await store.close()
