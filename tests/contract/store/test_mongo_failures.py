@@ -1,4 +1,5 @@
-"""MongoDB's change stream wake-up survives a broken stream (replica set only)."""
+"""MongoDB failures injected on purpose (SecantusDB's failCommand): a broken change
+stream, a write-concern error."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from services.common.store.mongo import MongoStore
 from tests.helpers import secantus
-from tests.helpers.store_factories import new_job
+from tests.helpers.store_factories import message, new_job
 from tests.helpers.waiting import wait_until
 
 
@@ -67,4 +69,31 @@ async def test_a_broken_change_stream_is_reopened_and_wakes_waiters_again(
     finally:
         await admin.close()
         await other.close()
+        await store.close()
+
+
+async def test_a_write_concern_error_is_not_taken_for_duplicates(
+    secantus_replset: secantus.Server, database: str
+) -> None:
+    """A batch whose only problem is duplicates counts as inserted; one that also got a
+    write-concern error (writes perhaps not durable) must fail, not pass silently."""
+    store = await MongoStore.open(secantus_replset.uri, database)
+    admin: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(secantus_replset.uri)
+    try:
+        assert await store.insert_messages([message(1), message(2)]) == 2
+        assert await store.insert_messages([message(2), message(3)]) == 1
+        await admin.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": {"times": 1},
+                "data": {
+                    "failCommands": ["insert"],
+                    "writeConcernError": {"code": 64, "errmsg": "waiting for replication"},
+                },
+            }
+        )
+        with pytest.raises(PyMongoError, match="replication"):
+            await store.insert_messages([message(3), message(4)])
+    finally:
+        await admin.close()
         await store.close()
