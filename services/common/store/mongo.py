@@ -526,6 +526,10 @@ class MongoStore:
         return found
 
     async def get_job(self, media_processing_id: str) -> tuple[JobCollection, MediaJob] | None:
+        # The common case, one read: a job found in active is there at that moment.
+        doc = await self._jobs[JobCollection.ACTIVE].find_one({"_id": media_processing_id})
+        if doc is not None:
+            return JobCollection.ACTIVE, _job(doc)
         if self._transactions:
             # One snapshot of the three collections: a move is either before or after it.
             found = await self._in_transaction(
