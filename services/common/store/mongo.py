@@ -719,6 +719,10 @@ class MongoStore:
             return deleted
 
         if self._transactions:
+            # Moves are atomic here: a job deleted from active was nowhere else.
+            active = self._jobs[JobCollection.ACTIVE]
+            if (await active.delete_one({"_id": media_processing_id})).deleted_count:
+                return True
             return await self._in_transaction(delete)
         return await self._consistently(media_processing_id, lambda: delete(None), bool)
 
