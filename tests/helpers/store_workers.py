@@ -116,6 +116,32 @@ def shuttle_bot_jobs(config: StoreConfig, barrier: Path, bot_id: str, rounds: in
     return asyncio.run(run())
 
 
+def move_bot_jobs_repeatedly(
+    config: StoreConfig,
+    barrier: Path,
+    name: str,
+    bot_id: str,
+    source: JobCollection,
+    target: JobCollection,
+    rounds: int,
+) -> int:
+    """Like StopBot (or StartBot) issued `rounds` times in a row; total moved."""
+
+    async def run() -> int:
+        store = await open_store(config)
+        try:
+            _barrier(barrier, name, 2)
+            moved = 0
+            for _ in range(rounds):
+                moved += await store.move_bot_jobs(bot_id, source, target)
+                await asyncio.sleep(0)
+            return moved
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def register_bots(
     config: StoreConfig, barrier: Path, name: str, parties: int, bot_ids: list[str]
 ) -> list[bool]:

@@ -150,6 +150,54 @@ async def test_moves_racing_completions_lose_and_duplicate_nothing(
     assert len(active) == count
 
 
+async def test_opposite_moves_from_two_processes_lose_and_duplicate_nothing(
+    store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
+) -> None:
+    """StopBot and StartBot for one bot at the same time, over and over, from two
+    processes (two queue_svc shards during a hand-over): every job survives, once.
+    Real contention (on a replica set: transactions in write conflict, re-run); the
+    exact losing interleaving is forced in test_interleavings.py, since this one hits it
+    only by chance."""
+    count = 40 if store_config.backend == "sqlite" else 20
+    jobs = [new_job() for _ in range(count)]
+    for job in jobs:
+        assert await store.create_job(job)
+    half = {j.media_processing_id for j in jobs[: count // 2]}
+    # Half the jobs start in holding, so both directions have work from the first round.
+    for job_id in half:
+        assert await store.fail_job(job_id, "parked")
+        assert await store.requeue_failed_job(job_id, JobCollection.HOLDING)
+    loop = asyncio.get_running_loop()
+    directions = [
+        ("stop", JobCollection.ACTIVE, JobCollection.HOLDING),
+        ("start", JobCollection.HOLDING, JobCollection.ACTIVE),
+    ]
+    moved = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                processes,
+                store_workers.move_bot_jobs_repeatedly,
+                store_config,
+                barrier,
+                name,
+                "bot-1",
+                source,
+                target,
+                15,
+            )
+            for name, source, target in directions
+        )
+    )
+    assert all(m > 0 for m in moved), moved
+    live = [
+        j.media_processing_id
+        for c in (JobCollection.ACTIVE, JobCollection.HOLDING)
+        for j in await store.list_jobs("bot-1", c)
+    ]
+    assert sorted(live) == sorted(j.media_processing_id for j in jobs)
+    assert await store.list_failed_jobs("bot-1") == []
+
+
 async def test_two_shards_updating_the_active_bot_registry_drop_nothing(
     store: Store, store_config: StoreConfig, processes: ProcessPoolExecutor, barrier: Path
 ) -> None:
