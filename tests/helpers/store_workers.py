@@ -88,21 +88,53 @@ def create_job_later(config: StoreConfig, barrier: Path, delay: float, bot_id: s
     return asyncio.run(run())
 
 
+STOP_SHUTTLE = "stop-shuttle"
+
+
 def shuttle_bot_jobs(config: StoreConfig, barrier: Path, bot_id: str, rounds: int) -> int:
-    """Move one bot's jobs active → holding → active `rounds` times; total moved."""
+    """Move one bot's jobs active → holding → active, at least once and at most `rounds`
+    times, until the file `STOP_SHUTTLE` appears in `barrier`; total moved."""
 
     async def run() -> int:
         store = await open_store(config)
         try:
             _barrier(barrier, "mover", 2)
             moved = 0
-            for _ in range(rounds):
+            for done in range(rounds):
+                if done and (barrier / STOP_SHUTTLE).exists():
+                    break
                 moved += await store.move_bot_jobs(
                     bot_id, JobCollection.ACTIVE, JobCollection.HOLDING
                 )
                 moved += await store.move_bot_jobs(
                     bot_id, JobCollection.HOLDING, JobCollection.ACTIVE
                 )
+            return moved
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def move_bot_jobs_repeatedly(
+    config: StoreConfig,
+    barrier: Path,
+    name: str,
+    bot_id: str,
+    source: JobCollection,
+    target: JobCollection,
+    rounds: int,
+) -> int:
+    """Like StopBot (or StartBot) issued `rounds` times in a row; total moved."""
+
+    async def run() -> int:
+        store = await open_store(config)
+        try:
+            _barrier(barrier, name, 2)
+            moved = 0
+            for _ in range(rounds):
+                moved += await store.move_bot_jobs(bot_id, source, target)
+                await asyncio.sleep(0)
             return moved
         finally:
             await store.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from services.common.store import StoreConfig, open_store
 from services.common.wire import encode_frame, parse_gateway_frame
 from services.queue_svc.convert import message_proto
 from services.queue_svc.recovery import queued_message
+from tests.helpers import secantus
 from tests.helpers.clock import iso_now
 from tests.helpers.fixtures import frame_text, load_fixtures
 from tests.helpers.node_api import fake_node_api
@@ -74,25 +77,57 @@ class Pipeline:
 
 
 @pytest.fixture
-async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+def store_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The store of every service of the pipeline: SQLite (in `tmp_path`) unless
+    PIPELINE_MONGODB_URI is set; then MongoDB there, in a database of this test's own.
+    PIPELINE_MONGODB_URI=secantus starts an in-memory SecantusDB replica set for the test
+    (package secantusdb, from `make venv`)."""
+    uri = os.environ.get("PIPELINE_MONGODB_URI", "").strip()
+    if not uri:
+        yield {}
+        return
+    server: secantus.Server | None = None
+    if uri == "secantus":
+        server = secantus.start(tmp_path / "secantus", replica_set=True)
+        uri = server.uri
+    try:
+        yield {
+            "STORE_BACKEND": "mongodb",
+            "MONGODB_URI": uri,
+            "MONGODB_DATABASE": f"pipeline_{uuid.uuid4().hex[:12]}",
+        }
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path, store_env: dict[str, str]) -> AsyncIterator[Pipeline]:
     db, staging = tmp_path / "store.sqlite3", tmp_path / "staging"
     staging.mkdir()
     calls: list[dict[str, Any]] = []
     node_runner, node_url = await fake_node_api(calls, NODE_API_TOKEN)
-    queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
+    queue = await start_service(
+        "services.queue_svc", {**queue_env(db), **store_env}, tmp_path / "queue.log"
+    )
     media = await start_service(
-        "services.media_svc", media_env(db, staging, queue.address), tmp_path / "media.log"
+        "services.media_svc",
+        {**media_env(db, staging, queue.address), **store_env},
+        tmp_path / "media.log",
     )
     gateway = await start_service(
         "services.gateway",
-        gateway_env(
-            db,
-            queue.address,
-            node_url,
-            node_ws_token=NODE_TOKEN,
-            api_token=API_TOKEN,
-            node_api_token=NODE_API_TOKEN,
-        ),
+        {
+            **gateway_env(
+                db,
+                queue.address,
+                node_url,
+                node_ws_token=NODE_TOKEN,
+                api_token=API_TOKEN,
+                node_api_token=NODE_API_TOKEN,
+            ),
+            **store_env,
+        },
         tmp_path / "gateway.log",
     )
     subscriber = Subscriber(queue.address, BOT)
@@ -103,6 +138,8 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
     for service in (gateway, media, queue):
         assert await service.stop() == 0, f"{service.name} did not stop cleanly"
     await node_runner.cleanup()
+    # The services used the store chosen: on MongoDB no SQLite file was created.
+    assert db.exists() == (not store_env)
 
 
 async def _start_bot(p: Pipeline) -> dict[str, Any]:

@@ -1,12 +1,20 @@
 """The production adapter: MongoDB through PyMongo's native asyncio client.
 
 Claims are one `find_one_and_update` (sorted, ReturnDocument.AFTER) on the claim index.
-Moves between the three job collections copy first (idempotent upsert on
-`_id = media_processing_id`) and delete the source only if it is unchanged (`version`),
-so a crash mid-move can leave a duplicate that the next move settles, never a loss; a
-concurrent writer that changed the source makes the move copy again. This works on a
-standalone server as well as on a replica set. Change streams (replica set or sharded
-cluster) wake `wait_for_jobs`; without them it polls.
+
+A job lives in one of three collections, so moves, creates and the updates that must find
+the job wherever it is touch several documents. On a replica set (or mongos) each of
+them is one multi-document transaction: no interleaving of moves, completions and
+creates loses or duplicates a job. On a standalone server (no transactions) moves copy
+first, with `version` bumped so the copy is distinguishable from its source, and then
+delete the source only if its version is unchanged (compare-and-delete); a copy never
+overwrites a newer document. So a job always exists somewhere (never a loss); crossing
+operations can leave a duplicate that the next move settles. Updates that find the job
+wherever it lives re-read until two reads of all three collections agree, so a move
+between two steps cannot make a live job look gone.
+
+Change streams (replica set or sharded cluster) wake `wait_for_jobs`; without them, or
+while a broken stream is being re-opened with backoff, it polls.
 """
 
 from __future__ import annotations
@@ -15,9 +23,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import (
     ASCENDING,
@@ -27,8 +35,11 @@ from pymongo import (
     ReturnDocument,
     UpdateOne,
 )
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from services.common.errors import InvalidInputError, UnavailableError
 from services.common.routing import DEFINITIONS_DOCUMENT_ID
@@ -59,10 +70,24 @@ from services.common.store._types import (
 log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
+Session = AsyncClientSession | None
+# Tests only: awaited with a step name between two steps of a multi-step operation, so a
+# test can run a competing operation exactly there (see `MongoStore.set_step_hook`).
+StepHook = Callable[[str], Awaitable[None]]
+_T = TypeVar("_T")
 POLL_INTERVAL_SECONDS = 0.5
+# A broken change stream is re-opened after this delay, doubling up to the maximum;
+# waiters poll meanwhile.
+STREAM_RETRY_SECONDS = 0.5
+STREAM_RETRY_MAX_SECONDS = 30.0
 _DUPLICATE_KEY = 11000
 _LIVE = (JobCollection.ACTIVE, JobCollection.HOLDING)
 _MAX_MOVE_RETRIES = 50
+# `store_migrations` records one-time data migrations, so a start does not scan every
+# job document again (`_backfill`).
+_MIGRATIONS = "store_migrations"
+_FENCE_BACKFILL = "fence_backfill"
+_SEQUENCE_BACKFILL = "sequence_backfill"
 # Documents of `bot_configurations` that are not bots.
 _RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 
@@ -92,13 +117,27 @@ def _message(doc: Mapping[str, Any]) -> StoredMessage:
 
 
 def _only_duplicates(error: BulkWriteError) -> bool:
+    """Whether every error is a duplicate key: a write-concern error (the writes may not
+    be durable or replicated) is never one, so it propagates."""
+    if error.details.get("writeConcernErrors"):
+        return False
     return all(e.get("code") == _DUPLICATE_KEY for e in error.details.get("writeErrors", []))
+
+
+def _message_key(doc: Doc) -> tuple[Any, ...]:
+    return (doc["bot_id"], doc["provider_name"], doc["correspondent_id"], doc["id"])
 
 
 class MongoStore:
     """The `Store` on a MongoDB database (replica set recommended: change streams)."""
 
-    def __init__(self, client: AsyncMongoClient[Doc], database: str, change_streams: bool) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        change_streams: bool,
+        transactions: bool | None = None,
+    ) -> None:
         self._client = client
         db = client[database]
         self._configs: AsyncCollection[Doc] = db["bot_configurations"]
@@ -107,10 +146,16 @@ class MongoStore:
         # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
         self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
+        self._migrations: AsyncCollection[Doc] = db[_MIGRATIONS]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
         }
         self._change_streams = change_streams
+        # Multi-document transactions need a replica set or mongos, as change streams do.
+        self._transactions = change_streams if transactions is None else transactions
+        # Whether the change stream is open now; waiters poll while it is not.
+        self._stream_open = False
+        self._step_hook: StepHook | None = None
         self._notifier: Notifier | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -120,9 +165,9 @@ class MongoStore:
         client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, tzinfo=UTC)
         try:
             hello = await client.admin.command("hello")
-            # Change streams need a replica set or a mongos.
-            change_streams = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
-            store = cls(client, database, change_streams)
+            # Change streams and transactions need a replica set or a mongos.
+            replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+            store = cls(client, database, change_streams=replicated, transactions=replicated)
             await store._create_indexes()
             await store._backfill()
         except PyMongoError as exc:
@@ -192,12 +237,49 @@ class MongoStore:
             ]
         )
 
+    @property
+    def uses_transactions(self) -> bool:
+        """True on a replica set or mongos: moves, creates and cross-collection updates
+        are transactions; False on a standalone server (compare-and-delete copies)."""
+        return self._transactions
+
+    @property
+    def change_stream_open(self) -> bool:
+        """Whether `wait_for_jobs` is woken by a change stream now (else it polls)."""
+        return self._stream_open
+
+    def set_step_hook(self, hook: StepHook | None) -> None:
+        """Tests only: `hook(step)` is awaited between the two steps of `create_job`
+        ("create"), a move ("move"), and an update or read that looks for a job in
+        several collections ("update_live", "get_job", "fail_job"), so a deterministic
+        test can run a competing operation in exactly that window."""
+        self._step_hook = hook
+
+    async def _step(self, name: str) -> None:
+        if self._step_hook is not None:
+            await self._step_hook(name)
+
+    async def _in_transaction(self, body: Callable[[AsyncClientSession], Awaitable[_T]]) -> _T:
+        """Run `body` in one transaction; a write conflict with a concurrent one (a
+        TransientTransactionError) makes PyMongo run it again, so `body` must re-read."""
+        async with self._client.start_session() as session:
+            return await session.with_transaction(
+                body, read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+            )
+
     async def _backfill(self) -> None:
-        """Fills fields added after the first release into existing job documents.
+        """Fills fields added after the first release into existing job documents, once.
 
         Until `fence` existed the token was `attempts`; continuing from it keeps every
-        token issued before the upgrade refused once the job is claimed again.
+        token issued before the upgrade refused once the job is claimed again. `fence`
+        has no index, so this scans every job document: a marker in `store_migrations`,
+        written when the scan is done, keeps later starts from repeating it. A process
+        of an older release still running during a rolling upgrade can write a job
+        without `fence` after the marker; `_job` reads `attempts` for it then.
         """
+        await self._backfill_sequences()
+        if await self._migrations.find_one({"_id": _FENCE_BACKFILL}) is not None:
+            return
         for collection in JobCollection:
             await self._jobs[collection].update_many(
                 {"fence": {"$exists": False}},
@@ -211,12 +293,19 @@ class MongoStore:
                     }
                 ],
             )
-
-        await self._backfill_sequences()
+        # Two processes starting together may both upsert the marker first.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._migrations.update_one(
+                {"_id": _FENCE_BACKFILL}, {"$set": {"done_at": _now()}}, upsert=True
+            )
 
     async def _backfill_sequences(self) -> None:
         """Numbers messages stored before delivery sequences existed (insertion order,
-        i.e. ObjectId order) and moves every bot's counter past its highest sequence."""
+        i.e. ObjectId order) and moves every bot's counter past its highest sequence,
+        once: `sequence` missing is not indexed, so a marker keeps later starts from
+        scanning `queues` again."""
+        if await self._migrations.find_one({"_id": _SEQUENCE_BACKFILL}) is not None:
+            return
         for bot_id in await self._queues.distinct("bot_id", {"sequence": {"$exists": False}}):
             top = await self.max_sequence(bot_id)
             updates = []
@@ -235,6 +324,10 @@ class MongoStore:
                 await self._sequences.update_one(
                     {"_id": row["_id"]}, {"$max": {"last": int(row["top"])}}, upsert=True
                 )
+        with contextlib.suppress(DuplicateKeyError):
+            await self._migrations.update_one(
+                {"_id": _SEQUENCE_BACKFILL}, {"$set": {"done_at": _now()}}, upsert=True
+            )
 
     async def __aenter__(self) -> MongoStore:
         return self
@@ -323,9 +416,15 @@ class MongoStore:
         docs = [{name: getattr(m, name) for name in MESSAGE_INPUT_FIELDS} for m in messages]
         if not docs:
             return AppendResult([], 0)
-        per_bot: dict[str, int] = {}
         for doc in docs:
             doc["originating_time"] = truncate_to_millis(doc["originating_time"])
+        # Rows already stored keep their sequence and take no new number: one bot's
+        # messages have one writer (the queue_svc owning the bot), so looking first and
+        # numbering only the new rows leaves no gap for a retried batch.
+        known = await self._stored_sequences(docs)
+        fresh = [doc for doc in docs if _message_key(doc) not in known]
+        per_bot: dict[str, int] = {}
+        for doc in fresh:
             per_bot[doc["bot_id"]] = per_bot.get(doc["bot_id"], 0) + 1
         # A block of sequences per bot from its counter document, taken before the
         # insert (there are no multi-document transactions on a standalone server): a
@@ -341,19 +440,24 @@ class MongoStore:
             )
             assert counter is not None
             next_of[bot_id] = int(counter["last"]) - count + 1
-        for doc in docs:
+        for doc in fresh:
             doc["sequence"] = next_of[doc["bot_id"]]
             next_of[doc["bot_id"]] += 1
-        sequences = [int(doc["sequence"]) for doc in docs]
+        sequences = [
+            known[_message_key(doc)] if _message_key(doc) in known else int(doc["sequence"])
+            for doc in docs
+        ]
         failed: list[int] = []
-        try:
-            await self._queues.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if not _only_duplicates(exc):
-                raise
-            failed = sorted(e["index"] for e in exc.details.get("writeErrors", []))
-        for index in failed:
-            doc = docs[index]
+        if fresh:
+            try:
+                await self._queues.insert_many(fresh, ordered=False)
+            except BulkWriteError as exc:
+                if not _only_duplicates(exc):
+                    raise
+                failed = sorted(e["index"] for e in exc.details.get("writeErrors", []))
+        for failed_index in failed:
+            doc = fresh[failed_index]
+            index = docs.index(doc)
             existing = await self._queues.find_one(
                 {key: doc[key] for key in ("bot_id", "provider_name", "correspondent_id", "id")},
                 {"sequence": 1},
@@ -363,7 +467,29 @@ class MongoStore:
                     "a delivery sequence collided with another writer's; retry the insert"
                 )
             sequences[index] = int(existing["sequence"])
-        return AppendResult(sequences, len(docs) - len(failed))
+        return AppendResult(sequences, len(fresh) - len(failed))
+
+    async def _stored_sequences(self, docs: Sequence[Doc]) -> dict[tuple[Any, ...], int]:
+        """The sequences of the rows of `docs` that are stored already, by key."""
+        ids_of: dict[tuple[Any, ...], list[int]] = {}
+        for doc in docs:
+            ids_of.setdefault(
+                (doc["bot_id"], doc["provider_name"], doc["correspondent_id"]), []
+            ).append(doc["id"])
+        found: dict[tuple[Any, ...], int] = {}
+        for (bot_id, provider, correspondent), ids in ids_of.items():
+            async for row in self._queues.find(
+                {
+                    "bot_id": bot_id,
+                    "provider_name": provider,
+                    "correspondent_id": correspondent,
+                    "id": {"$in": ids},
+                },
+                {"id": 1, "sequence": 1},
+            ):
+                if row.get("sequence") is not None:
+                    found[(bot_id, provider, correspondent, row["id"])] = int(row["sequence"])
+        return found
 
     async def messages_after(
         self, bot_id: str, after_sequence: int, limit: int = 500
@@ -493,9 +619,6 @@ class MongoStore:
     # --- media jobs ----------------------------------------------------------------
 
     async def create_job(self, job: NewMediaJob) -> bool:
-        for collection in (JobCollection.HOLDING, JobCollection.FAILED):
-            if await self._jobs[collection].find_one({"_id": job.media_processing_id}, {"_id": 1}):
-                return False
         now = _now()
         doc: Doc = {name: getattr(job, name) for name in NEW_JOB_FIELDS}
         doc.update(
@@ -515,19 +638,114 @@ class MongoStore:
             failed_at=None,
             version=0,
         )
-        try:
-            await self._jobs[JobCollection.ACTIVE].insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        self._wake()
-        return True
+        job_id = job.media_processing_id
+        active = self._jobs[JobCollection.ACTIVE]
+        if self._transactions:
+
+            async def create(session: AsyncClientSession) -> bool:
+                for collection in (JobCollection.HOLDING, JobCollection.FAILED):
+                    if await self._jobs[collection].find_one({"_id": job_id}, session=session):
+                        return False
+                await self._step("create")
+                # A move that took the job out of active after this snapshot conflicts
+                # with this insert, and the transaction runs again.
+                await active.insert_one(doc, session=session)
+                return True
+
+            try:
+                created = await self._in_transaction(create)
+            except DuplicateKeyError:
+                return False
+        else:
+            # Insert first, then look elsewhere: a job that is in active (or moved into
+            # it) at any point makes the insert fail; one in holding or failed after the
+            # insert is found by the check, which withdraws the insert; one moved into
+            # active over the insert replaced it (a copy never loses to an older
+            # version). `created_ns` tells this insert from the job that existed.
+            ours = doc["created_ns"]
+            try:
+                await active.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+            await self._step("create")
+            created = True
+            for collection in (JobCollection.HOLDING, JobCollection.FAILED):
+                other = await self._jobs[collection].find_one({"_id": job_id}, {"created_ns": 1})
+                if other is not None and other.get("created_ns") != ours:
+                    # Withdraw only the untouched insert. If a worker claimed it in this
+                    # window it stays, a duplicate that the next move settles.
+                    await active.delete_one({"_id": job_id, "version": 0, "created_ns": ours})
+                    created = False
+                    break
+            if created:
+                now_there = await active.find_one({"_id": job_id}, {"created_ns": 1})
+                created = now_there is None or now_there.get("created_ns") == ours
+        if created:
+            self._wake()
+        return created
+
+    async def _find_everywhere(self, job_id: str, session: Session) -> dict[JobCollection, Doc]:
+        found: dict[JobCollection, Doc] = {}
+        for n, collection in enumerate(JobCollection):
+            if n:
+                await self._step("get_job")
+            doc = await self._jobs[collection].find_one({"_id": job_id}, session=session)
+            if doc is not None:
+                found[collection] = doc
+        return found
 
     async def get_job(self, media_processing_id: str) -> tuple[JobCollection, MediaJob] | None:
+        # The common case, one read: a job found in active is there at that moment.
+        doc = await self._jobs[JobCollection.ACTIVE].find_one({"_id": media_processing_id})
+        if doc is not None:
+            return JobCollection.ACTIVE, _job(doc)
+        if self._transactions:
+            # One snapshot of the three collections: a move is either before or after it.
+            found = await self._in_transaction(
+                lambda session: self._find_everywhere(media_processing_id, session)
+            )
+        else:
+            found = await self._consistently(
+                media_processing_id,
+                lambda: self._find_everywhere(media_processing_id, None),
+                bool,
+            )
+        if not found:
+            return None
+        # Mid-move on a standalone server the job can be in two places: the copy has the
+        # higher version.
+        collection = max(found, key=lambda c: found[c].get("version", 0))
+        return collection, _job(found[collection])
+
+    async def _versions(self, job_id: str) -> tuple[int | None, ...]:
+        versions: list[int | None] = []
         for collection in JobCollection:
-            doc = await self._jobs[collection].find_one({"_id": media_processing_id})
-            if doc is not None:
-                return collection, _job(doc)
-        return None
+            doc = await self._jobs[collection].find_one({"_id": job_id}, {"version": 1})
+            versions.append(None if doc is None else int(doc.get("version", 0)))
+        return tuple(versions)
+
+    async def _consistently(
+        self,
+        job_id: str,
+        attempt: Callable[[], Awaitable[_T]],
+        succeeded: Callable[[_T], bool],
+    ) -> _T:
+        """Without transactions: `attempt` (which looks in several collections in turn)
+        until it succeeds, or until it fails while no copy of the job changed.
+
+        Every move writes a copy with a higher `version` before it deletes the source, and
+        every update bumps `version`, so equal versions in all three collections before
+        and after a failed attempt mean no move ran in between: the failure is real.
+        """
+        outcome = await attempt()
+        for _ in range(_MAX_MOVE_RETRIES):
+            if succeeded(outcome):
+                return outcome
+            before = await self._versions(job_id)
+            outcome = await attempt()
+            if succeeded(outcome) or await self._versions(job_id) == before:
+                return outcome
+        raise UnavailableError(f"job {job_id} kept moving while being looked up; retry")
 
     async def claim_job(
         self, pools: Sequence[str], worker_id: str, lease_seconds: float
@@ -570,13 +788,31 @@ class MongoStore:
         return ClaimedJob(job=job, token=job.fence)
 
     async def _update_live(self, query: Doc, update: Doc) -> JobCollection | None:
-        """Apply `update` in ACTIVE, else HOLDING; where it matched."""
+        """Apply `update` to the job where it lives (ACTIVE, else HOLDING); where it matched."""
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
-        for collection in _LIVE:
-            result = await self._jobs[collection].update_one(query, update)
-            if result.matched_count:
-                return collection
-        return None
+        job_id: str = query["_id"]
+        # The common case, one atomic update: a job found in active is where it lives
+        # (mid-move on a standalone server, the move then carries the update along).
+        if (await self._jobs[JobCollection.ACTIVE].update_one(query, update)).matched_count:
+            return JobCollection.ACTIVE
+
+        async def apply(session: Session) -> JobCollection | None:
+            where: JobCollection | None = None
+            for n, collection in enumerate(_LIVE):
+                if n:
+                    await self._step("update_live")
+                result = await self._jobs[collection].update_one(query, update, session=session)
+                if result.matched_count and where is None:
+                    where = collection
+                    if session is not None:
+                        break
+                # Without transactions a job mid-move has two copies: both get the update,
+                # so the copy the move keeps has it.
+            return where
+
+        if self._transactions:
+            return await self._in_transaction(apply)
+        return await self._consistently(job_id, lambda: apply(None), lambda w: w is not None)
 
     async def renew_lease(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
         lease = _seconds(lease_seconds, "lease_seconds")
@@ -641,54 +877,88 @@ class MongoStore:
         return where is not None
 
     async def delete_job(self, media_processing_id: str) -> bool:
-        for collection in _LIVE:
-            if (
-                await self._jobs[collection].delete_one({"_id": media_processing_id})
-            ).deleted_count:
+        async def delete(session: Session) -> bool:
+            deleted = False
+            for collection in _LIVE:
+                # Every copy: mid-move (standalone server) the job can be in both.
+                result = await self._jobs[collection].delete_one(
+                    {"_id": media_processing_id}, session=session
+                )
+                deleted = deleted or bool(result.deleted_count)
+            return deleted
+
+        if self._transactions:
+            # Moves are atomic here: a job deleted from active was nowhere else.
+            active = self._jobs[JobCollection.ACTIVE]
+            if (await active.delete_one({"_id": media_processing_id})).deleted_count:
                 return True
-        return False
+            return await self._in_transaction(delete)
+        return await self._consistently(media_processing_id, lambda: delete(None), bool)
 
     async def _move(
         self,
         source: JobCollection,
         target: JobCollection,
         query: Doc,
-        transform: Any = None,
+        transform: Callable[[Doc], Doc] | None = None,
+        session: Session = None,
     ) -> bool:
         """Move the one document matching `query` from source to target; False if none.
 
-        Copy, then delete the source only if unchanged; a changed source is copied again.
-        If the copy in the target was changed meanwhile (a writer found it there first),
-        the target is authoritative and the source is simply removed.
+        The copy gets `version + 1`. In a transaction (`session`) that is all; the
+        transaction makes copy and delete one step. Without one, the copy never replaces
+        a newer document in the target, and the source is deleted only if its version is
+        unchanged (compare-and-delete): a changed source is copied again, and a target
+        already as new as the copy is authoritative, so the source goes. A job thus always
+        exists somewhere, whatever runs concurrently.
         """
         src, dst = self._jobs[source], self._jobs[target]
-        doc = await src.find_one(query)
+        doc = await src.find_one(query, session=session)
         if doc is None:
             return False
-        written: Doc | None = None
+        job_id = doc["_id"]
         for _ in range(_MAX_MOVE_RETRIES):
             copy = dict(doc) if transform is None else transform(dict(doc))
-            if written is None:
-                await dst.replace_one({"_id": doc["_id"]}, copy, upsert=True)
-            else:
-                replaced = await dst.replace_one(
-                    {"_id": doc["_id"], "version": written["version"]}, copy
+            copy["version"] = doc.get("version", 0) + 1
+            if session is not None:
+                await dst.replace_one({"_id": job_id}, copy, upsert=True, session=session)
+                await self._step("move")
+                await src.delete_one({"_id": job_id}, session=session)
+                return True
+            # A DuplicateKeyError: the target holds this job, as new as the copy or newer,
+            # and stays.
+            with contextlib.suppress(DuplicateKeyError):
+                await dst.replace_one(
+                    {"_id": job_id, "version": {"$lt": copy["version"]}}, copy, upsert=True
                 )
-                if not replaced.matched_count:
-                    await src.delete_one({"_id": doc["_id"]})
-                    return True
-            written = copy
-            deleted = await src.delete_one({"_id": doc["_id"], "version": doc["version"]})
+            await self._step("move")
+            deleted = await src.delete_one({"_id": job_id, "version": doc.get("version", 0)})
             if deleted.deleted_count:
                 return True
-            current = await src.find_one({"_id": doc["_id"]})
-            if current is None or not _matches(current, query):
-                # Deleted or changed beyond `query` meanwhile: undo our copy if untouched.
-                await dst.delete_one({"_id": doc["_id"], "version": written["version"]})
+            current = await src.find_one({"_id": job_id})
+            if current is None:
+                return True  # another move took the source; the job is in the target
+            if not _matches(current, query):
+                # Changed beyond `query` (a new claim): not ours to move. Withdraw our
+                # copy if untouched; the source, newer than it, keeps the job.
+                await dst.delete_one({"_id": job_id, "version": copy["version"]})
                 return False
             doc = current
         raise UnavailableError(
-            f"job {doc['_id']} kept changing while being moved {source} → {target}; retry"
+            f"job {job_id} kept changing while being moved {source} → {target}; retry"
+        )
+
+    async def _move_in_transaction(
+        self,
+        source: JobCollection,
+        target: JobCollection,
+        query: Doc,
+        transform: Callable[[Doc], Doc] | None = None,
+    ) -> bool:
+        if not self._transactions:
+            return await self._move(source, target, query, transform)
+        return await self._in_transaction(
+            lambda session: self._move(source, target, query, transform, session)
         )
 
     async def fail_job(
@@ -700,18 +970,19 @@ class MongoStore:
 
         def failed(doc: Doc) -> Doc:
             now = _now()
-            return {
-                **doc,
-                "error": error,
-                "failed_at": now,
-                "updated_at": now,
-                "version": doc["version"] + 1,
-            }
+            return {**doc, "error": error, "failed_at": now, "updated_at": now}
 
-        for collection in _LIVE:
-            if await self._move(collection, JobCollection.FAILED, query, failed):
-                return True
-        return False
+        async def fail(session: Session) -> bool:
+            for n, collection in enumerate(_LIVE):
+                if n:
+                    await self._step("fail_job")
+                if await self._move(collection, JobCollection.FAILED, query, failed, session):
+                    return True
+            return False
+
+        if self._transactions:
+            return await self._in_transaction(fail)
+        return await self._consistently(media_processing_id, lambda: fail(None), bool)
 
     async def move_bot_jobs(self, bot_id: str, source: JobCollection, target: JobCollection) -> int:
         if {source, target} != {JobCollection.ACTIVE, JobCollection.HOLDING}:
@@ -726,7 +997,8 @@ class MongoStore:
         ]
         moved = 0
         for job_id in ids:
-            if await self._move(source, target, {"_id": job_id, "bot_id": bot_id}):
+            # One transaction per job: a bot's jobs can exceed what one transaction holds.
+            if await self._move_in_transaction(source, target, {"_id": job_id, "bot_id": bot_id}):
                 moved += 1
         if moved and target is JobCollection.ACTIVE:
             self._wake()
@@ -769,10 +1041,9 @@ class MongoStore:
                 "error": None,
                 "updated_at": now,
                 "failed_at": None,
-                "version": doc["version"] + 1,
             }
 
-        moved = await self._move(
+        moved = await self._move_in_transaction(
             JobCollection.FAILED, target, {"_id": media_processing_id}, requeued
         )
         if moved and target is JobCollection.ACTIVE:
@@ -889,25 +1160,43 @@ class MongoStore:
             self._notifier = Notifier()
         if self._change_streams and self._watch_task is None:
             self._watch_task = asyncio.create_task(self._watch(self._notifier))
-        if self._change_streams:
+        if self._stream_open:
             await self._notifier.wait(timeout)
         else:
-            # No change streams (standalone server): other processes are seen by polling.
+            # No change stream (standalone server, or one being re-opened): other
+            # processes are seen by polling.
             await self._notifier.wait(min(timeout, POLL_INTERVAL_SECONDS))
 
     async def _watch(self, notifier: Notifier) -> None:
+        """Wake waiters on every change to active jobs; re-open a broken stream with
+        backoff (waiters poll meanwhile), since a replica set election or a network
+        blip breaks it and would otherwise leave this process polling for good."""
         pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+        delay = STREAM_RETRY_SECONDS
+        reopening = False
         while not self._closed:
             try:
                 stream = await self._jobs[JobCollection.ACTIVE].watch(pipeline)
                 async with stream:
+                    self._stream_open = True
+                    delay = STREAM_RETRY_SECONDS
+                    if reopening:
+                        # Changes made while no stream was open are not replayed: wake
+                        # waiters so they look once.
+                        notifier.wake()
                     async for _ in stream:
                         notifier.wake()
             except PyMongoError as exc:
-                log.warning("change stream on media_processing_jobs failed (%s); polling", exc)
-                self._change_streams = False
-                notifier.wake()  # let current waiters fall back to polling at once
-                return
+                log.warning(
+                    "change stream on media_processing_jobs failed (%s); polling, retry in %.1f s",
+                    exc,
+                    delay,
+                )
+            self._stream_open = False
+            reopening = True
+            notifier.wake()  # let current waiters fall back to polling at once
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STREAM_RETRY_MAX_SECONDS)
 
     # --- leases --------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""One contract suite, two legs: SQLite always, MongoDB when MONGODB_URI is set."""
+"""One contract suite, several legs: SQLite always; MongoDB against SecantusDB, started
+here in both of its modes (replica set: transactions and change streams; standalone: the
+polling and copy-then-delete paths); and MongoDB at MONGODB_URI when that is set."""
 
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.common.store import Store, StoreConfig, open_store
+from tests.helpers import secantus
 
-LEGS = ("sqlite", "mongodb")
+LEGS = ("sqlite", "mongodb-secantus-replset", "mongodb-secantus-standalone", "mongodb-uri")
+# The MONGODB_URI leg is collected only when it is set (not one skip per test).
+COLLECTED_LEGS = LEGS if os.environ.get("MONGODB_URI") else LEGS[:-1]
 _LEG_STATUS = pytest.StashKey[dict[str, str]]()
 _NO_MONGO = "MONGODB_URI not set"
+_NO_SECANTUS = f"{secantus.EXECUTABLE} not installed (package secantusdb: run `make venv`)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,11 +36,61 @@ def pytest_terminal_summary(
     status = config.stash.get(_LEG_STATUS, {})
     if not status:
         return
-    legs = " ".join(f"{leg}={status.get(leg, 'not collected')}" for leg in LEGS)
+    absent = {leg: "not collected" for leg in LEGS}
+    if "mongodb-uri" not in COLLECTED_LEGS:
+        absent["mongodb-uri"] = f"skipped ({_NO_MONGO})"
+    legs = " ".join(f"{leg}={status.get(leg, absent[leg])}" for leg in LEGS)
     terminalreporter.write_line(f"store contract legs: {legs}")
 
 
-@pytest.fixture(params=LEGS)
+def _secantus(
+    tmp_path_factory: pytest.TempPathFactory, replica_set: bool
+) -> Iterator[secantus.Server]:
+    if secantus.executable() is None:
+        pytest.skip(_NO_SECANTUS)
+    mode = "replset" if replica_set else "standalone"
+    # Test commands (configureFailPoint) let a test break a change stream on purpose;
+    # the server listens on loopback only.
+    server = secantus.start(
+        tmp_path_factory.mktemp(f"secantus-{mode}"), replica_set, test_commands=True
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def secantus_replset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[secantus.Server]:
+    """One in-memory SecantusDB replica set (one member) for the whole session."""
+    yield from _secantus(tmp_path_factory, replica_set=True)
+
+
+@pytest.fixture(scope="session")
+def secantus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[secantus.Server]:
+    """One in-memory standalone SecantusDB for the whole session."""
+    yield from _secantus(tmp_path_factory, replica_set=False)
+
+
+def _mongodb_uri(request: pytest.FixtureRequest, leg: str) -> str:
+    """The server of a MongoDB leg; the SecantusDB servers start on first use."""
+    status = request.config.stash[_LEG_STATUS]
+    if leg == "mongodb-uri":
+        uri = os.environ.get("MONGODB_URI")
+        if not uri:
+            status.setdefault(leg, f"skipped ({_NO_MONGO})")
+            pytest.skip(_NO_MONGO)
+        return uri
+    fixture = "secantus_replset" if leg == "mongodb-secantus-replset" else "secantus_standalone"
+    try:
+        server: secantus.Server = request.getfixturevalue(fixture)
+    except pytest.skip.Exception:
+        status.setdefault(leg, f"skipped ({_NO_SECANTUS})")
+        raise
+    return server.uri
+
+
+@pytest.fixture(params=COLLECTED_LEGS)
 def store_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreConfig]:
     leg: str = request.param
     status = request.config.stash[_LEG_STATUS]
@@ -42,11 +98,8 @@ def store_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sto
         status["sqlite"] = "ran"
         yield StoreConfig(backend="sqlite", sqlite_path=tmp_path / "store.sqlite3")
         return
-    uri = os.environ.get("MONGODB_URI")
-    if not uri:
-        status.setdefault("mongodb", f"skipped ({_NO_MONGO})")
-        pytest.skip(_NO_MONGO)
-    status["mongodb"] = "ran"
+    uri = _mongodb_uri(request, leg)
+    status[leg] = "ran"
     database = f"store_contract_{uuid.uuid4().hex[:12]}"
     yield StoreConfig(backend="mongodb", mongodb_uri=uri, mongodb_database=database)
 
