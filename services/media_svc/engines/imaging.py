@@ -16,6 +16,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from services.media_svc.processors.base import ProcessingFailure
 from services.media_svc.processors.contract import ProcessorLimits
 
+# Decoders offered to a sender's file. Pillow knows dozens of formats; every one is
+# attack surface, and chats carry only these (JPEG includes multi-picture MPO).
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
 
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
@@ -75,7 +79,7 @@ def decode_image(
         # (an error under `-W error`) or refuse with its own, larger threshold.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=FORMATS) as image:
                 return _decode_open(image, limits, label, frames, max_frames)
     except Image.DecompressionBombError as exc:
         return too_large(label, str(exc), "decompression bomb")
@@ -123,12 +127,16 @@ def _decode_open(
 
 
 def _declared_frames(image: Image.Image) -> int | None:
-    """The frame count the container declares (WebP, APNG); for other formats 1, or
-    None when animated: GIF can only count by decoding every frame (`n_frames`), so only
+    """The frame count the container declares (WebP, APNG); for GIF 1, or None when
+    animated: GIF can only count by decoding every frame (`n_frames`), so only
     `is_animated` is asked, which looks at the second frame at most."""
     if image.format in {"WEBP", "PNG"}:
         return max(1, int(getattr(image, "n_frames", 1)))
-    return None if getattr(image, "is_animated", False) else 1
+    if image.format == "GIF":
+        return None if getattr(image, "is_animated", False) else 1
+    # Multi-picture JPEGs (a phone's photo plus previews) and multi-page TIFFs are
+    # still pictures: their first image is the one shown.
+    return 1
 
 
 def _normalised(image: Image.Image) -> Image.Image:

@@ -125,9 +125,9 @@ def test_real_bomb_under_a_pool_limit(engine: OcrEngine, tmp_path: Path) -> None
     assert failure.marker == f"[Image not processed: too large (3000{X}3000 = 9,000,000 pixels)]"
 
 
-def _jpeg_bytes() -> bytes:
+def _encoded(image_format: str) -> bytes:
     buffer = io.BytesIO()
-    text_image([((40, 80), "truncated")], (640, 480)).save(buffer, "JPEG")
+    text_image([((40, 80), "truncated")], (640, 480)).save(buffer, image_format)
     return buffer.getvalue()
 
 
@@ -137,11 +137,12 @@ def _jpeg_bytes() -> bytes:
         b"",
         b"this is not an image at all" * 50,
         os.urandom(4096),
-        _jpeg_bytes()[:600],  # header intact, pixel data cut
+        _encoded("JPEG")[:600],  # header intact, pixel data cut
+        _encoded("PCX"),  # a real image, in a format chats never carry
         b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
         b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\xff" * 30,
     ],
-    ids=["empty", "text", "random", "truncated-jpeg", "broken-png", "broken-webp"],
+    ids=["empty", "text", "random", "truncated-jpeg", "pcx", "broken-png", "broken-webp"],
 )
 def test_garbage_and_truncated_images_are_corrupt(
     engine: OcrEngine, tmp_path: Path, content: bytes
@@ -362,3 +363,17 @@ def test_unique_lines_ignores_case_and_spacing() -> None:
         "Bye",
         "Later",
     ]
+
+
+def test_animated_gif_is_an_animated_image_read_on_its_first_frame(
+    engine: OcrEngine, tmp_path: Path
+) -> None:
+    frames = [text_image([((10, 10), "GIF")], (160, 64), font_size=32)]
+    frames.append(Image.new("RGB", (160, 64), "black"))
+    path = tmp_path / "clip.gif"
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert _success_text(_image(engine, path)) == (
+        f'[Image: GIF 160{X}64, animated] Text in the image: "GIF"'
+    )
+    sticker = _success_text(_sticker(engine, path))
+    assert sticker == '[Animated sticker] Text in the sticker: "GIF"'
