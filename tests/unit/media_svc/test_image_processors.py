@@ -252,9 +252,9 @@ def test_describer_adds_a_description(
     monkeypatch.setenv("VISION_TEST_KEY", "sk-test")
     url, handler = receiver
     path = tmp_path / "sign.png"
-    text_image([((40, 30), "STOP")], (320, 120)).save(path)
+    text_image([((40, 30), "STOP")], (240, 240)).save(path)
     text = _success_text(ImageProcessor.process(engine, _describer_options(url), _item(path)))
-    assert text == f'[Image: PNG 320{X}120] Description: A red sign. Text in the image: "STOP"'
+    assert text == f'[Image: PNG 240{X}240] Description: A red sign. Text in the image: "STOP"'
     (request,) = handler.requests
     assert request["auth"] == "Bearer sk-test"
     assert request["body"]["model"] == "vision-test"
@@ -275,14 +275,14 @@ def test_describer_failure_never_fails_the_job(
     url, handler = receiver
     handler.mode = mode
     path = tmp_path / "sign.png"
-    text_image([((40, 30), "STOP")], (320, 120)).save(path)
+    text_image([((40, 30), "STOP")], (240, 240)).save(path)
     options = _describer_options(url, timeout=0.5)
     assert options.describer is not None
     started = time.monotonic()
     assert describe(options.describer, "data:image/jpeg;base64,AAAA") is None
     assert time.monotonic() - started < 1.5  # did not wait for the slow answer
     outcome = ImageProcessor.process(engine, options, _item(path))
-    assert _success_text(outcome) == f'[Image: PNG 320{X}120] Text in the image: "STOP"'
+    assert _success_text(outcome) == f'[Image: PNG 240{X}240] Text in the image: "STOP"'
     assert "image describer" in caplog.text
     assert len(handler.requests) == 2
 
@@ -368,12 +368,12 @@ def test_unique_lines_ignores_case_and_spacing() -> None:
 def test_animated_gif_is_an_animated_image_read_on_its_first_frame(
     engine: OcrEngine, tmp_path: Path
 ) -> None:
-    frames = [text_image([((10, 10), "GIF")], (160, 64), font_size=32)]
-    frames.append(Image.new("RGB", (160, 64), "black"))
+    frames = [text_image([((10, 10), "GIF")], (160, 160), font_size=32)]
+    frames.append(Image.new("RGB", (160, 160), "black"))
     path = tmp_path / "clip.gif"
     frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=100)
     assert _success_text(_image(engine, path)) == (
-        f'[Image: GIF 160{X}64, animated] Text in the image: "GIF"'
+        f'[Image: GIF 160{X}160, animated] Text in the image: "GIF"'
     )
     sticker = _success_text(_sticker(engine, path))
     assert sticker == '[Animated sticker] Text in the sticker: "GIF"'

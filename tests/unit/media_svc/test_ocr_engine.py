@@ -49,7 +49,7 @@ def test_blank_image_has_no_lines(engine: OcrEngine) -> None:
 def test_white_text_on_transparent_background_is_read(engine: OcrEngine) -> None:
     image = text_image(
         [((20, 80), "HELLO THERE")],
-        (512, 256),
+        (512, 384),
         mode="RGBA",
         background=(0, 0, 0, 0),
         fill=(255, 255, 255, 255),
@@ -59,7 +59,7 @@ def test_white_text_on_transparent_background_is_read(engine: OcrEngine) -> None
 
 
 def test_low_confidence_boxes_are_dropped(engine: OcrEngine) -> None:
-    image = text_image([((40, 40), "confident words")], (640, 160))
+    image = text_image([((40, 40), "confident words")], (420, 320))
     boxes = engine.read_boxes(image)
     assert [b.text for b in boxes] == ["confident words"]
     threshold = engine.min_score
@@ -91,7 +91,7 @@ socket.socket.connect = refuse
 from services.media_svc.engines.ocr import OcrEngine
 from tests.helpers.vision_inputs import text_image
 engine = OcrEngine.load(threads=1)
-lines = engine.read_lines(text_image([((30, 40), "offline reading works")], (640, 160)))
+lines = engine.read_lines(text_image([((30, 40), "offline reading works")], (480, 360)))
 print(json.dumps({"lines": lines, "attempts": attempts}))
 """
 
