@@ -18,6 +18,7 @@ The libraries are imported here; only worker processes import this module.
 
 from __future__ import annotations
 
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -64,6 +65,8 @@ TEXT_EXTENSIONS = {
     "md": "Markdown",
     "markdown": "Markdown",
 }
+# Control characters other than tab and newline (str.split handles the whitespace).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Tie-break order for charset detection, most used first.
 _COMMON_ENCODINGS = ("utf_8", "cp1252", "latin_1", "iso8859_15", "cp1251", "cp1250", "gb18030")
 DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -193,8 +196,8 @@ class _Budget:
 def _tidy(text: str) -> str:
     """Spaces collapsed within lines, no blank runs, no control characters."""
     lines: list[str] = []
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        line = " ".join("".join(ch for ch in raw if ch >= " " or ch == "\t").split())
+    for raw in _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
+        line = " ".join(raw.split())
         if line or (lines and lines[-1]):
             lines.append(line)
     return "\n".join(lines).strip()

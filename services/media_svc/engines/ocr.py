@@ -70,7 +70,8 @@ class OcrEngine:
                 raise FileNotFoundError(f"rapidocr bundled model missing: {model}")
         ort_threads = threads if threads > 0 else -1
         params: dict[str, Any] = {
-            "Global.log_level": "warning",
+            # At "warning" rapidocr logs every image without text.
+            "Global.log_level": "error",
             "Det.model_path": str(DETECTION_MODEL),
             "Rec.model_path": str(RECOGNITION_MODEL),
             "Cls.model_path": str(ORIENTATION_MODEL),
