@@ -45,6 +45,11 @@ TEXT_READ_BYTES = 1024 * 1024
 RATIO_FLOOR_BYTES = 1024 * 1024
 # Entries in a DOCX zip; Word writes a few dozen.
 MAX_ZIP_ENTRIES = 5000
+# Largest XML part python-docx may parse. lxml holds an element tree many times the
+# size of its XML (100 MB of empty paragraphs took 5.4 GB), and a 500-page book's
+# document.xml is ~10 MB, so ordinary-looking XML under the total and ratio caps is
+# bounded here too.
+MAX_XML_PART_BYTES = 32 * 1024 * 1024
 
 TEXT_FORMATS = {
     "text/plain": "text",
@@ -332,14 +337,17 @@ def _check_archive(
             f"{total} uncompressed bytes > {limits.max_decompressed_bytes}",
         )
     for entry in entries:
-        if entry.file_size < RATIO_FLOOR_BYTES:
-            continue
         ratio = entry.file_size / max(entry.compress_size, 1)
-        if ratio > limits.max_compression_ratio:
+        if entry.file_size >= RATIO_FLOOR_BYTES and ratio > limits.max_compression_ratio:
             return too_large(
                 f"compressed {ratio:,.0f}:1",
                 f"{entry.filename!r}: {entry.file_size} bytes from {entry.compress_size}"
                 f" (ratio {ratio:.0f} > {limits.max_compression_ratio:g})",
+            )
+        if entry.filename.endswith((".xml", ".rels")) and entry.file_size > MAX_XML_PART_BYTES:
+            return too_large(
+                f"{entry.file_size:,} bytes of XML",
+                f"{entry.filename!r}: {entry.file_size} bytes > {MAX_XML_PART_BYTES}",
             )
     return None
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidInputError
+from services.media_svc.engines import documents
 from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
 from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.processors.document import DocumentProcessor
@@ -178,6 +179,20 @@ def test_docx_of_empty_paragraphs_passes_the_total_but_not_the_ratio(tmp_path: P
     failure = _bounded_run(path, DOCX)
     assert failure.reason == "too_large"
     assert failure.marker.startswith("[Document not processed: too large (compressed ")
+    assert "word/document.xml" in (failure.detail or "")
+
+
+def test_docx_with_too_much_plain_looking_xml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Random words compress poorly (no ratio alarm) and stay under the total; only the
+    # XML part cap stops them. The cap is lowered so the file stays small.
+    monkeypatch.setattr(documents, "MAX_XML_PART_BYTES", 512 * 1024)
+    words = [os.urandom(6).hex() for _ in range(60_000)]
+    path = _write(tmp_path, "wordy.docx", docx_bytes([" ".join(words)]))
+    failure = _bounded_run(path, DOCX)
+    assert failure.reason == "too_large"
+    assert failure.marker.endswith(" bytes of XML)]")
     assert "word/document.xml" in (failure.detail or "")
 
 
