@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -90,9 +91,18 @@ def describe(settings: DescriberSettings, image_data_uri: str) -> str | None:
     request = urllib.request.Request(
         settings.url, data=json.dumps(body).encode(), headers=headers, method="POST"
     )
+    # The socket timeout bounds each wait; the deadline bounds an answer that drips.
+    deadline = time.monotonic() + settings.timeout_seconds
     try:
         with urllib.request.urlopen(request, timeout=settings.timeout_seconds) as response:
-            payload = json.loads(response.read(_MAX_RESPONSE_BYTES))
+            answer = bytearray()
+            while chunk := response.read(64 * 1024):
+                answer += chunk
+                if len(answer) > _MAX_RESPONSE_BYTES:
+                    raise ValueError(f"answer longer than {_MAX_RESPONSE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"answer not complete in {settings.timeout_seconds} s")
+            payload = json.loads(answer)
         text = payload["choices"][0]["message"]["content"]
         if isinstance(text, list):  # content parts, as some servers answer
             text = " ".join(str(part.get("text", "")) for part in text if isinstance(part, dict))
