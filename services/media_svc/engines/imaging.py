@@ -13,12 +13,16 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from services.media_svc.engines.ocr import OcrEngine
 from services.media_svc.processors.base import ProcessingFailure
 from services.media_svc.processors.contract import ProcessorLimits
 
 # Decoders offered to a sender's file. Pillow knows dozens of formats; every one is
 # attack surface, and chats carry only these (JPEG includes multi-picture MPO).
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Longest side worth decoding for reading text (OCR scales to 2000 px by default);
+# larger JPEGs decode reduced (see below).
+DECODE_MAX_SIDE = 2560
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ def decode_image(
                 return _decode_open(image, limits, label, frames, max_frames)
     except Image.DecompressionBombError as exc:
         return too_large(label, str(exc), "decompression bomb")
+    except MemoryError:
+        return too_large(label, "MemoryError while decoding", "out of memory")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated and malformed data with all of these.
         return corrupt(label, f"{type(exc).__name__}: {exc}")
@@ -116,6 +122,11 @@ def _decode_open(
                 f"{frame_count:,} frames of {dimensions(width, height)}",
             )
         indices.append(middle)
+    if image.format == "JPEG" and max(width, height) > 2 * DECODE_MAX_SIDE:
+        # The JPEG decoder can scale by 1/2, 1/4 or 1/8 while decoding: a 40 MP photo
+        # never exists in memory at full size (the header's dimensions are reported).
+        scale = DECODE_MAX_SIDE / max(width, height)
+        image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
     decoded: list[Image.Image] = []
     for index in indices:
         if index:
@@ -145,6 +156,15 @@ def _normalised(image: Image.Image) -> Image.Image:
     frame = image.convert("RGBA" if has_alpha else "RGB")
     frame.load()
     return frame
+
+
+def read_text(engine: OcrEngine, image: Image.Image, label: str) -> list[str] | ProcessingFailure:
+    """The OCR lines of `image`, or a too_large failure when the worker's memory limit
+    refuses the models' buffers (the same image would fail the same way on a retry)."""
+    try:
+        return engine.read_lines(image)
+    except MemoryError as exc:
+        return too_large(label, str(exc), "out of memory")
 
 
 def jpeg_data_uri(image: Image.Image, max_side: int = 1024) -> str:

@@ -77,6 +77,7 @@ class StickerProcessor(BlockingProcessor[StickerOptions, "OcrEngine"]):
         from services.media_svc.engines.imaging import (  # noqa: PLC0415 - worker only
             corrupt,
             decode_image,
+            read_text,
         )
 
         if item.path is None:
@@ -96,7 +97,13 @@ class StickerProcessor(BlockingProcessor[StickerOptions, "OcrEngine"]):
             head = f"[Animated sticker, {decoded.frame_count:,} frames]"
         else:
             head = "[Sticker]"
-        lines = unique_lines([engine.read_lines(frame) for frame in decoded.frames])
+        read: list[list[str]] = []
+        for frame in decoded.frames:
+            frame_lines = read_text(engine, frame, "sticker")
+            if isinstance(frame_lines, ProcessingFailure):
+                return frame_lines
+            read.append(frame_lines)
+        lines = unique_lines(read)
         if not lines:
             return ProcessingSuccess(head)
         budget = options.limits.max_output_chars - len(head) - len(' Text in the sticker: ""')

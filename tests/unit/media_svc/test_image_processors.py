@@ -7,6 +7,8 @@ import io
 import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -377,3 +379,42 @@ def test_animated_gif_is_an_animated_image_read_on_its_first_frame(
     )
     sticker = _success_text(_sticker(engine, path))
     assert sticker == '[Animated sticker] Text in the sticker: "GIF"'
+
+
+_MEMORY_LIMIT_SCRIPT = """
+import json, pathlib, resource, sys
+limit = 1400 << 20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # before load, as a pool worker
+from services.media_svc.processors.contract import ProcessorInput
+from services.media_svc.processors.image import ImageProcessor
+options = ImageProcessor.parse_options({})
+engine = ImageProcessor.load_engine(options)
+results = []
+for name in sys.argv[1:]:
+    path = pathlib.Path(name)
+    item = ProcessorInput("MEDIA_KIND_IMAGE", "image/png", path)
+    outcome = ImageProcessor.process(engine, options, item)
+    results.append(getattr(outcome, "text", None) or outcome.marker)
+print(json.dumps(results))
+"""
+
+
+def test_memory_limit_refuses_a_big_image_and_the_worker_goes_on(tmp_path: Path) -> None:
+    # A 2560x2560 page needs ~1.9 GB of address space for OCR; 1024x768 about 1 GB.
+    big = tmp_path / "big.png"
+    text_image([((100, 300), "big page")], (2560, 2560), font_size=120).save(big)
+    small = tmp_path / "small.png"
+    text_image([((40, 60), "small page")], (1024, 768)).save(small)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_LIMIT_SCRIPT, str(big), str(small)],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        "[Image not processed: too large (out of memory)]",
+        f'[Image: PNG 1024{X}768] Text in the image: "small page"',
+    ]

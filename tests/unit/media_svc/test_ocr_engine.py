@@ -42,6 +42,12 @@ def test_reads_lines_top_to_bottom_and_left_to_right(engine: OcrEngine) -> None:
     assert lines == ["The quick brown fox", "first half second half", "Señor Müller kauft"]
 
 
+def test_a_page_at_the_size_bound_is_read(engine: OcrEngine) -> None:
+    # rapidocr 3.10.0 alone finds nothing on a 2000x2000 page; the engine scales it.
+    image = text_image([((100, 300), "memory check big")], (2000, 2000), font_size=120)
+    assert engine.read_lines(image) == ["memory check big"]
+
+
 def test_blank_image_has_no_lines(engine: OcrEngine) -> None:
     assert engine.read_lines(Image.new("L", (320, 240), 255)) == []
 
