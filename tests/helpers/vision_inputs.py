@@ -35,8 +35,11 @@ def text_image(
     return image
 
 
-def pdf_bytes(pages: list[str], *, user_password: str | None = None) -> bytes:
-    """A PDF with one page per string (fpdf2, core Helvetica font: Latin-1 text)."""
+def pdf_bytes(
+    pages: list[str], *, user_password: str | None = None, encryption: str = "RC4"
+) -> bytes:
+    """A PDF with one page per string (fpdf2, core Helvetica font: Latin-1 text),
+    encrypted (`encryption`: RC4, AES_128, AES_256) when a user password is given."""
     from fpdf import FPDF  # noqa: PLC0415 - only the document tests need it
     from fpdf.enums import EncryptionMethod  # noqa: PLC0415
 
@@ -49,7 +52,7 @@ def pdf_bytes(pages: list[str], *, user_password: str | None = None) -> bytes:
         document.set_encryption(
             owner_password="owner-secret",
             user_password=user_password,
-            encryption_method=EncryptionMethod.RC4,
+            encryption_method=EncryptionMethod[encryption],
         )
     return bytes(document.output())
 

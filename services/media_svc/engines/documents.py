@@ -123,7 +123,7 @@ def extract(
             if head.startswith(b"%PDF-") or (declared == "PDF" and b"%PDF-" in _start(path)):
                 return _pdf(path, limits)
             if head.startswith(b"PK\x03\x04"):
-                return _docx(path, limits)
+                return _docx(path, mime, limits)
             if declared in {"PDF", "DOCX"}:
                 return corrupt(f"declared {declared}, content starts with {head!r}")
             if declared is None:
@@ -301,7 +301,7 @@ def _count_pages(reader: PdfReader, max_pages: int) -> int | None:
 # DOCX
 
 
-def _docx(path: Path, limits: ProcessorLimits) -> Extracted | ProcessingFailure:
+def _docx(path: Path, mime: str, limits: ProcessorLimits) -> Extracted | ProcessingFailure:
     try:
         with zipfile.ZipFile(path) as archive:
             refused = _check_archive(archive.infolist(), limits)
@@ -309,7 +309,9 @@ def _docx(path: Path, limits: ProcessorLimits) -> Extracted | ProcessingFailure:
                 return refused
             names = set(archive.namelist())
             if "word/document.xml" not in names:
-                return unsupported("zip archive", "no word/document.xml")
+                # Another zip-based format (XLSX, PPTX, ODT, an archive): say which.
+                shown = sanitize_mime(mime) if mime else "unknown type"
+                return unsupported(shown, "zip without word/document.xml")
         document = docx.Document(str(path))
         budget = _Budget(limits.max_output_chars)
         # python-docx has parsed the whole body already (bounded by the archive checks),

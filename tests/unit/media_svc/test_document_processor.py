@@ -105,8 +105,11 @@ def test_pdf_without_text_and_without_a_name(tmp_path: Path) -> None:
     assert _text(_process(path, PDF)) == "[Document: PDF, 2 pages, no text found]"
 
 
-def test_pdf_with_a_user_password_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path, "locked.pdf", pdf_bytes(["secret"], user_password="pw"))
+@pytest.mark.parametrize("encryption", ["RC4", "AES_256"])
+def test_pdf_with_a_user_password_is_refused(tmp_path: Path, encryption: str) -> None:
+    path = _write(
+        tmp_path, "locked.pdf", pdf_bytes(["secret"], user_password="pw", encryption=encryption)
+    )
     failure = _failure(_process(path, PDF, "locked.pdf"))
     assert (failure.reason, failure.marker) == (
         "unsupported",
@@ -114,8 +117,13 @@ def test_pdf_with_a_user_password_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_pdf_with_only_an_owner_password_is_read(tmp_path: Path) -> None:
-    path = _write(tmp_path, "restricted.pdf", pdf_bytes(["open to read"], user_password=""))
+@pytest.mark.parametrize("encryption", ["RC4", "AES_128", "AES_256"])
+def test_pdf_with_only_an_owner_password_is_read(tmp_path: Path, encryption: str) -> None:
+    path = _write(
+        tmp_path,
+        "restricted.pdf",
+        pdf_bytes(["open to read"], user_password="", encryption=encryption),
+    )
     assert _text(_process(path, PDF, "r.pdf")) == "[Document: r.pdf, PDF, 1 page] open to read"
 
 
@@ -278,7 +286,7 @@ def test_unknown_and_foreign_formats_are_unsupported(tmp_path: Path) -> None:
         "[Unsupported document: application/msword]"
     )
     assert _failure(_process(zipped, "application/zip", "photos.zip")).marker == (
-        "[Unsupported document: zip archive]"
+        "[Unsupported document: application/zip]"
     )
     weird = _write(tmp_path, "x", b"\x00\x01")
     assert _failure(_process(weird, "application/x-\x1b[31mevil", "x")).marker == (
