@@ -79,7 +79,7 @@ test-node: npm
 	cd $(NODE_DIR) && node --test
 
 bench: venv models
-	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py bench/processors.py; do echo "== $$b"; $(PY) $$b; done
+	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py bench/processors.py bench/vision_processors.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

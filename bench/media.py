@@ -28,8 +28,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import grpc  # noqa: E402
 from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc  # noqa: E402
 
-from services.common.routing import default_definitions  # noqa: E402
 from services.common.store import StoreConfig, open_store  # noqa: E402
+from tests.helpers.definitions import MEDIA_POOLS, stub_definitions  # noqa: E402
 from tests.helpers.processes import (  # noqa: E402
     Subscriber,
     media_env,
@@ -53,11 +53,11 @@ async def run(
     db, staging = tmp / "store.sqlite3", tmp / "staging"
     staging.mkdir()
     store = await open_store(StoreConfig(backend="sqlite", sqlite_path=db))
-    document = default_definitions().to_document()
-    for pool in document["pools"]:
-        if pool["processor"] == "stub":
-            pool["options"] = {"delay_seconds": 0.0, "text": "stub text"}
-            pool["concurrency"] = concurrency
+    # Zero-delay stubs: this measures the pipeline's own cost, not an engine's.
+    document = stub_definitions(
+        {name: {"delay_seconds": 0.0, "text": "stub text"} for name in MEDIA_POOLS},
+        concurrency=concurrency,
+    )
     await store.put_processor_definitions(document)
     queue = await start_service("services.queue_svc", queue_env(db), tmp / "queue.log")
     traces = [tmp / f"trace-{i}.jsonl" for i in range(replicas)]

@@ -278,45 +278,48 @@ def _optional_int(raw: Mapping[str, Any], key: str, where: str, low: int, high: 
     return value
 
 
-def _stub(label: str) -> dict[str, Any]:
-    return {"delay_seconds": 0.0, "text": f"[{label} received; content processing is not enabled]"}
-
-
 def _staged(kinds: Iterable[str], mimes: Sequence[str]) -> dict[str, Any]:
     return {"condition": "staged", "media_kinds": sorted(kinds), "mime_types": list(mimes)}
 
 
 def default_definitions() -> ProcessorDefinitions:
-    """The built-in table seeded when the store has none.
+    """The built-in table seeded when the store has none: the real processors, sized
+    for a small machine (one process per heavy pool; raise `concurrency` with cores).
 
-    The five media pools start on the Phase-1 stub processor until real processors are
-    configured; switching one is an edit of this document, nothing else.
+    Speech pools get a larger address-space cap: CTranslate2 and ONNX Runtime reserve far
+    more virtual memory than they use (about 1.8 GB of address space for a 440 MB
+    resident Whisper base worker). Switching a pool (for instance back to the `stub`
+    processor for a load test) is an edit of this document, nothing else.
     """
     document: dict[str, Any] = {
         "pools": [
             {
                 "name": "Image",
-                "processor": "stub",
-                "concurrency": 2,
-                "options": _stub("Image"),
+                "processor": "image",
+                "concurrency": 1,
+                "timeout_seconds": 120,
+                "memory_limit_mb": 3072,
                 "routes": [
                     _staged(
-                        ["MEDIA_KIND_IMAGE"], ["image/jpeg", "image/png", "image/webp", "image/gif"]
+                        ["MEDIA_KIND_IMAGE"],
+                        ["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"],
                     )
                 ],
             },
             {
                 "name": "Sticker",
-                "processor": "stub",
-                "concurrency": 2,
-                "options": _stub("Sticker"),
+                "processor": "sticker",
+                "concurrency": 1,
+                "timeout_seconds": 120,
+                "memory_limit_mb": 3072,
                 "routes": [_staged(["MEDIA_KIND_STICKER"], ["image/webp", "image/png"])],
             },
             {
                 "name": "Audio",
-                "processor": "stub",
-                "concurrency": 2,
-                "options": _stub("Audio"),
+                "processor": "audio",
+                "concurrency": 1,
+                "timeout_seconds": 900,
+                "memory_limit_mb": 4096,
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_AUDIO", "MEDIA_KIND_VOICE_NOTE"],
@@ -330,27 +333,31 @@ def default_definitions() -> ProcessorDefinitions:
                             "audio/webm",
                             "audio/amr",
                             "audio/opus",
+                            "audio/flac",
+                            "audio/x-m4a",
                         ],
                     )
                 ],
             },
             {
                 "name": "Video",
-                "processor": "stub",
+                "processor": "video",
                 "concurrency": 1,
-                "options": _stub("Video"),
+                "timeout_seconds": 900,
+                "memory_limit_mb": 4096,
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_VIDEO", "MEDIA_KIND_GIF", "MEDIA_KIND_VIDEO_NOTE"],
-                        ["video/mp4", "video/3gpp", "video/quicktime", "video/webm"],
+                        ["video/mp4", "video/3gpp", "video/quicktime", "video/webm", "image/gif"],
                     )
                 ],
             },
             {
                 "name": "Document",
-                "processor": "stub",
+                "processor": "document",
                 "concurrency": 2,
-                "options": _stub("Document"),
+                "timeout_seconds": 120,
+                "memory_limit_mb": 2048,
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_DOCUMENT"],
@@ -359,7 +366,14 @@ def default_definitions() -> ProcessorDefinitions:
                             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                             "text/plain",
                             "text/csv",
+                            "text/tab-separated-values",
                             "text/markdown",
+                            "text/x-markdown",
+                            "application/json",
+                            "text/json",
+                            # Many apps send documents untyped: the processor reads the
+                            # first bytes and the file name before deciding.
+                            "application/octet-stream",
                         ],
                     )
                 ],

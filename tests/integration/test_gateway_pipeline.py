@@ -23,6 +23,7 @@ from services.queue_svc.recovery import queued_message
 from tests.helpers import secantus
 from tests.helpers.clock import iso_now
 from tests.helpers.fixtures import frame_text, load_fixtures
+from tests.helpers.media_samples import espeak_available, voice_note
 from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
     Service,
@@ -33,6 +34,7 @@ from tests.helpers.processes import (
     queue_env,
     start_service,
 )
+from tests.helpers.vision_inputs import text_image
 from tests.helpers.waiting import wait_until
 
 VALID = dict(load_fixtures("valid"))
@@ -364,14 +366,46 @@ async def test_media_that_replies_gets_the_reply_line_when_its_text_is_ready(
     await _start_bot(pipeline)
     fixture = VALID["media_message_image_reply"]
     media = fixture["frame"]["mediaMessage"]
-    (pipeline.staging / media["mediaProcessingId"]).write_bytes(b"jpg")
+    # A real photo with words on it: the Image pool runs the real OCR processor.
+    photo = text_image([((60, 300), "MEET AT THE STATION")], size=(800, 600))
+    photo.save(pipeline.staging / media["mediaProcessingId"], format="JPEG")
     headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
     async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
         ack = await _exchange(ws, _fresh_frame("media_message_image_reply"))
         assert ack.status == w.ACK_STATUS_ACCEPTED, ack.reason
-    await pipeline.subscriber.wait_for(1, within=20)
+    await pipeline.subscriber.wait_for(1, within=90)
     [received] = [m.message for m in pipeline.subscriber.messages]
-    assert received.content.startswith(fixture["reply_line"] + "\n[Image")
+    assert received.content.startswith(fixture["reply_line"] + "\n[Image: JPEG 800\u00d7600]")
+    assert "MEET AT THE STATION" in received.content.upper()
     assert received.content.endswith("Caption: this one?")
     assert json_format.MessageToDict(received.reply_to) == media["replyTo"]
     assert not received.HasField("details")
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng missing: run `make apt`")
+async def test_a_voice_note_frame_becomes_its_transcript_on_subscribe(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The product's reason to exist, end to end: a voice note frame in, the real
+    transcript (Whisper base, in the Audio pool's own process) out of Subscribe."""
+    await _start_bot(pipeline)
+    frame = json.loads(_fresh_frame("media_message_voice_note"))
+    media = frame["mediaMessage"]
+    note = voice_note(
+        "Please send me the invoice for the garden party tomorrow morning.",
+        "en",
+        pipeline.staging / media["mediaProcessingId"],
+    )
+    media["fileSize"] = str(note.stat().st_size)
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        ack = await _exchange(ws, json.dumps(frame))
+        assert ack.status == w.ACK_STATUS_ACCEPTED, ack.reason
+    await pipeline.subscriber.wait_for(1, within=120)
+    [received] = [m.message for m in pipeline.subscriber.messages]
+    text = received.content
+    assert text.startswith("[Voice note, 0:0"), text
+    assert ", English]" in text, text
+    for word in ("invoice", "garden", "party", "tomorrow"):
+        assert word in text.lower(), text
+    assert not received.HasField("media_processing_id")

@@ -20,8 +20,8 @@ import pytest
 from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 
-from services.common.routing import default_definitions
 from services.common.store import JobCollection, JobStatus, Store, StoreConfig, open_store
+from tests.helpers.definitions import stub_definitions
 from tests.helpers.processes import (
     Service,
     Subscriber,
@@ -94,13 +94,12 @@ class Stack:
 
 
 def definitions_document() -> dict[str, Any]:
-    document = default_definitions().to_document()
+    document = stub_definitions(
+        {"Image": {"text": IMAGE_TEXT}, "Document": {"text": DOC_TEXT, "delay_seconds": 1.0}}
+    )
     for pool in document["pools"]:
         if pool["name"] == "Image":
-            pool["options"] = {"text": IMAGE_TEXT}
             pool["concurrency"] = 16
-        if pool["name"] == "Document":
-            pool["options"] = {"text": DOC_TEXT, "delay_seconds": 1.0}
     return document
 
 

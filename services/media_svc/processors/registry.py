@@ -11,10 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.common.errors import InvalidInputError
+from services.media_svc.processors.audio import AudioProcessor
 from services.media_svc.processors.contract import AsyncProcessor, BlockingProcessor
 from services.media_svc.processors.corrupt import CorruptProcessor
+from services.media_svc.processors.document import DocumentProcessor
+from services.media_svc.processors.image import ImageProcessor
+from services.media_svc.processors.sticker import StickerProcessor
 from services.media_svc.processors.stub import StubBlockingProcessor, StubProcessor
 from services.media_svc.processors.unsupported import UnsupportedProcessor
+from services.media_svc.processors.video import VideoProcessor
 
 ProcessorType = type[AsyncProcessor] | type[BlockingProcessor[Any, Any]]
 
@@ -38,10 +43,16 @@ class ProcessorRegistry:
 
 def builtin_types() -> dict[str, ProcessorType]:
     return {
-        "stub": StubProcessor,
-        "stub_blocking": StubBlockingProcessor,
+        "image": ImageProcessor,
+        "sticker": StickerProcessor,
+        "audio": AudioProcessor,
+        "video": VideoProcessor,
+        "document": DocumentProcessor,
         "corrupt": CorruptProcessor,
         "unsupported": UnsupportedProcessor,
+        # Phase-1 stubs: load tests and tests of the execution layer, never a default.
+        "stub": StubProcessor,
+        "stub_blocking": StubBlockingProcessor,
     }
 
 

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.routing import default_definitions
 from services.common.store import Store
 from services.media_svc.config import MediaConfig
 from services.media_svc.definitions import DefinitionsManager
@@ -16,6 +15,7 @@ from services.media_svc.pool import PoolSet
 from services.media_svc.processors import default_registry
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker
+from tests.helpers.definitions import stub_definitions
 from tests.helpers.store_factories import new_job
 from tests.helpers.waiting import wait_until
 from tests.unit.media_svc.conftest import QueuePeer
@@ -28,10 +28,9 @@ async def test_jobs_flow_through_their_pools_within_concurrency(
     metrics: MediaMetrics,
     queue_peer: QueuePeer,
 ) -> None:
-    document = default_definitions().to_document()
+    document = stub_definitions({"Image": {"delay_seconds": 0.05, "text": "img"}})
     for pool in document["pools"]:
         if pool["name"] == "Image":
-            pool["options"] = {"delay_seconds": 0.05, "text": "img"}
             pool["concurrency"] = 3
     await store.put_processor_definitions(document)
     definitions = DefinitionsManager(store, default_registry())
@@ -96,10 +95,7 @@ async def test_a_replica_claims_only_the_pools_it_serves(
     config = MediaConfig.from_env({"MEDIA_POOLS": " document, UNSUPPORTED "})
     assert config.pools == {"document", "unsupported"}
     assert config.serves("Document") and not config.serves("Image")
-    document = default_definitions().to_document()
-    for pool in document["pools"]:
-        if pool["name"] in ("Image", "Document"):
-            pool["processor"], pool["options"] = "stub", {"text": pool["name"]}
+    document = stub_definitions({"Image": {"text": "Image"}, "Document": {"text": "Document"}})
     await store.put_processor_definitions(document)
     definitions = DefinitionsManager(store, default_registry())
     await definitions.start()

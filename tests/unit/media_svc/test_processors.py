@@ -133,7 +133,17 @@ def test_pool_settings_default_to_the_environment_and_may_be_set_per_pool() -> N
     assert (tuned.settings.timeout_seconds, tuned.settings.max_attempts) == (2.5, 1)
     assert tuned.settings.memory_limit_mb == 256
     assert tuned.definition.timeout_seconds == 2.5
-    assert default_registry().names == ["corrupt", "stub", "stub_blocking", "unsupported"]
+    assert default_registry().names == [
+        "audio",
+        "corrupt",
+        "document",
+        "image",
+        "sticker",
+        "stub",
+        "stub_blocking",
+        "unsupported",
+        "video",
+    ]
 
 
 async def test_blocking_processor_runs_in_its_pools_process_without_blocking_the_loop() -> None:
