@@ -149,6 +149,10 @@ def media_env(
         "MEDIA_BACKOFF_BASE_SECONDS": "0.05",
         "MEDIA_BACKOFF_MAX_SECONDS": "0.2",
         "MEDIA_SHUTDOWN_GRACE_SECONDS": "2",
+        # Engines load on a pool's first job: most tests never use most pools, and
+        # loading Whisper and OCR in every media_svc a test starts costs the CPU time
+        # the other tests need.
+        "MEDIA_WARM_POOLS": "false",
         "LOG_LEVEL": "INFO",
     }
     env.update(overrides)
