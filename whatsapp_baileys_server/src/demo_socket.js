@@ -15,6 +15,7 @@ import { readFile, stat } from "node:fs/promises";
 import { EventEmitter } from "node:events";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { proto } from "baileys";
+import { encryptPollVote } from "./poll_crypto.js";
 import { USER_ID } from "./sessions.js";
 
 export class DemoScriptError extends Error {
@@ -43,7 +44,23 @@ const MEDIA_TYPES = Object.freeze({
   document: { mimetype: "application/octet-stream", caption: true, filename: true },
 });
 const TEXT_TYPES = new Set(["text", "extended_text", "ephemeral_text"]);
-const COMMON_KEYS = ["type", "delay_ms", "from", "push_name", "id", "upsert", "group", "group_name"];
+/** Entry types that are neither text nor media → their own keys (beyond COMMON_KEYS). */
+const STRUCTURED_TYPES = Object.freeze({
+  reaction: ["text", "target"],
+  location: ["latitude", "longitude", "name", "address", "live"],
+  contact: ["name", "phone"],
+  poll: ["question", "options"],
+  poll_vote: ["poll", "options"],
+  reply: ["text", "reply_to"],
+  edit: ["target", "text"],
+  delete: ["target"],
+});
+/** Types whose text an `edit` can replace (WhatsApp edits only text and captions). */
+const EDITABLE_TYPES = new Set([...TEXT_TYPES, "reply"]);
+const COMMON_KEYS = ["type", "delay_ms", "from", "push_name", "id", "upsert", "group", "group_name", "label"];
+const LABEL = /^[A-Za-z0-9_.:-]{1,64}$/;
+const PHONE = /^\+?[0-9][0-9 ()./-]{2,39}$/;
+const POLL_OPTIONS = { min: 2, max: 12 };
 const MEDIA_KEYS = ["file", "mimetype", "download_fails", "url_expired", "hash_mismatch", "declared_length"];
 
 function describeType(value) {
@@ -93,9 +110,12 @@ export async function loadDemoScript(path) {
     if (!Array.isArray(list)) fail(botAt, `must be a list of message entries, got ${describeType(list)}`);
     const entries = [];
     let from = DEFAULT_FROM;
+    /** label → the earlier entry carrying it, for the references of later entries. */
+    const labels = new Map();
     for (const [i, item] of list.entries()) {
-      const entry = await validateEntry(item, `${botAt}[${i}]`, { base, defaultDelay, from, fail });
+      const entry = await validateEntry(item, `${botAt}[${i}]`, { base, defaultDelay, from, labels, fail });
       if (entry.from) from = entry.from;
+      if (entry.label) labels.set(entry.label, entry);
       entries.push(entry);
     }
     bots.set(botId, entries);
@@ -103,12 +123,13 @@ export async function loadDemoScript(path) {
   return { path: where, bots };
 }
 
-async function validateEntry(item, at, { base, defaultDelay, from, fail }) {
+async function validateEntry(item, at, { base, defaultDelay, from, labels, fail }) {
   if (!isObject(item)) fail(at, `must be an object with a "type", got ${describeType(item)}`);
   const type = item.type;
   const media = MEDIA_TYPES[type];
   let allowed;
-  if (TEXT_TYPES.has(type) || type === "reaction") allowed = [...COMMON_KEYS, "text"];
+  if (TEXT_TYPES.has(type)) allowed = [...COMMON_KEYS, "text"];
+  else if (Object.hasOwn(STRUCTURED_TYPES, type)) allowed = [...COMMON_KEYS, ...STRUCTURED_TYPES[type]];
   else if (media) {
     allowed = [...COMMON_KEYS, ...MEDIA_KEYS];
     if (media.caption) allowed.push("caption");
@@ -117,7 +138,7 @@ async function validateEntry(item, at, { base, defaultDelay, from, fail }) {
     if (media.filename) allowed.push("filename");
   } else if (type === "disconnect") allowed = ["type", "delay_ms", "status_code"];
   else {
-    const known = [...TEXT_TYPES, "reaction", ...Object.keys(MEDIA_TYPES), "disconnect"].join(", ");
+    const known = [...TEXT_TYPES, ...Object.keys(STRUCTURED_TYPES), ...Object.keys(MEDIA_TYPES), "disconnect"].join(", ");
     fail(at, `unknown type ${JSON.stringify(type)}; use one of ${known}`);
   }
   for (const key of Object.keys(item)) {
@@ -157,12 +178,87 @@ async function validateEntry(item, at, { base, defaultDelay, from, fail }) {
   entry.group = str("group", { pattern: GROUP_JID, max: 128 });
   entry.groupName = str("group_name", { max: 256 });
   if (entry.groupName && !entry.group) fail(at, `"group_name" needs "group" (the group's JID)`);
+  entry.label = str("label", { max: 64 });
+  if (entry.label !== undefined) {
+    if (!LABEL.test(entry.label)) fail(at, `"label" = ${JSON.stringify(entry.label)} must be 1-64 letters, digits or _ . : -`);
+    if (labels.has(entry.label)) fail(at, `label ${JSON.stringify(entry.label)} is already used by ${labels.get(entry.label).at}; labels are unique per bot`);
+  }
+  /** The earlier entry a label names, in this entry's chat, of one of `types` when given. */
+  const ref = (key, { required = true, types, what = "entry" } = {}) => {
+    const label = str(key, { required, max: 64 });
+    if (label === undefined) return undefined;
+    const target = labels.get(label);
+    if (!target) fail(at, `"${key}" refers to label ${JSON.stringify(label)}, which no earlier entry of this bot carries`);
+    if (types && !types.has(target.type)) fail(at, `"${key}" = ${JSON.stringify(label)} names a "${target.type}" entry (${target.at}); it must name ${what}`);
+    const chat = entry.group ?? entry.from;
+    const targetChat = target.group ?? target.from;
+    if (chat !== targetChat) fail(at, `"${key}" = ${JSON.stringify(label)} is a message in chat ${targetChat}, but this entry is in chat ${chat}; set "from"/"group" to match`);
+    return label;
+  };
+  const strings = (key, { min, max }) => {
+    const value = item[key];
+    if (!Array.isArray(value) || value.length < min || value.length > max) fail(at, `"${key}" must be a list of ${min}-${max} option names`);
+    for (const name of value) {
+      if (typeof name !== "string" || name.length === 0 || name.length > 256) fail(at, `"${key}" must hold non-empty strings of at most 256 characters, got ${JSON.stringify(name)}`);
+    }
+    if (new Set(value).size !== value.length) fail(at, `"${key}" names an option twice`);
+    return value;
+  };
+  const number = (key, { min, max }) => {
+    const value = item[key];
+    if (value === undefined) fail(at, `"${key}" is required for type "${type}"`);
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) fail(at, `"${key}" must be a number ${min}..${max}`);
+    return value;
+  };
+  switch (type) {
+    case "reaction":
+      entry.text = str("text", { max: 16 }) ?? "👍";
+      entry.target = ref("target", { required: false });
+      return entry;
+    case "location":
+      entry.latitude = number("latitude", { min: -90, max: 90 });
+      entry.longitude = number("longitude", { min: -180, max: 180 });
+      entry.name = str("name", { max: 256 });
+      entry.address = str("address", { max: 512 });
+      entry.live = bool("live");
+      if (entry.live && entry.address !== undefined) fail(at, `"address" is not sent with "live": true (a live location has only a caption, taken from "name")`);
+      return entry;
+    case "contact":
+      entry.name = str("name", { required: true, max: 256 });
+      entry.phone = str("phone", { required: true, max: 40 });
+      if (!PHONE.test(entry.phone) || entry.phone.replace(/\D/g, "").length < 5) fail(at, `"phone" = ${JSON.stringify(entry.phone)} must be a phone number such as "+49 151 23456789"`);
+      return entry;
+    case "poll":
+      entry.question = str("question", { required: true, max: 1024 });
+      entry.options = strings("options", POLL_OPTIONS);
+      return entry;
+    case "poll_vote": {
+      entry.poll = ref("poll", { types: new Set(["poll"]), what: "a poll entry" });
+      // An empty list is a withdrawn vote, as WhatsApp sends it.
+      entry.options = strings("options", { min: 0, max: POLL_OPTIONS.max });
+      const offered = labels.get(entry.poll).options;
+      for (const name of entry.options) {
+        if (!offered.includes(name)) fail(at, `option ${JSON.stringify(name)} is not one of poll "${entry.poll}"'s options: ${offered.join(", ")}`);
+      }
+      return entry;
+    }
+    case "reply":
+      entry.text = str("text", { required: true });
+      entry.replyTo = ref("reply_to");
+      return entry;
+    case "edit":
+      entry.target = ref("target", { types: EDITABLE_TYPES, what: `a text entry (${[...EDITABLE_TYPES].join(", ")})` });
+      if (labels.get(entry.target).from !== entry.from) fail(at, `only the sender of "${entry.target}" (${labels.get(entry.target).from}) can edit it; set "from"`);
+      entry.text = str("text", { required: true });
+      return entry;
+    case "delete":
+      entry.target = ref("target");
+      return entry;
+    default:
+      break;
+  }
   if (TEXT_TYPES.has(type)) {
     entry.text = str("text", { required: true });
-    return entry;
-  }
-  if (type === "reaction") {
-    entry.text = str("text", { max: 16 }) ?? "👍";
     return entry;
   }
   const file = str("file", { required: true, max: 4096 });
@@ -209,8 +305,19 @@ function newMessageId() {
   return `3EB0${randomBytes(8).toString("hex").toUpperCase()}`;
 }
 
-/** Message content (the `message` field of a WAMessage) for one script entry. */
-async function contentFor(entry, id, lastKey) {
+/**
+ * Message content (the `message` field of a WAMessage) for one script entry.
+ *
+ * @param {Map<string, { key: any, author: string, content: any, secret?: Uint8Array }>} sent
+ *   label → the message injected for it in this replay (its key, sender and content)
+ */
+async function contentFor(entry, id, lastKey, sent) {
+  const labelled = (label) => {
+    const target = sent.get(label);
+    // Validation saw the label earlier in the script; only a lost injection gets here.
+    if (!target) throw new Error(`demo: ${entry.at}: the message labelled "${label}" was not injected`);
+    return target;
+  };
   switch (entry.type) {
     case "text":
       return { conversation: entry.text };
@@ -218,8 +325,60 @@ async function contentFor(entry, id, lastKey) {
       return { extendedTextMessage: { text: entry.text } };
     case "ephemeral_text":
       return { ephemeralMessage: { message: { extendedTextMessage: { text: entry.text, contextInfo: { expiration: 604_800 } } } } };
-    case "reaction":
-      return { reactionMessage: { key: lastKey ?? { remoteJid: entry.group ?? entry.from, id: "3EB0UNKNOWN", fromMe: false }, text: entry.text, senderTimestampMs: Date.now() } };
+    case "reaction": {
+      const key = entry.target ? labelled(entry.target).key : lastKey;
+      return { reactionMessage: { key: key ?? { remoteJid: entry.group ?? entry.from, id: "3EB0UNKNOWN", fromMe: false }, text: entry.text, senderTimestampMs: Date.now() } };
+    }
+    case "location": {
+      const position = { degreesLatitude: entry.latitude, degreesLongitude: entry.longitude };
+      if (entry.live) return { liveLocationMessage: { ...position, ...(entry.name === undefined ? {} : { caption: entry.name }), sequenceNumber: 1 } };
+      return { locationMessage: { ...position, ...(entry.name === undefined ? {} : { name: entry.name }), ...(entry.address === undefined ? {} : { address: entry.address }) } };
+    }
+    case "contact": {
+      const waid = entry.phone.replace(/\D/g, "");
+      const vcard = ["BEGIN:VCARD", "VERSION:3.0", `FN:${entry.name}`, `TEL;type=CELL;waid=${waid}:${entry.phone}`, "END:VCARD"].join("\n");
+      return { contactMessage: { displayName: entry.name, vcard } };
+    }
+    case "poll":
+      return {
+        // selectableOptionsCount 0: any number of options may be chosen.
+        pollCreationMessageV3: { name: entry.question, options: entry.options.map((optionName) => ({ optionName })), selectableOptionsCount: 0 },
+        // The secret every vote on this poll is encrypted with.
+        messageContextInfo: { messageSecret: new Uint8Array(randomBytes(32)) },
+      };
+    case "poll_vote": {
+      const poll = labelled(entry.poll);
+      const vote = encryptPollVote({
+        optionNames: entry.options,
+        pollMsgId: poll.key.id,
+        pollCreatorJid: poll.author,
+        voterJid: entry.from,
+        encKey: poll.content.messageContextInfo.messageSecret,
+      });
+      return { pollUpdateMessage: { pollCreationMessageKey: poll.key, vote, senderTimestampMs: Date.now() } };
+    }
+    case "reply": {
+      const target = labelled(entry.replyTo);
+      // WhatsApp quotes the whole message, without its per-message secret.
+      const { messageContextInfo, ...quotedMessage } = target.content;
+      return { extendedTextMessage: { text: entry.text, contextInfo: { stanzaId: target.key.id, participant: target.author, quotedMessage } } };
+    }
+    case "edit":
+      // As WhatsApp delivers an edit: a MESSAGE_EDIT protocol message in editedMessage.
+      return {
+        editedMessage: {
+          message: {
+            protocolMessage: {
+              type: proto.Message.ProtocolMessage.Type.MESSAGE_EDIT,
+              key: labelled(entry.target).key,
+              editedMessage: { conversation: entry.text },
+              timestampMs: Date.now(),
+            },
+          },
+        },
+      };
+    case "delete":
+      return { protocolMessage: { type: proto.Message.ProtocolMessage.Type.REVOKE, key: labelled(entry.target).key } };
     default:
       break;
   }
@@ -321,7 +480,8 @@ export class DemoSocket {
     this.lastKey = undefined;
     this.ws = { close: () => this.end(undefined) };
     this.entries = state.script.bots.get(botId);
-    this.position = state.resume.get(botId) ?? { index: 0, sent: 0 };
+    // labels: label → the message injected for it, kept across a scripted disconnect.
+    this.position = state.resume.get(botId) ?? { index: 0, sent: 0, labels: new Map() };
     state.resume.delete(botId);
     logger.warn({ from_entry: this.position.index }, "demo socket created: WhatsApp is NOT contacted, the script is replayed");
     if (!this.entries) logger.warn("demo: the script has no messages for this bot; the session opens and stays quiet");
@@ -378,8 +538,9 @@ export class DemoSocket {
     const id = entry.id ?? newMessageId();
     const remoteJid = entry.group ?? entry.from;
     const key = entry.group ? { remoteJid, fromMe: false, id, participant: entry.from } : { remoteJid, fromMe: false, id };
-    const message = await contentFor(entry, id, this.lastKey);
+    const message = await contentFor(entry, id, this.lastKey, this.position.labels);
     if (this.closed) return;
+    if (entry.label) this.position.labels.set(entry.label, { key, author: entry.from, content: message });
     if (entry.file) this.state.media.set(id, entry);
     const waMessage = proto.WebMessageInfo.fromObject({
       key,

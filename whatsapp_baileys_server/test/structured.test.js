@@ -9,9 +9,10 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { aesEncryptGCM, hmacSign, proto, sha256 } from "baileys";
+import { proto } from "baileys";
 import { createMessageHandler } from "../src/handler.js";
 import { createMemoryLogger } from "../src/logger.js";
+import { encryptPollVote as encryptVote } from "../src/poll_crypto.js";
 import { PollStore } from "../src/poll_store.js";
 import { LIMITS, parseVcard } from "../src/structured.js";
 import { encodeNodeFrame, parseNodeFrame, toJson, NodeFrameSchema } from "../src/wire.js";
@@ -191,25 +192,6 @@ for (const [name, content] of Object.entries(CASES)) {
     await single(handler, baileys(content, pid(name)), name);
     assert.equal(sink.length, 1);
   });
-}
-
-/** Encrypts a vote as a WhatsApp client does (the inverse of Baileys' decryptPollVote). */
-function encryptVote({ optionNames, pollMsgId, pollCreatorJid, voterJid, encKey }) {
-  const plaintext = proto.Message.PollVoteMessage.encode({
-    selectedOptions: optionNames.map((n) => sha256(Buffer.from(n))),
-  }).finish();
-  const sign = Buffer.concat([
-    Buffer.from(pollMsgId),
-    Buffer.from(pollCreatorJid),
-    Buffer.from(voterJid),
-    Buffer.from("Poll Vote"),
-    new Uint8Array([1]),
-  ]);
-  const key0 = hmacSign(encKey, new Uint8Array(32), "sha256");
-  const encKeyForVote = hmacSign(sign, key0, "sha256");
-  const encIv = randomBytes(12);
-  const encPayload = aesEncryptGCM(plaintext, encKeyForVote, encIv, Buffer.from(`${pollMsgId}\u0000${voterJid}`));
-  return { encPayload, encIv };
 }
 
 function voteMessage(pollId, vote, id) {
