@@ -34,10 +34,8 @@ def english_voice_note(directory: Path) -> DemoMedia:
 
 
 def spanish_voice_note(directory: Path) -> DemoMedia:
-    path = voice_note(
-        "Hola, necesito ayuda con mi pedido, por favor.", "es", directory / "voice-es.ogg"
-    )
-    return DemoMedia(path, ("pedido", "Spanish"))
+    path = voice_note("Buenos días. Necesito ayuda, por favor.", "es", directory / "voice-es.ogg")
+    return DemoMedia(path, ("necesito", "favor", "Spanish"))
 
 
 def photo_with_text(directory: Path) -> DemoMedia:
