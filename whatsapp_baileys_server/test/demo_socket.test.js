@@ -84,6 +84,9 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
         // 515 (restart required) reconnects at once; the script goes on with the new socket.
         { type: "disconnect", status_code: 515 },
         { from: ALICE, type: "text", text: "sent while offline", upsert: "append" },
+        // Through the production wiring (upserts handled concurrently, POLL_STORE_DIR).
+        { label: "lunch", type: "poll", question: "Lunch?", options: ["Pizza", "Sushi"] },
+        { type: "poll_vote", poll: "lunch", options: ["Sushi"] },
       ],
     },
   };
@@ -119,11 +122,11 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
 
   const messageFrames = () => gateway.data().filter((f) => f.payload.case !== "sessionEvent");
   await waitFor(() => server.events().some((e) => e.event === "script_done"), "script replayed");
-  await waitFor(() => messageFrames().length === 14, `14 message frames (got ${messageFrames().length})`);
+  await waitFor(() => messageFrames().length === 16, `16 message frames (got ${messageFrames().length})`);
 
   const injected = server.events().filter((e) => e.event === "message_injected");
-  assert.equal(injected.length, 14);
-  assert.deepEqual(server.events().find((e) => e.event === "script_done"), { event: "script_done", botId: "demo-bot", messages: 14 });
+  assert.equal(injected.length, 16);
+  assert.deepEqual(server.events().find((e) => e.event === "script_done"), { event: "script_done", botId: "demo-bot", messages: 16 });
   const idOf = (i) => injected[i].id;
 
   const sessionStates = gateway.data().filter((f) => f.payload.case === "sessionEvent").map((f) => f.payload.value.state);
@@ -146,6 +149,11 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   const reaction = byId.get(idOf(11)).payload;
   assert.equal(reaction.case, "structuredMessage");
   assert.deepEqual(reaction.value.details.kind.value, { ...reaction.value.details.kind.value, targetMessageId: idOf(10), emoji: "❤️", removed: false });
+  // The vote is decrypted against the poll the server stored on disk.
+  const vote = byId.get(idOf(15)).payload.value.details.kind;
+  assert.equal(vote.case, "pollVote");
+  const { pollMessageId, decrypted, pollQuestion, selectedOptions } = vote.value;
+  assert.deepEqual({ pollMessageId, decrypted, pollQuestion, names: selectedOptions.map((o) => o.name) }, { pollMessageId: idOf(14), decrypted: true, pollQuestion: "Lunch?", names: ["Sushi"] });
 
   // Staged media: the file named by mediaProcessingId holds exactly the script's bytes.
   const expectStaged = async (index, source, kind, mimeType, caption) => {
@@ -188,7 +196,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   const reply = server.events().find((e) => e.event === "reply_sent");
   assert.deepEqual({ ...reply, id: undefined }, { event: "reply_sent", botId: "demo-bot", to: ALICE, text: "Hello back", quoted: idOf(0), id: undefined });
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(messageFrames().length, 14, "the bot's own echoed message is not forwarded");
+  assert.equal(messageFrames().length, 16, "the bot's own echoed message is not forwarded");
 
   server.child.kill("SIGTERM");
   const [code] = await once(server.child, "exit");
