@@ -8,6 +8,9 @@
 // 'creds.update', 'messages.upsert'), sendMessage, updateMediaMessage, groupMetadata,
 // logout, end, ws.close and user. Messages are built as proto.WebMessageInfo objects,
 // as Baileys decodes them (Long timestamps and lengths, Uint8Array hashes, wrappers).
+// Entries that refer to another message (reply, edit, delete, reaction, poll vote) name
+// it by label: ids are random per replay, so only the replay knows the key to point at,
+// and a vote must be encrypted with the secret of the poll it was injected with.
 
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
