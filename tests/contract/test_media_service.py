@@ -108,7 +108,12 @@ async def test_get_pool_stats_lists_every_pool_in_definition_order(env: Env) -> 
     names = [p.pool for p in response.pools]
     assert names == ["Image", "Sticker", "Audio", "Video", "Document", "Corrupt", "Unsupported"]
     audio = response.pools[2]
-    assert (audio.pending, audio.in_flight, audio.concurrency, audio.processor) == (3, 0, 2, "stub")
+    assert (audio.pending, audio.in_flight, audio.concurrency, audio.processor) == (
+        3,
+        0,
+        1,
+        "audio",
+    )
     assert audio.oldest_pending_age_seconds >= 0
     assert response.pools[0].pending == 0
 

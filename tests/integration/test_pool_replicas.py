@@ -19,8 +19,10 @@ import aiohttp
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.sharding import shard_of
+from services.common.store import StoreConfig, open_store
 from services.common.wire import parse_gateway_frame
 from tests.helpers.clock import iso_now
+from tests.helpers.definitions import stub_definitions
 from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
     Service,
@@ -121,6 +123,15 @@ async def test_shards_and_pool_filtered_replicas_serve_a_fleet(tmp_path: Path) -
     db, staging = tmp_path / "store.sqlite3", tmp_path / "staging"
     staging.mkdir()
     node_runner, node_url = await fake_node_api([], NODE_API_TOKEN)
+    # Zero-delay stubs in the media pools: this test is about routing, not engines, and
+    # its staged bytes are not real media.
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=db))
+    try:
+        await store.put_processor_definitions(
+            stub_definitions({pool: {"text": f"[{pool} received]"} for pool in STUB_POOLS})
+        )
+    finally:
+        await store.close()
     services: list[Service] = []
     try:
         queues = await asyncio.gather(
