@@ -15,10 +15,9 @@ processes on the machine hits both alike. Printed:
   (measured in a fresh subprocess),
 - processor / bare-call time ratio per engine.
 
-The image and document processors come from another branch of the media work: where
-they are not importable the OCR/PDF figures are `n/a`. The end-to-end figure (accepted
-voice-note frame → transcript on Subscribe) needs the integrated pipeline; see
-`voice_note_end_to_end_seconds`.
+The end-to-end figure runs the real pipeline (gateway, queue_svc, media_svc with the
+Audio pool warmed) and times an accepted voice-note frame to its transcript on
+Subscribe.
 
 Last line: `RESULT audio_rtf=<x> audio_wer_en=<x> voice_note_e2e_s=<x>
 ocr_s_per_image=<x> pdf_pages_per_s=<n> overhead_ratio_max=<x> audio_worker_rss_mb=<n>`.
@@ -29,6 +28,7 @@ ocr_s_per_image=<x> pdf_pages_per_s=<n> overhead_ratio_max=<x> audio_worker_rss_
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import re
@@ -108,14 +108,114 @@ def _words(text: str) -> list[str]:
 
 
 def voice_note_end_to_end_seconds(note: Path) -> float | None:
-    """Seconds from an accepted 15-second voice-note frame to its transcript on Subscribe.
+    """Seconds from an accepted voice-note frame to its transcript on Subscribe.
 
-    Needs the integrated pipeline: the audio pool of the media definitions running the
-    `AudioProcessor` in its own executor, started with queue_svc and the gateway as in
-    `bench/media.py`. Until that is wired this returns None and the figure is printed
-    as `n/a`: the lead fills this in when merging the processors with the executors."""
-    del note
-    return None
+    The real pipeline on loopback: queue_svc, media_svc with only the Audio pool (its
+    engine warmed first, as a running deployment's is) and the gateway, on a fresh
+    SQLite store; the frame goes over the gateway's WebSocket like Node's, the clock
+    starts at its ACCEPTED ack and stops when the transcript arrives on Subscribe.
+    """
+    return asyncio.run(_voice_note_e2e(note))
+
+
+async def _voice_note_e2e(note: Path) -> float:
+    import aiohttp  # noqa: PLC0415 - only this figure needs the services
+    from chatbot.wire.v1 import frames_pb2 as w  # noqa: PLC0415
+
+    from services.common.wire import parse_gateway_frame  # noqa: PLC0415
+    from tests.helpers.clock import iso_now  # noqa: PLC0415
+    from tests.helpers.node_api import fake_node_api  # noqa: PLC0415
+    from tests.helpers.processes import (  # noqa: PLC0415
+        Subscriber,
+        gateway_env,
+        media_env,
+        queue_env,
+        start_service,
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    db, staging = work / "store.sqlite3", work / "staging"
+    staging.mkdir()
+    node_runner, node_url = await fake_node_api([], "node-api")
+    services = []
+    try:
+        queue = await start_service("services.queue_svc", queue_env(db), work / "queue.log")
+        services.append(queue)
+        media_log = work / "media.log"
+        services.append(
+            await start_service(
+                "services.media_svc",
+                media_env(
+                    db,
+                    staging,
+                    queue.address,
+                    MEDIA_POOLS="Audio",
+                    MEDIA_WARM_POOLS="true",
+                    MEDIA_LEASE_SECONDS="30",
+                ),
+                media_log,
+            )
+        )
+        gateway = await start_service(
+            "services.gateway",
+            gateway_env(
+                db,
+                queue.address,
+                node_url,
+                node_ws_token="ws",
+                api_token="api",
+                node_api_token="node-api",
+            ),
+            work / "gateway.log",
+        )
+        services.append(gateway)
+        for _ in range(600):  # the Audio pool's engine loads before the clock starts
+            if "engine loaded" in await asyncio.to_thread(media_log.read_text, errors="replace"):
+                break
+            await asyncio.sleep(0.1)
+        subscriber = Subscriber(queue.address, "bench-bot")
+        await subscriber.start()
+        api = f"http://{gateway.address}"
+        media_id = "5f0c7a3e-1d2b-4c3d-8e4f-1a2b3c4d5e6f"
+        note_bytes = await asyncio.to_thread(note.read_bytes)
+        await asyncio.to_thread((staging / media_id).write_bytes, note_bytes)
+        frame = {
+            "frameId": "bench-1",
+            "mediaMessage": {
+                "header": {
+                    "botId": "bench-bot",
+                    "correspondentId": "4915100000001@s.whatsapp.net",
+                    "sender": "4915100000001@s.whatsapp.net",
+                    "providerMessageId": "BENCH-VOICE-1",
+                    "originatingTime": iso_now(),
+                },
+                "mediaProcessingId": media_id,
+                "mimeType": "audio/ogg; codecs=opus",
+                "mediaKind": "MEDIA_KIND_VOICE_NOTE",
+                "fileSize": str(len(note_bytes)),
+            },
+        }
+        async with aiohttp.ClientSession() as http:
+            auth = {"Authorization": "Bearer api"}
+            async with http.put(f"{api}/bots/bench-bot/config", json={}, headers=auth) as r:
+                r.raise_for_status()
+            async with http.post(f"{api}/bots/bench-bot/start", json={}, headers=auth) as r:
+                r.raise_for_status()
+            async with http.ws_connect(f"{api}/ws", headers={"Authorization": "Bearer ws"}) as ws:
+                await ws.send_str(json.dumps(frame))
+                ack = parse_gateway_frame((await ws.receive(timeout=30)).data).ack
+                accepted = time.perf_counter()
+                if ack.status != w.ACK_STATUS_ACCEPTED:
+                    raise RuntimeError(f"voice note frame not accepted: {ack}")
+        await subscriber.wait_for(1, within=300)
+        seconds = time.perf_counter() - accepted
+        print(f"  transcript: {subscriber.messages[0].message.content[:100]}")
+        await subscriber.close()
+        return seconds
+    finally:
+        for service in reversed(services):
+            await service.stop()
+        await node_runner.cleanup()
 
 
 @dataclass
@@ -447,10 +547,7 @@ def run(runs: int) -> None:
         print("pdf: n/a (DocumentProcessor not available on this branch)")
     print("== e2e: accepted 15 s voice-note frame -> transcript on Subscribe")
     e2e = voice_note_end_to_end_seconds(notes["en"][0])
-    print(
-        f"voice_note_e2e_s: {_figure(e2e, '.2f')}"
-        + (" (needs the integrated pipeline)" if e2e is None else "")
-    )
+    print(f"voice_note_e2e_s: {_figure(e2e, '.2f')} ({notes['en'][1]:.1f} s of speech)")
     print("== worker memory (fresh process, engine loaded, one job done)")
     video = media_samples.write_video(
         work / "clip.mp4",
