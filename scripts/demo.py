@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.common.store import JobCollection, StoreConfig, open_store  # noqa: E402
+from services.media_svc.processors.base import KIND_LABELS  # noqa: E402
 from tests.helpers import demo_media  # noqa: E402
 from tests.helpers.processes import (  # noqa: E402
     Service,
@@ -286,16 +287,7 @@ class BotView:
         return True
 
 
-KINDS = {
-    "MEDIA_KIND_IMAGE": "image",
-    "MEDIA_KIND_STICKER": "sticker",
-    "MEDIA_KIND_AUDIO": "audio",
-    "MEDIA_KIND_VOICE_NOTE": "voice note",
-    "MEDIA_KIND_VIDEO": "video",
-    "MEDIA_KIND_GIF": "GIF",
-    "MEDIA_KIND_VIDEO_NOTE": "video note",
-    "MEDIA_KIND_DOCUMENT": "document",
-}
+KINDS = KIND_LABELS
 
 
 @dataclass
