@@ -111,8 +111,7 @@ class JobWorker:
                 max(0.0, (now - job.created_at).total_seconds())
             )
         self._trace.claimed(job.media_processing_id, job.pool, token, job.created_at, now)
-        lease_lost = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(job.media_processing_id, token, lease_lost))
+        renewer = asyncio.create_task(self._renew(job.media_processing_id, token))
         try:
             outcome = await self._process(pool, job, token)
         except asyncio.CancelledError:
@@ -279,7 +278,8 @@ class JobWorker:
             log.info("redelivery sweep: %d stranded results retried", retried)
         return retried
 
-    async def _renew(self, media_processing_id: str, token: int, lost: asyncio.Event) -> None:
+    async def _renew(self, media_processing_id: str, token: int) -> None:
+        # A lost lease needs no signal: complete_job refuses the stale token afterwards.
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
@@ -292,7 +292,6 @@ class JobWorker:
                 continue
             if not ok:
                 log.warning("lease of %s lost (token %d)", media_processing_id, token)
-                lost.set()
                 return
 
     async def _forget(self, job: MediaJob, why: str) -> None:
