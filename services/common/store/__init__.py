@@ -9,6 +9,10 @@ from services.common.store._interface import Store
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_CHARACTERS,
+    DEFAULT_MAX_MESSAGE_CHARACTERS,
+    DEFAULT_MAX_MESSAGES,
     AppendResult,
     BotConfig,
     ClaimedJob,
@@ -23,6 +27,10 @@ from services.common.store._types import (
 
 __all__ = [
     "ACTIVE_BOTS_DOCUMENT_ID",
+    "DEFAULT_MAX_AGE_SECONDS",
+    "DEFAULT_MAX_CHARACTERS",
+    "DEFAULT_MAX_MESSAGES",
+    "DEFAULT_MAX_MESSAGE_CHARACTERS",
     "AppendResult",
     "BotConfig",
     "ClaimedJob",

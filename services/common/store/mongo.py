@@ -41,12 +41,13 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from services.common.errors import InvalidInputError, UnavailableError
-from services.common.routing import DEFINITIONS_DOCUMENT_ID
+from services.common.errors import UnavailableError
+from services.common.store import _rules as rules
 from services.common.store._notify import Notifier
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
+    DEFINITIONS_DOCUMENT_ID,
     JOB_FIELDS,
     MESSAGE_FIELDS,
     MESSAGE_INPUT_FIELDS,
@@ -60,8 +61,6 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
-    check_consumer,
-    check_page,
     listed_bots,
     to_millis,
     truncate_to_millis,
@@ -88,8 +87,6 @@ _MAX_MOVE_RETRIES = 50
 _MIGRATIONS = "store_migrations"
 _FENCE_BACKFILL = "fence_backfill"
 _SEQUENCE_BACKFILL = "sequence_backfill"
-# Documents of `bot_configurations` that are not bots.
-_RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 
 
 def _now() -> datetime:
@@ -97,9 +94,7 @@ def _now() -> datetime:
 
 
 def _seconds(value: float, what: str) -> timedelta:
-    if not value > 0:
-        raise InvalidInputError(f"{what} must be > 0 seconds, got {value!r}")
-    return timedelta(seconds=value)
+    return timedelta(seconds=rules.check_seconds(value, what))
 
 
 def _job(doc: Mapping[str, Any]) -> MediaJob:
@@ -352,14 +347,13 @@ class MongoStore:
     # --- bot configuration ---------------------------------------------------------
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
-        if bot_id in _RESERVED_IDS:
+        if bot_id in rules.RESERVED_IDS:
             return None
         doc = await self._configs.find_one({"_id": bot_id})
         return None if doc is None else BotConfig.from_document({**doc, "bot_id": bot_id})
 
     async def put_bot_config(self, config: BotConfig) -> None:
-        if config.bot_id in _RESERVED_IDS:
-            raise InvalidInputError(f"bot_id {config.bot_id!r} is reserved")
+        rules.check_writable_bot_id(config.bot_id)
         doc = config.to_document()
         await self._configs.replace_one({"_id": config.bot_id}, doc, upsert=True)
 
@@ -384,8 +378,7 @@ class MongoStore:
     # --- the registry of active bots ------------------------------------------------
 
     async def set_bot_active(self, bot_id: str, active: bool) -> bool:
-        if not bot_id:
-            raise InvalidInputError("set_bot_active needs a non-empty bot_id")
+        rules.check_active_bot_id(bot_id)
         # $addToSet / $pull change one element atomically: concurrent shards never
         # overwrite each other's entries.
         key = {"_id": ACTIVE_BOTS_DOCUMENT_ID}
@@ -494,7 +487,7 @@ class MongoStore:
     async def messages_after(
         self, bot_id: str, after_sequence: int, limit: int = 500
     ) -> list[StoredMessage]:
-        check_page(limit, 0)
+        rules.check_page(limit)
         if limit == 0:
             return []
         cursor = (
@@ -519,7 +512,7 @@ class MongoStore:
         return {doc["bot_id"]: int(doc["sequence"]) async for doc in cursor}
 
     async def advance_cursor(self, consumer: str, bot_id: str, sequence: int) -> bool:
-        check_consumer(consumer, bot_id, sequence)
+        rules.check_consumer(consumer, bot_id, sequence)
         key = {"consumer": consumer, "bot_id": bot_id}
         moved = await self._cursors.update_one(
             {**key, "sequence": {"$lt": sequence}},
@@ -545,8 +538,7 @@ class MongoStore:
     async def message_history(
         self, bot_id: str, provider_name: str, correspondent_id: str, limit: int = 100
     ) -> list[StoredMessage]:
-        if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        rules.check_page(limit)
         if limit == 0:
             return []
         cursor = (
@@ -570,8 +562,7 @@ class MongoStore:
         per_correspondent: int,
         since: datetime | None = None,
     ) -> dict[str, list[StoredMessage]]:
-        if per_correspondent < 0:
-            raise InvalidInputError(f"per_correspondent must be >= 0, got {per_correspondent}")
+        rules.check_per_correspondent(per_correspondent)
         if per_correspondent == 0:
             return {}
         match: Doc = {"bot_id": bot_id, "provider_name": provider_name}
@@ -750,9 +741,7 @@ class MongoStore:
     async def claim_job(
         self, pools: Sequence[str], worker_id: str, lease_seconds: float
     ) -> ClaimedJob | None:
-        unique_pools = list(dict.fromkeys(pools))
-        if not unique_pools:
-            raise InvalidInputError("claim_job needs at least one pool")
+        unique_pools = rules.claim_pools(pools)
         lease = _seconds(lease_seconds, "lease_seconds")
         now = _now()
         doc = await self._jobs[JobCollection.ACTIVE].find_one_and_update(
@@ -985,10 +974,7 @@ class MongoStore:
         return await self._consistently(media_processing_id, lambda: fail(None), bool)
 
     async def move_bot_jobs(self, bot_id: str, source: JobCollection, target: JobCollection) -> int:
-        if {source, target} != {JobCollection.ACTIVE, JobCollection.HOLDING}:
-            raise InvalidInputError(
-                f"move_bot_jobs moves between active and holding only, not {source} → {target}"
-            )
+        rules.check_bot_move(source, target)
         ids = [
             doc["_id"]
             async for doc in self._jobs[source]
@@ -1013,7 +999,8 @@ class MongoStore:
         return [_job(doc) async for doc in cursor]
 
     async def list_failed_jobs(self, bot_id: str | None = None, limit: int = 100) -> list[MediaJob]:
-        if limit <= 0:
+        rules.check_page(limit)
+        if limit == 0:  # PyMongo reads limit(0) as no limit
             return []
         query: Doc = {} if bot_id is None else {"bot_id": bot_id}
         cursor = (
@@ -1025,23 +1012,10 @@ class MongoStore:
         return [_job(doc) async for doc in cursor]
 
     async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool:
-        if target is JobCollection.FAILED:
-            raise InvalidInputError("requeue_failed_job moves to active or holding, not failed")
+        rules.check_requeue_target(target)
 
         def requeued(doc: Doc) -> Doc:
-            now = _now()
-            return {
-                **doc,
-                "status": JobStatus.PENDING.value,
-                "attempts": 0,
-                "claimed_by": None,
-                "lease_expires_at": None,
-                "available_at": now,
-                "result": None,
-                "error": None,
-                "updated_at": now,
-                "failed_at": None,
-            }
+            return {**doc, **rules.requeue_reset(_now())}
 
         moved = await self._move_in_transaction(
             JobCollection.FAILED, target, {"_id": media_processing_id}, requeued
@@ -1084,7 +1058,7 @@ class MongoStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         to_millis(created_before, "created_before")
-        check_page(limit, offset)
+        rules.check_page(limit, offset)
         if limit == 0:
             return []  # MongoDB reads limit(0) as "no limit"
         cursor = (
@@ -1104,7 +1078,7 @@ class MongoStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         to_millis(updated_before, "updated_before")
-        check_page(limit, offset)
+        rules.check_page(limit, offset)
         if limit == 0:
             return []  # MongoDB reads limit(0) as "no limit"
         cursor = (
@@ -1130,8 +1104,7 @@ class MongoStore:
         return routes
 
     async def set_pool_for_route(self, route: str, pool: str) -> int:
-        if not pool:
-            raise InvalidInputError("set_pool_for_route: pool must not be empty")
+        rules.check_route_pool(pool)
         changed = 0
         for collection in _LIVE:
             result = await self._jobs[collection].update_many(
@@ -1202,8 +1175,7 @@ class MongoStore:
 
     async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         ttl = _seconds(ttl_seconds, "ttl_seconds")
-        if not name or not holder:
-            raise InvalidInputError("acquire_lease needs a non-empty name and holder")
+        rules.check_lease_names(name, holder)
         now = _now()
         try:
             await self._leases.find_one_and_update(

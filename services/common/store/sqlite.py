@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from services.common.errors import InvalidInputError, UnavailableError
-from services.common.routing import DEFINITIONS_DOCUMENT_ID
+from services.common.store import _rules as rules
 from services.common.store._notify import DataVersionWatcher, Notifier
 from services.common.store._sqlite_runner import SqliteRunner
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
+    DEFINITIONS_DOCUMENT_ID,
     JOB_FIELDS,
     MESSAGE_FIELDS,
     MESSAGE_INPUT_FIELDS,
@@ -36,16 +37,12 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     StoredMessage,
-    check_consumer,
-    check_page,
     from_millis,
     listed_bots,
     to_millis,
 )
 
 SCHEMA_VERSION = 4
-# Documents of `bot_configurations` that are not bots.
-_RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -187,9 +184,7 @@ def _now_ms() -> int:
 
 
 def _lease_ms(seconds: float, what: str) -> int:
-    if not seconds > 0:
-        raise InvalidInputError(f"{what} must be > 0 seconds, got {seconds!r}")
-    return max(1, round(seconds * 1000))
+    return max(1, round(rules.check_seconds(seconds, what) * 1000))
 
 
 def _opt_dt(millis: int | None) -> datetime | None:
@@ -319,14 +314,13 @@ class SqliteStore:
     # --- bot configuration ---------------------------------------------------------
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
-        if bot_id in _RESERVED_IDS:
+        if bot_id in rules.RESERVED_IDS:
             return None  # shares the collection, but is not a bot
         doc = await self._read(lambda c: _get_document(c, bot_id))
         return None if doc is None else BotConfig.from_document({**doc, "bot_id": bot_id})
 
     async def put_bot_config(self, config: BotConfig) -> None:
-        if config.bot_id in _RESERVED_IDS:
-            raise InvalidInputError(f"bot_id {config.bot_id!r} is reserved")
+        rules.check_writable_bot_id(config.bot_id)
         text = _dumps(config.to_document(), "bot configuration")
         await self._write(lambda c: _put_document(c, config.bot_id, text))
 
@@ -357,8 +351,7 @@ class SqliteStore:
     # --- the registry of active bots ------------------------------------------------
 
     async def set_bot_active(self, bot_id: str, active: bool) -> bool:
-        if not bot_id:
-            raise InvalidInputError("set_bot_active needs a non-empty bot_id")
+        rules.check_active_bot_id(bot_id)
 
         # Read and write in one BEGIN IMMEDIATE transaction: no other process can change
         # the document in between.
@@ -422,7 +415,7 @@ class SqliteStore:
     async def messages_after(
         self, bot_id: str, after_sequence: int, limit: int = 500
     ) -> list[StoredMessage]:
-        check_page(limit, 0)
+        rules.check_page(limit)
 
         def read(conn: sqlite3.Connection) -> list[StoredMessage]:
             rows = conn.execute(
@@ -458,7 +451,7 @@ class SqliteStore:
         return cursors
 
     async def advance_cursor(self, consumer: str, bot_id: str, sequence: int) -> bool:
-        check_consumer(consumer, bot_id, sequence)
+        rules.check_consumer(consumer, bot_id, sequence)
 
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
@@ -488,8 +481,7 @@ class SqliteStore:
     async def message_history(
         self, bot_id: str, provider_name: str, correspondent_id: str, limit: int = 100
     ) -> list[StoredMessage]:
-        if limit < 0:
-            raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        rules.check_page(limit)
 
         def read(conn: sqlite3.Connection) -> list[StoredMessage]:
             rows = conn.execute(
@@ -509,8 +501,7 @@ class SqliteStore:
         per_correspondent: int,
         since: datetime | None = None,
     ) -> dict[str, list[StoredMessage]]:
-        if per_correspondent < 0:
-            raise InvalidInputError(f"per_correspondent must be >= 0, got {per_correspondent}")
+        rules.check_per_correspondent(per_correspondent)
         if per_correspondent == 0:
             return {}
         params: list[Any] = [bot_id, provider_name]
@@ -606,9 +597,7 @@ class SqliteStore:
     async def claim_job(
         self, pools: Sequence[str], worker_id: str, lease_seconds: float
     ) -> ClaimedJob | None:
-        unique_pools = list(dict.fromkeys(pools))
-        if not unique_pools:
-            raise InvalidInputError("claim_job needs at least one pool")
+        unique_pools = rules.claim_pools(pools)
         lease_ms = _lease_ms(lease_seconds, "lease_seconds")
         sql = self._claim_sql.get(len(unique_pools))
         if sql is None:
@@ -739,10 +728,7 @@ class SqliteStore:
         return failed
 
     async def move_bot_jobs(self, bot_id: str, source: JobCollection, target: JobCollection) -> int:
-        if {source, target} != {JobCollection.ACTIVE, JobCollection.HOLDING}:
-            raise InvalidInputError(
-                f"move_bot_jobs moves between active and holding only, not {source} → {target}"
-            )
+        rules.check_bot_move(source, target)
         copy = _copy_sql(source.collection_name, target.collection_name, "bot_id = ?", {})
 
         def move(conn: sqlite3.Connection) -> int:
@@ -769,6 +755,7 @@ class SqliteStore:
         return jobs
 
     async def list_failed_jobs(self, bot_id: str | None = None, limit: int = 100) -> list[MediaJob]:
+        rules.check_page(limit)
         if bot_id is None:
             sql = f"SELECT {_JOB_SELECT} FROM {FAILED} ORDER BY failed_at DESC, seq DESC LIMIT ?"
             params: tuple[Any, ...] = (limit,)
@@ -784,27 +771,18 @@ class SqliteStore:
         return jobs
 
     async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool:
-        if target is JobCollection.FAILED:
-            raise InvalidInputError("requeue_failed_job moves to active or holding, not failed")
+        rules.check_requeue_target(target)
+        # Every reset field is a bound parameter of the same name.
         copy = _copy_sql(
             FAILED,
             target.collection_name,
-            "media_processing_id = :id",
-            {
-                "status": "'pending'",
-                "attempts": "0",
-                "claimed_by": "NULL",
-                "lease_expires_at": "NULL",
-                "available_at": ":now",
-                "result": "NULL",
-                "error": "NULL",
-                "updated_at": ":now",
-                "failed_at": "NULL",
-            },
+            "media_processing_id = :media_processing_id",
+            {name: f":{name}" for name in rules.requeue_reset(0)},
         )
 
         def requeue(conn: sqlite3.Connection) -> bool:
-            if not conn.execute(copy, {"id": media_processing_id, "now": _now_ms()}).rowcount:
+            params = {**rules.requeue_reset(_now_ms()), "media_processing_id": media_processing_id}
+            if not conn.execute(copy, params).rowcount:
                 return False
             conn.execute(
                 f"DELETE FROM {FAILED} WHERE media_processing_id = ?", (media_processing_id,)
@@ -841,7 +819,7 @@ class SqliteStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         bound = to_millis(created_before, "created_before")
-        check_page(limit, offset)
+        rules.check_page(limit, offset)
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
             " WHERE created_at < ? ORDER BY created_at, seq LIMIT ? OFFSET ?"
@@ -859,7 +837,7 @@ class SqliteStore:
         offset: int = 0,
     ) -> list[MediaJob]:
         bound = to_millis(updated_before, "updated_before")
-        check_page(limit, offset)
+        rules.check_page(limit, offset)
         sql = (
             f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
             " WHERE status = 'completed' AND updated_at < ?"
@@ -882,8 +860,7 @@ class SqliteStore:
         return routes
 
     async def set_pool_for_route(self, route: str, pool: str) -> int:
-        if not pool:
-            raise InvalidInputError("set_pool_for_route: pool must not be empty")
+        rules.check_route_pool(pool)
 
         def update(conn: sqlite3.Connection) -> int:
             now = _now_ms()
@@ -937,8 +914,7 @@ class SqliteStore:
 
     async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         ttl_ms = _lease_ms(ttl_seconds, "ttl_seconds")
-        if not name or not holder:
-            raise InvalidInputError("acquire_lease needs a non-empty name and holder")
+        rules.check_lease_names(name, holder)
 
         def acquire(conn: sqlite3.Connection) -> bool:
             now = _now_ms()
