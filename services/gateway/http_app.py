@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from aiohttp import WSMsgType, web
@@ -24,7 +24,7 @@ from services.common.errors import (
 )
 from services.common.grpc_edge import error_for_status
 from services.common.queue_shards import QueueShards
-from services.common.store import BotConfig, Store
+from services.common.store import BotConfig, BotConfigStore, MessageStore
 from services.common.wire import encode_frame
 from services.gateway.config import GatewayConfig
 from services.gateway.frame_handler import FrameHandler
@@ -65,6 +65,10 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+class GatewayStore(BotConfigStore, MessageStore, Protocol):
+    """Bot configurations, and the last delivery sequence (a webhook's starting point)."""
+
+
 class GatewayApp:
     """Builds the aiohttp application; every collaborator comes from the composition root."""
 
@@ -72,7 +76,7 @@ class GatewayApp:
         self,
         *,
         config: GatewayConfig,
-        store: Store,
+        store: GatewayStore,
         queue: QueueShards,
         handler: FrameHandler,
         link: NodeLink,

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from services.common.logs import log_fields
-from services.common.store import ClaimedJob, JobCollection, MediaJob, Store
+from services.common.store import BotConfigStore, ClaimedJob, JobCollection, MediaJob, MediaJobStore
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
@@ -71,13 +72,17 @@ class WorkerSettings:
     not_found_backoff_seconds: float = 0.2
 
 
+class WorkerStore(MediaJobStore, BotConfigStore, Protocol):
+    """The aggregates a worker uses: its jobs, and the bot's configuration (languages)."""
+
+
 class JobWorker:
     """Runs one claimed job to its end; shared by every pool of the replica."""
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: WorkerStore,
         staging: StagingDirectory,
         delivery: QueueDelivery,
         executor: PoolExecutors,

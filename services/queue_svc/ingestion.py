@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
-from services.common.store import Store, StoredMessage
+from services.common.store import MessageStore, StoredMessage
 from services.queue_svc.bot_queues import BotQueues, MessageKey, ReadyMessage
 from services.queue_svc.subscriptions import Delivery, Subscriptions
 
@@ -70,7 +70,7 @@ class Ingestion:
 
     def __init__(
         self,
-        store: Store,
+        store: MessageStore,
         subscriptions: Subscriptions,
         bots: Callable[[], Iterable[BotQueues]],
         *,

@@ -1,11 +1,19 @@
-"""One async storage interface; SQLite (embedded default) and MongoDB (production) adapters.
+"""One async storage interface (a Protocol per aggregate, `Store` their union); SQLite
+(embedded default) and MongoDB (production) adapters.
 
 from services.common.store import open_store, StoreConfig
 store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
-from services.common.store._interface import Store
+from services.common.store._interface import (
+    BotConfigStore,
+    DefinitionsStore,
+    LeaseStore,
+    MediaJobStore,
+    MessageStore,
+    Store,
+)
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
@@ -33,10 +41,15 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_CHARACTERS",
     "AppendResult",
     "BotConfig",
+    "BotConfigStore",
     "ClaimedJob",
+    "DefinitionsStore",
     "JobCollection",
     "JobStatus",
+    "LeaseStore",
     "MediaJob",
+    "MediaJobStore",
+    "MessageStore",
     "NewMediaJob",
     "PoolDepth",
     "Store",
