@@ -334,29 +334,12 @@ class NewMediaJob:
         to_millis(self.originating_time, "media job: originating_time")
 
 
-@dataclass(frozen=True, slots=True)
-class MediaJob:
+# The job's fields are NewMediaJob's plus the processing state below; the state is
+# keyword-only because the inherited fields end with defaults.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaJob(NewMediaJob):
     """A stored job: the NewMediaJob fields plus its processing state."""
 
-    media_processing_id: str
-    bot_id: str
-    provider_name: str
-    correspondent_id: str
-    message_id: int
-    sender: str
-    source: str
-    originating_time: datetime
-    provider_message_id: str
-    caption: str
-    mime_type: str
-    media_kind: str
-    original_filename: str | None
-    file_size: int
-    route: str
-    pool: str
-    has_staged_file: bool
-    group_id: str | None
-    group_name: str | None
     status: JobStatus
     # Claims in the current cycle (reset to 0 by requeue_failed_job); media_svc gives up
     # after MEDIA_MAX_ATTEMPTS of them.
@@ -372,8 +355,10 @@ class MediaJob:
     created_at: datetime
     updated_at: datetime
     failed_at: datetime | None
-    condition_detail: str | None = None
-    details: str | None = None
+
+    def __post_init__(self) -> None:
+        """Read back from the store: checked once, as the NewMediaJob it was created from
+        (a document written by an older release must still read)."""
 
 
 @dataclass(frozen=True, slots=True)
