@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from services.common.routing import MediaCondition
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
-from services.queue_svc.service import PlaceholderRequest
+from services.queue_svc.service_types import PlaceholderRequest
 from services.queue_svc.subscriptions import Delivery
 
 _CONDITIONS = {
