@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from services.common.job_endings import end_delivered_job
 from services.common.logs import log_fields
 from services.common.store import BotConfigStore, ClaimedJob, JobCollection, MediaJob, MediaJobStore
 from services.media_svc.backoff import backoff_delay
@@ -226,14 +227,9 @@ class JobWorker:
             return "failed"
         self._crash.hit("after_deliver")
         if status is DeliveryStatus.UPDATED:
-            if error is None:
-                await self._store.delete_job(job.media_processing_id)
-                outcome = "delivered"
-            else:
-                await self._store.fail_job(job.media_processing_id, error)
-                outcome = "failed"
+            await end_delivered_job(self._store, job.media_processing_id, error)
             self._delete_file(job)
-            return outcome
+            return "delivered" if error is None else "failed"
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
             log.info(
                 "bot %s not active: result of %s kept for its next start",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from services.common.errors import UnavailableError
+from services.common.job_endings import end_delivered_job
 from services.common.store import (
     BotConfig,
     BotConfigStore,
@@ -175,12 +176,10 @@ class BotLifecycle:
         )
 
     async def finish_job(self, media_processing_id: str, error: str | None) -> None:
-        """A completed job whose message is durable: deleted, or, when its result is a
-        failure (marker, stale timeout), moved to failed so operators still see it."""
-        if not error:
-            await store_call(self._store.delete_job(media_processing_id), "delete_job")
-        else:
-            await store_call(self._store.fail_job(media_processing_id, error), "fail_job")
+        """A completed job whose message is durable (services.common.job_endings)."""
+        await store_call(
+            end_delivered_job(self._store, media_processing_id, error), "delete_job or fail_job"
+        )
 
     async def stop_bot(self, bot_id: str) -> StopResult:
         # Refused rather than answered `stopped=false`: the bot may well be running on
