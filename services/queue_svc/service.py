@@ -22,7 +22,7 @@ from contextlib import AsyncExitStack
 from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
-from services.common.store import Store
+from services.common.store import BotConfigStore, DefinitionsStore, MediaJobStore, MessageStore
 from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.ingestion import Ingestion, IngestionMetrics, await_durable
@@ -70,6 +70,10 @@ log = logging.getLogger("queue_svc.service")
 REPLAY_PAGE = 500
 
 
+class QueueStore(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, Protocol):
+    """Everything but leases: queue_svc takes none."""
+
+
 class ServiceMetrics(IngestionMetrics, Protocol):
     def subscriber_dropped(self) -> None: ...
 
@@ -79,7 +83,7 @@ class QueueService:
 
     def __init__(
         self,
-        store: Store,
+        store: QueueStore,
         settings: ServiceSettings | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
