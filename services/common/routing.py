@@ -14,21 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.errors import InvalidInputError
+from services.common.vocabulary import MEDIA_KINDS
 
-DEFINITIONS_DOCUMENT_ID = "_mediaProcessorDefinitions"
-
-KNOWN_MEDIA_KINDS = frozenset(
-    {
-        "MEDIA_KIND_IMAGE",
-        "MEDIA_KIND_STICKER",
-        "MEDIA_KIND_AUDIO",
-        "MEDIA_KIND_VOICE_NOTE",
-        "MEDIA_KIND_VIDEO",
-        "MEDIA_KIND_GIF",
-        "MEDIA_KIND_VIDEO_NOTE",
-        "MEDIA_KIND_DOCUMENT",
-    }
-)
+KNOWN_MEDIA_KINDS = MEDIA_KINDS
 
 
 class MediaCondition(StrEnum):

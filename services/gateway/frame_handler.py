@@ -113,22 +113,6 @@ class FrameHandler:
         raise AssertionError(f"validated frame without a known payload: {payload}")
 
 
-def _log_fields(frame: w.NodeFrame) -> dict[str, str]:
-    """bot_id / correspondent_id / provider_message_id of a message frame, for the logs."""
-    payload = frame.WhichOneof("payload")
-    header = getattr(getattr(frame, payload or ""), "header", None) if payload else None
-    if not isinstance(header, w.IncomingHeader):
-        return {}
-    fields = {
-        "bot_id": header.bot_id,
-        "correspondent_id": header.correspondent_id,
-        "provider_message_id": header.provider_message_id,
-    }
-    if payload == "media_message":
-        fields["media_processing_id"] = frame.media_message.media_processing_id
-    return fields
-
-
 def _unexpected(frame: w.NodeFrame, error: Exception) -> AckOutcome:
     """An answer even when handling a valid frame fails in a way nobody planned for.
 

@@ -21,8 +21,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
-from services.common.store import JobCollection, JobStatus, MediaJob, Store
+from services.common.store import JobCollection, JobStatus, LeaseStore, MediaJob, MediaJobStore
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import timeout_marker
@@ -39,6 +40,10 @@ _FAILED = "stale_failed"
 _RESOLVED = "stale_resolved"
 _TIMED_OUT = "stale_timed_out"
 _HELD = "stale_held"
+
+
+class CleanupStore(MediaJobStore, LeaseStore, Protocol):
+    """The aggregates the sweep uses: the jobs, and a lease so one process sweeps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ class Cleanup:
     def __init__(
         self,
         *,
-        store: Store,
+        store: CleanupStore,
         staging: StagingDirectory,
         delivery: QueueDelivery,
         metrics: MediaMetrics,

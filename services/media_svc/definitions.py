@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from services.common.errors import InvalidInputError
 from services.common.routing import (
@@ -19,7 +19,7 @@ from services.common.routing import (
     ProcessorDefinitions,
     default_definitions,
 )
-from services.common.store import Store
+from services.common.store import DefinitionsStore, MediaJobStore
 from services.media_svc.processors.contract import (
     AsyncProcessor,
     BlockingProcessor,
@@ -28,6 +28,10 @@ from services.media_svc.processors.contract import (
 from services.media_svc.processors.registry import ProcessorRegistry
 
 log = logging.getLogger(__name__)
+
+
+class RoutingStore(DefinitionsStore, MediaJobStore, Protocol):
+    """The definitions document, and the pending jobs re-routed when it changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +142,7 @@ class DefinitionsManager:
     """Holds the table in force; `reload()` swaps it when the stored document changes."""
 
     def __init__(
-        self, store: Store, registry: ProcessorRegistry, defaults: PoolDefaults | None = None
+        self, store: RoutingStore, registry: ProcessorRegistry, defaults: PoolDefaults | None = None
     ) -> None:
         self._store = store
         self._registry = registry

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.common.errors import InvalidInputError, NotFoundError, PreconditionError
-from services.common.store import JobCollection, MediaJob, PoolDepth, Store
+from services.common.store import JobCollection, MediaJob, MediaJobStore, PoolDepth
 from services.common.validation import is_uuid4
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.delivery import QueueDelivery
@@ -34,7 +34,7 @@ class MediaOperations:
     def __init__(
         self,
         *,
-        store: Store,
+        store: MediaJobStore,
         definitions: DefinitionsManager,
         pools: PoolSet,
         staging: StagingDirectory,

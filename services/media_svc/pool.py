@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.store import ClaimedJob, Store
+from services.common.store import ClaimedJob, MediaJobStore
 from services.media_svc.definitions import ActivePool, LoadedDefinitions
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.worker import JobWorker, utc_now
@@ -39,7 +39,7 @@ class PoolSet:
     def __init__(
         self,
         *,
-        store: Store,
+        store: MediaJobStore,
         worker: JobWorker,
         metrics: MediaMetrics,
         worker_id: str,

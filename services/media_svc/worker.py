@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+from services.common.job_endings import end_delivered_job
 from services.common.logs import log_fields
-from services.common.store import ClaimedJob, JobCollection, MediaJob, Store
+from services.common.store import BotConfigStore, ClaimedJob, JobCollection, MediaJob, MediaJobStore
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
@@ -71,13 +73,17 @@ class WorkerSettings:
     not_found_backoff_seconds: float = 0.2
 
 
+class WorkerStore(MediaJobStore, BotConfigStore, Protocol):
+    """The aggregates a worker uses: its jobs, and the bot's configuration (languages)."""
+
+
 class JobWorker:
     """Runs one claimed job to its end; shared by every pool of the replica."""
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: WorkerStore,
         staging: StagingDirectory,
         delivery: QueueDelivery,
         executor: PoolExecutors,
@@ -111,8 +117,7 @@ class JobWorker:
                 max(0.0, (now - job.created_at).total_seconds())
             )
         self._trace.claimed(job.media_processing_id, job.pool, token, job.created_at, now)
-        lease_lost = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(job.media_processing_id, token, lease_lost))
+        renewer = asyncio.create_task(self._renew(job.media_processing_id, token))
         try:
             outcome = await self._process(pool, job, token)
         except asyncio.CancelledError:
@@ -222,14 +227,9 @@ class JobWorker:
             return "failed"
         self._crash.hit("after_deliver")
         if status is DeliveryStatus.UPDATED:
-            if error is None:
-                await self._store.delete_job(job.media_processing_id)
-                outcome = "delivered"
-            else:
-                await self._store.fail_job(job.media_processing_id, error)
-                outcome = "failed"
+            await end_delivered_job(self._store, job.media_processing_id, error)
             self._delete_file(job)
-            return outcome
+            return "delivered" if error is None else "failed"
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
             log.info(
                 "bot %s not active: result of %s kept for its next start",
@@ -279,7 +279,8 @@ class JobWorker:
             log.info("redelivery sweep: %d stranded results retried", retried)
         return retried
 
-    async def _renew(self, media_processing_id: str, token: int, lost: asyncio.Event) -> None:
+    async def _renew(self, media_processing_id: str, token: int) -> None:
+        # A lost lease needs no signal: complete_job refuses the stale token afterwards.
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
@@ -292,7 +293,6 @@ class JobWorker:
                 continue
             if not ok:
                 log.warning("lease of %s lost (token %d)", media_processing_id, token)
-                lost.set()
                 return
 
     async def _forget(self, job: MediaJob, why: str) -> None:

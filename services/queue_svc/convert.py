@@ -10,16 +10,11 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
 
 from services.common.routing import MediaCondition
+from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
-from services.queue_svc.service import PlaceholderRequest
+from services.queue_svc.service_types import PlaceholderRequest
 from services.queue_svc.subscriptions import Delivery
 
-_SOURCES = {
-    message_pb2.MESSAGE_SOURCE_USER: "user",
-    message_pb2.MESSAGE_SOURCE_BOT: "bot",
-    message_pb2.MESSAGE_SOURCE_SYSTEM: "system",
-}
-_SOURCE_ENUMS = {name: number for number, name in _SOURCES.items()}
 _CONDITIONS = {
     q.MEDIA_CONDITION_STAGED: MediaCondition.STAGED,
     q.MEDIA_CONDITION_CORRUPT: MediaCondition.CORRUPT,
@@ -53,7 +48,7 @@ def new_message(message: q.NewMessage) -> NewMessage:
     return NewMessage(
         content=message.content,
         sender=message.sender,
-        source=_SOURCES[message.source],
+        source=SOURCE_NAMES[message.source],
         originating_time=message.originating_time.ToDatetime(tzinfo=UTC),
         provider_message_id=message.provider_message_id,
         group_id=message.group.group_id if message.HasField("group") else None,
@@ -92,7 +87,7 @@ def message_proto(entry: QueuedMessage) -> message_pb2.Message:
         id=entry.id,
         content=entry.content,
         sender=entry.sender,
-        source=_SOURCE_ENUMS[entry.source],
+        source=SOURCE_NUMBERS[entry.source],
         provider_message_id=entry.provider_message_id,
         message_size=entry.message_size,
     )

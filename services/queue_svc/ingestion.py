@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
-from services.common.store import Store, StoredMessage
+from services.common.store import MessageStore, StoredMessage
 from services.queue_svc.bot_queues import BotQueues, MessageKey, ReadyMessage
 from services.queue_svc.subscriptions import Delivery, Subscriptions
 
@@ -41,6 +41,23 @@ class _NoMetrics:
 
     def emitted(self, count: int) -> None:
         pass
+
+
+async def await_durable(
+    futures: Sequence[asyncio.Future[None] | None], timeout_seconds: float
+) -> None:
+    """Waits until every write is durable (None: nothing left to wait for); a store that
+    does not confirm in time means nothing is acknowledged and the caller retries."""
+    pending = [f for f in futures if f is not None]
+    if not pending:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*pending), timeout_seconds)
+    except TimeoutError:
+        raise UnavailableError(
+            f"the store did not confirm the write within "
+            f"{timeout_seconds}s; nothing acknowledged, retry"
+        ) from None
 
 
 def stored_message(bot: BotQueues, ready: ReadyMessage) -> StoredMessage:
@@ -70,7 +87,7 @@ class Ingestion:
 
     def __init__(
         self,
-        store: Store,
+        store: MessageStore,
         subscriptions: Subscriptions,
         bots: Callable[[], Iterable[BotQueues]],
         *,

@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.common.errors import InvalidInputError
-
-MESSAGE_SOURCES = frozenset({"user", "bot", "system"})
+from services.common.store import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_CHARACTERS,
+    DEFAULT_MAX_MESSAGE_CHARACTERS,
+    DEFAULT_MAX_MESSAGES,
+)
+from services.common.vocabulary import MESSAGE_SOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +85,11 @@ class QueuedMessage:
 class QueueLimits:
     """Retention limits of one correspondent queue; placeholders never count."""
 
-    max_messages: int = 200
-    max_characters: int = 50_000
-    max_age_seconds: float = 7 * 86400
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_characters: int = DEFAULT_MAX_CHARACTERS
+    max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
     # Truncation bound for one message's content (AddMessage and UpdateByMediaId).
-    max_message_characters: int = 8_000
+    max_message_characters: int = DEFAULT_MAX_MESSAGE_CHARACTERS
 
     def __post_init__(self) -> None:
         for name in ("max_messages", "max_characters", "max_age_seconds", "max_message_characters"):

@@ -8,7 +8,7 @@ import time
 
 from services.common.errors import ChatbotError, InvalidInputError, UnavailableError
 from services.common.routing import ProcessorDefinitions, default_definitions
-from services.common.store import Store
+from services.common.store import DefinitionsStore
 
 log = logging.getLogger("queue_svc.routing")
 
@@ -19,7 +19,7 @@ class ProcessorRouting:
     restart. A broken document keeps the last good table (or the defaults) and is logged.
     """
 
-    def __init__(self, store: Store, refresh_seconds: float = 10.0) -> None:
+    def __init__(self, store: DefinitionsStore, refresh_seconds: float = 10.0) -> None:
         self._store = store
         self._refresh = refresh_seconds
         self._cached: ProcessorDefinitions | None = None

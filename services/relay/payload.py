@@ -11,12 +11,7 @@ from typing import Any
 from chatbot.common.v1 import message_pb2
 
 from services.common.store import StoredMessage, truncate_to_millis
-
-_SOURCES = {
-    message_pb2.MESSAGE_SOURCE_USER: "user",
-    message_pb2.MESSAGE_SOURCE_BOT: "bot",
-    message_pb2.MESSAGE_SOURCE_SYSTEM: "system",
-}
+from services.common.vocabulary import SOURCE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +61,7 @@ def from_stream(addressed: message_pb2.AddressedMessage) -> Item:
             "id": m.id,
             "content": m.content,
             "sender": m.sender,
-            "source": _SOURCES.get(m.source, "user"),
+            "source": SOURCE_NAMES.get(m.source, "user"),
             "provider_message_id": m.provider_message_id,
             "message_size": m.message_size,
             "group": group,

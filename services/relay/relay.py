@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import aiohttp
 import grpc
@@ -32,7 +32,7 @@ from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
-from services.common.store import BotConfig, Store
+from services.common.store import BotConfig, BotConfigStore, MessageStore
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
 from services.relay.payload import Item, Reply, from_store, from_stream, reply_of
@@ -58,6 +58,10 @@ def backoff_delay(attempt: int, base: float, maximum: float, rng: random.Random)
     random, so retrying workers never move in lockstep."""
     ceiling = min(maximum, base * 2.0 ** min(max(0, attempt - 1), 60))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class RelayStore(BotConfigStore, MessageStore, Protocol):
+    """Bots' webhook settings, their messages and the relay's delivery cursors."""
 
 
 class BotWorker:
@@ -123,7 +127,7 @@ class Relay:
     def __init__(
         self,
         config: RelayConfig,
-        store: Store,
+        store: RelayStore,
         http: aiohttp.ClientSession,
         metrics: RelayMetrics,
         rng: random.Random | None = None,

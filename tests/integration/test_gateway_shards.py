@@ -18,9 +18,11 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.errors import PreconditionError
 from services.common.queue_shards import QueueShards
 from services.common.sharding import ShardAddresses, ShardIdentity
 from services.common.store import StoreConfig, open_store
+from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.queue_writer import QueueWriter
 from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
@@ -123,3 +125,21 @@ async def test_frames_go_to_their_bots_shard_in_per_chat_order(shards: list[Shar
         # would have answered BOT_NOT_ACTIVE (RETRY) for it.
         assert 1 <= shard.calls["AddMessages"] < PER_CHAT * len(CHATS)
         assert shard.calls["InjectPlaceholder"] == 1
+
+
+async def test_lifecycle_client_turns_queue_svc_statuses_into_domain_errors(
+    shards: list[Shard],
+) -> None:
+    """The HTTP API sees domain errors only: a shard that refuses the bot answers
+    FAILED_PRECONDITION, which reaches the gateway as a PreconditionError (HTTP 409)."""
+    routed = QueueShards(ShardAddresses(tuple(s.address for s in shards)))
+    crossed = QueueShards(ShardAddresses(tuple(s.address for s in reversed(shards))))
+    try:
+        started = await QueueLifecycle(routed, 10.0).start_bot(BOTS[0])
+        assert started.started is False  # already active on its own shard
+        with pytest.raises(PreconditionError, match=r"queue_svc FAILED_PRECONDITION: .*shard"):
+            await QueueLifecycle(crossed, 10.0).stop_bot(BOTS[0])
+        assert shards[0].service.is_active(BOTS[0])
+    finally:
+        await routed.close()
+        await crossed.close()

@@ -1,14 +1,26 @@
-"""One async storage interface; SQLite (embedded default) and MongoDB (production) adapters.
+"""One async storage interface (a Protocol per aggregate, `Store` their union); SQLite
+(embedded default) and MongoDB (production) adapters.
 
 from services.common.store import open_store, StoreConfig
 store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
-from services.common.store._interface import Store
+from services.common.store._interface import (
+    BotConfigStore,
+    DefinitionsStore,
+    LeaseStore,
+    MediaJobStore,
+    MessageStore,
+    Store,
+)
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_CHARACTERS,
+    DEFAULT_MAX_MESSAGE_CHARACTERS,
+    DEFAULT_MAX_MESSAGES,
     AppendResult,
     BotConfig,
     ClaimedJob,
@@ -23,12 +35,21 @@ from services.common.store._types import (
 
 __all__ = [
     "ACTIVE_BOTS_DOCUMENT_ID",
+    "DEFAULT_MAX_AGE_SECONDS",
+    "DEFAULT_MAX_CHARACTERS",
+    "DEFAULT_MAX_MESSAGES",
+    "DEFAULT_MAX_MESSAGE_CHARACTERS",
     "AppendResult",
     "BotConfig",
+    "BotConfigStore",
     "ClaimedJob",
+    "DefinitionsStore",
     "JobCollection",
     "JobStatus",
+    "LeaseStore",
     "MediaJob",
+    "MediaJobStore",
+    "MessageStore",
     "NewMediaJob",
     "PoolDepth",
     "Store",

@@ -1,4 +1,8 @@
-"""The one storage interface every Python service codes against."""
+"""The storage interface, one Protocol per aggregate; `Store` is their union.
+
+A service annotates what it holds with the aggregates it uses (a media worker needs
+`MediaJobStore`, not thirty methods), so a reader sees its reach from its constructor and
+a test double, where one is ever needed, stays small. Both adapters implement all of them."""
 
 from __future__ import annotations
 
@@ -18,23 +22,11 @@ from services.common.store._types import (
 )
 
 
-@runtime_checkable
-class Store(Protocol):
-    """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
+class BotConfigStore(Protocol):
+    """Bots' documents in `bot_configurations`, and queue_svc's registry of active bots."""
 
-    Datetimes are timezone-aware UTC and read back with millisecond precision.
-    """
-
-    async def close(self) -> None:
-        """Release connections and threads; safe to call twice."""
-
-    # Bot configuration (`bot_configurations`)
     async def get_bot_config(self, bot_id: str) -> BotConfig | None: ...
     async def put_bot_config(self, config: BotConfig) -> None: ...
-    async def get_processor_definitions(self) -> dict[str, Any] | None: ...
-    async def put_processor_definitions(self, doc: dict[str, Any]) -> None: ...
-    async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
-        """Insert only if missing; True when this call inserted it."""
 
     # queue_svc's registry of active bots, shared by every queue_svc shard
     async def set_bot_active(self, bot_id: str, active: bool) -> bool:
@@ -45,7 +37,19 @@ class Store(Protocol):
     async def active_bots(self) -> list[str]:
         """Every bot id in the registry, sorted."""
 
-    # Messages (`queues`)
+
+class DefinitionsStore(Protocol):
+    """The processor definitions document (the media routing table, common/routing.py)."""
+
+    async def get_processor_definitions(self) -> dict[str, Any] | None: ...
+    async def put_processor_definitions(self, doc: dict[str, Any]) -> None: ...
+    async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
+        """Insert only if missing; True when this call inserted it."""
+
+
+class MessageStore(Protocol):
+    """Persisted messages (`queues`) and the delivery cursors of named consumers."""
+
     async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
         """Idempotent on (bot_id, provider_name, correspondent_id, id); returns the new count."""
 
@@ -94,7 +98,10 @@ class Store(Protocol):
         self, bot_id: str, provider_message_ids: Collection[str]
     ) -> set[str]: ...
 
-    # Media jobs
+
+class MediaJobStore(Protocol):
+    """Media jobs in their three collections: active (claimable), holding, failed."""
+
     async def create_job(self, job: NewMediaJob) -> bool:
         """False (and no change) when the id exists in any of the three collections."""
 
@@ -159,6 +166,20 @@ class Store(Protocol):
     async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
         """Return early when a job may have become claimable, else after `timeout`."""
 
-    # Leases
+
+class LeaseStore(Protocol):
+    """Named leases: one holder at a time until its ttl runs out (media_svc's sweeps)."""
+
     async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool: ...
     async def release_lease(self, name: str, holder: str) -> None: ...
+
+
+@runtime_checkable
+class Store(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, LeaseStore, Protocol):
+    """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
+
+    Datetimes are timezone-aware UTC and read back with millisecond precision.
+    """
+
+    async def close(self) -> None:
+        """Release connections and threads; safe to call twice."""

@@ -11,10 +11,10 @@ from typing import Any
 
 from services.common.errors import InvalidInputError
 from services.common.validation import is_uuid4
+from services.common.vocabulary import MESSAGE_SOURCES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-MESSAGE_SOURCES = frozenset({"user", "bot", "system"})
 
 
 def to_millis(value: datetime, what: str = "datetime") -> int:
@@ -38,6 +38,9 @@ def _require_json_object(value: str, what: str) -> None:
 # updates it, so the adapters change one id at a time, atomically (set_bot_active).
 ACTIVE_BOTS_DOCUMENT_ID = "_queueSvcActiveBots"
 ACTIVE_BOTS_FIELD = "active_bots"
+# The processor definitions (common/routing.py reads them): another pseudo document of
+# `bot_configurations`.
+DEFINITIONS_DOCUMENT_ID = "_mediaProcessorDefinitions"
 
 
 def listed_bots(value: object) -> list[str]:
@@ -45,14 +48,6 @@ def listed_bots(value: object) -> list[str]:
     if not isinstance(value, list):
         return []
     return sorted({b for b in value if isinstance(b, str) and b})
-
-
-def check_page(limit: int, offset: int) -> None:
-    """Paging arguments both adapters refuse alike (SQLite reads LIMIT -1 as no limit)."""
-    if limit < 0:
-        raise InvalidInputError(f"limit must be >= 0, got {limit}")
-    if offset < 0:
-        raise InvalidInputError(f"offset must be >= 0, got {offset}")
 
 
 def from_millis(millis: int) -> datetime:
@@ -116,6 +111,19 @@ _BOT_CONFIG_KEYS = frozenset(
 )
 # A webhook secret shorter than this is refused: it keys the HMAC of every delivery.
 WEBHOOK_SECRET_MIN_CHARS = 16
+# A bot's limits when its document does not set them (queue_svc's QueueLimits too).
+DEFAULT_PROVIDER_NAME = "whatsapp_baileys"
+DEFAULT_MAX_MESSAGES = 200
+DEFAULT_MAX_CHARACTERS = 50_000
+DEFAULT_MAX_AGE_SECONDS = 7 * 86400
+DEFAULT_MAX_MESSAGE_CHARACTERS = 8_000
+DEFAULT_MEDIA_STORAGE_QUOTA_GB = 1.0
+_LIMIT_DEFAULTS = (
+    ("max_messages", DEFAULT_MAX_MESSAGES),
+    ("max_characters", DEFAULT_MAX_CHARACTERS),
+    ("max_age_seconds", DEFAULT_MAX_AGE_SECONDS),
+    ("max_message_characters", DEFAULT_MAX_MESSAGE_CHARACTERS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +131,13 @@ class BotConfig:
     """One bot's document in `bot_configurations` (keyed by bot id)."""
 
     bot_id: str
-    provider_name: str = "whatsapp_baileys"
-    max_messages: int = 200
-    max_characters: int = 50_000
-    max_age_seconds: int = 7 * 86400
+    provider_name: str = DEFAULT_PROVIDER_NAME
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_characters: int = DEFAULT_MAX_CHARACTERS
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
     # Truncation bound for one message's content.
-    max_message_characters: int = 8_000
-    media_storage_quota_gb: float = 1.0
+    max_message_characters: int = DEFAULT_MAX_MESSAGE_CHARACTERS
+    media_storage_quota_gb: float = DEFAULT_MEDIA_STORAGE_QUOTA_GB
     # Where the webhook relay POSTs this bot's messages (http or https), and the key of
     # their HMAC-SHA256 signature; both absent when the bot has no webhook.
     webhook_url: str | None = None
@@ -152,19 +160,14 @@ class BotConfig:
             raise InvalidInputError(
                 f"bot configuration: bot_id must be a non-empty string, got {bot_id!r}"
             )
-        provider = doc.get("provider_name", "whatsapp_baileys")
+        provider = doc.get("provider_name", DEFAULT_PROVIDER_NAME)
         if not isinstance(provider, str) or not provider:
             raise InvalidInputError(
                 f"bot configuration: provider_name must be a non-empty string, got {provider!r}"
             )
-        for key, default in (
-            ("max_messages", 200),
-            ("max_characters", 50_000),
-            ("max_age_seconds", 7 * 86400),
-            ("max_message_characters", 8_000),
-        ):
+        for key, default in _LIMIT_DEFAULTS:
             _positive_int(doc, key, default)
-        quota = doc.get("media_storage_quota_gb", 1.0)
+        quota = doc.get("media_storage_quota_gb", DEFAULT_MEDIA_STORAGE_QUOTA_GB)
         if isinstance(quota, bool) or not isinstance(quota, int | float) or not quota >= 0:
             raise InvalidInputError(
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
@@ -185,12 +188,11 @@ class BotConfig:
         assert isinstance(bot_id, str)
         return cls(
             bot_id=bot_id,
-            provider_name=doc.get("provider_name", "whatsapp_baileys"),
-            max_messages=doc.get("max_messages", 200),
-            max_characters=doc.get("max_characters", 50_000),
-            max_age_seconds=doc.get("max_age_seconds", 7 * 86400),
-            max_message_characters=doc.get("max_message_characters", 8_000),
-            media_storage_quota_gb=float(doc.get("media_storage_quota_gb", 1.0)),
+            provider_name=doc.get("provider_name", DEFAULT_PROVIDER_NAME),
+            **{key: doc.get(key, default) for key, default in _LIMIT_DEFAULTS},
+            media_storage_quota_gb=float(
+                doc.get("media_storage_quota_gb", DEFAULT_MEDIA_STORAGE_QUOTA_GB)
+            ),
             webhook_url=doc.get("webhook_url"),
             webhook_secret=doc.get("webhook_secret"),
             webhook_since_sequence=doc.get("webhook_since_sequence"),
@@ -332,29 +334,12 @@ class NewMediaJob:
         to_millis(self.originating_time, "media job: originating_time")
 
 
-@dataclass(frozen=True, slots=True)
-class MediaJob:
+# The job's fields are NewMediaJob's plus the processing state below; the state is
+# keyword-only because the inherited fields end with defaults.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaJob(NewMediaJob):
     """A stored job: the NewMediaJob fields plus its processing state."""
 
-    media_processing_id: str
-    bot_id: str
-    provider_name: str
-    correspondent_id: str
-    message_id: int
-    sender: str
-    source: str
-    originating_time: datetime
-    provider_message_id: str
-    caption: str
-    mime_type: str
-    media_kind: str
-    original_filename: str | None
-    file_size: int
-    route: str
-    pool: str
-    has_staged_file: bool
-    group_id: str | None
-    group_name: str | None
     status: JobStatus
     # Claims in the current cycle (reset to 0 by requeue_failed_job); media_svc gives up
     # after MEDIA_MAX_ATTEMPTS of them.
@@ -370,8 +355,10 @@ class MediaJob:
     created_at: datetime
     updated_at: datetime
     failed_at: datetime | None
-    condition_detail: str | None = None
-    details: str | None = None
+
+    def __post_init__(self) -> None:
+        """Read back from the store: checked once, as the NewMediaJob it was created from
+        (a document written by an older release must still read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,11 +390,3 @@ class AppendResult:
 
     sequences: list[int]
     inserted: int
-
-
-def check_consumer(consumer: str, bot_id: str, sequence: int) -> None:
-    """The arguments of `advance_cursor`, refused alike by both adapters."""
-    if not consumer or not bot_id:
-        raise InvalidInputError("a delivery cursor needs a non-empty consumer and bot_id")
-    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
-        raise InvalidInputError(f"a delivery cursor must be an integer >= 0, got {sequence!r}")

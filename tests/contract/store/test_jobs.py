@@ -328,6 +328,10 @@ async def test_fail_list_and_requeue(store: Store) -> None:
     assert failed[2].error == "corrupt" and failed[2].failed_at is not None
     assert [j.error for j in await store.list_failed_jobs("bot-1")] == ["unsupported", "corrupt"]
     assert len(await store.list_failed_jobs(limit=1)) == 1
+    # One paging rule on both adapters (SQLite once read LIMIT -1 as no limit).
+    assert await store.list_failed_jobs(limit=0) == []
+    with pytest.raises(InvalidInputError, match="limit"):
+        await store.list_failed_jobs(limit=-1)
     found = await store.get_job(first.media_processing_id)
     assert found is not None and found[0] is FAILED
 

@@ -1,0 +1,109 @@
+"""The rules both store adapters follow, written once so they cannot drift: argument
+checks, reserved ids, paging, and the fields a requeue resets.
+
+Every check raises InvalidInputError before the adapter touches the database, so bad
+input changes no state on either adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from services.common.errors import InvalidInputError
+from services.common.store._types import (
+    ACTIVE_BOTS_DOCUMENT_ID,
+    DEFINITIONS_DOCUMENT_ID,
+    JobCollection,
+    JobStatus,
+)
+
+_T = TypeVar("_T")
+
+# Documents of `bot_configurations` that are not bots.
+RESERVED_IDS = frozenset({DEFINITIONS_DOCUMENT_ID, ACTIVE_BOTS_DOCUMENT_ID})
+
+
+def check_writable_bot_id(bot_id: str) -> None:
+    """put_bot_config must not overwrite a pseudo document."""
+    if bot_id in RESERVED_IDS:
+        raise InvalidInputError(f"bot_id {bot_id!r} is reserved")
+
+
+def check_active_bot_id(bot_id: str) -> None:
+    if not bot_id:
+        raise InvalidInputError("set_bot_active needs a non-empty bot_id")
+
+
+def check_page(limit: int, offset: int = 0) -> None:
+    """Paging arguments both adapters refuse alike (SQLite reads LIMIT -1 as no limit)."""
+    if limit < 0:
+        raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    if offset < 0:
+        raise InvalidInputError(f"offset must be >= 0, got {offset}")
+
+
+def check_per_correspondent(per_correspondent: int) -> None:
+    if per_correspondent < 0:
+        raise InvalidInputError(f"per_correspondent must be >= 0, got {per_correspondent}")
+
+
+def check_consumer(consumer: str, bot_id: str, sequence: int) -> None:
+    """The arguments of `advance_cursor`."""
+    if not consumer or not bot_id:
+        raise InvalidInputError("a delivery cursor needs a non-empty consumer and bot_id")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+        raise InvalidInputError(f"a delivery cursor must be an integer >= 0, got {sequence!r}")
+
+
+def check_seconds(seconds: float, what: str) -> float:
+    """A lease or ttl length; returned so an adapter converts it in the same expression."""
+    if not seconds > 0:
+        raise InvalidInputError(f"{what} must be > 0 seconds, got {seconds!r}")
+    return seconds
+
+
+def claim_pools(pools: Sequence[str]) -> list[str]:
+    """The pools of a claim without repeats, in the caller's order."""
+    unique = list(dict.fromkeys(pools))
+    if not unique:
+        raise InvalidInputError("claim_job needs at least one pool")
+    return unique
+
+
+def check_bot_move(source: JobCollection, target: JobCollection) -> None:
+    """StartBot and StopBot move a bot's jobs between active and holding, nowhere else."""
+    if {source, target} != {JobCollection.ACTIVE, JobCollection.HOLDING}:
+        raise InvalidInputError(
+            f"move_bot_jobs moves between active and holding only, not {source} → {target}"
+        )
+
+
+def check_requeue_target(target: JobCollection) -> None:
+    if target is JobCollection.FAILED:
+        raise InvalidInputError("requeue_failed_job moves to active or holding, not failed")
+
+
+def check_route_pool(pool: str) -> None:
+    if not pool:
+        raise InvalidInputError("set_pool_for_route: pool must not be empty")
+
+
+def check_lease_names(name: str, holder: str) -> None:
+    if not name or not holder:
+        raise InvalidInputError("acquire_lease needs a non-empty name and holder")
+
+
+def requeue_reset(now: _T) -> dict[str, object]:
+    """The fields a requeued failed job starts again with: pending, no attempts, no claim,
+    no result, claimable `now` (in the adapter's own time representation)."""
+    return {
+        "status": JobStatus.PENDING.value,
+        "attempts": 0,
+        "claimed_by": None,
+        "lease_expires_at": None,
+        "available_at": now,
+        "result": None,
+        "error": None,
+        "updated_at": now,
+        "failed_at": None,
+    }

@@ -1,0 +1,406 @@
+"""The SQLite adapter's media jobs (`MediaJobStore`).
+
+Claims are one `UPDATE … RETURNING` statement under the write lock, so two claimers —
+threads or processes — can never take the same job."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from services.common.errors import UnavailableError
+from services.common.store import _rules as rules
+from services.common.store._notify import DataVersionWatcher, Notifier
+from services.common.store._sqlite_base import (
+    _COLLECTION_OF,
+    _IN_CHUNK,
+    _JOB_SELECT,
+    _LIVE,
+    ACTIVE,
+    FAILED,
+    HOLDING,
+    WATCH_INTERVAL_SECONDS,
+    SqliteBase,
+    _claim_sql,
+    _copy_sql,
+    _first_table,
+    _job,
+    _lease_ms,
+    _now_ms,
+)
+from services.common.store._types import (
+    NEW_JOB_FIELDS,
+    ClaimedJob,
+    JobCollection,
+    JobStatus,
+    MediaJob,
+    NewMediaJob,
+    PoolDepth,
+    from_millis,
+    to_millis,
+)
+
+
+class SqliteJobs(SqliteBase):
+    """`MediaJobStore` on the SQLite file."""
+
+    # --- media jobs ----------------------------------------------------------------
+
+    async def create_job(self, job: NewMediaJob) -> bool:
+        values = {name: getattr(job, name) for name in NEW_JOB_FIELDS}
+        values["originating_time"] = to_millis(job.originating_time)
+        values["has_staged_file"] = int(job.has_staged_file)
+        columns = ", ".join(NEW_JOB_FIELDS)
+        marks = ", ".join(f":{name}" for name in NEW_JOB_FIELDS)
+        sql = (
+            f"INSERT INTO {ACTIVE} ({columns}, status, attempts, fence, available_at,"
+            f" created_at, updated_at) VALUES ({marks}, 'pending', 0, 0, :now, :now, :now)"
+            " ON CONFLICT (media_processing_id) DO NOTHING"
+        )
+
+        def create(conn: sqlite3.Connection) -> bool:
+            for table in (HOLDING, FAILED):
+                if conn.execute(
+                    f"SELECT 1 FROM {table} WHERE media_processing_id = ?",
+                    (job.media_processing_id,),
+                ).fetchone():
+                    return False
+            return conn.execute(sql, {**values, "now": _now_ms()}).rowcount == 1
+
+        created: bool = await self._write(create)
+        if created:
+            self._wake()
+        return created
+
+    async def get_job(self, media_processing_id: str) -> tuple[JobCollection, MediaJob] | None:
+        def read(conn: sqlite3.Connection) -> tuple[JobCollection, MediaJob] | None:
+            for table in (ACTIVE, HOLDING, FAILED):
+                row = conn.execute(
+                    f"SELECT {_JOB_SELECT} FROM {table} WHERE media_processing_id = ?",
+                    (media_processing_id,),
+                ).fetchone()
+                if row is not None:
+                    return _COLLECTION_OF[table], _job(row)
+            return None
+
+        found: tuple[JobCollection, MediaJob] | None = await self._read(read)
+        return found
+
+    async def claim_job(
+        self, pools: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> ClaimedJob | None:
+        unique_pools = rules.claim_pools(pools)
+        lease_ms = _lease_ms(lease_seconds, "lease_seconds")
+        sql = self._claim_sql.get(len(unique_pools))
+        if sql is None:
+            sql = self._claim_sql[len(unique_pools)] = _claim_sql(len(unique_pools))
+        params: dict[str, Any] = {f"pool{i}": pool for i, pool in enumerate(unique_pools)}
+        params["worker"] = worker_id
+
+        def claim(conn: sqlite3.Connection) -> ClaimedJob | None:
+            now = _now_ms()
+            row = conn.execute(sql, {**params, "now": now, "lease": now + lease_ms}).fetchone()
+            if row is None:
+                return None
+            job = _job(row)
+            return ClaimedJob(job=job, token=job.fence)
+
+        claimed: ClaimedJob | None = await self._write(claim)
+        return claimed
+
+    async def renew_lease(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
+        lease_ms = _lease_ms(lease_seconds, "lease_seconds")
+
+        def renew(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            return (
+                _first_table(
+                    conn,
+                    "UPDATE {table} SET lease_expires_at = ?, updated_at = ?"
+                    " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
+                    (now + lease_ms, now, media_processing_id, token),
+                )
+                is not None
+            )
+
+        renewed: bool = await self._write(renew)
+        return renewed
+
+    async def complete_job(
+        self, media_processing_id: str, token: int, result: str, error: str | None = None
+    ) -> JobCollection | None:
+        def complete(conn: sqlite3.Connection) -> JobCollection | None:
+            return _first_table(
+                conn,
+                "UPDATE {table} SET status = 'completed', result = ?, error = ?, updated_at = ?"
+                " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
+                (result, error, _now_ms(), media_processing_id, token),
+            )
+
+        where: JobCollection | None = await self._write(complete)
+        return where
+
+    async def release_job(
+        self, media_processing_id: str, token: int, error: str, retry_at: datetime
+    ) -> bool:
+        retry_ms = to_millis(retry_at, "retry_at")
+
+        def release(conn: sqlite3.Connection) -> bool:
+            return (
+                _first_table(
+                    conn,
+                    "UPDATE {table} SET status = 'pending', error = ?, available_at = ?,"
+                    " claimed_by = NULL, lease_expires_at = NULL, updated_at = ?"
+                    " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
+                    (error, retry_ms, _now_ms(), media_processing_id, token),
+                )
+                is not None
+            )
+
+        released: bool = await self._write(release)
+        if released:
+            self._wake()
+        return released
+
+    async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
+        def resolve(conn: sqlite3.Connection) -> bool:
+            return (
+                _first_table(
+                    conn,
+                    "UPDATE {table} SET status = 'completed', result = ?, error = ?,"
+                    " fence = fence + 1, claimed_by = NULL, lease_expires_at = NULL,"
+                    " updated_at = ? WHERE media_processing_id = ? AND status != 'completed'",
+                    (result, error, _now_ms(), media_processing_id),
+                )
+                is not None
+            )
+
+        resolved: bool = await self._write(resolve)
+        return resolved
+
+    async def delete_job(self, media_processing_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            return (
+                _first_table(
+                    conn,
+                    "DELETE FROM {table} WHERE media_processing_id = ?",
+                    (media_processing_id,),
+                )
+                is not None
+            )
+
+        deleted: bool = await self._write(delete)
+        return deleted
+
+    async def fail_job(
+        self, media_processing_id: str, error: str, token: int | None = None
+    ) -> bool:
+        where = "media_processing_id = :id"
+        if token is not None:
+            where += " AND status = 'processing' AND fence = :token"
+
+        def fail(conn: sqlite3.Connection) -> bool:
+            params = {"id": media_processing_id, "token": token, "error": error, "now": _now_ms()}
+            for table in _LIVE:
+                sql = _copy_sql(
+                    table,
+                    FAILED,
+                    where,
+                    {"error": ":error", "failed_at": ":now", "updated_at": ":now"},
+                )
+                if conn.execute(sql, params).rowcount:
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE media_processing_id = ?",
+                        (media_processing_id,),
+                    )
+                    return True
+            return False
+
+        failed: bool = await self._write(fail)
+        return failed
+
+    async def move_bot_jobs(self, bot_id: str, source: JobCollection, target: JobCollection) -> int:
+        rules.check_bot_move(source, target)
+        copy = _copy_sql(source.collection_name, target.collection_name, "bot_id = ?", {})
+
+        def move(conn: sqlite3.Connection) -> int:
+            # One transaction: a concurrent complete_job lands either before (and is
+            # copied) or after (and finds the job in the target).
+            conn.execute(copy, (bot_id,))
+            return conn.execute(
+                f"DELETE FROM {source.collection_name} WHERE bot_id = ?", (bot_id,)
+            ).rowcount
+
+        moved: int = await self._write(move)
+        if moved and target is JobCollection.ACTIVE:
+            self._wake()
+        return moved
+
+    async def list_jobs(self, bot_id: str, collection: JobCollection) -> list[MediaJob]:
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
+            " WHERE bot_id = ? ORDER BY created_at, seq"
+        )
+        jobs: list[MediaJob] = await self._read(
+            lambda c: [_job(row) for row in c.execute(sql, (bot_id,))]
+        )
+        return jobs
+
+    async def list_failed_jobs(self, bot_id: str | None = None, limit: int = 100) -> list[MediaJob]:
+        rules.check_page(limit)
+        if bot_id is None:
+            sql = f"SELECT {_JOB_SELECT} FROM {FAILED} ORDER BY failed_at DESC, seq DESC LIMIT ?"
+            params: tuple[Any, ...] = (limit,)
+        else:
+            sql = (
+                f"SELECT {_JOB_SELECT} FROM {FAILED} WHERE bot_id = ?"
+                " ORDER BY failed_at DESC, seq DESC LIMIT ?"
+            )
+            params = (bot_id, limit)
+        jobs: list[MediaJob] = await self._read(
+            lambda c: [_job(row) for row in c.execute(sql, params)]
+        )
+        return jobs
+
+    async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool:
+        rules.check_requeue_target(target)
+        # Every reset field is a bound parameter of the same name.
+        copy = _copy_sql(
+            FAILED,
+            target.collection_name,
+            "media_processing_id = :media_processing_id",
+            {name: f":{name}" for name in rules.requeue_reset(0)},
+        )
+
+        def requeue(conn: sqlite3.Connection) -> bool:
+            params = {**rules.requeue_reset(_now_ms()), "media_processing_id": media_processing_id}
+            if not conn.execute(copy, params).rowcount:
+                return False
+            conn.execute(
+                f"DELETE FROM {FAILED} WHERE media_processing_id = ?", (media_processing_id,)
+            )
+            return True
+
+        requeued: bool = await self._write(requeue)
+        if requeued and target is JobCollection.ACTIVE:
+            self._wake()
+        return requeued
+
+    async def pool_depths(self) -> dict[str, PoolDepth]:
+        def read(conn: sqlite3.Connection) -> dict[str, PoolDepth]:
+            counts: dict[str, list[Any]] = {}
+            for pool, status, count, oldest in conn.execute(
+                f"SELECT pool, status, COUNT(*), MIN(created_at) FROM {ACTIVE}"
+                " WHERE status IN ('pending', 'processing') GROUP BY pool, status"
+            ):
+                entry = counts.setdefault(pool, [0, 0, None])
+                if status == JobStatus.PENDING:
+                    entry[0], entry[2] = count, from_millis(oldest)
+                else:
+                    entry[1] = count
+            return {pool: PoolDepth(e[0], e[1], e[2]) for pool, e in counts.items()}
+
+        depths: dict[str, PoolDepth] = await self._read(read)
+        return depths
+
+    async def jobs_older_than(
+        self,
+        collection: JobCollection,
+        created_before: datetime,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[MediaJob]:
+        bound = to_millis(created_before, "created_before")
+        rules.check_page(limit, offset)
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
+            " WHERE created_at < ? ORDER BY created_at, seq LIMIT ? OFFSET ?"
+        )
+        jobs: list[MediaJob] = await self._read(
+            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
+        )
+        return jobs
+
+    async def list_completed_jobs(
+        self,
+        collection: JobCollection,
+        updated_before: datetime,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MediaJob]:
+        bound = to_millis(updated_before, "updated_before")
+        rules.check_page(limit, offset)
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
+            " WHERE status = 'completed' AND updated_at < ?"
+            " ORDER BY updated_at, seq LIMIT ? OFFSET ?"
+        )
+        jobs: list[MediaJob] = await self._read(
+            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
+        )
+        return jobs
+
+    async def pending_routes(self) -> dict[str, str]:
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                f"SELECT route, pool FROM {ACTIVE} WHERE status = 'pending'"
+                f" UNION SELECT route, pool FROM {HOLDING} WHERE status = 'pending'"
+            )
+            return dict(rows.fetchall())
+
+        routes: dict[str, str] = await self._read(read)
+        return routes
+
+    async def set_pool_for_route(self, route: str, pool: str) -> int:
+        rules.check_route_pool(pool)
+
+        def update(conn: sqlite3.Connection) -> int:
+            now = _now_ms()
+            return sum(
+                conn.execute(
+                    f"UPDATE {table} SET pool = ?, updated_at = ?"
+                    " WHERE status = 'pending' AND route = ? AND pool != ?",
+                    (pool, now, route, pool),
+                ).rowcount
+                for table in _LIVE
+            )
+
+        changed: int = await self._write(update)
+        if changed:
+            self._wake()
+        return changed
+
+    async def existing_job_ids(self, media_processing_ids: Collection[str]) -> set[str]:
+        wanted = list(dict.fromkeys(media_processing_ids))
+
+        def read(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                for table in (ACTIVE, HOLDING, FAILED):
+                    rows = conn.execute(
+                        f"SELECT media_processing_id FROM {table}"
+                        f" WHERE media_processing_id IN ({marks})",
+                        chunk,
+                    )
+                    found.update(row[0] for row in rows)
+            return found
+
+        found: set[str] = await self._read(read)
+        return found
+
+    async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
+        if self._closed:
+            raise UnavailableError("the SQLite store is closed")
+        if self._notifier is None:
+            self._notifier = Notifier()
+        if self._watcher is None:
+            self._watcher = DataVersionWatcher(
+                self._path, asyncio.get_running_loop(), self._notifier, WATCH_INTERVAL_SECONDS
+            )
+        with self._watcher.watching():
+            await self._notifier.wait(timeout)

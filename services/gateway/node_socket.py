@@ -1,0 +1,88 @@
+"""The WebSocket Node connects to: frames in (handled concurrently, acknowledged in
+any order), replies and acknowledgements out through the same socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSMsgType, web
+from chatbot.wire.v1 import frames_pb2 as w
+
+from services.common.wire import encode_frame
+from services.gateway.frame_handler import FrameHandler
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.node_link import NodeLink
+
+log = logging.getLogger(__name__)
+
+#: Frames handled concurrently per connection (they batch together); more wait.
+MAX_IN_FLIGHT_FRAMES = 1024
+
+
+class NodeSocket:
+    def __init__(
+        self,
+        *,
+        handler: FrameHandler,
+        link: NodeLink,
+        metrics: GatewayMetrics,
+        max_message_bytes: int,
+    ) -> None:
+        self._handler = handler
+        self._link = link
+        self._metrics = metrics
+        self._max_message_bytes = max_message_bytes
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        # Read frames well beyond the wire limit so that an oversized one is answered
+        # REJECTED by the parser instead of closing the connection.
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=self._max_message_bytes)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        self._link.connected(ws)
+        self._metrics.node_connections.set(self._link.connection_count)
+        send_lock = asyncio.Lock()
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT_FRAMES)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(data: str | bytes) -> None:
+            try:
+                reply = await self._handler.handle(data, ws)
+                if reply is not None and not ws.closed:
+                    async with send_lock:
+                        await ws.send_str(encode_frame(reply))
+                    ack_status = w.AckStatus.Name(reply.ack.status)
+                    self._metrics.frames_acked.labels(ack_status).inc()
+            except (ConnectionError, RuntimeError) as error:
+                # Node resends every unacknowledged frame after reconnecting.
+                log.info("could not acknowledge a frame, connection gone: %r", error)
+            finally:
+                slots.release()
+
+        log.info("Node connected from %s", request.remote)
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await slots.acquire()
+                    # One task per frame lets concurrent text frames share a batch;
+                    # tasks start in arrival order, which keeps text order per chat.
+                    task = asyncio.create_task(answer(message.data))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif message.type == WSMsgType.ERROR:
+                    log.warning("Node WebSocket error: %r", ws.exception())
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self._link.disconnected(ws)
+            self._sockets.discard(ws)
+            self._metrics.node_connections.set(self._link.connection_count)
+            log.info("Node disconnected from %s", request.remote)
+        return ws
+
+    async def close_all(self, app: web.Application) -> None:
+        """on_shutdown: tells every Node connection the gateway is going away."""
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"gateway shutting down")
