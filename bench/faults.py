@@ -79,13 +79,18 @@ async def run(seconds: float, rate: int) -> None:
     await outbox.start()
     traffic = MixedTraffic("faults", BOTS, 40, stack.staging)
     kills: Counter[str] = Counter()
+    order: list[str] = []
     try:
         sending = asyncio.create_task(send(outbox, traffic, seconds, rate))
         while not sending.done():
             await asyncio.wait([sending], timeout=rng.uniform(1.5, 3.5))
             if sending.done():
                 break
-            victim = rng.choice(VICTIMS)
+            # Every service in turn, in a fresh random order each round, so a short
+            # run still kills each of them.
+            if not order:
+                order = rng.sample(VICTIMS, len(VICTIMS))
+            victim = order.pop()
             await stack.services.pop(victim).kill()
             kills[victim] += 1
             await asyncio.sleep(rng.uniform(0.2, 1.0))
