@@ -12,7 +12,7 @@ The client (sender + consumer) shares the 2 cores with the services, as a real N
 server and bot would on one host. Last line: `RESULT text_msgs_per_s=<n>
 grpc_echo_per_s=<n> ws_echo_per_s=<n> text_vs_echo=<x> text_p50_ms=<x> text_p99_ms=<x>`.
 
-    .venv/bin/python bench/text_path.py [--seconds 10] [--rate 1000]
+    .venv/bin/python bench/text_path.py [--seconds 10] [--rate 1000] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from bench.harness import (  # noqa: E402
     start_bots,
     text_frame,
 )
+from bench.profiles import Profiler  # noqa: E402
 from tests.helpers.processes import free_port, start_process  # noqa: E402
 
 BOTS = [f"bench-text-{i}" for i in range(4)]
@@ -154,7 +155,7 @@ async def paced(
     return latencies, n
 
 
-async def run(seconds: float, rate: int) -> None:
+async def run(seconds: float, rate: int, profile: Path | None) -> None:
     print(f"load average before: {load_average()}")
     root = Path(tempfile.mkdtemp(prefix="bench-text-"))
     echo = await start_process(
@@ -185,7 +186,14 @@ async def run(seconds: float, rate: int) -> None:
         pids = {name: stack.pid(name) for name in ("gateway", "queue_svc")}
         pids["client"] = os.getpid()
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        profiler = None
+        if profile is not None and Profiler.available():
+            profiler = Profiler(profile, {n: pids[n] for n in ("gateway", "queue_svc")}, seconds)
+            await profiler.start()
         count, text_rate = await saturation(outbox, consumer, seconds)
+        if profiler is not None:
+            for name, summary in (await profiler.finish()).items():
+                print(f"py-spy profile of {name} at saturation: {summary}")
         print(f"text path at saturation ({seconds:.0f} s, {count} messages): {text_rate:.0f} msg/s")
         cpu_us = {
             name: (cpu_seconds(pid) - cpu_before[name]) / count * 1e6 for name, pid in pids.items()
@@ -224,8 +232,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="per measurement")
     parser.add_argument("--rate", type=int, default=1000, help="offered load, msg/s")
+    parser.add_argument(
+        "--profile", type=Path, help="directory for py-spy profiles of the saturation phase"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.seconds, args.rate))
+    asyncio.run(run(args.seconds, args.rate, args.profile))
 
 
 if __name__ == "__main__":
