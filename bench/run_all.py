@@ -91,6 +91,9 @@ def steps(quick: bool, soak_seconds: int) -> dict[str, Step]:
         "faults": Step(
             "Fault injection", [PY, "bench/faults.py", "--seconds", "20" if quick else "60"], 600
         ),
+        "bad_input": Step(
+            "Bad input: fuzzer, traversal, authentication", [PY, "bench/bad_input.py"], 300
+        ),
         "processors": Step(
             "Media engines (Whisper, OCR, PDF) and worker memory",
             [PY, "bench/processors.py", "--runs", "1"],
