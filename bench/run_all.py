@@ -132,7 +132,7 @@ def _sum(*values: str) -> str:
 
 def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dict[str, str]:
     text, media, memory = run["text"], run["media"], run["memory"]
-    soak, faults = run["soak"], run["faults"]
+    soak, faults, bad = run["soak"], run["faults"], run["bad_input"]
     final = {
         "text_msgs_per_s": text.figure("text_msgs_per_s"),
         "text_vs_echo": text.figure("text_vs_echo"),
@@ -154,6 +154,9 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
          10, True, soak),
         ("Faults: lost", faults.figure("lost"), "0", 0, True, faults),
         ("Faults: duplicated", faults.figure("duplicated"), "0", 0, True, faults),
+        ("Bad input: frames left unanswered", bad.figure("unanswered"), "0", 0, True, bad),
+        ("Bad input: services alive after it (1 = yes)", bad.figure("gateway_alive"), "1",
+         1, False, bad),
     ]  # fmt: skip
     out = [
         "# Benchmark results",
