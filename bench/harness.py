@@ -116,18 +116,25 @@ MEDIA_KINDS = (
 
 
 def media_frame(
-    frame_id: str, bot: str, chat: str, provider_id: str, kind: str, mime: str, staging: Path
+    frame_id: str,
+    bot: str,
+    chat: str,
+    provider_id: str,
+    kind: str,
+    mime: str,
+    staging: Path,
+    content: bytes = b"bench media",
 ) -> str:
     """A media frame whose file Node has staged (stub processors ignore its bytes)."""
     job = str(uuid.uuid4())
-    (staging / job).write_bytes(b"bench media")
+    (staging / job).write_bytes(content)
     payload = {
         "header": _header(bot, chat, provider_id),
         "message": "",
         "mediaProcessingId": job,
         "mimeType": mime,
         "mediaKind": kind,
-        "fileSize": "11",
+        "fileSize": str(len(content)),
     }
     return json.dumps({"frameId": frame_id, "mediaMessage": payload})
 
@@ -144,6 +151,8 @@ class Stack:
     services: dict[str, Service] = field(default_factory=dict)
     # 0 until the first start; restarts keep the address Node was given.
     gateway_port: int = 0
+    # Per service kind, variables over the defaults of `env`.
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def db(self) -> Path:
@@ -187,16 +196,21 @@ class Stack:
         raise ValueError(f"unknown service {name!r}")
 
     async def start(self, name: str) -> Service:
+        return await self.start_named(name, name)
+
+    async def start_named(self, kind: str, name: str) -> Service:
+        """Starts service `kind` as `name` (a second media_svc replica: `media_svc_2`)."""
         module = {
             "queue_svc": "services.queue_svc",
             "gateway": "services.gateway",
             "media_svc": "services.media_svc",
             "relay": "services.relay",
-        }[name]
+        }[kind]
         self.staging.mkdir(parents=True, exist_ok=True)
-        service = await start_service(module, self.env(name), self.root / f"{name}.log", 40)
+        env = {**self.env(kind), **self.extra_env.get(kind, {})}
+        service = await start_service(module, env, self.root / f"{name}.log", 120)
         self.services[name] = service
-        if name == "gateway" and not self.gateway_port:
+        if kind == "gateway" and not self.gateway_port:
             self.gateway_port = int(service.address.rsplit(":", 1)[1])
         return service
 
@@ -208,9 +222,9 @@ class Stack:
         return f"http://127.0.0.1:{self.gateway_port}/ws"
 
     async def stop_all(self) -> None:
-        for name in ("relay", "gateway", "media_svc", "queue_svc"):
-            if name in self.services:
-                await self.services.pop(name).stop()
+        # Callers of queue_svc first, queue_svc last.
+        for name in sorted(self.services, key=lambda n: n.startswith("queue_svc")):
+            await self.services.pop(name).stop()
 
 
 async def start_bots(address: str, bots: list[str]) -> None:
