@@ -210,6 +210,12 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
     return final
 
 
+def _busy(us_per_message: str) -> str:
+    """Share of a second a service spends on 1,000 messages at this CPU cost."""
+    number = _num(us_per_message)
+    return "(not measured)" if number is None else f"{number * 1000 / 1e6:.0%}"
+
+
 def analysis(run: dict[str, Step]) -> list[str]:
     """What bounds the figures, from this run's numbers."""
     text = run["text"]
@@ -238,9 +244,10 @@ def analysis(run: dict[str, Step]) -> list[str]:
         " gateway batches text into one `AddMessages` call: the text path may beat the"
         " one-call-per-message floor, and the ratio says how far the batching carries it.",
         "- **p99 at 1,000 msg/s** follows from the same CPU cost: at 1,000 msg/s the gateway"
-        " and queue_svc are busy for a third to half of every second, so a frame often waits"
-        " behind a batch in progress; the 2 ms batching window adds at most 2 ms. Load from"
-        " other processes on the shared cores shows up directly in the tail.",
+        f" is busy {_busy(gateway_us)} of every second and queue_svc {_busy(queue_us)}, so a"
+        " frame often waits behind a batch in progress; the 2 ms batching window adds at"
+        " most 2 ms. Load from other processes on the shared cores shows up directly in the"
+        " tail (compare the load averages next to the figure).",
         "- **Media jobs/s with zero-delay stubs** is bound by one InjectPlaceholder and one"
         " UpdateByMediaId call per job plus the claim and completion writes in the store;"
         " batching placeholders as text is batched would close it (not done here: it changes"
