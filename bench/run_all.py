@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -284,8 +283,11 @@ def main() -> None:
         run_step(step)
     final = write_results(args.out, run, time.perf_counter() - started)
     print(f"wrote {args.out}")
+    failed = [s.command for s in run.values() if s.output != "(not run)" and s.exit_code != 0]
+    for command in failed:
+        print(f"FAILED (see RESULTS.md): {command}")
+    # Last, even after a failure: the RESULT line is what callers read; n/a marks a gap.
     print("RESULT " + " ".join(f"{k}={v}" for k, v in final.items()), flush=True)
-    sys.exit(0 if all(s.exit_code == 0 for s in run.values() if s.output != "(not run)") else 1)
 
 
 if __name__ == "__main__":
