@@ -78,8 +78,10 @@ test-python: venv tools npm apt
 test-node: npm
 	cd $(NODE_DIR) && node --test
 
+# Every benchmark, one after another (8.3 minutes measured), then bench/RESULTS.md; run it
+# on a quiet machine: the figures fall with other processes' load.
 bench: venv models
-	@for b in bench/store.py bench/queue.py bench/queue_start.py bench/media.py bench/processors.py bench/vision_processors.py; do echo "== $$b"; $(PY) $$b; done
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) node_modules $(NODE_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

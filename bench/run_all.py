@@ -1,0 +1,295 @@
+"""`make bench`: every benchmark one after the other (never two at once: they share the
+2 cores), each as its own process, then `bench/RESULTS.md` with every figure next to the
+command that produced it, the targets, and what bounds the ones missed.
+
+Last line: `RESULT text_msgs_per_s=<n> text_vs_echo=<x> text_p99_ms=<x>
+media_jobs_per_s=<n> lost=<n> duplicated=<n> rss_mb_per_100k=<n>`.
+
+    .venv/bin/python bench/run_all.py [--quick] [--soak-seconds 120] [--out bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = ".venv/bin/python"
+
+
+@dataclass
+class Step:
+    title: str
+    argv: list[str]
+    timeout: float
+    output: str = ""
+    seconds: float = 0.0
+    exit_code: int | None = None
+    load_before: str = ""
+    load_after: str = ""
+    result: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.argv)
+
+    def figure(self, key: str) -> str:
+        return self.result.get(key, "n/a")
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def run_step(step: Step) -> None:
+    print(f"== {step.title}: {step.command}", flush=True)
+    step.load_before = _load()
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            step.argv,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=step.timeout,
+            check=False,
+        )
+        step.output, step.exit_code = done.stdout, done.returncode
+    except subprocess.TimeoutExpired as expired:
+        out = expired.stdout
+        text = out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+        step.output = text + f"\n(stopped after {step.timeout:.0f} s)"
+        step.exit_code = None
+    step.seconds = time.perf_counter() - started
+    step.load_after = _load()
+    print(step.output.rstrip(), flush=True)
+    for line in step.output.splitlines():
+        if line.startswith("RESULT "):
+            step.result = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+
+
+def steps(quick: bool, soak_seconds: int) -> dict[str, Step]:
+    s = "3" if quick else "10"
+    return {
+        "text": Step(
+            "Text path vs echo baselines",
+            [PY, "bench/text_path.py", "--seconds", s, "--profile", "var/bench-profiles"],
+            300,
+        ),
+        "media": Step("Media path, zero-delay stubs", [PY, "bench/media.py"], 300),
+        "media_real": Step(
+            "Media path, real processors per kind; 1 vs 2 media_svc replicas",
+            [PY, "bench/media_real.py"],
+            900,
+        ),
+        "memory": Step("queue_svc memory", [PY, "bench/queue_memory.py"], 300),
+        "soak": Step("Soak", [PY, "bench/soak.py", "--seconds", str(soak_seconds)], 900),
+        "faults": Step(
+            "Fault injection", [PY, "bench/faults.py", "--seconds", "20" if quick else "60"], 600
+        ),
+        "bad_input": Step(
+            "Bad input: fuzzer, traversal, authentication", [PY, "bench/bad_input.py"], 300
+        ),
+        "processors": Step(
+            "Media engines (Whisper, OCR, PDF) and worker memory",
+            [PY, "bench/processors.py", "--runs", "1"],
+            600,
+        ),
+        "vision": Step(
+            "OCR and PDF processors", [PY, "bench/vision_processors.py", "--images", "3"], 300
+        ),
+        "store": Step("Store", [PY, "bench/store.py"], 300),
+        "queue": Step("In-process queue and loopback gRPC", [PY, "bench/queue.py"], 300),
+        "queue_start": Step("StartBot with windows refilled", [PY, "bench/queue_start.py"], 300),
+    }
+
+
+def _num(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _verdict(value: str, target: float, at_most: bool) -> str:
+    number = _num(value)
+    if number is None:
+        return "not measured"
+    met = number <= target if at_most else number >= target
+    return "met" if met else "**missed**"
+
+
+def _sum(*values: str) -> str:
+    numbers = [_num(v) for v in values]
+    if any(n is None for n in numbers):
+        return "n/a"
+    return str(int(sum(n for n in numbers if n is not None)))
+
+
+def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dict[str, str]:
+    text, media, memory = run["text"], run["media"], run["memory"]
+    soak, faults, bad = run["soak"], run["faults"], run["bad_input"]
+    final = {
+        "text_msgs_per_s": text.figure("text_msgs_per_s"),
+        "text_vs_echo": text.figure("text_vs_echo"),
+        "text_p99_ms": text.figure("text_p99_ms"),
+        "media_jobs_per_s": media.figure("jobs_per_s"),
+        "lost": _sum(soak.figure("lost"), faults.figure("lost")),
+        "duplicated": _sum(soak.figure("duplicated"), faults.figure("duplicated")),
+        "rss_mb_per_100k": memory.figure("rss_mb_per_100k"),
+    }
+    rows = [
+        ("Text path at saturation, msg/s", final["text_msgs_per_s"], "≥ 5,000", 5000, False, text),
+        ("Text path ÷ raw grpc.aio unary echo", final["text_vs_echo"], "≥ 0.7", 0.7, False, text),
+        ("Text path p99 at 1,000 msg/s, ms", final["text_p99_ms"], "≤ 20", 20, True, text),
+        ("Media jobs/s, stubs", final["media_jobs_per_s"], "≥ 1,000", 1000, False, media),
+        ("queue_svc MB per 100,000 messages", final["rss_mb_per_100k"], "≤ 100", 100, True, memory),
+        ("Soak: lost", soak.figure("lost"), "0", 0, True, soak),
+        ("Soak: duplicated", soak.figure("duplicated"), "0", 0, True, soak),
+        ("Soak: max RSS growth after warm-up, %", soak.figure("max_rss_growth_pct"), "≤ 10",
+         10, True, soak),
+        ("Faults: lost", faults.figure("lost"), "0", 0, True, faults),
+        ("Faults: duplicated", faults.figure("duplicated"), "0", 0, True, faults),
+        ("Bad input: frames left unanswered", bad.figure("unanswered"), "0", 0, True, bad),
+        ("Bad input: services alive after it (1 = yes)", bad.figure("gateway_alive"), "1",
+         1, False, bad),
+    ]  # fmt: skip
+    out = [
+        "# Benchmark results",
+        "",
+        "Generated by `make bench` (`.venv/bin/python bench/run_all.py`); do not edit by hand,",
+        "rerun it. Every figure below names the command that produced it; the full output of",
+        "each command follows. Benches run one at a time, each in its own processes.",
+        "",
+        f"- run finished: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {total_seconds / 60:.1f} min"
+        " in all",
+        f"- machine: {os.cpu_count()} cores, {platform.platform()}, Python"
+        f" {platform.python_version()}",
+        "- load average (1 / 5 / 15 min) is given before and after each bench: the machine is"
+        " shared, and every throughput figure falls with the load of other processes; the CPU"
+        " cost per message (text path) is the figure that load changes least.",
+        "",
+        "## Targets",
+        "",
+        "| figure | measured | target | verdict | command |",
+        "|---|---|---|---|---|",
+    ]
+    for name, value, target_text, target, at_most, step in rows:
+        verdict = _verdict(value, target, at_most)
+        out.append(f"| {name} | {value} | {target_text} | {verdict} | `{step.command}` |")
+    out += ["", *analysis(run), ""]
+    for key, step in run.items():
+        status = "ok" if step.exit_code == 0 else f"exit {step.exit_code}"
+        out += [
+            f"## {step.title}",
+            "",
+            f"`{step.command}` — {status}, {step.seconds:.0f} s, load average before"
+            f" {step.load_before}, after {step.load_after}",
+            "",
+            "```",
+            step.output.rstrip() or "(no output)",
+            "```",
+            "",
+        ]
+        if key == "text":
+            out += [
+                "Profiles: `var/bench-profiles/{gateway,queue_svc}.txt` (py-spy raw collapsed"
+                " stacks, 50 Hz, during the saturation phase).",
+                "",
+            ]
+    path.write_text("\n".join(out))
+    return final
+
+
+def _busy(us_per_message: str) -> str:
+    """Share of a second a service spends on 1,000 messages at this CPU cost."""
+    number = _num(us_per_message)
+    return "(not measured)" if number is None else f"{number * 1000 / 1e6:.0%}"
+
+
+def analysis(run: dict[str, Step]) -> list[str]:
+    """What bounds the figures, from this run's numbers."""
+    text = run["text"]
+    gateway_us = text.figure("gateway_cpu_us_per_msg")
+    queue_us = text.figure("queue_svc_cpu_us_per_msg")
+    return [
+        "## What bounds the figures, and what would close the gaps",
+        "",
+        "- **Text path throughput** is bound by CPU in the gateway. This run measured"
+        f" {gateway_us} µs of gateway CPU and {queue_us} µs of queue_svc CPU per message"
+        " (`bench/text_path.py`, from /proc/<pid>/stat), so one gateway process tops out"
+        " near 1 s ÷ its cost per message on a core of its own, and both services together"
+        " need more than the 2 cores hold at 5,000 msg/s, before the client's own share"
+        " (sender and consumer run here too). The py-spy profile in the text path output"
+        " shows where the gateway's samples go: `parse_node_frame` (protobuf `json_format`"
+        " parsing plus the proto-option validation, `services/common/validation.py`) holds"
+        " most of them; in queue_svc the gRPC edge re-validates every message"
+        " (`grpc_edge._validate` → `validate_message`) and SQLite inserts follow.",
+        "  To close it: a fast path for `textMessage` frames in the gateway (one `json.loads`"
+        " and direct checks of the few header fields, falling back to the full parser for"
+        " anything else; the frame corpus and fixtures as its test), validating each message"
+        " once (queue_svc could trust the gateway's already-validated batch on an internal,"
+        " authenticated channel or cache compiled constraints per descriptor), and running"
+        " several gateway processes (`SO_REUSEPORT`, Node opening one socket per process). A"
+        " raw grpc.aio unary echo runs at only a few thousand calls/s here, which is why the"
+        " gateway batches text into one `AddMessages` call: the text path may beat the"
+        " one-call-per-message floor, and the ratio says how far the batching carries it.",
+        "- **p99 at 1,000 msg/s** follows from the same CPU cost: at 1,000 msg/s the gateway"
+        f" is busy {_busy(gateway_us)} of every second and queue_svc {_busy(queue_us)}, so a"
+        " frame often waits behind a batch in progress; the 2 ms batching window adds at"
+        " most 2 ms. Load from other processes on the shared cores shows up directly in the"
+        " tail (compare the load averages next to the figure).",
+        "- **Media jobs/s with zero-delay stubs** is bound by one InjectPlaceholder and one"
+        " UpdateByMediaId call per job plus the claim and completion writes in the store;"
+        " batching placeholders as text is batched would close it (not done here: it changes"
+        " services/ code, outside this bench's scope).",
+        "- **Media with the real processors** is bound by the engines, not the pipeline:"
+        " pickup stays at a few milliseconds while OCR takes seconds per image and Whisper"
+        " a fraction of the audio's length (`bench/media_real.py`, `bench/processors.py`)."
+        " A second media_svc replica on the same 2 cores does not help a CPU-bound pool:"
+        " both replicas compete for the same cores, and each replica's warmed engines cost"
+        " memory; replicas pay off on separate nodes (Kubernetes spreads them).",
+        "- **queue_svc memory** is Python objects per queued message (the message dataclass,"
+        " its strings, the per-correspondent deque and the dedup memory of provider ids);"
+        " `__slots__` everywhere and interning correspondent and sender ids are the levers.",
+        "- **Soak RSS growth** during the first minutes is the correspondents' windows filling"
+        " (up to 200 messages each, all of them kept in memory): growth flattens once every"
+        " window is full; the 10-minute run (`.venv/bin/python bench/soak.py`) is the one"
+        " to judge the ≤ 10 % target by. The growth matches the memory figure above: the"
+        " soak's 3 bots x 40 correspondents hold at most 24,000 messages, about 0.8 KB each.",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, to try the harness")
+    parser.add_argument("--soak-seconds", type=int, default=120)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--only", nargs="*", help="bench keys to run (default: all)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    run = steps(args.quick, args.soak_seconds)
+    for key, step in run.items():
+        if args.only and key not in args.only:
+            step.output = "(not run)"
+            continue
+        run_step(step)
+    final = write_results(args.out, run, time.perf_counter() - started)
+    print(f"wrote {args.out}")
+    failed = [s.command for s in run.values() if s.output != "(not run)" and s.exit_code != 0]
+    for command in failed:
+        print(f"FAILED (see RESULTS.md): {command}")
+    # Last, even after a failure: the RESULT line is what callers read; n/a marks a gap.
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in final.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
