@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import stat
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,34 @@ def bot_languages(config: BotConfig | None) -> tuple[str, ...]:
         return ()
     codes = [code.strip().lower() for code in raw]
     return tuple(dict.fromkeys(codes))[:MAX_LANGUAGES]
+
+
+class BotLanguages:
+    """The bots' languages, read from their configuration at most once per `ttl` seconds
+    per bot: a store read per job would cost more than a stub job itself, and a changed
+    configuration takes effect within the TTL."""
+
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[BotConfig | None]],
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._clock = clock
+        self._known: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    async def of(self, bot_id: str) -> tuple[str, ...]:
+        now = self._clock()
+        cached = self._known.get(bot_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        languages = bot_languages(await self._read(bot_id))
+        if len(self._known) > 10_000:  # bounded: many bots, each re-read when needed
+            self._known.clear()
+        self._known[bot_id] = (now + self._ttl, languages)
+        return languages
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.hooks import ClaimTrace, CrashHook
-from services.media_svc.inputs import RefusedInput, bot_languages, build_input
+from services.media_svc.inputs import BotLanguages, RefusedInput, build_input
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
     ProcessingFailure,
@@ -102,6 +102,7 @@ class JobWorker:
         self._crash = crash or CrashHook(None)
         self._trace = trace or ClaimTrace(None)
         self._clock = clock
+        self._languages = BotLanguages(store.get_bot_config)
 
     async def run(self, pool: ActivePool, claimed: ClaimedJob) -> str:
         with log_fields(**job_log_fields(claimed.job)):
@@ -164,7 +165,7 @@ class JobWorker:
                 attempt,
             )
             return ProcessingFailure("failed", failed_marker(job.media_kind))
-        languages = bot_languages(await self._store.get_bot_config(job.bot_id))
+        languages = await self._languages.of(job.bot_id)
         item = build_input(job, self._staging, pool.spec.limits, languages)
         if isinstance(item, RefusedInput):
             return item.failure

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.common.store import BotConfig, JobCollection, JobStatus, NewMediaJob, Store
 from services.media_svc.definitions import ActivePool, DefinitionsManager, build
+from services.media_svc.inputs import BotLanguages
 from services.media_svc.processors.registry import (
     ProcessorRegistry,
     builtin_types,
@@ -458,3 +459,20 @@ async def test_requeued_job_gets_a_fresh_set_of_attempts(
     assert await claim_and_run(store, worker, pool) == "delivered"
     assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
     assert await store.get_job(job_id) is None
+
+
+async def test_bot_languages_are_read_once_per_ttl() -> None:
+    reads: list[str] = []
+    now = [100.0]
+
+    async def read(bot_id: str) -> BotConfig | None:
+        reads.append(bot_id)
+        return BotConfig(bot_id, extra={"languages": ["de"]})
+
+    languages = BotLanguages(read, ttl=10.0, clock=lambda: now[0])
+    assert await languages.of("bot-1") == ("de",)
+    assert await languages.of("bot-1") == ("de",)
+    assert reads == ["bot-1"]
+    now[0] += 10.5
+    assert await languages.of("bot-1") == ("de",)
+    assert reads == ["bot-1", "bot-1"]
