@@ -6,11 +6,13 @@ that one side accepts the other side accepts too.
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
 from typing import cast
 
 from chatbot.options.v1 import field_options_pb2
-from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 # Matched with fullmatch: `$` would also match before a final newline.
@@ -37,43 +39,80 @@ def _enum_known(enum: EnumDescriptor | None, number: int) -> bool:
     return enum is not None and number in enum.values_by_number
 
 
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    field: FieldDescriptor
+    rules: field_options_pb2.FieldConstraints | None
+    repeated: bool
+    is_message: bool
+    is_enum: bool
+    unsigned_64: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _MessagePlan:
+    # (oneof name, its field names) for every real oneof: exactly one is required.
+    oneofs: tuple[tuple[str, str], ...]
+    fields: tuple[_FieldPlan, ...]
+
+
+@functools.cache
+def _plan(descriptor: Descriptor) -> _MessagePlan:
+    """What to check on a message type, read from its descriptor once per process:
+    walking descriptors and options for every message was most of a frame's parse cost.
+    Descriptors are immutable and few, so the cache is bounded by the contract."""
+    # Real oneofs in our contracts always mean "exactly one is required"; synthetic
+    # oneofs are how proto3 `optional` is represented and carry no such rule.
+    oneofs = tuple(
+        (oneof.name, ", ".join(f.name for f in oneof.fields))
+        for oneof in descriptor.oneofs
+        if not oneof.name.startswith("_")
+    )
+    fields = tuple(
+        _FieldPlan(
+            field,
+            _constraints(field),
+            field.is_repeated,
+            field.type == FieldDescriptor.TYPE_MESSAGE,
+            field.type == FieldDescriptor.TYPE_ENUM,
+            field.type in _UNSIGNED_64,
+        )
+        for field in cast("list[FieldDescriptor]", list(descriptor.fields))
+    )
+    return _MessagePlan(oneofs, fields)
+
+
 def validate_message(message: Message, path: str = "") -> list[str]:
     """Returns every constraint violation as `path: problem`; empty when valid."""
     problems: list[str] = []
-    descriptor = message.DESCRIPTOR
-    fields = cast("list[FieldDescriptor]", list(descriptor.fields))
-    for oneof in descriptor.oneofs:
-        # Real oneofs in our contracts always mean "exactly one is required"; synthetic
-        # oneofs are how proto3 `optional` is represented and carry no such rule.
-        if oneof.name.startswith("_"):
-            continue
-        if message.WhichOneof(oneof.name) is None:
-            names = ", ".join(f.name for f in oneof.fields)
-            problems.append(f"{path}{oneof.name}: exactly one of [{names}] is required")
-    for field in fields:
+    plan = _plan(message.DESCRIPTOR)
+    for name, names in plan.oneofs:
+        if message.WhichOneof(name) is None:
+            problems.append(f"{path}{name}: exactly one of [{names}] is required")
+    for item in plan.fields:
+        field, rules = item.field, item.rules
         where = f"{path}{field.name}"
         value = getattr(message, field.name)
-        rules = _constraints(field)
-        if field.is_repeated:
+        if item.repeated:
             if rules is not None and rules.required and len(value) == 0:
                 problems.append(f"{where}: required")
             if rules is not None and rules.max_items and len(value) > rules.max_items:
                 problems.append(f"{where}: more than {rules.max_items} items")
-            if field.type == FieldDescriptor.TYPE_MESSAGE:
-                for i, item in enumerate(value):
-                    problems.extend(validate_message(item, f"{where}[{i}]."))
+            if item.is_message:
+                for i, element in enumerate(value):
+                    problems.extend(validate_message(element, f"{where}[{i}]."))
             continue
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if item.is_message:
             present = message.HasField(field.name)
             if present:
                 problems.extend(validate_message(value, f"{where}."))
             elif rules is not None and rules.required:
                 problems.append(f"{where}: required")
             continue
-        if field.type == FieldDescriptor.TYPE_ENUM and not _enum_known(field.enum_type, value):
+        if item.is_enum and not _enum_known(field.enum_type, value):
             problems.append(f"{where}: unknown enum value {value}")
             continue
-        if field.type in _UNSIGNED_64 and value > MAX_STORED_INTEGER:
+        if item.unsigned_64 and value > MAX_STORED_INTEGER:
             # A valid uint64 that no store can hold: refused here rather than failing
             # (and being retried) at the store.
             problems.append(f"{where}: larger than {MAX_STORED_INTEGER}")
