@@ -10,31 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from services.common.errors import InvalidInputError
-from services.common.vocabulary import MEDIA_KINDS
-
-KNOWN_MEDIA_KINDS = MEDIA_KINDS
-
-
-class MediaCondition(StrEnum):
-    """What Node could do with the media: staged, undownloadable, or refused by quota."""
-
-    STAGED = "staged"
-    CORRUPT = "corrupt"
-    OVER_QUOTA = "over_quota"
-
-
-def base_mime(mime_type: str) -> str:
-    """`audio/ogg; codecs=opus` → `audio/ogg`: parameters never take part in routing."""
-    return mime_type.split(";", 1)[0].strip().lower()
-
-
-def route_key(condition: MediaCondition, media_kind: str, mime_type: str) -> str:
-    """The string a job stores so pending jobs can be re-routed in bulk per route."""
-    return f"{condition.value}|{media_kind}|{base_mime(mime_type)}"
+from services.common.vocabulary import MEDIA_KINDS, MediaCondition, RouteKey, base_mime
 
 
 @dataclass(frozen=True)
@@ -92,6 +71,9 @@ class ProcessorDefinitions:
             if any(route.matches(condition, media_kind, mime) for route in pool.routes):
                 return pool.name
         return self.fallback_pool.name
+
+    def route(self, key: RouteKey) -> str:
+        return self.resolve(key.condition, key.media_kind, key.mime_type)
 
     @property
     def fallback_pool(self) -> PoolDefinition:
@@ -188,8 +170,8 @@ def _parse_route(where: str, raw: Any) -> Route:
         allowed = [c.value for c in MediaCondition]
         raise InvalidInputError(f"{where}.condition: must be one of {allowed}") from exc
     kinds = _strings(raw.get("media_kinds"), f"{where}.media_kinds")
-    if kinds - KNOWN_MEDIA_KINDS:
-        raise InvalidInputError(f"{where}.media_kinds: unknown {sorted(kinds - KNOWN_MEDIA_KINDS)}")
+    if kinds - MEDIA_KINDS:
+        raise InvalidInputError(f"{where}.media_kinds: unknown {sorted(kinds - MEDIA_KINDS)}")
     mimes = frozenset(base_mime(m) for m in _strings(raw.get("mime_types"), f"{where}.mime_types"))
     return Route(condition, kinds, mimes)
 

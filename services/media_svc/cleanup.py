@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from services.common.store import JobCollection, JobStatus, LeaseStore, MediaJob, MediaJobStore
+from services.common.media_jobs import JobLifecycleStore, MediaJobs
+from services.common.store import JobCollection, JobStatus, LeaseStore, MediaJob
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import timeout_marker
@@ -42,7 +43,7 @@ _TIMED_OUT = "stale_timed_out"
 _HELD = "stale_held"
 
 
-class CleanupStore(MediaJobStore, LeaseStore, Protocol):
+class CleanupStore(JobLifecycleStore, LeaseStore, Protocol):
     """The aggregates the sweep uses: the jobs, and a lease so one process sweeps."""
 
 
@@ -74,6 +75,7 @@ class Cleanup:
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._store = store
+        self._jobs = MediaJobs(store)
         self._staging = staging
         self._delivery = delivery
         self._metrics = metrics
@@ -164,7 +166,7 @@ class Cleanup:
         if completed and job.error:
             reason = job.error  # the result's own failure (a marker, an earlier timeout)
         actions = [_RESOLVED] if status is DeliveryStatus.UPDATED else []
-        if await self._store.fail_job(job.media_processing_id, reason):
+        if await self._jobs.dead_letter(job.media_processing_id, reason):
             actions.append(_FAILED)
             log.warning(
                 "cleanup: dead-lettered %s of bot %s (%s)",
@@ -190,7 +192,7 @@ class Cleanup:
         bot's next start, instead of a dead letter the queue would never see."""
         content = compose_content(timeout_marker(job.media_kind), job.caption)
         error = f"timed_out: not processed within {self._stale_after:.0f} s"
-        if not await self._store.resolve_stale_job(job.media_processing_id, content, error):
+        if not await self._jobs.time_out_in_place(job.media_processing_id, content, error):
             # Completed by a worker meanwhile (delivered or held like any result) or gone.
             log.info("cleanup: %s finished meanwhile; left as it is", job.media_processing_id)
             return _HELD

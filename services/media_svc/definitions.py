@@ -1,8 +1,10 @@
-"""Processor definitions: seeded when missing, reloaded when changed, validated whole.
+"""Processor definitions as media_svc runs them: reloaded when changed, validated whole.
 
-A document is accepted only if it parses (services.common.routing validates the routing
-table: one pool per job) and every pool's processor exists and accepts its options. A
-rejected document is logged and the table in force stays; jobs keep being processed.
+The document is read through services.common.media_jobs.DefinitionsDocument (seeded when
+missing, as queue_svc reads it). It is accepted only if it parses (services.common.routing
+validates the routing table: one pool per job) and every pool's processor exists and
+accepts its options. A rejected document is logged and the table in force stays; jobs
+keep being processed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.common.errors import InvalidInputError
-from services.common.routing import (
-    MediaCondition,
-    PoolDefinition,
-    ProcessorDefinitions,
-    default_definitions,
-)
-from services.common.store import DefinitionsStore, MediaJobStore
+from services.common.media_jobs import DefinitionsDocument, JobLifecycleStore, MediaJobs
+from services.common.routing import PoolDefinition, ProcessorDefinitions
+from services.common.store import DefinitionsStore
 from services.media_svc.processors.contract import (
     AsyncProcessor,
     BlockingProcessor,
@@ -30,7 +28,7 @@ from services.media_svc.processors.registry import ProcessorRegistry
 log = logging.getLogger(__name__)
 
 
-class RoutingStore(DefinitionsStore, MediaJobStore, Protocol):
+class RoutingStore(DefinitionsStore, JobLifecycleStore, Protocol):
     """The definitions document, and the pending jobs re-routed when it changes."""
 
 
@@ -127,48 +125,32 @@ def build(
     return LoadedDefinitions(definitions, tuple(pools), dict(document))
 
 
-def parse_route(route: str) -> tuple[MediaCondition, str, str] | None:
-    """`condition|kind|mime` → parts; None for a key this version cannot read."""
-    parts = route.split("|", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        return MediaCondition(parts[0]), parts[1], parts[2]
-    except ValueError:
-        return None
-
-
 class DefinitionsManager:
     """Holds the table in force; `reload()` swaps it when the stored document changes."""
 
     def __init__(
         self, store: RoutingStore, registry: ProcessorRegistry, defaults: PoolDefaults | None = None
     ) -> None:
-        self._store = store
+        self._document = DefinitionsDocument(store)
+        self._jobs = MediaJobs(store)
         self._registry = registry
         self._defaults = defaults or PoolDefaults()
-        self._current = build(default_definitions().to_document(), registry, self._defaults)
+        self._current = build(self._document.default_document(), registry, self._defaults)
 
     @property
     def current(self) -> LoadedDefinitions:
         return self._current
 
     async def start(self) -> LoadedDefinitions:
-        """Seeds the defaults when the store has none (idempotent across replicas),
-        then loads the stored table; a bad stored table leaves the defaults in force."""
-        if await self._store.seed_processor_definitions(default_definitions().to_document()):
-            log.info("seeded the default processor definitions")
+        """Seeds the defaults when the store has none, then loads the stored table; a bad
+        stored table leaves the defaults in force."""
+        await self._document.seed()
         await self.reload()
         return self._current
 
     async def reload(self) -> bool:
         """True when a changed, valid document was put in force."""
-        document = await self._store.get_processor_definitions()
-        if document is None:
-            log.warning("processor definitions document missing; seeding the defaults again")
-            await self._store.seed_processor_definitions(default_definitions().to_document())
-            return False
-        document = {k: v for k, v in document.items() if k != "_id"}
+        document = await self._document.read()
         if document == self._current.document:
             await self.reroute_pending()
             return False
@@ -193,16 +175,4 @@ class DefinitionsManager:
         return True
 
     async def reroute_pending(self) -> int:
-        """Points pending jobs whose route now resolves to another pool at that pool."""
-        moved = 0
-        definitions = self._current.definitions
-        for route, pool in (await self._store.pending_routes()).items():
-            parsed = parse_route(route)
-            target = definitions.resolve(*parsed) if parsed else definitions.fallback_pool.name
-            if target != pool:
-                count = await self._store.set_pool_for_route(route, target)
-                moved += count
-                log.info(
-                    "re-routed %d pending jobs of route %s: %s → %s", count, route, pool, target
-                )
-        return moved
+        return await self._jobs.reroute_pending(self._current.definitions)

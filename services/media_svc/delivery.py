@@ -18,7 +18,7 @@ from enum import Enum
 import grpc
 from chatbot.queue.v1 import queue_service_pb2
 
-from services.common.errors import ChatbotError, UnavailableError
+from services.common.errors import ChatbotError
 from services.common.queue_shards import QueueShards
 from services.common.sharding import ShardAddresses
 from services.common.store import MediaJob
@@ -109,22 +109,6 @@ class QueueDelivery:
             raise DeliveryRejectedError(
                 f"UpdateByMediaId answered unknown status {response.status}"
             )
-
-    async def bot_active(self, bot_id: str, correspondent_id: str) -> bool:
-        """Whether queue_svc holds the bot's queues now (GetWindow answers only then)."""
-        request = queue_service_pb2.GetWindowRequest(
-            bot_id=bot_id, correspondent_id=correspondent_id
-        )
-        try:
-            await self._shards.stub_for(bot_id).GetWindow(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in _RETRYABLE:
-                raise UnavailableError(
-                    f"{self._shards.describe(bot_id)} unreachable ({exc.code().name}); "
-                    "retry when it is up"
-                ) from exc
-            return False
-        return True
 
     async def close(self) -> None:
         await self._shards.close()

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.routing import MediaCondition, base_mime
 from services.common.store import BotConfig, MediaJob
+from services.common.vocabulary import MediaCondition, RouteKey, base_mime
 from services.media_svc.processors.base import ProcessingFailure, kind_label
 from services.media_svc.processors.contract import ProcessorInput, ProcessorLimits
 from services.media_svc.processors.text import sanitize_file_name
@@ -34,11 +34,10 @@ MAX_LANGUAGES = 10
 
 def job_condition(job: MediaJob) -> MediaCondition:
     """The condition recorded in the job's route key (`condition|kind|mime`)."""
-    head = job.route.split("|", 1)[0]
-    try:
-        return MediaCondition(head)
-    except ValueError:
-        return MediaCondition.STAGED if job.has_staged_file else MediaCondition.CORRUPT
+    key = RouteKey.parse(job.route)
+    if key is not None:
+        return key.condition
+    return MediaCondition.STAGED if job.has_staged_file else MediaCondition.CORRUPT
 
 
 def bot_languages(config: BotConfig | None) -> tuple[str, ...]:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.errors import InvalidInputError, NotFoundError, PreconditionError
-from services.common.store import JobCollection, MediaJob, MediaJobStore, PoolDepth
-from services.common.validation import is_uuid4
+from services.common.errors import InvalidInputError
+from services.common.media_jobs import JobLifecycleStore, MediaJobs
+from services.common.store import JobCollection, MediaJob, PoolDepth
 from services.media_svc.definitions import DefinitionsManager
-from services.media_svc.delivery import QueueDelivery
 from services.media_svc.pool import PoolSet
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import Clock, utc_now
-
-log = logging.getLogger(__name__)
 
 MAX_FAILED_LIMIT = 1000
 
@@ -34,18 +30,17 @@ class MediaOperations:
     def __init__(
         self,
         *,
-        store: MediaJobStore,
+        store: JobLifecycleStore,
         definitions: DefinitionsManager,
         pools: PoolSet,
         staging: StagingDirectory,
-        delivery: QueueDelivery,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._jobs = MediaJobs(store)
         self._definitions = definitions
         self._pools = pools
         self._staging = staging
-        self._delivery = delivery
         self._clock = clock
 
     async def pool_stats(self) -> list[PoolStatistics]:
@@ -77,25 +72,7 @@ class MediaOperations:
 
     async def requeue(self, media_processing_id: str) -> JobCollection:
         """FAILED → ACTIVE when the bot is active, else HOLDING (applied on its start)."""
-        if not is_uuid4(media_processing_id):
-            raise InvalidInputError(
-                f"media_processing_id: must be a lower-case UUID4, got {media_processing_id!r}"
-            )
-        found = await self._store.get_job(media_processing_id)
-        if found is None or found[0] is not JobCollection.FAILED:
-            raise NotFoundError(f"no failed job {media_processing_id}")
-        job = found[1]
-        if job.has_staged_file and not self._staging.exists(media_processing_id):
-            raise PreconditionError(
-                f"the staged file of {media_processing_id} is gone (failed jobs' files are "
-                "deleted); it cannot be processed again"
-            )
-        active = await self._delivery.bot_active(job.bot_id, job.correspondent_id)
-        target = JobCollection.ACTIVE if active else JobCollection.HOLDING
-        if not await self._store.requeue_failed_job(media_processing_id, target):
-            raise NotFoundError(f"no failed job {media_processing_id} (requeued concurrently?)")
-        log.info("operator requeued %s into %s", media_processing_id, target.value)
-        return target
+        return await self._jobs.requeue(media_processing_id, self._staging.exists)
 
 
 def _age(now: datetime, since: datetime | None) -> float:

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.store import ClaimedJob, MediaJobStore
+from services.common.media_jobs import JobLifecycleStore, MediaJobs
+from services.common.store import ClaimedJob
 from services.media_svc.definitions import ActivePool, LoadedDefinitions
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.worker import JobWorker, utc_now
@@ -39,7 +40,7 @@ class PoolSet:
     def __init__(
         self,
         *,
-        store: MediaJobStore,
+        store: JobLifecycleStore,
         worker: JobWorker,
         metrics: MediaMetrics,
         worker_id: str,
@@ -48,6 +49,7 @@ class PoolSet:
         claimers: int = 4,
     ) -> None:
         self._store = store
+        self._jobs = MediaJobs(store)
         self._worker = worker
         self._metrics = metrics
         self._worker_id = worker_id
@@ -101,7 +103,7 @@ class PoolSet:
             if open_pools:
                 self._claiming += 1
                 try:
-                    claimed = await self._store.claim_job(open_pools, self._worker_id, self._lease)
+                    claimed = await self._jobs.claim(open_pools, self._worker_id, self._lease)
                 finally:
                     self._claiming -= 1
             if claimed is None:
@@ -141,7 +143,7 @@ class PoolSet:
         task.add_done_callback(self._tasks.discard)
 
     async def _release(self, claimed: ClaimedJob) -> None:
-        await self._store.release_job(
+        await self._jobs.release(
             claimed.job.media_processing_id, claimed.token, "pool removed", utc_now()
         )
 

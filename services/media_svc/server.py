@@ -153,7 +153,7 @@ async def serve(
             orphan_grace_seconds=config.orphan_grace_seconds,
         )
         operations = MediaOperations(
-            store=store, definitions=definitions, pools=pools, staging=staging, delivery=delivery
+            store=store, definitions=definitions, pools=pools, staging=staging
         )
 
         media_service_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(operations), server)

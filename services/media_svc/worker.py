@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from services.common.job_endings import end_delivered_job
 from services.common.logs import log_fields
-from services.common.store import BotConfigStore, ClaimedJob, JobCollection, MediaJob, MediaJobStore
+from services.common.media_jobs import JobLifecycleStore, MediaJobs
+from services.common.store import ClaimedJob, JobCollection, MediaJob
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
@@ -73,7 +73,7 @@ class WorkerSettings:
     not_found_backoff_seconds: float = 0.2
 
 
-class WorkerStore(MediaJobStore, BotConfigStore, Protocol):
+class WorkerStore(JobLifecycleStore, Protocol):
     """The aggregates a worker uses: its jobs, and the bot's configuration (languages)."""
 
 
@@ -94,6 +94,7 @@ class JobWorker:
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._jobs = MediaJobs(store)
         self._staging = staging
         self._delivery = delivery
         self._executor = executor
@@ -125,7 +126,7 @@ class JobWorker:
             # Shutdown past its grace period: hand the job back untouched for another run.
             renewer.cancel()
             await asyncio.shield(
-                self._store.release_job(
+                self._jobs.release(
                     job.media_processing_id, token, "released at shutdown", self._clock()
                 )
             )
@@ -141,7 +142,7 @@ class JobWorker:
         else:
             content = compose_content(outcome.marker, job.caption)
             error = outcome.error
-        where = await self._store.complete_job(job.media_processing_id, token, content, error)
+        where = await self._jobs.record_result(job.media_processing_id, token, content, error)
         if where is None:
             await self._forget(job, "lease lost or job dead-lettered before its result was saved")
             return "lease_lost"
@@ -187,7 +188,7 @@ class JobWorker:
             delay = backoff_delay(
                 attempt, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
             )
-            released = await self._store.release_job(
+            released = await self._jobs.release(
                 job.media_processing_id,
                 token,
                 f"transient: {exc}",
@@ -223,12 +224,12 @@ class JobWorker:
                 status = await self._delivery.update(job, content)
         except DeliveryRejectedError as exc:
             log.error("queue_svc refused the result of %s: %s", job.media_processing_id, exc)
-            await self._store.fail_job(job.media_processing_id, f"delivery rejected: {exc}")
+            await self._jobs.dead_letter(job.media_processing_id, f"delivery rejected: {exc}")
             self._delete_file(job)
             return "failed"
         self._crash.hit("after_deliver")
         if status is DeliveryStatus.UPDATED:
-            await end_delivered_job(self._store, job.media_processing_id, error)
+            await self._jobs.end_delivered(job.media_processing_id, error)
             self._delete_file(job)
             return "delivered" if error is None else "failed"
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
@@ -286,7 +287,7 @@ class JobWorker:
         while True:
             await asyncio.sleep(interval)
             try:
-                ok = await self._store.renew_lease(
+                ok = await self._jobs.renew(
                     media_processing_id, token, self._settings.lease_seconds
                 )
             except Exception:

@@ -9,17 +9,11 @@ from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
 
-from services.common.routing import MediaCondition
-from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS
+from services.common.errors import InvalidInputError
+from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 from services.queue_svc.service_types import PlaceholderRequest
 from services.queue_svc.subscriptions import Delivery
-
-_CONDITIONS = {
-    q.MEDIA_CONDITION_STAGED: MediaCondition.STAGED,
-    q.MEDIA_CONDITION_CORRUPT: MediaCondition.CORRUPT,
-    q.MEDIA_CONDITION_OVER_QUOTA: MediaCondition.OVER_QUOTA,
-}
 
 
 def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
@@ -62,6 +56,10 @@ def new_message(message: q.NewMessage) -> NewMessage:
 
 
 def placeholder_request(request: q.InjectPlaceholderRequest) -> PlaceholderRequest:
+    try:
+        condition = MediaCondition.from_proto(request.condition)
+    except ValueError as exc:
+        raise InvalidInputError(f"condition: {exc}") from exc
     return PlaceholderRequest(
         bot_id=request.bot_id,
         correspondent_id=request.correspondent_id,
@@ -74,7 +72,7 @@ def placeholder_request(request: q.InjectPlaceholderRequest) -> PlaceholderReque
             ),
         ),
         media_processing_id=request.media_processing_id,
-        condition=_CONDITIONS[request.condition],
+        condition=condition,
         file_size=request.file_size,
         condition_detail=(
             request.condition_detail if request.HasField("condition_detail") else None

@@ -1,9 +1,8 @@
 """StartBot and StopBot: a bot's windows, history and media jobs loaded into this
 process and parked again, and the shared registry of active bots.
 
-This module owns the lifecycle's job moves (holding → active at start, active → holding
-at stop) and the end of a job whose result is already durable (deleted, or failed when
-the result is a failure)."""
+The job moves themselves (holding → active at start, active → holding at stop, the end
+of a job whose result is durable) are services.common.media_jobs' transitions."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from services.common.errors import UnavailableError
-from services.common.job_endings import end_delivered_job
+from services.common.media_jobs import MediaJobs
 from services.common.store import (
     BotConfig,
     BotConfigStore,
@@ -47,12 +46,14 @@ class BotLifecycle:
     def __init__(
         self,
         store: LifecycleStore,
+        jobs: MediaJobs,
         settings: ServiceSettings,
         gate: BotGate,
         ingestion: Ingestion,
         subscriptions: Subscriptions,
     ) -> None:
         self._store = store
+        self._jobs = jobs
         self._settings = settings
         self._gate = gate
         self._ingestion = ingestion
@@ -115,10 +116,7 @@ class BotLifecycle:
                 ),
                 "recent_messages",
             )
-            reactivated = await store_call(
-                self._store.move_bot_jobs(bot_id, JobCollection.HOLDING, JobCollection.ACTIVE),
-                "move_bot_jobs",
-            )
+            reactivated = await store_call(self._jobs.reactivate_bot(bot_id), "move_bot_jobs")
             jobs = await store_call(
                 self._store.list_jobs(bot_id, JobCollection.ACTIVE), "list_jobs"
             )
@@ -176,9 +174,9 @@ class BotLifecycle:
         )
 
     async def finish_job(self, media_processing_id: str, error: str | None) -> None:
-        """A completed job whose message is durable (services.common.job_endings)."""
+        """A completed job whose message is durable: deleted, or failed."""
         await store_call(
-            end_delivered_job(self._store, media_processing_id, error), "delete_job or fail_job"
+            self._jobs.end_delivered(media_processing_id, error), "delete_job or fail_job"
         )
 
     async def stop_bot(self, bot_id: str) -> StopResult:
@@ -192,10 +190,7 @@ class BotLifecycle:
         try:
             await asyncio.wait_for(bot.idle.wait(), self._settings.write_timeout_seconds)
             persisted = await self._ingestion.drain([bot.queues])
-            parked = await store_call(
-                self._store.move_bot_jobs(bot_id, JobCollection.ACTIVE, JobCollection.HOLDING),
-                "move_bot_jobs",
-            )
+            parked = await store_call(self._jobs.park_bot(bot_id), "move_bot_jobs")
             await self._mark_active(bot_id, False)
         except BaseException:
             bot.state = BotState.ACTIVE

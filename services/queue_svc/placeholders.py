@@ -11,8 +11,9 @@ import logging
 from typing import Protocol
 
 from services.common.errors import InvalidInputError, UnavailableError
-from services.common.routing import MediaCondition, route_key
+from services.common.media_jobs import MediaJobs
 from services.common.store import JobCollection, MediaJobStore, MessageStore, NewMediaJob
+from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
@@ -28,18 +29,21 @@ CONDITION_DETAIL_MAX_CHARS = 1_000
 
 
 class PlaceholderStore(MediaJobStore, MessageStore, Protocol):
-    """The media jobs, and the persisted provider ids that recognise a resent frame."""
+    """The media jobs (read here; created through MediaJobs), and the persisted provider
+    ids that recognise a resent frame."""
 
 
 class Placeholders:
     def __init__(
         self,
         store: PlaceholderStore,
+        jobs: MediaJobs,
         routing: ProcessorRouting,
         ingestion: Ingestion,
         write_timeout_seconds: float,
     ) -> None:
         self._store = store
+        self._jobs = jobs
         self._routing = routing
         self._ingestion = ingestion
         self._timeout = write_timeout_seconds
@@ -71,10 +75,8 @@ class Placeholders:
                 seen = bool(found)
             if seen:
                 return (key.id if key is not None else 0), True
-        definitions = await self._routing.definitions()
-        pool = definitions.resolve(
-            request.condition, request.media.media_kind, request.media.mime_type
-        )
+        route = RouteKey.of(request.condition, request.media.media_kind, request.media.mime_type)
+        pool = (await self._routing.definitions()).route(route)
         message_id = bot.reserve_id(request.correspondent_id)
         m = request.message
         job = NewMediaJob(
@@ -92,7 +94,7 @@ class Placeholders:
             media_kind=request.media.media_kind,
             original_filename=request.media.original_filename,
             file_size=request.file_size,
-            route=route_key(request.condition, request.media.media_kind, request.media.mime_type),
+            route=str(route),
             pool=pool,
             has_staged_file=request.condition is MediaCondition.STAGED,
             group_id=m.group_id,
@@ -100,7 +102,7 @@ class Placeholders:
             condition_detail=bounded_detail(request.condition_detail),
             details=m.details,
         )
-        created = await store_call(self._store.create_job(job), "create_job")
+        created = await store_call(self._jobs.create(job), "create_job")
         if not created:
             return await self._retried(bot, request)
         entry, _ = bot.inject_placeholder(

@@ -7,39 +7,35 @@ import logging
 import time
 
 from services.common.errors import ChatbotError, InvalidInputError, UnavailableError
+from services.common.media_jobs import DefinitionsDocument
 from services.common.routing import ProcessorDefinitions, default_definitions
-from services.common.store import DefinitionsStore
 
 log = logging.getLogger("queue_svc.routing")
 
 
 class ProcessorRouting:
-    """Reads `_mediaProcessorDefinitions` from the store, seeding the defaults when it is
-    missing, and re-reads it every `refresh_seconds` so operator edits apply without a
-    restart. A broken document keeps the last good table (or the defaults) and is logged.
-    """
+    """The stored table (services.common.media_jobs.DefinitionsDocument), re-read every
+    `refresh_seconds` so operator edits apply without a restart. A broken document keeps
+    the last good table (or the defaults) and is logged; media_svc names the defect."""
 
-    def __init__(self, store: DefinitionsStore, refresh_seconds: float = 10.0) -> None:
-        self._store = store
+    def __init__(self, document: DefinitionsDocument, refresh_seconds: float = 10.0) -> None:
+        self._document = document
         self._refresh = refresh_seconds
         self._cached: ProcessorDefinitions | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
+    def _fresh(self) -> bool:
+        return self._cached is not None and time.monotonic() - self._loaded_at < self._refresh
+
     async def definitions(self) -> ProcessorDefinitions:
-        if self._cached is not None and time.monotonic() - self._loaded_at < self._refresh:
+        if self._cached is not None and self._fresh():
             return self._cached
         async with self._lock:
-            if self._cached is not None and time.monotonic() - self._loaded_at < self._refresh:
+            if self._cached is not None and self._fresh():
                 return self._cached
             try:
-                document = await self._store.get_processor_definitions()
-                if document is None:
-                    defaults = default_definitions()
-                    await self._store.seed_processor_definitions(defaults.to_document())
-                    document = await self._store.get_processor_definitions()
-                    if document is None:
-                        document = defaults.to_document()
+                document = await self._document.read()
             except Exception as exc:
                 if self._cached is not None:
                     log.warning("definitions reload failed; keeping the last table: %s", exc)

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
+from services.common.media_jobs import DefinitionsDocument, MediaJobs
 from services.common.store import BotConfigStore, DefinitionsStore, MediaJobStore, MessageStore
 from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
@@ -102,12 +103,15 @@ class QueueService:
             retry_seconds=self._settings.retry_seconds,
             metrics=metrics,
         )
-        routing = ProcessorRouting(store, self._settings.definitions_refresh_seconds)
+        jobs = MediaJobs(store)
+        routing = ProcessorRouting(
+            DefinitionsDocument(store), self._settings.definitions_refresh_seconds
+        )
         self._placeholders = Placeholders(
-            store, routing, self._ingestion, self._settings.write_timeout_seconds
+            store, jobs, routing, self._ingestion, self._settings.write_timeout_seconds
         )
         self._lifecycle = BotLifecycle(
-            store, self._settings, self._gate, self._ingestion, self._subscriptions
+            store, jobs, self._settings, self._gate, self._ingestion, self._subscriptions
         )
         self._closed = False
 

@@ -11,8 +11,8 @@ from enum import Enum
 from typing import TypeVar
 
 from services.common.errors import ChatbotError, PreconditionError, UnavailableError
-from services.common.routing import MediaCondition
 from services.common.sharding import ShardIdentity
+from services.common.vocabulary import MediaCondition
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 
 T = TypeVar("T")

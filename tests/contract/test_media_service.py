@@ -11,7 +11,6 @@ import grpc
 import pytest
 from chatbot.common.v1 import message_pb2
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
-from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 
 from services.common.store import JobCollection, Store, StoreConfig, open_store
 from services.media_svc.definitions import DefinitionsManager
@@ -29,21 +28,6 @@ from tests.helpers.grpc_harness import serve_on_loopback
 from tests.helpers.store_factories import new_job
 
 
-class ActiveBots(queue_service_pb2_grpc.QueueServiceServicer):
-    """The one QueueService call requeue makes: GetWindow answers only for active bots."""
-
-    active = {"bot-1"}
-
-    async def GetWindow(  # noqa: N802 (gRPC method name)
-        self,
-        request: queue_service_pb2.GetWindowRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> queue_service_pb2.GetWindowResponse:
-        if request.bot_id not in self.active:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "bot not active")
-        return queue_service_pb2.GetWindowResponse()
-
-
 @dataclass
 class Env:
     stub: media_service_pb2_grpc.MediaServiceAsyncStub
@@ -56,15 +40,10 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     store = await open_store(StoreConfig(backend="sqlite", sqlite_path=tmp_path / "s.sqlite3"))
     staging = StagingDirectory(tmp_path / "staging")
     metrics = MediaMetrics()
-    queue_server = grpc.aio.server()
-    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
-        ActiveBots(),  # type: ignore[abstract]  # only GetWindow is called
-        queue_server,
-    )
-    queue_port = queue_server.add_insecure_port("127.0.0.1:0")
-    await queue_server.start()
+    # A requeue picks its collection by the registry queue_svc's StartBot writes.
+    assert await store.set_bot_active("bot-1", True)
     try:
-        delivery = QueueDelivery(f"127.0.0.1:{queue_port}", metrics)
+        delivery = QueueDelivery("127.0.0.1:9", metrics)  # nothing is delivered here
         definitions = DefinitionsManager(store, default_registry())
         await definitions.start()
         executor = PoolExecutors()
@@ -86,7 +65,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         )
         pools.apply(definitions.current)
         operations = MediaOperations(
-            store=store, definitions=definitions, pools=pools, staging=staging, delivery=delivery
+            store=store, definitions=definitions, pools=pools, staging=staging
         )
         async with serve_on_loopback(
             lambda s: media_service_pb2_grpc.add_MediaServiceServicer_to_server(
@@ -97,7 +76,6 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             yield Env(media_service_pb2_grpc.MediaServiceStub(channel), store, staging)
         await delivery.close()
     finally:
-        await queue_server.stop(None)
         await store.close()
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import PreconditionError, UnavailableError
-from services.common.routing import MediaCondition
 from services.common.store import BotConfig, JobCollection, JobStatus, Store
+from services.common.vocabulary import MediaCondition
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 from services.queue_svc.service import (
     CONDITION_DETAIL_MAX_CHARS,

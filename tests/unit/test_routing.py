@@ -9,14 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.errors import InvalidInputError
-from services.common.routing import (
-    KNOWN_MEDIA_KINDS,
-    MediaCondition,
-    ProcessorDefinitions,
-    base_mime,
-    default_definitions,
-    route_key,
-)
+from services.common.routing import ProcessorDefinitions, default_definitions
+from services.common.vocabulary import MEDIA_KINDS, MediaCondition, RouteKey, base_mime
 
 
 def test_sticker_and_image_webp_are_told_apart_by_kind() -> None:
@@ -30,7 +24,9 @@ def test_mime_parameters_do_not_take_part_in_routing() -> None:
     mime = "audio/ogg; codecs=opus"
     assert base_mime(mime) == "audio/ogg"
     assert table.resolve(MediaCondition.STAGED, "MEDIA_KIND_VOICE_NOTE", mime) == "Audio"
-    assert route_key(MediaCondition.STAGED, "MEDIA_KIND_VOICE_NOTE", mime).endswith("|audio/ogg")
+    assert str(RouteKey.of(MediaCondition.STAGED, "MEDIA_KIND_VOICE_NOTE", mime)).endswith(
+        "|audio/ogg"
+    )
 
 
 def test_unknown_types_corrupt_and_over_quota_have_their_pools() -> None:
@@ -48,7 +44,7 @@ def test_plain_text_documents_go_to_the_document_pool() -> None:
 
 @given(
     st.sampled_from(list(MediaCondition)),
-    st.sampled_from(sorted(KNOWN_MEDIA_KINDS)),
+    st.sampled_from(sorted(MEDIA_KINDS)),
     st.sampled_from(["image/webp", "audio/ogg", "video/mp4", "application/pdf", "x/unknown"]),
 )
 def test_every_job_matches_exactly_one_pool(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from services.common.routing import MediaCondition
+from services.common.vocabulary import MediaCondition
 from services.media_svc.processors.base import (
     ProcessingOutcome,
     option_number,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.routing import MediaCondition
+from services.common.vocabulary import MediaCondition
 from services.media_svc.processors.base import ProcessingFailure, ProcessingOutcome, kind_label
 from services.media_svc.processors.contract import AsyncProcessor, ProcessorInput
 from services.media_svc.processors.text import sanitize_mime

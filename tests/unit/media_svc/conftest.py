@@ -35,7 +35,6 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         self.calls: list[queue_service_pb2.UpdateByMediaIdRequest] = []
         self.answers: list[int | None] = []
         self.default: int = UPDATED
-        self.active_bots: set[str] = set()
         # Awaited with each UpdateByMediaId request before it is answered.
         self.on_update: (
             Callable[[queue_service_pb2.UpdateByMediaIdRequest], Awaitable[None]] | None
@@ -53,15 +52,6 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         if answer is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted outage")
         return queue_service_pb2.UpdateByMediaIdResponse(status=answer)  # type: ignore[arg-type]
-
-    async def GetWindow(  # noqa: N802 (gRPC method name)
-        self,
-        request: queue_service_pb2.GetWindowRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> queue_service_pb2.GetWindowResponse:
-        if request.bot_id not in self.active_bots:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "bot not active")
-        return queue_service_pb2.GetWindowResponse()
 
 
 @dataclass

@@ -45,7 +45,7 @@ async def stored(store: Store, job: NewMediaJob) -> MediaJob:
     return found[1]
 
 
-async def test_updates_and_activity_checks_go_to_the_bots_shard(
+async def test_updates_go_to_the_bots_shard(
     store: Store, peers: list[QueuePeer], sharded: QueueDelivery
 ) -> None:
     jobs = [await stored(store, new_job(bot_id=bot)) for bot in BOTS for _ in range(3)]
@@ -55,11 +55,6 @@ async def test_updates_and_activity_checks_go_to_the_bots_shard(
     for shard, peer in enumerate(peers):
         assert {c.bot_id for c in peer.servicer.calls} == {BOTS[shard]}
         assert len(peer.servicer.calls) == 3
-    # GetWindow answers only on the shard that has the bot active.
-    peers[1].servicer.active_bots = {BOTS[1]}
-    assert await sharded.bot_active(BOTS[1], "c1") is True
-    peers[0].servicer.active_bots = {BOTS[1]}  # would be a wrong answer from shard 0
-    assert await sharded.bot_active(BOTS[0], "c1") is False
 
 
 async def test_cleanup_delivers_each_stale_job_to_its_bots_shard(

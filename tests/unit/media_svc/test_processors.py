@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.routing import MediaCondition
+from services.common.vocabulary import MediaCondition
 from services.media_svc.definitions import ActivePool, PoolDefaults, build
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.processors import (
