@@ -13,6 +13,7 @@ from typing import TypeVar
 from services.common.errors import ChatbotError, PreconditionError, UnavailableError
 from services.common.sharding import ShardIdentity
 from services.common.vocabulary import MediaCondition
+from services.queue_svc.bot_queues import DEFAULT_DEDUP_CAPACITY
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 
 T = TypeVar("T")
@@ -94,7 +95,7 @@ class ServiceSettings:
     retry_seconds: float = 0.5
     write_timeout_seconds: float = 10.0
     subscriber_buffer: int = 10_000
-    dedup_capacity: int = 100_000
+    dedup_capacity: int = DEFAULT_DEDUP_CAPACITY
     definitions_refresh_seconds: float = 10.0
     resume_bots: bool = True
     # The bots this replica serves (services.common.sharding); 0/1 serves every bot.
