@@ -27,9 +27,11 @@ from services.common.store._types import (
     JobCollection,
     JobStatus,
     MediaJob,
+    MessageFields,
     NewMediaJob,
     PoolDepth,
     StoredMessage,
+    message_fields,
     truncate_to_millis,
 )
 
@@ -49,12 +51,14 @@ __all__ = [
     "LeaseStore",
     "MediaJob",
     "MediaJobStore",
+    "MessageFields",
     "MessageStore",
     "NewMediaJob",
     "PoolDepth",
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "message_fields",
     "open_store",
     "truncate_to_millis",
 ]
