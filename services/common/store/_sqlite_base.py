@@ -13,7 +13,8 @@ from typing import Any, Literal, Self
 
 from services.common.errors import InvalidInputError, UnavailableError
 from services.common.store import _rules as rules
-from services.common.store._notify import DataVersionWatcher, Notifier
+from services.common.store._adapter_base import AdapterBase
+from services.common.store._notify import DataVersionWatcher
 from services.common.store._sqlite_runner import SqliteRunner
 from services.common.store._types import (
     JOB_FIELDS,
@@ -230,17 +231,16 @@ def _claim_sql(pool_count: int) -> str:
     )
 
 
-class SqliteBase:
+class SqliteBase(AdapterBase):
     """The connection plumbing every part of `SqliteStore` shares: the file, its runner
     thread, the wake-up of `wait_for_jobs`."""
 
     def __init__(self, path: Path, runner: SqliteRunner) -> None:
+        super().__init__()
         self._path = path
         self._runner = runner
-        self._notifier: Notifier | None = None
         self._watcher: DataVersionWatcher | None = None
         self._claim_sql: dict[int, str] = {}
-        self._closed = False
 
     @classmethod
     async def open(
@@ -272,16 +272,7 @@ class SqliteBase:
     def path(self) -> Path:
         return self._path
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close_resources(self) -> None:
         if self._watcher is not None:
             await self._watcher.close()
         await self._runner.close()
@@ -291,10 +282,6 @@ class SqliteBase:
 
     async def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> Any:
         return await self._runner.call(operation, write=True)
-
-    def _wake(self) -> None:
-        if self._notifier is not None:
-            self._notifier.wake()
 
 
 # --- helpers run on the runner thread -----------------------------------------------
