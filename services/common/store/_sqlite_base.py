@@ -338,6 +338,20 @@ def _first_table(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> J
     return None
 
 
+def _found_among(
+    conn: sqlite3.Connection, sql: str, wanted: Sequence[str], params: Sequence[Any] = ()
+) -> set[str]:
+    """Which of `wanted` the query `sql` returns (its first column). `sql` holds `{marks}`
+    where the IN list goes, after its own `params`; asked in chunks of `_IN_CHUNK`, far
+    below SQLite's bound on host parameters."""
+    found: set[str] = set()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        found.update(row[0] for row in conn.execute(sql.format(marks=marks), (*params, *chunk)))
+    return found
+
+
 def _get_document(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT document FROM bot_configurations WHERE id = ?", (key,)).fetchone()
     if row is None:

@@ -15,10 +15,10 @@ from typing import Any
 from services.common.store import _rules as rules
 from services.common.store._sqlite_base import (
     _APPEND_SQL,
-    _IN_CHUNK,
     _MESSAGE_SELECT,
     SCHEMA_VERSION,
     _dumps,
+    _found_among,
     _get_document,
     _lease_ms,
     _message,
@@ -274,17 +274,13 @@ class SqliteStore(SqliteJobs):
         wanted = list(dict.fromkeys(provider_message_ids))
 
         def read(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start : start + _IN_CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                rows = conn.execute(
-                    "SELECT DISTINCT provider_message_id FROM queues"
-                    f" WHERE bot_id = ? AND provider_message_id IN ({marks})",
-                    (bot_id, *chunk),
-                )
-                found.update(row[0] for row in rows)
-            return found
+            return _found_among(
+                conn,
+                "SELECT DISTINCT provider_message_id FROM queues"
+                " WHERE bot_id = ? AND provider_message_id IN ({marks})",
+                wanted,
+                (bot_id,),
+            )
 
         found: set[str] = await self._read(read)
         return found
