@@ -14,6 +14,12 @@ from services.common.store._interface import (
     MessageStore,
     Store,
 )
+from services.common.store._message_types import (
+    AppendResult,
+    MessageFields,
+    StoredMessage,
+    message_fields,
+)
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
@@ -21,17 +27,13 @@ from services.common.store._types import (
     DEFAULT_MAX_CHARACTERS,
     DEFAULT_MAX_MESSAGE_CHARACTERS,
     DEFAULT_MAX_MESSAGES,
-    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
     JobStatus,
     MediaJob,
-    MessageFields,
     NewMediaJob,
     PoolDepth,
-    StoredMessage,
-    message_fields,
     truncate_to_millis,
 )
 

@@ -26,14 +26,16 @@ from pymongo.write_concern import WriteConcern
 from services.common.errors import UnavailableError
 from services.common.store import _rules as rules
 from services.common.store._adapter_base import AdapterBase
+from services.common.store._message_types import (
+    MESSAGE_FIELDS,
+    StoredMessage,
+)
 from services.common.store._notify import Notifier
 from services.common.store._types import (
     JOB_FIELDS,
-    MESSAGE_FIELDS,
     JobCollection,
     JobStatus,
     MediaJob,
-    StoredMessage,
     truncate_to_millis,
 )
 

@@ -14,16 +14,18 @@ from typing import Any, Literal, Self
 from services.common.errors import InvalidInputError, UnavailableError
 from services.common.store import _rules as rules
 from services.common.store._adapter_base import AdapterBase
+from services.common.store._message_types import (
+    MESSAGE_FIELDS,
+    MESSAGE_INPUT_FIELDS,
+    StoredMessage,
+)
 from services.common.store._notify import DataVersionWatcher
 from services.common.store._sqlite_runner import SqliteRunner
 from services.common.store._types import (
     JOB_FIELDS,
-    MESSAGE_FIELDS,
-    MESSAGE_INPUT_FIELDS,
     JobCollection,
     JobStatus,
     MediaJob,
-    StoredMessage,
     from_millis,
 )
 

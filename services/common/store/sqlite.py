@@ -13,6 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from services.common.store import _rules as rules
+from services.common.store._message_types import (
+    MESSAGE_INPUT_FIELDS,
+    AppendResult,
+    StoredMessage,
+)
 from services.common.store._sqlite_base import (
     _APPEND_SQL,
     _MESSAGE_SELECT,
@@ -31,10 +36,7 @@ from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
     DEFINITIONS_DOCUMENT_ID,
-    MESSAGE_INPUT_FIELDS,
-    AppendResult,
     BotConfig,
-    StoredMessage,
     listed_bots,
     to_millis,
 )
