@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -164,25 +165,17 @@ class GrpcEdge(_Interceptor):
         return code, str(classified)
 
 
+@dataclass(slots=True)
 class _EdgeCall:
     """One RPC at the edge, around the handler (a unary call, or a whole stream): an
     exception becomes its status code (an abort, which raises AbortError), an abort the
     handler made itself keeps its code, and the call is observed once, with its code."""
 
-    __slots__ = ("_context", "_method", "_observe", "_started", "_status")
-
-    def __init__(
-        self,
-        method: str,
-        context: Context,
-        status: Callable[[str, Exception], tuple[grpc.StatusCode, str]],
-        observe: RpcObserver,
-    ) -> None:
-        self._method = method
-        self._context = context
-        self._status = status
-        self._observe = observe
-        self._started = time.perf_counter()
+    method: str
+    context: Context
+    status: Callable[[str, Exception], tuple[grpc.StatusCode, str]]
+    observe: RpcObserver
+    started: float = field(default_factory=time.perf_counter)
 
     async def __aenter__(self) -> None:
         return None
@@ -193,13 +186,13 @@ class _EdgeCall:
         code = "OK"  # also for a cancelled call: no status was sent
         try:
             if isinstance(error, grpc.aio.AbortError):
-                code = _aborted_code(self._context)
+                code = _aborted_code(self.context)
             elif isinstance(error, Exception):
-                status, message = self._status(self._method, error)
+                status, message = self.status(self.method, error)
                 code = status.name
-                await self._context.abort(status, message)
+                await self.context.abort(status, message)
         finally:
-            self._observe(self._method, code, time.perf_counter() - self._started)
+            self.observe(self.method, code, time.perf_counter() - self.started)
 
 
 def _validate(request: Any) -> None:
