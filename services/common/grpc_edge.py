@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -131,22 +132,10 @@ class GrpcEdge(_Interceptor):
         self, method: str, validate: bool, call: Callable[[Any, Context], Awaitable[Any]]
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            code = "OK"
-            try:
+            async with _EdgeCall(method, context, self._status, self._observe):
                 if validate:
                     _validate(request)
                 return await call(request, context)
-            except grpc.aio.AbortError:
-                code = _aborted_code(context)
-                raise
-            except Exception as error:
-                status, message = self._status(method, error)
-                code = status.name
-                await context.abort(status, message)
-                raise  # abort raises; this line only satisfies the type checker
-            finally:
-                self._observe(method, code, time.perf_counter() - started)
 
         return wrapped
 
@@ -157,22 +146,11 @@ class GrpcEdge(_Interceptor):
         call: Callable[[Any, Context], AsyncIterator[Any]],
     ) -> Callable[[Any, Context], AsyncIterator[Any]]:
         async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            code = "OK"
-            try:
+            async with _EdgeCall(method, context, self._status, self._observe):
                 if validate:
                     _validate(request)
                 async for response in call(request, context):
                     yield response
-            except grpc.aio.AbortError:
-                code = _aborted_code(context)
-                raise
-            except Exception as error:
-                status, message = self._status(method, error)
-                code = status.name
-                await context.abort(status, message)
-            finally:
-                self._observe(method, code, time.perf_counter() - started)
 
         return wrapped
 
@@ -185,6 +163,36 @@ class GrpcEdge(_Interceptor):
             log.error("%s failed unexpectedly", method, exc_info=error)
             return code, f"internal error: {type(error).__name__}: {error}"
         return code, str(classified)
+
+
+@dataclass(slots=True)
+class _EdgeCall:
+    """One RPC at the edge, around the handler (a unary call, or a whole stream): an
+    exception becomes its status code (an abort, which raises AbortError), an abort the
+    handler made itself keeps its code, and the call is observed once, with its code."""
+
+    method: str
+    context: Context
+    status: Callable[[str, Exception], tuple[grpc.StatusCode, str]]
+    observe: RpcObserver
+    started: float = field(default_factory=time.perf_counter)
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, _kind: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        code = "OK"  # also for a cancelled call: no status was sent
+        try:
+            if isinstance(error, grpc.aio.AbortError):
+                code = _aborted_code(self.context)
+            elif isinstance(error, Exception):
+                status, message = self.status(self.method, error)
+                code = status.name
+                await self.context.abort(status, message)
+        finally:
+            self.observe(self.method, code, time.perf_counter() - self.started)
 
 
 def _validate(request: Any) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
-from services.common.store import MessageStore, StoredMessage
+from services.common.store import MessageStore, StoredMessage, message_fields
 from services.queue_svc.bot_queues import BotQueues, MessageKey, ReadyMessage
 from services.queue_svc.subscriptions import Delivery, Subscriptions
 
@@ -61,24 +61,11 @@ async def await_durable(
 
 
 def stored_message(bot: BotQueues, ready: ReadyMessage) -> StoredMessage:
-    m = ready.message
     return StoredMessage(
+        *message_fields(ready.message),
         bot_id=bot.bot_id,
         provider_name=bot.provider_name,
         correspondent_id=ready.correspondent_id,
-        id=m.id,
-        content=m.content,
-        sender=m.sender,
-        source=m.source,
-        originating_time=m.originating_time,
-        provider_message_id=m.provider_message_id,
-        message_size=m.message_size,
-        group_id=m.group_id,
-        group_name=m.group_name,
-        mime_type=m.mime_type,
-        original_filename=m.original_filename,
-        media_kind=m.media_kind,
-        details=m.details,
     )
 
 

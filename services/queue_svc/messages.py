@@ -11,6 +11,7 @@ from services.common.store import (
     DEFAULT_MAX_CHARACTERS,
     DEFAULT_MAX_MESSAGE_CHARACTERS,
     DEFAULT_MAX_MESSAGES,
+    MessageFields,
 )
 from services.common.vocabulary import MESSAGE_SOURCES
 
@@ -49,27 +50,14 @@ class MediaInfo:
 
 
 @dataclass(slots=True)
-class QueuedMessage:
+class QueuedMessage(MessageFields):
     """One entry of a correspondent queue.
 
     Mutable only while it is a placeholder: resolving it sets the content and clears
     `media_processing_id`, after which nothing changes it again.
     """
 
-    id: int
-    content: str
-    sender: str
-    source: str
-    originating_time: datetime
-    provider_message_id: str
-    message_size: int
-    group_id: str | None = None
-    group_name: str | None = None
     media_processing_id: str | None = None
-    mime_type: str | None = None
-    original_filename: str | None = None
-    media_kind: str | None = None
-    details: str | None = None
     # Clock reading when the entry became counted (appended ready, or resolved); the
     # age limit and the eviction order both use it, so the oldest is always at the head.
     ready_at: float = 0.0

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.store import JobStatus, MediaJob, StoredMessage
+from services.common.store import JobStatus, MediaJob, StoredMessage, message_fields
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 
@@ -88,21 +88,7 @@ def restore_jobs(
 
 
 def queued_message(message: StoredMessage) -> QueuedMessage:
-    return QueuedMessage(
-        id=message.id,
-        content=message.content,
-        sender=message.sender,
-        source=message.source,
-        originating_time=message.originating_time,
-        provider_message_id=message.provider_message_id,
-        message_size=message.message_size,
-        group_id=message.group_id,
-        group_name=message.group_name,
-        mime_type=message.mime_type,
-        original_filename=message.original_filename,
-        media_kind=message.media_kind,
-        details=message.details,
-    )
+    return QueuedMessage(*message_fields(message))
 
 
 def restore_history(

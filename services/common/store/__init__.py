@@ -14,6 +14,12 @@ from services.common.store._interface import (
     MessageStore,
     Store,
 )
+from services.common.store._message_types import (
+    AppendResult,
+    MessageFields,
+    StoredMessage,
+    message_fields,
+)
 from services.common.store._open import open_store
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
@@ -21,7 +27,6 @@ from services.common.store._types import (
     DEFAULT_MAX_CHARACTERS,
     DEFAULT_MAX_MESSAGE_CHARACTERS,
     DEFAULT_MAX_MESSAGES,
-    AppendResult,
     BotConfig,
     ClaimedJob,
     JobCollection,
@@ -29,7 +34,6 @@ from services.common.store._types import (
     MediaJob,
     NewMediaJob,
     PoolDepth,
-    StoredMessage,
     truncate_to_millis,
 )
 
@@ -49,12 +53,14 @@ __all__ = [
     "LeaseStore",
     "MediaJob",
     "MediaJobStore",
+    "MessageFields",
     "MessageStore",
     "NewMediaJob",
     "PoolDepth",
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "message_fields",
     "open_store",
     "truncate_to_millis",
 ]

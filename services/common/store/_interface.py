@@ -10,15 +10,17 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from services.common.store._types import (
+from services.common.store._message_types import (
     AppendResult,
+    StoredMessage,
+)
+from services.common.store._types import (
     BotConfig,
     ClaimedJob,
     JobCollection,
     MediaJob,
     NewMediaJob,
     PoolDepth,
-    StoredMessage,
 )
 
 

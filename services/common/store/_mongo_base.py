@@ -25,14 +25,17 @@ from pymongo.write_concern import WriteConcern
 
 from services.common.errors import UnavailableError
 from services.common.store import _rules as rules
+from services.common.store._adapter_base import AdapterBase
+from services.common.store._message_types import (
+    MESSAGE_FIELDS,
+    StoredMessage,
+)
 from services.common.store._notify import Notifier
 from services.common.store._types import (
     JOB_FIELDS,
-    MESSAGE_FIELDS,
     JobCollection,
     JobStatus,
     MediaJob,
-    StoredMessage,
     truncate_to_millis,
 )
 
@@ -93,7 +96,7 @@ def _message_key(doc: Doc) -> tuple[Any, ...]:
     return (doc["bot_id"], doc["provider_name"], doc["correspondent_id"], doc["id"])
 
 
-class MongoBase:
+class MongoBase(AdapterBase):
     """The plumbing every part of `MongoStore` shares: the collections, indexes, one-time
     backfills, transactions, and the change stream that wakes `wait_for_jobs`."""
 
@@ -121,10 +124,9 @@ class MongoBase:
         self._transactions = change_streams if transactions is None else transactions
         # Whether the change stream is open now; waiters poll while it is not.
         self._stream_open = False
+        super().__init__()
         self._step_hook: StepHook | None = None
-        self._notifier: Notifier | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
     async def open(cls, uri: str, database: str) -> Self:
@@ -303,25 +305,12 @@ class MongoBase:
         )
         return 0 if doc is None else int(doc["sequence"])
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close_resources(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         await self._client.close()
-
-    def _wake(self) -> None:
-        if self._notifier is not None:
-            self._notifier.wake()
 
     async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
         if self._closed:

@@ -13,16 +13,19 @@ from typing import Any, Literal, Self
 
 from services.common.errors import InvalidInputError, UnavailableError
 from services.common.store import _rules as rules
-from services.common.store._notify import DataVersionWatcher, Notifier
+from services.common.store._adapter_base import AdapterBase
+from services.common.store._message_types import (
+    MESSAGE_FIELDS,
+    MESSAGE_INPUT_FIELDS,
+    StoredMessage,
+)
+from services.common.store._notify import DataVersionWatcher
 from services.common.store._sqlite_runner import SqliteRunner
 from services.common.store._types import (
     JOB_FIELDS,
-    MESSAGE_FIELDS,
-    MESSAGE_INPUT_FIELDS,
     JobCollection,
     JobStatus,
     MediaJob,
-    StoredMessage,
     from_millis,
 )
 
@@ -230,17 +233,16 @@ def _claim_sql(pool_count: int) -> str:
     )
 
 
-class SqliteBase:
+class SqliteBase(AdapterBase):
     """The connection plumbing every part of `SqliteStore` shares: the file, its runner
     thread, the wake-up of `wait_for_jobs`."""
 
     def __init__(self, path: Path, runner: SqliteRunner) -> None:
+        super().__init__()
         self._path = path
         self._runner = runner
-        self._notifier: Notifier | None = None
         self._watcher: DataVersionWatcher | None = None
         self._claim_sql: dict[int, str] = {}
-        self._closed = False
 
     @classmethod
     async def open(
@@ -272,16 +274,7 @@ class SqliteBase:
     def path(self) -> Path:
         return self._path
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close_resources(self) -> None:
         if self._watcher is not None:
             await self._watcher.close()
         await self._runner.close()
@@ -291,10 +284,6 @@ class SqliteBase:
 
     async def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> Any:
         return await self._runner.call(operation, write=True)
-
-    def _wake(self) -> None:
-        if self._notifier is not None:
-            self._notifier.wake()
 
 
 # --- helpers run on the runner thread -----------------------------------------------
@@ -349,6 +338,20 @@ def _first_table(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> J
         if conn.execute(sql.format(table=table), params).rowcount:
             return _COLLECTION_OF[table]
     return None
+
+
+def _found_among(
+    conn: sqlite3.Connection, sql: str, wanted: Sequence[str], params: Sequence[Any] = ()
+) -> set[str]:
+    """Which of `wanted` the query `sql` returns (its first column). `sql` holds `{marks}`
+    where the IN list goes, after its own `params`; asked in chunks of `_IN_CHUNK`, far
+    below SQLite's bound on host parameters."""
+    found: set[str] = set()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        found.update(row[0] for row in conn.execute(sql.format(marks=marks), (*params, *chunk)))
+    return found
 
 
 def _get_document(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:

@@ -16,7 +16,6 @@ from services.common.store import _rules as rules
 from services.common.store._notify import DataVersionWatcher, Notifier
 from services.common.store._sqlite_base import (
     _COLLECTION_OF,
-    _IN_CHUNK,
     _JOB_SELECT,
     _LIVE,
     ACTIVE,
@@ -27,6 +26,7 @@ from services.common.store._sqlite_base import (
     _claim_sql,
     _copy_sql,
     _first_table,
+    _found_among,
     _job,
     _lease_ms,
     _now_ms,
@@ -378,16 +378,9 @@ class SqliteJobs(SqliteBase):
 
         def read(conn: sqlite3.Connection) -> set[str]:
             found: set[str] = set()
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start : start + _IN_CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                for table in (ACTIVE, HOLDING, FAILED):
-                    rows = conn.execute(
-                        f"SELECT media_processing_id FROM {table}"
-                        f" WHERE media_processing_id IN ({marks})",
-                        chunk,
-                    )
-                    found.update(row[0] for row in rows)
+            for table in (ACTIVE, HOLDING, FAILED):
+                sql = f"SELECT media_processing_id FROM {table} WHERE media_processing_id IN"
+                found |= _found_among(conn, sql + " ({marks})", wanted)
             return found
 
         found: set[str] = await self._read(read)

@@ -11,7 +11,6 @@ from typing import Any
 
 from services.common.errors import InvalidInputError
 from services.common.validation import is_uuid4
-from services.common.vocabulary import MESSAGE_SOURCES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -24,7 +23,7 @@ def to_millis(value: datetime, what: str = "datetime") -> int:
     return (value - _EPOCH) // _MILLISECOND
 
 
-def _require_json_object(value: str, what: str) -> None:
+def require_json_object(value: str, what: str) -> None:
     try:
         parsed = json.loads(value)
     except ValueError as exc:
@@ -242,54 +241,6 @@ def _check_webhook(url: object, secret: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One ready message persisted in `queues`; placeholders never become one."""
-
-    bot_id: str
-    provider_name: str
-    correspondent_id: str
-    id: int
-    content: str
-    sender: str
-    source: str
-    originating_time: datetime
-    provider_message_id: str
-    message_size: int
-    group_id: str | None = None
-    group_name: str | None = None
-    mime_type: str | None = None
-    original_filename: str | None = None
-    media_kind: str | None = None
-    # The bot's delivery sequence: assigned by the store when the row is inserted
-    # (strictly increasing per bot, gaps allowed); None on a message not stored yet.
-    sequence: int | None = None
-    # Structured content of a non-text, non-media message and its reply context, as
-    # the JSON text queue_svc wrote (absent for plain text and media).
-    details: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("bot_id", "provider_name", "correspondent_id"):
-            if not getattr(self, name):
-                raise InvalidInputError(f"stored message: {name} must not be empty")
-        if self.sequence is not None and (
-            isinstance(self.sequence, bool) or not isinstance(self.sequence, int)
-        ):
-            raise InvalidInputError(
-                f"stored message: sequence must be an integer, got {self.sequence!r}"
-            )
-        if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 0:
-            raise InvalidInputError(f"stored message: id must be an integer >= 0, got {self.id!r}")
-        if self.source not in MESSAGE_SOURCES:
-            raise InvalidInputError(
-                f"stored message: source must be one of {sorted(MESSAGE_SOURCES)},"
-                f" got {self.source!r}"
-            )
-        to_millis(self.originating_time, "stored message: originating_time")
-        if self.details is not None:
-            _require_json_object(self.details, "stored message: details")
-
-
-@dataclass(frozen=True, slots=True)
 class NewMediaJob:
     """Everything needed to process a media message and rebuild its placeholder."""
 
@@ -321,7 +272,7 @@ class NewMediaJob:
 
     def __post_init__(self) -> None:
         if self.details is not None:
-            _require_json_object(self.details, "media job: details")
+            require_json_object(self.details, "media job: details")
         if not is_uuid4(self.media_processing_id):
             raise InvalidInputError(
                 f"media job: media_processing_id must be a UUID4, got {self.media_processing_id!r}"
@@ -378,15 +329,3 @@ class PoolDepth:
 
 NEW_JOB_FIELDS: tuple[str, ...] = tuple(NewMediaJob.__dataclass_fields__)
 JOB_FIELDS: tuple[str, ...] = tuple(MediaJob.__dataclass_fields__)
-MESSAGE_FIELDS: tuple[str, ...] = tuple(StoredMessage.__dataclass_fields__)
-# What a writer supplies; the store adds `sequence`.
-MESSAGE_INPUT_FIELDS: tuple[str, ...] = tuple(f for f in MESSAGE_FIELDS if f != "sequence")
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What `append_messages` did: the sequence of every message, in input order (the
-    existing row's sequence for one that was already stored), and how many were new."""
-
-    sequences: list[int]
-    inserted: int

@@ -32,6 +32,11 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.errors import UnavailableError
 from services.common.store import _rules as rules
+from services.common.store._message_types import (
+    MESSAGE_INPUT_FIELDS,
+    AppendResult,
+    StoredMessage,
+)
 from services.common.store._mongo_base import (
     Doc,
     _message,
@@ -45,10 +50,7 @@ from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
     DEFINITIONS_DOCUMENT_ID,
-    MESSAGE_INPUT_FIELDS,
-    AppendResult,
     BotConfig,
-    StoredMessage,
     listed_bots,
     to_millis,
     truncate_to_millis,

@@ -13,12 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from services.common.store import _rules as rules
+from services.common.store._message_types import (
+    MESSAGE_INPUT_FIELDS,
+    AppendResult,
+    StoredMessage,
+)
 from services.common.store._sqlite_base import (
     _APPEND_SQL,
-    _IN_CHUNK,
     _MESSAGE_SELECT,
     SCHEMA_VERSION,
     _dumps,
+    _found_among,
     _get_document,
     _lease_ms,
     _message,
@@ -31,10 +36,7 @@ from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
     DEFINITIONS_DOCUMENT_ID,
-    MESSAGE_INPUT_FIELDS,
-    AppendResult,
     BotConfig,
-    StoredMessage,
     listed_bots,
     to_millis,
 )
@@ -274,17 +276,13 @@ class SqliteStore(SqliteJobs):
         wanted = list(dict.fromkeys(provider_message_ids))
 
         def read(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start : start + _IN_CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                rows = conn.execute(
-                    "SELECT DISTINCT provider_message_id FROM queues"
-                    f" WHERE bot_id = ? AND provider_message_id IN ({marks})",
-                    (bot_id, *chunk),
-                )
-                found.update(row[0] for row in rows)
-            return found
+            return _found_among(
+                conn,
+                "SELECT DISTINCT provider_message_id FROM queues"
+                " WHERE bot_id = ? AND provider_message_id IN ({marks})",
+                wanted,
+                (bot_id,),
+            )
 
         found: set[str] = await self._read(read)
         return found

@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from services.media_svc.processors.base import ProcessingOutcome, ProcessingSuccess
+from services.media_svc.processors.base import (
+    ProcessingFailure,
+    ProcessingOutcome,
+    ProcessingSuccess,
+    corrupt_failure,
+    staged_file,
+)
 from services.media_svc.processors.contract import BlockingProcessor, ProcessorInput
 from services.media_svc.processors.languages import whisper_languages
 from services.media_svc.processors.speech_options import SpeechOptions, parse_speech_options
-from services.media_svc.processors.speech_text import (
-    corrupt_failure,
-    render_audio,
-    too_large_failure,
-)
+from services.media_svc.processors.speech_text import render_audio
 
 if TYPE_CHECKING:
     from services.media_svc.engines.whisper import WhisperEngine
@@ -47,12 +49,11 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
         from services.media_svc.engines import media_decode, whisper  # noqa: PLC0415 - worker only
 
         limits = options.limits
-        if item.path is None:
-            return corrupt_failure(item.media_kind, "no staged file")
-        if item.size > limits.max_file_bytes:
-            return too_large_failure(item.media_kind, item.size, limits.max_file_bytes)
+        path = staged_file(item, limits.max_file_bytes)
+        if isinstance(path, ProcessingFailure):
+            return path
         try:
-            clip = media_decode.decode_audio(item.path, limits.max_duration_seconds)
+            clip = media_decode.decode_audio(path, limits.max_duration_seconds)
         except media_decode.MediaDecodeError as error:
             return corrupt_failure(item.media_kind, str(error))
         transcript = engine.transcribe(

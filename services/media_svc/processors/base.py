@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.errors import ChatbotError, InvalidInputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from services.media_svc.processors.contract import ProcessorInput
 
 
 class TransientProcessingError(ChatbotError):
@@ -61,6 +66,38 @@ KIND_LABELS: Mapping[str, str] = {
 
 def kind_label(media_kind: str) -> str:
     return KIND_LABELS.get(media_kind, "media")
+
+
+def kind_title(media_kind: str) -> str:
+    """`Voice note`, `GIF`, `Video note` (capitalize() would turn GIF into Gif)."""
+    label = kind_label(media_kind)
+    return label[:1].upper() + label[1:]
+
+
+def corrupt_failure(media_kind: str, detail: str) -> ProcessingFailure:
+    return ProcessingFailure(
+        reason="corrupt",
+        marker=f"[Corrupted {kind_label(media_kind)}: could not be decoded]",
+        detail=detail,
+    )
+
+
+def too_large_failure(media_kind: str, size: int, limit: int) -> ProcessingFailure:
+    return ProcessingFailure(
+        reason="too_large",
+        marker=f"[{kind_title(media_kind)} not processed: too large]",
+        detail=f"{size:,} bytes, limit {limit:,}",
+    )
+
+
+def staged_file(item: ProcessorInput, max_file_bytes: int) -> Path | ProcessingFailure:
+    """The staged file a decoding processor may open, or why it may not: a job without
+    one is corrupt (Node could not stage it), a file over `max_file_bytes` too large."""
+    if item.path is None:
+        return corrupt_failure(item.media_kind, "no staged file")
+    if item.size > max_file_bytes:
+        return too_large_failure(item.media_kind, item.size, max_file_bytes)
+    return item.path
 
 
 def timeout_marker(media_kind: str) -> str:

@@ -13,31 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.media_svc.processors.base import ProcessingFailure, kind_label
+from services.media_svc.processors.base import kind_title
 from services.media_svc.processors.languages import LanguageChoice, language_name
 from services.media_svc.processors.text import bounded, format_duration
-
-
-def kind_title(media_kind: str) -> str:
-    """`Voice note`, `GIF`, `Video note` (capitalize() would turn GIF into Gif)."""
-    label = kind_label(media_kind)
-    return label[:1].upper() + label[1:]
-
-
-def corrupt_failure(media_kind: str, detail: str) -> ProcessingFailure:
-    return ProcessingFailure(
-        reason="corrupt",
-        marker=f"[Corrupted {kind_label(media_kind)}: could not be decoded]",
-        detail=detail,
-    )
-
-
-def too_large_failure(media_kind: str, size: int, limit: int) -> ProcessingFailure:
-    return ProcessingFailure(
-        reason="too_large",
-        marker=f"[{kind_title(media_kind)} not processed: too large]",
-        detail=f"{size:,} bytes, limit {limit:,}",
-    )
 
 
 def _cut_note(cut: bool, decoded_seconds: float) -> list[str]:

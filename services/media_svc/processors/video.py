@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from services.common.errors import InvalidInputError
 from services.media_svc.processors.base import (
+    ProcessingFailure,
     ProcessingOutcome,
     ProcessingSuccess,
+    corrupt_failure,
     option_number,
+    staged_file,
 )
 from services.media_svc.processors.contract import (
     BlockingProcessor,
@@ -28,12 +31,7 @@ from services.media_svc.processors.contract import (
 )
 from services.media_svc.processors.languages import LanguageChoice, whisper_languages
 from services.media_svc.processors.speech_options import SpeechOptions, parse_speech_options
-from services.media_svc.processors.speech_text import (
-    corrupt_failure,
-    render_video,
-    too_large_failure,
-    unique_lines,
-)
+from services.media_svc.processors.speech_text import render_video, unique_lines
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,18 +99,17 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
         from services.media_svc.engines import media_decode  # noqa: PLC0415 - worker only
 
         limits = options.limits
-        if item.path is None:
-            return corrupt_failure(item.media_kind, "no staged file")
-        if item.size > limits.max_file_bytes:
-            return too_large_failure(item.media_kind, item.size, limits.max_file_bytes)
+        path = staged_file(item, limits.max_file_bytes)
+        if isinstance(path, ProcessingFailure):
+            return path
         try:
-            info = media_decode.probe_video(item.path)
+            info = media_decode.probe_video(path)
         except media_decode.MediaDecodeError as error:
             return corrupt_failure(item.media_kind, str(error))
         if not info.has_audio and not info.has_video:
             return corrupt_failure(item.media_kind, "no audio or video stream")
         speech = (
-            _transcribe(engine.whisper, options, item.path, item.languages)
+            _transcribe(engine.whisper, options, path, item.languages)
             if info.has_audio
             else _Speech()
         )
@@ -123,7 +120,7 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
         if info.has_video:
             span = min(duration, limits.max_duration_seconds)
             lines, frames_read, screen_note = _screen_text(
-                engine.ocr, item.path, span, options.max_frames, limits.max_pixels
+                engine.ocr, path, span, options.max_frames, limits.max_pixels
             )
         audio_read = info.has_audio and speech.error is None
         if not audio_read and frames_read == 0 and screen_note is None:

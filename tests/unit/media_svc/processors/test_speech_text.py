@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.media_svc.processors.audio import AudioProcessor
+from services.media_svc.processors.base import kind_title
 from services.media_svc.processors.languages import (
     LanguageChoice,
     choose_language,
@@ -19,7 +20,6 @@ from services.media_svc.processors.languages import (
     whisper_languages,
 )
 from services.media_svc.processors.speech_text import (
-    kind_title,
     render_audio,
     render_video,
     unique_lines,
