@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
+from services.common.json_fill import fill
 from services.common.validation import validate_message
 
 #: Frames are small: text and metadata only, never media bytes.
@@ -184,6 +185,9 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     decoded = _decode(text)
     raw = _load(decoded)
     message = message_type()
+    if fill(message, raw):
+        return _validated(message, decoded)
+    message = message_type()
     try:
         json_format.ParseDict(raw, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -194,6 +198,10 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
         raise FrameError(
             f"malformed frame: {type(exc).__name__}: {exc}", _salvage_frame_id(decoded)
         ) from None
+    return _validated(message, decoded)
+
+
+def _validated(message: M, decoded: str) -> M:
     problems = validate_message(message)
     if problems:
         raise FrameError("invalid frame: " + "; ".join(problems), _salvage_frame_id(decoded))
