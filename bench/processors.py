@@ -397,16 +397,21 @@ def bench_ocr(image: Path, runs: int) -> dict[str, Any] | None:
     from PIL import Image  # noqa: PLC0415 - bench only
     from rapidocr import RapidOCR  # noqa: PLC0415 - the bare call
 
+    from services.common.routing import default_definitions  # noqa: PLC0415
     from services.media_svc.engines import ocr  # noqa: PLC0415
 
-    options = processor.parse_options({})
+    # The options the default Image pool ships with (its onnxruntime threads), for both.
+    options = processor.parse_options(default_definitions().pool("Image").options)
     engine = processor.load_engine(options)
+    threads = options.ocr.threads if options.ocr.threads > 0 else -1
     bare_ocr = RapidOCR(
         params={
             "Global.log_level": "warning",
             "Det.model_path": str(ocr.DETECTION_MODEL),
             "Rec.model_path": str(ocr.RECOGNITION_MODEL),
             "Cls.model_path": str(ocr.ORIENTATION_MODEL),
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": threads,
         }
     )
     job = item("MEDIA_KIND_IMAGE", "image/jpeg", image)
@@ -419,7 +424,7 @@ def bench_ocr(image: Path, runs: int) -> dict[str, Any] | None:
     bare()
     timing, outcome, _ = alternate(lambda: processor.process(engine, options, job), bare, runs)
     print(
-        f"ocr    1024x768 proc {timing.processor_s:.2f} s, bare "
+        f"ocr    1024x768 ({threads} threads) proc {timing.processor_s:.2f} s, bare "
         f"{timing.bare_s:.2f} s, ratio {timing.ratio:.2f}: "
         f"{getattr(outcome, 'text', outcome)!s:.90}"
     )
