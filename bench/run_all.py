@@ -223,25 +223,25 @@ def analysis(run: dict[str, Step]) -> list[str]:
     return [
         "## What bounds the figures, and what would close the gaps",
         "",
-        "- **Text path throughput** is bound by CPU in the gateway. This run measured"
+        "- **Text path throughput** is bound by CPU: the gateway, queue_svc and the bench's"
+        " own sender and consumer share the 2 cores. This run measured"
         f" {gateway_us} µs of gateway CPU and {queue_us} µs of queue_svc CPU per message"
-        " (`bench/text_path.py`, from /proc/<pid>/stat), so one gateway process tops out"
-        " near 1 s ÷ its cost per message on a core of its own, and both services together"
-        " need more than the 2 cores hold at 5,000 msg/s, before the client's own share"
-        " (sender and consumer run here too). The py-spy profile in the text path output"
-        " shows where the gateway's samples go: `parse_node_frame` (protobuf `json_format`"
-        " parsing plus the proto-option validation, `services/common/validation.py`) holds"
-        " most of them; in queue_svc the gRPC edge re-validates every message"
-        " (`grpc_edge._validate` → `validate_message`) and SQLite inserts follow.",
-        "  To close it: a fast path for `textMessage` frames in the gateway (one `json.loads`"
-        " and direct checks of the few header fields, falling back to the full parser for"
-        " anything else; the frame corpus and fixtures as its test), validating each message"
-        " once (queue_svc could trust the gateway's already-validated batch on an internal,"
-        " authenticated channel or cache compiled constraints per descriptor), and running"
-        " several gateway processes (`SO_REUSEPORT`, Node opening one socket per process). A"
-        " raw grpc.aio unary echo runs at only a few thousand calls/s here, which is why the"
-        " gateway batches text into one `AddMessages` call: the text path may beat the"
-        " one-call-per-message floor, and the ratio says how far the batching carries it.",
+        " (`bench/text_path.py`, from /proc/<pid>/stat); 5,000 msg/s needs less than"
+        " 400 µs for both together on 2 cores with nothing else running, before the"
+        " client's share. The gateway parses plain frames on a fast path"
+        " (`services/common/json_fill.py`, falling back to protobuf `json_format` for"
+        " anything else); the py-spy profile in the text path output shows what remains:"
+        " `parse_node_frame` (JSON decoding, the fast path with its Timestamp parsing, the"
+        " proto-option validation) and the WebSocket writes of the acks; in queue_svc"
+        " gRPC's own event-loop work, the gRPC edge's re-validation of every message"
+        " (`grpc_edge._validate` → `validate_message`) and the SQLite inserts.",
+        "  To close the rest: validating each message once (queue_svc could trust the"
+        " gateway's already-validated batch on an internal, authenticated channel) and"
+        " running several gateway processes (`SO_REUSEPORT`, Node opening one socket per"
+        " process) on a machine with the cores for them. A raw grpc.aio unary echo runs at"
+        " only a few thousand calls/s here, which is why the gateway batches text into one"
+        " `AddMessages` call: the text path may beat the one-call-per-message floor, and"
+        " the ratio says how far the batching carries it.",
         "- **p99 at 1,000 msg/s** follows from the same CPU cost: at 1,000 msg/s the gateway"
         f" is busy {_busy(gateway_us)} of every second and queue_svc {_busy(queue_us)}, so a"
         " frame often waits behind a batch in progress; the 2 ms batching window adds at"
