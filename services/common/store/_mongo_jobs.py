@@ -14,6 +14,7 @@ from pymongo import (
 )
 
 from services.common.store import _rules as rules
+from services.common.store._adapter_base import JobPage, JobPagesBase
 from services.common.store._mongo_base import (
     _LIVE,
     Doc,
@@ -34,7 +35,7 @@ from services.common.store._types import (
 )
 
 
-class MongoJobs(MongoJobMoves):
+class MongoJobs(MongoJobMoves, JobPagesBase):
     """`MediaJobStore` on the MongoDB database."""
 
     async def claim_job(
@@ -256,43 +257,18 @@ class MongoJobs(MongoJobMoves):
                 entry[1] = row["count"]
         return {pool: PoolDepth(e[0], e[1], e[2]) for pool, e in counts.items()}
 
-    async def jobs_older_than(
-        self,
-        collection: JobCollection,
-        created_before: datetime,
-        limit: int = 1000,
-        offset: int = 0,
-    ) -> list[MediaJob]:
-        to_millis(created_before, "created_before")
-        rules.check_page(limit, offset)
-        if limit == 0:
-            return []  # MongoDB reads limit(0) as "no limit"
+    async def _jobs_page(self, page: JobPage) -> list[MediaJob]:
+        # page.limit > 0 here: MongoDB would read limit(0) as "no limit".
+        field = "updated_at" if page.completed else "created_at"
+        query: Doc = {field: {"$lt": page.before}}
+        if page.completed:
+            query["status"] = JobStatus.COMPLETED.value
         cursor = (
-            self._jobs[collection]
-            .find({"created_at": {"$lt": created_before}})
-            .sort([("created_at", ASCENDING), ("created_ns", ASCENDING)])
-            .skip(offset)
-            .limit(limit)
-        )
-        return [_job(doc) async for doc in cursor]
-
-    async def list_completed_jobs(
-        self,
-        collection: JobCollection,
-        updated_before: datetime,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[MediaJob]:
-        to_millis(updated_before, "updated_before")
-        rules.check_page(limit, offset)
-        if limit == 0:
-            return []  # MongoDB reads limit(0) as "no limit"
-        cursor = (
-            self._jobs[collection]
-            .find({"status": JobStatus.COMPLETED.value, "updated_at": {"$lt": updated_before}})
-            .sort([("updated_at", ASCENDING), ("created_ns", ASCENDING)])
-            .skip(offset)
-            .limit(limit)
+            self._jobs[page.collection]
+            .find(query)
+            .sort([(field, ASCENDING), ("created_ns", ASCENDING)])
+            .skip(page.offset)
+            .limit(page.limit)
         )
         return [_job(doc) async for doc in cursor]
 

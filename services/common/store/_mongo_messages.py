@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.errors import UnavailableError
 from services.common.store import _rules as rules
+from services.common.store._adapter_base import MessagesBase
 from services.common.store._message_types import (
     MESSAGE_INPUT_FIELDS,
     AppendResult,
@@ -30,17 +31,11 @@ from services.common.store._mongo_base import (
     _only_duplicates,
 )
 from services.common.store._types import (
-    to_millis,
     truncate_to_millis,
 )
 
 
-class MongoMessages(MongoBase):
-    # --- messages ------------------------------------------------------------------
-
-    async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
-        return (await self.append_messages(messages)).inserted
-
+class MongoMessages(MongoBase, MessagesBase):
     async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
         docs = [{name: getattr(m, name) for name in MESSAGE_INPUT_FIELDS} for m in messages]
         if not docs:
@@ -181,19 +176,11 @@ class MongoMessages(MongoBase):
         newest = [_message(doc) async for doc in cursor]
         return newest[::-1]
 
-    async def recent_messages(
-        self,
-        bot_id: str,
-        provider_name: str,
-        per_correspondent: int,
-        since: datetime | None = None,
+    async def _recent_messages(
+        self, bot_id: str, provider_name: str, per_correspondent: int, since: datetime | None
     ) -> dict[str, list[StoredMessage]]:
-        rules.check_per_correspondent(per_correspondent)
-        if per_correspondent == 0:
-            return {}
         match: Doc = {"bot_id": bot_id, "provider_name": provider_name}
         if since is not None:
-            to_millis(since, "since")
             match["originating_time"] = {"$gte": truncate_to_millis(since)}
         # $topN (MongoDB 5.2+) keeps only n documents per group in memory, however long
         # the history; the $match walks the message_identity index prefix.

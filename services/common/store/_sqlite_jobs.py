@@ -13,6 +13,7 @@ from typing import Any
 
 from services.common.errors import UnavailableError
 from services.common.store import _rules as rules
+from services.common.store._adapter_base import JobPage, JobPagesBase
 from services.common.store._notify import DataVersionWatcher, Notifier
 from services.common.store._sqlite_base import (
     _COLLECTION_OF,
@@ -44,7 +45,7 @@ from services.common.store._types import (
 )
 
 
-class SqliteJobs(SqliteBase):
+class SqliteJobs(SqliteBase, JobPagesBase):
     """`MediaJobStore` on the SQLite file."""
 
     # --- media jobs ----------------------------------------------------------------
@@ -306,40 +307,16 @@ class SqliteJobs(SqliteBase):
         depths: dict[str, PoolDepth] = await self._read(read)
         return depths
 
-    async def jobs_older_than(
-        self,
-        collection: JobCollection,
-        created_before: datetime,
-        limit: int = 1000,
-        offset: int = 0,
-    ) -> list[MediaJob]:
-        bound = to_millis(created_before, "created_before")
-        rules.check_page(limit, offset)
+    async def _jobs_page(self, page: JobPage) -> list[MediaJob]:
+        column = "updated_at" if page.completed else "created_at"
+        status = "status = 'completed' AND " if page.completed else ""
         sql = (
-            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
-            " WHERE created_at < ? ORDER BY created_at, seq LIMIT ? OFFSET ?"
+            f"SELECT {_JOB_SELECT} FROM {page.collection.collection_name}"
+            f" WHERE {status}{column} < ? ORDER BY {column}, seq LIMIT ? OFFSET ?"
         )
+        params = (to_millis(page.before), page.limit, page.offset)
         jobs: list[MediaJob] = await self._read(
-            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
-        )
-        return jobs
-
-    async def list_completed_jobs(
-        self,
-        collection: JobCollection,
-        updated_before: datetime,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[MediaJob]:
-        bound = to_millis(updated_before, "updated_before")
-        rules.check_page(limit, offset)
-        sql = (
-            f"SELECT {_JOB_SELECT} FROM {collection.collection_name}"
-            " WHERE status = 'completed' AND updated_at < ?"
-            " ORDER BY updated_at, seq LIMIT ? OFFSET ?"
-        )
-        jobs: list[MediaJob] = await self._read(
-            lambda c: [_job(row) for row in c.execute(sql, (bound, limit, offset))]
+            lambda c: [_job(row) for row in c.execute(sql, params)]
         )
         return jobs
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.store import _rules as rules
+from services.common.store._adapter_base import MessagesBase
 from services.common.store._message_types import (
     MESSAGE_INPUT_FIELDS,
     AppendResult,
@@ -27,12 +28,7 @@ from services.common.store._types import (
 )
 
 
-class SqliteMessages(SqliteBase):
-    # --- messages ------------------------------------------------------------------
-
-    async def insert_messages(self, messages: Sequence[StoredMessage]) -> int:
-        return (await self.append_messages(messages)).inserted
-
+class SqliteMessages(SqliteBase, MessagesBase):
     async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
         rows = [
             (
@@ -150,21 +146,14 @@ class SqliteMessages(SqliteBase):
         history: list[StoredMessage] = await self._read(read)
         return history
 
-    async def recent_messages(
-        self,
-        bot_id: str,
-        provider_name: str,
-        per_correspondent: int,
-        since: datetime | None = None,
+    async def _recent_messages(
+        self, bot_id: str, provider_name: str, per_correspondent: int, since: datetime | None
     ) -> dict[str, list[StoredMessage]]:
-        rules.check_per_correspondent(per_correspondent)
-        if per_correspondent == 0:
-            return {}
         params: list[Any] = [bot_id, provider_name]
         where = "bot_id = ? AND provider_name = ?"
         if since is not None:
             where += " AND originating_time >= ?"
-            params.append(to_millis(since, "since"))
+            params.append(to_millis(since))
         # The unique index (bot_id, provider_name, correspondent_id, id) delivers the rows
         # already partitioned; only each partition's order is reversed. The final order
         # is set here rather than by a second SQL sort.
