@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.json_fill import fill
+from tests.helpers.clock import iso_now
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wire"
 TYPES: dict[str, type[Message]] = {
@@ -61,7 +62,9 @@ _JSON_SCALARS = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False),
     st.text(max_size=8),
-    st.sampled_from(["\ud800", "x\udfff", "MEDIA_KIND_IMAGE", "1", "2026-13-01T00:00:00Z"]),
+    # Strings that are valid for one field type and not another: a lone surrogate, an
+    # enum name, a decimal, a timestamp (now) and a broken one.
+    st.sampled_from(["\ud800", "x\udfff", "MEDIA_KIND_IMAGE", "1", iso_now(), "T25:61:00Z"]),
 )
 _JSON = st.recursive(
     _JSON_SCALARS,
