@@ -8,6 +8,7 @@ Every string and list is bounded; values the sender got wrong are kept where the
 are harmless and marked, never a reason to drop the message.
 """
 
+from chatbot.common.v1 import context_pb2 as _context_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -56,6 +57,142 @@ INTERACTIVE_REPLY_KIND_TEMPLATE_BUTTON: InteractiveReplyKind.ValueType  # 3
 INTERACTIVE_REPLY_KIND_INTERACTIVE: InteractiveReplyKind.ValueType  # 4
 """A reply to an interactive (native flow) message (interactiveResponseMessage)."""
 Global___InteractiveReplyKind: _TypeAlias = InteractiveReplyKind  # noqa: Y015
+
+class _BusinessMessageKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BusinessMessageKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BusinessMessageKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUSINESS_MESSAGE_KIND_UNSPECIFIED: _BusinessMessageKind.ValueType  # 0
+    """Not set; rejected."""
+    BUSINESS_MESSAGE_KIND_BUTTONS: _BusinessMessageKind.ValueType  # 1
+    """A message with reply buttons (buttonsMessage)."""
+    BUSINESS_MESSAGE_KIND_LIST: _BusinessMessageKind.ValueType  # 2
+    """A list of rows to choose from (listMessage)."""
+    BUSINESS_MESSAGE_KIND_TEMPLATE: _BusinessMessageKind.ValueType  # 3
+    """A template message with buttons (templateMessage)."""
+    BUSINESS_MESSAGE_KIND_INTERACTIVE: _BusinessMessageKind.ValueType  # 4
+    """An interactive (native flow) message (interactiveMessage)."""
+
+class BusinessMessageKind(_BusinessMessageKind, metaclass=_BusinessMessageKindEnumTypeWrapper):
+    """What kind of business message was sent."""
+
+BUSINESS_MESSAGE_KIND_UNSPECIFIED: BusinessMessageKind.ValueType  # 0
+"""Not set; rejected."""
+BUSINESS_MESSAGE_KIND_BUTTONS: BusinessMessageKind.ValueType  # 1
+"""A message with reply buttons (buttonsMessage)."""
+BUSINESS_MESSAGE_KIND_LIST: BusinessMessageKind.ValueType  # 2
+"""A list of rows to choose from (listMessage)."""
+BUSINESS_MESSAGE_KIND_TEMPLATE: BusinessMessageKind.ValueType  # 3
+"""A template message with buttons (templateMessage)."""
+BUSINESS_MESSAGE_KIND_INTERACTIVE: BusinessMessageKind.ValueType  # 4
+"""An interactive (native flow) message (interactiveMessage)."""
+Global___BusinessMessageKind: _TypeAlias = BusinessMessageKind  # noqa: Y015
+
+class _CommerceKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommerceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommerceKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMERCE_KIND_UNSPECIFIED: _CommerceKind.ValueType  # 0
+    """Not set; rejected."""
+    COMMERCE_KIND_PAYMENT_REQUEST: _CommerceKind.ValueType  # 1
+    """A request for payment (requestPaymentMessage, payment native flow)."""
+    COMMERCE_KIND_PAYMENT: _CommerceKind.ValueType  # 2
+    """A payment sent or its status (sendPaymentMessage, payment info)."""
+    COMMERCE_KIND_ORDER: _CommerceKind.ValueType  # 3
+    """An order from a catalogue (orderMessage)."""
+    COMMERCE_KIND_ORDER_STATUS: _CommerceKind.ValueType  # 4
+    """A change of an order's status (order_status native flow)."""
+    COMMERCE_KIND_PRODUCT: _CommerceKind.ValueType  # 5
+    """A product from a catalogue (productMessage)."""
+    COMMERCE_KIND_INVOICE: _CommerceKind.ValueType  # 6
+    """An invoice (invoiceMessage)."""
+
+class CommerceKind(_CommerceKind, metaclass=_CommerceKindEnumTypeWrapper):
+    """What kind of commerce message was sent."""
+
+COMMERCE_KIND_UNSPECIFIED: CommerceKind.ValueType  # 0
+"""Not set; rejected."""
+COMMERCE_KIND_PAYMENT_REQUEST: CommerceKind.ValueType  # 1
+"""A request for payment (requestPaymentMessage, payment native flow)."""
+COMMERCE_KIND_PAYMENT: CommerceKind.ValueType  # 2
+"""A payment sent or its status (sendPaymentMessage, payment info)."""
+COMMERCE_KIND_ORDER: CommerceKind.ValueType  # 3
+"""An order from a catalogue (orderMessage)."""
+COMMERCE_KIND_ORDER_STATUS: CommerceKind.ValueType  # 4
+"""A change of an order's status (order_status native flow)."""
+COMMERCE_KIND_PRODUCT: CommerceKind.ValueType  # 5
+"""A product from a catalogue (productMessage)."""
+COMMERCE_KIND_INVOICE: CommerceKind.ValueType  # 6
+"""An invoice (invoiceMessage)."""
+Global___CommerceKind: _TypeAlias = CommerceKind  # noqa: Y015
+
+class _GroupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GroupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GROUP_ACTION_UNSPECIFIED: _GroupAction.ValueType  # 0
+    """Not set; rejected."""
+    GROUP_ACTION_ADD: _GroupAction.ValueType  # 1
+    """Participants were added."""
+    GROUP_ACTION_REMOVE: _GroupAction.ValueType  # 2
+    """Participants were removed."""
+    GROUP_ACTION_LEAVE: _GroupAction.ValueType  # 3
+    """A participant left."""
+    GROUP_ACTION_PROMOTE: _GroupAction.ValueType  # 4
+    """Participants became admins."""
+    GROUP_ACTION_DEMOTE: _GroupAction.ValueType  # 5
+    """Participants stopped being admins."""
+    GROUP_ACTION_SUBJECT: _GroupAction.ValueType  # 6
+    """The subject (name) changed."""
+    GROUP_ACTION_DESCRIPTION: _GroupAction.ValueType  # 7
+    """The description changed."""
+    GROUP_ACTION_ICON: _GroupAction.ValueType  # 8
+    """The picture changed."""
+    GROUP_ACTION_SETTINGS: _GroupAction.ValueType  # 9
+    """A setting changed (who may send, who may edit)."""
+    GROUP_ACTION_CREATE: _GroupAction.ValueType  # 10
+    """The group was created."""
+    GROUP_ACTION_JOIN: _GroupAction.ValueType  # 11
+    """A participant joined through an invite link."""
+    GROUP_ACTION_OTHER: _GroupAction.ValueType  # 12
+    """Any other group event (see `stub_type`)."""
+
+class GroupAction(_GroupAction, metaclass=_GroupActionEnumTypeWrapper):
+    """What happened in a group (a system event, not something a person wrote)."""
+
+GROUP_ACTION_UNSPECIFIED: GroupAction.ValueType  # 0
+"""Not set; rejected."""
+GROUP_ACTION_ADD: GroupAction.ValueType  # 1
+"""Participants were added."""
+GROUP_ACTION_REMOVE: GroupAction.ValueType  # 2
+"""Participants were removed."""
+GROUP_ACTION_LEAVE: GroupAction.ValueType  # 3
+"""A participant left."""
+GROUP_ACTION_PROMOTE: GroupAction.ValueType  # 4
+"""Participants became admins."""
+GROUP_ACTION_DEMOTE: GroupAction.ValueType  # 5
+"""Participants stopped being admins."""
+GROUP_ACTION_SUBJECT: GroupAction.ValueType  # 6
+"""The subject (name) changed."""
+GROUP_ACTION_DESCRIPTION: GroupAction.ValueType  # 7
+"""The description changed."""
+GROUP_ACTION_ICON: GroupAction.ValueType  # 8
+"""The picture changed."""
+GROUP_ACTION_SETTINGS: GroupAction.ValueType  # 9
+"""A setting changed (who may send, who may edit)."""
+GROUP_ACTION_CREATE: GroupAction.ValueType  # 10
+"""The group was created."""
+GROUP_ACTION_JOIN: GroupAction.ValueType  # 11
+"""A participant joined through an invite link."""
+GROUP_ACTION_OTHER: GroupAction.ValueType  # 12
+"""Any other group event (see `stub_type`)."""
+Global___GroupAction: _TypeAlias = GroupAction  # noqa: Y015
 
 @_typing.final
 class Location(_message.Message):
@@ -484,19 +621,27 @@ class Edit(_message.Message):
 
     TARGET_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    DECRYPTED_FIELD_NUMBER: _builtins.int
     target_message_id: _builtins.str
     """WhatsApp id of the message that was edited. Required."""
     text: _builtins.str
-    """The new text (the caption, for edited media); may be empty."""
+    """The new text (the caption, for edited media); may be empty. Bounded like any text
+    the bot sees.
+    """
+    decrypted: _builtins.bool
+    """False when the edit arrived encrypted (`secretEncryptedMessage`) and could not be
+    decrypted: `text` is then empty and only the reference to the original is known.
+    """
     def __init__(
         self,
         *,
         target_message_id: _builtins.str = ...,
         text: _builtins.str = ...,
+        decrypted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_message_id", b"target_message_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decrypted", b"decrypted", "target_message_id", b"target_message_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -549,6 +694,248 @@ class Unsupported(_message.Message):
 Global___Unsupported: _TypeAlias = Unsupported  # noqa: Y015
 
 @_typing.final
+class IdentityChange(_message.Message):
+    """One person's two ids became known to be the same person: the chat that was known as
+    `previous_correspondent_id` continues as `correspondent_id` (one queue from now on).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREVIOUS_CORRESPONDENT_ID_FIELD_NUMBER: _builtins.int
+    CORRESPONDENT_ID_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    previous_correspondent_id: _builtins.str
+    """The id the bot knew the person by until now. Required."""
+    correspondent_id: _builtins.str
+    """The id the person is known by from now on (the LID). Required."""
+    phone: _builtins.str
+    """The person's phone number (E.164 digits, no plus), when known."""
+    def __init__(
+        self,
+        *,
+        previous_correspondent_id: _builtins.str = ...,
+        correspondent_id: _builtins.str = ...,
+        phone: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_phone", b"_phone", "phone", b"phone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_phone", b"_phone", "correspondent_id", b"correspondent_id", "phone", b"phone", "previous_correspondent_id", b"previous_correspondent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
+    _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
+
+Global___IdentityChange: _TypeAlias = IdentityChange  # noqa: Y015
+
+@_typing.final
+class BusinessChoice(_message.Message):
+    """One choice a business message offers (a button, a list row, a template button)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The choice's id as the sender defined it."""
+    title: _builtins.str
+    """The text shown on the choice."""
+    description: _builtins.str
+    """The row's description (lists), when given."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessChoice: _TypeAlias = BusinessChoice  # noqa: Y015
+
+@_typing.final
+class BusinessMessage(_message.Message):
+    """A business message that asks a question and offers choices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    HEADER_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    FOOTER_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    OMITTED_CHOICE_COUNT_FIELD_NUMBER: _builtins.int
+    kind: Global___BusinessMessageKind.ValueType
+    """What kind of message it is. Required."""
+    header: _builtins.str
+    """The header or title, when given."""
+    body: _builtins.str
+    """The body: the question asked."""
+    footer: _builtins.str
+    """The footer, when given."""
+    omitted_choice_count: _builtins.int
+    """Choices left out by the bound."""
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___BusinessChoice]:
+        """The choices in order, at most 20 (the rest are counted in `omitted_choice_count`)."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___BusinessMessageKind.ValueType = ...,
+        header: _builtins.str = ...,
+        body: _builtins.str = ...,
+        footer: _builtins.str = ...,
+        choices: _abc.Iterable[Global___BusinessChoice] | None = ...,
+        omitted_choice_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "choices", b"choices", "footer", b"footer", "header", b"header", "kind", b"kind", "omitted_choice_count", b"omitted_choice_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessMessage: _TypeAlias = BusinessMessage  # noqa: Y015
+
+@_typing.final
+class Commerce(_message.Message):
+    """A payment, order, product or invoice message, in words."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    REFERENCE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    kind: Global___CommerceKind.ValueType
+    """What kind it is. Required."""
+    title: _builtins.str
+    """The title (product name, order title), when given."""
+    text: _builtins.str
+    """The text that came with it."""
+    amount: _builtins.str
+    """The amount as a decimal string (e.g. "12.50"), when given."""
+    currency: _builtins.str
+    """The ISO 4217 currency code, when given."""
+    reference_id: _builtins.str
+    """The order's or product's id, when given."""
+    status: _builtins.str
+    """The status as WhatsApp names it (e.g. "processing", "shipped"), sanitized."""
+    item_count: _builtins.int
+    """How many items an order holds, when given."""
+    def __init__(
+        self,
+        *,
+        kind: Global___CommerceKind.ValueType = ...,
+        title: _builtins.str = ...,
+        text: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        reference_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        item_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "item_count", b"item_count", "kind", b"kind", "reference_id", b"reference_id", "status", b"status", "text", b"text", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Commerce: _TypeAlias = Commerce  # noqa: Y015
+
+@_typing.final
+class GroupEvent(_message.Message):
+    """A group system event (WhatsApp's message stubs)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    STUB_TYPE_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    OMITTED_PARTICIPANT_COUNT_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    action: Global___GroupAction.ValueType
+    """What happened. Required."""
+    stub_type: _builtins.str
+    """WhatsApp's stub type name (e.g. "GROUP_PARTICIPANT_ADD"), sanitized. Required."""
+    omitted_participant_count: _builtins.int
+    """Participants left out by the bound."""
+    new_value: _builtins.str
+    """The new subject or description, for those actions."""
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedCompositeFieldContainer[_context_pb2.Mention]:
+        """The participants concerned, at most 32 (the rest are counted)."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___GroupAction.ValueType = ...,
+        stub_type: _builtins.str = ...,
+        participants: _abc.Iterable[_context_pb2.Mention] | None = ...,
+        omitted_participant_count: _builtins.int = ...,
+        new_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "new_value", b"new_value", "omitted_participant_count", b"omitted_participant_count", "participants", b"participants", "stub_type", b"stub_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupEvent: _TypeAlias = GroupEvent  # noqa: Y015
+
+@_typing.final
+class Undecryptable(_message.Message):
+    """A message that could not be decrypted, and whose readable copy did not arrive in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, for logs and the operator (e.g. "no session", "bad MAC"), sanitized."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Undecryptable: _TypeAlias = Undecryptable  # noqa: Y015
+
+@_typing.final
+class DisappearingTimer(_message.Message):
+    """The chat's disappearing-message timer was changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRATION_SECONDS_FIELD_NUMBER: _builtins.int
+    expiration_seconds: _builtins.int
+    """The new timer in seconds; 0 when turned off."""
+    def __init__(
+        self,
+        *,
+        expiration_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiration_seconds", b"expiration_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisappearingTimer: _TypeAlias = DisappearingTimer  # noqa: Y015
+
+@_typing.final
 class MessageDetails(_message.Message):
     """The structured content of a message that is neither plain text nor media."""
 
@@ -565,6 +952,12 @@ class MessageDetails(_message.Message):
     EDIT_FIELD_NUMBER: _builtins.int
     DELETION_FIELD_NUMBER: _builtins.int
     UNSUPPORTED_FIELD_NUMBER: _builtins.int
+    IDENTITY_CHANGE_FIELD_NUMBER: _builtins.int
+    BUSINESS_MESSAGE_FIELD_NUMBER: _builtins.int
+    COMMERCE_FIELD_NUMBER: _builtins.int
+    GROUP_EVENT_FIELD_NUMBER: _builtins.int
+    UNDECRYPTABLE_FIELD_NUMBER: _builtins.int
+    DISAPPEARING_TIMER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def location(self) -> Global___Location:
         """A location or live location."""
@@ -609,6 +1002,30 @@ class MessageDetails(_message.Message):
     def unsupported(self) -> Global___Unsupported:
         """Any other type."""
 
+    @_builtins.property
+    def identity_change(self) -> Global___IdentityChange:
+        """Two ids of one person were joined (a system event)."""
+
+    @_builtins.property
+    def business_message(self) -> Global___BusinessMessage:
+        """A business message with a question and choices."""
+
+    @_builtins.property
+    def commerce(self) -> Global___Commerce:
+        """A payment, order, product or invoice message."""
+
+    @_builtins.property
+    def group_event(self) -> Global___GroupEvent:
+        """A group system event."""
+
+    @_builtins.property
+    def undecryptable(self) -> Global___Undecryptable:
+        """A message that could not be read."""
+
+    @_builtins.property
+    def disappearing_timer(self) -> Global___DisappearingTimer:
+        """The disappearing-message timer changed."""
+
     def __init__(
         self,
         *,
@@ -623,12 +1040,18 @@ class MessageDetails(_message.Message):
         edit: Global___Edit | None = ...,
         deletion: Global___Deletion | None = ...,
         unsupported: Global___Unsupported | None = ...,
+        identity_change: Global___IdentityChange | None = ...,
+        business_message: Global___BusinessMessage | None = ...,
+        commerce: Global___Commerce | None = ...,
+        group_event: Global___GroupEvent | None = ...,
+        undecryptable: Global___Undecryptable | None = ...,
+        disappearing_timer: Global___DisappearingTimer | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "deletion", b"deletion", "edit", b"edit", "event", b"event", "group_invite", b"group_invite", "interactive_reply", b"interactive_reply", "kind", b"kind", "location", b"location", "poll", b"poll", "poll_vote", b"poll_vote", "reaction", b"reaction", "unsupported", b"unsupported"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_message", b"business_message", "commerce", b"commerce", "contacts", b"contacts", "deletion", b"deletion", "disappearing_timer", b"disappearing_timer", "edit", b"edit", "event", b"event", "group_event", b"group_event", "group_invite", b"group_invite", "identity_change", b"identity_change", "interactive_reply", b"interactive_reply", "kind", b"kind", "location", b"location", "poll", b"poll", "poll_vote", b"poll_vote", "reaction", b"reaction", "undecryptable", b"undecryptable", "unsupported", b"unsupported"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "deletion", b"deletion", "edit", b"edit", "event", b"event", "group_invite", b"group_invite", "interactive_reply", b"interactive_reply", "kind", b"kind", "location", b"location", "poll", b"poll", "poll_vote", b"poll_vote", "reaction", b"reaction", "unsupported", b"unsupported"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_message", b"business_message", "commerce", b"commerce", "contacts", b"contacts", "deletion", b"deletion", "disappearing_timer", b"disappearing_timer", "edit", b"edit", "event", b"event", "group_event", b"group_event", "group_invite", b"group_invite", "identity_change", b"identity_change", "interactive_reply", b"interactive_reply", "kind", b"kind", "location", b"location", "poll", b"poll", "poll_vote", b"poll_vote", "reaction", b"reaction", "undecryptable", b"undecryptable", "unsupported", b"unsupported"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["location", "contacts", "poll", "poll_vote", "reaction", "event", "interactive_reply", "group_invite", "edit", "deletion", "unsupported"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["location", "contacts", "poll", "poll_vote", "reaction", "event", "interactive_reply", "group_invite", "edit", "deletion", "unsupported", "identity_change", "business_message", "commerce", "group_event", "undecryptable", "disappearing_timer"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

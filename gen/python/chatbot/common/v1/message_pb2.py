@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chatbot.common.v1 import context_pb2 as chatbot_dot_common_dot_v1_dot_context__pb2
 from chatbot.common.v1 import details_pb2 as chatbot_dot_common_dot_v1_dot_details__pb2
 from chatbot.options.v1 import field_options_pb2 as chatbot_dot_options_dot_v1_dot_field__options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatbot/common/v1/message.proto\x12\x11\x63hatbot.common.v1\x1a\x1f\x63hatbot/common/v1/details.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\tGroupInfo\x12\x18\n\x08group_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x17\n\ngroup_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_group_name\"\xdf\x04\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x30\n\x06source\x18\x04 \x01(\x0e\x32 .chatbot.common.v1.MessageSource\x12\x34\n\x10originating_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x05group\x18\x06 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x12\x1b\n\x13provider_message_id\x18\x07 \x01(\t\x12\x14\n\x0cmessage_size\x18\x08 \x01(\x03\x12 \n\x13media_processing_id\x18\t \x01(\tH\x01\x88\x01\x01\x12\x16\n\tmime_type\x18\n \x01(\tH\x02\x88\x01\x01\x12\x1e\n\x11original_filename\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x30\n\nmedia_kind\x18\x0c \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKind\x12\x37\n\x07\x64\x65tails\x18\r \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsH\x04\x88\x01\x01\x12\x36\n\x08reply_to\x18\x0e \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x05\x88\x01\x01\x42\x08\n\x06_groupB\x16\n\x14_media_processing_idB\x0c\n\n_mime_typeB\x14\n\x12_original_filenameB\n\n\x08_detailsB\x0b\n\t_reply_to\"\x92\x01\n\x10\x41\x64\x64ressedMessage\x12\x0e\n\x06\x62ot_id\x18\x01 \x01(\t\x12\x15\n\rprovider_name\x18\x02 \x01(\t\x12\x18\n\x10\x63orrespondent_id\x18\x03 \x01(\t\x12+\n\x07message\x18\x04 \x01(\x0b\x32\x1a.chatbot.common.v1.Message\x12\x10\n\x08sequence\x18\x05 \x01(\x03*{\n\rMessageSource\x12\x1e\n\x1aMESSAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_SOURCE_USER\x10\x01\x12\x16\n\x12MESSAGE_SOURCE_BOT\x10\x02\x12\x19\n\x15MESSAGE_SOURCE_SYSTEM\x10\x03*\xe4\x01\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x16\n\x12MEDIA_KIND_STICKER\x10\x02\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x03\x12\x19\n\x15MEDIA_KIND_VOICE_NOTE\x10\x04\x12\x14\n\x10MEDIA_KIND_VIDEO\x10\x05\x12\x12\n\x0eMEDIA_KIND_GIF\x10\x06\x12\x19\n\x15MEDIA_KIND_VIDEO_NOTE\x10\x07\x12\x17\n\x13MEDIA_KIND_DOCUMENT\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatbot/common/v1/message.proto\x12\x11\x63hatbot.common.v1\x1a\x1f\x63hatbot/common/v1/context.proto\x1a\x1f\x63hatbot/common/v1/details.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\tGroupInfo\x12\x18\n\x08group_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x17\n\ngroup_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_group_name\"\xa4\x05\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x30\n\x06source\x18\x04 \x01(\x0e\x32 .chatbot.common.v1.MessageSource\x12\x34\n\x10originating_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x05group\x18\x06 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x12\x1b\n\x13provider_message_id\x18\x07 \x01(\t\x12\x14\n\x0cmessage_size\x18\x08 \x01(\x03\x12 \n\x13media_processing_id\x18\t \x01(\tH\x01\x88\x01\x01\x12\x16\n\tmime_type\x18\n \x01(\tH\x02\x88\x01\x01\x12\x1e\n\x11original_filename\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x30\n\nmedia_kind\x18\x0c \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKind\x12\x37\n\x07\x64\x65tails\x18\r \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsH\x04\x88\x01\x01\x12\x36\n\x08reply_to\x18\x0e \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x05\x88\x01\x01\x12\x37\n\x07\x63ontext\x18\x0f \x01(\x0b\x32!.chatbot.common.v1.MessageContextH\x06\x88\x01\x01\x42\x08\n\x06_groupB\x16\n\x14_media_processing_idB\x0c\n\n_mime_typeB\x14\n\x12_original_filenameB\n\n\x08_detailsB\x0b\n\t_reply_toB\n\n\x08_context\"\x92\x01\n\x10\x41\x64\x64ressedMessage\x12\x0e\n\x06\x62ot_id\x18\x01 \x01(\t\x12\x15\n\rprovider_name\x18\x02 \x01(\t\x12\x18\n\x10\x63orrespondent_id\x18\x03 \x01(\t\x12+\n\x07message\x18\x04 \x01(\x0b\x32\x1a.chatbot.common.v1.Message\x12\x10\n\x08sequence\x18\x05 \x01(\x03*{\n\rMessageSource\x12\x1e\n\x1aMESSAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_SOURCE_USER\x10\x01\x12\x16\n\x12MESSAGE_SOURCE_BOT\x10\x02\x12\x19\n\x15MESSAGE_SOURCE_SYSTEM\x10\x03*\xe4\x01\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x16\n\x12MEDIA_KIND_STICKER\x10\x02\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x03\x12\x19\n\x15MEDIA_KIND_VOICE_NOTE\x10\x04\x12\x14\n\x10MEDIA_KIND_VIDEO\x10\x05\x12\x12\n\x0eMEDIA_KIND_GIF\x10\x06\x12\x19\n\x15MEDIA_KIND_VIDEO_NOTE\x10\x07\x12\x17\n\x13MEDIA_KIND_DOCUMENT\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GROUPINFO'].fields_by_name['group_id']._loaded_options = None
   _globals['_GROUPINFO'].fields_by_name['group_id']._serialized_options = b'\252\324\030\002\010\001'
-  _globals['_MESSAGESOURCE']._serialized_start=998
-  _globals['_MESSAGESOURCE']._serialized_end=1121
-  _globals['_MEDIAKIND']._serialized_start=1124
-  _globals['_MEDIAKIND']._serialized_end=1352
-  _globals['_GROUPINFO']._serialized_start=160
-  _globals['_GROUPINFO']._serialized_end=237
-  _globals['_MESSAGE']._serialized_start=240
-  _globals['_MESSAGE']._serialized_end=847
-  _globals['_ADDRESSEDMESSAGE']._serialized_start=850
-  _globals['_ADDRESSEDMESSAGE']._serialized_end=996
+  _globals['_MESSAGESOURCE']._serialized_start=1100
+  _globals['_MESSAGESOURCE']._serialized_end=1223
+  _globals['_MEDIAKIND']._serialized_start=1226
+  _globals['_MEDIAKIND']._serialized_end=1454
+  _globals['_GROUPINFO']._serialized_start=193
+  _globals['_GROUPINFO']._serialized_end=270
+  _globals['_MESSAGE']._serialized_start=273
+  _globals['_MESSAGE']._serialized_end=949
+  _globals['_ADDRESSEDMESSAGE']._serialized_start=952
+  _globals['_ADDRESSEDMESSAGE']._serialized_end=1098
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 Domain types shared by every service: messages, their sources and media kinds."""
 
+from chatbot.common.v1 import context_pb2 as _context_pb2
 from chatbot.common.v1 import details_pb2 as _details_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -147,6 +148,7 @@ class Message(_message.Message):
     MEDIA_KIND_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     REPLY_TO_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Strictly increasing per (bot, provider, correspondent); assigned by queue_svc."""
     content: _builtins.str
@@ -190,6 +192,12 @@ class Message(_message.Message):
     def reply_to(self) -> _details_pb2.ReplyContext:
         """The message this one replies to, when it quotes one."""
 
+    @_builtins.property
+    def context(self) -> _context_pb2.MessageContext:
+        """Identity (LID, phone numbers), chat kind, owner, mentions and envelope of the
+        message; absent for messages the platform or the bot produced.
+        """
+
     def __init__(
         self,
         *,
@@ -207,11 +215,14 @@ class Message(_message.Message):
         media_kind: Global___MediaKind.ValueType = ...,
         details: _details_pb2.MessageDetails | None = ...,
         reply_to: _details_pb2.ReplyContext | None = ...,
+        context: _context_pb2.MessageContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "details", b"details", "group", b"group", "media_processing_id", b"media_processing_id", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "context", b"context", "details", b"details", "group", b"group", "media_processing_id", b"media_processing_id", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "content", b"content", "details", b"details", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "content", b"content", "context", b"context", "details", b"details", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__context: _TypeAlias = _typing.Literal["context"]  # noqa: Y015
+    _WhichOneofArgType__context: _TypeAlias = _typing.Literal["_context", b"_context"]  # noqa: Y015
     _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
     _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
@@ -224,6 +235,8 @@ class Message(_message.Message):
     _WhichOneofArgType__original_filename: _TypeAlias = _typing.Literal["_original_filename", b"_original_filename"]  # noqa: Y015
     _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
     _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__context) -> _WhichOneofReturnType__context | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
     @_typing.overload

@@ -22,19 +22,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chatbot.common.v1 import context_pb2 as chatbot_dot_common_dot_v1_dot_context__pb2
 from chatbot.common.v1 import details_pb2 as chatbot_dot_common_dot_v1_dot_details__pb2
 from chatbot.common.v1 import message_pb2 as chatbot_dot_common_dot_v1_dot_message__pb2
 from chatbot.options.v1 import field_options_pb2 as chatbot_dot_options_dot_v1_dot_field__options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$chatbot/queue/v1/queue_service.proto\x12\x10\x63hatbot.queue.v1\x1a\x1f\x63hatbot/common/v1/details.proto\x1a\x1f\x63hatbot/common/v1/message.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x03\n\nNewMessage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x16\n\x06sender\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x38\n\x06source\x18\x03 \x01(\x0e\x32 .chatbot.common.v1.MessageSourceB\x06\xaa\xd4\x18\x02\x08\x01\x12<\n\x10originating_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x05group\x18\x05 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x37\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsH\x01\x88\x01\x01\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x02\x88\x01\x01\x42\x08\n\x06_groupB\n\n\x08_detailsB\x0b\n\t_reply_to\"\x84\x01\n\x11\x41\x64\x64MessageRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x35\n\x07message\x18\x03 \x01(\x0b\x32\x1c.chatbot.queue.v1.NewMessageB\x06\xaa\xd4\x18\x02\x08\x01\"3\n\x12\x41\x64\x64MessageResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"K\n\x12\x41\x64\x64MessagesRequest\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.chatbot.queue.v1.AddMessageRequest\"L\n\x11\x41\x64\x64MessagesResult\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.chatbot.queue.v1.AddStatus\x12\n\n\x02id\x18\x02 \x01(\x03\"K\n\x13\x41\x64\x64MessagesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.chatbot.queue.v1.AddMessagesResult\"\xc1\x03\n\x18InjectPlaceholderRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x35\n\x07message\x18\x03 \x01(\x0b\x32\x1c.chatbot.queue.v1.NewMessageB\x06\xaa\xd4\x18\x02\x08\x01\x12%\n\x13media_processing_id\x18\x04 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x19\n\tmime_type\x18\x05 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x38\n\nmedia_kind\x18\x06 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1e\n\x11original_filename\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tfile_size\x18\x08 \x01(\x04\x12;\n\tcondition\x18\t \x01(\x0e\x32 .chatbot.queue.v1.MediaConditionB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1d\n\x10\x63ondition_detail\x18\n \x01(\tH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x13\n\x11_condition_detail\":\n\x19InjectPlaceholderResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x8a\x01\n\x16UpdateByMediaIdRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12%\n\x13media_processing_id\x18\x03 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\"f\n\x17UpdateByMediaIdResponse\x12\x37\n\x06status\x18\x01 \x01(\x0e\x32\'.chatbot.queue.v1.UpdateByMediaIdStatus\x12\x12\n\nmessage_id\x18\x02 \x01(\x03\"8\n\x0fPopReadyRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\r\n\x05limit\x18\x02 \x01(\r\"I\n\x10PopReadyResponse\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.chatbot.common.v1.AddressedMessage\")\n\x0fStartBotRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"u\n\x10StartBotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x18\n\x10jobs_reactivated\x18\x02 \x01(\r\x12\x1d\n\x15placeholders_restored\x18\x03 \x01(\r\x12\x17\n\x0fresults_applied\x18\x04 \x01(\r\"(\n\x0eStopBotRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"S\n\x0fStopBotResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12\x1a\n\x12messages_persisted\x18\x02 \x01(\r\x12\x13\n\x0bjobs_parked\x18\x03 \x01(\r\";\n\tBotCursor\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x97\x01\n\x10SubscribeRequest\x12\x13\n\x06\x62ot_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x07\x63ursors\x18\x02 \x03(\x0b\x32\x1b.chatbot.queue.v1.BotCursor\x12#\n\rconsumer_name\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xc8\x01H\x01\x88\x01\x01\x42\t\n\x07_bot_idB\x10\n\x0e_consumer_name\"I\n\x11SubscribeResponse\x12\x34\n\x07message\x18\x01 \x01(\x0b\x32#.chatbot.common.v1.AddressedMessage\"a\n\x13\x43ommitCursorRequest\x12 \n\rconsumer_name\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\xc8\x01\x12\x16\n\x06\x62ot_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x10\n\x08sequence\x18\x03 \x01(\x03\"(\n\x14\x43ommitCursorResponse\x12\x10\n\x08\x61\x64vanced\x18\x01 \x01(\x08\"L\n\x10GetWindowRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"l\n\x11GetWindowResponse\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.chatbot.common.v1.Message\x12\x18\n\x10total_characters\x18\x02 \x01(\x03\x12\x0f\n\x07next_id\x18\x03 \x01(\x03*v\n\tAddStatus\x12\x1a\n\x16\x41\x44\x44_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x44\x44_STATUS_ADDED\x10\x01\x12\x18\n\x14\x41\x44\x44_STATUS_DUPLICATE\x10\x02\x12\x1d\n\x19\x41\x44\x44_STATUS_BOT_NOT_ACTIVE\x10\x03*\x8a\x01\n\x0eMediaCondition\x12\x1f\n\x1bMEDIA_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_CONDITION_STAGED\x10\x01\x12\x1b\n\x17MEDIA_CONDITION_CORRUPT\x10\x02\x12\x1e\n\x1aMEDIA_CONDITION_OVER_QUOTA\x10\x03*\xc0\x01\n\x15UpdateByMediaIdStatus\x12)\n%UPDATE_BY_MEDIA_ID_STATUS_UNSPECIFIED\x10\x00\x12%\n!UPDATE_BY_MEDIA_ID_STATUS_UPDATED\x10\x01\x12\'\n#UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND\x10\x02\x12,\n(UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE\x10\x03\x32\x9c\x07\n\x0cQueueService\x12W\n\nAddMessage\x12#.chatbot.queue.v1.AddMessageRequest\x1a$.chatbot.queue.v1.AddMessageResponse\x12Z\n\x0b\x41\x64\x64Messages\x12$.chatbot.queue.v1.AddMessagesRequest\x1a%.chatbot.queue.v1.AddMessagesResponse\x12l\n\x11InjectPlaceholder\x12*.chatbot.queue.v1.InjectPlaceholderRequest\x1a+.chatbot.queue.v1.InjectPlaceholderResponse\x12\x66\n\x0fUpdateByMediaId\x12(.chatbot.queue.v1.UpdateByMediaIdRequest\x1a).chatbot.queue.v1.UpdateByMediaIdResponse\x12Q\n\x08PopReady\x12!.chatbot.queue.v1.PopReadyRequest\x1a\".chatbot.queue.v1.PopReadyResponse\x12Q\n\x08StartBot\x12!.chatbot.queue.v1.StartBotRequest\x1a\".chatbot.queue.v1.StartBotResponse\x12N\n\x07StopBot\x12 .chatbot.queue.v1.StopBotRequest\x1a!.chatbot.queue.v1.StopBotResponse\x12V\n\tSubscribe\x12\".chatbot.queue.v1.SubscribeRequest\x1a#.chatbot.queue.v1.SubscribeResponse0\x01\x12]\n\x0c\x43ommitCursor\x12%.chatbot.queue.v1.CommitCursorRequest\x1a&.chatbot.queue.v1.CommitCursorResponse\x12T\n\tGetWindow\x12\".chatbot.queue.v1.GetWindowRequest\x1a#.chatbot.queue.v1.GetWindowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$chatbot/queue/v1/queue_service.proto\x12\x10\x63hatbot.queue.v1\x1a\x1f\x63hatbot/common/v1/context.proto\x1a\x1f\x63hatbot/common/v1/details.proto\x1a\x1f\x63hatbot/common/v1/message.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0cIdentityPair\x12\x16\n\x03lid\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x1c\n\tphone_jid\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\"h\n\x16LearnIdentitiesRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x36\n\x05pairs\x18\x02 \x03(\x0b\x32\x1e.chatbot.queue.v1.IdentityPairB\x07\xaa\xd4\x18\x03 \xe8\x07\":\n\x17LearnIdentitiesResponse\x12\x0f\n\x07learned\x18\x01 \x01(\r\x12\x0e\n\x06merged\x18\x02 \x01(\r\"\xd5\x03\n\nNewMessage\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x16\n\x06sender\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x38\n\x06source\x18\x03 \x01(\x0e\x32 .chatbot.common.v1.MessageSourceB\x06\xaa\xd4\x18\x02\x08\x01\x12<\n\x10originating_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x05group\x18\x05 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x37\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsH\x01\x88\x01\x01\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x02\x88\x01\x01\x12\x37\n\x07\x63ontext\x18\t \x01(\x0b\x32!.chatbot.common.v1.MessageContextH\x03\x88\x01\x01\x42\x08\n\x06_groupB\n\n\x08_detailsB\x0b\n\t_reply_toB\n\n\x08_context\"\x84\x01\n\x11\x41\x64\x64MessageRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x35\n\x07message\x18\x03 \x01(\x0b\x32\x1c.chatbot.queue.v1.NewMessageB\x06\xaa\xd4\x18\x02\x08\x01\"3\n\x12\x41\x64\x64MessageResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"K\n\x12\x41\x64\x64MessagesRequest\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.chatbot.queue.v1.AddMessageRequest\"L\n\x11\x41\x64\x64MessagesResult\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.chatbot.queue.v1.AddStatus\x12\n\n\x02id\x18\x02 \x01(\x03\"K\n\x13\x41\x64\x64MessagesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.chatbot.queue.v1.AddMessagesResult\"\xc1\x03\n\x18InjectPlaceholderRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x35\n\x07message\x18\x03 \x01(\x0b\x32\x1c.chatbot.queue.v1.NewMessageB\x06\xaa\xd4\x18\x02\x08\x01\x12%\n\x13media_processing_id\x18\x04 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x19\n\tmime_type\x18\x05 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x38\n\nmedia_kind\x18\x06 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1e\n\x11original_filename\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tfile_size\x18\x08 \x01(\x04\x12;\n\tcondition\x18\t \x01(\x0e\x32 .chatbot.queue.v1.MediaConditionB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1d\n\x10\x63ondition_detail\x18\n \x01(\tH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x13\n\x11_condition_detail\":\n\x19InjectPlaceholderResponse\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x8a\x01\n\x16UpdateByMediaIdRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12%\n\x13media_processing_id\x18\x03 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\"f\n\x17UpdateByMediaIdResponse\x12\x37\n\x06status\x18\x01 \x01(\x0e\x32\'.chatbot.queue.v1.UpdateByMediaIdStatus\x12\x12\n\nmessage_id\x18\x02 \x01(\x03\"8\n\x0fPopReadyRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\r\n\x05limit\x18\x02 \x01(\r\"I\n\x10PopReadyResponse\x12\x35\n\x08messages\x18\x01 \x03(\x0b\x32#.chatbot.common.v1.AddressedMessage\")\n\x0fStartBotRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"u\n\x10StartBotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x18\n\x10jobs_reactivated\x18\x02 \x01(\r\x12\x1d\n\x15placeholders_restored\x18\x03 \x01(\r\x12\x17\n\x0fresults_applied\x18\x04 \x01(\r\"(\n\x0eStopBotRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"S\n\x0fStopBotResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12\x1a\n\x12messages_persisted\x18\x02 \x01(\r\x12\x13\n\x0bjobs_parked\x18\x03 \x01(\r\";\n\tBotCursor\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x97\x01\n\x10SubscribeRequest\x12\x13\n\x06\x62ot_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12,\n\x07\x63ursors\x18\x02 \x03(\x0b\x32\x1b.chatbot.queue.v1.BotCursor\x12#\n\rconsumer_name\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xc8\x01H\x01\x88\x01\x01\x42\t\n\x07_bot_idB\x10\n\x0e_consumer_name\"I\n\x11SubscribeResponse\x12\x34\n\x07message\x18\x01 \x01(\x0b\x32#.chatbot.common.v1.AddressedMessage\"a\n\x13\x43ommitCursorRequest\x12 \n\rconsumer_name\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\xc8\x01\x12\x16\n\x06\x62ot_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x10\n\x08sequence\x18\x03 \x01(\x03\"(\n\x14\x43ommitCursorResponse\x12\x10\n\x08\x61\x64vanced\x18\x01 \x01(\x08\"L\n\x10GetWindowRequest\x12\x16\n\x06\x62ot_id\x18\x01 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12 \n\x10\x63orrespondent_id\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\"l\n\x11GetWindowResponse\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.chatbot.common.v1.Message\x12\x18\n\x10total_characters\x18\x02 \x01(\x03\x12\x0f\n\x07next_id\x18\x03 \x01(\x03*v\n\tAddStatus\x12\x1a\n\x16\x41\x44\x44_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x44\x44_STATUS_ADDED\x10\x01\x12\x18\n\x14\x41\x44\x44_STATUS_DUPLICATE\x10\x02\x12\x1d\n\x19\x41\x44\x44_STATUS_BOT_NOT_ACTIVE\x10\x03*\x8a\x01\n\x0eMediaCondition\x12\x1f\n\x1bMEDIA_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_CONDITION_STAGED\x10\x01\x12\x1b\n\x17MEDIA_CONDITION_CORRUPT\x10\x02\x12\x1e\n\x1aMEDIA_CONDITION_OVER_QUOTA\x10\x03*\xc0\x01\n\x15UpdateByMediaIdStatus\x12)\n%UPDATE_BY_MEDIA_ID_STATUS_UNSPECIFIED\x10\x00\x12%\n!UPDATE_BY_MEDIA_ID_STATUS_UPDATED\x10\x01\x12\'\n#UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND\x10\x02\x12,\n(UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE\x10\x03\x32\x84\x08\n\x0cQueueService\x12W\n\nAddMessage\x12#.chatbot.queue.v1.AddMessageRequest\x1a$.chatbot.queue.v1.AddMessageResponse\x12Z\n\x0b\x41\x64\x64Messages\x12$.chatbot.queue.v1.AddMessagesRequest\x1a%.chatbot.queue.v1.AddMessagesResponse\x12l\n\x11InjectPlaceholder\x12*.chatbot.queue.v1.InjectPlaceholderRequest\x1a+.chatbot.queue.v1.InjectPlaceholderResponse\x12\x66\n\x0fUpdateByMediaId\x12(.chatbot.queue.v1.UpdateByMediaIdRequest\x1a).chatbot.queue.v1.UpdateByMediaIdResponse\x12Q\n\x08PopReady\x12!.chatbot.queue.v1.PopReadyRequest\x1a\".chatbot.queue.v1.PopReadyResponse\x12Q\n\x08StartBot\x12!.chatbot.queue.v1.StartBotRequest\x1a\".chatbot.queue.v1.StartBotResponse\x12N\n\x07StopBot\x12 .chatbot.queue.v1.StopBotRequest\x1a!.chatbot.queue.v1.StopBotResponse\x12V\n\tSubscribe\x12\".chatbot.queue.v1.SubscribeRequest\x1a#.chatbot.queue.v1.SubscribeResponse0\x01\x12]\n\x0c\x43ommitCursor\x12%.chatbot.queue.v1.CommitCursorRequest\x1a&.chatbot.queue.v1.CommitCursorResponse\x12T\n\tGetWindow\x12\".chatbot.queue.v1.GetWindowRequest\x1a#.chatbot.queue.v1.GetWindowResponse\x12\x66\n\x0fLearnIdentities\x12(.chatbot.queue.v1.LearnIdentitiesRequest\x1a).chatbot.queue.v1.LearnIdentitiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatbot.queue.v1.queue_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_IDENTITYPAIR'].fields_by_name['lid']._loaded_options = None
+  _globals['_IDENTITYPAIR'].fields_by_name['lid']._serialized_options = b'\252\324\030\005\010\001\030\200\002'
+  _globals['_IDENTITYPAIR'].fields_by_name['phone_jid']._loaded_options = None
+  _globals['_IDENTITYPAIR'].fields_by_name['phone_jid']._serialized_options = b'\252\324\030\005\010\001\030\200\002'
+  _globals['_LEARNIDENTITIESREQUEST'].fields_by_name['bot_id']._loaded_options = None
+  _globals['_LEARNIDENTITIESREQUEST'].fields_by_name['bot_id']._serialized_options = b'\252\324\030\002\010\001'
+  _globals['_LEARNIDENTITIESREQUEST'].fields_by_name['pairs']._loaded_options = None
+  _globals['_LEARNIDENTITIESREQUEST'].fields_by_name['pairs']._serialized_options = b'\252\324\030\003 \350\007'
   _globals['_NEWMESSAGE'].fields_by_name['sender']._loaded_options = None
   _globals['_NEWMESSAGE'].fields_by_name['sender']._serialized_options = b'\252\324\030\002\010\001'
   _globals['_NEWMESSAGE'].fields_by_name['source']._loaded_options = None
@@ -85,58 +94,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWINDOWREQUEST'].fields_by_name['bot_id']._serialized_options = b'\252\324\030\002\010\001'
   _globals['_GETWINDOWREQUEST'].fields_by_name['correspondent_id']._loaded_options = None
   _globals['_GETWINDOWREQUEST'].fields_by_name['correspondent_id']._serialized_options = b'\252\324\030\002\010\001'
-  _globals['_ADDSTATUS']._serialized_start=2818
-  _globals['_ADDSTATUS']._serialized_end=2936
-  _globals['_MEDIACONDITION']._serialized_start=2939
-  _globals['_MEDIACONDITION']._serialized_end=3077
-  _globals['_UPDATEBYMEDIAIDSTATUS']._serialized_start=3080
-  _globals['_UPDATEBYMEDIAIDSTATUS']._serialized_end=3272
-  _globals['_NEWMESSAGE']._serialized_start=198
-  _globals['_NEWMESSAGE']._serialized_end=598
-  _globals['_ADDMESSAGEREQUEST']._serialized_start=601
-  _globals['_ADDMESSAGEREQUEST']._serialized_end=733
-  _globals['_ADDMESSAGERESPONSE']._serialized_start=735
-  _globals['_ADDMESSAGERESPONSE']._serialized_end=786
-  _globals['_ADDMESSAGESREQUEST']._serialized_start=788
-  _globals['_ADDMESSAGESREQUEST']._serialized_end=863
-  _globals['_ADDMESSAGESRESULT']._serialized_start=865
-  _globals['_ADDMESSAGESRESULT']._serialized_end=941
-  _globals['_ADDMESSAGESRESPONSE']._serialized_start=943
-  _globals['_ADDMESSAGESRESPONSE']._serialized_end=1018
-  _globals['_INJECTPLACEHOLDERREQUEST']._serialized_start=1021
-  _globals['_INJECTPLACEHOLDERREQUEST']._serialized_end=1470
-  _globals['_INJECTPLACEHOLDERRESPONSE']._serialized_start=1472
-  _globals['_INJECTPLACEHOLDERRESPONSE']._serialized_end=1530
-  _globals['_UPDATEBYMEDIAIDREQUEST']._serialized_start=1533
-  _globals['_UPDATEBYMEDIAIDREQUEST']._serialized_end=1671
-  _globals['_UPDATEBYMEDIAIDRESPONSE']._serialized_start=1673
-  _globals['_UPDATEBYMEDIAIDRESPONSE']._serialized_end=1775
-  _globals['_POPREADYREQUEST']._serialized_start=1777
-  _globals['_POPREADYREQUEST']._serialized_end=1833
-  _globals['_POPREADYRESPONSE']._serialized_start=1835
-  _globals['_POPREADYRESPONSE']._serialized_end=1908
-  _globals['_STARTBOTREQUEST']._serialized_start=1910
-  _globals['_STARTBOTREQUEST']._serialized_end=1951
-  _globals['_STARTBOTRESPONSE']._serialized_start=1953
-  _globals['_STARTBOTRESPONSE']._serialized_end=2070
-  _globals['_STOPBOTREQUEST']._serialized_start=2072
-  _globals['_STOPBOTREQUEST']._serialized_end=2112
-  _globals['_STOPBOTRESPONSE']._serialized_start=2114
-  _globals['_STOPBOTRESPONSE']._serialized_end=2197
-  _globals['_BOTCURSOR']._serialized_start=2199
-  _globals['_BOTCURSOR']._serialized_end=2258
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=2261
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=2412
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=2414
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=2487
-  _globals['_COMMITCURSORREQUEST']._serialized_start=2489
-  _globals['_COMMITCURSORREQUEST']._serialized_end=2586
-  _globals['_COMMITCURSORRESPONSE']._serialized_start=2588
-  _globals['_COMMITCURSORRESPONSE']._serialized_end=2628
-  _globals['_GETWINDOWREQUEST']._serialized_start=2630
-  _globals['_GETWINDOWREQUEST']._serialized_end=2706
-  _globals['_GETWINDOWRESPONSE']._serialized_start=2708
-  _globals['_GETWINDOWRESPONSE']._serialized_end=2816
-  _globals['_QUEUESERVICE']._serialized_start=3275
-  _globals['_QUEUESERVICE']._serialized_end=4199
+  _globals['_ADDSTATUS']._serialized_start=3156
+  _globals['_ADDSTATUS']._serialized_end=3274
+  _globals['_MEDIACONDITION']._serialized_start=3277
+  _globals['_MEDIACONDITION']._serialized_end=3415
+  _globals['_UPDATEBYMEDIAIDSTATUS']._serialized_start=3418
+  _globals['_UPDATEBYMEDIAIDSTATUS']._serialized_end=3610
+  _globals['_IDENTITYPAIR']._serialized_start=230
+  _globals['_IDENTITYPAIR']._serialized_end=298
+  _globals['_LEARNIDENTITIESREQUEST']._serialized_start=300
+  _globals['_LEARNIDENTITIESREQUEST']._serialized_end=404
+  _globals['_LEARNIDENTITIESRESPONSE']._serialized_start=406
+  _globals['_LEARNIDENTITIESRESPONSE']._serialized_end=464
+  _globals['_NEWMESSAGE']._serialized_start=467
+  _globals['_NEWMESSAGE']._serialized_end=936
+  _globals['_ADDMESSAGEREQUEST']._serialized_start=939
+  _globals['_ADDMESSAGEREQUEST']._serialized_end=1071
+  _globals['_ADDMESSAGERESPONSE']._serialized_start=1073
+  _globals['_ADDMESSAGERESPONSE']._serialized_end=1124
+  _globals['_ADDMESSAGESREQUEST']._serialized_start=1126
+  _globals['_ADDMESSAGESREQUEST']._serialized_end=1201
+  _globals['_ADDMESSAGESRESULT']._serialized_start=1203
+  _globals['_ADDMESSAGESRESULT']._serialized_end=1279
+  _globals['_ADDMESSAGESRESPONSE']._serialized_start=1281
+  _globals['_ADDMESSAGESRESPONSE']._serialized_end=1356
+  _globals['_INJECTPLACEHOLDERREQUEST']._serialized_start=1359
+  _globals['_INJECTPLACEHOLDERREQUEST']._serialized_end=1808
+  _globals['_INJECTPLACEHOLDERRESPONSE']._serialized_start=1810
+  _globals['_INJECTPLACEHOLDERRESPONSE']._serialized_end=1868
+  _globals['_UPDATEBYMEDIAIDREQUEST']._serialized_start=1871
+  _globals['_UPDATEBYMEDIAIDREQUEST']._serialized_end=2009
+  _globals['_UPDATEBYMEDIAIDRESPONSE']._serialized_start=2011
+  _globals['_UPDATEBYMEDIAIDRESPONSE']._serialized_end=2113
+  _globals['_POPREADYREQUEST']._serialized_start=2115
+  _globals['_POPREADYREQUEST']._serialized_end=2171
+  _globals['_POPREADYRESPONSE']._serialized_start=2173
+  _globals['_POPREADYRESPONSE']._serialized_end=2246
+  _globals['_STARTBOTREQUEST']._serialized_start=2248
+  _globals['_STARTBOTREQUEST']._serialized_end=2289
+  _globals['_STARTBOTRESPONSE']._serialized_start=2291
+  _globals['_STARTBOTRESPONSE']._serialized_end=2408
+  _globals['_STOPBOTREQUEST']._serialized_start=2410
+  _globals['_STOPBOTREQUEST']._serialized_end=2450
+  _globals['_STOPBOTRESPONSE']._serialized_start=2452
+  _globals['_STOPBOTRESPONSE']._serialized_end=2535
+  _globals['_BOTCURSOR']._serialized_start=2537
+  _globals['_BOTCURSOR']._serialized_end=2596
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2599
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2750
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2752
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2825
+  _globals['_COMMITCURSORREQUEST']._serialized_start=2827
+  _globals['_COMMITCURSORREQUEST']._serialized_end=2924
+  _globals['_COMMITCURSORRESPONSE']._serialized_start=2926
+  _globals['_COMMITCURSORRESPONSE']._serialized_end=2966
+  _globals['_GETWINDOWREQUEST']._serialized_start=2968
+  _globals['_GETWINDOWREQUEST']._serialized_end=3044
+  _globals['_GETWINDOWRESPONSE']._serialized_start=3046
+  _globals['_GETWINDOWRESPONSE']._serialized_end=3154
+  _globals['_QUEUESERVICE']._serialized_start=3613
+  _globals['_QUEUESERVICE']._serialized_end=4641
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ CorrespondentQueue per chat. Writers add messages and placeholders; media_svc
 resolves placeholders; subscribers receive ready messages exactly once.
 """
 
+from chatbot.common.v1 import context_pb2 as _context_pb2
 from chatbot.common.v1 import details_pb2 as _details_pb2
 from chatbot.common.v1 import message_pb2 as _message_pb2
 from collections import abc as _abc
@@ -110,6 +111,86 @@ UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE: UpdateByMediaIdStatus.ValueType  # 3
 Global___UpdateByMediaIdStatus: _TypeAlias = UpdateByMediaIdStatus  # noqa: Y015
 
 @_typing.final
+class IdentityPair(_message.Message):
+    """One person's LID and phone-number JID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LID_FIELD_NUMBER: _builtins.int
+    PHONE_JID_FIELD_NUMBER: _builtins.int
+    lid: _builtins.str
+    """The LID (`…@lid`). Required."""
+    phone_jid: _builtins.str
+    """The phone-number JID (`…@s.whatsapp.net`). Required."""
+    def __init__(
+        self,
+        *,
+        lid: _builtins.str = ...,
+        phone_jid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lid", b"lid", "phone_jid", b"phone_jid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityPair: _TypeAlias = IdentityPair  # noqa: Y015
+
+@_typing.final
+class LearnIdentitiesRequest(_message.Message):
+    """Request of LearnIdentities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOT_ID_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
+    bot_id: _builtins.str
+    """The bot. Required."""
+    @_builtins.property
+    def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentityPair]:
+        """The pairs, at most 1000 per call."""
+
+    def __init__(
+        self,
+        *,
+        bot_id: _builtins.str = ...,
+        pairs: _abc.Iterable[Global___IdentityPair] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "pairs", b"pairs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnIdentitiesRequest: _TypeAlias = LearnIdentitiesRequest  # noqa: Y015
+
+@_typing.final
+class LearnIdentitiesResponse(_message.Message):
+    """Response of LearnIdentities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEARNED_FIELD_NUMBER: _builtins.int
+    MERGED_FIELD_NUMBER: _builtins.int
+    learned: _builtins.int
+    """Pairs that were not known before."""
+    merged: _builtins.int
+    """Queues that were merged into another because of a pair."""
+    def __init__(
+        self,
+        *,
+        learned: _builtins.int = ...,
+        merged: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["learned", b"learned", "merged", b"merged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnIdentitiesResponse: _TypeAlias = LearnIdentitiesResponse  # noqa: Y015
+
+@_typing.final
 class NewMessage(_message.Message):
     """A new message as a writer supplies it; the queue assigns id and size."""
 
@@ -123,6 +204,7 @@ class NewMessage(_message.Message):
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     REPLY_TO_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The text (or caption). May be empty only for placeholders."""
     sender: _builtins.str
@@ -149,6 +231,10 @@ class NewMessage(_message.Message):
     def reply_to(self) -> _details_pb2.ReplyContext:
         """The message this one replies to, when it quotes one."""
 
+    @_builtins.property
+    def context(self) -> _context_pb2.MessageContext:
+        """Identity, chat kind, owner, mentions and envelope, as Node read them."""
+
     def __init__(
         self,
         *,
@@ -160,17 +246,22 @@ class NewMessage(_message.Message):
         provider_message_id: _builtins.str = ...,
         details: _details_pb2.MessageDetails | None = ...,
         reply_to: _details_pb2.ReplyContext | None = ...,
+        context: _context_pb2.MessageContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "details", b"details", "group", b"group", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "context", b"context", "details", b"details", "group", b"group", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "content", b"content", "details", b"details", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_reply_to", b"_reply_to", "content", b"content", "context", b"context", "details", b"details", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__context: _TypeAlias = _typing.Literal["context"]  # noqa: Y015
+    _WhichOneofArgType__context: _TypeAlias = _typing.Literal["_context", b"_context"]  # noqa: Y015
     _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
     _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015
     _WhichOneofReturnType__reply_to: _TypeAlias = _typing.Literal["reply_to"]  # noqa: Y015
     _WhichOneofArgType__reply_to: _TypeAlias = _typing.Literal["_reply_to", b"_reply_to"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__context) -> _WhichOneofReturnType__context | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
     @_typing.overload

@@ -85,6 +85,11 @@ class QueueServiceStub:
                 request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowRequest.SerializeToString,
                 response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowResponse.FromString,
                 _registered_method=True)
+        self.LearnIdentities = channel.unary_unary(
+                '/chatbot.queue.v1.QueueService/LearnIdentities',
+                request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesRequest.SerializeToString,
+                response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -170,6 +175,15 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LearnIdentities(self, request, context):
+        """Records LID <-> phone pairs of one bot's correspondents (learned by Node outside any
+        message, e.g. Baileys' lid-mapping store). A pair that joins two existing queues
+        merges them and emits one identity event to the bot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +236,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.GetWindow,
                     request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowRequest.FromString,
                     response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowResponse.SerializeToString,
+            ),
+            'LearnIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.LearnIdentities,
+                    request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesRequest.FromString,
+                    response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -495,6 +514,33 @@ class QueueService:
             '/chatbot.queue.v1.QueueService/GetWindow',
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowRequest.SerializeToString,
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.GetWindowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LearnIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatbot.queue.v1.QueueService/LearnIdentities',
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesRequest.SerializeToString,
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.LearnIdentitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

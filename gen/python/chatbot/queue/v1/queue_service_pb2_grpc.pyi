@@ -71,6 +71,11 @@ class QueueServiceStub:
     """
     GetWindow: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetWindowRequest, _queue_service_pb2.GetWindowResponse]
     """Reads a correspondent's current window, placeholders included."""
+    LearnIdentities: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.LearnIdentitiesRequest, _queue_service_pb2.LearnIdentitiesResponse]
+    """Records LID <-> phone pairs of one bot's correspondents (learned by Node outside any
+    message, e.g. Baileys' lid-mapping store). A pair that joins two existing queues
+    merges them and emits one identity event to the bot.
+    """
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -112,6 +117,11 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     GetWindow: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetWindowRequest, _queue_service_pb2.GetWindowResponse]  # type: ignore[assignment]
     """Reads a correspondent's current window, placeholders included."""
+    LearnIdentities: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.LearnIdentitiesRequest, _queue_service_pb2.LearnIdentitiesResponse]  # type: ignore[assignment]
+    """Records LID <-> phone pairs of one bot's correspondents (learned by Node outside any
+    message, e.g. Baileys' lid-mapping store). A pair that joins two existing queues
+    merges them and emits one identity event to the bot.
+    """
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Per-correspondent queues, placeholders for media, ingestion and bot lifecycle."""
@@ -210,5 +220,16 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.GetWindowResponse, _abc.Awaitable[_queue_service_pb2.GetWindowResponse]]:
         """Reads a correspondent's current window, placeholders included."""
+
+    @_abc_1.abstractmethod
+    def LearnIdentities(
+        self,
+        request: _queue_service_pb2.LearnIdentitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.LearnIdentitiesResponse, _abc.Awaitable[_queue_service_pb2.LearnIdentitiesResponse]]:
+        """Records LID <-> phone pairs of one bot's correspondents (learned by Node outside any
+        message, e.g. Baileys' lid-mapping store). A pair that joins two existing queues
+        merges them and emits one identity event to the bot.
+        """
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

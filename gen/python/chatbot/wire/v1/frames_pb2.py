@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chatbot.common.v1 import context_pb2 as chatbot_dot_common_dot_v1_dot_context__pb2
 from chatbot.common.v1 import details_pb2 as chatbot_dot_common_dot_v1_dot_details__pb2
 from chatbot.common.v1 import message_pb2 as chatbot_dot_common_dot_v1_dot_message__pb2
 from chatbot.options.v1 import field_options_pb2 as chatbot_dot_options_dot_v1_dot_field__options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hatbot/wire/v1/frames.proto\x12\x0f\x63hatbot.wire.v1\x1a\x1f\x63hatbot/common/v1/details.proto\x1a\x1f\x63hatbot/common/v1/message.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x0eIncomingHeader\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12#\n\x10\x63orrespondent_id\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x19\n\x06sender\x18\x03 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12&\n\x13provider_message_id\x18\x04 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12<\n\x10originating_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x05group\x18\x06 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x42\x08\n\x06_group\"\xa4\x01\n\x0bTextMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x17\n\x07message\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x36\n\x08reply_to\x18\x03 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x00\x88\x01\x01\x42\x0b\n\t_reply_to\"\xcd\x01\n\x11StructuredMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12:\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsB\x06\xaa\xd4\x18\x02\x08\x01\x12\x36\n\x08reply_to\x18\x03 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x00\x88\x01\x01\x42\x0b\n\t_reply_to\"\xee\x02\n\x0cMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x13media_processing_id\x18\x03 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x1c\n\tmime_type\x18\x04 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x05 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x06 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x11\n\tfile_size\x18\x07 \x01(\x04\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"\xd4\x02\n\x13\x43orruptMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\tmime_type\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x04 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x05 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x19\n\x06reason\x18\x06 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x08\x12\x36\n\x08reply_to\x18\x07 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"\xe8\x02\n\x19QuotaExceededMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\tmime_type\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x04 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x05 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x12\n\nused_bytes\x18\x06 \x01(\x04\x12\x13\n\x0bquota_bytes\x18\x07 \x01(\x04\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"t\n\x03\x41\x63k\x12\x19\n\x08\x66rame_id\x18\x01 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x01\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\x1a.chatbot.wire.v1.AckStatusB\x06\xaa\xd4\x18\x02\x08\x01\x12\x13\n\x06reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_reason\"\xba\x01\n\x0cSessionEvent\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1d.chatbot.wire.v1.SessionStateB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1c\n\x06\x64\x65tail\x18\x04 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x42\t\n\x07_detail\"\xbc\x01\n\x0fOutgoingMessage\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12#\n\x10\x63orrespondent_id\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x18\n\x04text\x18\x03 \x01(\tB\n\xaa\xd4\x18\x06\x08\x01\x18\x80\x80\x04\x12\x30\n\x1aquoted_provider_message_id\x18\x04 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x02H\x00\x88\x01\x01\x42\x1d\n\x1b_quoted_provider_message_id\"\xdb\x03\n\tNodeFrame\x12\x1b\n\x08\x66rame_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\x34\n\x0ctext_message\x18\n \x01(\x0b\x32\x1c.chatbot.wire.v1.TextMessageH\x00\x12\x36\n\rmedia_message\x18\x0b \x01(\x0b\x32\x1d.chatbot.wire.v1.MediaMessageH\x00\x12\x45\n\x15\x63orrupt_media_message\x18\x0c \x01(\x0b\x32$.chatbot.wire.v1.CorruptMediaMessageH\x00\x12R\n\x1cquota_exceeded_media_message\x18\r \x01(\x0b\x32*.chatbot.wire.v1.QuotaExceededMediaMessageH\x00\x12#\n\x03\x61\x63k\x18\x0e \x01(\x0b\x32\x14.chatbot.wire.v1.AckH\x00\x12\x36\n\rsession_event\x18\x0f \x01(\x0b\x32\x1d.chatbot.wire.v1.SessionEventH\x00\x12@\n\x12structured_message\x18\x10 \x01(\x0b\x32\".chatbot.wire.v1.StructuredMessageH\x00\x42\t\n\x07payload\"\x97\x01\n\x0cGatewayFrame\x12\x19\n\x08\x66rame_id\x18\x01 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x01\x12#\n\x03\x61\x63k\x18\n \x01(\x0b\x32\x14.chatbot.wire.v1.AckH\x00\x12<\n\x10outgoing_message\x18\x0b \x01(\x0b\x32 .chatbot.wire.v1.OutgoingMessageH\x00\x42\t\n\x07payload*\x89\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04*\xba\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18SESSION_STATE_CONNECTING\x10\x01\x12\x1d\n\x19SESSION_STATE_QR_REQUIRED\x10\x02\x12\x16\n\x12SESSION_STATE_OPEN\x10\x03\x12\x18\n\x14SESSION_STATE_CLOSED\x10\x04\x12\x1c\n\x18SESSION_STATE_LOGGED_OUT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hatbot/wire/v1/frames.proto\x12\x0f\x63hatbot.wire.v1\x1a\x1f\x63hatbot/common/v1/context.proto\x1a\x1f\x63hatbot/common/v1/details.proto\x1a\x1f\x63hatbot/common/v1/message.proto\x1a&chatbot/options/v1/field_options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x02\n\x0eIncomingHeader\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12#\n\x10\x63orrespondent_id\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x19\n\x06sender\x18\x03 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12&\n\x13provider_message_id\x18\x04 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12<\n\x10originating_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x05group\x18\x06 \x01(\x0b\x32\x1c.chatbot.common.v1.GroupInfoH\x00\x88\x01\x01\x12\x37\n\x07\x63ontext\x18\x07 \x01(\x0b\x32!.chatbot.common.v1.MessageContextH\x01\x88\x01\x01\x42\x08\n\x06_groupB\n\n\x08_context\"\xa4\x01\n\x0bTextMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x17\n\x07message\x18\x02 \x01(\tB\x06\xaa\xd4\x18\x02\x08\x01\x12\x36\n\x08reply_to\x18\x03 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x00\x88\x01\x01\x42\x0b\n\t_reply_to\"\xcd\x01\n\x11StructuredMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12:\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32!.chatbot.common.v1.MessageDetailsB\x06\xaa\xd4\x18\x02\x08\x01\x12\x36\n\x08reply_to\x18\x03 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x00\x88\x01\x01\x42\x0b\n\t_reply_to\"\xee\x02\n\x0cMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x13media_processing_id\x18\x03 \x01(\tB\x08\xaa\xd4\x18\x04\x08\x01\x10\x01\x12\x1c\n\tmime_type\x18\x04 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x05 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x06 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x11\n\tfile_size\x18\x07 \x01(\x04\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"\xd4\x02\n\x13\x43orruptMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\tmime_type\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x04 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x05 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x19\n\x06reason\x18\x06 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x08\x12\x36\n\x08reply_to\x18\x07 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"\xe8\x02\n\x19QuotaExceededMediaMessage\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32\x1f.chatbot.wire.v1.IncomingHeaderB\x06\xaa\xd4\x18\x02\x08\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\tmime_type\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\xff\x01\x12\x38\n\nmedia_kind\x18\x04 \x01(\x0e\x32\x1c.chatbot.common.v1.MediaKindB\x06\xaa\xd4\x18\x02\x08\x01\x12\'\n\x11original_filename\x18\x05 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x12\x12\n\nused_bytes\x18\x06 \x01(\x04\x12\x13\n\x0bquota_bytes\x18\x07 \x01(\x04\x12\x36\n\x08reply_to\x18\x08 \x01(\x0b\x32\x1f.chatbot.common.v1.ReplyContextH\x01\x88\x01\x01\x42\x14\n\x12_original_filenameB\x0b\n\t_reply_to\"t\n\x03\x41\x63k\x12\x19\n\x08\x66rame_id\x18\x01 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x01\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\x1a.chatbot.wire.v1.AckStatusB\x06\xaa\xd4\x18\x02\x08\x01\x12\x13\n\x06reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_reason\"\xba\x01\n\x0cSessionEvent\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1d.chatbot.wire.v1.SessionStateB\x06\xaa\xd4\x18\x02\x08\x01\x12\x30\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xaa\xd4\x18\x02\x08\x01\x12\x1c\n\x06\x64\x65tail\x18\x04 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x42\t\n\x07_detail\"p\n\rOutgoingMedia\x12\x14\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x42\x06\xaa\xd4\x18\x02\x08\x01\x12\x1c\n\tmime_type\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\xff\x01\x12\x1e\n\x08\x66ilename\x18\x03 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x00\x88\x01\x01\x42\x0b\n\t_filename\"\x9a\x04\n\x0fOutgoingMessage\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12#\n\x10\x63orrespondent_id\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x16\n\x04text\x18\x03 \x01(\tB\x08\xaa\xd4\x18\x04\x18\x80\x80\x04\x12\x30\n\x1aquoted_provider_message_id\x18\x04 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x02H\x00\x88\x01\x01\x12+\n\x04kind\x18\x05 \x01(\x0e\x32\x1d.chatbot.wire.v1.OutgoingKind\x12\x32\n\x05media\x18\x06 \x01(\x0b\x32\x1e.chatbot.wire.v1.OutgoingMediaH\x01\x88\x01\x01\x12#\n\x0ereaction_emoji\x18\x07 \x01(\tB\x06\xaa\xd4\x18\x02\x18 H\x02\x88\x01\x01\x12\'\n\x11target_message_id\x18\x08 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x02H\x03\x88\x01\x01\x12%\n\x0fidempotency_key\x18\t \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x01H\x04\x88\x01\x01\x12)\n\x13provider_message_id\x18\n \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x02H\x05\x88\x01\x01\x42\x1d\n\x1b_quoted_provider_message_idB\x08\n\x06_mediaB\x11\n\x0f_reaction_emojiB\x14\n\x12_target_message_idB\x12\n\x10_idempotency_keyB\x16\n\x14_provider_message_id\"\xf4\x01\n\x0eOutgoingResult\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\"\n\x0fidempotency_key\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\x1f.chatbot.wire.v1.OutgoingStatusB\x06\xaa\xd4\x18\x02\x08\x01\x12)\n\x13provider_message_id\x18\x04 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x02H\x00\x88\x01\x01\x12\x1c\n\x06reason\x18\x05 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x08H\x01\x88\x01\x01\x42\x16\n\x14_provider_message_idB\t\n\x07_reason\"j\n\x10IdentityMappings\x12\x19\n\x06\x62ot_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12;\n\x08mappings\x18\x02 \x03(\x0b\x32 .chatbot.wire.v1.IdentityMappingB\x07\xaa\xd4\x18\x03 \xe8\x07\"G\n\x0fIdentityMapping\x12\x16\n\x03lid\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\x12\x1c\n\tphone_jid\x18\x02 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x02\"\xd7\x04\n\tNodeFrame\x12\x1b\n\x08\x66rame_id\x18\x01 \x01(\tB\t\xaa\xd4\x18\x05\x08\x01\x18\x80\x01\x12\x34\n\x0ctext_message\x18\n \x01(\x0b\x32\x1c.chatbot.wire.v1.TextMessageH\x00\x12\x36\n\rmedia_message\x18\x0b \x01(\x0b\x32\x1d.chatbot.wire.v1.MediaMessageH\x00\x12\x45\n\x15\x63orrupt_media_message\x18\x0c \x01(\x0b\x32$.chatbot.wire.v1.CorruptMediaMessageH\x00\x12R\n\x1cquota_exceeded_media_message\x18\r \x01(\x0b\x32*.chatbot.wire.v1.QuotaExceededMediaMessageH\x00\x12#\n\x03\x61\x63k\x18\x0e \x01(\x0b\x32\x14.chatbot.wire.v1.AckH\x00\x12\x36\n\rsession_event\x18\x0f \x01(\x0b\x32\x1d.chatbot.wire.v1.SessionEventH\x00\x12@\n\x12structured_message\x18\x10 \x01(\x0b\x32\".chatbot.wire.v1.StructuredMessageH\x00\x12:\n\x0foutgoing_result\x18\x11 \x01(\x0b\x32\x1f.chatbot.wire.v1.OutgoingResultH\x00\x12>\n\x11identity_mappings\x18\x12 \x01(\x0b\x32!.chatbot.wire.v1.IdentityMappingsH\x00\x42\t\n\x07payload\"\x97\x01\n\x0cGatewayFrame\x12\x19\n\x08\x66rame_id\x18\x01 \x01(\tB\x07\xaa\xd4\x18\x03\x18\x80\x01\x12#\n\x03\x61\x63k\x18\n \x01(\x0b\x32\x14.chatbot.wire.v1.AckH\x00\x12<\n\x10outgoing_message\x18\x0b \x01(\x0b\x32 .chatbot.wire.v1.OutgoingMessageH\x00\x42\t\n\x07payload*\x89\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04*\xba\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18SESSION_STATE_CONNECTING\x10\x01\x12\x1d\n\x19SESSION_STATE_QR_REQUIRED\x10\x02\x12\x16\n\x12SESSION_STATE_OPEN\x10\x03\x12\x18\n\x14SESSION_STATE_CLOSED\x10\x04\x12\x1c\n\x18SESSION_STATE_LOGGED_OUT\x10\x05*\x98\x02\n\x0cOutgoingKind\x12\x1d\n\x19OUTGOING_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTGOING_KIND_TEXT\x10\x01\x12\x17\n\x13OUTGOING_KIND_IMAGE\x10\x02\x12\x1a\n\x16OUTGOING_KIND_DOCUMENT\x10\x03\x12\x17\n\x13OUTGOING_KIND_AUDIO\x10\x04\x12\x1c\n\x18OUTGOING_KIND_VOICE_NOTE\x10\x05\x12\x17\n\x13OUTGOING_KIND_VIDEO\x10\x06\x12\x1a\n\x16OUTGOING_KIND_REACTION\x10\x07\x12\x16\n\x12OUTGOING_KIND_READ\x10\x08\x12\x18\n\x14OUTGOING_KIND_TYPING\x10\t*g\n\x0eOutgoingStatus\x12\x1f\n\x1bOUTGOING_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTGOING_STATUS_SENT\x10\x01\x12\x1a\n\x16OUTGOING_STATUS_FAILED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -93,42 +94,86 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONEVENT'].fields_by_name['time']._serialized_options = b'\252\324\030\002\010\001'
   _globals['_SESSIONEVENT'].fields_by_name['detail']._loaded_options = None
   _globals['_SESSIONEVENT'].fields_by_name['detail']._serialized_options = b'\252\324\030\003\030\200\010'
+  _globals['_OUTGOINGMEDIA'].fields_by_name['data']._loaded_options = None
+  _globals['_OUTGOINGMEDIA'].fields_by_name['data']._serialized_options = b'\252\324\030\002\010\001'
+  _globals['_OUTGOINGMEDIA'].fields_by_name['mime_type']._loaded_options = None
+  _globals['_OUTGOINGMEDIA'].fields_by_name['mime_type']._serialized_options = b'\252\324\030\005\010\001\030\377\001'
+  _globals['_OUTGOINGMEDIA'].fields_by_name['filename']._loaded_options = None
+  _globals['_OUTGOINGMEDIA'].fields_by_name['filename']._serialized_options = b'\252\324\030\003\030\200\010'
   _globals['_OUTGOINGMESSAGE'].fields_by_name['bot_id']._loaded_options = None
   _globals['_OUTGOINGMESSAGE'].fields_by_name['bot_id']._serialized_options = b'\252\324\030\005\010\001\030\200\001'
   _globals['_OUTGOINGMESSAGE'].fields_by_name['correspondent_id']._loaded_options = None
   _globals['_OUTGOINGMESSAGE'].fields_by_name['correspondent_id']._serialized_options = b'\252\324\030\005\010\001\030\200\002'
   _globals['_OUTGOINGMESSAGE'].fields_by_name['text']._loaded_options = None
-  _globals['_OUTGOINGMESSAGE'].fields_by_name['text']._serialized_options = b'\252\324\030\006\010\001\030\200\200\004'
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['text']._serialized_options = b'\252\324\030\004\030\200\200\004'
   _globals['_OUTGOINGMESSAGE'].fields_by_name['quoted_provider_message_id']._loaded_options = None
   _globals['_OUTGOINGMESSAGE'].fields_by_name['quoted_provider_message_id']._serialized_options = b'\252\324\030\003\030\200\002'
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['reaction_emoji']._loaded_options = None
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['reaction_emoji']._serialized_options = b'\252\324\030\002\030 '
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['target_message_id']._loaded_options = None
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['target_message_id']._serialized_options = b'\252\324\030\003\030\200\002'
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['idempotency_key']._loaded_options = None
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['idempotency_key']._serialized_options = b'\252\324\030\003\030\200\001'
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['provider_message_id']._loaded_options = None
+  _globals['_OUTGOINGMESSAGE'].fields_by_name['provider_message_id']._serialized_options = b'\252\324\030\003\030\200\002'
+  _globals['_OUTGOINGRESULT'].fields_by_name['bot_id']._loaded_options = None
+  _globals['_OUTGOINGRESULT'].fields_by_name['bot_id']._serialized_options = b'\252\324\030\005\010\001\030\200\001'
+  _globals['_OUTGOINGRESULT'].fields_by_name['idempotency_key']._loaded_options = None
+  _globals['_OUTGOINGRESULT'].fields_by_name['idempotency_key']._serialized_options = b'\252\324\030\005\010\001\030\200\001'
+  _globals['_OUTGOINGRESULT'].fields_by_name['status']._loaded_options = None
+  _globals['_OUTGOINGRESULT'].fields_by_name['status']._serialized_options = b'\252\324\030\002\010\001'
+  _globals['_OUTGOINGRESULT'].fields_by_name['provider_message_id']._loaded_options = None
+  _globals['_OUTGOINGRESULT'].fields_by_name['provider_message_id']._serialized_options = b'\252\324\030\003\030\200\002'
+  _globals['_OUTGOINGRESULT'].fields_by_name['reason']._loaded_options = None
+  _globals['_OUTGOINGRESULT'].fields_by_name['reason']._serialized_options = b'\252\324\030\003\030\200\010'
+  _globals['_IDENTITYMAPPINGS'].fields_by_name['bot_id']._loaded_options = None
+  _globals['_IDENTITYMAPPINGS'].fields_by_name['bot_id']._serialized_options = b'\252\324\030\005\010\001\030\200\001'
+  _globals['_IDENTITYMAPPINGS'].fields_by_name['mappings']._loaded_options = None
+  _globals['_IDENTITYMAPPINGS'].fields_by_name['mappings']._serialized_options = b'\252\324\030\003 \350\007'
+  _globals['_IDENTITYMAPPING'].fields_by_name['lid']._loaded_options = None
+  _globals['_IDENTITYMAPPING'].fields_by_name['lid']._serialized_options = b'\252\324\030\005\010\001\030\200\002'
+  _globals['_IDENTITYMAPPING'].fields_by_name['phone_jid']._loaded_options = None
+  _globals['_IDENTITYMAPPING'].fields_by_name['phone_jid']._serialized_options = b'\252\324\030\005\010\001\030\200\002'
   _globals['_NODEFRAME'].fields_by_name['frame_id']._loaded_options = None
   _globals['_NODEFRAME'].fields_by_name['frame_id']._serialized_options = b'\252\324\030\005\010\001\030\200\001'
   _globals['_GATEWAYFRAME'].fields_by_name['frame_id']._loaded_options = None
   _globals['_GATEWAYFRAME'].fields_by_name['frame_id']._serialized_options = b'\252\324\030\003\030\200\001'
-  _globals['_ACKSTATUS']._serialized_start=3041
-  _globals['_ACKSTATUS']._serialized_end=3178
-  _globals['_SESSIONSTATE']._serialized_start=3181
-  _globals['_SESSIONSTATE']._serialized_end=3367
-  _globals['_INCOMINGHEADER']._serialized_start=189
-  _globals['_INCOMINGHEADER']._serialized_end=458
-  _globals['_TEXTMESSAGE']._serialized_start=461
-  _globals['_TEXTMESSAGE']._serialized_end=625
-  _globals['_STRUCTUREDMESSAGE']._serialized_start=628
-  _globals['_STRUCTUREDMESSAGE']._serialized_end=833
-  _globals['_MEDIAMESSAGE']._serialized_start=836
-  _globals['_MEDIAMESSAGE']._serialized_end=1202
-  _globals['_CORRUPTMEDIAMESSAGE']._serialized_start=1205
-  _globals['_CORRUPTMEDIAMESSAGE']._serialized_end=1545
-  _globals['_QUOTAEXCEEDEDMEDIAMESSAGE']._serialized_start=1548
-  _globals['_QUOTAEXCEEDEDMEDIAMESSAGE']._serialized_end=1908
-  _globals['_ACK']._serialized_start=1910
-  _globals['_ACK']._serialized_end=2026
-  _globals['_SESSIONEVENT']._serialized_start=2029
-  _globals['_SESSIONEVENT']._serialized_end=2215
-  _globals['_OUTGOINGMESSAGE']._serialized_start=2218
-  _globals['_OUTGOINGMESSAGE']._serialized_end=2406
-  _globals['_NODEFRAME']._serialized_start=2409
-  _globals['_NODEFRAME']._serialized_end=2884
-  _globals['_GATEWAYFRAME']._serialized_start=2887
-  _globals['_GATEWAYFRAME']._serialized_end=3038
+  _globals['_ACKSTATUS']._serialized_start=4159
+  _globals['_ACKSTATUS']._serialized_end=4296
+  _globals['_SESSIONSTATE']._serialized_start=4299
+  _globals['_SESSIONSTATE']._serialized_end=4485
+  _globals['_OUTGOINGKIND']._serialized_start=4488
+  _globals['_OUTGOINGKIND']._serialized_end=4768
+  _globals['_OUTGOINGSTATUS']._serialized_start=4770
+  _globals['_OUTGOINGSTATUS']._serialized_end=4873
+  _globals['_INCOMINGHEADER']._serialized_start=222
+  _globals['_INCOMINGHEADER']._serialized_end=560
+  _globals['_TEXTMESSAGE']._serialized_start=563
+  _globals['_TEXTMESSAGE']._serialized_end=727
+  _globals['_STRUCTUREDMESSAGE']._serialized_start=730
+  _globals['_STRUCTUREDMESSAGE']._serialized_end=935
+  _globals['_MEDIAMESSAGE']._serialized_start=938
+  _globals['_MEDIAMESSAGE']._serialized_end=1304
+  _globals['_CORRUPTMEDIAMESSAGE']._serialized_start=1307
+  _globals['_CORRUPTMEDIAMESSAGE']._serialized_end=1647
+  _globals['_QUOTAEXCEEDEDMEDIAMESSAGE']._serialized_start=1650
+  _globals['_QUOTAEXCEEDEDMEDIAMESSAGE']._serialized_end=2010
+  _globals['_ACK']._serialized_start=2012
+  _globals['_ACK']._serialized_end=2128
+  _globals['_SESSIONEVENT']._serialized_start=2131
+  _globals['_SESSIONEVENT']._serialized_end=2317
+  _globals['_OUTGOINGMEDIA']._serialized_start=2319
+  _globals['_OUTGOINGMEDIA']._serialized_end=2431
+  _globals['_OUTGOINGMESSAGE']._serialized_start=2434
+  _globals['_OUTGOINGMESSAGE']._serialized_end=2972
+  _globals['_OUTGOINGRESULT']._serialized_start=2975
+  _globals['_OUTGOINGRESULT']._serialized_end=3219
+  _globals['_IDENTITYMAPPINGS']._serialized_start=3221
+  _globals['_IDENTITYMAPPINGS']._serialized_end=3327
+  _globals['_IDENTITYMAPPING']._serialized_start=3329
+  _globals['_IDENTITYMAPPING']._serialized_end=3400
+  _globals['_NODEFRAME']._serialized_start=3403
+  _globals['_NODEFRAME']._serialized_end=4002
+  _globals['_GATEWAYFRAME']._serialized_start=4005
+  _globals['_GATEWAYFRAME']._serialized_end=4156
 # @@protoc_insertion_point(module_scope)

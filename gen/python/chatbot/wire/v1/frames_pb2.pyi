@@ -9,20 +9,23 @@ Fields declared `optional` may be absent; all other fields are always present in
 the schema but may be empty only when their comment says so.
 """
 
+from chatbot.common.v1 import context_pb2 as _context_pb2
 from chatbot.common.v1 import details_pb2 as _details_pb2
 from chatbot.common.v1 import message_pb2 as _message_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 10):
-    from typing import TypeAlias as _TypeAlias
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing_extensions import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -98,6 +101,82 @@ SESSION_STATE_LOGGED_OUT: SessionState.ValueType  # 5
 """Logged out; a new pairing is needed."""
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
 
+class _OutgoingKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutgoingKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutgoingKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTGOING_KIND_UNSPECIFIED: _OutgoingKind.ValueType  # 0
+    """Not set: a text message (the only kind before this field existed)."""
+    OUTGOING_KIND_TEXT: _OutgoingKind.ValueType  # 1
+    """A text message (`text` required)."""
+    OUTGOING_KIND_IMAGE: _OutgoingKind.ValueType  # 2
+    """A photo (`media` required; `text` is the caption)."""
+    OUTGOING_KIND_DOCUMENT: _OutgoingKind.ValueType  # 3
+    """A document (`media` required; `text` is the caption)."""
+    OUTGOING_KIND_AUDIO: _OutgoingKind.ValueType  # 4
+    """An audio file (`media` required)."""
+    OUTGOING_KIND_VOICE_NOTE: _OutgoingKind.ValueType  # 5
+    """A voice note (`media` required, ogg/opus)."""
+    OUTGOING_KIND_VIDEO: _OutgoingKind.ValueType  # 6
+    """A video (`media` required; `text` is the caption)."""
+    OUTGOING_KIND_REACTION: _OutgoingKind.ValueType  # 7
+    """A reaction (`reaction_emoji` and `target_message_id` required; empty emoji removes it)."""
+    OUTGOING_KIND_READ: _OutgoingKind.ValueType  # 8
+    """Read receipts for `target_message_id` (and earlier messages of the chat)."""
+    OUTGOING_KIND_TYPING: _OutgoingKind.ValueType  # 9
+    """The typing indicator ("composing") shown to the correspondent for a while."""
+
+class OutgoingKind(_OutgoingKind, metaclass=_OutgoingKindEnumTypeWrapper):
+    """What an outgoing message does."""
+
+OUTGOING_KIND_UNSPECIFIED: OutgoingKind.ValueType  # 0
+"""Not set: a text message (the only kind before this field existed)."""
+OUTGOING_KIND_TEXT: OutgoingKind.ValueType  # 1
+"""A text message (`text` required)."""
+OUTGOING_KIND_IMAGE: OutgoingKind.ValueType  # 2
+"""A photo (`media` required; `text` is the caption)."""
+OUTGOING_KIND_DOCUMENT: OutgoingKind.ValueType  # 3
+"""A document (`media` required; `text` is the caption)."""
+OUTGOING_KIND_AUDIO: OutgoingKind.ValueType  # 4
+"""An audio file (`media` required)."""
+OUTGOING_KIND_VOICE_NOTE: OutgoingKind.ValueType  # 5
+"""A voice note (`media` required, ogg/opus)."""
+OUTGOING_KIND_VIDEO: OutgoingKind.ValueType  # 6
+"""A video (`media` required; `text` is the caption)."""
+OUTGOING_KIND_REACTION: OutgoingKind.ValueType  # 7
+"""A reaction (`reaction_emoji` and `target_message_id` required; empty emoji removes it)."""
+OUTGOING_KIND_READ: OutgoingKind.ValueType  # 8
+"""Read receipts for `target_message_id` (and earlier messages of the chat)."""
+OUTGOING_KIND_TYPING: OutgoingKind.ValueType  # 9
+"""The typing indicator ("composing") shown to the correspondent for a while."""
+Global___OutgoingKind: _TypeAlias = OutgoingKind  # noqa: Y015
+
+class _OutgoingStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutgoingStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutgoingStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTGOING_STATUS_UNSPECIFIED: _OutgoingStatus.ValueType  # 0
+    """Not set; never sent."""
+    OUTGOING_STATUS_SENT: _OutgoingStatus.ValueType  # 1
+    """Posted to WhatsApp."""
+    OUTGOING_STATUS_FAILED: _OutgoingStatus.ValueType  # 2
+    """Refused for good (e.g. an invalid recipient); `reason` says why."""
+
+class OutgoingStatus(_OutgoingStatus, metaclass=_OutgoingStatusEnumTypeWrapper):
+    """The outcome of sending one OutgoingMessage, reported by Node."""
+
+OUTGOING_STATUS_UNSPECIFIED: OutgoingStatus.ValueType  # 0
+"""Not set; never sent."""
+OUTGOING_STATUS_SENT: OutgoingStatus.ValueType  # 1
+"""Posted to WhatsApp."""
+OUTGOING_STATUS_FAILED: OutgoingStatus.ValueType  # 2
+"""Refused for good (e.g. an invalid recipient); `reason` says why."""
+Global___OutgoingStatus: _TypeAlias = OutgoingStatus  # noqa: Y015
+
 @_typing.final
 class IncomingHeader(_message.Message):
     """The fields every incoming WhatsApp message carries."""
@@ -110,6 +189,7 @@ class IncomingHeader(_message.Message):
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     ORIGINATING_TIME_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """The bot (WhatsApp account) that received the message. Required."""
     correspondent_id: _builtins.str
@@ -126,6 +206,12 @@ class IncomingHeader(_message.Message):
     def group(self) -> _message_pb2.GroupInfo:
         """Present only for group chats."""
 
+    @_builtins.property
+    def context(self) -> _context_pb2.MessageContext:
+        """Identity (LID, phone numbers), chat kind, owner, mentions and envelope. Node sets
+        `correspondent_id` and `sender` to the LID when it knows one, else the phone JID.
+        """
+
     def __init__(
         self,
         *,
@@ -135,13 +221,19 @@ class IncomingHeader(_message.Message):
         provider_message_id: _builtins.str = ...,
         originating_time: _timestamp_pb2.Timestamp | None = ...,
         group: _message_pb2.GroupInfo | None = ...,
+        context: _context_pb2.MessageContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "group", b"group", "originating_time", b"originating_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_group", b"_group", "context", b"context", "group", b"group", "originating_time", b"originating_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group", b"_group", "bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_group", b"_group", "bot_id", b"bot_id", "context", b"context", "correspondent_id", b"correspondent_id", "group", b"group", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__context: _TypeAlias = _typing.Literal["context"]  # noqa: Y015
+    _WhichOneofArgType__context: _TypeAlias = _typing.Literal["_context", b"_context"]  # noqa: Y015
     _WhichOneofReturnType__group: _TypeAlias = _typing.Literal["group"]  # noqa: Y015
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__context) -> _WhichOneofReturnType__context | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__group) -> _WhichOneofReturnType__group | None: ...
 
 Global___IncomingHeader: _TypeAlias = IncomingHeader  # noqa: Y015
@@ -480,6 +572,38 @@ class SessionEvent(_message.Message):
 Global___SessionEvent: _TypeAlias = SessionEvent  # noqa: Y015
 
 @_typing.final
+class OutgoingMedia(_message.Message):
+    """The bytes of an outgoing media message (fetched and bounded by the gateway)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The file's bytes (base64 in JSON). Required."""
+    mime_type: _builtins.str
+    """The MIME type. Required."""
+    filename: _builtins.str
+    """The file name shown for documents."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        mime_type: _builtins.str = ...,
+        filename: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_filename", b"_filename", "filename", b"filename"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_filename", b"_filename", "data", b"data", "filename", b"filename", "mime_type", b"mime_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__filename: _TypeAlias = _typing.Literal["filename"]  # noqa: Y015
+    _WhichOneofArgType__filename: _TypeAlias = _typing.Literal["_filename", b"_filename"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__filename) -> _WhichOneofReturnType__filename | None: ...
+
+Global___OutgoingMedia: _TypeAlias = OutgoingMedia  # noqa: Y015
+
+@_typing.final
 class OutgoingMessage(_message.Message):
     """A reply from the bot, to be sent to WhatsApp by Node."""
 
@@ -489,14 +613,36 @@ class OutgoingMessage(_message.Message):
     CORRESPONDENT_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     QUOTED_PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
+    REACTION_EMOJI_FIELD_NUMBER: _builtins.int
+    TARGET_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """The bot that sends it. Required."""
     correspondent_id: _builtins.str
     """The chat JID to send to. Required."""
     text: _builtins.str
-    """The text to send. Required."""
+    """The text to send; the caption for media. Required for text messages."""
     quoted_provider_message_id: _builtins.str
     """WhatsApp id of a message to quote, when replying to one."""
+    kind: Global___OutgoingKind.ValueType
+    """What to send; UNSPECIFIED means text."""
+    reaction_emoji: _builtins.str
+    """The reaction's emoji (empty removes the bot's reaction), for REACTION."""
+    target_message_id: _builtins.str
+    """WhatsApp id of the message reacted to or read, for REACTION and READ."""
+    idempotency_key: _builtins.str
+    """The client's idempotency key; the same key is posted to WhatsApp at most once."""
+    provider_message_id: _builtins.str
+    """The WhatsApp message id to send under, derived from the idempotency key, so a resend
+    after a crash is the same message to WhatsApp.
+    """
+    @_builtins.property
+    def media(self) -> Global___OutgoingMedia:
+        """The media to send, for the media kinds."""
+
     def __init__(
         self,
         *,
@@ -504,16 +650,142 @@ class OutgoingMessage(_message.Message):
         correspondent_id: _builtins.str = ...,
         text: _builtins.str = ...,
         quoted_provider_message_id: _builtins.str | None = ...,
+        kind: Global___OutgoingKind.ValueType = ...,
+        media: Global___OutgoingMedia | None = ...,
+        reaction_emoji: _builtins.str | None = ...,
+        target_message_id: _builtins.str | None = ...,
+        idempotency_key: _builtins.str | None = ...,
+        provider_message_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_quoted_provider_message_id", b"_quoted_provider_message_id", "quoted_provider_message_id", b"quoted_provider_message_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_media", b"_media", "_provider_message_id", b"_provider_message_id", "_quoted_provider_message_id", b"_quoted_provider_message_id", "_reaction_emoji", b"_reaction_emoji", "_target_message_id", b"_target_message_id", "idempotency_key", b"idempotency_key", "media", b"media", "provider_message_id", b"provider_message_id", "quoted_provider_message_id", b"quoted_provider_message_id", "reaction_emoji", b"reaction_emoji", "target_message_id", b"target_message_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quoted_provider_message_id", b"_quoted_provider_message_id", "bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "quoted_provider_message_id", b"quoted_provider_message_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_media", b"_media", "_provider_message_id", b"_provider_message_id", "_quoted_provider_message_id", b"_quoted_provider_message_id", "_reaction_emoji", b"_reaction_emoji", "_target_message_id", b"_target_message_id", "bot_id", b"bot_id", "correspondent_id", b"correspondent_id", "idempotency_key", b"idempotency_key", "kind", b"kind", "media", b"media", "provider_message_id", b"provider_message_id", "quoted_provider_message_id", b"quoted_provider_message_id", "reaction_emoji", b"reaction_emoji", "target_message_id", b"target_message_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
+    _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015
+    _WhichOneofReturnType__media: _TypeAlias = _typing.Literal["media"]  # noqa: Y015
+    _WhichOneofArgType__media: _TypeAlias = _typing.Literal["_media", b"_media"]  # noqa: Y015
+    _WhichOneofReturnType__provider_message_id: _TypeAlias = _typing.Literal["provider_message_id"]  # noqa: Y015
+    _WhichOneofArgType__provider_message_id: _TypeAlias = _typing.Literal["_provider_message_id", b"_provider_message_id"]  # noqa: Y015
     _WhichOneofReturnType__quoted_provider_message_id: _TypeAlias = _typing.Literal["quoted_provider_message_id"]  # noqa: Y015
     _WhichOneofArgType__quoted_provider_message_id: _TypeAlias = _typing.Literal["_quoted_provider_message_id", b"_quoted_provider_message_id"]  # noqa: Y015
+    _WhichOneofReturnType__reaction_emoji: _TypeAlias = _typing.Literal["reaction_emoji"]  # noqa: Y015
+    _WhichOneofArgType__reaction_emoji: _TypeAlias = _typing.Literal["_reaction_emoji", b"_reaction_emoji"]  # noqa: Y015
+    _WhichOneofReturnType__target_message_id: _TypeAlias = _typing.Literal["target_message_id"]  # noqa: Y015
+    _WhichOneofArgType__target_message_id: _TypeAlias = _typing.Literal["_target_message_id", b"_target_message_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__idempotency_key) -> _WhichOneofReturnType__idempotency_key | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__media) -> _WhichOneofReturnType__media | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_message_id) -> _WhichOneofReturnType__provider_message_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__quoted_provider_message_id) -> _WhichOneofReturnType__quoted_provider_message_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reaction_emoji) -> _WhichOneofReturnType__reaction_emoji | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__target_message_id) -> _WhichOneofReturnType__target_message_id | None: ...
 
 Global___OutgoingMessage: _TypeAlias = OutgoingMessage  # noqa: Y015
+
+@_typing.final
+class OutgoingResult(_message.Message):
+    """What happened to an outgoing message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOT_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    bot_id: _builtins.str
+    """The bot. Required."""
+    idempotency_key: _builtins.str
+    """The outgoing message's idempotency key. Required."""
+    status: Global___OutgoingStatus.ValueType
+    """The outcome. Required."""
+    provider_message_id: _builtins.str
+    """The WhatsApp message id it was sent under, when sent."""
+    reason: _builtins.str
+    """Why it failed, when it failed."""
+    def __init__(
+        self,
+        *,
+        bot_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        status: Global___OutgoingStatus.ValueType = ...,
+        provider_message_id: _builtins.str | None = ...,
+        reason: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_message_id", b"_provider_message_id", "_reason", b"_reason", "provider_message_id", b"provider_message_id", "reason", b"reason"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_message_id", b"_provider_message_id", "_reason", b"_reason", "bot_id", b"bot_id", "idempotency_key", b"idempotency_key", "provider_message_id", b"provider_message_id", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__provider_message_id: _TypeAlias = _typing.Literal["provider_message_id"]  # noqa: Y015
+    _WhichOneofArgType__provider_message_id: _TypeAlias = _typing.Literal["_provider_message_id", b"_provider_message_id"]  # noqa: Y015
+    _WhichOneofReturnType__reason: _TypeAlias = _typing.Literal["reason"]  # noqa: Y015
+    _WhichOneofArgType__reason: _TypeAlias = _typing.Literal["_reason", b"_reason"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_message_id) -> _WhichOneofReturnType__provider_message_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reason) -> _WhichOneofReturnType__reason | None: ...
+
+Global___OutgoingResult: _TypeAlias = OutgoingResult  # noqa: Y015
+
+@_typing.final
+class IdentityMappings(_message.Message):
+    """LID <-> phone pairs Node learned outside any message (Baileys' lid-mapping store)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOT_ID_FIELD_NUMBER: _builtins.int
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    bot_id: _builtins.str
+    """The bot. Required."""
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentityMapping]:
+        """The pairs, at most 1000 per frame."""
+
+    def __init__(
+        self,
+        *,
+        bot_id: _builtins.str = ...,
+        mappings: _abc.Iterable[Global___IdentityMapping] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "mappings", b"mappings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityMappings: _TypeAlias = IdentityMappings  # noqa: Y015
+
+@_typing.final
+class IdentityMapping(_message.Message):
+    """One person's LID and phone-number JID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LID_FIELD_NUMBER: _builtins.int
+    PHONE_JID_FIELD_NUMBER: _builtins.int
+    lid: _builtins.str
+    """The LID (`…@lid`). Required."""
+    phone_jid: _builtins.str
+    """The phone-number JID (`…@s.whatsapp.net`). Required."""
+    def __init__(
+        self,
+        *,
+        lid: _builtins.str = ...,
+        phone_jid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lid", b"lid", "phone_jid", b"phone_jid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityMapping: _TypeAlias = IdentityMapping  # noqa: Y015
 
 @_typing.final
 class NodeFrame(_message.Message):
@@ -529,6 +801,8 @@ class NodeFrame(_message.Message):
     ACK_FIELD_NUMBER: _builtins.int
     SESSION_EVENT_FIELD_NUMBER: _builtins.int
     STRUCTURED_MESSAGE_FIELD_NUMBER: _builtins.int
+    OUTGOING_RESULT_FIELD_NUMBER: _builtins.int
+    IDENTITY_MAPPINGS_FIELD_NUMBER: _builtins.int
     frame_id: _builtins.str
     """Unique id of this frame (chosen by Node), echoed in its Ack. Required."""
     @_builtins.property
@@ -559,6 +833,14 @@ class NodeFrame(_message.Message):
     def structured_message(self) -> Global___StructuredMessage:
         """An incoming message that is neither plain text nor media."""
 
+    @_builtins.property
+    def outgoing_result(self) -> Global___OutgoingResult:
+        """The outcome of sending an OutgoingMessage."""
+
+    @_builtins.property
+    def identity_mappings(self) -> Global___IdentityMappings:
+        """LID <-> phone pairs learned outside any message."""
+
     def __init__(
         self,
         *,
@@ -570,12 +852,14 @@ class NodeFrame(_message.Message):
         ack: Global___Ack | None = ...,
         session_event: Global___SessionEvent | None = ...,
         structured_message: Global___StructuredMessage | None = ...,
+        outgoing_result: Global___OutgoingResult | None = ...,
+        identity_mappings: Global___IdentityMappings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "identity_mappings", b"identity_mappings", "media_message", b"media_message", "outgoing_result", b"outgoing_result", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "frame_id", b"frame_id", "media_message", b"media_message", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "corrupt_media_message", b"corrupt_media_message", "frame_id", b"frame_id", "identity_mappings", b"identity_mappings", "media_message", b"media_message", "outgoing_result", b"outgoing_result", "payload", b"payload", "quota_exceeded_media_message", b"quota_exceeded_media_message", "session_event", b"session_event", "structured_message", b"structured_message", "text_message", b"text_message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["text_message", "media_message", "corrupt_media_message", "quota_exceeded_media_message", "ack", "session_event", "structured_message"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["text_message", "media_message", "corrupt_media_message", "quota_exceeded_media_message", "ack", "session_event", "structured_message", "outgoing_result", "identity_mappings"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

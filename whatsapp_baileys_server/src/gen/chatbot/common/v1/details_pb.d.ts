@@ -11,6 +11,7 @@
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Mention } from "./context_pb.js";
 
 /**
  * Describes the file chatbot/common/v1/details.proto.
@@ -464,11 +465,20 @@ export declare type Edit = Message<"chatbot.common.v1.Edit"> & {
   targetMessageId: string;
 
   /**
-   * The new text (the caption, for edited media); may be empty.
+   * The new text (the caption, for edited media); may be empty. Bounded like any text
+   * the bot sees.
    *
    * @generated from field: string text = 2;
    */
   text: string;
+
+  /**
+   * False when the edit arrived encrypted (`secretEncryptedMessage`) and could not be
+   * decrypted: `text` is then empty and only the reference to the original is known.
+   *
+   * @generated from field: bool decrypted = 3;
+   */
+  decrypted: boolean;
 };
 
 /**
@@ -517,6 +527,287 @@ export declare type Unsupported = Message<"chatbot.common.v1.Unsupported"> & {
  * Use `create(UnsupportedSchema)` to create a new message.
  */
 export declare const UnsupportedSchema: GenMessage<Unsupported>;
+
+/**
+ * One person's two ids became known to be the same person: the chat that was known as
+ * `previous_correspondent_id` continues as `correspondent_id` (one queue from now on).
+ *
+ * @generated from message chatbot.common.v1.IdentityChange
+ */
+export declare type IdentityChange = Message<"chatbot.common.v1.IdentityChange"> & {
+  /**
+   * The id the bot knew the person by until now. Required.
+   *
+   * @generated from field: string previous_correspondent_id = 1;
+   */
+  previousCorrespondentId: string;
+
+  /**
+   * The id the person is known by from now on (the LID). Required.
+   *
+   * @generated from field: string correspondent_id = 2;
+   */
+  correspondentId: string;
+
+  /**
+   * The person's phone number (E.164 digits, no plus), when known.
+   *
+   * @generated from field: optional string phone = 3;
+   */
+  phone?: string | undefined;
+};
+
+/**
+ * Describes the message chatbot.common.v1.IdentityChange.
+ * Use `create(IdentityChangeSchema)` to create a new message.
+ */
+export declare const IdentityChangeSchema: GenMessage<IdentityChange>;
+
+/**
+ * One choice a business message offers (a button, a list row, a template button).
+ *
+ * @generated from message chatbot.common.v1.BusinessChoice
+ */
+export declare type BusinessChoice = Message<"chatbot.common.v1.BusinessChoice"> & {
+  /**
+   * The choice's id as the sender defined it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The text shown on the choice.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * The row's description (lists), when given.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message chatbot.common.v1.BusinessChoice.
+ * Use `create(BusinessChoiceSchema)` to create a new message.
+ */
+export declare const BusinessChoiceSchema: GenMessage<BusinessChoice>;
+
+/**
+ * A business message that asks a question and offers choices.
+ *
+ * @generated from message chatbot.common.v1.BusinessMessage
+ */
+export declare type BusinessMessage = Message<"chatbot.common.v1.BusinessMessage"> & {
+  /**
+   * What kind of message it is. Required.
+   *
+   * @generated from field: chatbot.common.v1.BusinessMessageKind kind = 1;
+   */
+  kind: BusinessMessageKind;
+
+  /**
+   * The header or title, when given.
+   *
+   * @generated from field: string header = 2;
+   */
+  header: string;
+
+  /**
+   * The body: the question asked.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * The footer, when given.
+   *
+   * @generated from field: string footer = 4;
+   */
+  footer: string;
+
+  /**
+   * The choices in order, at most 20 (the rest are counted in `omitted_choice_count`).
+   *
+   * @generated from field: repeated chatbot.common.v1.BusinessChoice choices = 5;
+   */
+  choices: BusinessChoice[];
+
+  /**
+   * Choices left out by the bound.
+   *
+   * @generated from field: uint32 omitted_choice_count = 6;
+   */
+  omittedChoiceCount: number;
+};
+
+/**
+ * Describes the message chatbot.common.v1.BusinessMessage.
+ * Use `create(BusinessMessageSchema)` to create a new message.
+ */
+export declare const BusinessMessageSchema: GenMessage<BusinessMessage>;
+
+/**
+ * A payment, order, product or invoice message, in words.
+ *
+ * @generated from message chatbot.common.v1.Commerce
+ */
+export declare type Commerce = Message<"chatbot.common.v1.Commerce"> & {
+  /**
+   * What kind it is. Required.
+   *
+   * @generated from field: chatbot.common.v1.CommerceKind kind = 1;
+   */
+  kind: CommerceKind;
+
+  /**
+   * The title (product name, order title), when given.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * The text that came with it.
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * The amount as a decimal string (e.g. "12.50"), when given.
+   *
+   * @generated from field: string amount = 4;
+   */
+  amount: string;
+
+  /**
+   * The ISO 4217 currency code, when given.
+   *
+   * @generated from field: string currency = 5;
+   */
+  currency: string;
+
+  /**
+   * The order's or product's id, when given.
+   *
+   * @generated from field: string reference_id = 6;
+   */
+  referenceId: string;
+
+  /**
+   * The status as WhatsApp names it (e.g. "processing", "shipped"), sanitized.
+   *
+   * @generated from field: string status = 7;
+   */
+  status: string;
+
+  /**
+   * How many items an order holds, when given.
+   *
+   * @generated from field: uint32 item_count = 8;
+   */
+  itemCount: number;
+};
+
+/**
+ * Describes the message chatbot.common.v1.Commerce.
+ * Use `create(CommerceSchema)` to create a new message.
+ */
+export declare const CommerceSchema: GenMessage<Commerce>;
+
+/**
+ * A group system event (WhatsApp's message stubs).
+ *
+ * @generated from message chatbot.common.v1.GroupEvent
+ */
+export declare type GroupEvent = Message<"chatbot.common.v1.GroupEvent"> & {
+  /**
+   * What happened. Required.
+   *
+   * @generated from field: chatbot.common.v1.GroupAction action = 1;
+   */
+  action: GroupAction;
+
+  /**
+   * WhatsApp's stub type name (e.g. "GROUP_PARTICIPANT_ADD"), sanitized. Required.
+   *
+   * @generated from field: string stub_type = 2;
+   */
+  stubType: string;
+
+  /**
+   * The participants concerned, at most 32 (the rest are counted).
+   *
+   * @generated from field: repeated chatbot.common.v1.Mention participants = 3;
+   */
+  participants: Mention[];
+
+  /**
+   * Participants left out by the bound.
+   *
+   * @generated from field: uint32 omitted_participant_count = 4;
+   */
+  omittedParticipantCount: number;
+
+  /**
+   * The new subject or description, for those actions.
+   *
+   * @generated from field: string new_value = 5;
+   */
+  newValue: string;
+};
+
+/**
+ * Describes the message chatbot.common.v1.GroupEvent.
+ * Use `create(GroupEventSchema)` to create a new message.
+ */
+export declare const GroupEventSchema: GenMessage<GroupEvent>;
+
+/**
+ * A message that could not be decrypted, and whose readable copy did not arrive in time.
+ *
+ * @generated from message chatbot.common.v1.Undecryptable
+ */
+export declare type Undecryptable = Message<"chatbot.common.v1.Undecryptable"> & {
+  /**
+   * Why, for logs and the operator (e.g. "no session", "bad MAC"), sanitized.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message chatbot.common.v1.Undecryptable.
+ * Use `create(UndecryptableSchema)` to create a new message.
+ */
+export declare const UndecryptableSchema: GenMessage<Undecryptable>;
+
+/**
+ * The chat's disappearing-message timer was changed.
+ *
+ * @generated from message chatbot.common.v1.DisappearingTimer
+ */
+export declare type DisappearingTimer = Message<"chatbot.common.v1.DisappearingTimer"> & {
+  /**
+   * The new timer in seconds; 0 when turned off.
+   *
+   * @generated from field: uint32 expiration_seconds = 1;
+   */
+  expirationSeconds: number;
+};
+
+/**
+ * Describes the message chatbot.common.v1.DisappearingTimer.
+ * Use `create(DisappearingTimerSchema)` to create a new message.
+ */
+export declare const DisappearingTimerSchema: GenMessage<DisappearingTimer>;
 
 /**
  * The structured content of a message that is neither plain text nor media.
@@ -617,6 +908,54 @@ export declare type MessageDetails = Message<"chatbot.common.v1.MessageDetails">
      */
     value: Unsupported;
     case: "unsupported";
+  } | {
+    /**
+     * Two ids of one person were joined (a system event).
+     *
+     * @generated from field: chatbot.common.v1.IdentityChange identity_change = 12;
+     */
+    value: IdentityChange;
+    case: "identityChange";
+  } | {
+    /**
+     * A business message with a question and choices.
+     *
+     * @generated from field: chatbot.common.v1.BusinessMessage business_message = 13;
+     */
+    value: BusinessMessage;
+    case: "businessMessage";
+  } | {
+    /**
+     * A payment, order, product or invoice message.
+     *
+     * @generated from field: chatbot.common.v1.Commerce commerce = 14;
+     */
+    value: Commerce;
+    case: "commerce";
+  } | {
+    /**
+     * A group system event.
+     *
+     * @generated from field: chatbot.common.v1.GroupEvent group_event = 15;
+     */
+    value: GroupEvent;
+    case: "groupEvent";
+  } | {
+    /**
+     * A message that could not be read.
+     *
+     * @generated from field: chatbot.common.v1.Undecryptable undecryptable = 16;
+     */
+    value: Undecryptable;
+    case: "undecryptable";
+  } | {
+    /**
+     * The disappearing-message timer changed.
+     *
+     * @generated from field: chatbot.common.v1.DisappearingTimer disappearing_timer = 17;
+     */
+    value: DisappearingTimer;
+    case: "disappearingTimer";
   } | { case: undefined; value?: undefined };
 };
 
@@ -714,4 +1053,215 @@ export enum InteractiveReplyKind {
  * Describes the enum chatbot.common.v1.InteractiveReplyKind.
  */
 export declare const InteractiveReplyKindSchema: GenEnum<InteractiveReplyKind>;
+
+/**
+ * What kind of business message was sent.
+ *
+ * @generated from enum chatbot.common.v1.BusinessMessageKind
+ */
+export enum BusinessMessageKind {
+  /**
+   * Not set; rejected.
+   *
+   * @generated from enum value: BUSINESS_MESSAGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A message with reply buttons (buttonsMessage).
+   *
+   * @generated from enum value: BUSINESS_MESSAGE_KIND_BUTTONS = 1;
+   */
+  BUTTONS = 1,
+
+  /**
+   * A list of rows to choose from (listMessage).
+   *
+   * @generated from enum value: BUSINESS_MESSAGE_KIND_LIST = 2;
+   */
+  LIST = 2,
+
+  /**
+   * A template message with buttons (templateMessage).
+   *
+   * @generated from enum value: BUSINESS_MESSAGE_KIND_TEMPLATE = 3;
+   */
+  TEMPLATE = 3,
+
+  /**
+   * An interactive (native flow) message (interactiveMessage).
+   *
+   * @generated from enum value: BUSINESS_MESSAGE_KIND_INTERACTIVE = 4;
+   */
+  INTERACTIVE = 4,
+}
+
+/**
+ * Describes the enum chatbot.common.v1.BusinessMessageKind.
+ */
+export declare const BusinessMessageKindSchema: GenEnum<BusinessMessageKind>;
+
+/**
+ * What kind of commerce message was sent.
+ *
+ * @generated from enum chatbot.common.v1.CommerceKind
+ */
+export enum CommerceKind {
+  /**
+   * Not set; rejected.
+   *
+   * @generated from enum value: COMMERCE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A request for payment (requestPaymentMessage, payment native flow).
+   *
+   * @generated from enum value: COMMERCE_KIND_PAYMENT_REQUEST = 1;
+   */
+  PAYMENT_REQUEST = 1,
+
+  /**
+   * A payment sent or its status (sendPaymentMessage, payment info).
+   *
+   * @generated from enum value: COMMERCE_KIND_PAYMENT = 2;
+   */
+  PAYMENT = 2,
+
+  /**
+   * An order from a catalogue (orderMessage).
+   *
+   * @generated from enum value: COMMERCE_KIND_ORDER = 3;
+   */
+  ORDER = 3,
+
+  /**
+   * A change of an order's status (order_status native flow).
+   *
+   * @generated from enum value: COMMERCE_KIND_ORDER_STATUS = 4;
+   */
+  ORDER_STATUS = 4,
+
+  /**
+   * A product from a catalogue (productMessage).
+   *
+   * @generated from enum value: COMMERCE_KIND_PRODUCT = 5;
+   */
+  PRODUCT = 5,
+
+  /**
+   * An invoice (invoiceMessage).
+   *
+   * @generated from enum value: COMMERCE_KIND_INVOICE = 6;
+   */
+  INVOICE = 6,
+}
+
+/**
+ * Describes the enum chatbot.common.v1.CommerceKind.
+ */
+export declare const CommerceKindSchema: GenEnum<CommerceKind>;
+
+/**
+ * What happened in a group (a system event, not something a person wrote).
+ *
+ * @generated from enum chatbot.common.v1.GroupAction
+ */
+export enum GroupAction {
+  /**
+   * Not set; rejected.
+   *
+   * @generated from enum value: GROUP_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Participants were added.
+   *
+   * @generated from enum value: GROUP_ACTION_ADD = 1;
+   */
+  ADD = 1,
+
+  /**
+   * Participants were removed.
+   *
+   * @generated from enum value: GROUP_ACTION_REMOVE = 2;
+   */
+  REMOVE = 2,
+
+  /**
+   * A participant left.
+   *
+   * @generated from enum value: GROUP_ACTION_LEAVE = 3;
+   */
+  LEAVE = 3,
+
+  /**
+   * Participants became admins.
+   *
+   * @generated from enum value: GROUP_ACTION_PROMOTE = 4;
+   */
+  PROMOTE = 4,
+
+  /**
+   * Participants stopped being admins.
+   *
+   * @generated from enum value: GROUP_ACTION_DEMOTE = 5;
+   */
+  DEMOTE = 5,
+
+  /**
+   * The subject (name) changed.
+   *
+   * @generated from enum value: GROUP_ACTION_SUBJECT = 6;
+   */
+  SUBJECT = 6,
+
+  /**
+   * The description changed.
+   *
+   * @generated from enum value: GROUP_ACTION_DESCRIPTION = 7;
+   */
+  DESCRIPTION = 7,
+
+  /**
+   * The picture changed.
+   *
+   * @generated from enum value: GROUP_ACTION_ICON = 8;
+   */
+  ICON = 8,
+
+  /**
+   * A setting changed (who may send, who may edit).
+   *
+   * @generated from enum value: GROUP_ACTION_SETTINGS = 9;
+   */
+  SETTINGS = 9,
+
+  /**
+   * The group was created.
+   *
+   * @generated from enum value: GROUP_ACTION_CREATE = 10;
+   */
+  CREATE = 10,
+
+  /**
+   * A participant joined through an invite link.
+   *
+   * @generated from enum value: GROUP_ACTION_JOIN = 11;
+   */
+  JOIN = 11,
+
+  /**
+   * Any other group event (see `stub_type`).
+   *
+   * @generated from enum value: GROUP_ACTION_OTHER = 12;
+   */
+  OTHER = 12,
+}
+
+/**
+ * Describes the enum chatbot.common.v1.GroupAction.
+ */
+export declare const GroupActionSchema: GenEnum<GroupAction>;
 

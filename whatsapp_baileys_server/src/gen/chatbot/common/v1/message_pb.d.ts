@@ -8,6 +8,7 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import type { Message as Message$1 } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { MessageDetails, ReplyContext } from "./details_pb.js";
+import type { MessageContext } from "./context_pb.js";
 
 /**
  * Describes the file chatbot/common/v1/message.proto.
@@ -149,6 +150,14 @@ export declare type Message = Message$1<"chatbot.common.v1.Message"> & {
    * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 14;
    */
   replyTo?: ReplyContext | undefined;
+
+  /**
+   * Identity (LID, phone numbers), chat kind, owner, mentions and envelope of the
+   * message; absent for messages the platform or the bot produced.
+   *
+   * @generated from field: optional chatbot.common.v1.MessageContext context = 15;
+   */
+  context?: MessageContext | undefined;
 };
 
 /**

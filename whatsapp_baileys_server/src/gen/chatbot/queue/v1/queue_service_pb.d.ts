@@ -11,11 +11,93 @@ import type { Message } from "@bufbuild/protobuf";
 import type { AddressedMessage, GroupInfo, MediaKind, Message as Message$1, MessageSource } from "../../common/v1/message_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { MessageDetails, ReplyContext } from "../../common/v1/details_pb.js";
+import type { MessageContext } from "../../common/v1/context_pb.js";
 
 /**
  * Describes the file chatbot/queue/v1/queue_service.proto.
  */
 export declare const file_chatbot_queue_v1_queue_service: GenFile;
+
+/**
+ * One person's LID and phone-number JID.
+ *
+ * @generated from message chatbot.queue.v1.IdentityPair
+ */
+export declare type IdentityPair = Message<"chatbot.queue.v1.IdentityPair"> & {
+  /**
+   * The LID (`…@lid`). Required.
+   *
+   * @generated from field: string lid = 1;
+   */
+  lid: string;
+
+  /**
+   * The phone-number JID (`…@s.whatsapp.net`). Required.
+   *
+   * @generated from field: string phone_jid = 2;
+   */
+  phoneJid: string;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.IdentityPair.
+ * Use `create(IdentityPairSchema)` to create a new message.
+ */
+export declare const IdentityPairSchema: GenMessage<IdentityPair>;
+
+/**
+ * Request of LearnIdentities.
+ *
+ * @generated from message chatbot.queue.v1.LearnIdentitiesRequest
+ */
+export declare type LearnIdentitiesRequest = Message<"chatbot.queue.v1.LearnIdentitiesRequest"> & {
+  /**
+   * The bot. Required.
+   *
+   * @generated from field: string bot_id = 1;
+   */
+  botId: string;
+
+  /**
+   * The pairs, at most 1000 per call.
+   *
+   * @generated from field: repeated chatbot.queue.v1.IdentityPair pairs = 2;
+   */
+  pairs: IdentityPair[];
+};
+
+/**
+ * Describes the message chatbot.queue.v1.LearnIdentitiesRequest.
+ * Use `create(LearnIdentitiesRequestSchema)` to create a new message.
+ */
+export declare const LearnIdentitiesRequestSchema: GenMessage<LearnIdentitiesRequest>;
+
+/**
+ * Response of LearnIdentities.
+ *
+ * @generated from message chatbot.queue.v1.LearnIdentitiesResponse
+ */
+export declare type LearnIdentitiesResponse = Message<"chatbot.queue.v1.LearnIdentitiesResponse"> & {
+  /**
+   * Pairs that were not known before.
+   *
+   * @generated from field: uint32 learned = 1;
+   */
+  learned: number;
+
+  /**
+   * Queues that were merged into another because of a pair.
+   *
+   * @generated from field: uint32 merged = 2;
+   */
+  merged: number;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.LearnIdentitiesResponse.
+ * Use `create(LearnIdentitiesResponseSchema)` to create a new message.
+ */
+export declare const LearnIdentitiesResponseSchema: GenMessage<LearnIdentitiesResponse>;
 
 /**
  * A new message as a writer supplies it; the queue assigns id and size.
@@ -79,6 +161,13 @@ export declare type NewMessage = Message<"chatbot.queue.v1.NewMessage"> & {
    * @generated from field: optional chatbot.common.v1.ReplyContext reply_to = 8;
    */
   replyTo?: ReplyContext | undefined;
+
+  /**
+   * Identity, chat kind, owner, mentions and envelope, as Node read them.
+   *
+   * @generated from field: optional chatbot.common.v1.MessageContext context = 9;
+   */
+  context?: MessageContext | undefined;
 };
 
 /**
@@ -988,6 +1077,18 @@ export declare const QueueService: GenService<{
     methodKind: "unary";
     input: typeof GetWindowRequestSchema;
     output: typeof GetWindowResponseSchema;
+  },
+  /**
+   * Records LID <-> phone pairs of one bot's correspondents (learned by Node outside any
+   * message, e.g. Baileys' lid-mapping store). A pair that joins two existing queues
+   * merges them and emits one identity event to the bot.
+   *
+   * @generated from rpc chatbot.queue.v1.QueueService.LearnIdentities
+   */
+  learnIdentities: {
+    methodKind: "unary";
+    input: typeof LearnIdentitiesRequestSchema;
+    output: typeof LearnIdentitiesResponseSchema;
   },
 }>;
 

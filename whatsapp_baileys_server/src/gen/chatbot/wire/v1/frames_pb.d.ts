@@ -13,6 +13,7 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { GroupInfo, MediaKind } from "../../common/v1/message_pb.js";
+import type { MessageContext } from "../../common/v1/context_pb.js";
 import type { MessageDetails, ReplyContext } from "../../common/v1/details_pb.js";
 
 /**
@@ -67,6 +68,14 @@ export declare type IncomingHeader = Message<"chatbot.wire.v1.IncomingHeader"> &
    * @generated from field: optional chatbot.common.v1.GroupInfo group = 6;
    */
   group?: GroupInfo | undefined;
+
+  /**
+   * Identity (LID, phone numbers), chat kind, owner, mentions and envelope. Node sets
+   * `correspondent_id` and `sender` to the LID when it knows one, else the phone JID.
+   *
+   * @generated from field: optional chatbot.common.v1.MessageContext context = 7;
+   */
+  context?: MessageContext | undefined;
 };
 
 /**
@@ -425,6 +434,40 @@ export declare type SessionEvent = Message<"chatbot.wire.v1.SessionEvent"> & {
 export declare const SessionEventSchema: GenMessage<SessionEvent>;
 
 /**
+ * The bytes of an outgoing media message (fetched and bounded by the gateway).
+ *
+ * @generated from message chatbot.wire.v1.OutgoingMedia
+ */
+export declare type OutgoingMedia = Message<"chatbot.wire.v1.OutgoingMedia"> & {
+  /**
+   * The file's bytes (base64 in JSON). Required.
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * The MIME type. Required.
+   *
+   * @generated from field: string mime_type = 2;
+   */
+  mimeType: string;
+
+  /**
+   * The file name shown for documents.
+   *
+   * @generated from field: optional string filename = 3;
+   */
+  filename?: string | undefined;
+};
+
+/**
+ * Describes the message chatbot.wire.v1.OutgoingMedia.
+ * Use `create(OutgoingMediaSchema)` to create a new message.
+ */
+export declare const OutgoingMediaSchema: GenMessage<OutgoingMedia>;
+
+/**
  * A reply from the bot, to be sent to WhatsApp by Node.
  *
  * @generated from message chatbot.wire.v1.OutgoingMessage
@@ -445,7 +488,7 @@ export declare type OutgoingMessage = Message<"chatbot.wire.v1.OutgoingMessage">
   correspondentId: string;
 
   /**
-   * The text to send. Required.
+   * The text to send; the caption for media. Required for text messages.
    *
    * @generated from field: string text = 3;
    */
@@ -457,6 +500,49 @@ export declare type OutgoingMessage = Message<"chatbot.wire.v1.OutgoingMessage">
    * @generated from field: optional string quoted_provider_message_id = 4;
    */
   quotedProviderMessageId?: string | undefined;
+
+  /**
+   * What to send; UNSPECIFIED means text.
+   *
+   * @generated from field: chatbot.wire.v1.OutgoingKind kind = 5;
+   */
+  kind: OutgoingKind;
+
+  /**
+   * The media to send, for the media kinds.
+   *
+   * @generated from field: optional chatbot.wire.v1.OutgoingMedia media = 6;
+   */
+  media?: OutgoingMedia | undefined;
+
+  /**
+   * The reaction's emoji (empty removes the bot's reaction), for REACTION.
+   *
+   * @generated from field: optional string reaction_emoji = 7;
+   */
+  reactionEmoji?: string | undefined;
+
+  /**
+   * WhatsApp id of the message reacted to or read, for REACTION and READ.
+   *
+   * @generated from field: optional string target_message_id = 8;
+   */
+  targetMessageId?: string | undefined;
+
+  /**
+   * The client's idempotency key; the same key is posted to WhatsApp at most once.
+   *
+   * @generated from field: optional string idempotency_key = 9;
+   */
+  idempotencyKey?: string | undefined;
+
+  /**
+   * The WhatsApp message id to send under, derived from the idempotency key, so a resend
+   * after a crash is the same message to WhatsApp.
+   *
+   * @generated from field: optional string provider_message_id = 10;
+   */
+  providerMessageId?: string | undefined;
 };
 
 /**
@@ -464,6 +550,108 @@ export declare type OutgoingMessage = Message<"chatbot.wire.v1.OutgoingMessage">
  * Use `create(OutgoingMessageSchema)` to create a new message.
  */
 export declare const OutgoingMessageSchema: GenMessage<OutgoingMessage>;
+
+/**
+ * What happened to an outgoing message.
+ *
+ * @generated from message chatbot.wire.v1.OutgoingResult
+ */
+export declare type OutgoingResult = Message<"chatbot.wire.v1.OutgoingResult"> & {
+  /**
+   * The bot. Required.
+   *
+   * @generated from field: string bot_id = 1;
+   */
+  botId: string;
+
+  /**
+   * The outgoing message's idempotency key. Required.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * The outcome. Required.
+   *
+   * @generated from field: chatbot.wire.v1.OutgoingStatus status = 3;
+   */
+  status: OutgoingStatus;
+
+  /**
+   * The WhatsApp message id it was sent under, when sent.
+   *
+   * @generated from field: optional string provider_message_id = 4;
+   */
+  providerMessageId?: string | undefined;
+
+  /**
+   * Why it failed, when it failed.
+   *
+   * @generated from field: optional string reason = 5;
+   */
+  reason?: string | undefined;
+};
+
+/**
+ * Describes the message chatbot.wire.v1.OutgoingResult.
+ * Use `create(OutgoingResultSchema)` to create a new message.
+ */
+export declare const OutgoingResultSchema: GenMessage<OutgoingResult>;
+
+/**
+ * LID <-> phone pairs Node learned outside any message (Baileys' lid-mapping store).
+ *
+ * @generated from message chatbot.wire.v1.IdentityMappings
+ */
+export declare type IdentityMappings = Message<"chatbot.wire.v1.IdentityMappings"> & {
+  /**
+   * The bot. Required.
+   *
+   * @generated from field: string bot_id = 1;
+   */
+  botId: string;
+
+  /**
+   * The pairs, at most 1000 per frame.
+   *
+   * @generated from field: repeated chatbot.wire.v1.IdentityMapping mappings = 2;
+   */
+  mappings: IdentityMapping[];
+};
+
+/**
+ * Describes the message chatbot.wire.v1.IdentityMappings.
+ * Use `create(IdentityMappingsSchema)` to create a new message.
+ */
+export declare const IdentityMappingsSchema: GenMessage<IdentityMappings>;
+
+/**
+ * One person's LID and phone-number JID.
+ *
+ * @generated from message chatbot.wire.v1.IdentityMapping
+ */
+export declare type IdentityMapping = Message<"chatbot.wire.v1.IdentityMapping"> & {
+  /**
+   * The LID (`…@lid`). Required.
+   *
+   * @generated from field: string lid = 1;
+   */
+  lid: string;
+
+  /**
+   * The phone-number JID (`…@s.whatsapp.net`). Required.
+   *
+   * @generated from field: string phone_jid = 2;
+   */
+  phoneJid: string;
+};
+
+/**
+ * Describes the message chatbot.wire.v1.IdentityMapping.
+ * Use `create(IdentityMappingSchema)` to create a new message.
+ */
+export declare const IdentityMappingSchema: GenMessage<IdentityMapping>;
 
 /**
  * A frame sent by the Node server to the gateway.
@@ -539,6 +727,22 @@ export declare type NodeFrame = Message<"chatbot.wire.v1.NodeFrame"> & {
      */
     value: StructuredMessage;
     case: "structuredMessage";
+  } | {
+    /**
+     * The outcome of sending an OutgoingMessage.
+     *
+     * @generated from field: chatbot.wire.v1.OutgoingResult outgoing_result = 17;
+     */
+    value: OutgoingResult;
+    case: "outgoingResult";
+  } | {
+    /**
+     * LID <-> phone pairs learned outside any message.
+     *
+     * @generated from field: chatbot.wire.v1.IdentityMappings identity_mappings = 18;
+     */
+    value: IdentityMappings;
+    case: "identityMappings";
   } | { case: undefined; value?: undefined };
 };
 
@@ -693,4 +897,119 @@ export enum SessionState {
  * Describes the enum chatbot.wire.v1.SessionState.
  */
 export declare const SessionStateSchema: GenEnum<SessionState>;
+
+/**
+ * What an outgoing message does.
+ *
+ * @generated from enum chatbot.wire.v1.OutgoingKind
+ */
+export enum OutgoingKind {
+  /**
+   * Not set: a text message (the only kind before this field existed).
+   *
+   * @generated from enum value: OUTGOING_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A text message (`text` required).
+   *
+   * @generated from enum value: OUTGOING_KIND_TEXT = 1;
+   */
+  TEXT = 1,
+
+  /**
+   * A photo (`media` required; `text` is the caption).
+   *
+   * @generated from enum value: OUTGOING_KIND_IMAGE = 2;
+   */
+  IMAGE = 2,
+
+  /**
+   * A document (`media` required; `text` is the caption).
+   *
+   * @generated from enum value: OUTGOING_KIND_DOCUMENT = 3;
+   */
+  DOCUMENT = 3,
+
+  /**
+   * An audio file (`media` required).
+   *
+   * @generated from enum value: OUTGOING_KIND_AUDIO = 4;
+   */
+  AUDIO = 4,
+
+  /**
+   * A voice note (`media` required, ogg/opus).
+   *
+   * @generated from enum value: OUTGOING_KIND_VOICE_NOTE = 5;
+   */
+  VOICE_NOTE = 5,
+
+  /**
+   * A video (`media` required; `text` is the caption).
+   *
+   * @generated from enum value: OUTGOING_KIND_VIDEO = 6;
+   */
+  VIDEO = 6,
+
+  /**
+   * A reaction (`reaction_emoji` and `target_message_id` required; empty emoji removes it).
+   *
+   * @generated from enum value: OUTGOING_KIND_REACTION = 7;
+   */
+  REACTION = 7,
+
+  /**
+   * Read receipts for `target_message_id` (and earlier messages of the chat).
+   *
+   * @generated from enum value: OUTGOING_KIND_READ = 8;
+   */
+  READ = 8,
+
+  /**
+   * The typing indicator ("composing") shown to the correspondent for a while.
+   *
+   * @generated from enum value: OUTGOING_KIND_TYPING = 9;
+   */
+  TYPING = 9,
+}
+
+/**
+ * Describes the enum chatbot.wire.v1.OutgoingKind.
+ */
+export declare const OutgoingKindSchema: GenEnum<OutgoingKind>;
+
+/**
+ * The outcome of sending one OutgoingMessage, reported by Node.
+ *
+ * @generated from enum chatbot.wire.v1.OutgoingStatus
+ */
+export enum OutgoingStatus {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: OUTGOING_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Posted to WhatsApp.
+   *
+   * @generated from enum value: OUTGOING_STATUS_SENT = 1;
+   */
+  SENT = 1,
+
+  /**
+   * Refused for good (e.g. an invalid recipient); `reason` says why.
+   *
+   * @generated from enum value: OUTGOING_STATUS_FAILED = 2;
+   */
+  FAILED = 2,
+}
+
+/**
+ * Describes the enum chatbot.wire.v1.OutgoingStatus.
+ */
+export declare const OutgoingStatusSchema: GenEnum<OutgoingStatus>;
 
