@@ -91,6 +91,7 @@ def steps(quick: bool, soak_seconds: int) -> dict[str, Step]:
             900,
         ),
         "memory": Step("queue_svc memory", [PY, "bench/queue_memory.py"], 300),
+        "dedup": Step("queue_svc dedup memory per bot", [PY, "bench/dedup_memory.py"], 300),
         "soak": Step("Soak", [PY, "bench/soak.py", "--seconds", str(soak_seconds)], 900),
         "faults": Step(
             "Fault injection", [PY, "bench/faults.py", "--seconds", "20" if quick else "60"], 600
@@ -145,6 +146,7 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
         "lost": _sum(soak.figure("lost"), faults.figure("lost")),
         "duplicated": _sum(soak.figure("duplicated"), faults.figure("duplicated")),
         "rss_mb_per_100k": memory.figure("rss_mb_per_100k"),
+        "dedup_mb_per_100k": run["dedup"].figure("dedup_mb_per_100k"),
     }
     rows = [
         ("Text path at saturation, msg/s", final["text_msgs_per_s"], "≥ 5,000", 5000, False, text),
@@ -152,6 +154,8 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
         ("Text path p99 at 1,000 msg/s, ms", final["text_p99_ms"], "≤ 20", 20, True, text),
         ("Media jobs/s, stubs", final["media_jobs_per_s"], "≥ 1,000", 1000, False, media),
         ("queue_svc MB per 100,000 messages", final["rss_mb_per_100k"], "≤ 100", 100, True, memory),
+        ("Dedup memory, MB per 100,000 provider ids", final["dedup_mb_per_100k"], "≤ 5", 5,
+         True, run["dedup"]),
         ("Soak: lost", soak.figure("lost"), "0", 0, True, soak),
         ("Soak: duplicated", soak.figure("duplicated"), "0", 0, True, soak),
         ("Soak: max RSS growth after warm-up, %", soak.figure("max_rss_growth_pct"), "≤ 10",
@@ -263,11 +267,11 @@ def analysis(run: dict[str, Step]) -> list[str]:
         "- **Soak RSS growth** of queue_svc is two bounded memories filling: the"
         " correspondents' windows (up to 200 messages each; the soak's 3 bots x 40"
         " correspondents hold at most 24,000 messages, about 0.8 KB each, full after about"
-        " two minutes) and each bot's dedup memory of provider ids (`QUEUE_SVC_DEDUP_CAPACITY`,"
-        " 100,000 ids per bot, full only after 100,000 messages per bot). Growth flattens once"
-        " both are full, so a run shorter than that measures the filling, not a leak. The"
-        " 10-minute run (`.venv/bin/python bench/soak.py`) and one with"
-        " `QUEUE_SVC_DEDUP_CAPACITY=2000` (only the windows fill) tell the two apart.",
+        " two minutes) and each bot's memory of durable provider ids"
+        " (`QUEUE_SVC_DEDUP_CAPACITY`, 2,000 ids per bot; ids not yet durable are kept apart"
+        " until their write, and older ones are answered by the store), full after 2,000"
+        " messages per bot. Growth flattens once both are full, so a run shorter than that"
+        " measures the filling, not a leak.",
     ]
 
 

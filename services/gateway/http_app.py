@@ -25,6 +25,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
+from services.gateway.pairing_api import PairingApi
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
 
@@ -75,6 +76,7 @@ class GatewayApp:
             link=link,
             node=node,
         )
+        self._pairing = PairingApi(node)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
@@ -86,6 +88,10 @@ class GatewayApp:
         app.router.add_post("/bots/{bot_id}/start", self._api.start_bot)
         app.router.add_post("/bots/{bot_id}/stop", self._api.stop_bot)
         app.router.add_post("/bots/{bot_id}/messages", self._api.send_message)
+        app.router.add_get("/bots/{bot_id}/session", self._pairing.session)
+        app.router.add_get("/bots/{bot_id}/pairing", self._pairing.pairing)
+        app.router.add_get("/bots/{bot_id}/pairing/qr.png", self._pairing.qr_png)
+        app.router.add_post("/bots/{bot_id}/pairing/code", self._pairing.pairing_code)
         app.on_shutdown.append(self._socket.close_all)
         return app
 

@@ -1,4 +1,5 @@
-"""The Node server's session API, as the gateway uses it to initialise bots."""
+"""The Node server's session API, as the gateway uses it: initialise bots, read their
+WhatsApp session and pairing state, ask for a pairing code."""
 
 from __future__ import annotations
 
@@ -6,8 +7,22 @@ from typing import Any
 
 import aiohttp
 
-from services.common.errors import UnavailableError
+from services.common.errors import (
+    ChatbotError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionError,
+    UnavailableError,
+)
 from services.common.store import BotConfig
+
+# Node's answers that are the caller's business, as the gateway's own domain errors; any
+# other refusal means Node cannot serve now.
+_NODE_STATUS: dict[int, type[ChatbotError]] = {
+    400: InvalidInputError,
+    404: NotFoundError,
+    409: PreconditionError,
+}
 
 
 class NodeClient:
@@ -26,21 +41,52 @@ class NodeClient:
             },
             "forceReinit": force_reinit,
         }
-        url = f"{self._base_url}/initialize"
+        return await self._call(
+            "POST", "/initialize", body, what=f"/initialize for {config.bot_id!r}"
+        )
+
+    async def session(self, bot_id: str) -> dict[str, Any]:
+        """The bot's WhatsApp session as Node holds it (state, whether a QR is pending)."""
+        return await self._call("GET", f"/sessions/{bot_id}", None, what="the session")
+
+    async def qr(self, bot_id: str) -> str:
+        """The pending pairing QR code's text; PreconditionError when none is pending."""
+        answer = await self._call("GET", f"/sessions/{bot_id}/qr", None, what="the QR code")
+        return str(answer.get("qr", ""))
+
+    async def pairing_code(self, bot_id: str, phone_number: str) -> str:
+        """A pairing code for the bot's phone number (the alternative to the QR code)."""
+        answer = await self._call(
+            "POST",
+            f"/sessions/{bot_id}/pairing-code",
+            {"phoneNumber": phone_number},
+            what="a pairing code",
+        )
+        return str(answer.get("code", ""))
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, what: str
+    ) -> dict[str, Any]:
+        url = f"{self._base_url}{path}"
         try:
-            async with self._session.post(
-                url, json=body, headers=self._headers, timeout=aiohttp.ClientTimeout(total=15)
+            async with self._session.request(
+                method,
+                url,
+                json=body,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=15),
             ) as response:
                 text = await response.text()
-                if response.status >= 400:
-                    raise UnavailableError(
-                        f"Node refused /initialize for {config.bot_id!r}: "
-                        f"HTTP {response.status} {text[:300]}"
-                    )
                 try:
                     answer: dict[str, Any] = await response.json(content_type=None)
                 except ValueError:
                     answer = {"raw": text[:300]}
+                if response.status >= 400:
+                    reason = str(answer.get("error", text[:300]))
+                    error = _NODE_STATUS.get(response.status)
+                    if error is not None:
+                        raise error(reason)
+                    raise UnavailableError(f"Node refused {what}: HTTP {response.status} {reason}")
                 return answer
         except (aiohttp.ClientError, TimeoutError) as error:
             raise UnavailableError(

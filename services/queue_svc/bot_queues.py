@@ -15,7 +15,14 @@ from services.queue_svc.correspondent_queue import (
 )
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
 
-DEFAULT_DEDUP_CAPACITY = 100_000
+# Durable provider ids remembered per bot. Small on purpose: every new WhatsApp id misses
+# the memory anyway and is checked against the store (one query per batch), so this only
+# spares that query for a resend that follows its original closely. Ids that are not yet
+# durable are kept apart and never forgotten (the store cannot answer for them).
+DEFAULT_DEDUP_CAPACITY = 2_000
+# Media ids of resolved placeholders, so a repeated UpdateByMediaId is answered UPDATED
+# again instead of NOT_FOUND; media_svc repeats only while retrying one delivery.
+RESOLVED_MEDIA_CAPACITY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,11 @@ class BotQueues:
         self._queues: dict[str, CorrespondentQueue] = {}
         self._seeds: dict[str, int] = {}
         self._backlog: deque[ReadyMessage] = deque()
-        # Provider ids of ready messages, bounded (the store answers for older ones).
-        self._seen: OrderedDict[str, MessageKey | None] = OrderedDict()
+        # Provider ids of ready messages not yet in `queues`: unbounded (at most the
+        # backlog and the batch being written), because nothing else could recognise a
+        # resend of them. Once durable an id moves to the bounded `_persisted` memory.
+        self._pending_pids: dict[str, MessageKey] = {}
+        self._persisted: OrderedDict[str, None] = OrderedDict()
         self._dedup_capacity = dedup_capacity
         # Provider ids and media ids of live placeholders: unbounded, because a
         # placeholder's provider id is in neither `queues` nor the bounded memory.
@@ -115,23 +125,36 @@ class BotQueues:
             entry = self._queues[correspondent_id].placeholder(media_id)
             assert entry is not None
             return True, MessageKey(correspondent_id, entry.id)
-        if provider_message_id in self._seen:
-            self._seen.move_to_end(provider_message_id)
-            return True, self._seen[provider_message_id]
+        pending = self._pending_pids.get(provider_message_id)
+        if pending is not None:
+            return True, pending
+        if provider_message_id in self._persisted:
+            self._persisted.move_to_end(provider_message_id)
+            return True, None
         return False, None
 
     def remember_persisted(self, provider_message_ids: Iterable[str]) -> None:
-        """Provider ids the store reported as already in `queues`."""
+        """Provider ids known to be in `queues` (the store said so, or we wrote them)."""
         for pid in provider_message_ids:
-            self._remember(pid, None)
+            if not pid:
+                continue
+            self._persisted[pid] = None
+            self._persisted.move_to_end(pid)
+        while len(self._persisted) > self._dedup_capacity:
+            self._persisted.popitem(last=False)
 
-    def _remember(self, provider_message_id: str, key: MessageKey | None) -> None:
-        if not provider_message_id:
-            return
-        self._seen[provider_message_id] = key
-        self._seen.move_to_end(provider_message_id)
-        while len(self._seen) > self._dedup_capacity:
-            self._seen.popitem(last=False)
+    def mark_durable(self, written: Iterable[ReadyMessage]) -> None:
+        """Ingestion wrote these to `queues`: their ids leave the unbounded memory."""
+        durable = [
+            r.message.provider_message_id
+            for r in written
+            if self._pending_pids.pop(r.message.provider_message_id, None) is not None
+        ]
+        self.remember_persisted(durable)
+
+    def _remember_pending(self, provider_message_id: str, key: MessageKey) -> None:
+        if provider_message_id:
+            self._pending_pids[provider_message_id] = key
 
     # -- operations ----------------------------------------------------------------
 
@@ -142,7 +165,7 @@ class BotQueues:
             return AddOutcome(None, True, key)
         entry, _evicted = self.queue(correspondent_id).append(message)
         self._backlog.append(ReadyMessage(correspondent_id, entry))
-        self._remember(message.provider_message_id, MessageKey(correspondent_id, entry.id))
+        self._remember_pending(message.provider_message_id, MessageKey(correspondent_id, entry.id))
         return AddOutcome(entry)
 
     def restore_history(
@@ -156,8 +179,7 @@ class BotQueues:
         if not history:
             return 0
         restored, evicted = self.queue(correspondent_id).restore(history)
-        for entry, _age in history:
-            self._remember(entry.provider_message_id, None)
+        self.remember_persisted(entry.provider_message_id for entry, _age in history)
         gone = {id(e) for e in evicted}
         return sum(1 for e in restored if id(e) not in gone)
 
@@ -213,11 +235,13 @@ class BotQueues:
             self._backlog.append(ReadyMessage(correspondent_id, entry))
             del self._media[media_processing_id]
             self._resolved_media[media_processing_id] = correspondent_id
-            while len(self._resolved_media) > self._dedup_capacity:
+            while len(self._resolved_media) > RESOLVED_MEDIA_CAPACITY:
                 self._resolved_media.popitem(last=False)
             if entry.provider_message_id:
                 self._placeholder_pids.pop(entry.provider_message_id, None)
-                self._remember(entry.provider_message_id, MessageKey(correspondent_id, entry.id))
+                self._remember_pending(
+                    entry.provider_message_id, MessageKey(correspondent_id, entry.id)
+                )
         return outcome
 
     # -- persistence backlog -------------------------------------------------------

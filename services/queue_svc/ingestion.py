@@ -163,6 +163,8 @@ class Ingestion:
                     strict=True,
                 )
             ]
+            for bot, items in taken:
+                bot.mark_durable(items)
             self._metrics.persisted(len(rows))
             self._subscriptions.publish(deliveries)
             self._metrics.emitted(len(deliveries))

@@ -153,7 +153,9 @@ class Placeholders:
         if outcome.entry is not None:
             self._ingestion.track(bot_id, key)
             self._ingestion.notify()
-            log.info(
+            # One INFO line per media message ("placeholder injected"); the rest at DEBUG:
+            # two lines per placeholder were 12 % of queue_svc's samples in the media bench.
+            log.debug(
                 "placeholder resolved",
                 extra={
                     "bot_id": bot_id,

@@ -340,18 +340,34 @@ export function createMessageHandler({
     }
   }
 
+  /** Per chat: the last text or structured message being handled, to queue behind. */
+  const chatTails = new Map();
+
   async function handleBatch(botId, event) {
     const pending = [];
     for (const msg of event.messages ?? []) {
       const content = msg?.message && !isDecryptionStub(msg) ? unwrap(msg.message) : undefined;
-      // Text and structured messages enter the sink in arrival order; only media waits.
+      // Text and structured messages enter the sink in arrival order per chat, across
+      // upserts too (Baileys emits each as its own event, and handling one can wait on
+      // the poll store or a group lookup): a vote must find the poll stored before it.
+      // Only media waits, for its download.
       const isText = content !== undefined && classify(content).type !== "media";
-      const done = handleMessage(botId, msg).catch((err) => {
+      const handle = () => handleMessage(botId, msg).catch((err) => {
         logger.error({ err, bot_id: botId, provider_message_id: msg?.key?.id }, "message handling failed");
         return undefined;
       });
-      if (isText) await done;
-      pending.push(done);
+      if (isText) {
+        const chat = `${botId}\u0000${msg?.key?.remoteJid}`;
+        const done = (chatTails.get(chat) ?? Promise.resolve()).then(handle);
+        chatTails.set(chat, done);
+        done.finally(() => {
+          if (chatTails.get(chat) === done) chatTails.delete(chat);
+        });
+        await done;
+        pending.push(done);
+      } else {
+        pending.push(handle());
+      }
     }
     return (await Promise.all(pending)).filter(Boolean);
   }

@@ -86,6 +86,13 @@ export function createApp({ sessions, apiToken, logger }) {
     res.json({ userId, qr: sessions.qr(userId) });
   });
 
+  app.post("/sessions/:userId/pairing-code", async (req, res) => {
+    const userId = userIdOf(req);
+    const phone = typeof req.body?.phoneNumber === "string" ? req.body.phoneNumber.replace(/[\s+()-]/g, "") : "";
+    if (!/^[1-9][0-9]{6,14}$/.test(phone)) throw new BadRequest("phoneNumber must be the bot's phone number in international format (E.164 digits, e.g. 4915112345678)");
+    res.json({ userId, code: await sessions.pairingCode(userId, phone) });
+  });
+
   app.post("/sessions/:userId/logout", async (req, res) => {
     res.json(await sessions.logout(userIdOf(req)));
   });

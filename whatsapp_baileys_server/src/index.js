@@ -111,7 +111,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       ]);
       if (!settled) logger.warn("messages still being handled at shutdown; WhatsApp will redeliver unacknowledged ones");
       await gateway.stop();
-      await outbox.flush();
+      await outbox.close();
       await closed;
       logger.info({ pending_frames: outbox.size }, "stopped");
     })();

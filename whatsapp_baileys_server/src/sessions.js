@@ -221,6 +221,23 @@ export class SessionManager {
     return s.qr;
   }
 
+  /**
+   * Asks WhatsApp for an 8-character pairing code to type on the phone (Linked devices →
+   * Link with phone number instead), as an alternative to scanning the QR code.
+   */
+  async pairingCode(userId, phoneNumber) {
+    this.status(userId);
+    const s = this.sessions.get(userId);
+    if (s.state !== SessionState.QR_REQUIRED || !s.sock) {
+      throw new SessionError(`"${userId}" is not waiting for pairing (state ${SessionState[s.state]}); POST /initialize with forceReinit to pair again`, 409);
+    }
+    try {
+      return await s.sock.requestPairingCode(phoneNumber);
+    } catch (err) {
+      throw new SessionError(`WhatsApp refused a pairing code for "${userId}": ${err?.message ?? err}`, 502);
+    }
+  }
+
   /** Logs the bot out of WhatsApp and deletes its stored auth state. */
   async logout(userId) {
     this.status(userId);

@@ -17,6 +17,7 @@ import { DemoScriptError, createDemoWhatsApp, loadDemoScript } from "../src/demo
 import { createMessageHandler } from "../src/handler.js";
 import { createMemoryLogger } from "../src/logger.js";
 import { PollStore } from "../src/poll_store.js";
+import { Outbox } from "../src/outbox.js";
 import { NodeFrameSchema, encodeNodeFrame, parseNodeFrame, toJson } from "../src/wire.js";
 import { TOKEN, startGateway } from "./helpers/fake_gateway.js";
 
@@ -201,7 +202,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   server.child.kill("SIGTERM");
   const [code] = await once(server.child, "exit");
   assert.equal(code, 0, server.stderr());
-  assert.deepEqual(await readdir(join(root, "outbox")).then((names) => names.filter((n) => !n.startsWith("."))), [], "every frame was acknowledged");
+  assert.deepEqual(await Outbox.pendingIn(join(root, "outbox"), createMemoryLogger().logger), [], "every frame was acknowledged");
 });
 
 test("demo mode: a bad script stops the start with exit code 2 and says what is wrong", async (t) => {

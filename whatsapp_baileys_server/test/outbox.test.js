@@ -3,7 +3,7 @@
 // WebSocket server plays the gateway.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -12,7 +12,7 @@ import { GatewayClient } from "../src/gateway_client.js";
 import { Outbox } from "../src/outbox.js";
 import { createMemoryLogger } from "../src/logger.js";
 import { dateNow } from "./helpers/clock.js";
-import { buildNodeFrame } from "../src/wire.js";
+import { NodeFrameSchema, buildNodeFrame, toJson } from "../src/wire.js";
 import { TOKEN, startGateway } from "./helpers/fake_gateway.js";
 
 const FAST = { initialMs: 20, maxMs: 100 };
@@ -76,7 +76,7 @@ test("frames queued during a gateway outage are delivered after it, in order per
   for (const [chat, text] of [["a@s", "a1"], ["b@s", "b1"], ["a@s", "a2"], ["a@s", "a3"], ["b@s", "b2"]]) {
     await client.send(textFrame(chat, text), `bot-1\u0000${chat}`);
   }
-  assert.equal((await readdir(dir)).length, 5, "every unacknowledged frame is on disk");
+  assert.equal((await Outbox.pendingIn(dir, outbox.logger)).length, 5, "every unacknowledged frame is on disk");
   await new Promise((r) => setTimeout(r, 150)); // a few failed reconnects
 
   const gateway = await startGateway({ port });
@@ -88,7 +88,8 @@ test("frames queued during a gateway outage are delivered after it, in order per
   assert.deepEqual(textsOf(gateway.data(), "b@s"), ["b1", "b2"]);
   assert.equal(gateway.data().length, 5, "each frame delivered once");
   assert.ok(gateway.authHeaders.every((h) => h === `Bearer ${TOKEN}`));
-  assert.deepEqual(await readdir(dir), [], "acknowledged frames leave the outbox");
+  assert.deepEqual(await Outbox.pendingIn(dir, outbox.logger), [], "acknowledged frames leave the outbox");
+  assert.equal(await outbox.logSize(), 0, "a log with nothing pending is emptied");
 });
 
 test("unacknowledged frames survive a Node restart and are delivered once acknowledged", async (t) => {
@@ -162,7 +163,7 @@ test("REJECTED and DUPLICATE acks remove the frame; a rejection is logged as an 
   const rejection = records.find((r) => r.msg === "gateway rejected a frame; dropped");
   assert.equal(rejection.level, "error");
   assert.equal(rejection.reason, "test says no");
-  assert.deepEqual(await readdir(dir), []);
+  assert.deepEqual(await Outbox.pendingIn(dir, outbox.logger), []);
 });
 
 test("an outgoing message is sent once and acknowledged, also when the gateway resends it", async (t) => {
@@ -170,7 +171,7 @@ test("an outgoing message is sent once and acknowledged, also when the gateway r
   const gateway = await startGateway();
   t.after(() => gateway.close());
   const sent = [];
-  const { client } = await node(dir, gateway.url, {
+  const { client, outbox } = await node(dir, gateway.url, {
     onOutgoing: async (outgoing, frameId) => {
       sent.push({ frameId, ...outgoing });
       return outgoing.botId === "bot-1"
@@ -202,18 +203,76 @@ test("an outgoing message is sent once and acknowledged, also when the gateway r
   ]);
   assert.equal(acks[1].reason, "no open session for bot bot-9");
   assert.equal(acks[3].reason, "invalid frame: outgoing_message.text: required");
-  assert.deepEqual(await readdir(dir), [], "acks are not kept in the outbox");
+  assert.deepEqual(await Outbox.pendingIn(dir, outbox.logger), [], "acks are not kept in the outbox");
+  assert.equal(outbox.batches, 0, "nothing was written to the log");
 });
 
-test("a torn write and an unreadable file from a crash do not stop the outbox from opening", async (t) => {
+test("a torn last record and an unreadable record from a crash do not stop the outbox from opening", async (t) => {
   const dir = await tempDir(t);
-  await writeFile(join(dir, "0000000000000001.json.tmp"), "{\"chatKey\":");
-  await writeFile(join(dir, "0000000000000002.json"), "not json");
   const { logger, records } = createMemoryLogger();
+  const first = await new Outbox({ dir, logger }).open();
+  await first.add(textFrame("a@s", "kept-1"), "k");
+  await first.add(textFrame("a@s", "kept-2"), "k");
+  await first.close();
+  const log = join(dir, "outbox.log");
+  const intact = await readFile(log, "utf8");
+  // A damaged record in the middle, then a batch torn by a crash mid-write.
+  await writeFile(log, `${intact}not json\n${intact.split("\n")[0].slice(0, 40)}`);
   const outbox = await new Outbox({ dir, logger }).open();
-  assert.equal(outbox.size, 0);
-  assert.deepEqual((await readdir(dir)).sort(), ["0000000000000002.json.corrupt"]);
-  assert.ok(records.some((r) => r.level === "error" && r.msg === "unreadable outbox file set aside"));
+  assert.deepEqual(outbox.pending().map((e) => e.frame.payload.value.message), ["kept-1", "kept-2"]);
+  assert.equal(records.filter((r) => r.level === "error" && r.msg === "unreadable outbox record skipped").length, 1, "the torn tail is not an error");
   const entry = await outbox.add(textFrame("a@s", "x"), "k");
   assert.equal(entry.seq, 3, "new frames sort after anything left on disk");
+  await outbox.close();
+  assert.deepEqual(await readdir(dir), ["outbox.log"]);
+});
+
+test("per-frame files of the previous format are migrated into the log, in order", async (t) => {
+  const dir = await tempDir(t);
+  const { logger, records } = createMemoryLogger();
+  for (const [n, text] of [[7, "old-1"], [9, "old-2"]]) {
+    const body = JSON.stringify({ chatKey: "k", frame: toJson(NodeFrameSchema, textFrame("a@s", text)) });
+    await writeFile(join(dir, `${String(n).padStart(16, "0")}.json`), body);
+  }
+  await writeFile(join(dir, "0000000000000010.json.tmp"), "{\"chatKey\":");
+  await writeFile(join(dir, "0000000000000011.json"), "not json");
+  const outbox = await new Outbox({ dir, logger }).open();
+  assert.deepEqual(outbox.pending().map((e) => e.frame.payload.value.message), ["old-1", "old-2"]);
+  assert.ok(records.some((r) => r.level === "error" && r.msg === "unreadable outbox file set aside"));
+  await outbox.close();
+  assert.deepEqual((await readdir(dir)).sort(), ["0000000000000011.json.corrupt", "outbox.log"]);
+  assert.equal((await Outbox.pendingIn(dir, logger)).length, 2, "the log holds them before the files go");
+});
+
+test("frames added together share one write and one fsync, and every one is durable", async (t) => {
+  const dir = await tempDir(t);
+  const { logger } = createMemoryLogger();
+  const outbox = await new Outbox({ dir, logger }).open();
+  const frames = Array.from({ length: 200 }, (_, i) => textFrame(`c${i % 20}@s`, `m${i}`));
+  const entries = await Promise.all(frames.map((f, i) => outbox.add(f, `k${i % 20}`)));
+  assert.deepEqual(entries.map((e) => e.seq), frames.map((_, i) => i + 1), "sequence follows the order of add()");
+  assert.ok(outbox.batches <= 2, `200 concurrent frames took ${outbox.batches} batches`);
+  assert.deepEqual(await Outbox.pendingIn(dir, logger), frames.map((f) => f.frameId));
+  await Promise.all(frames.slice(0, 150).map((f) => outbox.remove(f.frameId)));
+  assert.deepEqual(await Outbox.pendingIn(dir, logger), frames.slice(150).map((f) => f.frameId));
+  await outbox.close();
+});
+
+test("a mostly dead log is rewritten, and what is pending survives it", async (t) => {
+  const dir = await tempDir(t);
+  const { logger } = createMemoryLogger();
+  const outbox = await new Outbox({ dir, logger, compactBytes: 16 * 1024 }).open();
+  const keep = textFrame("a@s", "keep");
+  await outbox.add(keep, "k");
+  for (let i = 0; i < 300; i++) {
+    const frame = textFrame("b@s", `gone-${i}`);
+    await outbox.add(frame, "k2");
+    await outbox.remove(frame.frameId);
+  }
+  assert.ok((await outbox.logSize()) < 32 * 1024, `log is ${await outbox.logSize()} bytes`);
+  assert.deepEqual(await Outbox.pendingIn(dir, logger), [keep.frameId]);
+  await outbox.close();
+  const reopened = await new Outbox({ dir, logger }).open();
+  assert.deepEqual(reopened.pending().map((e) => e.frameId), [keep.frameId]);
+  await reopened.close();
 });

@@ -82,12 +82,34 @@ def test_provider_ids_reported_by_the_store_are_remembered() -> None:
     assert outcome.duplicate and outcome.duplicate_of is None
 
 
-def test_dedup_memory_is_bounded() -> None:
+def test_memory_of_durable_ids_is_bounded() -> None:
     bot = BotQueues("bot", "p", QueueLimits(), dedup_capacity=2, clock=FakeClock())
     for pid in ("a", "b", "c"):
         bot.add("c1", text(pid, pid=pid))
+    bot.mark_durable(bot.pop_ready(10))
+    # The oldest durable id is forgotten (the store answers for it); the newest are known.
     assert bot.lookup_provider_id("a") == (False, None)
-    assert bot.lookup_provider_id("c")[0]
+    assert bot.lookup_provider_id("b") == (True, None)
+    assert bot.lookup_provider_id("c") == (True, None)
+
+
+def test_ids_not_yet_durable_are_never_forgotten() -> None:
+    bot = BotQueues("bot", "p", QueueLimits(max_messages=1), dedup_capacity=1, clock=FakeClock())
+    keys = {}
+    for pid in ("a", "b", "c", "d"):
+        outcome = bot.add("c1", text(pid, pid=pid))
+        assert outcome.entry is not None
+        keys[pid] = MessageKey("c1", outcome.entry.id)
+    # Evicted from the window and far beyond the capacity, but not written yet: a resend
+    # must still be recognised, with the key its acknowledgement waits on.
+    for pid, key in keys.items():
+        assert bot.lookup_provider_id(pid) == (True, key)
+    taken = bot.pop_ready(2)
+    bot.restore_ready(taken)  # a failed write: still pending
+    assert bot.lookup_provider_id("a") == (True, keys["a"])
+    bot.mark_durable(bot.pop_ready(10))
+    assert bot.lookup_provider_id("a") == (False, None)
+    assert bot.lookup_provider_id("d") == (True, None)
 
 
 def test_find_media_knows_live_and_resolved_placeholders() -> None:

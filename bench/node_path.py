@@ -1,0 +1,146 @@
+"""Text messages through the REAL Node server, end to end, on 2 cores.
+
+Starts queue_svc and the gateway (bench/harness.py's Stack, one SQLite store) and the
+Node server in demo mode (tests/helpers/node_server.py): its scripted socket injects
+`--messages` text messages with no delay between them, as `messages.upsert` events of
+Baileys' shape, through the production handler, outbox, WebSocket link, gateway and
+queue_svc, and a resuming Subscribe counts them by WhatsApp id. The figure is messages
+per second between the first and the last arrival, for 200 chats and for one chat.
+Then the 200-chat run again with the Node server SIGKILLed when 40 % have arrived and
+restarted on the same directories: the script replays with the same WhatsApp ids (as
+WhatsApp redelivers what was not acknowledged), and every message must arrive exactly
+once. Last line: `RESULT node_path_msgs_per_s=<n> node_path_one_chat_msgs_per_s=<n>
+node_kill_lost=<n> node_kill_duplicated=<n>`.
+
+    .venv/bin/python bench/node_path.py [--messages 20000] [--one-chat-messages 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import aiohttp  # noqa: E402
+
+from bench.harness import API_TOKEN, NODE_TOKEN, Stack, TimedConsumer, load_average  # noqa: E402
+from tests.helpers.node_server import NodeServer, start_node_server  # noqa: E402
+from tests.helpers.processes import free_port  # noqa: E402
+
+BOT = "bench-node"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def write_script(path: Path, messages: int, chats: int, tag: str) -> set[str]:
+    entries = [
+        {
+            "type": "text",
+            "from": f"4917{n % chats:08d}@s.whatsapp.net",
+            "id": f"NP{tag}{n:08d}",
+            "text": f"message {n} of the Node path benchmark",
+            "delay_ms": 0,
+        }
+        for n in range(messages)
+    ]
+    path.write_text(json.dumps({"bots": {BOT: entries}}))
+    return {str(e["id"]) for e in entries}
+
+
+async def start_bot(api: str) -> None:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.put(f"{api}/bots/{BOT}/config", json={}) as r:
+            assert r.status == 200, await r.text()
+        async with http.post(f"{api}/bots/{BOT}/start", json={}) as r:
+            assert r.status == 200, await r.text()
+
+
+async def run_once(
+    messages: int, chats: int, tag: str, kill_at: float | None, within: float
+) -> tuple[float, int, int]:
+    """(messages per second, lost, duplicated)."""
+    root = Path(tempfile.mkdtemp(prefix=f"bench-node-{tag}-"))
+    node_port = free_port()
+    stack = Stack(root, free_port())
+    stack.extra_env["gateway"] = {
+        "NODE_API_URL": f"http://127.0.0.1:{node_port}",
+        "NODE_API_TOKEN": "node-api-token",
+    }
+    ids = write_script(root / "script.json", messages, chats, tag)
+    await stack.start("queue_svc")
+    await stack.start("gateway")
+    consumer = TimedConsumer(stack.queue_address, [BOT])
+    consumer.start()
+
+    async def node() -> NodeServer:
+        return await start_node_server(
+            root / "node",
+            root / "script.json",
+            gateway_ws_url=f"ws://127.0.0.1:{stack.gateway_port}/ws",
+            gateway_token=NODE_TOKEN,
+            log_path=root / "node.log",
+            port=node_port,
+        )
+
+    server = await node()
+    try:
+        await start_bot(f"http://127.0.0.1:{stack.gateway_port}")
+        if kill_at is not None:
+            async with asyncio.timeout(within):
+                while len(consumer.arrived) < messages * kill_at:
+                    consumer.changed.clear()
+                    await consumer.changed.wait()
+            server.process.send_signal(signal.SIGKILL)
+            await server.process.wait()
+            print(f"  Node SIGKILLed with {len(consumer.arrived)} of {messages} arrived")
+            server = await node()  # resumes the stored session; the script replays
+        complete = await consumer.wait_for(ids, within)
+        arrivals = sorted(t for times in consumer.arrived.values() for t in times[:1])
+        rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+        lost = len(ids - consumer.arrived.keys())
+        duplicated = sum(len(times) - 1 for times in consumer.arrived.values())
+        print(
+            f"  {chats} chats: {len(consumer.arrived)} of {messages} arrived"
+            f"{'' if complete else ' (timed out)'}, {rate:.0f} msg/s,"
+            f" lost {lost}, duplicated {duplicated}"
+        )
+        return rate, lost, duplicated
+    finally:
+        await server.stop()
+        await consumer.close()
+        await stack.stop_all()
+
+
+async def run(messages: int, one_chat: int, within: float) -> None:
+    print(f"load average before: {load_average()}")
+    many, _, _ = await run_once(messages, 200, "m", None, within)
+    print(f"load average after the 200-chat run: {load_average()}")
+    one, _, _ = await run_once(one_chat, 1, "o", None, within)
+    print(f"load average after the one-chat run: {load_average()}")
+    _, lost, duplicated = await run_once(messages, 200, "k", 0.4, within)
+    print(f"load average after: {load_average()}")
+    print(
+        f"RESULT node_path_msgs_per_s={many:.0f} node_path_one_chat_msgs_per_s={one:.0f}"
+        f" node_kill_lost={lost} node_kill_duplicated={duplicated}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--one-chat-messages", type=int, default=5_000)
+    parser.add_argument("--within", type=float, default=300.0)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    asyncio.run(run(args.messages, args.one_chat_messages, args.within))
+    print(f"took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
