@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -58,6 +60,62 @@ _ADD_STATUS = {
 class _Pending:
     request: q.AddMessageRequest
     done: asyncio.Future[AckOutcome]
+
+
+# How long a chat stays held for a message that got RETRY and has not come back: Node
+# resends within its retry backoff (30 s at most), so only a Node that lost its outbox
+# leaves a hold to expire.
+HOLD_SECONDS = 120.0
+
+
+class ChatHolds:
+    """Keeps one chat's messages in order while Node has several of them in flight.
+
+    Once a message of a chat is answered RETRY, every later message of that chat is
+    answered RETRY too, until that message comes back (by WhatsApp id) and is decided
+    otherwise; Node then resends the chat from its oldest pending frame. Batches are
+    decided one after another, so what is held is known before the next batch goes out.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._held: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def admit(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """(sent, held back): a held chat's messages wait until the one it waits for,
+        which goes out with everything after it in the same batch."""
+        sent: list[_Pending] = []
+        held_back: list[_Pending] = []
+        released: set[tuple[str, str]] = set()
+        now = self._clock()
+        for item in batch:
+            chat = (item.request.bot_id, item.request.correspondent_id)
+            hold = self._held.get(chat)
+            if hold is not None and now - hold[1] > HOLD_SECONDS:
+                del self._held[chat]
+                hold = None
+            if hold is None or chat in released:
+                sent.append(item)
+            elif item.request.message.provider_message_id == hold[0]:
+                released.add(chat)
+                sent.append(item)
+            else:
+                held_back.append(item)
+        return sent, held_back
+
+    def decided(self, item: _Pending, outcome: AckOutcome) -> None:
+        chat = (item.request.bot_id, item.request.correspondent_id)
+        pid = item.request.message.provider_message_id
+        if outcome.status == w.ACK_STATUS_RETRY:
+            if pid and chat not in self._held:
+                self._held[chat] = (pid, self._clock())
+        elif chat in self._held and self._held[chat][0] == pid:
+            del self._held[chat]
+
+
+WAITING = AckOutcome(
+    w.ACK_STATUS_RETRY, "an earlier message of this chat is waiting to be resent; resend in order"
+)
 
 
 class QueueWriter:
@@ -133,6 +191,7 @@ class _ShardBatcher:
         self._timeout = timeout_seconds
         self._name = name
         self._pending: list[_Pending] = []
+        self._holds = ChatHolds()
         self._wakeup = asyncio.Event()
         self._closed = False
         self._flusher: asyncio.Task[None] | None = None
@@ -166,6 +225,9 @@ class _ShardBatcher:
             del self._pending[: self._max_batch]
             if not self._pending:
                 self._wakeup.clear()
+            batch, held_back = self._holds.admit(batch)
+            for item in held_back:
+                _resolve(item.done, WAITING)
             if batch:
                 await self._send(batch)
 
@@ -180,12 +242,12 @@ class _ShardBatcher:
                     await self._send([item])
                 return
             for item in batch:
-                _resolve(item.done, outcome_for_rpc_error(error, item.request.bot_id))
+                self._decide(item, outcome_for_rpc_error(error, item.request.bot_id))
             return
         if len(reply.results) != len(batch):
             log.error("AddMessages answered %d results for %d", len(reply.results), len(batch))
             for item in batch:
-                _resolve(item.done, AckOutcome(w.ACK_STATUS_RETRY, "queue_svc answer mismatch"))
+                self._decide(item, AckOutcome(w.ACK_STATUS_RETRY, "queue_svc answer mismatch"))
             return
         for item, result in zip(batch, reply.results, strict=True):
             outcome = _ADD_STATUS.get(result.status) or AckOutcome(
@@ -193,7 +255,11 @@ class _ShardBatcher:
                 f"bot {item.request.bot_id!r} is not active; "
                 f"start it with POST /bots/{item.request.bot_id}/start",
             )
-            _resolve(item.done, outcome)
+            self._decide(item, outcome)
+
+    def _decide(self, item: _Pending, outcome: AckOutcome) -> None:
+        self._holds.decided(item, outcome)
+        _resolve(item.done, outcome)
 
 
 def _resolve(future: asyncio.Future[AckOutcome], outcome: AckOutcome) -> None:

@@ -33,6 +33,7 @@ function flag(env, name) {
  *   gatewayUrl: string, gatewayToken: string, authDir: string, outboxDir: string,
  *   stagingDir: string, pollStoreDir: string, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
+ *   chatWindow: number, retry: { initialMs: number, maxMs: number },
  *   logLevel: string, demoScript: string | undefined }>}
  */
 export function loadConfig(env = process.env) {
@@ -82,6 +83,13 @@ export function loadConfig(env = process.env) {
     downloadTimeoutMs: integer(env, "DOWNLOAD_TIMEOUT_MS", 120_000, { min: 1 }),
     reuploadTimeoutMs: integer(env, "REUPLOAD_TIMEOUT_MS", 30_000, { min: 1 }),
     ackTimeoutMs: integer(env, "GATEWAY_ACK_TIMEOUT_MS", 30_000, { min: 1 }),
+    // Frames of one chat in flight to the gateway at once (order is kept either way).
+    chatWindow: integer(env, "GATEWAY_CHAT_WINDOW", 32, { min: 1, max: 1024 }),
+    // Backoff after the gateway answers RETRY (bot not active, queue_svc unavailable).
+    retry: {
+      initialMs: integer(env, "GATEWAY_RETRY_INITIAL_MS", 500, { min: 1 }),
+      maxMs: integer(env, "GATEWAY_RETRY_MAX_MS", 30_000, { min: 1 }),
+    },
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 5000),
     logLevel,
     // Demo only: a script replayed instead of contacting WhatsApp (src/demo_socket.js).

@@ -1,8 +1,12 @@
 // The one WebSocket connection from Node to the gateway. Frames go through the disk
 // outbox: each is sent, kept until the gateway acknowledges it, and resent after a
-// reconnect or a restart. Within a chat only the oldest pending frame is in flight, so
-// a RETRY or an outage can never reorder one chat's messages; chats do not wait on
-// each other.
+// reconnect or a restart. Within a chat up to `chatWindow` frames are in flight, in
+// order; the gateway decides one chat's frames in arrival order and, once it answered
+// RETRY to one, answers RETRY to the chat's later frames until that one comes back
+// (services/gateway/queue_writer.py), so a RETRY or an outage never reorders a chat:
+// on a RETRY this side stops the chat, waits the backoff and resends from its oldest
+// pending frame (frames the gateway had already taken come back DUPLICATE). One frame
+// per round trip per chat capped a single busy chat at about 100 messages a second.
 
 import WebSocket from "ws";
 import { AckStatus } from "./gen/chatbot/wire/v1/frames_pb.js";
@@ -25,6 +29,7 @@ export function backoffDelay(attempt, { initialMs, maxMs }, random = Math.random
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
  * @property {{ initialMs: number, maxMs: number }} [retry] backoff after an ACK_STATUS_RETRY
  * @property {number} [ackTimeoutMs] resend a frame that got no ack within this time
+ * @property {number} [chatWindow] frames of one chat in flight at once
  */
 
 export class GatewayClient {
@@ -38,15 +43,16 @@ export class GatewayClient {
     reconnect = { initialMs: 500, maxMs: 30_000 },
     retry = { initialMs: 500, maxMs: 30_000 },
     ackTimeoutMs = 30_000,
+    chatWindow = 32,
   }) {
-    Object.assign(this, { url, token, outbox, logger, onOutgoing, reconnect, retry, ackTimeoutMs });
+    Object.assign(this, { url, token, outbox, logger, onOutgoing, reconnect, retry, ackTimeoutMs, chatWindow });
     /** @type {WebSocket | undefined} */
     this.ws = undefined;
     this.connected = false;
     this.stopped = true;
     this.reconnectAttempt = 0;
     this.reconnectTimer = undefined;
-    /** chatKey → { frameId, timer } of the frame awaiting its ack */
+    /** chatKey → (frameId → ack timer) of the frames awaiting their ack */
     this.inFlight = new Map();
     /** chatKey → timer while a RETRY backoff runs; the chat's head waits for it */
     this.retrying = new Map();
@@ -67,16 +73,15 @@ export class GatewayClient {
   /** Queues a frame durably, then sends it when its chat's turn comes. */
   async send(frame, chatKey) {
     await this.outbox.add(frame, chatKey);
-    this.#pump();
+    this.#pumpChat(chatKey);
   }
 
   /** Stops reconnecting, closes the socket; pending frames stay in the outbox. */
   async stop() {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
-    for (const { timer } of this.inFlight.values()) clearTimeout(timer);
+    for (const chat of this.inFlight.keys()) this.#land(chat);
     for (const timer of this.retrying.values()) clearTimeout(timer);
-    this.inFlight.clear();
     this.retrying.clear();
     const ws = this.ws;
     this.ws = undefined;
@@ -120,9 +125,8 @@ export class GatewayClient {
       if (this.ws !== ws) return;
       this.connected = false;
       this.ws = undefined;
-      // Nothing is in flight on a closed socket: the heads are sent again on reconnect.
-      for (const { timer } of this.inFlight.values()) clearTimeout(timer);
-      this.inFlight.clear();
+      // Nothing is in flight on a closed socket: everything is sent again on reconnect.
+      for (const chat of this.inFlight.keys()) this.#land(chat);
       this.#scheduleReconnect();
     });
   }
@@ -135,23 +139,37 @@ export class GatewayClient {
   }
 
   #pump() {
-    if (!this.connected || !this.ws) return;
-    for (const entry of this.outbox.heads()) {
-      if (this.inFlight.has(entry.chatKey) || this.retrying.has(entry.chatKey)) continue;
-      if (this.removing.has(entry.frameId)) continue;
-      this.#transmit(entry);
+    for (const chatKey of this.outbox.chatKeys()) this.#pumpChat(chatKey);
+  }
+
+  /** Sends the chat's oldest frames that are not in flight yet, up to the window. */
+  #pumpChat(chatKey) {
+    if (!this.connected || !this.ws || this.retrying.has(chatKey)) return;
+    let flying = this.inFlight.get(chatKey);
+    if (flying && flying.size >= this.chatWindow) return;
+    for (const entry of this.outbox.chatEntries(chatKey)) {
+      if (flying?.has(entry.frameId) || this.removing.has(entry.frameId)) continue;
+      if (!flying) this.inFlight.set(chatKey, (flying = new Map()));
+      this.#transmit(entry, flying);
+      if (flying.size >= this.chatWindow) return;
     }
   }
 
-  #transmit(entry) {
+  /** Forgets what is in flight for a chat (its frames will be sent again). */
+  #land(chatKey) {
+    for (const timer of this.inFlight.get(chatKey)?.values() ?? []) clearTimeout(timer);
+    this.inFlight.delete(chatKey);
+  }
+
+  #transmit(entry, flying) {
     const timer = setTimeout(() => {
       // No answer: resend the same frame (same id; the gateway drops duplicates).
-      if (this.inFlight.get(entry.chatKey)?.frameId !== entry.frameId) return;
+      if (this.inFlight.get(entry.chatKey)?.get(entry.frameId) !== timer) return;
       this.logger.warn({ frame_id: entry.frameId }, "no ack in time; resending");
-      this.inFlight.delete(entry.chatKey);
-      this.#pump();
+      this.inFlight.get(entry.chatKey).delete(entry.frameId);
+      this.#pumpChat(entry.chatKey);
     }, this.ackTimeoutMs);
-    this.inFlight.set(entry.chatKey, { frameId: entry.frameId, timer });
+    flying.set(entry.frameId, timer);
     this.ws.send(encodeNodeFrame(entry.frame), (err) => {
       if (err) this.logger.warn({ err: err.message, frame_id: entry.frameId }, "frame not sent; will resend");
     });
@@ -177,14 +195,20 @@ export class GatewayClient {
       this.logger.debug({ frame_id: ack.frameId }, "ack for a frame no longer pending");
       return;
     }
-    const flight = this.inFlight.get(entry.chatKey);
-    if (flight?.frameId === ack.frameId) {
-      clearTimeout(flight.timer);
-      this.inFlight.delete(entry.chatKey);
+    const flying = this.inFlight.get(entry.chatKey);
+    const wasInFlight = flying?.has(ack.frameId) ?? false;
+    if (wasInFlight) {
+      clearTimeout(flying.get(ack.frameId));
+      flying.delete(ack.frameId);
     }
     const log = { frame_id: ack.frameId, status: AckStatus[ack.status], reason: ack.reason };
     switch (ack.status) {
       case AckStatus.RETRY: {
+        // A late RETRY for a copy sent before the chat was stopped changes nothing.
+        if (!wasInFlight) return;
+        // The gateway answers RETRY to this chat's later frames too; stop the chat and
+        // resend it from its oldest pending frame after the backoff.
+        this.#land(entry.chatKey);
         const attempt = this.retryAttempts.get(entry.chatKey) ?? 0;
         this.retryAttempts.set(entry.chatKey, attempt + 1);
         const delay = backoffDelay(attempt, this.retry);
@@ -192,7 +216,7 @@ export class GatewayClient {
         clearTimeout(this.retrying.get(entry.chatKey));
         this.retrying.set(entry.chatKey, setTimeout(() => {
           this.retrying.delete(entry.chatKey);
-          this.#pump();
+          this.#pumpChat(entry.chatKey);
         }, delay));
         return;
       }
@@ -205,10 +229,12 @@ export class GatewayClient {
     this.retryAttempts.delete(entry.chatKey);
     if (this.removing.has(ack.frameId)) return;
     this.removing.add(ack.frameId);
+    // The window moved: the chat's next frame need not wait for the deletion's fsync.
+    this.#pumpChat(entry.chatKey);
     this.outbox.remove(ack.frameId).then(
       () => {
         this.removing.delete(ack.frameId);
-        this.#pump();
+        this.#pumpChat(entry.chatKey);
       },
       (err) => {
         // The frame stays pending and is resent; the gateway answers DUPLICATE.

@@ -59,6 +59,8 @@ export async function start(config, { logger = createLogger({ level: config.logL
     logger: logger.child({ component: "gateway" }),
     onOutgoing: (outgoing) => sessions.sendText(outgoing),
     ackTimeoutMs: config.ackTimeoutMs,
+    chatWindow: config.chatWindow,
+    retry: config.retry,
   });
   const handler = createMessageHandler({
     stagingDir: config.stagingDir,

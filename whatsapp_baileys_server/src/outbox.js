@@ -75,6 +75,8 @@ export class Outbox {
     this.compactBytes = compactBytes;
     /** @type {Map<string, OutboxEntry>} frameId → entry, in insertion (= seq) order */
     this.entries = new Map();
+    /** @type {Map<string, Map<string, OutboxEntry>>} chatKey → its entries, in order */
+    this.chats = new Map();
     this.nextSeq = 1;
     /** @type {LogWrite[]} records waiting for the next batch */
     this.queued = [];
@@ -117,13 +119,13 @@ export class Outbox {
     if (record.op === "add") {
       try {
         const frame = fromJson(NodeFrameSchema, record.frame);
-        this.entries.set(frame.frameId, { seq: record.seq, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
+        this.#put({ seq: record.seq, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
         this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
       } catch (err) {
         this.logger.error({ err, line: lineNumber }, "unreadable outbox frame skipped");
       }
     } else if (record.op === "del") {
-      this.entries.delete(record.frameId);
+      this.#drop(record.frameId);
     }
   }
 
@@ -140,8 +142,7 @@ export class Outbox {
       try {
         const record = JSON.parse(await readFile(path, "utf8"));
         const frame = fromJson(NodeFrameSchema, record.frame);
-        const entry = { seq: this.nextSeq++, frameId: frame.frameId, chatKey: String(record.chatKey), frame };
-        this.entries.set(entry.frameId, entry);
+        this.#put({ seq: this.nextSeq++, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
         found.push(path);
       } catch (err) {
         this.logger.error({ err, file: path }, "unreadable outbox file set aside");
@@ -238,7 +239,7 @@ export class Outbox {
     const entry = { seq: this.nextSeq++, frameId: frame.frameId, chatKey, frame };
     return this.#enqueue({
       line: this.#addLine(entry),
-      apply: () => this.entries.set(frame.frameId, entry),
+      apply: () => this.#put(entry),
       result: () => entry,
     });
   }
@@ -248,13 +249,40 @@ export class Outbox {
     if (!this.entries.has(frameId)) return Promise.resolve(false);
     return this.#enqueue({
       line: `${JSON.stringify({ op: "del", frameId })}\n`,
-      apply: () => this.entries.delete(frameId),
+      apply: () => this.#drop(frameId),
       result: () => true,
     });
   }
 
+  #put(entry) {
+    this.#drop(entry.frameId);
+    this.entries.set(entry.frameId, entry);
+    let chat = this.chats.get(entry.chatKey);
+    if (!chat) this.chats.set(entry.chatKey, (chat = new Map()));
+    chat.set(entry.frameId, entry);
+  }
+
+  #drop(frameId) {
+    const entry = this.entries.get(frameId);
+    if (!entry) return;
+    this.entries.delete(frameId);
+    const chat = this.chats.get(entry.chatKey);
+    chat?.delete(frameId);
+    if (chat?.size === 0) this.chats.delete(entry.chatKey);
+  }
+
   get(frameId) {
     return this.entries.get(frameId);
+  }
+
+  /** One chat's pending entries, oldest first. */
+  chatEntries(chatKey) {
+    return this.chats.get(chatKey)?.values() ?? [].values();
+  }
+
+  /** Chats with pending entries. */
+  chatKeys() {
+    return [...this.chats.keys()];
   }
 
   /** Pending entries in delivery order. */
@@ -262,13 +290,9 @@ export class Outbox {
     return [...this.entries.values()];
   }
 
-  /** The oldest pending entry of every chat: the only ones that may be in flight. */
+  /** The oldest pending entry of every chat. */
   heads() {
-    const heads = new Map();
-    for (const entry of this.entries.values()) {
-      if (!heads.has(entry.chatKey)) heads.set(entry.chatKey, entry);
-    }
-    return [...heads.values()];
+    return [...this.chats.values()].map((chat) => chat.values().next().value);
   }
 
   get size() {

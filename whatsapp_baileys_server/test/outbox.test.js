@@ -101,8 +101,8 @@ test("unacknowledged frames survive a Node restart and are delivered once acknow
   await run1.client.send(textFrame("a@s", "one"), "bot-1\u0000a@s");
   await run1.client.send(textFrame("a@s", "two"), "bot-1\u0000a@s");
   await run1.client.send(textFrame("c@s", "three"), "bot-1\u0000c@s");
-  await silent.waitFor(() => silent.data().length === 2); // the heads of a@s and c@s
-  assert.deepEqual(textsOf(silent.data(), "a@s"), ["one"], "the second frame of a chat waits for the first's ack");
+  await silent.waitFor(() => silent.data().length === 3);
+  assert.deepEqual(textsOf(silent.data(), "a@s"), ["one", "two"], "a chat's frames are in flight together, in order");
   await run1.client.stop(); // Node goes down with three frames unacknowledged
   await silent.close();
 
@@ -116,9 +116,7 @@ test("unacknowledged frames survive a Node restart and are delivered once acknow
   assert.deepEqual(textsOf(gateway.data(), "a@s"), ["one", "two"]);
   assert.deepEqual(textsOf(gateway.data(), "c@s"), ["three"]);
   const ids = gateway.data().map((f) => f.frameId).sort();
-  assert.deepEqual(ids, silent.data().map((f) => f.frameId).concat(
-    gateway.data().filter((f) => f.payload.value.message === "two").map((f) => f.frameId),
-  ).sort(), "resent frames keep their frame ids");
+  assert.deepEqual(ids, silent.data().map((f) => f.frameId).sort(), "resent frames keep their frame ids");
 
   // A third run has nothing left to send.
   const gateway3 = await startGateway();
@@ -134,18 +132,49 @@ test("unacknowledged frames survive a Node restart and are delivered once acknow
 
 test("RETRY keeps the frame and resends it after a backoff, holding its chat's later frames", async (t) => {
   const dir = await tempDir(t);
+  // Plays the gateway's rule: after a RETRY, the chat's later frames are answered RETRY
+  // until the frame that got it comes back and is taken.
+  const held = new Map(); // chat → the text whose RETRY holds it
+  const accepted = [];
   const gateway = await startGateway({
-    decide: (frame, count) => (frame.payload.value.message === "first" && count < 3 ? AckStatus.RETRY : AckStatus.ACCEPTED),
+    decide: (frame, count) => {
+      const { message: text, header } = frame.payload.value;
+      const chat = header.correspondentId;
+      if (held.has(chat) && held.get(chat) !== text) return AckStatus.RETRY;
+      if (text === "first" && count < 3) {
+        held.set(chat, "first");
+        return AckStatus.RETRY;
+      }
+      if (held.get(chat) === text) held.delete(chat);
+      accepted.push(text);
+      return AckStatus.ACCEPTED;
+    },
   });
   t.after(() => gateway.close());
   const { outbox, client, records } = await node(dir, gateway.url);
   client.start();
   await client.send(textFrame("a@s", "first"), "bot-1\u0000a@s");
   await client.send(textFrame("a@s", "second"), "bot-1\u0000a@s");
+  await client.send(textFrame("b@s", "other chat"), "bot-1\u0000b@s");
   await gateway.waitFor(() => outbox.size === 0);
   await client.stop();
-  assert.deepEqual(textsOf(gateway.data(), "a@s"), ["first", "first", "first", "second"]);
-  assert.equal(records.filter((r) => r.msg === "gateway asked to retry later").length, 2);
+  assert.deepEqual(accepted.filter((x) => x !== "other chat"), ["first", "second"], "taken in order");
+  assert.equal(textsOf(gateway.data(), "a@s").filter((x) => x === "first").length, 3, "first sent until taken");
+  assert.deepEqual(textsOf(gateway.data(), "b@s"), ["other chat"], "another chat never waits");
+  assert.ok(records.filter((r) => r.msg === "gateway asked to retry later").length >= 2);
+});
+
+test("a chat keeps up to chatWindow frames in flight, in order", async (t) => {
+  const dir = await tempDir(t);
+  const gateway = await startGateway({ decide: () => null }); // never answers
+  t.after(() => gateway.close());
+  const { client } = await node(dir, gateway.url, { chatWindow: 4 });
+  client.start();
+  for (let i = 0; i < 10; i++) await client.send(textFrame("a@s", `m${i}`), "bot-1\u0000a@s");
+  await gateway.waitFor(() => gateway.data().length >= 4);
+  await new Promise((r) => setTimeout(r, 100));
+  await client.stop();
+  assert.deepEqual(textsOf(gateway.data(), "a@s"), ["m0", "m1", "m2", "m3"]);
 });
 
 test("REJECTED and DUPLICATE acks remove the frame; a rejection is logged as an error", async (t) => {
