@@ -10,14 +10,15 @@ from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
-from services.common.store import BotConfig, BotConfigStore, MessageStore
+from services.common.store import BotConfig, BotConfigStore, MessageStore, WhatsAppAuthStore
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
-class GatewayStore(BotConfigStore, MessageStore, Protocol):
-    """Bot configurations, and the last delivery sequence (a webhook's starting point)."""
+class GatewayStore(BotConfigStore, MessageStore, WhatsAppAuthStore, Protocol):
+    """Bot configurations, the last delivery sequence (a webhook's starting point), and
+    the Node servers' Baileys auth state."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:

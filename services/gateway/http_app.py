@@ -18,6 +18,7 @@ from services.common.errors import (
     classify,
 )
 from services.common.queue_shards import QueueShards
+from services.gateway.auth_state_api import AuthStateApi
 from services.gateway.bot_api import BotApi, GatewayStore, error_response
 from services.gateway.config import GatewayConfig
 from services.gateway.frame_handler import FrameHandler
@@ -77,6 +78,7 @@ class GatewayApp:
             node=node,
         )
         self._pairing = PairingApi(node)
+        self._auth_state = AuthStateApi(store)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
@@ -92,6 +94,10 @@ class GatewayApp:
         app.router.add_get("/bots/{bot_id}/pairing", self._pairing.pairing)
         app.router.add_get("/bots/{bot_id}/pairing/qr.png", self._pairing.qr_png)
         app.router.add_post("/bots/{bot_id}/pairing/code", self._pairing.pairing_code)
+        auth_state = "/internal/whatsapp-auth/{bot_id}"
+        app.router.add_post(f"{auth_state}/get", self._auth_state.get_values)
+        app.router.add_post(f"{auth_state}/set", self._auth_state.set_values)
+        app.router.add_delete(auth_state, self._auth_state.forget)
         app.on_shutdown.append(self._socket.close_all)
         return app
 
@@ -99,7 +105,9 @@ class GatewayApp:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._config.insecure_no_auth or request.path in ("/healthz", "/readyz"):
             return await handler(request)
-        token = self._config.node_ws_token if request.path == "/ws" else self._config.api_token
+        # Node's own credential opens its WebSocket and its auth state, and nothing else.
+        node_only = request.path == "/ws" or request.path.startswith("/internal/")
+        token = self._config.node_ws_token if node_only else self._config.api_token
         if not _bearer_ok(request, token):
             return error_response(401, "missing or wrong 'Authorization: Bearer <token>' header")
         return await handler(request)

@@ -26,6 +26,7 @@ class NodeServer:
     process: asyncio.subprocess.Process
     url: str
     token: str
+    gateway_ws_url: str
     events: list[dict[str, Any]] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
 
@@ -96,7 +97,7 @@ async def start_node_server(
         stderr=log,
     )
     log.close()
-    server = NodeServer(process, f"http://127.0.0.1:{port}", token)
+    server = NodeServer(process, f"http://127.0.0.1:{port}", token, gateway_ws_url)
     server._reader = asyncio.create_task(_collect(process, server.events))
     async with aiohttp.ClientSession() as http:
         for _ in range(300):

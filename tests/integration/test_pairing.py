@@ -29,10 +29,17 @@ CODE_BOT = "pair-code"
 API_TOKEN = "api-token"
 WS_TOKEN = "ws-token"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+# The Node server a test started in place of the fixture's, by test directory.
+NODE_NOW: dict[Path, NodeServer] = {}
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[tuple[str, NodeServer]]:
+    async for api, node in _stack(tmp_path):
+        yield api, node
+
+
+async def _stack(tmp_path: Path) -> AsyncIterator[tuple[str, NodeServer]]:
     script = tmp_path / "script.json"
     script.write_text(
         json.dumps(
@@ -77,6 +84,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[str, NodeServer]]:
             port=node_port,
         )
         yield f"http://{gateway.address}", node
+        # A test may have replaced the Node server (same port); stop what runs now.
+        node = NODE_NOW.pop(tmp_path, node)
     finally:
         if node is not None:
             await node.stop()
@@ -188,3 +197,38 @@ async def test_pairing_routes_need_the_api_token_and_a_known_bot(
             assert r.status == 401
         async with http.get(f"{api}/bots/nobody/pairing", headers=AUTH) as r:
             assert r.status == 404, await r.text()
+
+
+async def test_a_paired_session_moves_to_a_new_node_pod_without_pairing_again(
+    stack: tuple[str, NodeServer], tmp_path: Path
+) -> None:
+    """The auth state is in the store, not on the pod: a Node server started with empty
+    directories (a new pod, the old one's volume lost) resumes the session with no QR."""
+    api, node = stack
+    async with aiohttp.ClientSession() as http:
+        await _start(http, api, QR_BOT)
+        await _pairing_until(http, api, QR_BOT, lambda b: b["state"] == "OPEN")
+    await node.stop()
+    port = int(node.url.rsplit(":", 1)[1])
+    fresh = tmp_path / "new-pod"
+    assert not fresh.exists()
+    new_node = await start_node_server(
+        fresh,
+        tmp_path / "script.json",
+        gateway_ws_url=node.gateway_ws_url,
+        gateway_token=WS_TOKEN,
+        log_path=tmp_path / "node2.log",
+        port=port,
+    )
+    NODE_NOW[tmp_path] = new_node
+    async with aiohttp.ClientSession() as http:
+        # The gateway starts the bot on the new pod (as it does for a moved bot).
+        async with http.post(f"{api}/bots/{QR_BOT}/start", json={}, headers=AUTH) as r:
+            await _json(r)
+        await _pairing_until(http, api, QR_BOT, lambda b: b["state"] == "OPEN")
+    await new_node.wait_event(lambda e: e.get("event") == "message_injected")
+    assert not [e for e in new_node.events if e.get("event") in ("qr_shown", "paired")], (
+        "the new pod asked for a new pairing"
+    )
+    pod_files = [p.name for p in (fresh / "auth").rglob("*") if p.is_file()]
+    assert pod_files == ["session.json"], f"auth state files on the pod: {pod_files}"

@@ -34,6 +34,7 @@ function flag(env, name) {
  *   stagingDir: string, pollStoreDir: string, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   chatWindow: number, retry: { initialMs: number, maxMs: number },
+ *   authState: "store" | "files", gatewayHttpUrl: string,
  *   logLevel: string, demoScript: string | undefined }>}
  */
 export function loadConfig(env = process.env) {
@@ -62,6 +63,12 @@ export function loadConfig(env = process.env) {
   if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
     throw new ConfigError(`GATEWAY_WS_URL must start with ws:// or wss://, got "${gatewayUrl}"`);
   }
+  const authState = env.NODE_AUTH_STATE || "store";
+  if (!["store", "files"].includes(authState)) {
+    throw new ConfigError(`NODE_AUTH_STATE="${authState}" is unknown; use store (the default: in the platform's store, through the gateway) or files (development only)`);
+  }
+  // The gateway serves Node's auth state on the same host and port as its WebSocket.
+  const gatewayHttpUrl = env.GATEWAY_HTTP_URL || `${parsed.protocol === "wss:" ? "https:" : "http:"}//${parsed.host}`;
   const logLevel = env.LOG_LEVEL || "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL="${logLevel}" is unknown; use trace, debug, info, warn, error, fatal or silent`);
@@ -85,6 +92,8 @@ export function loadConfig(env = process.env) {
     ackTimeoutMs: integer(env, "GATEWAY_ACK_TIMEOUT_MS", 30_000, { min: 1 }),
     // Frames of one chat in flight to the gateway at once (order is kept either way).
     chatWindow: integer(env, "GATEWAY_CHAT_WINDOW", 32, { min: 1, max: 1024 }),
+    authState,
+    gatewayHttpUrl,
     // Backoff after the gateway answers RETRY (bot not active, queue_svc unavailable).
     retry: {
       initialMs: integer(env, "GATEWAY_RETRY_INITIAL_MS", 500, { min: 1 }),

@@ -491,7 +491,7 @@ export function createDemoWhatsApp(script, { logger, print = (line) => process.s
   };
   return {
     demo: true,
-    makeSocket: (options, { userId } = {}) => new DemoSocket(state, userId, options.logger ?? logger),
+    makeSocket: (options, { userId } = {}) => new DemoSocket(state, userId, options.logger ?? logger, options.auth),
     download: async (message) => {
       const id = message?.key?.id;
       const entry = state.media.get(id);
@@ -507,8 +507,11 @@ export function createDemoWhatsApp(script, { logger, print = (line) => process.s
 
 /** One scripted "WhatsApp connection" for one bot. */
 export class DemoSocket {
-  constructor(state, botId, logger) {
+  constructor(state, botId, logger, auth) {
     this.state = state;
+    // The session's auth state, as Baileys gets it: pairing writes `me` into the
+    // credentials, and a socket whose credentials have it does not pair again.
+    this.auth = auth;
     this.botId = botId;
     this.logger = logger;
     this.ev = new EventEmitter();
@@ -548,7 +551,8 @@ export class DemoSocket {
   async #connect() {
     this.ev.emit("connection.update", { connection: "connecting" });
     const pairing = this.state.script.pairing?.get(this.botId);
-    if (pairing && !this.state.paired.has(this.botId)) {
+    const registered = Boolean(this.auth?.creds?.me) || this.state.paired.has(this.botId);
+    if (pairing && !registered) {
       await this.#pair(pairing);
       if (this.closed) return;
       this.state.paired.add(this.botId);
@@ -556,7 +560,10 @@ export class DemoSocket {
     }
     const me = this.botId?.includes("@") ? this.botId : `${this.botId}@s.whatsapp.net`;
     this.user = { id: me, name: this.botId };
-    this.ev.emit("creds.update", { me: this.user });
+    const update = { me: this.user, registered: true };
+    // Baileys merges every credentials update into the state before announcing it.
+    if (this.auth?.creds) Object.assign(this.auth.creds, update);
+    this.ev.emit("creds.update", update);
     await this.#later(20, () => {
       this.ev.emit("connection.update", { connection: "open", receivedPendingNotifications: true });
     });
@@ -587,7 +594,7 @@ export class DemoSocket {
   /** Like Baileys' requestPairingCode: only while pairing; the scan follows by script. */
   async requestPairingCode(phoneNumber) {
     if (this.closed) throw boomLike(428, "Connection Closed");
-    if (!this.scan || this.state.paired.has(this.botId)) throw boomLike(400, "not pairing");
+    if (!this.scan || this.state.paired.has(this.botId) || this.auth?.creds?.me) throw boomLike(400, "not pairing");
     const code = createHash("sha256").update(`${this.botId}:${phoneNumber}`).digest("hex").slice(0, 8).toUpperCase();
     this.state.emit({ event: "pairing_code", botId: this.botId, phoneNumber, code });
     if (this.state.script.pairing.get(this.botId)?.by === "code") this.scan();

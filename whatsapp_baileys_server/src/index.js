@@ -9,6 +9,7 @@ import makeWASocket, { Browsers, downloadMediaMessage, makeCacheableSignalKeySto
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { Outbox } from "./outbox.js";
+import { GatewayAuthClient, StoreAuthStates } from "./auth_state.js";
 import { GatewayClient } from "./gateway_client.js";
 import { createMessageHandler } from "./handler.js";
 import { PollStore } from "./poll_store.js";
@@ -37,6 +38,19 @@ export function baileysWhatsApp() {
  * `whatsapp` is the socket factory and downloader; only the demo mode passes another.
  * @param {ReturnType<typeof loadConfig>} config
  */
+/** Where sessions keep their Baileys auth state: the store (through the gateway), or files. */
+function authStateOf(config, logger) {
+  if (config.authState === "files") {
+    logger.warn("NODE_AUTH_STATE=files: sessions live on this pod's disk only (development)");
+    return { useAuthState: useMultiFileAuthState };
+  }
+  const states = new StoreAuthStates({
+    client: new GatewayAuthClient({ baseUrl: config.gatewayHttpUrl, token: config.gatewayToken }),
+    logger: logger.child({ component: "auth_state" }),
+  });
+  return { useAuthState: states.use, forgetAuthState: (botId) => states.forget(botId) };
+}
+
 export async function start(config, { logger = createLogger({ level: config.logLevel }), whatsapp = baileysWhatsApp() } = {}) {
   if (config.insecureDev) logger.warn("NODE_INSECURE_DEV is set: authentication may be disabled; never use this in production");
   for (const dir of [config.authDir, config.outboxDir, config.stagingDir]) await mkdir(dir, { recursive: true });
@@ -81,7 +95,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     authDir: config.authDir,
     logger: logger.child({ component: "sessions" }),
     makeSocket: whatsapp.makeSocket,
-    useAuthState: useMultiFileAuthState,
+    ...authStateOf(config, logger),
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
     onReactions: (botId, reactions) => handler.handleReactions(botId, reactions),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),

@@ -1,6 +1,6 @@
-// One Baileys session per bot (bot_id == the session's userId). Auth state lives on
-// disk per user (useMultiFileAuthState), next to the session's config, so a restart
-// resumes every paired session without a new QR code.
+// One Baileys session per bot (bot_id == the session's userId). Auth state lives in the
+// platform's store (src/auth_state.js, through the gateway), the session's config on
+// disk next to it, so a restart resumes every paired session without a new QR code.
 
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -37,7 +37,8 @@ async function writeJsonAtomic(path, value) {
  * @property {any} logger
  * @property {(options: any, context: { userId: string }) => any} makeSocket Baileys' makeWASocket
  *   (which ignores the context) or a stand-in that needs to know the bot
- * @property {(dir: string) => Promise<{ state: any, saveCreds: () => Promise<void> }>} useAuthState
+ * @property {(dir: string, userId: string) => Promise<{ state: any, saveCreds: () => Promise<void> }>} useAuthState
+ * @property {(userId: string) => Promise<unknown>} [forgetAuthState] deletes the stored state at logout
  * @property {(botId: string, event: any) => Promise<any>} onUpsert the message handler
  * @property {(botId: string, reactions: any[]) => Promise<any>} [onReactions] `messages.reaction` events
  * @property {(frame: any, chatKey: string) => Promise<void>} emitFrame the gateway outbox
@@ -48,8 +49,8 @@ async function writeJsonAtomic(path, value) {
 
 export class SessionManager {
   /** @param {SessionManagerOptions} options */
-  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
-    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions });
+  constructor({ authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
+    Object.assign(this, { authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions });
     /** @type {Map<string, any>} */
     this.sessions = new Map();
     this.closing = false;
@@ -108,7 +109,7 @@ export class SessionManager {
   async #start(session) {
     const generation = ++session.generation;
     const log = this.logger.child({ bot_id: session.userId });
-    const { state, saveCreds } = await this.useAuthState(join(this.#dir(session.userId), "baileys"));
+    const { state, saveCreds } = await this.useAuthState(join(this.#dir(session.userId), "baileys"), session.userId);
     if (generation !== session.generation || this.closing) return;
     this.#setState(session, SessionState.CONNECTING);
     const sock = this.makeSocket(
@@ -195,6 +196,7 @@ export class SessionManager {
   }
 
   async #forgetAuth(userId) {
+    await this.forgetAuthState?.(userId);
     await rm(this.#dir(userId), { recursive: true, force: true });
   }
 

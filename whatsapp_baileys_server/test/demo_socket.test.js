@@ -103,6 +103,8 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
     GATEWAY_WS_URL: gateway.url,
     NODE_PORT: "0",
     AUTH_DIR: join(root, "auth"),
+    // The fake gateway serves only the WebSocket, not the auth state routes.
+    NODE_AUTH_STATE: "files",
     OUTBOX_DIR: join(root, "outbox"),
     POLL_STORE_DIR: join(root, "polls"),
     MEDIA_STAGING_DIR: staging,

@@ -13,6 +13,7 @@ from services.common.store._interface import (
     MediaJobStore,
     MessageStore,
     Store,
+    WhatsAppAuthStore,
 )
 from services.common.store._message_types import (
     AppendResult,
@@ -60,6 +61,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "WhatsAppAuthStore",
     "message_fields",
     "open_store",
     "truncate_to_millis",

@@ -176,8 +176,37 @@ class LeaseStore(Protocol):
     async def release_lease(self, name: str, holder: str) -> None: ...
 
 
+class WhatsAppAuthStore(Protocol):
+    """Each bot's Baileys auth state (credentials and signal keys, `lid-mapping`,
+    `device-list`, app-state keys …), so a session survives the loss of any Node pod and
+    can move to another replica without a new pairing. Values are opaque text (Baileys'
+    BufferJSON); `kind` is Baileys' key type, or "creds" for the credentials."""
+
+    async def get_auth_values(
+        self, bot_id: str, kind: str, key_ids: Collection[str]
+    ) -> dict[str, str]:
+        """The stored values of those keys (missing ones are left out)."""
+
+    async def set_auth_values(
+        self, bot_id: str, changes: dict[str, dict[str, str | None]]
+    ) -> None:
+        """Writes {kind: {key_id: value, or None to delete}} in one transaction where the
+        store has them (SQLite, a MongoDB replica set); each key atomically otherwise."""
+
+    async def forget_auth(self, bot_id: str) -> int:
+        """Deletes the bot's whole auth state (logout); returns the keys deleted."""
+
+
 @runtime_checkable
-class Store(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, LeaseStore, Protocol):
+class Store(
+    BotConfigStore,
+    DefinitionsStore,
+    MessageStore,
+    MediaJobStore,
+    LeaseStore,
+    WhatsAppAuthStore,
+    Protocol,
+):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
 
     Datetimes are timezone-aware UTC and read back with millisecond precision.

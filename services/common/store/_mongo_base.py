@@ -112,6 +112,8 @@ class MongoBase(AdapterBase):
         self._configs: AsyncCollection[Doc] = db["bot_configurations"]
         self._queues: AsyncCollection[Doc] = db["queues"]
         self._leases: AsyncCollection[Doc] = db["leases"]
+        # Baileys auth state, one document per (bot, key type, key id).
+        self._auth: AsyncCollection[Doc] = db["whatsapp_auth"]
         # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
         self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
@@ -167,6 +169,9 @@ class MongoBase(AdapterBase):
         )
         await self._cursors.create_index(
             [("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot"
+        )
+        await self._auth.create_index(
+            [("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key"
         )
         for collection in _LIVE:
             await self._jobs[collection].create_indexes(

@@ -6,7 +6,8 @@ input changes no state on either adapter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from services.common.errors import InvalidInputError
@@ -107,3 +108,33 @@ def requeue_reset(now: _T) -> dict[str, object]:
         "updated_at": now,
         "failed_at": None,
     }
+
+
+# Baileys' key types are short lower-case words with dashes ("pre-key", "lid-mapping").
+_AUTH_KIND = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+AUTH_KEY_ID_MAX = 512
+# The largest value Baileys writes is an app-state sync version or a session record
+# (tens of KiB); 1 MiB bounds a bad writer without refusing a real one.
+AUTH_VALUE_MAX = 1 << 20
+
+
+def check_auth_keys(bot_id: str, kind: str, key_ids: Iterable[str]) -> None:
+    if not bot_id or len(bot_id) > 128:
+        raise InvalidInputError("auth state: bot_id must be 1-128 characters")
+    if not _AUTH_KIND.match(kind):
+        raise InvalidInputError(f"auth state: key kind {kind[:80]!r} is not a Baileys key type")
+    for key_id in key_ids:
+        if not isinstance(key_id, str) or len(key_id) > AUTH_KEY_ID_MAX:
+            raise InvalidInputError(
+                f"auth state: key ids are strings of at most {AUTH_KEY_ID_MAX} characters"
+            )
+
+
+def check_auth_changes(bot_id: str, changes: Mapping[str, Mapping[str, str | None]]) -> None:
+    for kind, values in changes.items():
+        check_auth_keys(bot_id, kind, values.keys())
+        for value in values.values():
+            if value is not None and (not isinstance(value, str) or len(value) > AUTH_VALUE_MAX):
+                raise InvalidInputError(
+                    f"auth state: values are text of at most {AUTH_VALUE_MAX} characters"
+                )

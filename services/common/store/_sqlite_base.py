@@ -96,6 +96,9 @@ def _tables() -> list[str]:
             updated_at INTEGER NOT NULL, PRIMARY KEY (consumer, bot_id))""",
         """CREATE TABLE IF NOT EXISTS leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS whatsapp_auth (
+            bot_id TEXT NOT NULL, kind TEXT NOT NULL, key_id TEXT NOT NULL,
+            value TEXT NOT NULL, PRIMARY KEY (bot_id, kind, key_id)) WITHOUT ROWID""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"

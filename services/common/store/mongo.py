@@ -24,6 +24,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.common.store import _rules as rules
+from services.common.store._mongo_auth import MongoAuth
 from services.common.store._mongo_base import (
     _now,
     _seconds,
@@ -39,7 +40,7 @@ from services.common.store._types import (
 )
 
 
-class MongoStore(MongoJobs, MongoMessages):
+class MongoStore(MongoJobs, MongoMessages, MongoAuth):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media

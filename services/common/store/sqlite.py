@@ -11,6 +11,7 @@ import sqlite3
 from typing import Any
 
 from services.common.store import _rules as rules
+from services.common.store._sqlite_auth import SqliteAuth
 from services.common.store._sqlite_base import (
     SCHEMA_VERSION,
     _dumps,
@@ -34,7 +35,7 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages):
+class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
