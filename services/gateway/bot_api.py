@@ -10,13 +10,19 @@ from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
-from services.common.store import BotConfig, BotConfigStore, MessageStore, WhatsAppAuthStore
+from services.common.store import (
+    BotConfig,
+    BotConfigStore,
+    LeaseStore,
+    MessageStore,
+    WhatsAppAuthStore,
+)
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
-class GatewayStore(BotConfigStore, MessageStore, WhatsAppAuthStore, Protocol):
+class GatewayStore(BotConfigStore, MessageStore, WhatsAppAuthStore, LeaseStore, Protocol):
     """Bot configurations, the last delivery sequence (a webhook's starting point), and
     the Node servers' Baileys auth state."""
 

@@ -24,6 +24,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.frame_handler import FrameHandler
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
+from services.gateway.node_internal_api import NodeInternalApi
 from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
 from services.gateway.pairing_api import PairingApi
@@ -79,6 +80,7 @@ class GatewayApp:
         )
         self._pairing = PairingApi(node)
         self._auth_state = AuthStateApi(store)
+        self._node_internal = NodeInternalApi(store)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
@@ -98,6 +100,10 @@ class GatewayApp:
         app.router.add_post(f"{auth_state}/get", self._auth_state.get_values)
         app.router.add_post(f"{auth_state}/set", self._auth_state.set_values)
         app.router.add_delete(auth_state, self._auth_state.forget)
+        app.router.add_post("/internal/leases/acquire", self._node_internal.acquire)
+        app.router.add_post("/internal/leases/release", self._node_internal.release)
+        app.router.add_get("/internal/leases", self._node_internal.holders)
+        app.router.add_get("/internal/bots", self._node_internal.active_bots)
         app.on_shutdown.append(self._socket.close_all)
         return app
 

@@ -17,6 +17,7 @@ from services.gateway.frame_handler import FrameHandler
 from services.gateway.http_app import GatewayApp
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
+from services.gateway.node_directory import NodeDirectory
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_writer import QueueWriter
 from services.gateway.readiness import Readiness
@@ -48,7 +49,7 @@ async def serve(config: GatewayConfig) -> None:
         queue=shards,
         handler=handler,
         link=link,
-        node=NodeClient(http, config.node_api_url, config.node_api_token),
+        node=NodeClient(http, NodeDirectory(store, config.node_api_url), config.node_api_token),
         metrics=metrics,
         readiness=Readiness(store, shards, config.ready_timeout_seconds),
     ).build()

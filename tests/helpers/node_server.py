@@ -43,6 +43,12 @@ class NodeServer:
                     raise RuntimeError(f"the Node server exited with {self.process.returncode}")
                 await asyncio.sleep(0.05)
 
+    async def kill(self) -> None:
+        """SIGKILL: no handover, no flush (a pod that dies)."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
     async def stop(self, within: float = 15) -> int:
         if self.process.returncode is None:
             self.process.terminate()

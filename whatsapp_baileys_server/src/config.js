@@ -1,6 +1,7 @@
 // Configuration from environment variables, validated once at start-up. Every variable
 // and its default is documented in whatsapp_baileys_server/README.md.
 
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 
 export class ConfigError extends Error {
@@ -35,6 +36,7 @@ function flag(env, name) {
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   chatWindow: number, retry: { initialMs: number, maxMs: number },
  *   authState: "store" | "files", gatewayHttpUrl: string,
+ *   ownership: "static" | "lease", replicaId: string, advertisedUrl: string, leaseTtlSeconds: number,
  *   logLevel: string, demoScript: string | undefined }>}
  */
 export function loadConfig(env = process.env) {
@@ -69,13 +71,24 @@ export function loadConfig(env = process.env) {
   }
   // The gateway serves Node's auth state on the same host and port as its WebSocket.
   const gatewayHttpUrl = env.GATEWAY_HTTP_URL || `${parsed.protocol === "wss:" ? "https:" : "http:"}//${parsed.host}`;
+  const ownership = env.NODE_OWNERSHIP || "static";
+  if (!["static", "lease"].includes(ownership)) {
+    throw new ConfigError(`NODE_OWNERSHIP="${ownership}" is unknown; use static (one Node server runs the bots it is told to) or lease (replicas share the bots)`);
+  }
+  const host = env.NODE_HOST || "127.0.0.1";
+  const port = integer(env, "NODE_PORT", 8091, { max: 65535 });
   const logLevel = env.LOG_LEVEL || "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL="${logLevel}" is unknown; use trace, debug, info, warn, error, fatal or silent`);
   }
   return Object.freeze({
-    host: env.NODE_HOST || "127.0.0.1",
-    port: integer(env, "NODE_PORT", 8091, { max: 65535 }),
+    host,
+    port,
+    ownership,
+    // A StatefulSet pod's name (node-0, node-1 …) is a stable replica id.
+    replicaId: env.NODE_REPLICA_ID || hostname(),
+    advertisedUrl: env.NODE_ADVERTISED_URL || `http://${host}:${port}`,
+    leaseTtlSeconds: integer(env, "NODE_LEASE_TTL_SECONDS", 15, { min: 3, max: 300 }),
     apiToken,
     insecureDev,
     gatewayUrl,

@@ -76,6 +76,17 @@ export class GatewayClient {
     this.#pumpChat(chatKey);
   }
 
+  /** True once no frame of the bot waits in the outbox (false after `timeoutMs`). */
+  async drained(botId, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    const mine = (key) => key.startsWith(`${botId}\u0000`) || key === `session\u0000${botId}`;
+    while (this.outbox.chatKeys().some(mine)) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return true;
+  }
+
   /** Stops reconnecting, closes the socket; pending frames stay in the outbox. */
   async stop() {
     this.stopped = true;

@@ -43,7 +43,7 @@ function sameToken(given, expected) {
  * @param {{ sessions: import("./sessions.js").SessionManager, apiToken: string, logger: any }} deps
  *   an empty apiToken disables authentication (NODE_INSECURE_DEV only)
  */
-export function createApp({ sessions, apiToken, logger }) {
+export function createApp({ sessions, apiToken, logger, initialize = (userId, config, forceReinit) => sessions.initialize(userId, config, forceReinit) }) {
   const app = express();
   app.disable("x-powered-by");
 
@@ -72,7 +72,7 @@ export function createApp({ sessions, apiToken, logger }) {
   app.post("/initialize", async (req, res) => {
     if (!req.is("application/json")) throw new BadRequest("Content-Type must be application/json");
     const { userId, config, forceReinit } = parseInitializeBody(req.body);
-    const result = await sessions.initialize(userId, config, forceReinit);
+    const result = await initialize(userId, config, forceReinit);
     logger.info({ bot_id: userId, forceReinit, created: result.created }, "session initialized");
     res.json(result);
   });

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { Outbox } from "./outbox.js";
 import { GatewayAuthClient, StoreAuthStates } from "./auth_state.js";
+import { GatewayLeaseClient, Ownership } from "./ownership.js";
 import { GatewayClient } from "./gateway_client.js";
 import { createMessageHandler } from "./handler.js";
 import { PollStore } from "./poll_store.js";
@@ -102,9 +103,28 @@ export async function start(config, { logger = createLogger({ level: config.logL
   });
 
   gateway.start();
-  await sessions.resumeAll();
+  let ownership;
+  if (config.ownership === "lease") {
+    ownership = new Ownership({
+      client: new GatewayLeaseClient({ baseUrl: config.gatewayHttpUrl, token: config.gatewayToken }),
+      sessions,
+      drain: (botId, timeoutMs) => gateway.drained(botId, timeoutMs),
+      replicaId: config.replicaId,
+      url: config.advertisedUrl,
+      ttlSeconds: config.leaseTtlSeconds,
+      logger: logger.child({ component: "ownership" }),
+    });
+    ownership.start();
+  } else {
+    await sessions.resumeAll();
+  }
 
-  const app = createApp({ sessions, apiToken: config.apiToken, logger: logger.child({ component: "api" }) });
+  const app = createApp({
+    sessions,
+    apiToken: config.apiToken,
+    logger: logger.child({ component: "api" }),
+    ...(ownership ? { initialize: (userId, cfg, force) => ownership.initialize(userId, cfg, force) } : {}),
+  });
   const server = app.listen(config.port, config.host);
   await once(server, "listening");
   const { address, port } = server.address();
@@ -118,6 +138,8 @@ export async function start(config, { logger = createLogger({ level: config.logL
       // then the gateway link; pending frames stay in the outbox for the next start.
       const closed = new Promise((resolve) => server.close(resolve));
       server.closeIdleConnections?.();
+      // Hand the bots over first: their frames drain while the gateway link is up.
+      await ownership?.stop();
       await sessions.stopAll();
       // Let downloads under way finish and queue their frames (bounded: a download has
       // its own timeout, but shutdown should not wait for it in full).

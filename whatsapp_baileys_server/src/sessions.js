@@ -319,4 +319,21 @@ export class SessionManager {
     this.closing = true;
     for (const s of this.sessions.values()) this.#stopSocket(s);
   }
+
+  /**
+   * Hands a bot's session to another replica: the socket closes, the auth state stays
+   * (in the store), and this server forgets the session. True when one was running.
+   */
+  release(userId) {
+    const s = this.sessions.get(userId);
+    if (!s) return false;
+    this.#stopSocket(s);
+    this.sessions.delete(userId);
+    return true;
+  }
+
+  /** Bot ids with a session on this server. */
+  running() {
+    return [...this.sessions.keys()];
+  }
 }

@@ -174,6 +174,9 @@ class LeaseStore(Protocol):
 
     async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool: ...
     async def release_lease(self, name: str, holder: str) -> None: ...
+    async def lease_holders(self, prefix: str) -> dict[str, str]:
+        """Every unexpired lease whose name starts with `prefix` → its holder (the Node
+        servers' membership and which one holds which bot's WhatsApp session)."""
 
 
 class WhatsAppAuthStore(Protocol):

@@ -19,6 +19,7 @@ while a broken stream is being re-opened with backoff, it polls.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -117,3 +118,10 @@ class MongoStore(MongoJobs, MongoMessages, MongoAuth):
 
     async def release_lease(self, name: str, holder: str) -> None:
         await self._leases.delete_one({"_id": name, "holder": holder})
+
+    async def lease_holders(self, prefix: str) -> dict[str, str]:
+        query = {"_id": {"$regex": f"^{re.escape(prefix)}"}, "expires_at": {"$gt": _now()}}
+        return {
+            str(doc["_id"]): str(doc["holder"])
+            async for doc in self._leases.find(query, {"holder": 1})
+        }

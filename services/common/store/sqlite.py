@@ -127,3 +127,13 @@ class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth):
         await self._write(
             lambda c: c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
         )
+
+    async def lease_holders(self, prefix: str) -> dict[str, str]:
+        # substr, not LIKE: a prefix may hold % or _.
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT name, holder FROM leases WHERE substr(name, 1, ?) = ? AND expires_at > ?",
+                (len(prefix), prefix, _now_ms()),
+            ).fetchall()
+        )
+        return {str(name): str(holder) for name, holder in rows}

@@ -100,6 +100,25 @@ async def test_lease_is_exclusive_renewable_and_expires(store: Store) -> None:
     assert await store.acquire_lease("cleanup", "replica-a", 30) is True
 
 
+async def test_lease_holders_lists_live_leases_by_prefix(store: Store) -> None:
+    assert await store.lease_holders("node-member:") == {}
+    await store.acquire_lease("node-member:node-0", "http://node-0:8091", 30)
+    await store.acquire_lease("node-member:node-1", "http://node-1:8091", 0.2)
+    await store.acquire_lease("whatsapp-session:bot-a", "node-0", 30)
+    # A prefix is literal text, never a pattern.
+    await store.acquire_lease("node_member_x", "not a member", 30)
+    assert await store.lease_holders("node-member:") == {
+        "node-member:node-0": "http://node-0:8091",
+        "node-member:node-1": "http://node-1:8091",
+    }
+    await asyncio.sleep(0.3)
+    assert await store.lease_holders("node-member:") == {
+        "node-member:node-0": "http://node-0:8091"
+    }, "an expired lease is no longer held"
+    assert await store.lease_holders("whatsapp-session:") == {"whatsapp-session:bot-a": "node-0"}
+    assert await store.lease_holders("node.member") == {}
+
+
 async def test_lease_rejects_non_positive_ttl(store: Store) -> None:
     with pytest.raises(InvalidInputError, match="ttl_seconds"):
         await store.acquire_lease("cleanup", "replica-a", 0)

@@ -1,0 +1,86 @@
+"""What Node replicas ask the gateway to share bots among themselves (they hold no
+database connection): their membership and session leases, and the active bots with the
+configuration a session needs. Node's own credential only (`GATEWAY_TOKEN`), and only
+the lease names Node uses: a Node server cannot take media_svc's cleanup lease."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from services.common.errors import InvalidInputError
+from services.common.store import BotConfigStore, LeaseStore
+from services.gateway.node_client import node_config
+from services.gateway.node_directory import MEMBER_PREFIX, SESSION_PREFIX
+
+_NODE_PREFIXES = (MEMBER_PREFIX, SESSION_PREFIX)
+# A lease longer than this would keep a dead replica's bots unserved for too long.
+MAX_TTL_SECONDS = 300.0
+
+
+class NodeStore(BotConfigStore, LeaseStore, Protocol):
+    """The aggregates this API reads and writes."""
+
+
+def _lease_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(_NODE_PREFIXES) or len(value) > 300:
+        prefixes = ", ".join(_NODE_PREFIXES)
+        raise InvalidInputError(
+            f"lease name must start with one of {prefixes} (at most 300 characters)"
+        )
+    return value
+
+
+def _holder(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 512:
+        raise InvalidInputError("holder must be 1-512 characters")
+    return value
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise InvalidInputError(f"body is not valid JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise InvalidInputError("body must be a JSON object")
+    return body
+
+
+class NodeInternalApi:
+    def __init__(self, store: NodeStore) -> None:
+        self._store = store
+
+    async def acquire(self, request: web.Request) -> web.Response:
+        """POST /internal/leases/acquire {"name", "holder", "ttl_seconds"} → {"acquired"}."""
+        body = await _body(request)
+        ttl = body.get("ttl_seconds")
+        if not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_SECONDS or math.isnan(ttl):
+            raise InvalidInputError(f"ttl_seconds must be a number in (0, {MAX_TTL_SECONDS:.0f}]")
+        acquired = await self._store.acquire_lease(
+            _lease_name(body.get("name")), _holder(body.get("holder")), float(ttl)
+        )
+        return web.json_response({"acquired": acquired})
+
+    async def release(self, request: web.Request) -> web.Response:
+        """POST /internal/leases/release {"name", "holder"}: only the holder's lease goes."""
+        body = await _body(request)
+        await self._store.release_lease(_lease_name(body.get("name")), _holder(body.get("holder")))
+        return web.json_response({"released": True})
+
+    async def holders(self, request: web.Request) -> web.Response:
+        """GET /internal/leases?prefix=node-member: → {"leases": {name: holder}}."""
+        prefix = _lease_name(request.query.get("prefix", ""))
+        return web.json_response({"leases": await self._store.lease_holders(prefix)})
+
+    async def active_bots(self, request: web.Request) -> web.Response:
+        """GET /internal/bots → {"bots": [{"bot_id", "config"}]}: the bots that should have
+        a WhatsApp session, with the configuration /initialize would carry."""
+        bots = []
+        for bot_id in await self._store.active_bots():
+            config = await self._store.get_bot_config(bot_id)
+            if config is not None:
+                bots.append({"bot_id": bot_id, "config": node_config(config)})
+        return web.json_response({"bots": bots})
