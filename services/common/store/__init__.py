@@ -6,6 +6,7 @@ store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
+from services.common.store._dead_letters import WebhookDeadLetter, WebhookDeadLetterStore
 from services.common.store._interface import (
     BotConfigStore,
     DefinitionsStore,
@@ -60,6 +61,8 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "WebhookDeadLetter",
+    "WebhookDeadLetterStore",
     "message_fields",
     "open_store",
     "truncate_to_millis",

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.store._dead_letters import WebhookDeadLetterStore
 from services.common.store._message_types import (
     AppendResult,
     StoredMessage,
@@ -177,7 +178,15 @@ class LeaseStore(Protocol):
 
 
 @runtime_checkable
-class Store(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, LeaseStore, Protocol):
+class Store(
+    BotConfigStore,
+    DefinitionsStore,
+    MessageStore,
+    MediaJobStore,
+    LeaseStore,
+    WebhookDeadLetterStore,
+    Protocol,
+):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
 
     Datetimes are timezone-aware UTC and read back with millisecond precision.
