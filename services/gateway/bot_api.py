@@ -10,14 +10,21 @@ from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
-from services.common.store import BotConfig, BotConfigStore, MessageStore
+from services.common.outbound_http import OutboundPolicy, check_url
+from services.common.store import (
+    BotConfig,
+    BotConfigStore,
+    MessageStore,
+    WebhookDeadLetterStore,
+)
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
-class GatewayStore(BotConfigStore, MessageStore, Protocol):
-    """Bot configurations, and the last delivery sequence (a webhook's starting point)."""
+class GatewayStore(BotConfigStore, MessageStore, WebhookDeadLetterStore, Protocol):
+    """Bot configurations, the last delivery sequence (a webhook's starting point) and
+    webhook dead letters."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:
@@ -40,7 +47,9 @@ class BotApi:
         lifecycle: QueueLifecycle,
         link: NodeLink,
         node: NodeClient,
+        outbound: OutboundPolicy,
     ) -> None:
+        self._outbound = outbound
         self._store = store
         self._lifecycle = lifecycle
         self._link = link
@@ -71,6 +80,10 @@ class BotApi:
         if body.get("bot_id", bot_id) != bot_id:
             raise InvalidInputError("bot_id in the body differs from the one in the path")
         config = BotConfig.from_document({**body, "bot_id": bot_id})
+        if config.webhook_url is not None:
+            # SSRF: refused now if it resolves to an internal address (the relay checks
+            # again on every connect, as DNS answers change).
+            await check_url(config.webhook_url, self._outbound)
         if config.webhook_url is not None and config.webhook_since_sequence is None:
             # The webhook relay starts a bot it has no cursor for after this point (or
             # keeps the point set when the webhook was first configured).

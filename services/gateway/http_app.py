@@ -27,6 +27,7 @@ from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
+from services.gateway.webhook_api import WebhookApi
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,14 @@ class GatewayApp:
             lifecycle=QueueLifecycle(queue, config.rpc_timeout_seconds),
             link=link,
             node=node,
+            outbound=config.outbound,
+        )
+        self._webhooks = WebhookApi(
+            store=store,
+            link=link,
+            outbound=config.outbound,
+            timeout_seconds=config.webhook_timeout_seconds,
+            max_response_bytes=config.webhook_max_response_bytes,
         )
 
     def build(self) -> web.Application:
@@ -86,6 +95,7 @@ class GatewayApp:
         app.router.add_post("/bots/{bot_id}/start", self._api.start_bot)
         app.router.add_post("/bots/{bot_id}/stop", self._api.stop_bot)
         app.router.add_post("/bots/{bot_id}/messages", self._api.send_message)
+        self._webhooks.add_routes(app)
         app.on_shutdown.append(self._socket.close_all)
         return app
 

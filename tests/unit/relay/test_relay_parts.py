@@ -75,6 +75,8 @@ def test_a_streamed_and_a_stored_message_give_the_same_body() -> None:
     document = json.loads(live.body)
     assert document["sequence"] == 42 and document["message"]["group"]["group_name"] == "Family"
     assert "original_filename" not in document["message"]
+    assert document["message"]["source"] == "user"
+    assert document["message"]["media_kind"] == "MEDIA_KIND_IMAGE"
 
 
 def test_reply_parsing() -> None:
