@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -317,3 +318,15 @@ async def test_one_timeout_bounds_the_whole_exchange() -> None:
                 "GET", server.url + "/slow", timeout_seconds=0.5, max_body_bytes=1000
             )
         assert loop.time() - started < 3
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.0.0.1", "127.1", "017700000001"])
+async def test_legacy_numeric_forms_of_loopback_are_refused(host: str) -> None:
+    async with serve({"/": ok}) as server, OutboundClient(OutboundPolicy()) as client:
+        url = f"http://{host}:{server.port}/"
+        with pytest.raises(ForbiddenDestinationError, match="loopback"):
+            await check_url(url, OutboundPolicy())
+        # aiohttp refuses the non-canonical forms itself; the connector the rest.
+        with pytest.raises((ForbiddenDestinationError, aiohttp.InvalidURL)):
+            await client.request("GET", url, timeout_seconds=5, max_body_bytes=100)
+        assert server.hits == []
