@@ -21,8 +21,12 @@ from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import ChatbotError, InvalidInputError, NotFoundError
 from services.common.outbound_http import OutboundClient, OutboundPolicy
-from services.common.store import BotConfigStore, WebhookDeadLetter, WebhookDeadLetterStore
-from services.common.store._dead_letters import MAX_REASON_CHARACTERS
+from services.common.store import (
+    BotConfigStore,
+    WebhookDeadLetter,
+    WebhookDeadLetterStore,
+    bounded_reason,
+)
 from services.gateway.node_link import NodeLink
 from services.relay.payload import reply_of
 from services.relay.webhook_post import WebhookPoster
@@ -165,7 +169,7 @@ class WebhookApi:
                     attempts=letter.attempts + 1,
                     outcome=result.outcome,
                     status=result.status,
-                    reason=result.reason[:MAX_REASON_CHARACTERS],
+                    reason=bounded_reason(result.reason),
                     last_attempt_at=attempted_at,
                 )
             )

@@ -43,7 +43,8 @@ class RelayMetrics:
         )
         self.lag_messages = Gauge(
             "relay_lag_messages",
-            "Messages of the bot received from queue_svc and not yet delivered",
+            "Messages of the bot received from queue_svc and not yet handled (delivered or"
+            " dead-lettered)",
             ["bot_id"],
             registry=self.registry,
         )

@@ -41,8 +41,8 @@ from services.common.store import (
     MessageStore,
     WebhookDeadLetter,
     WebhookDeadLetterStore,
+    bounded_reason,
 )
-from services.common.store._dead_letters import MAX_REASON_CHARACTERS
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
 from services.relay.payload import Item, Reply, from_store, from_stream, reply_of
@@ -351,7 +351,7 @@ class Relay:
             attempts=attempts,
             outcome=result.outcome,
             status=result.status,
-            reason=result.reason[:MAX_REASON_CHARACTERS],
+            reason=bounded_reason(result.reason),
             first_attempt_at=first_attempt,
             last_attempt_at=last_attempt,
             dead_lettered_at=datetime.now(UTC),

@@ -6,7 +6,11 @@ store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
-from services.common.store._dead_letters import WebhookDeadLetter, WebhookDeadLetterStore
+from services.common.store._dead_letters import (
+    WebhookDeadLetter,
+    WebhookDeadLetterStore,
+    bounded_reason,
+)
 from services.common.store._interface import (
     BotConfigStore,
     DefinitionsStore,
@@ -63,6 +67,7 @@ __all__ = [
     "StoredMessage",
     "WebhookDeadLetter",
     "WebhookDeadLetterStore",
+    "bounded_reason",
     "message_fields",
     "open_store",
     "truncate_to_millis",

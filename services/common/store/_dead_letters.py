@@ -56,6 +56,11 @@ class WebhookDeadLetter:
         return f"{self.bot_id}:{self.sequence}"
 
 
+def bounded_reason(text: str) -> str:
+    """A reason cut to what a dead letter keeps (a receiver's error page can be long)."""
+    return text[:MAX_REASON_CHARACTERS]
+
+
 DEAD_LETTER_FIELDS = tuple(f.name for f in fields(WebhookDeadLetter))
 DEAD_LETTER_TIMES = ("first_attempt_at", "last_attempt_at", "dead_lettered_at")
 
