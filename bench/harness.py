@@ -191,6 +191,8 @@ class Stack:
                 "QUEUE_SVC_ADDRESS": self.queue_address,
                 "RELAY_GATEWAY_URL": "http://127.0.0.1:9",
                 "RELAY_GATEWAY_API_TOKEN": API_TOKEN,
+                # The bench's receiver listens on loopback, which the SSRF guard refuses.
+                "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
                 **quiet,
             }
         raise ValueError(f"unknown service {name!r}")

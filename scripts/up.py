@@ -111,6 +111,8 @@ WhatsApp (see the README, "webhook relay"). PUT replaces the whole configuration
   curl -X PUT {api}/bots/my-bot/config {auth} -H 'Content-Type: application/json' \\
        -d '{{"media_storage_quota_gb": 1, "languages": ["en"],
             "webhook_url": "https://builder.example/hook", "webhook_secret": "<secret>"}}'
+A builder on this machine or your network is refused as an internal address unless you
+allow it: OUTBOUND_ALLOW_HOSTS=localhost (host names, IPs or CIDRs) before `make up`.
 Or read what the bot receives yourself: gRPC Subscribe on {env["QUEUE_SVC_ADDRESS"]}; reply:
   curl -X POST {api}/bots/my-bot/messages {auth} \\
        -H 'Content-Type: application/json' -d '{{"correspondent_id": "<jid>", "text": "hi"}}'

@@ -10,11 +10,13 @@ from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
+from services.common.outbound_http import OutboundPolicy, check_url
 from services.common.store import (
     BotConfig,
     BotConfigStore,
     LeaseStore,
     MessageStore,
+    WebhookDeadLetterStore,
     WhatsAppAuthStore,
 )
 from services.gateway.node_client import NodeClient
@@ -22,9 +24,12 @@ from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
-class GatewayStore(BotConfigStore, MessageStore, WhatsAppAuthStore, LeaseStore, Protocol):
-    """Bot configurations, the last delivery sequence (a webhook's starting point), and
-    the Node servers' Baileys auth state."""
+class GatewayStore(
+    BotConfigStore, MessageStore, WebhookDeadLetterStore, WhatsAppAuthStore, LeaseStore, Protocol
+):
+    """Bot configurations, the last delivery sequence (a webhook's starting point), webhook
+    dead letters, and what the Node servers keep through the gateway (Baileys auth state,
+    their leases)."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:
@@ -47,7 +52,9 @@ class BotApi:
         lifecycle: QueueLifecycle,
         link: NodeLink,
         node: NodeClient,
+        outbound: OutboundPolicy,
     ) -> None:
+        self._outbound = outbound
         self._store = store
         self._lifecycle = lifecycle
         self._link = link
@@ -78,6 +85,10 @@ class BotApi:
         if body.get("bot_id", bot_id) != bot_id:
             raise InvalidInputError("bot_id in the body differs from the one in the path")
         config = BotConfig.from_document({**body, "bot_id": bot_id})
+        if config.webhook_url is not None:
+            # SSRF: refused now if it resolves to an internal address (the relay checks
+            # again on every connect, as DNS answers change).
+            await check_url(config.webhook_url, self._outbound)
         if config.webhook_url is not None and config.webhook_since_sequence is None:
             # The webhook relay starts a bot it has no cursor for after this point (or
             # keeps the point set when the webhook was first configured).

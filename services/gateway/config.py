@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import env_bool, env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
+from services.common.outbound_http import OutboundPolicy
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 from services.common.wire import MAX_FRAME_BYTES
@@ -41,6 +42,12 @@ class GatewayConfig:
     log_summary_seconds: float = 10.0
     # How long /readyz waits for each dependency.
     ready_timeout_seconds: float = 1.0
+    # Webhook URLs are checked against it when configured (OUTBOUND_ALLOW_HOSTS); an
+    # operator's retry of a webhook dead letter posts within this time, reading at most
+    # this much of the answer.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_response_bytes: int = 65536
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
@@ -81,5 +88,10 @@ class GatewayConfig:
             ),
             log_summary_seconds=env_float(env, "GATEWAY_LOG_SUMMARY_SECONDS", 10.0),
             ready_timeout_seconds=env_float(env, "GATEWAY_READY_TIMEOUT_SECONDS", 1.0),
+            outbound=OutboundPolicy.from_env(env),
+            webhook_timeout_seconds=env_float(env, "GATEWAY_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_max_response_bytes=env_int(
+                env, "GATEWAY_WEBHOOK_MAX_RESPONSE_BYTES", 65536, minimum=1024
+            ),
             store=StoreConfig.from_env(env),
         )

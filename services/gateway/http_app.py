@@ -30,6 +30,7 @@ from services.gateway.node_socket import NodeSocket
 from services.gateway.pairing_api import PairingApi
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
+from services.gateway.webhook_api import WebhookApi
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ class GatewayApp:
             lifecycle=QueueLifecycle(queue, config.rpc_timeout_seconds),
             link=link,
             node=node,
+            outbound=config.outbound,
+        )
+        self._webhooks = WebhookApi(
+            store=store,
+            link=link,
+            outbound=config.outbound,
+            timeout_seconds=config.webhook_timeout_seconds,
+            max_response_bytes=config.webhook_max_response_bytes,
         )
         self._pairing = PairingApi(node)
         self._auth_state = AuthStateApi(store)
@@ -104,6 +113,7 @@ class GatewayApp:
         app.router.add_post("/internal/leases/release", self._node_internal.release)
         app.router.add_get("/internal/leases", self._node_internal.holders)
         app.router.add_get("/internal/bots", self._node_internal.active_bots)
+        self._webhooks.add_routes(app)
         app.on_shutdown.append(self._socket.close_all)
         return app
 

@@ -17,13 +17,16 @@ from services.queue_svc.subscriptions import Delivery
 
 
 def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
-    """The typed fields `details` and `reply_to` as one JSON object (canonical proto3
-    JSON of each, sorted keys): the form queued, persisted in `queues` and read back."""
+    """The typed fields `details`, `reply_to` and `context` as one JSON object keyed by
+    their proto3 JSON names (canonical proto3 JSON of each, sorted keys): the form queued,
+    persisted in `queues` and read back (the webhook relay parses it into a Message)."""
     parts = {}
     if message.HasField("details"):
         parts["details"] = json_format.MessageToDict(message.details)
     if message.HasField("reply_to"):
         parts["replyTo"] = json_format.MessageToDict(message.reply_to)
+    if message.HasField("context"):
+        parts["context"] = json_format.MessageToDict(message.context)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
 
 
@@ -35,6 +38,8 @@ def _set_details(message: message_pb2.Message, text: str) -> None:
         json_format.ParseDict(parts["details"], message.details, ignore_unknown_fields=True)
     if "replyTo" in parts:
         json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
+    if "context" in parts:
+        json_format.ParseDict(parts["context"], message.context, ignore_unknown_fields=True)
 
 
 def new_message(message: q.NewMessage) -> NewMessage:

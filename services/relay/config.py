@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
+from services.common.outbound_http import OutboundPolicy
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 
@@ -29,6 +30,19 @@ class RelayConfig:
     timeout_seconds: float = 10.0
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 60.0
+    # A message is given up (dead-lettered) after this many attempts, or once the next
+    # attempt would start more than `max_retry_seconds` after the first one, whichever
+    # comes first; the bot's later messages wait behind it until then.
+    max_attempts: int = 10
+    max_retry_seconds: float = 600.0
+    # Answers that retrying will not change (4xx but 408 and 429, a 301/308, a refused
+    # destination) are given up after this many attempts.
+    permanent_failure_attempts: int = 2
+    # The most of a 2xx response read (for its reply); beyond it the connection is
+    # closed and the message counts as delivered without a reply.
+    max_response_bytes: int = 65536
+    # Destinations allowed beyond the public internet (OUTBOUND_ALLOW_HOSTS).
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     # Messages held in memory per bot; beyond it the bot's worker reads from the store.
     bot_buffer: int = 1000
     # How long a bot's webhook settings are cached.
@@ -50,6 +64,10 @@ class RelayConfig:
             raise InvalidInputError(
                 "RELAY_BACKOFF_MAX_SECONDS must be >= RELAY_BACKOFF_BASE_SECONDS"
             )
+        if self.permanent_failure_attempts > self.max_attempts:
+            raise InvalidInputError(
+                "RELAY_PERMANENT_FAILURE_ATTEMPTS must be <= RELAY_MAX_ATTEMPTS"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RelayConfig:
@@ -64,6 +82,13 @@ class RelayConfig:
             timeout_seconds=env_float(env, "RELAY_TIMEOUT_SECONDS", 10.0),
             backoff_base_seconds=env_float(env, "RELAY_BACKOFF_BASE_SECONDS", 0.5),
             backoff_max_seconds=env_float(env, "RELAY_BACKOFF_MAX_SECONDS", 60.0),
+            max_attempts=env_int(env, "RELAY_MAX_ATTEMPTS", 10, minimum=1),
+            max_retry_seconds=env_float(env, "RELAY_MAX_RETRY_SECONDS", 600.0),
+            permanent_failure_attempts=env_int(
+                env, "RELAY_PERMANENT_FAILURE_ATTEMPTS", 2, minimum=1
+            ),
+            max_response_bytes=env_int(env, "RELAY_MAX_RESPONSE_BYTES", 65536, minimum=1024),
+            outbound=OutboundPolicy.from_env(env),
             bot_buffer=env_int(env, "RELAY_BOT_BUFFER", 1000, minimum=1),
             config_refresh_seconds=env_float(env, "RELAY_CONFIG_REFRESH_SECONDS", 5.0),
             store=StoreConfig.from_env(env),

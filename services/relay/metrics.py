@@ -10,9 +10,29 @@ class RelayMetrics:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "relay_deliveries",
-            "Webhook POST attempts by outcome (delivered, http_<status>, timeout,"
-            " connection_error, skipped_no_webhook)",
+            "Webhook POST attempts by outcome (delivered, http_error, redirect, timeout,"
+            " connection_error, refused_destination, skipped_no_webhook) and status class"
+            " (2xx … 5xx, none when no HTTP answer came)",
+            ["outcome", "status_class"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "relay_dead_letters",
+            "Messages given up and kept as webhook dead letters, by the last attempt's outcome",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.failing = Gauge(
+            "relay_webhook_failing",
+            "1 while the bot's webhook is failing: its last attempt failed, until a delivery"
+            " succeeds or its dead letters are all retried or skipped",
+            ["bot_id"],
+            registry=self.registry,
+        )
+        self.dead_letters_waiting = Gauge(
+            "relay_webhook_dead_letters",
+            "Webhook dead letters kept in the store for the bot (refreshed periodically)",
+            ["bot_id"],
             registry=self.registry,
         )
         self.replies = Counter(
@@ -23,7 +43,8 @@ class RelayMetrics:
         )
         self.lag_messages = Gauge(
             "relay_lag_messages",
-            "Messages of the bot received from queue_svc and not yet delivered",
+            "Messages of the bot received from queue_svc and not yet handled (delivered or"
+            " dead-lettered)",
             ["bot_id"],
             registry=self.registry,
         )

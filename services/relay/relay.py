@@ -1,12 +1,15 @@
 """The webhook relay: every queue_svc shard's resumable Subscribe → one worker per bot
-that POSTs each message to the bot's webhook, in sequence order, until a 2xx.
+that POSTs each message to the bot's webhook, in sequence order.
 
-Cursors (the last sequence delivered per bot) live in the store under the relay's
-consumer name; Subscribe resumes from them (server-side, `consumer_name`) after a relay
-restart, and from the workers' positions after a stream outage. A cursor moves only
-after a 2xx (and the reply it carried, if any, was handed to the gateway), so delivery
-is at least once; every attempt of one message carries the same idempotency key
-`<bot_id>:<sequence>` and the same body.
+Cursors (the last sequence handled per bot) live in the store under the relay's consumer
+name; Subscribe resumes from them (server-side, `consumer_name`) after a relay restart,
+and from the workers' positions after a stream outage. A message is handled when a 2xx
+came (and the reply it carried, if any, was handed to the gateway) or when it was given
+up and stored as a webhook dead letter: retries with backoff for at most
+`max_attempts` / `max_retry_seconds`, fewer for answers that retrying will not change
+(`webhook_post.is_permanent`). Only then does the cursor move, so delivery is at least
+once and nothing is skipped without a dead letter; every attempt of one message carries
+the same idempotency key `<bot_id>:<sequence>` and the same body.
 
 A bot's worker holds at most `bot_buffer` messages; beyond that the stream's messages
 of that bot are dropped from memory and the worker reads them from the store when it
@@ -32,17 +35,18 @@ from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
-from services.common.store import BotConfig, BotConfigStore, MessageStore
+from services.common.store import (
+    BotConfig,
+    BotConfigStore,
+    MessageStore,
+    WebhookDeadLetter,
+    WebhookDeadLetterStore,
+    bounded_reason,
+)
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
 from services.relay.payload import Item, Reply, from_store, from_stream, reply_of
-from services.relay.signing import (
-    ATTEMPT_HEADER,
-    IDEMPOTENCY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    signature,
-)
+from services.relay.webhook_post import Attempt, WebhookPoster
 
 log = logging.getLogger("relay")
 T = TypeVar("T")
@@ -60,8 +64,9 @@ def backoff_delay(attempt: int, base: float, maximum: float, rng: random.Random)
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-class RelayStore(BotConfigStore, MessageStore, Protocol):
-    """Bots' webhook settings, their messages and the relay's delivery cursors."""
+class RelayStore(BotConfigStore, MessageStore, WebhookDeadLetterStore, Protocol):
+    """Bots' webhook settings, their messages, the relay's delivery cursors and the
+    webhook dead letters."""
 
 
 class BotWorker:
@@ -79,6 +84,8 @@ class BotWorker:
         self.behind = False
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # A message is between its first attempt and being handled.
+        self.delivering = False
 
     def offer(self, item: Item) -> None:
         if item.sequence <= self.last_seen:
@@ -129,12 +136,16 @@ class Relay:
         config: RelayConfig,
         store: RelayStore,
         http: aiohttp.ClientSession,
+        poster: WebhookPoster,
         metrics: RelayMetrics,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        # To the gateway (trusted, configured by the operator); webhooks go through the
+        # SSRF-guarded poster.
         self.http = http
+        self.poster = poster
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.workers: dict[str, BotWorker] = {}
@@ -151,6 +162,9 @@ class Relay:
             asyncio.create_task(self._subscribe(address), name=f"relay.subscribe:{address}")
             for address in self.config.queue_shards.addresses
         ]
+        self._tasks.append(
+            asyncio.create_task(self._watch_dead_letters(), name="relay.dead_letters")
+        )
 
     async def stop(self) -> None:
         tasks = self._tasks + [w.task for w in self.workers.values() if w.task is not None]
@@ -230,45 +244,51 @@ class Relay:
         return config
 
     async def deliver(self, worker: BotWorker, item: Item) -> None:
-        """POSTs until a 2xx, then sends the reply it carried, then moves the cursor."""
+        """POSTs until a 2xx (then sends the reply it carried) or until the policy gives
+        the message up (then stores it as a dead letter); then moves the cursor."""
+        worker.delivering = True
+        first_attempt: datetime | None = None
+        started = time.monotonic()
         attempt = 0
         reply: Reply | None = None
         while True:
             config = await self.bot_config(item.bot_id)
             if config is None or config.webhook_url is None or config.webhook_secret is None:
-                self.metrics.deliveries.labels("skipped_no_webhook").inc()
+                self.metrics.deliveries.labels("skipped_no_webhook", "none").inc()
                 break
             attempt += 1
-            age = (datetime.now(UTC) - item.originating_time).total_seconds()
+            attempted_at = datetime.now(UTC)
+            first_attempt = first_attempt or attempted_at
+            age = (attempted_at - item.originating_time).total_seconds()
             self.metrics.lag_seconds.labels(item.bot_id).set(max(0.0, age))
-            outcome, payload = await self._post(config, item, attempt)
-            self.metrics.deliveries.labels(outcome).inc()
-            if outcome == "delivered":
-                try:
-                    reply = reply_of(payload)
-                except ValueError as error:
-                    self.metrics.replies.labels("invalid").inc()
-                    log.warning(
-                        "webhook answered with an invalid reply; delivered without it",
-                        extra={
-                            "bot_id": item.bot_id,
-                            "key": item.idempotency_key,
-                            "error": str(error),
-                        },
-                    )
+            result = await self.poster.post(
+                config.webhook_url,
+                config.webhook_secret,
+                item.idempotency_key,
+                item.body,
+                attempt,
+            )
+            self.metrics.deliveries.labels(result.outcome, result.status_class).inc()
+            if result.delivered:
+                self.metrics.failing.labels(item.bot_id).set(0)
+                reply = self._reply_in(item, result)
+                break
+            self.metrics.failing.labels(item.bot_id).set(1)
+            delay = self._retry_delay(attempt, result)
+            if self._gives_up(attempt, result, time.monotonic() - started + delay):
+                await self._dead_letter(item, result, attempt, first_attempt, attempted_at)
                 break
             log.info(
                 "webhook delivery failed; retrying",
-                extra={"bot_id": item.bot_id, "key": item.idempotency_key, "outcome": outcome},
+                extra={
+                    "bot_id": item.bot_id,
+                    "key": item.idempotency_key,
+                    "outcome": result.outcome,
+                    "status": result.status,
+                    "attempt": attempt,
+                },
             )
-            await asyncio.sleep(
-                backoff_delay(
-                    attempt,
-                    self.config.backoff_base_seconds,
-                    self.config.backoff_max_seconds,
-                    self.rng,
-                )
-            )
+            await asyncio.sleep(delay)
         if reply is not None:
             await self._send_reply(item, reply)
         await self.retrying(
@@ -278,33 +298,97 @@ class Relay:
             "advance_cursor",
         )
         worker.cursor = item.sequence
+        worker.delivering = False
         self.metrics.lag_messages.labels(item.bot_id).set(worker.last_seen - worker.cursor)
 
-    async def _post(self, config: BotConfig, item: Item, attempt: int) -> tuple[str, bytes]:
-        assert config.webhook_url is not None and config.webhook_secret is not None
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature(config.webhook_secret, timestamp, item.body),
-            IDEMPOTENCY_HEADER: item.idempotency_key,
-            ATTEMPT_HEADER: str(attempt),
-        }
+    def _retry_delay(self, attempt: int, result: Attempt) -> float:
+        delay = backoff_delay(
+            attempt, self.config.backoff_base_seconds, self.config.backoff_max_seconds, self.rng
+        )
+        if result.retry_after is not None:
+            # Honoured up to the backoff ceiling: a receiver cannot park a bot for hours.
+            delay = max(delay, min(result.retry_after, self.config.backoff_max_seconds))
+        return delay
+
+    def _gives_up(self, attempt: int, result: Attempt, next_attempt_after: float) -> bool:
+        if result.permanent and attempt >= self.config.permanent_failure_attempts:
+            return True
+        return (
+            attempt >= self.config.max_attempts
+            or next_attempt_after > self.config.max_retry_seconds
+        )
+
+    def _reply_in(self, item: Item, result: Attempt) -> Reply | None:
+        if result.reason:  # a delivered attempt has a reason only when its answer was cut
+            self.metrics.replies.labels("too_large").inc()
+            log.warning(
+                "webhook answer too large; delivered without its reply",
+                extra={"bot_id": item.bot_id, "key": item.idempotency_key},
+            )
         try:
-            async with self.http.post(
-                config.webhook_url,
-                data=item.body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
-            ) as response:
-                payload = await response.read()
-                if 200 <= response.status < 300:
-                    return "delivered", payload
-                return f"http_{response.status}", b""
-        except TimeoutError:
-            return "timeout", b""
-        except aiohttp.ClientError:
-            return "connection_error", b""
+            return reply_of(result.payload)
+        except ValueError as error:
+            self.metrics.replies.labels("invalid").inc()
+            log.warning(
+                "webhook answered with an invalid reply; delivered without it",
+                extra={"bot_id": item.bot_id, "key": item.idempotency_key, "error": str(error)},
+            )
+            return None
+
+    async def _dead_letter(
+        self,
+        item: Item,
+        result: Attempt,
+        attempts: int,
+        first_attempt: datetime,
+        last_attempt: datetime,
+    ) -> None:
+        letter = WebhookDeadLetter(
+            bot_id=item.bot_id,
+            sequence=item.sequence,
+            correspondent_id=item.correspondent_id,
+            body=item.body.decode(),
+            attempts=attempts,
+            outcome=result.outcome,
+            status=result.status,
+            reason=bounded_reason(result.reason),
+            first_attempt_at=first_attempt,
+            last_attempt_at=last_attempt,
+            dead_lettered_at=datetime.now(UTC),
+        )
+        await self.retrying(
+            lambda: self.store.put_webhook_dead_letter(letter), "put_webhook_dead_letter"
+        )
+        self.metrics.dead_letters.labels(result.outcome).inc()
+        self.metrics.dead_letters_waiting.labels(item.bot_id).inc()
+        log.error(
+            "webhook delivery given up; kept as a dead letter",
+            extra={
+                "bot_id": item.bot_id,
+                "key": item.idempotency_key,
+                "outcome": result.outcome,
+                "status": result.status,
+                "attempts": attempts,
+                "reason": letter.reason,
+            },
+        )
+
+    async def _watch_dead_letters(self) -> None:
+        """Exports the dead letters kept per bot, and clears a bot's failing flag once an
+        operator has retried or skipped all of them while nothing of it is in flight."""
+        while True:
+            try:
+                counts = await self.store.webhook_dead_letter_counts()
+            except Exception as error:  # a store outage only delays the gauge
+                log.warning("dead letter count failed", extra={"error": str(error)})
+            else:
+                for bot_id in set(counts) | set(self.workers):
+                    count = counts.get(bot_id, 0)
+                    self.metrics.dead_letters_waiting.labels(bot_id).set(count)
+                    worker = self.workers.get(bot_id)
+                    if count == 0 and worker is not None and not worker.delivering:
+                        self.metrics.failing.labels(bot_id).set(0)
+            await asyncio.sleep(self.config.config_refresh_seconds)
 
     async def _send_reply(self, item: Item, reply: Reply) -> None:
         """Through the gateway's reply relay (POST /bots/{id}/messages → Node)."""

@@ -10,10 +10,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.outbound_http import OutboundClient
 from services.common.store import open_store
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
 from services.relay.relay import Relay
+from services.relay.webhook_post import WebhookPoster
 
 log = logging.getLogger("relay.server")
 
@@ -52,8 +54,16 @@ async def serve(config: RelayConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with aiohttp.ClientSession() as http:
-            relay = Relay(config, store, http, metrics)
+        async with (
+            aiohttp.ClientSession() as http,
+            OutboundClient(config.outbound) as outbound,
+        ):
+            poster = WebhookPoster(
+                outbound,
+                timeout_seconds=config.timeout_seconds,
+                max_response_bytes=config.max_response_bytes,
+            )
+            relay = Relay(config, store, http, poster, metrics)
             runner = web.AppRunner(_app(relay, metrics), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port)

@@ -139,6 +139,11 @@ def relay_env(db: Path, queue: str, gateway: str) -> dict[str, str]:
         "RELAY_CONFIG_REFRESH_SECONDS": "1",
         # Small, so the catch-up from the store (a receiver slower than the stream) runs.
         "RELAY_BOT_BUFFER": "8",
+        # The failures here are all transient and random: a message must never run out
+        # of attempts (the give-up policy has its own test, test_relay_policy.py).
+        "RELAY_MAX_ATTEMPTS": "1000",
+        # The receiver listens on loopback, which the SSRF guard refuses by default.
+        "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
     }
 
 
@@ -162,7 +167,8 @@ async def _all_keys(store: Store, bot: str) -> dict[str, str]:
 
 
 async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path: Path) -> None:
-    rng = random.Random()
+    # Seeded: the receiver's failures and the kill timing are the same on every run.
+    rng = random.Random(23)
     db = tmp_path / "store.sqlite3"
     receiver = Receiver(rng)
     node = FakeNode()
@@ -173,14 +179,17 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
     queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
     gateway = await start_service(
         "services.gateway",
-        gateway_env(
-            db,
-            queue.address,
-            node_url,
-            node_ws_token=NODE_TOKEN,
-            api_token=API_TOKEN,
-            node_api_token=NODE_API_TOKEN,
-        ),
+        {
+            **gateway_env(
+                db,
+                queue.address,
+                node_url,
+                node_ws_token=NODE_TOKEN,
+                api_token=API_TOKEN,
+                node_api_token=NODE_API_TOKEN,
+            ),
+            "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+        },
         tmp_path / "gateway.log",
     )
     relay_log = tmp_path / "relay.log"
@@ -294,7 +303,8 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
                     b == bot and t == f"re: {content}" and content.split()[1] == chat
                     for b, chat, t in node.replies
                 ), key
-    assert 'relay_deliveries_total{outcome="delivered"}' in metrics
+    assert 'relay_deliveries_total{outcome="delivered",status_class="2xx"}' in metrics
+    assert "relay_dead_letters_total{" not in metrics
     print(
         f"messages={len(wanted)} attempts={len(receiver.attempts)} retries={retries}"
         f" failures={dict(receiver.failures)} redeliveries_after_2xx={redeliveries}"

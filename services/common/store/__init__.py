@@ -6,6 +6,11 @@ store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
+from services.common.store._dead_letters import (
+    WebhookDeadLetter,
+    WebhookDeadLetterStore,
+    bounded_reason,
+)
 from services.common.store._interface import (
     BotConfigStore,
     DefinitionsStore,
@@ -61,7 +66,10 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "WebhookDeadLetter",
+    "WebhookDeadLetterStore",
     "WhatsAppAuthStore",
+    "bounded_reason",
     "message_fields",
     "open_store",
     "truncate_to_millis",

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.store._dead_letters import WebhookDeadLetterStore
 from services.common.store._message_types import (
     AppendResult,
     StoredMessage,
@@ -208,6 +209,7 @@ class Store(
     MediaJobStore,
     LeaseStore,
     WhatsAppAuthStore,
+    WebhookDeadLetterStore,
     Protocol,
 ):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.

@@ -99,6 +99,12 @@ def _tables() -> list[str]:
         """CREATE TABLE IF NOT EXISTS whatsapp_auth (
             bot_id TEXT NOT NULL, kind TEXT NOT NULL, key_id TEXT NOT NULL,
             value TEXT NOT NULL, PRIMARY KEY (bot_id, kind, key_id)) WITHOUT ROWID""",
+        # Webhook deliveries the relay gave up on (_sqlite_dead_letters.py).
+        """CREATE TABLE IF NOT EXISTS webhook_dead_letters (
+        bot_id TEXT NOT NULL, sequence INTEGER NOT NULL, correspondent_id TEXT NOT NULL,
+        body TEXT NOT NULL, attempts INTEGER NOT NULL, outcome TEXT NOT NULL, status INTEGER,
+        reason TEXT NOT NULL, first_attempt_at INTEGER NOT NULL, last_attempt_at INTEGER NOT NULL,
+        dead_lettered_at INTEGER NOT NULL, PRIMARY KEY (bot_id, sequence))""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"

@@ -30,6 +30,7 @@ from services.common.store._mongo_base import (
     _now,
     _seconds,
 )
+from services.common.store._mongo_dead_letters import MongoDeadLetters
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
 from services.common.store._types import (
@@ -41,11 +42,12 @@ from services.common.store._types import (
 )
 
 
-class MongoStore(MongoJobs, MongoMessages, MongoAuth):
+class MongoStore(MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
-    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); plumbing in
+    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); webhook dead letters in
+    `MongoDeadLetters`; plumbing in
     `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:

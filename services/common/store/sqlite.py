@@ -21,6 +21,7 @@ from services.common.store._sqlite_base import (
     _put_document,
     _without_id,
 )
+from services.common.store._sqlite_dead_letters import SqliteDeadLetters
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
 from services.common.store._types import (
@@ -35,11 +36,12 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth):
+class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
-    `SqliteJobs`; schema, migrations and plumbing in `SqliteBase`."""
+    `SqliteJobs`; webhook dead letters in `SqliteDeadLetters`; schema, migrations and
+    plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------
 

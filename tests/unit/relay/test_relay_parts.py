@@ -75,6 +75,8 @@ def test_a_streamed_and_a_stored_message_give_the_same_body() -> None:
     document = json.loads(live.body)
     assert document["sequence"] == 42 and document["message"]["group"]["group_name"] == "Family"
     assert "original_filename" not in document["message"]
+    assert document["message"]["source"] == "user"
+    assert document["message"]["media_kind"] == "MEDIA_KIND_IMAGE"
 
 
 def test_reply_parsing() -> None:
@@ -105,12 +107,27 @@ def test_configuration_defaults_and_errors() -> None:
         "webhook-relay",
         10.0,
     )
+    assert (
+        config.max_attempts,
+        config.max_retry_seconds,
+        config.permanent_failure_attempts,
+        config.max_response_bytes,
+        config.outbound.allow_hosts,
+    ) == (10, 600.0, 2, 65536, frozenset())
     for env, says in (
         ({"RELAY_GATEWAY_URL": "gateway:8090"}, "RELAY_GATEWAY_URL"),
         ({"RELAY_TIMEOUT_SECONDS": "0"}, "RELAY_TIMEOUT_SECONDS"),
         ({"RELAY_BACKOFF_MAX_SECONDS": "0.1"}, "RELAY_BACKOFF_MAX_SECONDS"),
         ({"RELAY_BOT_BUFFER": "0"}, "RELAY_BOT_BUFFER"),
         ({"RELAY_PORT": "70000"}, "RELAY_PORT"),
+        ({"RELAY_MAX_ATTEMPTS": "0"}, "RELAY_MAX_ATTEMPTS"),
+        (
+            {"RELAY_MAX_ATTEMPTS": "2", "RELAY_PERMANENT_FAILURE_ATTEMPTS": "3"},
+            "RELAY_PERMANENT_FAILURE_ATTEMPTS",
+        ),
+        ({"RELAY_MAX_RESPONSE_BYTES": "100"}, "RELAY_MAX_RESPONSE_BYTES"),
+        ({"RELAY_MAX_RETRY_SECONDS": "soon"}, "RELAY_MAX_RETRY_SECONDS"),
+        ({"OUTBOUND_ALLOW_HOSTS": "10.0.0.0/33"}, "OUTBOUND_ALLOW_HOSTS"),
     ):
         with pytest.raises(InvalidInputError, match=says):
             RelayConfig.from_env(env)

@@ -1,0 +1,201 @@
+"""Operators' handling of webhook dead letters (messages the relay gave up on):
+
+    GET    /bots/{bot_id}/webhook/dead-letters?after=<sequence>&limit=<n>
+    POST   /bots/{bot_id}/webhook/dead-letters/{sequence}/retry
+    DELETE /bots/{bot_id}/webhook/dead-letters/{sequence}
+
+A retry posts the stored body now, through the same signed, SSRF-guarded poster the relay
+uses (same idempotency key, the next attempt number); on a 2xx the dead letter is deleted
+and a reply in the answer is sent to the correspondent like any other reply; otherwise
+the dead letter keeps the new answer and the call answers 502. A delete skips it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+from chatbot.wire.v1 import frames_pb2 as w
+
+from services.common.errors import ChatbotError, InvalidInputError, NotFoundError
+from services.common.outbound_http import OutboundClient, OutboundPolicy
+from services.common.store import (
+    BotConfigStore,
+    WebhookDeadLetter,
+    WebhookDeadLetterStore,
+    bounded_reason,
+)
+from services.gateway.node_link import NodeLink
+from services.relay.payload import reply_of
+from services.relay.webhook_post import WebhookPoster
+
+MAX_PAGE = 500
+
+
+class WebhookApiStore(BotConfigStore, WebhookDeadLetterStore, Protocol):
+    """Bots' webhook settings and their dead letters."""
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def shown(letter: WebhookDeadLetter) -> dict[str, Any]:
+    return {
+        "sequence": letter.sequence,
+        "idempotency_key": letter.idempotency_key,
+        "correspondent_id": letter.correspondent_id,
+        "attempts": letter.attempts,
+        "outcome": letter.outcome,
+        "status": letter.status,
+        "reason": letter.reason,
+        "first_attempt_at": _time(letter.first_attempt_at),
+        "last_attempt_at": _time(letter.last_attempt_at),
+        "dead_lettered_at": _time(letter.dead_lettered_at),
+        # The webhook body as it was (and will be) posted.
+        "payload": json.loads(letter.body),
+    }
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise InvalidInputError(f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+def _sequence(request: web.Request) -> int:
+    text = request.match_info["sequence"]
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInputError(f"sequence must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+class WebhookApi:
+    def __init__(
+        self,
+        *,
+        store: WebhookApiStore,
+        link: NodeLink,
+        outbound: OutboundPolicy,
+        timeout_seconds: float,
+        max_response_bytes: int,
+    ) -> None:
+        self._store = store
+        self._link = link
+        self._outbound = outbound
+        self._timeout = timeout_seconds
+        self._cap = max_response_bytes
+        self._client: OutboundClient | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        base = "/bots/{bot_id}/webhook/dead-letters"
+        app.router.add_get(base, self.list_dead_letters)
+        app.router.add_post(base + "/{sequence}/retry", self.retry_dead_letter)
+        app.router.add_delete(base + "/{sequence}", self.skip_dead_letter)
+        app.on_cleanup.append(self._close)
+
+    async def _close(self, _: web.Application) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def _poster(self) -> WebhookPoster:
+        # Made on first use: the session belongs to the running loop.
+        if self._client is None:
+            self._client = OutboundClient(self._outbound)
+        return WebhookPoster(
+            self._client, timeout_seconds=self._timeout, max_response_bytes=self._cap
+        )
+
+    async def list_dead_letters(self, request: web.Request) -> web.Response:
+        bot_id = request.match_info["bot_id"]
+        after = _int_query(request, "after", 0, 0, 2**63 - 1)
+        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
+        letters = await self._store.webhook_dead_letters(bot_id, after, limit)
+        return web.json_response(
+            {
+                "bot_id": bot_id,
+                "dead_letters": [shown(letter) for letter in letters],
+                # Pass as `after` for the next page; null on the last one.
+                "next_after": letters[-1].sequence if len(letters) == limit else None,
+            }
+        )
+
+    async def _letter(self, bot_id: str, sequence: int) -> WebhookDeadLetter:
+        letter = await self._store.get_webhook_dead_letter(bot_id, sequence)
+        if letter is None:
+            raise NotFoundError(f"bot {bot_id!r} has no webhook dead letter {sequence}")
+        return letter
+
+    async def skip_dead_letter(self, request: web.Request) -> web.Response:
+        bot_id, sequence = request.match_info["bot_id"], _sequence(request)
+        if not await self._store.delete_webhook_dead_letter(bot_id, sequence):
+            raise NotFoundError(f"bot {bot_id!r} has no webhook dead letter {sequence}")
+        return web.json_response({"bot_id": bot_id, "sequence": sequence, "skipped": True})
+
+    async def retry_dead_letter(self, request: web.Request) -> web.Response:
+        bot_id, sequence = request.match_info["bot_id"], _sequence(request)
+        letter = await self._letter(bot_id, sequence)
+        config = await self._store.get_bot_config(bot_id)
+        if config is None or config.webhook_url is None or config.webhook_secret is None:
+            raise InvalidInputError(f"bot {bot_id!r} has no webhook configured; set one first")
+        attempted_at = datetime.now(UTC)
+        result = await self._poster().post(
+            config.webhook_url,
+            config.webhook_secret,
+            letter.idempotency_key,
+            letter.body.encode(),
+            letter.attempts + 1,
+        )
+        answer: dict[str, Any] = {
+            "bot_id": bot_id,
+            "sequence": sequence,
+            "delivered": result.delivered,
+            "outcome": result.outcome,
+            "status": result.status,
+        }
+        if not result.delivered:
+            await self._store.put_webhook_dead_letter(
+                replace(
+                    letter,
+                    attempts=letter.attempts + 1,
+                    outcome=result.outcome,
+                    status=result.status,
+                    reason=bounded_reason(result.reason),
+                    last_attempt_at=attempted_at,
+                )
+            )
+            return web.json_response({**answer, "reason": result.reason}, status=502)
+        await self._store.delete_webhook_dead_letter(bot_id, sequence)
+        answer["reply"] = await self._send_reply(letter, result.payload)
+        return web.json_response(answer)
+
+    async def _send_reply(self, letter: WebhookDeadLetter, payload: bytes) -> str:
+        """What became of a reply in the answer: none, sent, or why it was not sent (the
+        message itself is delivered either way)."""
+        try:
+            reply = reply_of(payload)
+        except ValueError as error:
+            return f"invalid: {error}"
+        if reply is None:
+            return "none"
+        outgoing = w.OutgoingMessage(
+            bot_id=letter.bot_id, correspondent_id=letter.correspondent_id, text=reply.text
+        )
+        if reply.quoted_provider_message_id:
+            outgoing.quoted_provider_message_id = reply.quoted_provider_message_id
+        try:
+            ack = await self._link.send_reply(outgoing)
+        except (ChatbotError, OSError) as error:
+            return f"not sent: {error}"
+        if ack.status != w.ACK_STATUS_ACCEPTED:
+            return f"not sent: {ack.reason or w.AckStatus.Name(ack.status)}"
+        return "sent"
