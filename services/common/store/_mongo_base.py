@@ -115,6 +115,8 @@ class MongoBase(AdapterBase):
         # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
         self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
+        # Per-bot API tokens (`_mongo_tokens.py`): hashes only, `_id` the token id.
+        self._api_tokens: AsyncCollection[Doc] = db["api_tokens"]
         self._migrations: AsyncCollection[Doc] = db[_MIGRATIONS]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
@@ -168,6 +170,7 @@ class MongoBase(AdapterBase):
         await self._cursors.create_index(
             [("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot"
         )
+        await self._api_tokens.create_index([("bot_id", 1), ("created_at", 1)], name="bot")
         for collection in _LIVE:
             await self._jobs[collection].create_indexes(
                 [

@@ -96,6 +96,10 @@ def _tables() -> list[str]:
             updated_at INTEGER NOT NULL, PRIMARY KEY (consumer, bot_id))""",
         """CREATE TABLE IF NOT EXISTS leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)""",
+        # Per-bot API tokens: a hash of the secret, never the secret (_api_tokens.py).
+        """CREATE TABLE IF NOT EXISTS api_tokens (
+            token_id TEXT PRIMARY KEY, bot_id TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+            created_at INTEGER NOT NULL, label TEXT NOT NULL)""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"
@@ -125,6 +129,7 @@ def _indexes() -> list[str]:
     statements: list[str] = [
         # Delivery order per bot: replay scans it, the insert reads its top.
         "CREATE UNIQUE INDEX IF NOT EXISTS queues_sequence ON queues (bot_id, sequence)",
+        "CREATE INDEX IF NOT EXISTS api_tokens_bot ON api_tokens (bot_id, created_at)",
     ]
     for table in (ACTIVE, HOLDING, FAILED):
         statements += [
