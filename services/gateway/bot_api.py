@@ -10,14 +10,16 @@ from aiohttp import web
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
-from services.common.store import BotConfig, BotConfigStore, MessageStore
+from services.common.store import ApiTokenStore, BotConfig, BotConfigStore, MessageStore
+from services.gateway.api_auth import operator_only
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
-class GatewayStore(BotConfigStore, MessageStore, Protocol):
-    """Bot configurations, and the last delivery sequence (a webhook's starting point)."""
+class GatewayStore(BotConfigStore, MessageStore, ApiTokenStore, Protocol):
+    """Bot configurations, the last delivery sequence (a webhook's starting point), and
+    the per-bot API tokens."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:
@@ -65,6 +67,8 @@ class BotApi:
             )
         return config
 
+    # The webhook URL and the media quota are the operator's to set, not the bot's.
+    @operator_only
     async def put_config(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         body = await self._json_body(request)
