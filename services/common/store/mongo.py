@@ -19,12 +19,14 @@ while a broken stream is being re-opened with backoff, it polls.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import _rules as rules
 from services.common.store._mongo_base import (
+    _UNAUTHORIZED,
     _now,
     _seconds,
 )
@@ -38,6 +40,8 @@ from services.common.store._types import (
     BotConfig,
     listed_bots,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MongoStore(MongoJobs, MongoMessages, MongoApiTokens):
@@ -71,9 +75,20 @@ class MongoStore(MongoJobs, MongoMessages, MongoApiTokens):
 
     async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
         body = {key: value for key, value in doc.items() if key != "_id"}
+        # Read first: media_svc's user may read but not write bot_configurations
+        # (db_roles.py), and the document is normally there already.
+        if await self._configs.find_one({"_id": DEFINITIONS_DOCUMENT_ID}, {"_id": 1}):
+            return False
         try:
             await self._configs.insert_one({**body, "_id": DEFINITIONS_DOCUMENT_ID})
         except DuplicateKeyError:
+            return False
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
+            # queue_svc (or the gateway's first start) seeds it; the reader uses the
+            # built-in table until then and reloads it later.
+            log.warning("this store user may not seed the processor definitions; waiting")
             return False
         return True
 
