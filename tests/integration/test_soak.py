@@ -13,9 +13,10 @@ from bench.soak import print_report, soak
 
 SECONDS = 60
 RATE = 100
-# Measured here at +0.0 to +1.2 % over 20-60 s (the 10 % target is for the 10-minute
-# soak); a generous bound that still catches a leak of a few hundred bytes a message.
-GROWTH_BOUND_PCT = 25
+# The target (README, bench/RESULTS.md: at most 10 % after warm-up), not a looser bound:
+# measured here at +0.0 to +1.2 % over 20-60 s. Where the 10-minute soak exceeds it the
+# growth itself is the defect (the performance issue), never this number.
+GROWTH_BOUND_PCT = 10
 
 
 @pytest.mark.timeout(120)
