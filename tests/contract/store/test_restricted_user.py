@@ -14,6 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
+from services.common.errors import UnavailableError
 from services.common.routing import default_definitions
 from services.common.store import BotConfig, StoreConfig, open_store
 from services.common.store.db_roles import ROLES
@@ -65,7 +66,7 @@ async def test_a_read_only_user_opens_the_store_and_reads(tmp_path: Path) -> Non
         finally:
             await store.close()
         stranger = f"{base.replace('reader:pw-reader', 'reader:wrong')}?replicaSet=secantus"
-        with pytest.raises(Exception, match="(?i)auth"):
+        with pytest.raises(UnavailableError, match=r"(?i)auth"):
             await open_store(
                 StoreConfig(
                     "mongodb",
