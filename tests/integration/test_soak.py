@@ -14,8 +14,10 @@ from bench.soak import print_report, soak
 SECONDS = 60
 RATE = 100
 # The target (README, bench/RESULTS.md: at most 10 % after warm-up), not a looser bound:
-# measured here at +0.0 to +1.2 % over 20-60 s. Where the 10-minute soak exceeds it the
-# growth itself is the defect (the performance issue), never this number.
+# measured here over 60 s at -0.8 to +0.2 % for gateway, media_svc and relay and +6.7 %
+# for queue_svc (its windows filling; load average 11). The 120 s soak of
+# bench/RESULTS.md measured 22.6 %: where a run exceeds the target, the growth itself is
+# the defect (the performance issue), never this number.
 GROWTH_BOUND_PCT = 10
 
 
