@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
@@ -25,7 +25,6 @@ from services.common.store import ApiToken
 # A per-bot token reads `bot.<token_id>.<secret>` (the id is not secret; see _api_tokens.py).
 BOT_TOKEN_PREFIX = "bot"
 _OPERATOR_ONLY = "_gateway_operator_only"
-_PRINCIPAL = "gateway.principal"
 
 _H = TypeVar("_H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -57,7 +56,7 @@ def operator_only(handler: _H) -> _H:
 
 
 def secret_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hashlib.sha256(secret.encode(errors="replace")).hexdigest()
 
 
 def new_bot_token(bot_id: str, label: str) -> tuple[str, ApiToken]:
@@ -80,7 +79,7 @@ class ApiAuth:
         self._tokens = tokens
 
     async def principal(self, token: str) -> Principal | None:
-        if self._operator and hmac.compare_digest(token.encode(), self._operator):
+        if self._operator and hmac.compare_digest(token.encode(errors="replace"), self._operator):
             return OPERATOR
         prefix, _, rest = token.partition(".")
         token_id, _, secret = rest.partition(".")
@@ -102,7 +101,6 @@ class ApiAuth:
         principal = None if token is None else await self.principal(token)
         if principal is None:
             return _error(401, "missing or wrong 'Authorization: Bearer <token>' header")
-        request[_PRINCIPAL] = principal
         if principal.is_operator:
             return None
         route_bot = request.match_info.get("bot_id")
@@ -111,12 +109,6 @@ class ApiAuth:
         if getattr(request.match_info.handler, _OPERATOR_ONLY, False):
             return _error(403, "only the operator token may call this route")
         return None
-
-
-def principal_of(request: web.Request) -> Principal:
-    """The caller the middleware admitted (the operator when authentication is off)."""
-    found: Any = request.get(_PRINCIPAL, OPERATOR)
-    return found if isinstance(found, Principal) else OPERATOR
 
 
 def _error(status: int, message: str) -> web.Response:
