@@ -4,6 +4,7 @@ route of bot B and on every operator-only route; the operator token does everyth
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,10 +36,8 @@ def _api_routes() -> list[tuple[str, str]]:
     route added later is checked here without editing this test); the collaborators
     are never called while the routes are only listed."""
     config = GatewayConfig(node_ws_token="n", api_token="a")
-    parts: dict[str, Any] = {
-        name: cast(Any, None)
-        for name in ("store", "queue", "handler", "link", "node", "metrics", "readiness")
-    }
+    names = inspect.signature(GatewayApp.__init__).parameters
+    parts: dict[str, Any] = {n: cast(Any, None) for n in names if n not in ("self", "config")}
     app = GatewayApp(config=config, **parts).build()
     routes = set()
     for route in app.router.routes():
