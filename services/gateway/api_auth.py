@@ -55,6 +55,10 @@ def operator_only(handler: _H) -> _H:
     return handler
 
 
+def is_operator_only(handler: object) -> bool:
+    return bool(getattr(handler, _OPERATOR_ONLY, False))
+
+
 def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode(errors="replace")).hexdigest()
 
@@ -106,7 +110,7 @@ class ApiAuth:
         route_bot = request.match_info.get("bot_id")
         if route_bot is None or route_bot != principal.bot_id:
             return _error(403, f"this token may only read and steer bot {principal.bot_id!r}")
-        if getattr(request.match_info.handler, _OPERATOR_ONLY, False):
+        if is_operator_only(request.match_info.handler):
             return _error(403, "only the operator token may call this route")
         return None
 

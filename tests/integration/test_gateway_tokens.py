@@ -14,6 +14,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
+from services.gateway.api_auth import is_operator_only
 from services.gateway.config import GatewayConfig
 from services.gateway.http_app import GatewayApp
 from tests.helpers.node_api import fake_node_api
@@ -21,7 +22,15 @@ from tests.helpers.processes import gateway_env, queue_env, start_service
 
 API_TOKEN = "operator-secret"
 BOT_A, BOT_B = "bot-a", "bot-b"
-# Routes a bot token may call for its own bot; every other route is operator-only.
+# Routes only the operator may call even for the bot of the token (the webhook and
+# quota are the operator's decision; so are the bot's tokens). A route added later is
+# open to its bot's tokens unless it is marked `operator_only`.
+OPERATOR_ONLY = {
+    ("PUT", "/bots/{bot_id}/config"),
+    ("POST", "/bots/{bot_id}/tokens"),
+    ("GET", "/bots/{bot_id}/tokens"),
+    ("DELETE", "/bots/{bot_id}/tokens/{token_id}"),
+}
 BOT_ROUTES = {
     ("GET", "/bots/{bot_id}"),
     ("POST", "/bots/{bot_id}/start"),
@@ -31,22 +40,22 @@ BOT_ROUTES = {
 UNAUTHENTICATED = {"/healthz", "/readyz", "/ws"}
 
 
-def _api_routes() -> list[tuple[str, str]]:
-    """Every route the gateway registers (read from the application it builds, so a
-    route added later is checked here without editing this test); the collaborators
-    are never called while the routes are only listed."""
+def _api_routes() -> dict[tuple[str, str], bool]:
+    """Every route the gateway registers, and whether it is operator-only (read from the
+    application it builds, so a route added later is checked here without editing this
+    test); the collaborators are never called while the routes are only listed."""
     config = GatewayConfig(node_ws_token="n", api_token="a")
     names = inspect.signature(GatewayApp.__init__).parameters
     parts: dict[str, Any] = {n: cast(Any, None) for n in names if n not in ("self", "config")}
     app = GatewayApp(config=config, **parts).build()
-    routes = set()
+    routes = {}
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("formatter") or info.get("path")
         methods = ("GET", "POST", "PUT", "DELETE", "PATCH")
         if route.method in methods and path and path not in UNAUTHENTICATED:
-            routes.add((route.method, path))
-    return sorted(routes)
+            routes[route.method, path] = is_operator_only(route.handler)
+    return routes
 
 
 def _fill(path: str, bot_id: str) -> str:
@@ -120,6 +129,10 @@ async def test_a_bot_token_reads_and_steers_its_bot(gateway: Gateway) -> None:
     assert status == 200 and body["queue"]["started"] is True, body
     status, body = await gateway.call("POST", f"/bots/{BOT_A}/stop", token)
     assert status == 200 and body["stopped"] is True, body
+    # Admitted (no Node is connected here, so the reply itself cannot go out).
+    reply = {"correspondent_id": "491511@s.whatsapp.net", "text": "hi"}
+    status, body = await gateway.call("POST", f"/bots/{BOT_A}/messages", token, reply)
+    assert status not in (401, 403), (status, body)
 
 
 async def test_a_bot_token_gets_403_on_every_route_of_another_bot_and_operator_routes(
@@ -127,12 +140,12 @@ async def test_a_bot_token_gets_403_on_every_route_of_another_bot_and_operator_r
 ) -> None:
     token = (await gateway.issue(BOT_A))["token"]
     routes = _api_routes()
-    assert set(BOT_ROUTES) <= set(routes), "the test's list of bot routes is out of date"
-    assert ("POST", "/bots/{bot_id}/tokens") in routes
-    for method, path in routes:
+    assert {r for r, marked in routes.items() if marked} >= OPERATOR_ONLY
+    assert not {r for r, marked in routes.items() if marked} & BOT_ROUTES
+    for (method, path), marked in sorted(routes.items()):
         status, body = await gateway.call(method, _fill(path, BOT_B), token, {})
         assert status == 403, (method, path, status, body)
-        if (method, path) not in BOT_ROUTES:
+        if marked:
             status, body = await gateway.call(method, _fill(path, BOT_A), token, {})
             assert status == 403, (method, path, status, body)
     # Nothing was changed through the refused calls: B has no token, A one.
