@@ -66,9 +66,7 @@ check-generated: generate
 
 lint: venv npm
 	node_modules/.bin/buf lint
-	@if git rev-parse --verify --quiet refs/heads/main >/dev/null; then \
-	  node_modules/.bin/buf breaking --against '.git#branch=main'; \
-	else echo "buf breaking: no main branch yet, skipped"; fi
+	scripts/buf-breaking.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

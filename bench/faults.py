@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import sys
 import tempfile
@@ -65,7 +66,10 @@ async def send(outbox: Outbox, traffic: MixedTraffic, seconds: float, rate: int)
 
 async def run(seconds: float, rate: int) -> None:
     print(f"load average before: {load_average()}")
-    rng = random.Random()
+    # Seeded and printed: BENCH_FAULTS_SEED=<seed> replays the same kill choices.
+    seed = int(os.environ.get("BENCH_FAULTS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"seed: {seed} (BENCH_FAULTS_SEED={seed} replays it)")
+    rng = random.Random(seed)
     stack = Stack(Path(tempfile.mkdtemp(prefix="bench-faults-")), free_port())
     receiver = WebhookReceiver()
     await receiver.start()

@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 TOKENS = ("GATEWAY_TOKEN", "GATEWAY_API_TOKEN", "NODE_API_TOKEN")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Writes `text` to `path` readable by its owner only (0600) from the first byte:
+    created with that mode, and an existing file's mode is narrowed before writing."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
+
+
 def _secrets(directory: Path) -> dict[str, str]:
     path = directory / "secrets.env"
     found: dict[str, str] = {}
@@ -32,8 +41,9 @@ def _secrets(directory: Path) -> dict[str, str]:
     missing = [key for key in TOKENS if key not in found]
     if missing:
         found.update({key: secrets.token_hex(24) for key in missing})
-        path.write_text("".join(f"{key}={found[key]}\n" for key in TOKENS))
-        path.chmod(0o600)
+        write_private(path, "".join(f"{key}={found[key]}\n" for key in TOKENS))
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # kept from an older run that left it readable by others
     return found
 
 
@@ -120,13 +130,22 @@ Ctrl-C stops everything.
 """
 
 
-def main() -> int:
-    directory = Path(os.environ.get("UP_DIR", str(REPO / "var" / "up"))).resolve()
+def prepare(directory: Path) -> tuple[dict[str, str], Path]:
+    """Every process's settings, written to `<directory>/up.env` (0600: it holds the
+    tokens); returns them and the file."""
     (directory / "staging").mkdir(parents=True, exist_ok=True)
     env = environment(directory)
     env_file = directory / "up.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-    env_file.chmod(0o600)
+    write_private(env_file, "".join(f"{key}={value}\n" for key, value in env.items()))
+    return env, env_file
+
+
+def main() -> int:
+    # Everything made from here on (the store, Node's session keys, staged media, logs)
+    # is the invoking user's alone; the processes inherit the mask.
+    os.umask(0o077)
+    directory = Path(os.environ.get("UP_DIR", str(REPO / "var" / "up"))).resolve()
+    env, env_file = prepare(directory)
     print(banner(env), flush=True)
     honcho = subprocess.Popen(
         [

@@ -12,6 +12,7 @@ from chatbot.wire.v1 import frames_pb2 as w
 from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
 from services.common.outbound_http import OutboundPolicy, check_url
 from services.common.store import (
+    ApiTokenStore,
     BotConfig,
     BotConfigStore,
     LeaseStore,
@@ -19,17 +20,24 @@ from services.common.store import (
     WebhookDeadLetterStore,
     WhatsAppAuthStore,
 )
+from services.gateway.api_auth import operator_only
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
 class GatewayStore(
-    BotConfigStore, MessageStore, WebhookDeadLetterStore, WhatsAppAuthStore, LeaseStore, Protocol
+    BotConfigStore,
+    MessageStore,
+    WebhookDeadLetterStore,
+    WhatsAppAuthStore,
+    LeaseStore,
+    ApiTokenStore,
+    Protocol,
 ):
     """Bot configurations, the last delivery sequence (a webhook's starting point), webhook
-    dead letters, and what the Node servers keep through the gateway (Baileys auth state,
-    their leases)."""
+    dead letters, the per-bot API tokens, and what the Node servers keep through the
+    gateway (Baileys auth state, their leases)."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:
@@ -79,6 +87,8 @@ class BotApi:
             )
         return config
 
+    # The webhook URL and the media quota are the operator's to set, not the bot's.
+    @operator_only
     async def put_config(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         body = await self._json_body(request)

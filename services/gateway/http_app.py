@@ -1,6 +1,8 @@
 """The gateway's HTTP surface: routes, authentication and the one mapping of domain
 errors to HTTP statuses; the Node WebSocket is node_socket.py, the bot lifecycle API
-bot_api.py (its queue_svc calls, with gRPC errors made domain errors, queue_lifecycle.py)."""
+bot_api.py (its queue_svc calls, with gRPC errors made domain errors, queue_lifecycle.py),
+who may call which route api_auth.py (every route but /ws, /healthz and /readyz passes
+through it: a route with a `{bot_id}` path parameter is open to that bot's tokens)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from services.common.errors import (
     classify,
 )
 from services.common.queue_shards import QueueShards
+from services.gateway.api_auth import ApiAuth
+from services.gateway.api_tokens import TokenApi
 from services.gateway.auth_state_api import AuthStateApi
 from services.gateway.bot_api import BotApi, GatewayStore, error_response
 from services.gateway.config import GatewayConfig
@@ -66,6 +70,8 @@ class GatewayApp:
     ) -> None:
         self._config = config
         self._link = link
+        self._api_auth = ApiAuth(config.api_token, store)
+        self._tokens = TokenApi(store)
         self._readiness = readiness
         self._socket = NodeSocket(
             handler=handler,
@@ -114,6 +120,9 @@ class GatewayApp:
         app.router.add_get("/internal/leases", self._node_internal.holders)
         app.router.add_get("/internal/bots", self._node_internal.active_bots)
         self._webhooks.add_routes(app)
+        app.router.add_post("/bots/{bot_id}/tokens", self._tokens.issue)
+        app.router.add_get("/bots/{bot_id}/tokens", self._tokens.list)
+        app.router.add_delete("/bots/{bot_id}/tokens/{token_id}", self._tokens.revoke)
         app.on_shutdown.append(self._socket.close_all)
         return app
 
@@ -121,12 +130,16 @@ class GatewayApp:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._config.insecure_no_auth or request.path in ("/healthz", "/readyz"):
             return await handler(request)
-        # Node's own credential opens its WebSocket and its auth state, and nothing else.
-        node_only = request.path == "/ws" or request.path.startswith("/internal/")
-        token = self._config.node_ws_token if node_only else self._config.api_token
-        if not _bearer_ok(request, token):
-            return error_response(401, "missing or wrong 'Authorization: Bearer <token>' header")
-        return await handler(request)
+        # Node's own credential opens its WebSocket and what it keeps through the gateway
+        # (Baileys auth state, its leases), and nothing else; no API token opens those.
+        if request.path == "/ws" or request.path.startswith("/internal/"):
+            if not _bearer_ok(request, self._config.node_ws_token):
+                return error_response(
+                    401, "missing or wrong 'Authorization: Bearer <token>' header"
+                )
+            return await handler(request)
+        refusal = await self._api_auth.refusal(request)
+        return refusal if refusal is not None else await handler(request)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

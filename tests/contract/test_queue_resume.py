@@ -94,7 +94,7 @@ async def test_no_gap_and_no_repeat_when_resuming_under_concurrent_writes(
 ) -> None:
     _, stub = served
     await stub.AddMessages(q.AddMessagesRequest(messages=[add(f"old{i}") for i in range(300)]))
-    stop = asyncio.Event()
+    stop, writing = asyncio.Event(), asyncio.Event()
 
     async def write() -> int:
         batches = 0
@@ -102,10 +102,11 @@ async def test_no_gap_and_no_repeat_when_resuming_under_concurrent_writes(
             batch = [add(f"new{batches}-{i}") for i in range(20)]
             await stub.AddMessages(q.AddMessagesRequest(messages=batch))
             batches += 1
+            writing.set()
         return batches * 20
 
     writer = asyncio.create_task(write())
-    await asyncio.sleep(0.05)
+    await writing.wait()
     # Replay pages through the store while the writer keeps the live buffer filling.
     resumed = stub.Subscribe(q.SubscribeRequest(cursors=[q.BotCursor(bot_id=BOT)]))
     first = await read(resumed, 400)

@@ -104,11 +104,12 @@ def test_pods_are_locked_down_probed_bounded_and_drained(
     assert "readinessProbe" in container and "livenessProbe" in container
     image = container["image"]
     assert ":" in image and not image.endswith(":latest"), image
-    refs = [r.get("secretRef", {}).get("name") for r in container.get("envFrom", [])]
-    assert "chatbot-secrets" in refs
+    # Secrets are read key by key (test_least_privilege.py checks which keys).
+    assert not [r for r in container.get("envFrom", []) if "secretRef" in r]
     env = _env(container)
     if name in STORE_USERS:
-        assert env["MONGODB_URI"] == {"secretKeyRef": {"name": "chatbot-mongodb", "key": "uri"}}
+        secret = "chatbot-media-svc" if name.startswith("media-svc") else f"chatbot-{name}"
+        assert env["MONGODB_URI"] == {"secretKeyRef": {"name": secret, "key": "MONGODB_URI"}}
     grace = pod["terminationGracePeriodSeconds"]
     drains = [float(env[k]) for k in DRAIN_SETTINGS if k in env]
     for drain in drains:
@@ -122,7 +123,8 @@ def test_secrets_come_from_the_operator_in_production_and_are_generated_in_dev(
 ) -> None:
     assert not [d for d in rendered["production"] if d["kind"] == "Secret"]
     dev_secrets = {d["metadata"]["name"] for d in rendered["dev"] if d["kind"] == "Secret"}
-    assert dev_secrets == {"chatbot-mongodb", "chatbot-secrets"}
+    roles = {"gateway", "queue-svc", "media-svc", "relay", "node", "mongodb-admin"}
+    assert dev_secrets == {f"chatbot-{r}" for r in roles} | {"chatbot-mongodb-keyfile"}
     mongo = named(rendered["dev"], "StatefulSet", "mongodb")
     assert "--replSet" in mongo["spec"]["template"]["spec"]["containers"][0]["args"]
 

@@ -14,17 +14,29 @@ from typing import cast
 import av
 import numpy as np
 import numpy.typing as npt
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 OPUS_RATE = 48_000
+
+
+ESPEAK_MISSING = "espeak-ng is missing: run `make apt` (scripts/apt-packages.txt lists it)"
 
 
 def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
+def require_espeak() -> None:
+    """Fails the test when espeak-ng is missing: `make test` installs it, so its absence
+    is a broken setup to report, never a reason to skip (every speech test says so)."""
+    if not espeak_available():
+        pytest.fail(ESPEAK_MISSING)
+
+
 def speak(text: str, voice: str, path: Path, words_per_minute: int = 150) -> Path:
     """A WAV of `text` spoken by espeak-ng's `voice` (en, es, de, …)."""
+    require_espeak()
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(path), text],
         check=True,

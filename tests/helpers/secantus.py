@@ -52,8 +52,17 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start(directory: Path, replica_set: bool, test_commands: bool = False) -> Server:
-    """Start one in-memory server; returns once it listens (its log names the port)."""
+def start(
+    directory: Path,
+    replica_set: bool,
+    test_commands: bool = False,
+    *,
+    storage: Path | None = None,
+    auth: bool = False,
+) -> Server:
+    """Start one server, in memory unless `storage` names a directory (kept across
+    restarts), with SCRAM authentication when `auth`; returns once it listens (its log
+    names the port)."""
     launcher = executable()
     if launcher is None:
         raise FileNotFoundError(f"{EXECUTABLE} not found: run `make venv` (package secantusdb)")
@@ -72,7 +81,7 @@ def start(directory: Path, replica_set: bool, test_commands: bool = False) -> Se
         "--port",
         "0",
         "--storage-path",
-        ":memory:",
+        ":memory:" if storage is None else str(storage),
         "--log-level",
         "INFO",
     ]
@@ -80,6 +89,8 @@ def start(directory: Path, replica_set: bool, test_commands: bool = False) -> Se
         command.append("--standalone")
     if test_commands:
         command.append("--enable-test-commands")
+    if auth:
+        command.append("--auth")
     with log_path.open("wb") as log:
         # stdout and stderr both go to the log: the port line comes from `logging`.
         process = subprocess.Popen(

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from chatbot.wire.v1 import frames_pb2 as w
 
-from services.common.wire import FrameError, parse_gateway_frame, parse_node_frame
+from services.common.wire import FrameError, encode_frame, parse_gateway_frame, parse_node_frame
 from services.queue_svc.correspondent_queue import truncate_marked
 from services.queue_svc.messages import QueueLimits
 from tests.helpers.frame_corpus import BOT, CorpusFrame, build_corpus
@@ -29,11 +29,15 @@ from tests.helpers.processes import (
     queue_env,
     start_service,
 )
+from tests.helpers.waiting import wait_until
 
 NODE_TOKEN = "node-secret"
 API_TOKEN = "api-secret"
 NODE_API_TOKEN = "node-api-secret"
 BATCH = 100
+SENTINEL_ID = "sentinel-frame"
+SENTINEL_PROVIDER_ID = "WA-SENTINEL"
+SENTINEL_TEXT = "the last frame"
 KINDS = (
     "textMessage",
     "textMessage",
@@ -77,6 +81,25 @@ def _corpus() -> tuple[list[CorpusFrame], list[tuple[str, int]], dict[str, str]]
     return frames, acks, texts
 
 
+def _sentinel(frames: list[CorpusFrame]) -> str:
+    """A valid text frame of the corpus's bot, with its own ids and text."""
+    for frame in frames:
+        try:
+            parsed = parse_node_frame(frame.text)
+        except FrameError:
+            continue
+        if parsed.WhichOneof("payload") == "text_message":
+            parsed.frame_id = SENTINEL_ID
+            parsed.text_message.header.provider_message_id = SENTINEL_PROVIDER_ID
+            parsed.text_message.message = SENTINEL_TEXT
+            return encode_frame(parsed)
+    raise AssertionError("the corpus holds no valid text frame")
+
+
+def _delivered(subscriber: Subscriber) -> set[str]:
+    return {m.message.provider_message_id for m in subscriber.messages}
+
+
 async def _receive_acks(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[w.Ack]:
     acks: list[w.Ack] = []
     async with asyncio.timeout(30):
@@ -93,6 +116,8 @@ async def test_generated_frames_each_get_one_right_ack_and_valid_ones_arrive_onc
     tmp_path: Path,
 ) -> None:
     frames, expected_acks, texts = _corpus()
+    sentinel = _sentinel(frames)
+    texts[SENTINEL_PROVIDER_ID] = SENTINEL_TEXT
     assert len(frames) >= 1000
     kinds = Counter(status for _, status in expected_acks)
     assert kinds[w.ACK_STATUS_ACCEPTED] > 200 and kinds[w.ACK_STATUS_REJECTED] > 400, kinds
@@ -137,33 +162,36 @@ async def test_generated_frames_each_get_one_right_ack_and_valid_ones_arrive_onc
                 (answer,) = await _receive_acks(ws, 1)
                 assert answer.status == w.ACK_STATUS_REJECTED
                 assert "more than the 262144 allowed" in answer.reason
-                # Exactly one ack each: nothing more arrives.
-                try:
-                    extra = await ws.receive(timeout=0.5)
-                except TimeoutError:
-                    extra = None
-                assert extra is None, f"an ack too many: {extra}"
+                # Exactly one ack each: the next thing on the socket is the ack of a
+                # last frame sent after all of them (a barrier, not a pause).
+                await ws.send_str(sentinel)
+                (after,) = await _receive_acks(ws, 1)
+                assert (after.frame_id, after.status) == (SENTINEL_ID, w.ACK_STATUS_ACCEPTED), (
+                    f"an ack too many: {after}"
+                )
                 assert not ws.closed
 
         got = Counter((ack.frame_id, ack.status) for ack in received)
         assert got == Counter(expected_acks)
 
-        await subscriber.wait_for(len(texts), within=30)
-        await asyncio.sleep(0.3)  # anything emitted twice would show up now
+        # The sentinel was added after every other frame was acknowledged, so anything
+        # emitted twice is on the stream before it.
+        await wait_until(lambda: SENTINEL_PROVIDER_ID in _delivered(subscriber), within=30)
         delivered = Counter(m.message.provider_message_id for m in subscriber.messages)
         assert delivered == Counter(texts.keys())
         for message in subscriber.messages:
             assert message.message.content == texts[message.message.provider_message_id]
 
-        async with asyncio.timeout(20):
-            while True:  # persistence is write-behind
-                with sqlite3.connect(db) as conn:
-                    rows = conn.execute(
-                        "SELECT provider_message_id, content FROM queues WHERE bot_id = ?", (BOT,)
-                    ).fetchall()
-                if len(rows) >= len(texts):
-                    break
-                await asyncio.sleep(0.2)
+        def persisted() -> list[tuple[str, str]]:
+            with sqlite3.connect(db) as conn:
+                found: list[tuple[str, str]] = conn.execute(
+                    "SELECT provider_message_id, content FROM queues WHERE bot_id = ?", (BOT,)
+                ).fetchall()
+            return found
+
+        # Persistence is write-behind.
+        await wait_until(lambda: len(persisted()) >= len(texts), within=20, every=0.2)
+        rows = persisted()
         assert Counter(pid for pid, _ in rows) == Counter(texts.keys())
         assert all(content == texts[pid] for pid, content in rows)
         assert queue.process.returncode is None and gateway.process.returncode is None

@@ -23,7 +23,7 @@ from services.queue_svc.recovery import queued_message
 from tests.helpers import secantus
 from tests.helpers.clock import iso_now
 from tests.helpers.fixtures import frame_text, load_fixtures
-from tests.helpers.media_samples import espeak_available, voice_note
+from tests.helpers.media_samples import require_espeak, voice_note
 from tests.helpers.node_api import fake_node_api
 from tests.helpers.processes import (
     Service,
@@ -382,12 +382,13 @@ async def test_media_that_replies_gets_the_reply_line_when_its_text_is_ready(
     assert not received.HasField("details")
 
 
-@pytest.mark.skipif(not espeak_available(), reason="espeak-ng missing: run `make apt`")
 async def test_a_voice_note_frame_becomes_its_transcript_on_subscribe(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     """The product's reason to exist, end to end: a voice note frame in, the real
-    transcript (Whisper base, in the Audio pool's own process) out of Subscribe."""
+    transcript (Whisper base, in the Audio pool's own process) out of Subscribe. Fails,
+    as the processor tests do, when espeak-ng is missing (`make apt` installs it)."""
+    require_espeak()
     await _start_bot(pipeline)
     frame = json.loads(_fresh_frame("media_message_voice_note"))
     media = frame["mediaMessage"]

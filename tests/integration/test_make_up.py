@@ -18,6 +18,7 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
 from tests.helpers.processes import free_port
+from tests.helpers.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BOT = "up-bot"
@@ -96,8 +97,8 @@ async def test_make_up_serves_a_bot_and_stops_on_sigint(tmp_path: Path) -> None:
     assert code == 0, text[-3000:]
     pids = [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", text)]
     assert len(pids) == 6, text[-3000:]  # queue, media, gateway, node, relay, pairing
-    await asyncio.sleep(0.5)
-    assert [pid for pid in pids if _alive(pid)] == []
+    # honcho has exited; its children are reaped a moment later.
+    await wait_until(lambda: not [pid for pid in pids if _alive(pid)], within=10)
     assert "GATEWAY_API_TOKEN=" in text and f"127.0.0.1:{ports['GATEWAY']}" in text
 
 

@@ -212,6 +212,7 @@ async def _grow(
     assert f"stopped {MOVING} moving bot(s)" in stopped
     assert {m[0] for m in json.loads(state.read_text())["moves"]} == set(MOVING_BOTS)
     before_move = {b: len(traffic.accepted[b]) for b in MOVING_BOTS}
+    retries_before = {b: traffic.retries[b] for b in MOVING_BOTS}
 
     # The rollout: the third shard, then gateways that know three shards.
     new = await start_service("services.queue_svc", queue_env(db, shard="2/3"), tmp_path / "q2.log")
@@ -224,10 +225,12 @@ async def _grow(
     )
     services.append(gateway_b)
     traffic.gateway = gateway_b.address
-    # While stopped, a moving bot's frames are answered RETRY, never accepted.
-    await asyncio.sleep(0.5)
+    # While stopped, a moving bot's frames are answered RETRY, never accepted: wait
+    # until each has been refused twice more, through the new gateway too.
+    await wait_until(
+        lambda: all(traffic.retries[b] >= retries_before[b] + 2 for b in MOVING_BOTS), within=20
+    )
     assert {b: len(traffic.accepted[b]) for b in MOVING_BOTS} == before_move
-    assert all(traffic.retries[b] > 0 for b in MOVING_BOTS)
 
     started = await _resize("start", new_addresses, db, state)
     assert f"started {MOVING} moved bot(s)" in started
@@ -237,11 +240,17 @@ async def _grow(
     traffic.stop.set()
     await asyncio.wait_for(asyncio.gather(*senders), 30)
 
-    total = sum(len(v) for v in traffic.accepted.values())
+    # One last frame per bot, sent after every other one was accepted: its shard emits
+    # anything of that bot twice before it, so once each last frame is out, all is.
+    for bot in BOTS:
+        await traffic.send(bot, len(traffic.accepted[bot]))
+    last = {f"{bot} says {len(traffic.accepted[bot]) - 1}" for bot in BOTS}
     await wait_until(
-        lambda: len(subscriber.messages) + len(new_subscriber.messages) >= total, within=20
+        lambda: (
+            last <= {m.message.content for m in [*subscriber.messages, *new_subscriber.messages]}
+        ),
+        within=20,
     )
-    await asyncio.sleep(0.3)  # anything extra (a duplicate) would arrive meanwhile
     emitted = [
         *zip(subscriber.messages, subscriber.origins, strict=True),
         *zip(new_subscriber.messages, new_subscriber.origins, strict=True),

@@ -25,6 +25,7 @@ from services.queue_svc.service import (
     UpdateResult,
 )
 from services.queue_svc.subscriptions import Delivery, SubscriberOverflowError, Subscription
+from tests.helpers.waiting import wait_until
 from tests.unit.queue_svc.helpers import IMAGE, job, media_id, sqlite_store, stored, text
 
 BOT = "bot-1"
@@ -165,7 +166,8 @@ async def test_shutdown_final_drain_persists_ready_messages_and_no_placeholder(
     mid = media_id()
     placeholder_id, _ = await svc.inject_placeholder(placeholder(mid, "WA-IMG"))
     writers = [asyncio.create_task(svc.add_message(item(str(i)))) for i in range(3)]
-    await asyncio.sleep(0.05)
+    # All three are queued and wait for persistence (nothing persists them yet).
+    await wait_until(lambda: sum(q.backlog_size for _, q in svc.bot_snapshots()) == 3, within=5)
     assert not any(w.done() for w in writers)
     assert await store.message_history(BOT, "whatsapp_baileys", "c1") == []
     assert await svc.shutdown() == 3

@@ -13,9 +13,12 @@ from bench.soak import print_report, soak
 
 SECONDS = 60
 RATE = 100
-# Measured here at +0.0 to +1.2 % over 20-60 s (the 10 % target is for the 10-minute
-# soak); a generous bound that still catches a leak of a few hundred bytes a message.
-GROWTH_BOUND_PCT = 25
+# The target (README, bench/RESULTS.md: at most 10 % after warm-up), not a looser bound:
+# measured here over 60 s at -0.8 to +0.2 % for gateway, media_svc and relay and +6.7 %
+# for queue_svc (its windows filling; load average 11). The 120 s soak of
+# bench/RESULTS.md measured 22.6 %: where a run exceeds the target, the growth itself is
+# the defect (the performance issue), never this number.
+GROWTH_BOUND_PCT = 10
 
 
 @pytest.mark.timeout(120)

@@ -13,6 +13,7 @@ import { SessionManager } from "../src/sessions.js";
 import { createApp } from "../src/http_api.js";
 import { createMemoryLogger } from "../src/logger.js";
 import { assertMatchesGolden } from "./helpers/golden.js";
+import { waitUntil } from "./helpers/wait.js";
 
 const TOKEN = "node-api-token";
 
@@ -138,8 +139,8 @@ test("initialize, QR pairing, status, open, and logout", async (t) => {
   sockets[0].emit("creds.update", {});
   sockets[0].emit("connection.update", { connection: "open" });
   assert.equal((await call("GET", `/sessions/${INIT.userId}`)).body.state, "OPEN");
-  await new Promise((r) => setTimeout(r, 20));
-  assert.ok((await stat(join(authDir, INIT.userId, "baileys", "creds.json"))).isFile(), "auth state on disk");
+  const creds = join(authDir, INIT.userId, "baileys", "creds.json");
+  await waitUntil(() => stat(creds).then((s) => s.isFile(), () => false), "auth state on disk");
 
   sockets[0].emit("messages.upsert", { type: "notify", messages: [] });
   assert.equal(upserts.length, 1);
@@ -221,7 +222,8 @@ test("a restarted manager resumes stored sessions without a new pairing", async 
   const first = await setup(t);
   await first.call("POST", "/initialize", INIT);
   first.sockets[0].emit("creds.update", {});
-  await new Promise((r) => setTimeout(r, 20));
+  const creds = join(first.authDir, INIT.userId, "baileys", "creds.json");
+  await waitUntil(() => stat(creds).then((s) => s.isFile(), () => false), "auth state on disk");
   await first.sessions.stopAll();
   const { logger } = createMemoryLogger();
   const sockets = [];

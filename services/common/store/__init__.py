@@ -5,6 +5,7 @@ from services.common.store import open_store, StoreConfig
 store = await open_store(StoreConfig.from_env())
 """
 
+from services.common.store._api_tokens import ApiToken
 from services.common.store._config import StoreConfig
 from services.common.store._dead_letters import (
     WebhookDeadLetter,
@@ -12,6 +13,7 @@ from services.common.store._dead_letters import (
     bounded_reason,
 )
 from services.common.store._interface import (
+    ApiTokenStore,
     BotConfigStore,
     DefinitionsStore,
     LeaseStore,
@@ -49,6 +51,8 @@ __all__ = [
     "DEFAULT_MAX_CHARACTERS",
     "DEFAULT_MAX_MESSAGES",
     "DEFAULT_MAX_MESSAGE_CHARACTERS",
+    "ApiToken",
+    "ApiTokenStore",
     "AppendResult",
     "BotConfig",
     "BotConfigStore",

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.store._api_tokens import ApiToken
 from services.common.store._dead_letters import WebhookDeadLetterStore
 from services.common.store._message_types import (
     AppendResult,
@@ -170,6 +171,21 @@ class MediaJobStore(Protocol):
         """Return early when a job may have become claimable, else after `timeout`."""
 
 
+class ApiTokenStore(Protocol):
+    """Per-bot API tokens (`api_tokens`): the gateway issues, checks and revokes them.
+    Only a SHA-256 of each secret is stored."""
+
+    async def create_api_token(self, token: ApiToken) -> bool:
+        """False (and no change) when the token id exists already."""
+
+    async def get_api_token(self, token_id: str) -> ApiToken | None: ...
+    async def list_api_tokens(self, bot_id: str) -> list[ApiToken]:
+        """The bot's tokens, oldest first."""
+
+    async def revoke_api_token(self, bot_id: str, token_id: str) -> bool:
+        """Deletes the token if it belongs to `bot_id`; True when this call deleted it."""
+
+
 class LeaseStore(Protocol):
     """Named leases: one holder at a time until its ttl runs out (media_svc's sweeps)."""
 
@@ -210,6 +226,7 @@ class Store(
     LeaseStore,
     WhatsAppAuthStore,
     WebhookDeadLetterStore,
+    ApiTokenStore,
     Protocol,
 ):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.

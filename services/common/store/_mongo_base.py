@@ -19,7 +19,7 @@ from pymongo import (
 )
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -53,6 +53,8 @@ POLL_INTERVAL_SECONDS = 0.5
 STREAM_RETRY_SECONDS = 0.5
 STREAM_RETRY_MAX_SECONDS = 30.0
 _DUPLICATE_KEY = 11000
+# A user lacking the privilege for a command (db_roles.py decides who has which).
+_UNAUTHORIZED = 13
 _LIVE = (JobCollection.ACTIVE, JobCollection.HOLDING)
 _MAX_MOVE_RETRIES = 50
 # `store_migrations` records one-time data migrations, so a start does not scan every
@@ -117,6 +119,8 @@ class MongoBase(AdapterBase):
         # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
         self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
+        # Per-bot API tokens (`_mongo_tokens.py`): hashes only, `_id` the token id.
+        self._api_tokens: AsyncCollection[Doc] = db["api_tokens"]
         self._migrations: AsyncCollection[Doc] = db[_MIGRATIONS]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
@@ -149,7 +153,8 @@ class MongoBase(AdapterBase):
         return store
 
     async def _create_indexes(self) -> None:
-        await self._queues.create_indexes(
+        await self._indexes(
+            self._queues,
             [
                 IndexModel(
                     [("bot_id", 1), ("provider_name", 1), ("correspondent_id", 1), ("id", 1)],
@@ -165,16 +170,21 @@ class MongoBase(AdapterBase):
                     name="delivery_sequence",
                     partialFilterExpression={"sequence": {"$exists": True}},
                 ),
-            ]
+            ],
         )
-        await self._cursors.create_index(
-            [("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot"
+        await self._indexes(
+            self._cursors,
+            [IndexModel([("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot")],
+        )
+        await self._indexes(
+            self._api_tokens, [IndexModel([("bot_id", 1), ("created_at", 1)], name="bot")]
         )
         await self._auth.create_index(
             [("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key"
         )
         for collection in _LIVE:
-            await self._jobs[collection].create_indexes(
+            await self._indexes(
+                self._jobs[collection],
                 [
                     # Equality, sort, range: the claim walks (status, pool) in created order
                     # and checks available_at from the index.
@@ -193,22 +203,39 @@ class MongoBase(AdapterBase):
                     IndexModel([("lease_expires_at", 1)], name="lease_expiry"),
                     IndexModel([("created_at", 1)], name="created"),
                     IndexModel([("status", 1), ("route", 1)], name="route"),
-                ]
+                ],
             )
         for collection in JobCollection:
             # list_completed_jobs: equality, then the sort (created_ns orders equal times).
-            await self._jobs[collection].create_index(
-                [("status", 1), ("updated_at", 1), ("created_ns", 1)], name="completed"
+            await self._indexes(
+                self._jobs[collection],
+                [
+                    IndexModel(
+                        [("status", 1), ("updated_at", 1), ("created_ns", 1)], name="completed"
+                    )
+                ],
             )
-        await self._jobs[JobCollection.FAILED].create_indexes(
+        await self._indexes(
+            self._jobs[JobCollection.FAILED],
             [
                 IndexModel([("created_at", 1)], name="created"),
                 IndexModel([("error", 1)], name="error"),
                 IndexModel([("failed_at", -1)], name="failed_at"),
                 IndexModel([("bot_id", 1), ("failed_at", -1)], name="bot_failed_at"),
                 IndexModel([("correspondent_id", 1)], name="correspondent"),
-            ]
+            ],
         )
+
+    async def _indexes(self, collection: AsyncCollection[Doc], models: list[IndexModel]) -> None:
+        """Creates `models` on `collection`; a service user without the right to create
+        indexes there (db_roles.py: it only reads it) leaves them to the provisioning
+        run, which creates every index as the administrator."""
+        try:
+            await collection.create_indexes(models)
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
+            log.debug("no right to create indexes on %s; provisioning made them", collection.name)
 
     @property
     def uses_transactions(self) -> bool:

@@ -105,6 +105,10 @@ def _tables() -> list[str]:
         body TEXT NOT NULL, attempts INTEGER NOT NULL, outcome TEXT NOT NULL, status INTEGER,
         reason TEXT NOT NULL, first_attempt_at INTEGER NOT NULL, last_attempt_at INTEGER NOT NULL,
         dead_lettered_at INTEGER NOT NULL, PRIMARY KEY (bot_id, sequence))""",
+        # Per-bot API tokens: a hash of the secret, never the secret (_api_tokens.py).
+        """CREATE TABLE IF NOT EXISTS api_tokens (
+            token_id TEXT PRIMARY KEY, bot_id TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+            created_at INTEGER NOT NULL, label TEXT NOT NULL)""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"
@@ -134,6 +138,7 @@ def _indexes() -> list[str]:
     statements: list[str] = [
         # Delivery order per bot: replay scans it, the insert reads its top.
         "CREATE UNIQUE INDEX IF NOT EXISTS queues_sequence ON queues (bot_id, sequence)",
+        "CREATE INDEX IF NOT EXISTS api_tokens_bot ON api_tokens (bot_id, created_at)",
     ]
     for table in (ACTIVE, HOLDING, FAILED):
         statements += [

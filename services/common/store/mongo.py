@@ -19,20 +19,23 @@ while a broken stream is being re-opened with backoff, it polls.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import _rules as rules
 from services.common.store._mongo_auth import MongoAuth
 from services.common.store._mongo_base import (
+    _UNAUTHORIZED,
     _now,
     _seconds,
 )
 from services.common.store._mongo_dead_letters import MongoDeadLetters
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
+from services.common.store._mongo_tokens import MongoApiTokens
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
@@ -41,13 +44,14 @@ from services.common.store._types import (
     listed_bots,
 )
 
+log = logging.getLogger(__name__)
 
-class MongoStore(MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters):
+class MongoStore(MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters, MongoApiTokens):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
     jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); webhook dead letters in
-    `MongoDeadLetters`; plumbing in
+    `MongoDeadLetters`; per-bot API tokens in `MongoApiTokens`; plumbing in
     `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
@@ -73,9 +77,20 @@ class MongoStore(MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters):
 
     async def seed_processor_definitions(self, doc: dict[str, Any]) -> bool:
         body = {key: value for key, value in doc.items() if key != "_id"}
+        # Read first: media_svc's user may read but not write bot_configurations
+        # (db_roles.py), and the document is normally there already.
+        if await self._configs.find_one({"_id": DEFINITIONS_DOCUMENT_ID}, {"_id": 1}):
+            return False
         try:
             await self._configs.insert_one({**body, "_id": DEFINITIONS_DOCUMENT_ID})
         except DuplicateKeyError:
+            return False
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
+            # queue_svc (or the gateway's first start) seeds it; the reader uses the
+            # built-in table until then and reloads it later.
+            log.warning("this store user may not seed the processor definitions; waiting")
             return False
         return True
 

@@ -24,6 +24,7 @@ from services.common.store._sqlite_base import (
 from services.common.store._sqlite_dead_letters import SqliteDeadLetters
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
+from services.common.store._sqlite_tokens import SqliteApiTokens
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
@@ -36,11 +37,12 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters):
+class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters, SqliteApiTokens):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
-    `SqliteJobs`; webhook dead letters in `SqliteDeadLetters`; schema, migrations and
+    `SqliteJobs`; webhook dead letters in `SqliteDeadLetters`; per-bot API tokens in
+    `SqliteApiTokens`; schema, migrations and
     plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------

@@ -47,7 +47,8 @@ def _secantus(
     tmp_path_factory: pytest.TempPathFactory, replica_set: bool
 ) -> Iterator[secantus.Server]:
     if secantus.executable() is None:
-        pytest.skip(_NO_SECANTUS)
+        # Part of the venv (`make venv`): its absence is a broken setup, never a skip.
+        pytest.fail(_NO_SECANTUS)
     mode = "replset" if replica_set else "standalone"
     # Test commands (configureFailPoint) let a test break a change stream on purpose;
     # the server listens on loopback only.
@@ -84,8 +85,8 @@ def _mongodb_uri(request: pytest.FixtureRequest, leg: str) -> str:
     fixture = "secantus_replset" if leg == "mongodb-secantus-replset" else "secantus_standalone"
     try:
         server: secantus.Server = request.getfixturevalue(fixture)
-    except pytest.skip.Exception:
-        status.setdefault(leg, f"skipped ({_NO_SECANTUS})")
+    except pytest.fail.Exception:
+        status.setdefault(leg, f"failed ({_NO_SECANTUS})")
         raise
     return server.uri
 
