@@ -143,6 +143,13 @@ async def test_a_bot_token_gets_403_on_every_route_of_another_bot_and_operator_r
     assert {r for r, marked in routes.items() if marked} >= OPERATOR_ONLY
     assert not {r for r, marked in routes.items() if marked} & BOT_ROUTES
     for (method, path), marked in sorted(routes.items()):
+        if path.startswith("/internal/"):
+            # Node's own routes (its auth state, its leases): neither a bot token nor the
+            # operator token opens them, only Node's credential.
+            for wrong in (token, API_TOKEN):
+                status, body = await gateway.call(method, _fill(path, BOT_A), wrong, {})
+                assert status == 401, (method, path, status, body)
+            continue
         status, body = await gateway.call(method, _fill(path, BOT_B), token, {})
         assert status == 403, (method, path, status, body)
         if marked:

@@ -179,8 +179,9 @@ class MongoBase(AdapterBase):
         await self._indexes(
             self._api_tokens, [IndexModel([("bot_id", 1), ("created_at", 1)], name="bot")]
         )
-        await self._auth.create_index(
-            [("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key"
+        await self._indexes(
+            self._auth,
+            [IndexModel([("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key")],
         )
         for collection in _LIVE:
             await self._indexes(

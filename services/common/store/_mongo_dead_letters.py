@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.store import _rules as rules
@@ -31,14 +32,16 @@ def _letter(doc: Mapping[str, Any]) -> WebhookDeadLetter:
 
 
 class MongoDeadLetters(MongoBase):
-    @property
-    def _dead_letters(self) -> AsyncCollection[Doc]:
-        return self._configs.database[DEAD_LETTERS_COLLECTION]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # An attribute, like every collection of the store: db_roles' test lists them.
+        self._dead_letters: AsyncCollection[Doc] = self._configs.database[DEAD_LETTERS_COLLECTION]
 
     async def _create_indexes(self) -> None:
         await super()._create_indexes()
-        await self._dead_letters.create_index(
-            [("bot_id", 1), ("sequence", 1)], unique=True, name="bot_sequence"
+        await self._indexes(
+            self._dead_letters,
+            [IndexModel([("bot_id", 1), ("sequence", 1)], unique=True, name="bot_sequence")],
         )
 
     async def put_webhook_dead_letter(self, letter: WebhookDeadLetter) -> bool:
