@@ -158,6 +158,8 @@ def _sanitize(message: Message, in_list: bool = False) -> None:
         if f.kind == _STRING:
             value = getattr(message, f.name)
             if not value and not (f.required and not in_list):
+                if f.has_presence and message.HasField(f.name):
+                    message.ClearField(f.name)  # present but empty says nothing
                 continue
             cleaned = f.rule(value, f.max_length)
             if cleaned:
