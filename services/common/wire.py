@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from chatbot.wire.v1 import frames_pb2
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
@@ -188,6 +189,7 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     if fill(message, raw):
         return _validated(message, decoded)
     message = message_type()
+    _check_enums(raw, message.DESCRIPTOR, decoded)
     try:
         json_format.ParseDict(raw, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -199,6 +201,36 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
             f"malformed frame: {type(exc).__name__}: {exc}", _salvage_frame_id(decoded)
         ) from None
     return _validated(message, decoded)
+
+
+def _check_enums(raw: Any, descriptor: Descriptor, decoded: str) -> None:
+    """Refuses enum values that ParseDict would coerce but Node refuses: a number that is
+    not whole (ParseDict truncates 1.5 to 1), a boolean, or a string that is not one of
+    the enum's names (ParseDict reads "1" as 1). Node reads only names and integers."""
+    if not isinstance(raw, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return
+    for key, value in raw.items():
+        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None or value is None:
+            continue  # ParseDict answers unknown fields and nulls itself
+        values = value if field.is_repeated and isinstance(value, list) else [value]
+        for item in values:
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                _check_enums(item, field.message_type, decoded)
+            elif field.type == FieldDescriptor.TYPE_ENUM and not _enum_json(item, field):
+                raise FrameError(
+                    f"malformed frame: {key}: cannot decode enum"
+                    f" {field.enum_type.full_name} from JSON: {json.dumps(item)[:40]}",
+                    _salvage_frame_id(decoded),
+                )
+
+
+def _enum_json(value: Any, field: FieldDescriptor) -> bool:
+    if isinstance(value, str):
+        return value in field.enum_type.values_by_name
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def _validated(message: M, decoded: str) -> M:
