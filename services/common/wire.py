@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from chatbot.wire.v1 import frames_pb2
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
@@ -189,7 +189,7 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     if fill(message, raw):
         return _validated(message, decoded)
     message = message_type()
-    _check_enums(raw, message.DESCRIPTOR, decoded)
+    _check_enums(raw, cast("Descriptor", message.DESCRIPTOR), decoded)
     try:
         json_format.ParseDict(raw, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -216,18 +216,19 @@ def _check_enums(raw: Any, descriptor: Descriptor, decoded: str) -> None:
         values = value if field.is_repeated and isinstance(value, list) else [value]
         for item in values:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
-                _check_enums(item, field.message_type, decoded)
+                _check_enums(item, cast("Descriptor", field.message_type), decoded)
             elif field.type == FieldDescriptor.TYPE_ENUM and not _enum_json(item, field):
+                enum = cast("EnumDescriptor", field.enum_type)
                 raise FrameError(
                     f"malformed frame: {key}: cannot decode enum"
-                    f" {field.enum_type.full_name} from JSON: {json.dumps(item)[:40]}",
+                    f" {enum.full_name} from JSON: {json.dumps(item)[:40]}",
                     _salvage_frame_id(decoded),
                 )
 
 
 def _enum_json(value: Any, field: FieldDescriptor) -> bool:
     if isinstance(value, str):
-        return value in field.enum_type.values_by_name
+        return value in cast("EnumDescriptor", field.enum_type).values_by_name
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())

@@ -80,7 +80,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return paths
 
 
-_REPLACEMENTS = st.one_of(
+_REPLACEMENTS: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(
         ["", "x" * 21, "x" * 65, "x" * 257, "x" * 1025, "x" * 65_537, "😀" * 33, "\u202e\x00<b>"]
     ),
