@@ -189,7 +189,7 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     if fill(message, raw):
         return _validated(message, decoded)
     message = message_type()
-    _check_enums(raw, cast("Descriptor", message.DESCRIPTOR), decoded)
+    _check_shapes(raw, cast("Descriptor", message.DESCRIPTOR), decoded)
     try:
         json_format.ParseDict(raw, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -203,10 +203,12 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     return _validated(message, decoded)
 
 
-def _check_enums(raw: Any, descriptor: Descriptor, decoded: str) -> None:
-    """Refuses enum values that ParseDict would coerce but Node refuses: a number that is
-    not whole (ParseDict truncates 1.5 to 1), a boolean, or a string that is not one of
-    the enum's names (ParseDict reads "1" as 1). Node reads only names and integers."""
+def _check_shapes(raw: Any, descriptor: Descriptor, decoded: str) -> None:
+    """Refuses values that ParseDict would coerce but Node refuses: for an enum, a number
+    that is not whole (ParseDict truncates 1.5 to 1), a boolean, or a string that is not
+    one of the enum's names (ParseDict reads "1" as 1); for a message, anything but an
+    object (ParseDict reads "" as an empty message). Node reads only names and integers,
+    and only objects."""
     if not isinstance(raw, dict) or descriptor.full_name.startswith("google.protobuf."):
         return
     for key, value in raw.items():
@@ -216,14 +218,22 @@ def _check_enums(raw: Any, descriptor: Descriptor, decoded: str) -> None:
         values = value if field.is_repeated and isinstance(value, list) else [value]
         for item in values:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
-                _check_enums(item, cast("Descriptor", field.message_type), decoded)
+                nested = cast("Descriptor", field.message_type)
+                if not isinstance(item, dict) and not nested.full_name.startswith(
+                    "google.protobuf."
+                ):
+                    _refuse(key, f"message {nested.full_name}", item, decoded)
+                _check_shapes(item, nested, decoded)
             elif field.type == FieldDescriptor.TYPE_ENUM and not _enum_json(item, field):
                 enum = cast("EnumDescriptor", field.enum_type)
-                raise FrameError(
-                    f"malformed frame: {key}: cannot decode enum"
-                    f" {enum.full_name} from JSON: {json.dumps(item)[:40]}",
-                    _salvage_frame_id(decoded),
-                )
+                _refuse(key, f"enum {enum.full_name}", item, decoded)
+
+
+def _refuse(key: str, what: str, value: Any, decoded: str) -> NoReturn:
+    raise FrameError(
+        f"malformed frame: {key}: cannot decode {what} from JSON: {json.dumps(value)[:40]}",
+        _salvage_frame_id(decoded),
+    )
 
 
 def _enum_json(value: Any, field: FieldDescriptor) -> bool:
