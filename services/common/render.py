@@ -55,13 +55,17 @@ def hidden(char: str) -> bool:
 def clean(value: str, limit: int = MAX_FIELD_CHARACTERS) -> str:
     """One line of sender text: hidden characters become spaces, runs of whitespace
     collapse, and the result is cut to `limit` characters (with "…")."""
-    text = " ".join("".join(" " if hidden(c) else c for c in value).split())
+    if not (value.isascii() and value.isprintable()):  # else nothing is hidden (fast)
+        value = "".join(" " if hidden(c) else c for c in value)
+    text = " ".join(value.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def clean_text(value: str) -> str:
     """A message's own text (an edit's new text): line breaks and tabs stay, every other
     hidden character goes. Not cut: the queue cuts the whole message, marked."""
+    if value.isascii() and value.isprintable():
+        return value
     return "".join(c for c in value if c in "\n\t" or not hidden(c))
 
 

@@ -145,12 +145,14 @@ def _plan(descriptor: Descriptor) -> tuple[_Field, ...]:
     return tuple(plan)
 
 
+@functools.cache
+def _required_strings(descriptor: Descriptor) -> tuple[str, ...]:
+    return tuple(f.name for f in _plan(descriptor) if f.kind == _STRING and f.required)
+
+
 def _required_empty(message: Message) -> bool:
     """True when a required string of `message` is empty (the element is dropped)."""
-    return any(
-        f.kind == _STRING and f.required and not getattr(message, f.name)
-        for f in _plan(message.DESCRIPTOR)
-    )
+    return not all(getattr(message, name) for name in _required_strings(message.DESCRIPTOR))
 
 
 def _sanitize(message: Message, in_list: bool = False) -> None:
@@ -163,7 +165,8 @@ def _sanitize(message: Message, in_list: bool = False) -> None:
                 continue
             cleaned = f.rule(value, f.max_length)
             if cleaned:
-                setattr(message, f.name, cleaned)
+                if cleaned != value:
+                    setattr(message, f.name, cleaned)
             elif f.required and not in_list:
                 setattr(message, f.name, UNKNOWN)
             elif f.has_presence:

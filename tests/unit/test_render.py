@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from chatbot.common.v1 import context_pb2 as c
 from chatbot.common.v1 import details_pb2 as d
 
-from services.common.render import render, render_details, sanitize_type_name
+from services.common.render import render, render_details, reply_prefix, sanitize_type_name
 
 
 def test_location_has_name_address_coordinates_and_a_map_link() -> None:
@@ -200,3 +202,15 @@ def test_context_lines_come_before_the_reply_line_and_the_text() -> None:
         expiration_seconds=86400,
     )
     assert render("plain", context=quiet) == "plain"
+
+
+def test_reply_prefix_renders_stored_context_and_reply_lines_for_media() -> None:
+    stored = json.dumps(
+        {
+            "context": {"viewOnce": True, "senderPhone": "49151", "zz": 1},
+            "replyTo": {"quotedMessageId": "Q1", "snippet": "where?"},
+        }
+    )
+    assert reply_prefix(stored) == '[View once]\n[Reply to message Q1: "where?"]\n'
+    assert reply_prefix(json.dumps({"context": {"forwarded": True}})) == ""
+    assert reply_prefix(None) == ""
