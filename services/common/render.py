@@ -69,9 +69,15 @@ def clean_text(value: str) -> str:
     return "".join(c for c in value if c in "\n\t" or not hidden(c))
 
 
+def name_characters(value: str, limit: int = 64) -> str:
+    """A name WhatsApp gives (a message or stub type, a status) reduced to letters,
+    digits and underscores; may be empty."""
+    return _TYPE_NAME.sub("", value)[:limit]
+
+
 def sanitize_type_name(value: str) -> str:
     """A WhatsApp message type name reduced to letters, digits and underscores."""
-    return _TYPE_NAME.sub("", value)[:64] or "unknown"
+    return name_characters(value) or "unknown"
 
 
 def coordinates_valid(latitude: float, longitude: float) -> bool:

@@ -39,7 +39,7 @@ from chatbot.options.v1 import field_options_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from services.common.render import clean, clean_text, coordinates_valid, render
+from services.common.render import clean, clean_text, coordinates_valid, name_characters, render
 from services.common.store import DEFAULT_MAX_MESSAGE_CHARACTERS
 from services.queue_svc.correspondent_queue import truncate_marked
 
@@ -49,12 +49,7 @@ DEFAULT_MAX_LENGTH = 1024
 UNKNOWN = "unknown"
 _UINT32_MAX = 2**32 - 1
 
-_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_]")
 _NOT_DIGITS = re.compile(r"[^0-9]")
-
-
-def _name(value: str, limit: int) -> str:
-    return _NAME_CHARACTERS.sub("", value)[:limit]
 
 
 def _digits(value: str, limit: int) -> str:
@@ -67,12 +62,12 @@ def _text(value: str, limit: int) -> str:
 
 # Fields whose value is not free text, by full field name.
 _STRING_RULES: dict[str, Callable[[str, int], str]] = {
-    "chatbot.common.v1.Unsupported.message_type": _name,
-    "chatbot.common.v1.GroupEvent.stub_type": _name,
-    "chatbot.common.v1.Commerce.status": _name,
-    "chatbot.common.v1.Commerce.currency": _name,
-    "chatbot.common.v1.AdReply.source_type": _name,
-    "chatbot.common.v1.AdReply.media_type": _name,
+    "chatbot.common.v1.Unsupported.message_type": name_characters,
+    "chatbot.common.v1.GroupEvent.stub_type": name_characters,
+    "chatbot.common.v1.Commerce.status": name_characters,
+    "chatbot.common.v1.Commerce.currency": name_characters,
+    "chatbot.common.v1.AdReply.source_type": name_characters,
+    "chatbot.common.v1.AdReply.media_type": name_characters,
     "chatbot.common.v1.MessageContext.correspondent_phone": _digits,
     "chatbot.common.v1.MessageContext.sender_phone": _digits,
     "chatbot.common.v1.Mention.phone": _digits,
