@@ -1,8 +1,9 @@
 """The typed fields a bot receives, held to the same rules as the text it reads.
 
-Node fills `details`, `reply_to` and the header's `context` from what the sender wrote;
-the wire checks bounds but not content. Before the gateway renders the text and passes
-the typed fields on, `sanitize_details`, `sanitize_reply` and `sanitize_context` apply
+Node fills `details`, `reply_to`, the header's `context` and `group` from what the sender
+wrote; the wire checks bounds but not content. Before the gateway renders the text and
+passes the typed fields on, `sanitize_details`, `sanitize_reply`, `sanitize_context` and
+`sanitize_group` apply
 the rules `services.common.render` applies to the text, in this one place, so a bot
 that reads the typed fields never sees what the text withheld:
 
@@ -35,6 +36,7 @@ from typing import cast
 
 from chatbot.common.v1 import context_pb2 as c
 from chatbot.common.v1 import details_pb2 as d
+from chatbot.common.v1 import message_pb2 as m
 from chatbot.options.v1 import field_options_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -217,6 +219,14 @@ def sanitize_reply(reply_to: d.ReplyContext) -> d.ReplyContext:
     cut = len(clean(reply_to.snippet, len(reply_to.snippet) + 1)) > _SNIPPET_LIMIT
     _sanitize(result)
     result.snippet_truncated = result.snippet_truncated or cut
+    return result
+
+
+def sanitize_group(group: m.GroupInfo) -> m.GroupInfo:
+    """A cleaned copy of a group's id and subject (the subject is the group admin's text)."""
+    result = m.GroupInfo()
+    result.CopyFrom(group)
+    _sanitize(result)
     return result
 
 

@@ -1,6 +1,6 @@
 """Pure translation of incoming wire frames into QueueService requests.
 
-Every typed field a frame carries (details, reply context, message context) is
+Every typed field a frame carries (details, reply context, message context, group) is
 sanitized here with services.common.typed_fields before it is rendered or passed on, so
 the text the bot reads and the typed fields it receives follow the same rules.
 """
@@ -17,7 +17,12 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.render import render
-from services.common.typed_fields import sanitize_context, sanitize_details, sanitize_reply
+from services.common.typed_fields import (
+    sanitize_context,
+    sanitize_details,
+    sanitize_group,
+    sanitize_reply,
+)
 
 
 def derived_media_id(bot_id: str, provider_message_id: str) -> str:
@@ -52,7 +57,7 @@ def _new_message(
     )
     message.originating_time.CopyFrom(header.originating_time)
     if header.HasField("group"):
-        message.group.CopyFrom(header.group)
+        message.group.CopyFrom(sanitize_group(header.group))
     if reply_to is not None:
         message.reply_to.CopyFrom(reply_to)
     if context is not None:

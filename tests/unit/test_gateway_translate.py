@@ -22,6 +22,8 @@ def test_text_frame_becomes_a_valid_add_message_request() -> None:
     assert request.message.content == "hi all"
     assert request.message.source == message_pb2.MESSAGE_SOURCE_USER
     assert request.message.group.group_name == "Team"
+    frame.header.group.group_name = "Team\u202e\x1b[31m"
+    assert translate.text_request(frame).message.group.group_name == "Team [31m"
     assert request.message.originating_time == frame.header.originating_time
 
 
