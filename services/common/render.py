@@ -1,10 +1,14 @@
 """The text a bot sees for a structured WhatsApp message, rendered in this one place.
 
 Node sends locations, contacts, polls, votes, reactions, events, interactive replies,
-group invites, edits, deletions and unknown types as `chatbot.common.v1.MessageDetails`;
-the gateway turns them into the text of an ordinary message with this module, so every
-bot reads them the same way. Every value comes from the sender: it is stripped of
-control characters and bounded here again, whatever the wire already enforced.
+group invites, edits, deletions, business and commerce messages, group events,
+unreadable messages, timer changes, identity changes and unknown types as
+`chatbot.common.v1.MessageDetails`; the gateway turns them into the text of an ordinary
+message with this module, so every bot reads them the same way. The message's context
+adds short marker lines (channel post, owner, view-once, ad reply). Every value comes
+from the sender: it is stripped of control characters and bounded here again, whatever
+the wire already enforced; services.common.typed_fields holds the typed fields to the
+same rules.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import unicodedata
 from datetime import UTC
 
+from chatbot.common.v1 import context_pb2 as c
 from chatbot.common.v1 import details_pb2 as d
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,6 +27,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 #: Bounds of what one rendered piece may add; the wire bounds each field already.
 MAX_FIELD_CHARACTERS = 1024
 MAX_LISTED_ITEMS = 12
+#: Business choices and group participants are listed up to their proto bounds.
+MAX_LISTED_CHOICES = 20
+MAX_LISTED_PEOPLE = 32
 SNIPPET_CHARACTERS = 200
 
 _TYPE_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -33,7 +41,7 @@ _INTERACTIVE_KIND = {
 }
 
 
-def _hidden(char: str) -> bool:
+def hidden(char: str) -> bool:
     """Control characters, lone surrogates, and format characters such as bidi overrides
     that could disguise text; the zero-width joiner and tag characters stay because
     emoji sequences (families, flags) are built from them. Unassigned code points stay:
@@ -47,13 +55,29 @@ def _hidden(char: str) -> bool:
 def clean(value: str, limit: int = MAX_FIELD_CHARACTERS) -> str:
     """One line of sender text: hidden characters become spaces, runs of whitespace
     collapse, and the result is cut to `limit` characters (with "…")."""
-    text = " ".join("".join(" " if _hidden(c) else c for c in value).split())
+    if not (value.isascii() and value.isprintable()):  # else nothing is hidden (fast)
+        value = "".join(" " if hidden(c) else c for c in value)
+    text = " ".join(value.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean_text(value: str) -> str:
+    """A message's own text (an edit's new text): line breaks and tabs stay, every other
+    hidden character goes. Not cut: the queue cuts the whole message, marked."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(c for c in value if c in "\n\t" or not hidden(c))
+
+
+def name_characters(value: str, limit: int = 64) -> str:
+    """A name WhatsApp gives (a message or stub type, a status) reduced to letters,
+    digits and underscores; may be empty."""
+    return _TYPE_NAME.sub("", value)[:limit]
 
 
 def sanitize_type_name(value: str) -> str:
     """A WhatsApp message type name reduced to letters, digits and underscores."""
-    return _TYPE_NAME.sub("", value)[:64] or "unknown"
+    return name_characters(value) or "unknown"
 
 
 def coordinates_valid(latitude: float, longitude: float) -> bool:
@@ -174,8 +198,121 @@ def _group_invite(invite: d.GroupInvite) -> str:
     return text
 
 
-def render_details(details: d.MessageDetails) -> str:
-    """The text for one structured message (without its reply context)."""
+_BUSINESS_KIND = {
+    d.BUSINESS_MESSAGE_KIND_BUTTONS: "Buttons",
+    d.BUSINESS_MESSAGE_KIND_LIST: "List",
+    d.BUSINESS_MESSAGE_KIND_TEMPLATE: "Template",
+    d.BUSINESS_MESSAGE_KIND_INTERACTIVE: "Interactive",
+}
+_COMMERCE_KIND = {
+    d.COMMERCE_KIND_PAYMENT_REQUEST: "Payment request",
+    d.COMMERCE_KIND_PAYMENT: "Payment",
+    d.COMMERCE_KIND_ORDER: "Order",
+    d.COMMERCE_KIND_ORDER_STATUS: "Order update",
+    d.COMMERCE_KIND_PRODUCT: "Product",
+    d.COMMERCE_KIND_INVOICE: "Invoice",
+}
+
+
+def _business(message: d.BusinessMessage) -> str:
+    kind = _BUSINESS_KIND.get(message.kind, "Business message")
+    title = " — ".join(x for x in (clean(message.header), clean(message.body, 4096)) if x)
+    lines = [f"[{kind}] {title or '(no text)'}"]
+    for i, choice in enumerate(message.choices[:MAX_LISTED_CHOICES], start=1):
+        line = f"{i}. {clean(choice.title) or clean(choice.id, 256) or '(no title)'}"
+        if clean(choice.description):
+            line += f" — {clean(choice.description)}"
+        lines.append(line)
+    omitted = message.omitted_choice_count + max(0, len(message.choices) - MAX_LISTED_CHOICES)
+    if omitted:
+        lines.append(f"({omitted} more choices not shown)")
+    return "\n".join(lines)
+
+
+def _commerce(commerce: d.Commerce) -> str:
+    head = _COMMERCE_KIND.get(commerce.kind, "Commerce")
+    reference = clean(commerce.reference_id, 256)
+    if reference:
+        head += f" {reference}"
+    parts = [clean(commerce.title)] if clean(commerce.title) else []
+    if commerce.item_count:
+        parts.append(f"{commerce.item_count} item{'' if commerce.item_count == 1 else 's'}")
+    amount = " ".join(x for x in (clean(commerce.amount, 64), clean(commerce.currency, 8)) if x)
+    if amount:
+        parts.append(amount)
+    if clean(commerce.status, 64):
+        parts.append(f"status {clean(commerce.status, 64)}")
+    text = f"[{head}: {', '.join(parts)}]" if parts else f"[{head}]"
+    if clean(commerce.text, 4096):
+        text += f" {clean(commerce.text, 4096)}"
+    return text
+
+
+def _person(jid: str, phone: str) -> str:
+    """A person as the bot reads them: the phone number when known, else the id."""
+    return f"+{phone}" if phone else (clean(jid, 256) or "someone")
+
+
+def _people(people: list[c.Mention], omitted: int) -> str:
+    names = [_person(p.jid, p.phone) for p in people[:MAX_LISTED_PEOPLE]]
+    omitted += max(0, len(people) - MAX_LISTED_PEOPLE)
+    if omitted:
+        names.append(f"{omitted} more")
+    return ", ".join(names)
+
+
+def _group_event(event: d.GroupEvent, actor: str) -> str:
+    people = _people(list(event.participants), event.omitted_participant_count)
+    value = clean(event.new_value, 2048)
+    action = event.action
+    if action in (d.GROUP_ACTION_LEAVE, d.GROUP_ACTION_JOIN):
+        verb = "left" if action == d.GROUP_ACTION_LEAVE else "joined using an invite link"
+        return f"[Group] {people or actor} {verb}"
+    said = {
+        d.GROUP_ACTION_ADD: f"added {people}",
+        d.GROUP_ACTION_REMOVE: f"removed {people}",
+        d.GROUP_ACTION_PROMOTE: f"made {people} admin",
+        d.GROUP_ACTION_DEMOTE: f"removed {people} as admin",
+        d.GROUP_ACTION_SUBJECT: f'changed the subject to "{value}"',
+        d.GROUP_ACTION_DESCRIPTION: (
+            f'changed the description to "{value}"' if value else "removed the description"
+        ),
+        d.GROUP_ACTION_ICON: "changed the group picture",
+        d.GROUP_ACTION_SETTINGS: "changed the group settings" + (f": {value}" if value else ""),
+        d.GROUP_ACTION_CREATE: f'created the group "{value}"' if value else "created the group",
+    }.get(action)
+    if said is None:
+        said = f"group event {sanitize_type_name(event.stub_type)}"
+        if people:
+            said += f": {people}"
+    return f"[Group] {actor} {said}"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+def _timer(timer: d.DisappearingTimer) -> str:
+    if not timer.expiration_seconds:
+        return "[Disappearing messages turned off]"
+    return f"[Disappearing messages set to {_duration(timer.expiration_seconds)}]"
+
+
+def _edit(edit: d.Edit) -> str:
+    # The new text keeps its lines: it is the message itself, as in a text message.
+    target = clean(edit.target_message_id, 256)
+    if not edit.text and not edit.decrypted:
+        return f"[Edited message {target}] (new text not readable)"
+    return f"[Edited message {target}] {clean_text(edit.text)}".rstrip()
+
+
+def render_details(details: d.MessageDetails, sender: str = "") -> str:
+    """The text for one structured message (without its reply context). `sender` names
+    who did what in a group event (see `sender_name`)."""
     kind = details.WhichOneof("kind")
     if kind == "location":
         return _location(details.location)
@@ -194,14 +331,52 @@ def render_details(details: d.MessageDetails) -> str:
     if kind == "group_invite":
         return _group_invite(details.group_invite)
     if kind == "edit":
-        # The new text keeps its lines: it is the message itself, as in a text message.
-        target = clean(details.edit.target_message_id, 256)
-        return f"[Edited message {target}] {details.edit.text}".rstrip()
+        return _edit(details.edit)
     if kind == "deletion":
         return f"[Message {clean(details.deletion.target_message_id, 256)} deleted]"
     if kind == "unsupported":
         return f"[Unsupported message: {sanitize_type_name(details.unsupported.message_type)}]"
+    if kind == "identity_change":
+        change = details.identity_change
+        previous = clean(change.previous_correspondent_id, 256)
+        return f"[Identity] {previous} is now {clean(change.correspondent_id, 256)}"
+    if kind == "business_message":
+        return _business(details.business_message)
+    if kind == "commerce":
+        return _commerce(details.commerce)
+    if kind == "group_event":
+        return _group_event(details.group_event, clean(sender, 256) or "someone")
+    if kind == "undecryptable":
+        return "[A message from this person could not be read]"
+    if kind == "disappearing_timer":
+        return _timer(details.disappearing_timer)
     return "[Unsupported message: unknown]"
+
+
+def sender_name(sender: str, context: c.MessageContext | None) -> str:
+    """Who wrote a message, as a group event names them: the phone number when known."""
+    if context is not None and context.HasField("sender_phone") and context.sender_phone:
+        return _person(sender, context.sender_phone)
+    return clean(sender, 256)
+
+
+def render_context(context: c.MessageContext) -> str:
+    """The lines put before a message for what its envelope says, or "". Only what
+    changes how a message reads is in the text (a channel post is nobody talking to the
+    bot, the owner took over, a view-once photo cannot be asked for again, the lead came
+    from an ad); identity, mentions, forwarding, albums and the timer are typed only."""
+    markers = []
+    if context.chat_kind == c.CHAT_KIND_NEWSLETTER:
+        markers.append("[Channel post]")
+    if context.from_owner:
+        markers.append("[Owner]")
+    if context.view_once:
+        markers.append("[View once]")
+    lines = [" ".join(markers)] if markers else []
+    if context.HasField("ad_reply"):
+        title = clean(context.ad_reply.title) or clean(context.ad_reply.body, 2048)
+        lines.append(f'[Reply to ad "{title}"]' if title else "[Reply to an ad]")
+    return "\n".join(lines)
 
 
 def render_reply(reply_to: d.ReplyContext) -> str:
@@ -216,21 +391,39 @@ def render_reply(reply_to: d.ReplyContext) -> str:
 
 
 def render(
-    text: str, details: d.MessageDetails | None = None, reply_to: d.ReplyContext | None = None
+    text: str,
+    details: d.MessageDetails | None = None,
+    reply_to: d.ReplyContext | None = None,
+    context: c.MessageContext | None = None,
+    sender: str = "",
 ) -> str:
-    """The whole text the bot sees: the reply line, then the message or its details."""
-    body = render_details(details) if details is not None else text
-    return f"{render_reply(reply_to)}\n{body}" if reply_to is not None else body
+    """The whole text the bot sees: the context lines, the reply line, then the message
+    or its details."""
+    body = render_details(details, sender_name(sender, context)) if details is not None else text
+    lines = [render_context(context)] if context is not None else []
+    if reply_to is not None:
+        lines.append(render_reply(reply_to))
+    return "\n".join([*(line for line in lines if line), body])
 
 
 def reply_prefix(details_json: str | None) -> str:
-    """The reply line (with its newline) for a queued message's stored details JSON
-    (see services/queue_svc/convert.py), or "" when it quotes nothing. Used where media
-    text is set, long after the frame: the line is rendered here like every other."""
+    """The context and reply lines (with their newline) for a queued message's stored
+    details JSON (see services/queue_svc/convert.py), or "" when there are none. Used
+    where media text is set, long after the frame: the lines are rendered here like
+    every other."""
     if details_json is None:
         return ""
-    reply = json.loads(details_json).get("replyTo")
-    if not isinstance(reply, dict):
-        return ""
-    reply_to = json_format.ParseDict(reply, d.ReplyContext(), ignore_unknown_fields=True)
-    return render_reply(reply_to) + "\n"
+    parts = json.loads(details_json)
+    lines = []
+    context = parts.get("context")
+    if isinstance(context, dict):
+        lines.append(
+            render_context(
+                json_format.ParseDict(context, c.MessageContext(), ignore_unknown_fields=True)
+            )
+        )
+    reply = parts.get("replyTo")
+    if isinstance(reply, dict):
+        reply_to = json_format.ParseDict(reply, d.ReplyContext(), ignore_unknown_fields=True)
+        lines.append(render_reply(reply_to))
+    return "".join(line + "\n" for line in lines if line)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from chatbot.wire.v1 import frames_pb2
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
@@ -188,6 +189,7 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     if fill(message, raw):
         return _validated(message, decoded)
     message = message_type()
+    _check_shapes(raw, cast("Descriptor", message.DESCRIPTOR), decoded)
     try:
         json_format.ParseDict(raw, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -199,6 +201,47 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
             f"malformed frame: {type(exc).__name__}: {exc}", _salvage_frame_id(decoded)
         ) from None
     return _validated(message, decoded)
+
+
+def _check_shapes(raw: Any, descriptor: Descriptor, decoded: str) -> None:
+    """Refuses values that ParseDict would coerce but Node refuses: for an enum, a number
+    that is not whole (ParseDict truncates 1.5 to 1), a boolean, or a string that is not
+    one of the enum's names (ParseDict reads "1" as 1); for a message, anything but an
+    object (ParseDict reads "" as an empty message). Node reads only names and integers,
+    and only objects."""
+    if not isinstance(raw, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return
+    for key, value in raw.items():
+        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None or value is None:
+            continue  # ParseDict answers unknown fields and nulls itself
+        values = value if field.is_repeated and isinstance(value, list) else [value]
+        for item in values:
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                nested = cast("Descriptor", field.message_type)
+                if not isinstance(item, dict) and not nested.full_name.startswith(
+                    "google.protobuf."
+                ):
+                    _refuse(key, f"message {nested.full_name}", item, decoded)
+                _check_shapes(item, nested, decoded)
+            elif field.type == FieldDescriptor.TYPE_ENUM and not _enum_json(item, field):
+                enum = cast("EnumDescriptor", field.enum_type)
+                _refuse(key, f"enum {enum.full_name}", item, decoded)
+
+
+def _refuse(key: str, what: str, value: Any, decoded: str) -> NoReturn:
+    raise FrameError(
+        f"malformed frame: {key}: cannot decode {what} from JSON: {json.dumps(value)[:40]}",
+        _salvage_frame_id(decoded),
+    )
+
+
+def _enum_json(value: Any, field: FieldDescriptor) -> bool:
+    if isinstance(value, str):
+        return value in cast("EnumDescriptor", field.enum_type).values_by_name
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def _validated(message: M, decoded: str) -> M:

@@ -1,15 +1,28 @@
-"""Pure translation of incoming wire frames into QueueService requests."""
+"""Pure translation of incoming wire frames into QueueService requests.
+
+Every typed field a frame carries (details, reply context, message context, group) is
+sanitized here with services.common.typed_fields before it is rendered or passed on, so
+the text the bot reads and the typed fields it receives follow the same rules.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 
+from chatbot.common.v1 import context_pb2 as c
+from chatbot.common.v1 import details_pb2 as d
 from chatbot.common.v1 import message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.render import render
+from services.common.typed_fields import (
+    sanitize_context,
+    sanitize_details,
+    sanitize_group,
+    sanitize_reply,
+)
 
 
 def derived_media_id(bot_id: str, provider_message_id: str) -> str:
@@ -22,7 +35,20 @@ def derived_media_id(bot_id: str, provider_message_id: str) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def _new_message(header: w.IncomingHeader, content: str) -> q.NewMessage:
+def _context(header: w.IncomingHeader) -> c.MessageContext | None:
+    return sanitize_context(header.context) if header.HasField("context") else None
+
+
+def _reply(reply_to: d.ReplyContext, present: bool) -> d.ReplyContext | None:
+    return sanitize_reply(reply_to) if present else None
+
+
+def _new_message(
+    header: w.IncomingHeader,
+    content: str,
+    reply_to: d.ReplyContext | None = None,
+    context: c.MessageContext | None = None,
+) -> q.NewMessage:
     message = q.NewMessage(
         content=content,
         sender=header.sender,
@@ -31,34 +57,39 @@ def _new_message(header: w.IncomingHeader, content: str) -> q.NewMessage:
     )
     message.originating_time.CopyFrom(header.originating_time)
     if header.HasField("group"):
-        message.group.CopyFrom(header.group)
+        message.group.CopyFrom(sanitize_group(header.group))
+    if reply_to is not None:
+        message.reply_to.CopyFrom(reply_to)
+    if context is not None:
+        message.context.CopyFrom(context)
     return message
 
 
 def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
-    reply_to = frame.reply_to if frame.HasField("reply_to") else None
-    request = q.AddMessageRequest(
+    reply_to = _reply(frame.reply_to, frame.HasField("reply_to"))
+    context = _context(frame.header)
+    content = render(frame.message, reply_to=reply_to, context=context)
+    return q.AddMessageRequest(
         bot_id=frame.header.bot_id,
         correspondent_id=frame.header.correspondent_id,
-        message=_new_message(frame.header, render(frame.message, reply_to=reply_to)),
+        message=_new_message(frame.header, content, reply_to, context),
     )
-    if reply_to is not None:
-        request.message.reply_to.CopyFrom(reply_to)
-    return request
 
 
 def structured_request(frame: w.StructuredMessage) -> q.AddMessageRequest:
     """A location, contact, poll … travels exactly like text (dedup, acks, Subscribe),
     with its text rendered here and its structured values kept as typed fields."""
-    reply_to = frame.reply_to if frame.HasField("reply_to") else None
+    header = frame.header
+    reply_to = _reply(frame.reply_to, frame.HasField("reply_to"))
+    context = _context(header)
+    details = sanitize_details(frame.details, reply_to, context)
+    content = render("", details, reply_to, context, header.sender)
     request = q.AddMessageRequest(
-        bot_id=frame.header.bot_id,
-        correspondent_id=frame.header.correspondent_id,
-        message=_new_message(frame.header, render("", frame.details, reply_to)),
+        bot_id=header.bot_id,
+        correspondent_id=header.correspondent_id,
+        message=_new_message(header, content, reply_to, context),
     )
-    request.message.details.CopyFrom(frame.details)
-    if reply_to is not None:
-        request.message.reply_to.CopyFrom(reply_to)
+    request.message.details.CopyFrom(details)
     return request
 
 
@@ -66,7 +97,12 @@ def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
     request = q.InjectPlaceholderRequest(
         bot_id=frame.header.bot_id,
         correspondent_id=frame.header.correspondent_id,
-        message=_new_message(frame.header, frame.message),
+        message=_new_message(
+            frame.header,
+            frame.message,
+            _reply(frame.reply_to, frame.HasField("reply_to")),
+            _context(frame.header),
+        ),
         media_processing_id=frame.media_processing_id,
         mime_type=frame.mime_type,
         media_kind=frame.media_kind,
@@ -75,10 +111,8 @@ def media_request(frame: w.MediaMessage) -> q.InjectPlaceholderRequest:
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
-    if frame.HasField("reply_to"):
-        # Kept with the placeholder and its job; queue_svc puts the reply line before
-        # the media's text when it resolves (services.common.render.reply_prefix).
-        request.message.reply_to.CopyFrom(frame.reply_to)
+    # reply_to and context are kept with the placeholder and its job; queue_svc puts
+    # their lines before the media's text when it resolves (render.reply_prefix).
     return request
 
 
@@ -96,7 +130,12 @@ def unstaged_request(
     request = q.InjectPlaceholderRequest(
         bot_id=header.bot_id,
         correspondent_id=header.correspondent_id,
-        message=_new_message(header, frame.message),
+        message=_new_message(
+            header,
+            frame.message,
+            _reply(frame.reply_to, frame.HasField("reply_to")),
+            _context(header),
+        ),
         media_processing_id=derived_media_id(header.bot_id, header.provider_message_id),
         # An empty type still routes (to the fallback pool) and reads clearly in markers.
         mime_type=frame.mime_type or "application/octet-stream",
@@ -106,8 +145,6 @@ def unstaged_request(
     )
     if frame.HasField("original_filename"):
         request.original_filename = frame.original_filename
-    if frame.HasField("reply_to"):
-        # Kept with the placeholder and its job; queue_svc puts the reply line before
-        # the media's text when it resolves (services.common.render.reply_prefix).
-        request.message.reply_to.CopyFrom(frame.reply_to)
+    # reply_to and context are kept with the placeholder and its job; queue_svc puts
+    # their lines before the media's text when it resolves (render.reply_prefix).
     return request

@@ -16,9 +16,11 @@ import pytest
 from chatbot.wire.v1 import frames_pb2 as w
 from google.protobuf import json_format
 
-from services.common.store import StoreConfig, open_store
+from services.common.store import Store, StoreConfig, StoredMessage, open_store
 from services.common.wire import encode_frame, parse_gateway_frame
 from services.queue_svc.convert import message_proto
+from services.queue_svc.correspondent_queue import truncate_marked
+from services.queue_svc.messages import QueueLimits
 from services.queue_svc.recovery import queued_message
 from tests.helpers import secantus
 from tests.helpers.clock import iso_now
@@ -332,14 +334,18 @@ async def test_every_structured_kind_reaches_the_bot_as_text_and_typed_fields(
     await pipeline.subscriber.wait_for(len(STRUCTURED), within=20)
     assert len(pipeline.subscriber.messages) == len(STRUCTURED)
     received = {m.message.provider_message_id: m.message for m in pipeline.subscriber.messages}
+    chats = set()
     for name in STRUCTURED:
         fixture = VALID[name]
         payload = next(v for k, v in fixture["frame"].items() if k != "frameId")
+        chats.add(payload["header"]["correspondentId"])
         message = received[payload["header"]["providerMessageId"]]
         assert message.content == fixture["rendered"], name
         assert message.message_size == len(fixture["rendered"])
         typed = json_format.MessageToDict(message)
-        assert typed.get("details") == payload.get("details"), name
+        # What the sender got wrong reaches the bot sanitized, as the fixture spells out
+        # (coordinates recomputed, type names and control characters cleaned).
+        assert typed.get("details") == fixture.get("typed_details", payload.get("details")), name
         assert typed.get("replyTo") == payload.get("replyTo"), name
 
     # What is persisted in `queues` carries the typed fields too (replay, recovery).
@@ -349,15 +355,68 @@ async def test_every_structured_kind_reaches_the_bot_as_text_and_typed_fields(
     try:
         async with asyncio.timeout(10):
             # Ingestion persists on its own schedule; poll the store until it has them all.
-            while len(history := await store.message_history(BOT, PROVIDER, CHAT, 1000)) < len(  # noqa: ASYNC110
-                STRUCTURED
-            ):
+            while len(history := await _histories(store, chats)) < len(STRUCTURED):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert len(history) == len(STRUCTURED)
         for stored in history:
             assert message_proto(queued_message(stored)) == received[stored.provider_message_id]
     finally:
         await store.close()
+
+
+async def _histories(store: Store, chats: set[str]) -> list[StoredMessage]:
+    found = []
+    for chat in sorted(chats):
+        found.extend(await store.message_history(BOT, PROVIDER, chat, 1000))
+    return found
+
+
+def _structured_frame(name: str, provider_id: str, **details: Any) -> str:
+    """A golden structured frame for this pipeline's bot with its details replaced."""
+    frame = json.loads(_fresh_frame(name))
+    frame["structuredMessage"]["header"]["providerMessageId"] = provider_id
+    frame["structuredMessage"]["details"] = details
+    return json.dumps(frame)
+
+
+async def test_typed_fields_reach_subscribe_under_the_rules_of_the_text(
+    pipeline: Pipeline,
+) -> None:
+    """Issue 22: "NaN" coordinates are not passed on as valid, and an edit as long as the
+    wire allows is cut exactly as its text is cut, in Edit.text too."""
+    await _start_bot(pipeline)
+    longest = "ja, " * 16_384  # 65,536 characters, the bound of Edit.text
+    frames = [
+        _structured_frame(
+            "structured_location",
+            "WA-nan",
+            location={"latitude": "NaN", "longitude": "Infinity", "coordinatesValid": True},
+        ),
+        _structured_frame(
+            "structured_edit",
+            "WA-long-edit",
+            edit={"targetMessageId": "3EB0ORIGINAL00000001", "text": longest, "decrypted": True},
+        ),
+    ]
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        for frame in frames:
+            ack = await _exchange(ws, frame)
+            assert ack.status == w.ACK_STATUS_ACCEPTED, ack.reason
+    await pipeline.subscriber.wait_for(2, within=20)
+    received = {m.message.provider_message_id: m.message for m in pipeline.subscriber.messages}
+    location = received["WA-nan"]
+    assert location.content == "📍 (invalid coordinates)"
+    assert location.details.location.coordinates_valid is False
+    assert (location.details.location.latitude, location.details.location.longitude) == (0, 0)
+    edit = received["WA-long-edit"]
+    limit = QueueLimits().max_message_characters
+    assert len(edit.content) == limit
+    assert edit.content == truncate_marked(
+        f"[Edited message 3EB0ORIGINAL00000001] {longest}", limit
+    )
+    assert edit.content == f"[Edited message 3EB0ORIGINAL00000001] {edit.details.edit.text}"
+    assert edit.details.edit.text.endswith("more characters]")
 
 
 async def test_media_that_replies_gets_the_reply_line_when_its_text_is_ready(

@@ -22,6 +22,8 @@ def test_text_frame_becomes_a_valid_add_message_request() -> None:
     assert request.message.content == "hi all"
     assert request.message.source == message_pb2.MESSAGE_SOURCE_USER
     assert request.message.group.group_name == "Team"
+    frame.header.group.group_name = "Team\u202e\x1b[31m"
+    assert translate.text_request(frame).message.group.group_name == "Team [31m"
     assert request.message.originating_time == frame.header.originating_time
 
 
@@ -63,3 +65,40 @@ def test_derived_ids_differ_per_bot_and_message() -> None:
     }
     assert len(ids) == 4
     assert all(is_uuid4(i) for i in ids)
+
+
+def test_context_is_sanitized_rendered_and_passed_on() -> None:
+    fixture = VALID["text_message_context"]
+    frame = parse_node_frame(frame_text(fixture)).text_message
+    frame.header.context.sender_name = "Anna\u202e\x00"
+    frame.header.context.ad_reply.title = "Summer sale:\n20% off"
+    request = translate.text_request(frame)
+    assert validate_message(request) == []
+    assert request.message.content == fixture["rendered"]
+    context = request.message.context
+    assert context.sender_name == "Anna"
+    assert context.correspondent_phone == "4915112345678"
+    assert [m.jid for m in context.mentions] == [m.jid for m in frame.header.context.mentions]
+    assert context.ad_reply.click_id == frame.header.context.ad_reply.click_id
+
+
+def test_media_keeps_a_sanitized_reply_and_context_for_later() -> None:
+    frame = parse_node_frame(frame_text(VALID["media_message_image_reply"])).media_message
+    frame.reply_to.snippet = "see\x00 you\u2066"
+    frame.header.context.view_once = True
+    frame.header.context.sender_phone = "+49 151 1234"
+    request = translate.media_request(frame)
+    assert validate_message(request) == []
+    assert request.message.reply_to.snippet == "see you"
+    assert request.message.context.view_once
+    assert request.message.context.sender_phone == "491511234"
+    # The caption stays the sender's own: the media's text is rendered when it resolves.
+    assert request.message.content == frame.message
+
+
+def test_a_group_event_names_the_sender_by_phone() -> None:
+    fixture = VALID["structured_group_event_add"]
+    frame = parse_node_frame(frame_text(fixture)).structured_message
+    request = translate.structured_request(frame)
+    assert request.message.content == fixture["rendered"]
+    assert request.message.content.startswith("[Group] +4917600000001 added ")

@@ -53,6 +53,9 @@ def test_every_golden_frame_is_built_as_parse_dict_builds_it() -> None:
     for name in ("text_message.json", "text_message_group.json", "media_message_image.json"):
         assert name in taken
     assert "media_message_document_snake_case.json" in taken  # proto names work too
+    # Node sends the message context with every message: it stays on the fast path.
+    assert "text_message_context.json" in taken
+    assert "structured_group_event_add.json" in taken
     assert "bad_timestamp.json" not in taken
 
 

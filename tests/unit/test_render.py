@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from chatbot.common.v1 import context_pb2 as c
 from chatbot.common.v1 import details_pb2 as d
 
-from services.common.render import render, render_details, sanitize_type_name
+from services.common.render import render, render_details, reply_prefix, sanitize_type_name
 
 
 def test_location_has_name_address_coordinates_and_a_map_link() -> None:
@@ -95,3 +98,119 @@ def test_emoji_sequences_and_emoji_newer_than_python_survive() -> None:
             render_details(d.MessageDetails(reaction=reaction))
             == f"[Reaction {emoji} to message A1]"
         )
+
+
+def test_business_message_is_the_question_and_its_numbered_choices() -> None:
+    message = d.BusinessMessage(
+        kind=d.BUSINESS_MESSAGE_KIND_BUTTONS,
+        body="Do you want a call back?",
+        footer="Reply below",
+        choices=[d.BusinessChoice(id="y", title="Yes"), d.BusinessChoice(id="n", title="No")],
+    )
+    assert render_details(d.MessageDetails(business_message=message)) == (
+        "[Buttons] Do you want a call back?\n1. Yes\n2. No"
+    )
+    listed = d.BusinessMessage(
+        kind=d.BUSINESS_MESSAGE_KIND_LIST,
+        header="Menu",
+        body="Pick a size",
+        choices=[d.BusinessChoice(id="s", title="Small", description="250 ml")],
+        omitted_choice_count=3,
+    )
+    assert render_details(d.MessageDetails(business_message=listed)) == (
+        "[List] Menu — Pick a size\n1. Small — 250 ml\n(3 more choices not shown)"
+    )
+
+
+def test_commerce_says_kind_reference_items_amount_and_status() -> None:
+    order = d.Commerce(
+        kind=d.COMMERCE_KIND_ORDER,
+        reference_id="123",
+        item_count=2,
+        amount="12.50",
+        currency="EUR",
+        status="shipped",
+    )
+    assert render_details(d.MessageDetails(commerce=order)) == (
+        "[Order 123: 2 items, 12.50 EUR, status shipped]"
+    )
+    request = d.Commerce(kind=d.COMMERCE_KIND_PAYMENT_REQUEST, amount="10.00", currency="USD")
+    assert render_details(d.MessageDetails(commerce=request)) == "[Payment request: 10.00 USD]"
+    product = d.Commerce(kind=d.COMMERCE_KIND_PRODUCT, title="Blue shirt", text="in stock")
+    assert render_details(d.MessageDetails(commerce=product)) == ("[Product: Blue shirt] in stock")
+
+
+def test_group_events_name_who_did_what_never_as_a_person_writing() -> None:
+    added = d.GroupEvent(
+        action=d.GROUP_ACTION_ADD,
+        stub_type="GROUP_PARTICIPANT_ADD",
+        participants=[c.Mention(jid="1@lid", phone="4915112345678"), c.Mention(jid="2@lid")],
+    )
+    context = c.MessageContext(sender_phone="4917600000001")
+    assert render("", d.MessageDetails(group_event=added), context=context, sender="9@lid") == (
+        "[Group] +4917600000001 added +4915112345678, 2@lid"
+    )
+    subject = d.GroupEvent(
+        action=d.GROUP_ACTION_SUBJECT, stub_type="GROUP_CHANGE_SUBJECT", new_value="Book club\n"
+    )
+    assert render("", d.MessageDetails(group_event=subject), sender="9@lid") == (
+        '[Group] 9@lid changed the subject to "Book club"'
+    )
+    left = d.GroupEvent(action=d.GROUP_ACTION_LEAVE, stub_type="GROUP_PARTICIPANT_LEAVE")
+    assert render("", d.MessageDetails(group_event=left), sender="9@lid") == "[Group] 9@lid left"
+
+
+def test_unreadable_timer_identity_and_unreadable_edit() -> None:
+    assert render_details(d.MessageDetails(undecryptable=d.Undecryptable(reason="bad MAC"))) == (
+        "[A message from this person could not be read]"
+    )
+    week = d.DisappearingTimer(expiration_seconds=7 * 86400)
+    assert render_details(d.MessageDetails(disappearing_timer=week)) == (
+        "[Disappearing messages set to 7 days]"
+    )
+    off = d.MessageDetails(disappearing_timer=d.DisappearingTimer())
+    assert render_details(off) == "[Disappearing messages turned off]"
+    change = d.IdentityChange(
+        previous_correspondent_id="4915112345678@s.whatsapp.net", correspondent_id="77@lid"
+    )
+    assert render_details(d.MessageDetails(identity_change=change)) == (
+        "[Identity] 4915112345678@s.whatsapp.net is now 77@lid"
+    )
+    secret = d.Edit(target_message_id="A1", decrypted=False)
+    assert render_details(d.MessageDetails(edit=secret)) == (
+        "[Edited message A1] (new text not readable)"
+    )
+
+
+def test_context_lines_come_before_the_reply_line_and_the_text() -> None:
+    context = c.MessageContext(
+        chat_kind=c.CHAT_KIND_NEWSLETTER,
+        view_once=True,
+        forwarded=True,
+        ad_reply=c.AdReply(title="Summer \u202esale", source_id="ad-1"),
+    )
+    reply = d.ReplyContext(quoted_message_id="Q1")
+    assert render("hi", reply_to=reply, context=context) == (
+        '[Channel post] [View once]\n[Reply to ad "Summer sale"]\n[Reply to message Q1]\nhi'
+    )
+    assert render("mine", context=c.MessageContext(from_owner=True)) == "[Owner]\nmine"
+    # Identity, mentions, forwarding and the timer are typed fields only.
+    quiet = c.MessageContext(
+        sender_phone="49151",
+        forwarded=True,
+        mentions=[c.Mention(jid="1@lid")],
+        expiration_seconds=86400,
+    )
+    assert render("plain", context=quiet) == "plain"
+
+
+def test_reply_prefix_renders_stored_context_and_reply_lines_for_media() -> None:
+    stored = json.dumps(
+        {
+            "context": {"viewOnce": True, "senderPhone": "49151", "zz": 1},
+            "replyTo": {"quotedMessageId": "Q1", "snippet": "where?"},
+        }
+    )
+    assert reply_prefix(stored) == '[View once]\n[Reply to message Q1: "where?"]\n'
+    assert reply_prefix(json.dumps({"context": {"forwarded": True}})) == ""
+    assert reply_prefix(None) == ""

@@ -96,3 +96,30 @@ def test_non_json_constants_are_refused(constant: str) -> None:
 def test_a_byte_order_mark_before_the_json_is_refused_as_in_node() -> None:
     text = b'\xef\xbb\xbf{"frameId":"f","ack":{"frameId":"x","status":1}}'
     assert "not JSON" in _refused(text).reason
+
+
+@pytest.mark.parametrize("status", ["1.5", "true", '"1"', '" 2"'])
+def test_an_enum_is_a_name_or_a_whole_number_as_node_reads_it(status: str) -> None:
+    # ParseDict alone would read 1.5 as 1 and "1" as 1; Node refuses both.
+    text = '{"frameId":"a","ack":{"frameId":"x","status":' + status + "}}"
+    with pytest.raises(FrameError, match=r"cannot decode enum chatbot\.wire\.v1\.AckStatus"):
+        parse_node_frame(text)
+    assert parse_node_frame('{"frameId":"a","ack":{"frameId":"x","status":1.0}}').ack.status == 1
+
+
+@pytest.mark.parametrize("event", ['""', "0", "true", "[]"])
+def test_a_message_field_is_an_object_as_node_reads_it(event: str) -> None:
+    # ParseDict alone would read "" as an empty Event (which has no required field).
+    header = (
+        '{"botId":"b","correspondentId":"c","sender":"s","providerMessageId":"p",'
+        f'"originatingTime":"{iso_now()}"}}'
+    )
+    text = (
+        '{"frameId":"a","structuredMessage":{"header":'
+        + header
+        + ',"details":{"event":'
+        + event
+        + "}}}"
+    )
+    with pytest.raises(FrameError, match=r"cannot decode message chatbot\.common\.v1\.Event"):
+        parse_node_frame(text)

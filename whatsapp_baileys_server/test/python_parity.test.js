@@ -4,13 +4,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { MediaKind } from "../src/gen/chatbot/common/v1/message_pb.js";
-import { AckStatus, SessionState } from "../src/gen/chatbot/wire/v1/frames_pb.js";
-import { FrameError, buildNodeFrame, encodeNodeFrame, parseNodeFrame } from "../src/wire.js";
+import { AckStatus, SessionState, file_chatbot_wire_v1_frames } from "../src/gen/chatbot/wire/v1/frames_pb.js";
+import { FrameError, buildNodeFrame, encodeNodeFrame, parseFrame, parseNodeFrame } from "../src/wire.js";
 import { isoFromSeconds, nowSeconds } from "./helpers/clock.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -80,5 +80,54 @@ test("frames Node builds pass the Python parser; rejections read the same", () =
     const node = nodeVerdict(text);
     if (i < built.length) assert.deepEqual(python[i], { ok: true }, `Python refused ${text}: ${python[i].reason}`);
     assert.deepEqual(node, python[i], `verdicts differ for ${text}`);
+  });
+});
+
+// Every golden fixture, both directions of the socket: the two parsers give the same
+// verdict, and a broken constraint reads the same.
+const FIXTURE_SCRIPT = `
+import json, sys
+from chatbot.wire.v1 import frames_pb2
+from services.common.wire import FrameError, parse_frame
+for line in sys.stdin:
+    kind, text = json.loads(line)
+    try:
+        parse_frame(text, getattr(frames_pb2, kind))
+        print(json.dumps({"ok": True}))
+    except FrameError as exc:
+        print(json.dumps({"ok": False, "reason": exc.reason}))
+`;
+
+test("every golden fixture gets the same verdict from Python and Node", () => {
+  const dir = join(ROOT, "tests", "fixtures", "wire");
+  const cases = ["valid", "invalid"].flatMap((kind) =>
+    readdirSync(join(dir, kind))
+      .filter((name) => name.endsWith(".json"))
+      .map((name) => JSON.parse(readFileSync(join(dir, kind, name), "utf8"))),
+  );
+  const inputs = cases.map((f) => [f.message_type.split(".").pop(), "raw" in f ? String(f.raw) : JSON.stringify(f.frame)]);
+  assert.ok(existsSync(PYTHON), `${PYTHON} is missing: run 'make venv' first`);
+  const out = spawnSync(PYTHON, ["-c", FIXTURE_SCRIPT], {
+    cwd: ROOT,
+    input: inputs.map((i) => JSON.stringify(i)).join("\n") + "\n",
+    encoding: "utf8",
+    env: { ...process.env, PYTHONPATH: [ROOT, join(ROOT, "gen", "python")].join(":") },
+  });
+  assert.equal(out.status, 0, out.stderr);
+  const python = out.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(python.length, inputs.length);
+  inputs.forEach(([kind, text], i) => {
+    const schema = file_chatbot_wire_v1_frames.messages.find((m) => m.name === kind);
+    let node = { ok: true };
+    try {
+      parseFrame(text, schema);
+    } catch (err) {
+      if (!(err instanceof FrameError)) throw err;
+      node = { ok: false, reason: err.reason };
+    }
+    assert.equal(node.ok, python[i].ok, `verdicts differ for ${text.slice(0, 200)}`);
+    if (!node.ok && node.reason.startsWith("invalid frame:")) {
+      assert.equal(node.reason, python[i].reason, `reasons differ for ${text.slice(0, 200)}`);
+    }
   });
 });
