@@ -43,7 +43,7 @@ from google.protobuf.message import Message
 
 from services.common.render import clean, clean_text, coordinates_valid, name_characters, render
 from services.common.store import DEFAULT_MAX_MESSAGE_CHARACTERS
-from services.queue_svc.correspondent_queue import truncate_marked
+from services.common.truncation import truncate_marked
 
 #: A string field without a `max_length` in the proto is still bounded.
 DEFAULT_MAX_LENGTH = 1024

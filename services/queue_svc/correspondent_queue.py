@@ -18,6 +18,7 @@ from enum import Enum
 
 from services.common.errors import InvalidInputError
 from services.common.render import reply_prefix
+from services.common.truncation import truncate_marked
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
 
 Clock = Callable[[], float]
@@ -27,26 +28,6 @@ Clock = Callable[[], float]
 RESOLVED_MEMORY = 1024
 
 
-def truncate_marked(content: str, limit: int) -> str:
-    """`content` cut to at most `limit` characters, saying so at its end.
-
-    The bot must know it sees only part of a message (a cut-off question reads like a
-    complete one). The marker counts towards the limit; below a few dozen characters
-    there is no room for it and the text is cut bare.
-    """
-    if len(content) <= limit:
-        return content
-
-    def marker(kept: int) -> str:
-        return f" … [message truncated: {len(content) - kept:,} more characters]"
-
-    # Keeping less only lengthens the marker, so this settles (on kept + marker == limit).
-    kept = limit
-    while kept >= 0 and limit - len(marker(kept)) < kept:
-        kept = limit - len(marker(kept))
-    if kept < len(marker(kept)):
-        return content[:limit]
-    return content[:kept] + marker(kept)
 
 
 class UpdateStatus(Enum):

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.truncation import truncate_marked
 from services.common.wire import FrameError, encode_frame, parse_gateway_frame, parse_node_frame
-from services.queue_svc.correspondent_queue import truncate_marked
 from services.queue_svc.messages import QueueLimits
 from tests.helpers.frame_corpus import BOT, CorpusFrame, build_corpus
 from tests.helpers.node_api import fake_node_api

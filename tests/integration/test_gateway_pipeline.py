@@ -17,9 +17,9 @@ from chatbot.wire.v1 import frames_pb2 as w
 from google.protobuf import json_format
 
 from services.common.store import Store, StoreConfig, StoredMessage, open_store
+from services.common.truncation import truncate_marked
 from services.common.wire import encode_frame, parse_gateway_frame
 from services.queue_svc.convert import message_proto
-from services.queue_svc.correspondent_queue import truncate_marked
 from services.queue_svc.messages import QueueLimits
 from services.queue_svc.recovery import queued_message
 from tests.helpers import secantus

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from services.common.render import hidden, render
 from services.common.store import DEFAULT_MAX_MESSAGE_CHARACTERS
+from services.common.truncation import truncate_marked
 from services.common.typed_fields import (
     UNKNOWN,
     sanitize_context,
@@ -24,7 +25,6 @@ from services.common.typed_fields import (
     sanitize_reply,
 )
 from services.common.validation import validate_message
-from services.queue_svc.correspondent_queue import truncate_marked
 
 LIMIT = DEFAULT_MAX_MESSAGE_CHARACTERS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.queue_svc.correspondent_queue import CorrespondentQueue, UpdateStatus, truncate_marked
+from services.common.truncation import truncate_marked
+from services.queue_svc.correspondent_queue import CorrespondentQueue, UpdateStatus
 from services.queue_svc.messages import QueueLimits
 from tests.unit.queue_svc.helpers import IMAGE, FakeClock, media_id, text
 
