@@ -6,9 +6,16 @@ store = await open_store(StoreConfig.from_env())
 """
 
 from services.common.store._config import StoreConfig
+from services.common.store._identity_types import (
+    LID_SUFFIX,
+    PHONE_SUFFIX,
+    IdentityPair,
+    KnownIdentity,
+)
 from services.common.store._interface import (
     BotConfigStore,
     DefinitionsStore,
+    IdentityStore,
     LeaseStore,
     MediaJobStore,
     MessageStore,
@@ -43,13 +50,18 @@ __all__ = [
     "DEFAULT_MAX_CHARACTERS",
     "DEFAULT_MAX_MESSAGES",
     "DEFAULT_MAX_MESSAGE_CHARACTERS",
+    "LID_SUFFIX",
+    "PHONE_SUFFIX",
     "AppendResult",
     "BotConfig",
     "BotConfigStore",
     "ClaimedJob",
     "DefinitionsStore",
+    "IdentityPair",
+    "IdentityStore",
     "JobCollection",
     "JobStatus",
+    "KnownIdentity",
     "LeaseStore",
     "MediaJob",
     "MediaJobStore",

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from services.common.store._identity_types import IdentityPair, KnownIdentity
 from services.common.store._message_types import (
     AppendResult,
     StoredMessage,
@@ -169,6 +170,26 @@ class MediaJobStore(Protocol):
         """Return early when a job may have become claimable, else after `timeout`."""
 
 
+class IdentityStore(Protocol):
+    """The identity map per bot: which LID and which phone-number JID are one person.
+    Written by the queue_svc shard that owns the bot (from message contexts and
+    LearnIdentities), read by it at StartBot; shared by every replica through the store."""
+
+    async def learn_identities(
+        self, bot_id: str, pairs: Sequence[IdentityPair]
+    ) -> list[IdentityPair]:
+        """Records, unsettled, each pair whose LID and phone JID are both new for the bot;
+        a pair naming a known LID or phone JID (the same pair again, or a conflicting one)
+        changes nothing: the first pair recorded wins. Returns the pairs recorded by this
+        call, in input order; so of concurrent learners of one pair exactly one gets it."""
+
+    async def identities(self, bot_id: str) -> list[KnownIdentity]:
+        """Every pair of the bot, ordered by phone JID."""
+
+    async def settle_identities(self, bot_id: str, phone_jids: Sequence[str]) -> int:
+        """Marks the bot's pairs of these phone JIDs settled; how many changed."""
+
+
 class LeaseStore(Protocol):
     """Named leases: one holder at a time until its ttl runs out (media_svc's sweeps)."""
 
@@ -177,7 +198,15 @@ class LeaseStore(Protocol):
 
 
 @runtime_checkable
-class Store(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, LeaseStore, Protocol):
+class Store(
+    BotConfigStore,
+    DefinitionsStore,
+    MessageStore,
+    MediaJobStore,
+    LeaseStore,
+    IdentityStore,
+    Protocol,
+):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.
 
     Datetimes are timezone-aware UTC and read back with millisecond precision.

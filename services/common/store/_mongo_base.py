@@ -115,6 +115,8 @@ class MongoBase(AdapterBase):
         # One counter document per bot ({_id: bot_id, last}): the delivery sequences.
         self._sequences: AsyncCollection[Doc] = db["queue_sequences"]
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
+        # The identity map: {bot_id, phone_jid, lid, settled, learned_at}.
+        self._identities: AsyncCollection[Doc] = db["identities"]
         self._migrations: AsyncCollection[Doc] = db[_MIGRATIONS]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
@@ -167,6 +169,13 @@ class MongoBase(AdapterBase):
         )
         await self._cursors.create_index(
             [("consumer", 1), ("bot_id", 1)], unique=True, name="consumer_bot"
+        )
+        # A phone JID and a LID each belong to one person per bot.
+        await self._identities.create_indexes(
+            [
+                IndexModel([("bot_id", 1), ("phone_jid", 1)], unique=True, name="bot_phone"),
+                IndexModel([("bot_id", 1), ("lid", 1)], unique=True, name="bot_lid"),
+            ]
         )
         for collection in _LIVE:
             await self._jobs[collection].create_indexes(

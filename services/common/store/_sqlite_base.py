@@ -29,7 +29,7 @@ from services.common.store._types import (
     from_millis,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -96,6 +96,11 @@ def _tables() -> list[str]:
             updated_at INTEGER NOT NULL, PRIMARY KEY (consumer, bot_id))""",
         """CREATE TABLE IF NOT EXISTS leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)""",
+        # The identity map: a phone JID and a LID each belong to one person per bot.
+        """CREATE TABLE IF NOT EXISTS identities (
+            bot_id TEXT NOT NULL, phone_jid TEXT NOT NULL, lid TEXT NOT NULL,
+            settled INTEGER NOT NULL, learned_at INTEGER NOT NULL,
+            PRIMARY KEY (bot_id, phone_jid), UNIQUE (bot_id, lid))""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"

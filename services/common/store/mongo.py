@@ -28,6 +28,7 @@ from services.common.store._mongo_base import (
     _now,
     _seconds,
 )
+from services.common.store._mongo_identities import MongoIdentities
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
 from services.common.store._types import (
@@ -39,11 +40,12 @@ from services.common.store._types import (
 )
 
 
-class MongoStore(MongoJobs, MongoMessages):
+class MongoStore(MongoJobs, MongoMessages, MongoIdentities):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
-    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); plumbing in
+    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); the identity map in
+    `MongoIdentities`; plumbing in
     `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:

@@ -20,6 +20,7 @@ from services.common.store._sqlite_base import (
     _put_document,
     _without_id,
 )
+from services.common.store._sqlite_identities import SqliteIdentities
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
 from services.common.store._types import (
@@ -34,11 +35,12 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages):
+class SqliteStore(SqliteJobs, SqliteMessages, SqliteIdentities):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
-    `SqliteJobs`; schema, migrations and plumbing in `SqliteBase`."""
+    `SqliteJobs`; the identity map in `SqliteIdentities`; schema, migrations and
+    plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------
 
