@@ -174,6 +174,15 @@ def _group_invite(invite: d.GroupInvite) -> str:
     return text
 
 
+def _identity_change(change: d.IdentityChange) -> str:
+    text = (
+        f"[Identity] {clean(change.previous_correspondent_id, 256)}"
+        f" is now {clean(change.correspondent_id, 256)}"
+    )
+    phone = clean(change.phone, 20) if change.HasField("phone") else ""
+    return f"{text} (+{phone})" if phone else text
+
+
 def render_details(details: d.MessageDetails) -> str:
     """The text for one structured message (without its reply context)."""
     kind = details.WhichOneof("kind")
@@ -201,6 +210,8 @@ def render_details(details: d.MessageDetails) -> str:
         return f"[Message {clean(details.deletion.target_message_id, 256)} deleted]"
     if kind == "unsupported":
         return f"[Unsupported message: {sanitize_type_name(details.unsupported.message_type)}]"
+    if kind == "identity_change":
+        return _identity_change(details.identity_change)
     return "[Unsupported message: unknown]"
 
 

@@ -32,7 +32,19 @@ def _new_message(header: w.IncomingHeader, content: str) -> q.NewMessage:
     message.originating_time.CopyFrom(header.originating_time)
     if header.HasField("group"):
         message.group.CopyFrom(header.group)
+    if header.HasField("context"):
+        # Every kind of frame carries it the same way; queue_svc keeps it with the
+        # message (and with a media job, so a rebuilt placeholder has it too).
+        message.context.CopyFrom(header.context)
     return message
+
+
+def identities_request(frame: w.IdentityMappings) -> q.LearnIdentitiesRequest:
+    """LID <-> phone pairs Node learned outside any message, for the bot's shard."""
+    return q.LearnIdentitiesRequest(
+        bot_id=frame.bot_id,
+        pairs=[q.IdentityPair(lid=m.lid, phone_jid=m.phone_jid) for m in frame.mappings],
+    )
 
 
 def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
