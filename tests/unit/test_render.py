@@ -95,3 +95,21 @@ def test_emoji_sequences_and_emoji_newer_than_python_survive() -> None:
             render_details(d.MessageDetails(reaction=reaction))
             == f"[Reaction {emoji} to message A1]"
         )
+
+
+def test_an_identity_change_names_both_ids_and_the_phone() -> None:
+    change = d.IdentityChange(
+        previous_correspondent_id="4915100000007@s.whatsapp.net",
+        correspondent_id="777@lid",
+        phone="4915100000007",
+    )
+    assert (
+        render_details(d.MessageDetails(identity_change=change))
+        == "[Identity] 4915100000007@s.whatsapp.net is now 777@lid (+4915100000007)"
+    )
+    change.ClearField("phone")
+    change.correspondent_id = "777@lid\u202e\n"
+    assert (
+        render_details(d.MessageDetails(identity_change=change))
+        == "[Identity] 4915100000007@s.whatsapp.net is now 777@lid"
+    )
