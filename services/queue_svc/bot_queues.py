@@ -139,11 +139,21 @@ class BotQueues:
         finds nothing left to move."""
         had_history = self.has_history(phone_jid)
         source = self._queues.pop(phone_jid, None)
-        target = self.queue(lid)
         seed = self._seeds.pop(phone_jid, None)
+        pending = [r for r in self._backlog if r.correspondent_id == phone_jid]
+        if source is None and not pending:
+            # Nothing in memory (StartBot applies every known pair): no queue is created
+            # for the LID, only its first id raised above the phone JID's persisted ones.
+            if seed is not None:
+                existing = self._queues.get(lid)
+                if existing is not None:
+                    existing.seed_next_id(seed)
+                else:
+                    self._seeds[lid] = max(self._seeds.get(lid, 1), seed)
+            return MergeOutcome(had_history)
+        target = self.queue(lid)
         if seed is not None:
             target.seed_next_id(seed)
-        pending = [r for r in self._backlog if r.correspondent_id == phone_jid]
         old_ids = {r.message.id for r in pending}
         if source is not None:
             target.seed_next_id(source.next_id)

@@ -190,3 +190,15 @@ def test_readdress_moves_a_phone_message_to_the_lid_and_leaves_the_unknown_alone
     # A bot's own message is addressed to the person but gets no context.
     reply = replace(text("answer", sender="bot@s.whatsapp.net"), source="bot")
     assert readdress(bot.identities, PHONE, reply) == (LID, reply)
+
+
+def test_known_pairs_with_nothing_in_memory_create_no_queue() -> None:
+    bot = BotQueues("bot", "p", QueueLimits())
+    bot.seed_next_ids({PHONE: 9})
+    other = IdentityPair("778@lid", "4915100000008@s.whatsapp.net")
+    for pair in (PAIR, other):
+        bot.identities.add(pair)
+        bot.merge(pair.phone_jid, pair.lid, partial(moved_entry, bot.identities, pair.lid))
+    assert list(bot.queues()) == []
+    # The LID's first id still continues above the phone JID's persisted ones.
+    assert bot.queue(LID).next_id == 10 and bot.queue(other.lid).next_id == 1
