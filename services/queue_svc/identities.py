@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
 
-from services.common.store import IdentityPair, IdentityStore, MessageStore
-from services.common.store._identity_types import first_of_each
+from services.common.store import IdentityPair, IdentityStore, MessageStore, distinct_pairs
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.identity import event_provider_id, identity_event, moved_entry
 from services.queue_svc.ingestion import Ingestion
@@ -51,7 +50,7 @@ class Identities:
         """Records the pairs this bot does not know yet and applies those recorded now."""
         fresh = [
             p
-            for p in first_of_each(pairs)
+            for p in distinct_pairs(pairs)
             if not bot.identities.knows(p) and not bot.identities.conflicts(p)
         ]
         if not fresh:

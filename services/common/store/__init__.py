@@ -11,6 +11,7 @@ from services.common.store._identity_types import (
     PHONE_SUFFIX,
     IdentityPair,
     KnownIdentity,
+    distinct_pairs,
 )
 from services.common.store._interface import (
     BotConfigStore,
@@ -72,6 +73,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoredMessage",
+    "distinct_pairs",
     "message_fields",
     "open_store",
     "truncate_to_millis",

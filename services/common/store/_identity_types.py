@@ -45,7 +45,7 @@ class KnownIdentity:
     settled: bool
 
 
-def first_of_each(pairs: Iterable[IdentityPair]) -> list[IdentityPair]:
+def distinct_pairs(pairs: Iterable[IdentityPair]) -> list[IdentityPair]:
     """The pairs with every LID and every phone JID used once: a later pair that names
     either again is dropped (first one wins, as in the store)."""
     lids: set[str] = set()

@@ -10,7 +10,7 @@ from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
 from services.common.errors import InvalidInputError
-from services.common.store._identity_types import IdentityPair, KnownIdentity, first_of_each
+from services.common.store._identity_types import IdentityPair, KnownIdentity, distinct_pairs
 from services.common.store._mongo_base import MongoBase, _now, _only_duplicates
 
 
@@ -24,7 +24,7 @@ class MongoIdentities(MongoBase):
         self, bot_id: str, pairs: Sequence[IdentityPair]
     ) -> list[IdentityPair]:
         _check_bot(bot_id)
-        wanted = first_of_each(pairs)
+        wanted = distinct_pairs(pairs)
         if not wanted:
             return []
         now = _now()

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from services.common.errors import InvalidInputError
-from services.common.store._identity_types import IdentityPair, KnownIdentity, first_of_each
+from services.common.store._identity_types import IdentityPair, KnownIdentity, distinct_pairs
 from services.common.store._sqlite_base import SqliteBase, _now_ms
 
 
@@ -21,7 +21,7 @@ class SqliteIdentities(SqliteBase):
         self, bot_id: str, pairs: Sequence[IdentityPair]
     ) -> list[IdentityPair]:
         _check_bot(bot_id)
-        wanted = first_of_each(pairs)
+        wanted = distinct_pairs(pairs)
         if not wanted:
             return []
 
