@@ -31,6 +31,11 @@ class IdentitiesStore(IdentityStore, MessageStore, Protocol):
     """The identity map, and the persisted provider ids that recognise an event sent."""
 
 
+class IdentityMetrics(Protocol):
+    def identities_learned(self, count: int) -> None: ...
+    def correspondents_merged(self, count: int) -> None: ...
+
+
 @dataclass(slots=True)
 class Learned:
     """Pairs applied to one bot: settle them once `waits` (their events) are durable."""
@@ -42,9 +47,12 @@ class Learned:
 
 
 class Identities:
-    def __init__(self, store: IdentitiesStore, ingestion: Ingestion) -> None:
+    def __init__(
+        self, store: IdentitiesStore, ingestion: Ingestion, metrics: IdentityMetrics | None = None
+    ) -> None:
         self._store = store
         self._ingestion = ingestion
+        self._metrics = metrics
 
     async def learn(self, bot: BotQueues, pairs: Sequence[IdentityPair]) -> Learned:
         """Records the pairs this bot does not know yet and applies those recorded now."""
@@ -63,6 +71,8 @@ class Identities:
             # Another learner recorded them first, or they conflict with a stored pair;
             # either way the store's pair is the one StartBot loads.
             log.info("identity pairs not recorded", extra={"bot_id": bot.bot_id, "count": refused})
+        if recorded and self._metrics is not None:
+            self._metrics.identities_learned(len(recorded))
         return await self.apply(bot, recorded, announce={p.phone_jid for p in recorded})
 
     async def apply(
@@ -117,6 +127,8 @@ class Identities:
             learned.waits.append(self._ingestion.durable(bot.bot_id, key))
         if learned.events:
             self._ingestion.notify()
+        if learned.merged and self._metrics is not None:
+            self._metrics.correspondents_merged(learned.merged)
         return learned
 
     async def settle(self, bot_id: str, learned: Learned) -> None:

@@ -34,7 +34,7 @@ from services.common.store import (
 )
 from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
-from services.queue_svc.identities import Identities, Learned
+from services.queue_svc.identities import Identities, IdentityMetrics, Learned
 from services.queue_svc.identity import pairs_in, readdress
 from services.queue_svc.ingestion import Ingestion, IngestionMetrics, await_durable
 from services.queue_svc.lifecycle import BotLifecycle
@@ -87,7 +87,7 @@ class QueueStore(
     """Everything but leases: queue_svc takes none."""
 
 
-class ServiceMetrics(IngestionMetrics, Protocol):
+class ServiceMetrics(IngestionMetrics, IdentityMetrics, Protocol):
     def subscriber_dropped(self) -> None: ...
 
 
@@ -122,7 +122,7 @@ class QueueService:
         self._placeholders = Placeholders(
             store, jobs, routing, self._ingestion, self._settings.write_timeout_seconds
         )
-        self._identities = Identities(store, self._ingestion)
+        self._identities = Identities(store, self._ingestion, metrics)
         self._lifecycle = BotLifecycle(
             store,
             jobs,
