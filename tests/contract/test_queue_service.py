@@ -425,3 +425,29 @@ async def test_context_survives_the_queue_and_a_restart(stub: Stub) -> None:
     by_phone = q.GetWindowRequest(bot_id=BOT, correspondent_id="4915100000031@s.whatsapp.net")
     (message,) = (await stub.GetWindow(by_phone)).messages
     assert message.context == expected
+
+
+async def test_a_placeholder_rebuilt_from_its_job_keeps_the_context(stub: Stub) -> None:
+    mid = str(uuid.uuid4())
+    request = inject(mid, pid="WA-CTX-IMG")
+    request.message.context.chat_kind = context_pb2.CHAT_KIND_DIRECT
+    request.message.context.forwarded = True
+    request.message.context.view_once = True
+    request.message.reply_to.quoted_message_id = "WA-EARLIER"
+    await stub.InjectPlaceholder(request)
+    await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    # Rebuilt from the media job, not from memory.
+    assert (await stub.StartBot(q.StartBotRequest(bot_id=BOT))).placeholders_restored == 1
+    window = q.GetWindowRequest(bot_id=BOT, correspondent_id="c1")
+    (placeholder,) = (await stub.GetWindow(window)).messages
+    assert placeholder.media_processing_id == mid
+    assert placeholder.context == request.message.context
+    updated = await stub.UpdateByMediaId(
+        q.UpdateByMediaIdRequest(
+            bot_id=BOT, correspondent_id="c1", media_processing_id=mid, content="[Voice] hi"
+        )
+    )
+    assert updated.status == q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+    (resolved,) = (await stub.GetWindow(window)).messages
+    assert resolved.context == request.message.context
+    assert resolved.reply_to == request.message.reply_to
