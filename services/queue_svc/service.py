@@ -217,17 +217,18 @@ class QueueService:
             waits: list[asyncio.Future[None] | None] = []
             # Pairs the batch reveals are learned (and merges done, events queued) before
             # any of its messages is queued, so they all land in the person's one queue.
+            revealed: dict[str, list[IdentityPair]] = {}
+            for item in items:
+                if bots[item.bot_id] is not None:
+                    pairs = pairs_in(item.correspondent_id, item.message)
+                    if pairs:
+                        revealed.setdefault(item.bot_id, []).extend(pairs)
             learned: dict[str, Learned] = {}
-            for bot_id, bot in bots.items():
-                pairs = [
-                    pair
-                    for item in items
-                    if item.bot_id == bot_id
-                    for pair in pairs_in(item.correspondent_id, item.message)
-                ]
-                if bot is not None and pairs:
-                    learned[bot_id] = await self._identities.learn(bot, pairs)
-                    waits.extend(learned[bot_id].waits)
+            for bot_id, pairs in revealed.items():
+                bot = bots[bot_id]
+                assert bot is not None
+                learned[bot_id] = await self._identities.learn(bot, pairs)
+                waits.extend(learned[bot_id].waits)
             for i, item in enumerate(items):
                 bot = bots[item.bot_id]
                 if bot is None:
