@@ -313,7 +313,21 @@ class QueueService:
             recorded = await store_call(
                 self._store.learn_identities(bot_id, pairs), "learn_identities"
             )
-            return len(recorded), 0
+        if recorded and self._gate.get(bot_id) is not None:
+            # The bot started while the pairs were written: its StartBot may have read
+            # the map before them. Applying them again is harmless (a merge finds
+            # nothing left, the event is deduplicated by its provider id).
+            try:
+                async with self._gate.operation(bot_id) as bot:
+                    applied = await self._identities.apply(
+                        bot, recorded, announce={p.phone_jid for p in recorded}
+                    )
+                    await await_durable(applied.waits, self._settings.write_timeout_seconds)
+                    await self._identities.settle(bot_id, applied)
+                    return len(recorded), applied.merged
+            except BotNotActiveError:
+                pass  # stopped again: the next StartBot applies them
+        return len(recorded), 0
 
     # -- PopReady, GetWindow, Subscribe --------------------------------------------
 
