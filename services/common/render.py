@@ -310,6 +310,15 @@ def _edit(edit: d.Edit) -> str:
     return f"[Edited message {target}] {clean_text(edit.text)}".rstrip()
 
 
+def _identity_change(change: d.IdentityChange) -> str:
+    text = (
+        f"[Identity] {clean(change.previous_correspondent_id, 256)}"
+        f" is now {clean(change.correspondent_id, 256)}"
+    )
+    phone = clean(change.phone, 20) if change.HasField("phone") else ""
+    return f"{text} (+{phone})" if phone else text
+
+
 def render_details(details: d.MessageDetails, sender: str = "") -> str:
     """The text for one structured message (without its reply context). `sender` names
     who did what in a group event (see `sender_name`)."""
@@ -337,9 +346,7 @@ def render_details(details: d.MessageDetails, sender: str = "") -> str:
     if kind == "unsupported":
         return f"[Unsupported message: {sanitize_type_name(details.unsupported.message_type)}]"
     if kind == "identity_change":
-        change = details.identity_change
-        previous = clean(change.previous_correspondent_id, 256)
-        return f"[Identity] {previous} is now {clean(change.correspondent_id, 256)}"
+        return _identity_change(details.identity_change)
     if kind == "business_message":
         return _business(details.business_message)
     if kind == "commerce":

@@ -98,6 +98,11 @@ class FrameHandler:
             return await self._writer.inject_placeholder(
                 translate.unstaged_request(frame.quota_exceeded_media_message)
             )
+        if payload == "identity_mappings":
+            self._link.saw_bot(frame.identity_mappings.bot_id, socket)
+            return await self._writer.learn_identities(
+                translate.identities_request(frame.identity_mappings)
+            )
         if payload == "session_event":
             self._link.session_event(frame.session_event, socket)
             log.info(

@@ -172,6 +172,16 @@ class QueueWriter:
             return outcome_for_rpc_error(error, request.bot_id)
         return DUPLICATE if reply.duplicate else ACCEPTED
 
+    async def learn_identities(self, request: q.LearnIdentitiesRequest) -> AckOutcome:
+        """Pairs go to the bot's shard (the owner of its queues and of the merge);
+        accepted once the shard has them in the store."""
+        stub = self._shards.stub_for(request.bot_id)
+        try:
+            await stub.LearnIdentities(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            return outcome_for_rpc_error(error, request.bot_id)
+        return ACCEPTED
+
 
 class _ShardBatcher:
     """The AddMessages batches of one shard: one flusher, batches in arrival order."""

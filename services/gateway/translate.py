@@ -65,6 +65,14 @@ def _new_message(
     return message
 
 
+def identities_request(frame: w.IdentityMappings) -> q.LearnIdentitiesRequest:
+    """LID <-> phone pairs Node learned outside any message, for the bot's shard."""
+    return q.LearnIdentitiesRequest(
+        bot_id=frame.bot_id,
+        pairs=[q.IdentityPair(lid=m.lid, phone_jid=m.phone_jid) for m in frame.mappings],
+    )
+
+
 def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
     reply_to = _reply(frame.reply_to, frame.HasField("reply_to"))
     context = _context(frame.header)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from services.queue_svc.correspondent_queue import (
     Clock,
@@ -13,6 +13,7 @@ from services.queue_svc.correspondent_queue import (
     ResolveOutcome,
     UpdateStatus,
 )
+from services.queue_svc.identity_map import IdentityMap
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
 
 # Durable provider ids remembered per bot. Small on purpose: every new WhatsApp id misses
@@ -58,6 +59,24 @@ class AddOutcome:
     duplicate_of: MessageKey | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MergeOutcome:
+    """What merging a phone JID's queue into its LID's did."""
+
+    # The phone JID had messages (in memory or persisted) before: the bot knew the
+    # person by it, so it must be told the person's id changed.
+    had_history: bool
+    # Not yet persisted messages that moved, old key → new key (their writers wait on
+    # the new one now).
+    moved: dict[MessageKey, MessageKey] = field(default_factory=dict)
+    # Window entries the limits evicted after the merge.
+    evicted: int = 0
+
+
+# Copies a queue entry under a new id as the person's (identity.moved_entry).
+EntryCopy = Callable[[QueuedMessage, int], QueuedMessage]
+
+
 class BotQueues:
     """One bot's queues. Ready messages enter the backlog once; eviction never touches it."""
 
@@ -87,6 +106,8 @@ class BotQueues:
         self._placeholder_pids: dict[str, tuple[str, str]] = {}
         self._media: dict[str, str] = {}
         self._resolved_media: OrderedDict[str, str] = OrderedDict()
+        # Which phone JIDs are kept under a LID (one person, one correspondent).
+        self.identities = IdentityMap()
 
     # -- queues --------------------------------------------------------------------
 
@@ -112,6 +133,69 @@ class BotQueues:
 
     def queues(self) -> Iterable[tuple[str, CorrespondentQueue]]:
         return self._queues.items()
+
+    def has_history(self, correspondent_id: str) -> bool:
+        """Whether the bot has had any message under this id (here or in `queues`)."""
+        queue = self._queues.get(correspondent_id)
+        if queue is not None and (queue.next_id > 1 or queue.placeholder_count):
+            return True
+        return correspondent_id in self._seeds
+
+    def merge(self, phone_jid: str, lid: str, copy: EntryCopy) -> MergeOutcome:
+        """The phone JID's queue taken into the LID's: its window entries and
+        placeholders and its not yet persisted messages, all renumbered after both
+        queues' ids in their original order; the LID's next id continues above both.
+        Messages persisted under the phone JID stay there. Idempotent: a second merge
+        finds nothing left to move."""
+        had_history = self.has_history(phone_jid)
+        source = self._queues.pop(phone_jid, None)
+        seed = self._seeds.pop(phone_jid, None)
+        pending = [r for r in self._backlog if r.correspondent_id == phone_jid]
+        if source is None and not pending:
+            # Nothing in memory (StartBot applies every known pair): no queue is created
+            # for the LID, only its first id raised above the phone JID's persisted ones.
+            if seed is not None:
+                existing = self._queues.get(lid)
+                if existing is not None:
+                    existing.seed_next_id(seed)
+                else:
+                    self._seeds[lid] = max(self._seeds.get(lid, 1), seed)
+            return MergeOutcome(had_history)
+        target = self.queue(lid)
+        if seed is not None:
+            target.seed_next_id(seed)
+        old_ids = {r.message.id for r in pending}
+        if source is not None:
+            target.seed_next_id(source.next_id)
+            old_ids.update(source.ids())
+        start = target.next_id
+        new_ids = {old: start + i for i, old in enumerate(sorted(old_ids))}
+        evicted = target.absorb(source, new_ids, copy) if source is not None else []
+        target.seed_next_id(start + len(new_ids))
+        moved: dict[MessageKey, MessageKey] = {}
+        if pending:
+            backlog: deque[ReadyMessage] = deque()
+            for ready in self._backlog:
+                if ready.correspondent_id != phone_jid:
+                    backlog.append(ready)
+                    continue
+                entry = copy(ready.message, new_ids[ready.message.id])
+                key = moved[ready.key] = MessageKey(lid, entry.id)
+                backlog.append(ReadyMessage(lid, entry))
+                pid = entry.provider_message_id
+                if pid and pid in self._pending_pids:
+                    self._pending_pids[pid] = key
+            self._backlog = backlog
+        for media_processing_id, owner in self._media.items():
+            if owner == phone_jid:
+                self._media[media_processing_id] = lid
+        for pid, (owner, media_processing_id) in self._placeholder_pids.items():
+            if owner == phone_jid:
+                self._placeholder_pids[pid] = (lid, media_processing_id)
+        for media_processing_id, owner in self._resolved_media.items():
+            if owner == phone_jid:
+                self._resolved_media[media_processing_id] = lid
+        return MergeOutcome(had_history, moved, len(evicted))
 
     # -- dedup ---------------------------------------------------------------------
 

@@ -5,29 +5,44 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
-from chatbot.common.v1 import message_pb2
+from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
 
 from services.common.errors import InvalidInputError
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
-from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
+from services.queue_svc.messages import CONTEXT_KEY, Identity, MediaInfo, NewMessage, QueuedMessage
 from services.queue_svc.service_types import PlaceholderRequest
 from services.queue_svc.subscriptions import Delivery
 
 
 def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
-    """The typed fields `details`, `reply_to` and `context` as one JSON object keyed by
-    their proto3 JSON names (canonical proto3 JSON of each, sorted keys): the form queued,
-    persisted in `queues` and read back (the webhook relay parses it into a Message)."""
+    """The typed fields `details`, `reply_to` and `context` as one JSON object (canonical
+    proto3 JSON of each, sorted keys): the form queued, persisted in `queues` (and kept
+    with a media job) and read back."""
     parts = {}
     if message.HasField("details"):
         parts["details"] = json_format.MessageToDict(message.details)
     if message.HasField("reply_to"):
         parts["replyTo"] = json_format.MessageToDict(message.reply_to)
     if message.HasField("context"):
-        parts["context"] = json_format.MessageToDict(message.context)
+        parts[CONTEXT_KEY] = json_format.MessageToDict(message.context)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
+
+
+def identity_of(message: q.NewMessage) -> Identity | None:
+    """The part of the context queue_svc reads: how the chat and the sender are named."""
+    if not message.HasField("context"):
+        return None
+    context = message.context
+    return Identity(
+        correspondent_kind=context_pb2.IdKind.Name(context.correspondent_id_kind),
+        correspondent_phone=(
+            context.correspondent_phone if context.HasField("correspondent_phone") else None
+        ),
+        sender_kind=context_pb2.IdKind.Name(context.sender_id_kind),
+        sender_phone=context.sender_phone if context.HasField("sender_phone") else None,
+    )
 
 
 def _set_details(message: message_pb2.Message, text: str) -> None:
@@ -38,8 +53,8 @@ def _set_details(message: message_pb2.Message, text: str) -> None:
         json_format.ParseDict(parts["details"], message.details, ignore_unknown_fields=True)
     if "replyTo" in parts:
         json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
-    if "context" in parts:
-        json_format.ParseDict(parts["context"], message.context, ignore_unknown_fields=True)
+    if CONTEXT_KEY in parts:
+        json_format.ParseDict(parts[CONTEXT_KEY], message.context, ignore_unknown_fields=True)
 
 
 def new_message(message: q.NewMessage) -> NewMessage:
@@ -57,6 +72,7 @@ def new_message(message: q.NewMessage) -> NewMessage:
             else None
         ),
         details=details_json(message),
+        identity=identity_of(message),
     )
 
 

@@ -8,11 +8,12 @@ many placeholders are waiting, and a placeholder cannot be evicted by constructi
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -242,6 +243,47 @@ class CorrespondentQueue:
         restored.update(self._counted)
         self._counted = restored
         return kept, self.enforce_limits()
+
+    def absorb(
+        self,
+        other: CorrespondentQueue,
+        new_ids: Mapping[int, int],
+        copy: Callable[[QueuedMessage, int], QueuedMessage],
+    ) -> list[QueuedMessage]:
+        """Takes in every entry of `other` (the same person under another id): each one
+        as `copy(entry, new_ids[entry.id])`, so entries other readers still hold (a
+        subscriber's buffer, the persistence backlog) never change under them.
+
+        Counted entries join the eviction order by the time they became ready (both
+        orders are oldest first, so the head-only age check stays right); placeholders
+        stay uncounted; the character total grows by exactly `other`'s; ids handed out
+        later stay above every id taken in. Returns what the limits then evict.
+        """
+        moved = [copy(e, new_ids[e.id]) for e in other._counted.values()]
+        merged = heapq.merge(self._counted.values(), moved, key=lambda e: e.ready_at)
+        counted: OrderedDict[int, QueuedMessage] = OrderedDict()
+        for entry in merged:
+            if entry.id in counted or entry.id in self._placeholder_ids:
+                raise InvalidInputError(f"message id {entry.id} is used twice in the merge")
+            counted[entry.id] = entry
+        self._counted = counted
+        self._total_characters += other._total_characters
+        for media_processing_id, placeholder in other._placeholders.items():
+            entry = copy(placeholder, new_ids[placeholder.id])
+            if entry.id in counted or entry.id in self._placeholder_ids:
+                raise InvalidInputError(f"message id {entry.id} is used twice in the merge")
+            self._placeholders[media_processing_id] = entry
+            self._placeholder_ids.add(entry.id)
+        # A repeated UpdateByMediaId of a media the other queue resolved stays UPDATED.
+        self._resolved.update(other._resolved)
+        while len(self._resolved) > RESOLVED_MEMORY:
+            self._resolved.popitem(last=False)
+        self._next_id = max(self._next_id, other._next_id, *(i + 1 for i in new_ids.values()))
+        return self.enforce_limits()
+
+    def ids(self) -> list[int]:
+        """Every id in the window (counted and placeholders)."""
+        return [*self._counted, *self._placeholder_ids]
 
     def enforce_limits(self) -> list[QueuedMessage]:
         """Evicts the oldest counted messages until the counted subset is within limits.

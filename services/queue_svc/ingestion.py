@@ -110,6 +110,13 @@ class Ingestion:
         waiters.append(future)
         return future
 
+    def rekey(self, bot_id: str, old: MessageKey, new: MessageKey) -> None:
+        """A waiting message moved to another key (identity merge): its writers now wait
+        for the new one."""
+        waiters = self._pending.pop((bot_id, old), None)
+        if waiters is not None:
+            self._pending.setdefault((bot_id, new), []).extend(waiters)
+
     def notify(self) -> None:
         self._wake.set()
 

@@ -16,6 +16,7 @@ from services.common.media_jobs import MediaJobs
 from services.common.store import (
     BotConfig,
     BotConfigStore,
+    IdentityStore,
     JobCollection,
     JobStatus,
     MediaJobStore,
@@ -23,6 +24,7 @@ from services.common.store import (
 )
 from services.queue_svc.bot_gate import BotGate, BotState
 from services.queue_svc.bot_queues import BotQueues
+from services.queue_svc.identities import Identities
 from services.queue_svc.ingestion import Ingestion, await_durable
 from services.queue_svc.messages import QueueLimits
 from services.queue_svc.recovery import restore_history, restore_jobs
@@ -38,8 +40,9 @@ from services.queue_svc.subscriptions import Subscriptions
 log = logging.getLogger("queue_svc.service")
 
 
-class LifecycleStore(BotConfigStore, MessageStore, MediaJobStore, Protocol):
-    """A bot's configuration and registry entry, its persisted messages and its jobs."""
+class LifecycleStore(BotConfigStore, MessageStore, MediaJobStore, IdentityStore, Protocol):
+    """A bot's configuration and registry entry, its persisted messages, its jobs and
+    its identity map."""
 
 
 class BotLifecycle:
@@ -51,6 +54,7 @@ class BotLifecycle:
         gate: BotGate,
         ingestion: Ingestion,
         subscriptions: Subscriptions,
+        identities: Identities,
     ) -> None:
         self._store = store
         self._jobs = jobs
@@ -58,6 +62,7 @@ class BotLifecycle:
         self._gate = gate
         self._ingestion = ingestion
         self._subscriptions = subscriptions
+        self._identities = identities
 
     def check_shard(self, bot_id: str) -> None:
         shard = self._settings.shard
@@ -95,6 +100,10 @@ class BotLifecycle:
                 ),
                 dedup_capacity=self._settings.dedup_capacity,
             )
+            # The identity map first: placeholders and history are placed by it.
+            known = await store_call(self._store.identities(bot_id), "identities")
+            for identity in known:
+                queues.identities.add(identity.pair)
             queues.seed_next_ids(
                 await store_call(
                     self._store.max_message_ids(bot_id, config.provider_name), "max_message_ids"
@@ -138,12 +147,22 @@ class BotLifecycle:
                 await self.finish_job(done.media_processing_id, done.error)
             # After the jobs: history goes ahead of the results applied just now.
             history_restored = restore_history(queues, history, now)
-            bot.queues = queues
             for key in recovery.applied:
                 self._ingestion.track(bot_id, key)
             waits = [self._ingestion.durable(bot_id, k) for k in recovery.applied]
+            # Every pair keeps its phone JID under the LID (ids continue above both);
+            # a pair left unsettled (learned while stopped, or interrupted) is finished:
+            # its merge and, if due and not sent yet, its identity event.
+            unsettled = {k.pair.phone_jid for k in known if not k.settled}
+            learned = await self._identities.apply(
+                queues, [k.pair for k in known], announce=unsettled
+            )
+            learned.pairs = [p for p in learned.pairs if p.phone_jid in unsettled]
+            waits.extend(learned.waits)
+            bot.queues = queues
             self._ingestion.notify()
             await await_durable(waits, self._settings.write_timeout_seconds)
+            await self._identities.settle(bot_id, learned)
             for media_id in recovery.completed_job_ids:
                 await self.finish_job(media_id, recovery.failed_jobs.get(media_id))
             await self._mark_active(bot_id, True)

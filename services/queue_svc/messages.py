@@ -15,6 +15,21 @@ from services.common.store import (
 )
 from services.common.vocabulary import MESSAGE_SOURCES
 
+# The key of the message context inside the details JSON (see convert.py).
+CONTEXT_KEY = "context"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a message's context says about whom it comes from (MessageContext's id kinds
+    as their proto enum names, phone numbers as E.164 digits): the part queue_svc reads
+    to keep one person in one queue (identity.py)."""
+
+    correspondent_kind: str = "ID_KIND_UNSPECIFIED"
+    correspondent_phone: str | None = None
+    sender_kind: str = "ID_KIND_UNSPECIFIED"
+    sender_phone: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
@@ -30,6 +45,8 @@ class NewMessage:
     # Structured content and reply context (canonical JSON, see convert.py), kept
     # opaque here: the queue stores and hands them on, it never reads them.
     details: str | None = None
+    # Read from the context (also inside `details`); None when the message has none.
+    identity: Identity | None = None
 
     def __post_init__(self) -> None:
         if self.source not in MESSAGE_SOURCES:

@@ -28,6 +28,16 @@ class QueueMetrics:
             "Subscribers disconnected because their buffer overflowed",
             registry=r,
         )
+        self._learned = Counter(
+            "queue_svc_identities_learned",
+            "LID <-> phone JID pairs recorded in the identity map",
+            registry=r,
+        )
+        self._merged = Counter(
+            "queue_svc_correspondents_merged",
+            "Phone-JID correspondents merged into their LID (one identity event each)",
+            registry=r,
+        )
         self._counted = Gauge(
             "queue_svc_queue_messages", "Counted messages in windows", ["bot_id"], registry=r
         )
@@ -58,6 +68,12 @@ class QueueMetrics:
 
     def subscriber_dropped(self) -> None:
         self._drops.inc()
+
+    def identities_learned(self, count: int) -> None:
+        self._learned.inc(count)
+
+    def correspondents_merged(self, count: int) -> None:
+        self._merged.inc(count)
 
     def sample(self, service: QueueService) -> None:
         """Refreshes the gauges from the event loop (the scrape thread never reads state)."""

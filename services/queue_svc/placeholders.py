@@ -127,7 +127,8 @@ class Placeholders:
         if found is None:
             raise UnavailableError("the media job vanished while being recorded; retry")
         collection, job = found
-        if job.bot_id != request.bot_id or job.correspondent_id != request.correspondent_id:
+        owner = bot.identities.canonical(job.correspondent_id)
+        if job.bot_id != request.bot_id or owner != request.correspondent_id:
             raise InvalidInputError(
                 "media_processing_id already belongs to another bot or correspondent"
             )

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from services.common.store import JobStatus, MediaJob, StoredMessage, message_fields
 from services.queue_svc.bot_queues import BotQueues, MessageKey
+from services.queue_svc.identity import identity_in, readdress
 from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage
 
 # What the bot sees for a job that completed without any result text.
@@ -38,6 +39,7 @@ def job_message(job: MediaJob) -> tuple[NewMessage, MediaInfo]:
         group_id=job.group_id,
         group_name=job.group_name,
         details=job.details,
+        identity=identity_in(job.details),
     )
     return message, MediaInfo(job.mime_type, job.media_kind, job.original_filename)
 
@@ -45,19 +47,24 @@ def job_message(job: MediaJob) -> tuple[NewMessage, MediaInfo]:
 def restore_job(bot: BotQueues, job: MediaJob, result: RecoveryResult) -> None:
     """Re-injects the job's placeholder under its original id; applies a completed result.
 
+    A job recorded under a phone JID that is now kept under its LID goes to the LID's
+    queue, re-addressed, under a new id there (its old id belongs to the phone JID's
+    numbering; a placeholder's id is never seen before it resolves).
     Idempotent: a placeholder already present is left alone (and not counted again).
     """
     message, media = job_message(job)
+    correspondent_id, message = readdress(bot.identities, job.correspondent_id, message)
+    original_id = job.message_id if correspondent_id == job.correspondent_id else None
     _entry, created = bot.inject_placeholder(
-        job.correspondent_id, message, media, job.media_processing_id, job.message_id
+        correspondent_id, message, media, job.media_processing_id, original_id
     )
     if job.status is JobStatus.COMPLETED:
         outcome = bot.resolve(
-            job.correspondent_id, job.media_processing_id, job.result or EMPTY_RESULT_MARKER
+            correspondent_id, job.media_processing_id, job.result or EMPTY_RESULT_MARKER
         )
         if outcome.entry is not None:
             result.results_applied += 1
-            result.applied.append(MessageKey(job.correspondent_id, outcome.entry.id))
+            result.applied.append(MessageKey(correspondent_id, outcome.entry.id))
         result.completed_job_ids.append(job.media_processing_id)
         if job.error:
             result.failed_jobs[job.media_processing_id] = job.error
@@ -75,7 +82,14 @@ def restore_jobs(
     """
     result = RecoveryResult()
     already_done: list[MediaJob] = []
-    for job in sorted(jobs, key=lambda j: (j.correspondent_id, j.message_id)):
+
+    # Jobs keeping their original ids first: a re-addressed job takes a new id, which
+    # must not be one that an original id still to come claims.
+    def order(job: MediaJob) -> tuple[bool, str, int]:
+        moved = bot.identities.is_alias(job.correspondent_id)
+        return moved, job.correspondent_id, job.message_id
+
+    for job in sorted(jobs, key=order):
         if (
             job.status is JobStatus.COMPLETED
             and job.provider_message_id
@@ -101,5 +115,11 @@ def restore_history(
         entries = [
             (queued_message(m), (now - m.originating_time).total_seconds()) for m in messages
         ]
+        if bot.identities.is_alias(correspondent_id):
+            # Persisted under a phone JID now kept under its LID: they stay in `queues`
+            # under the old id (their ids are the phone JID's numbering), out of the
+            # LID's window; their provider ids still count as seen.
+            bot.remember_persisted(m.provider_message_id for m in messages)
+            continue
         restored += bot.restore_history(correspondent_id, entries)
     return restored

@@ -15,6 +15,7 @@ created in the store before the placeholder is appended.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
@@ -23,9 +24,18 @@ from typing import Protocol
 
 from services.common.errors import ChatbotError, UnavailableError
 from services.common.media_jobs import DefinitionsDocument, MediaJobs
-from services.common.store import BotConfigStore, DefinitionsStore, MediaJobStore, MessageStore
+from services.common.store import (
+    BotConfigStore,
+    DefinitionsStore,
+    IdentityPair,
+    IdentityStore,
+    MediaJobStore,
+    MessageStore,
+)
 from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
+from services.queue_svc.identities import Identities, IdentityMetrics, Learned
+from services.queue_svc.identity import pairs_in, readdress
 from services.queue_svc.ingestion import Ingestion, IngestionMetrics, await_durable
 from services.queue_svc.lifecycle import BotLifecycle
 from services.queue_svc.placeholders import CONDITION_DETAIL_MAX_CHARS, Placeholders
@@ -71,11 +81,13 @@ log = logging.getLogger("queue_svc.service")
 REPLAY_PAGE = 500
 
 
-class QueueStore(BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, Protocol):
+class QueueStore(
+    BotConfigStore, DefinitionsStore, MessageStore, MediaJobStore, IdentityStore, Protocol
+):
     """Everything but leases: queue_svc takes none."""
 
 
-class ServiceMetrics(IngestionMetrics, Protocol):
+class ServiceMetrics(IngestionMetrics, IdentityMetrics, Protocol):
     def subscriber_dropped(self) -> None: ...
 
 
@@ -110,8 +122,15 @@ class QueueService:
         self._placeholders = Placeholders(
             store, jobs, routing, self._ingestion, self._settings.write_timeout_seconds
         )
+        self._identities = Identities(store, self._ingestion, metrics)
         self._lifecycle = BotLifecycle(
-            store, jobs, self._settings, self._gate, self._ingestion, self._subscriptions
+            store,
+            jobs,
+            self._settings,
+            self._gate,
+            self._ingestion,
+            self._subscriptions,
+            self._identities,
         )
         self._closed = False
 
@@ -195,15 +214,32 @@ class QueueService:
                 bot = bots[bot_id]
                 assert bot is not None
                 bot.remember_persisted(found)
-            waits: list[asyncio.Future[None]] = []
+            waits: list[asyncio.Future[None] | None] = []
+            # Pairs the batch reveals are learned (and merges done, events queued) before
+            # any of its messages is queued, so they all land in the person's one queue.
+            revealed: dict[str, list[IdentityPair]] = {}
+            for item in items:
+                if bots[item.bot_id] is not None:
+                    pairs = pairs_in(item.correspondent_id, item.message)
+                    if pairs:
+                        revealed.setdefault(item.bot_id, []).extend(pairs)
+            learned: dict[str, Learned] = {}
+            for bot_id, pairs in revealed.items():
+                bot = bots[bot_id]
+                assert bot is not None
+                learned[bot_id] = await self._identities.learn(bot, pairs)
+                waits.extend(learned[bot_id].waits)
             for i, item in enumerate(items):
                 bot = bots[item.bot_id]
                 if bot is None:
                     results[i] = AddResult(AddStatus.BOT_NOT_ACTIVE)
                     continue
-                outcome = bot.add(item.correspondent_id, item.message)
+                correspondent_id, message = readdress(
+                    bot.identities, item.correspondent_id, item.message
+                )
+                outcome = bot.add(correspondent_id, message)
                 if outcome.entry is not None:
-                    key = MessageKey(item.correspondent_id, outcome.entry.id)
+                    key = MessageKey(correspondent_id, outcome.entry.id)
                     self._ingestion.track(item.bot_id, key)
                     future = self._ingestion.durable(item.bot_id, key)
                     assert future is not None
@@ -219,6 +255,8 @@ class QueueService:
                     results[i] = AddResult(AddStatus.DUPLICATE)
             self._ingestion.notify()
             await await_durable(waits, self._settings.write_timeout_seconds)
+            for bot_id, applied in learned.items():
+                await self._identities.settle(bot_id, applied)
         return [r for r in results if r is not None]
 
     async def add_message(self, item: AddItem) -> AddResult:
@@ -232,18 +270,64 @@ class QueueService:
     async def inject_placeholder(self, request: PlaceholderRequest) -> tuple[int, bool]:
         """New media message: job first (durable), then the placeholder. (id, duplicate)."""
         async with self._gate.operation(request.bot_id) as bot:
-            return await self._placeholders.inject(bot, request)
+            learned = await self._identities.learn(
+                bot, pairs_in(request.correspondent_id, request.message)
+            )
+            correspondent_id, message = readdress(
+                bot.identities, request.correspondent_id, request.message
+            )
+            request = dataclasses.replace(
+                request, correspondent_id=correspondent_id, message=message
+            )
+            result = await self._placeholders.inject(bot, request)
+            await await_durable(learned.waits, self._settings.write_timeout_seconds)
+            await self._identities.settle(bot.bot_id, learned)
+            return result
 
     async def update_by_media_id(
         self, bot_id: str, correspondent_id: str, media_processing_id: str, content: str
     ) -> tuple[UpdateResult, int]:
+        """Addressed by the id the media was sent under; a phone JID whose person is
+        now kept under a LID finds its placeholder there."""
         try:
             async with self._gate.operation(bot_id) as bot:
                 return await self._placeholders.resolve(
-                    bot, correspondent_id, media_processing_id, content
+                    bot, bot.identities.canonical(correspondent_id), media_processing_id, content
                 )
         except BotNotActiveError:
             return UpdateResult.BOT_NOT_ACTIVE, 0
+
+    # -- LearnIdentities -----------------------------------------------------------
+
+    async def learn_identities(self, bot_id: str, pairs: Sequence[IdentityPair]) -> tuple[int, int]:
+        """Pairs learned outside any message: (newly recorded, queues merged). For a bot
+        that is not active they are only recorded; its next StartBot applies them."""
+        self._lifecycle.check_shard(bot_id)
+        try:
+            async with self._gate.operation(bot_id) as bot:
+                learned = await self._identities.learn(bot, pairs)
+                await await_durable(learned.waits, self._settings.write_timeout_seconds)
+                await self._identities.settle(bot_id, learned)
+                return len(learned.pairs), learned.merged
+        except BotNotActiveError:
+            recorded = await store_call(
+                self._store.learn_identities(bot_id, pairs), "learn_identities"
+            )
+        if recorded and self._gate.get(bot_id) is not None:
+            # The bot started while the pairs were written: its StartBot may have read
+            # the map before them. Applying them again is harmless (a merge finds
+            # nothing left, the event is deduplicated by its provider id).
+            try:
+                async with self._gate.operation(bot_id) as bot:
+                    applied = await self._identities.apply(
+                        bot, recorded, announce={p.phone_jid for p in recorded}
+                    )
+                    await await_durable(applied.waits, self._settings.write_timeout_seconds)
+                    await self._identities.settle(bot_id, applied)
+                    return len(recorded), applied.merged
+            except BotNotActiveError:
+                pass  # stopped again: the next StartBot applies them
+        return len(recorded), 0
 
     # -- PopReady, GetWindow, Subscribe --------------------------------------------
 
@@ -255,7 +339,7 @@ class QueueService:
 
     async def window(self, bot_id: str, correspondent_id: str) -> Window:
         async with self._gate.operation(bot_id) as bot:
-            queue = bot.queue(correspondent_id)
+            queue = bot.queue(bot.identities.canonical(correspondent_id))
             return Window(queue.window(), queue.total_characters, queue.next_id)
 
     def subscribe(self, bot_id: str | None) -> Subscription:

@@ -9,6 +9,7 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
 from services.common.errors import InvalidInputError
+from services.common.store import IdentityPair
 from services.queue_svc import convert
 from services.queue_svc.service import (
     AddItem,
@@ -131,6 +132,20 @@ class QueueServicer(q_grpc.QueueServiceServicer):
             messages_persisted=r.messages_persisted,
             jobs_parked=r.jobs_parked,
         )
+
+    async def LearnIdentities(  # noqa: N802 (gRPC method name)
+        self, request: q.LearnIdentitiesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> q.LearnIdentitiesResponse:
+        pairs = []
+        problems = []
+        for i, pair in enumerate(request.pairs):
+            try:
+                pairs.append(IdentityPair(pair.lid, pair.phone_jid))
+            except InvalidInputError as exc:
+                problems.append(f"pairs[{i}]: {exc}")
+        _check(*problems)
+        learned, merged = await self._service.learn_identities(request.bot_id, pairs)
+        return q.LearnIdentitiesResponse(learned=learned, merged=merged)
 
     async def GetWindow(  # noqa: N802 (gRPC method name)
         self, request: q.GetWindowRequest, context: grpc.aio.ServicerContext[object, object]

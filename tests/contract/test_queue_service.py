@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from chatbot.common.v1 import context_pb2
 from chatbot.common.v1 import message_pb2 as m
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
@@ -371,3 +372,82 @@ async def test_details_that_break_the_contract_are_refused(stub: Stub) -> None:
     assert "message.details.edit.target_message_id: required" in (caught.value.details() or "")
     window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
     assert not window.messages
+
+
+async def test_learn_identities_checks_pairs_and_records_them_for_a_stopped_bot(
+    stub: Stub, store: Store
+) -> None:
+    lid, phone = "31337@lid", "4915100000031@s.whatsapp.net"
+    bad = q.LearnIdentitiesRequest(
+        bot_id="stopped",
+        pairs=[
+            q.IdentityPair(lid=lid, phone_jid=phone),
+            q.IdentityPair(lid=phone, phone_jid=lid),
+        ],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.LearnIdentities(bad)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "pairs[1]: identity pair: lid must be <id>@lid" in (caught.value.details() or "")
+    assert await store.identities("stopped") == []  # nothing recorded, not even pairs[0]
+    missing = q.LearnIdentitiesRequest(bot_id="stopped", pairs=[q.IdentityPair(lid=lid)])
+    assert await code_of(stub.LearnIdentities(missing)) == grpc.StatusCode.INVALID_ARGUMENT
+    good = q.LearnIdentitiesRequest(
+        bot_id="stopped", pairs=[q.IdentityPair(lid=lid, phone_jid=phone)]
+    )
+    reply = await stub.LearnIdentities(good)
+    assert (reply.learned, reply.merged) == (1, 0)
+    assert [(k.pair.lid, k.settled) for k in await store.identities("stopped")] == [(lid, False)]
+    again = await stub.LearnIdentities(good)
+    assert (again.learned, again.merged) == (0, 0)
+
+
+async def test_context_survives_the_queue_and_a_restart(stub: Stub) -> None:
+    request = add("hi", pid="WA-CTX")
+    request.correspondent_id = "31337@lid"
+    request.message.sender = "31337@lid"
+    context = request.message.context
+    context.correspondent_id_kind = context_pb2.ID_KIND_LID
+    context.correspondent_phone = "4915100000031"
+    context.mentions.add(jid="42@lid", is_bot=True)
+    context.mentions_bot = True
+    await stub.AddMessage(request)
+    # Kept whole; the sender is the chat, so its phone number is the chat's.
+    expected = context_pb2.MessageContext()
+    expected.CopyFrom(context)
+    expected.sender_id_kind = context_pb2.ID_KIND_LID
+    expected.sender_phone = "4915100000031"
+    window = q.GetWindowRequest(bot_id=BOT, correspondent_id="31337@lid")
+    assert (await stub.GetWindow(window)).messages[0].context == expected
+    await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    await stub.StartBot(q.StartBotRequest(bot_id=BOT))
+    # By the phone JID too: the pair the message gave is in the store.
+    by_phone = q.GetWindowRequest(bot_id=BOT, correspondent_id="4915100000031@s.whatsapp.net")
+    (message,) = (await stub.GetWindow(by_phone)).messages
+    assert message.context == expected
+
+
+async def test_a_placeholder_rebuilt_from_its_job_keeps_the_context(stub: Stub) -> None:
+    mid = str(uuid.uuid4())
+    request = inject(mid, pid="WA-CTX-IMG")
+    request.message.context.chat_kind = context_pb2.CHAT_KIND_DIRECT
+    request.message.context.forwarded = True
+    request.message.context.view_once = True
+    request.message.reply_to.quoted_message_id = "WA-EARLIER"
+    await stub.InjectPlaceholder(request)
+    await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    # Rebuilt from the media job, not from memory.
+    assert (await stub.StartBot(q.StartBotRequest(bot_id=BOT))).placeholders_restored == 1
+    window = q.GetWindowRequest(bot_id=BOT, correspondent_id="c1")
+    (placeholder,) = (await stub.GetWindow(window)).messages
+    assert placeholder.media_processing_id == mid
+    assert placeholder.context == request.message.context
+    updated = await stub.UpdateByMediaId(
+        q.UpdateByMediaIdRequest(
+            bot_id=BOT, correspondent_id="c1", media_processing_id=mid, content="[Voice] hi"
+        )
+    )
+    assert updated.status == q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+    (resolved,) = (await stub.GetWindow(window)).messages
+    assert resolved.context == request.message.context
+    assert resolved.reply_to == request.message.reply_to

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from chatbot.common.v1 import context_pb2
 from chatbot.wire.v1 import frames_pb2 as w
 from google.protobuf import json_format
 
@@ -469,3 +470,59 @@ async def test_a_voice_note_frame_becomes_its_transcript_on_subscribe(
     for word in ("invoice", "garden", "party", "tomorrow"):
         assert word in text.lower(), text
     assert not received.HasField("media_processing_id")
+
+
+def _by_lid(pid: str, lid: str, phone: str | None) -> str:
+    """The text fixture as Node sends a LID-addressed message (with the phone if known)."""
+    frame = json.loads(_fresh_frame("text_message"))
+    header = frame["textMessage"]["header"]
+    header.update(correspondentId=lid, sender=lid, providerMessageId=pid)
+    header["context"] = {"correspondentIdKind": "ID_KIND_LID", "senderIdKind": "ID_KIND_LID"}
+    if phone is not None:
+        header["context"]["correspondentPhone"] = phone
+    return json.dumps(frame)
+
+
+async def test_identity_mappings_and_message_context_reach_the_bot(pipeline: Pipeline) -> None:
+    await _start_bot(pipeline)
+    lid, digits = "98765432109876@lid", "4915112345678"
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        # The person writes by phone JID first (CHAT), then Node's lid-mapping store
+        # reports their LID, then they write by LID without the phone number.
+        assert (await _exchange(ws, _with_provider_id("text_message"))).status == (
+            w.ACK_STATUS_ACCEPTED
+        )
+        mappings = w.NodeFrame(
+            frame_id="map-1",
+            identity_mappings=w.IdentityMappings(
+                bot_id=BOT, mappings=[w.IdentityMapping(lid=lid, phone_jid=CHAT)]
+            ),
+        )
+        ack = await _exchange(ws, encode_frame(mappings))
+        assert (ack.frame_id, ack.status) == ("map-1", w.ACK_STATUS_ACCEPTED), ack.reason
+        # Resent (Node lost the ack): accepted again, and nothing new happens.
+        assert (await _exchange(ws, encode_frame(mappings))).status == w.ACK_STATUS_ACCEPTED
+        assert (await _exchange(ws, _by_lid("WA-lid-1", lid, None))).status == (
+            w.ACK_STATUS_ACCEPTED
+        )
+        bad = w.NodeFrame(
+            frame_id="map-2",
+            identity_mappings=w.IdentityMappings(
+                bot_id=BOT, mappings=[w.IdentityMapping(lid=CHAT, phone_jid=lid)]
+            ),
+        )
+        refused = await _exchange(ws, encode_frame(bad))
+        assert refused.status == w.ACK_STATUS_REJECTED and "lid must be" in (refused.reason or "")
+    await pipeline.subscriber.wait_for(3, within=10)
+    seen = [
+        (a.correspondent_id, a.message.provider_message_id) for a in pipeline.subscriber.messages
+    ]
+    assert seen == [
+        (CHAT, "WA-text_message"),
+        (lid, f"identity-change:{CHAT}>{lid}"),
+        (lid, "WA-lid-1"),
+    ]
+    last = pipeline.subscriber.messages[-1].message
+    assert last.context.correspondent_phone == digits
+    assert last.context.correspondent_id_kind == context_pb2.ID_KIND_LID

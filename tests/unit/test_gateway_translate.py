@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from chatbot.common.v1 import message_pb2
+import pytest
+from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
+from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.validation import is_uuid4, validate_message
-from services.common.wire import parse_node_frame
+from services.common.wire import encode_frame, parse_node_frame
 from services.gateway import translate
 from tests.helpers.fixtures import frame_text, load_fixtures
 
 VALID = dict(load_fixtures("valid"))
+STRUCTURED_FIXTURE = next(
+    name for name, f in VALID.items() if "structuredMessage" in f.get("frame", {})
+)
 
 
 def test_text_frame_becomes_a_valid_add_message_request() -> None:
@@ -102,3 +107,71 @@ def test_a_group_event_names_the_sender_by_phone() -> None:
     request = translate.structured_request(frame)
     assert request.message.content == fixture["rendered"]
     assert request.message.content.startswith("[Group] +4917600000001 added ")
+
+
+def _context() -> context_pb2.MessageContext:
+    return context_pb2.MessageContext(
+        correspondent_id_kind=context_pb2.ID_KIND_LID,
+        correspondent_phone="4915100000042",
+        sender_id_kind=context_pb2.ID_KIND_LID,
+        sender_phone="4915100000042",
+        chat_kind=context_pb2.CHAT_KIND_DIRECT,
+        forwarded=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "text_message",
+        "media_message_image",
+        "corrupt_media_message",
+        "quota_exceeded_media_message",
+        STRUCTURED_FIXTURE,
+    ],
+)
+def test_every_kind_of_frame_carries_its_context_to_queue_svc(name: str) -> None:
+    frame = parse_node_frame(frame_text(VALID[name]))
+    payload = getattr(frame, frame.WhichOneof("payload") or "")
+    payload.header.context.CopyFrom(_context())
+    # Through the wire's own validation, as the gateway receives it.
+    frame = parse_node_frame(encode_frame(frame))
+    kind = frame.WhichOneof("payload")
+    payload = getattr(frame, kind or "")
+    request: q.AddMessageRequest | q.InjectPlaceholderRequest
+    if kind == "text_message":
+        request = translate.text_request(payload)
+    elif kind == "structured_message":
+        request = translate.structured_request(payload)
+    elif kind == "media_message":
+        request = translate.media_request(payload)
+    else:
+        request = translate.unstaged_request(payload)
+    assert validate_message(request) == []
+    assert request.message.context == _context()
+
+
+def test_a_frame_without_context_gets_none() -> None:
+    frame = parse_node_frame(frame_text(VALID["text_message"])).text_message
+    assert not translate.text_request(frame).message.HasField("context")
+
+
+def test_identity_mappings_become_a_learn_identities_request() -> None:
+    frame = w.NodeFrame(
+        frame_id="id-1",
+        identity_mappings=w.IdentityMappings(
+            bot_id="bot-1",
+            mappings=[
+                w.IdentityMapping(lid="1@lid", phone_jid="491@s.whatsapp.net"),
+                w.IdentityMapping(lid="2@lid", phone_jid="492@s.whatsapp.net"),
+            ],
+        ),
+    )
+    parsed = parse_node_frame(encode_frame(frame)).identity_mappings
+    request = translate.identities_request(parsed)
+    assert validate_message(request) == []
+    assert request.bot_id == "bot-1"
+    assert [(p.lid, p.phone_jid) for p in request.pairs] == [
+        ("1@lid", "491@s.whatsapp.net"),
+        ("2@lid", "492@s.whatsapp.net"),
+    ]

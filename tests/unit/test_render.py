@@ -214,3 +214,21 @@ def test_reply_prefix_renders_stored_context_and_reply_lines_for_media() -> None
     assert reply_prefix(stored) == '[View once]\n[Reply to message Q1: "where?"]\n'
     assert reply_prefix(json.dumps({"context": {"forwarded": True}})) == ""
     assert reply_prefix(None) == ""
+
+
+def test_an_identity_change_names_both_ids_and_the_phone() -> None:
+    change = d.IdentityChange(
+        previous_correspondent_id="4915100000007@s.whatsapp.net",
+        correspondent_id="777@lid",
+        phone="4915100000007",
+    )
+    assert (
+        render_details(d.MessageDetails(identity_change=change))
+        == "[Identity] 4915100000007@s.whatsapp.net is now 777@lid (+4915100000007)"
+    )
+    change.ClearField("phone")
+    change.correspondent_id = "777@lid\u202e\n"
+    assert (
+        render_details(d.MessageDetails(identity_change=change))
+        == "[Identity] 4915100000007@s.whatsapp.net is now 777@lid"
+    )

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from services.common.store._api_tokens import ApiToken
 from services.common.store._dead_letters import WebhookDeadLetterStore
+from services.common.store._identity_types import IdentityPair, KnownIdentity
 from services.common.store._message_types import (
     AppendResult,
     StoredMessage,
@@ -184,6 +185,24 @@ class ApiTokenStore(Protocol):
 
     async def revoke_api_token(self, bot_id: str, token_id: str) -> bool:
         """Deletes the token if it belongs to `bot_id`; True when this call deleted it."""
+class IdentityStore(Protocol):
+    """The identity map per bot: which LID and which phone-number JID are one person.
+    Written by the queue_svc shard that owns the bot (from message contexts and
+    LearnIdentities), read by it at StartBot; shared by every replica through the store."""
+
+    async def learn_identities(
+        self, bot_id: str, pairs: Sequence[IdentityPair]
+    ) -> list[IdentityPair]:
+        """Records, unsettled, each pair whose LID and phone JID are both new for the bot;
+        a pair naming a known LID or phone JID (the same pair again, or a conflicting one)
+        changes nothing: the first pair recorded wins. Returns the pairs recorded by this
+        call, in input order; so of concurrent learners of one pair exactly one gets it."""
+
+    async def identities(self, bot_id: str) -> list[KnownIdentity]:
+        """Every pair of the bot, ordered by phone JID."""
+
+    async def settle_identities(self, bot_id: str, phone_jids: Sequence[str]) -> int:
+        """Marks the bot's pairs of these phone JIDs settled; how many changed."""
 
 
 class LeaseStore(Protocol):
@@ -227,6 +246,7 @@ class Store(
     WhatsAppAuthStore,
     WebhookDeadLetterStore,
     ApiTokenStore,
+    IdentityStore,
     Protocol,
 ):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.

@@ -121,6 +121,8 @@ class MongoBase(AdapterBase):
         self._cursors: AsyncCollection[Doc] = db["delivery_cursors"]
         # Per-bot API tokens (`_mongo_tokens.py`): hashes only, `_id` the token id.
         self._api_tokens: AsyncCollection[Doc] = db["api_tokens"]
+        # The identity map: {bot_id, phone_jid, lid, settled, learned_at}.
+        self._identities: AsyncCollection[Doc] = db["identities"]
         self._migrations: AsyncCollection[Doc] = db[_MIGRATIONS]
         self._jobs: dict[JobCollection, AsyncCollection[Doc]] = {
             c: db[c.collection_name] for c in JobCollection
@@ -182,6 +184,13 @@ class MongoBase(AdapterBase):
         await self._indexes(
             self._auth,
             [IndexModel([("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key")],
+        )
+        # A phone JID and a LID each belong to one person per bot.
+        await self._identities.create_indexes(
+            [
+                IndexModel([("bot_id", 1), ("phone_jid", 1)], unique=True, name="bot_phone"),
+                IndexModel([("bot_id", 1), ("lid", 1)], unique=True, name="bot_lid"),
+            ]
         )
         for collection in _LIVE:
             await self._indexes(

@@ -29,7 +29,7 @@ from services.common.store._types import (
     from_millis,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -109,6 +109,11 @@ def _tables() -> list[str]:
         """CREATE TABLE IF NOT EXISTS api_tokens (
             token_id TEXT PRIMARY KEY, bot_id TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
             created_at INTEGER NOT NULL, label TEXT NOT NULL)""",
+        # The identity map: a phone JID and a LID each belong to one person per bot.
+        """CREATE TABLE IF NOT EXISTS identities (
+            bot_id TEXT NOT NULL, phone_jid TEXT NOT NULL, lid TEXT NOT NULL,
+            settled INTEGER NOT NULL, learned_at INTEGER NOT NULL,
+            PRIMARY KEY (bot_id, phone_jid), UNIQUE (bot_id, lid))""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"

@@ -33,6 +33,7 @@ from services.common.store._mongo_base import (
     _seconds,
 )
 from services.common.store._mongo_dead_letters import MongoDeadLetters
+from services.common.store._mongo_identities import MongoIdentities
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
 from services.common.store._mongo_tokens import MongoApiTokens
@@ -46,12 +47,16 @@ from services.common.store._types import (
 
 log = logging.getLogger(__name__)
 
-class MongoStore(MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters, MongoApiTokens):
+
+class MongoStore(
+    MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters, MongoApiTokens, MongoIdentities
+):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
     jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); webhook dead letters in
-    `MongoDeadLetters`; per-bot API tokens in `MongoApiTokens`; plumbing in
+    `MongoDeadLetters`; per-bot API tokens in `MongoApiTokens`; the identity map in
+    `MongoIdentities`; plumbing in
     `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:

@@ -22,6 +22,7 @@ from services.common.store._sqlite_base import (
     _without_id,
 )
 from services.common.store._sqlite_dead_letters import SqliteDeadLetters
+from services.common.store._sqlite_identities import SqliteIdentities
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
 from services.common.store._sqlite_tokens import SqliteApiTokens
@@ -37,12 +38,14 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters, SqliteApiTokens):
+class SqliteStore(
+    SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters, SqliteApiTokens, SqliteIdentities
+):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
     `SqliteJobs`; webhook dead letters in `SqliteDeadLetters`; per-bot API tokens in
-    `SqliteApiTokens`; schema, migrations and
+    `SqliteApiTokens`; the identity map in `SqliteIdentities`; schema, migrations and
     plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------
