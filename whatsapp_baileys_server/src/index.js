@@ -15,6 +15,8 @@ import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
 import { SentIds } from "./sent_ids.js";
+import { PendingStubs } from "./undecryptable.js";
+import { DropCounter } from "./drops.js";
 import { createApp } from "./http_api.js";
 
 /** The real WhatsApp connection: Baileys' socket and its media downloader. */
@@ -62,7 +64,16 @@ export async function start(config, { logger = createLogger({ level: config.logL
     onOutgoing: (outgoing) => sessions.sendText(outgoing),
     ackTimeoutMs: config.ackTimeoutMs,
   });
-  const handler = createMessageHandler({
+  const drops = new DropCounter();
+  // Bound late too: an expired stub's marker is built by the handler.
+  let handler;
+  const pendingStubs = await new PendingStubs({
+    dir: config.undecryptableDir,
+    windowMs: config.undecryptableWindowSeconds * 1000,
+    logger: logger.child({ component: "undecryptable" }),
+    onExpire: (botId, stub) => handler.emitUndecryptable(botId, stub, stub.messageStubParameters?.[0] || "no content"),
+  }).open();
+  handler = createMessageHandler({
     stagingDir: config.stagingDir,
     download: whatsapp.download,
     reupload: (botId, message) => sessions.reupload(botId, message),
@@ -70,6 +81,12 @@ export async function start(config, { logger = createLogger({ level: config.logL
     groupNameOf: (botId, jid) => sessions.groupName(botId, jid),
     polls,
     meIdOf: (botId) => sessions.ownJid(botId),
+    meLidOf: (botId) => sessions.ownLid(botId),
+    configOf: (botId) => sessions.configOf(botId),
+    lidMappingOf: (botId) => sessions.lidMappingOf(botId),
+    sentIds,
+    pendingStubs,
+    drops,
     frameSink: (frame, chatKey) => gateway.send(frame, chatKey),
     logger: logger.child({ component: "handler" }),
     quotaTimeoutMs: config.quotaTimeoutMs,
@@ -84,14 +101,16 @@ export async function start(config, { logger = createLogger({ level: config.logL
     useAuthState: useMultiFileAuthState,
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
     onReactions: (botId, reactions) => handler.handleReactions(botId, reactions),
+    onLidMapping: (botId, update) => handler.learnMappings(botId, update),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
     sentIds,
   });
 
   gateway.start();
+  pendingStubs.start();
   await sessions.resumeAll();
 
-  const app = createApp({ sessions, apiToken: config.apiToken, logger: logger.child({ component: "api" }) });
+  const app = createApp({ sessions, apiToken: config.apiToken, logger: logger.child({ component: "api" }), metrics: () => drops.render() });
   const server = app.listen(config.port, config.host);
   await once(server, "listening");
   const { address, port } = server.address();
@@ -106,6 +125,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       const closed = new Promise((resolve) => server.close(resolve));
       server.closeIdleConnections?.();
       await sessions.stopAll();
+      await pendingStubs.stop();
       // Let downloads under way finish and queue their frames (bounded: a download has
       // its own timeout, but shutdown should not wait for it in full).
       const settled = await Promise.race([
@@ -115,6 +135,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       if (!settled) logger.warn("messages still being handled at shutdown; WhatsApp will redeliver unacknowledged ones");
       await gateway.stop();
       await outbox.flush();
+      await sentIds.flush();
       await closed;
       logger.info({ pending_frames: outbox.size }, "stopped");
     })();

@@ -40,6 +40,7 @@ async function writeJsonAtomic(path, value) {
  * @property {(dir: string) => Promise<{ state: any, saveCreds: () => Promise<void> }>} useAuthState
  * @property {(botId: string, event: any) => Promise<any>} onUpsert the message handler
  * @property {(botId: string, reactions: any[]) => Promise<any>} [onReactions] `messages.reaction` events
+ * @property {(botId: string, update: any) => Promise<any>} [onLidMapping] `lid-mapping.update` events
  * @property {(frame: any, chatKey: string) => Promise<void>} emitFrame the gateway outbox
  * @property {() => Date} [clock]
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
@@ -49,8 +50,8 @@ async function writeJsonAtomic(path, value) {
 
 export class SessionManager {
   /** @param {SessionManagerOptions} options */
-  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {}, sentIds }) {
-    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions, sentIds });
+  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], onLidMapping = async () => undefined, emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {}, sentIds }) {
+    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, onLidMapping, emitFrame, clock, reconnect, socketOptions, sentIds });
     /** @type {Map<string, any>} */
     this.sessions = new Map();
     this.closing = false;
@@ -131,6 +132,10 @@ export class SessionManager {
     sock.ev.on("messages.reaction", (reactions) => {
       if (!current()) return;
       this.onReactions(session.userId, reactions).catch((err) => log.error({ err }, "messages.reaction handling failed"));
+    });
+    sock.ev.on("lid-mapping.update", (update) => {
+      if (!current()) return;
+      this.onLidMapping(session.userId, update).catch((err) => log.error({ err }, "lid-mapping.update handling failed"));
     });
   }
 
@@ -241,13 +246,29 @@ export class SessionManager {
     return this.status(userId);
   }
 
-  /** The bot's media_storage_quota_gb, or undefined when it has none. */
   /** The bot's own JID (normalised, without device), once its socket knows it. */
   ownJid(botId) {
     const id = this.sessions.get(botId)?.sock?.user?.id;
     return typeof id === "string" && id ? jidNormalizedUser(id) : undefined;
   }
 
+  /** The bot's own LID (normalised), once its socket knows it. */
+  ownLid(botId) {
+    const lid = this.sessions.get(botId)?.sock?.user?.lid;
+    return typeof lid === "string" && lid ? jidNormalizedUser(lid) : undefined;
+  }
+
+  /** The config the bot was initialized with (its per-bot settings), if any. */
+  configOf(botId) {
+    return this.sessions.get(botId)?.config;
+  }
+
+  /** Baileys' LID↔phone store of the bot's socket, when it has one. */
+  lidMappingOf(botId) {
+    return this.sessions.get(botId)?.sock?.signalRepository?.lidMapping;
+  }
+
+  /** The bot's media_storage_quota_gb, or undefined when it has none. */
   quotaGbFor(botId) {
     const quota = this.sessions.get(botId)?.config?.media_storage_quota_gb;
     return typeof quota === "number" ? quota : undefined;

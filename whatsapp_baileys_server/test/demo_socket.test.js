@@ -336,7 +336,7 @@ test("demo mode: location, contact, poll, vote, reply, edit, reaction and delete
   });
   assert.deepEqual(json[6].textMessage.message, "and hello again");
   assert.deepEqual(json[6].textMessage.replyTo, { quotedMessageId: id(0), quotedSender: ALICE, snippet: "Hi!" });
-  assert.deepEqual(details(7), { edit: { targetMessageId: id(0), text: "Hi there!" } });
+  assert.deepEqual(details(7), { edit: { targetMessageId: id(0), text: "Hi there!", decrypted: true } });
   assert.deepEqual(details(8), { reaction: { targetMessageId: id(0), emoji: "❤️" } });
   assert.deepEqual(details(9), { deletion: { targetMessageId: id(6) } });
   assert.equal(json[10].structuredMessage.header.correspondentId, FAMILY);
