@@ -29,7 +29,11 @@ export function isSecretEdit(m) {
   return type === SECRET_ENC.MESSAGE_EDIT || type === "MESSAGE_EDIT";
 }
 
-function bytes(value) {
+/**
+ * Bytes as Baileys decodes them (Uint8Array), or as JSON prints them (base64, or a
+ * Node Buffer's {type, data}); undefined for anything else.
+ */
+export function bytes(value) {
   if (value instanceof Uint8Array) return value;
   if (typeof value === "string" && /^[A-Za-z0-9+/=]+$/.test(value)) return Buffer.from(value, "base64");
   if (value && typeof value === "object" && value.type === "Buffer" && Array.isArray(value.data)) return Buffer.from(value.data);

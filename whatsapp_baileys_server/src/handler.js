@@ -12,7 +12,7 @@ import { MAX_TEXT, detailsOf, poll, pollCreation, protocolTypeName, replyContext
 import { botSettings } from "./bot_settings.js";
 import { adReplyLine, chatKindOf, createContextBuilder } from "./context.js";
 import { DropCounter } from "./drops.js";
-import { MessageSecrets } from "./edits.js";
+import { MessageSecrets, bytes } from "./edits.js";
 import { groupEvent, isGroupStub, stubName } from "./group_events.js";
 import { bareJid, createIdentityResolver } from "./identity.js";
 import { clip as clipText } from "./text.js";
@@ -254,7 +254,7 @@ export function createMessageHandler({
   async function rememberPoll(botId, msg, content, log) {
     const p = pollCreation(content);
     if (!p || !polls) return;
-    const encKey = content.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret;
+    const encKey = bytes(content.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret);
     if (!encKey || encKey.length === 0) {
       log.warn("poll without messageSecret: its votes cannot be decrypted");
       return;

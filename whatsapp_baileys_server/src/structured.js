@@ -8,7 +8,7 @@ import { getAggregateVotesInPollMessage, decryptPollVote, getKeyAuthor, normaliz
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { InteractiveReplyKind } from "./gen/chatbot/common/v1/details_pb.js";
 import { BUSINESS_TYPES, COMMERCE_TYPES, businessDetails } from "./business.js";
-import { decryptSecretEdit, isSecretEdit } from "./edits.js";
+import { bytes, decryptSecretEdit, isSecretEdit } from "./edits.js";
 import { clip, sanitizeTypeName } from "./text.js";
 
 export { clip, sanitizeTypeName };
@@ -190,7 +190,8 @@ export async function pollVote(update, voteKey, { botId, chatJid, meId, polls, l
     return unknown;
   }
   try {
-    const vote = decryptPollVote(update.vote ?? {}, {
+    const sealed = { encPayload: bytes(update.vote?.encPayload), encIv: bytes(update.vote?.encIv) };
+    const vote = decryptPollVote(sealed, {
       pollCreatorJid: stored.creatorJid,
       pollMsgId: pollId,
       pollEncKey: stored.encKey,
