@@ -285,7 +285,9 @@ export function createMessageHandler({
       log,
       secrets,
       // Who may have sealed an edit: the author under each of their ids.
-      senderIds: [key.participant, key.participantAlt, key.participantPn, key.remoteJid, key.remoteJidAlt, key.senderPn, key.senderLid, hdr.sender]
+      // The owner's own edits are sealed under the account's ids.
+      senderIds: [key.participant, key.participantAlt, key.participantPn, key.remoteJid, key.remoteJidAlt, key.senderPn, key.senderLid, hdr.sender,
+        ...(key.fromMe ? [meIdOf(botId), meLidOf(botId)] : [])]
         .map(bareJid)
         .filter(Boolean),
     });
@@ -409,15 +411,16 @@ export function createMessageHandler({
    */
   async function handleMessage(botId, msg) {
     const key = msg?.key;
+    const settings = botSettings(configOf(botId));
+    const chatKind = key?.remoteJid ? chatKindOf(String(key.remoteJid)) : undefined;
+    const log = logger.child({ bot_id: botId, correspondent_id: key?.remoteJid, provider_message_id: key?.id });
+    // Status updates are dropped before anything else: most bots never want them.
+    if (chatKind === ChatKind.STATUS && !settings.status) return drop("status_broadcast", log);
     if (!key?.remoteJid || !key.id) {
       drops.count("no_key");
       logger.warn({ bot_id: botId }, "message without key ignored");
       return undefined;
     }
-    const log = logger.child({ bot_id: botId, correspondent_id: key.remoteJid, provider_message_id: key.id });
-    const settings = botSettings(configOf(botId));
-    const chatKind = chatKindOf(String(key.remoteJid));
-    if (chatKind === ChatKind.STATUS && !settings.status) return drop("status_broadcast", log);
     if (chatKind === ChatKind.NEWSLETTER && !settings.newsletters) return drop("newsletters_off", log);
     if (chatKind === ChatKind.GROUP && !settings.groups) return drop("groups_off", log);
     const stub = isDecryptionStub(msg) || isGroupStub(msg);
