@@ -119,7 +119,7 @@ function textOfNote(note) {
   return str(n?.text) || str(note?.conversation);
 }
 
-function nativeFlow(m) {
+function nativeFlow(m, kind = BusinessMessageKind.INTERACTIVE) {
   const buttons = Array.isArray(m?.nativeFlowMessage?.buttons) ? m.nativeFlowMessage.buttons : [];
   const texts = { header: str(m?.header?.title) || str(m?.header?.subtitle), body: str(m?.body?.text), footer: str(m?.footer?.text) };
   for (const button of buttons) {
@@ -151,12 +151,12 @@ function nativeFlow(m) {
   for (const card of Array.isArray(m?.carouselMessage?.cards) ? m.carouselMessage.cards : []) {
     choices.add("", str(card?.header?.title) || str(card?.body?.text), str(card?.body?.text));
   }
-  return business(BusinessMessageKind.INTERACTIVE, texts, choices);
+  return business(kind, texts, choices);
 }
 
 function template(m) {
   const t = m?.hydratedTemplate ?? m?.hydratedFourRowTemplate ?? m?.fourRowTemplate;
-  if (!t && m?.interactiveMessageTemplate) return nativeFlow(m.interactiveMessageTemplate);
+  if (!t && m?.interactiveMessageTemplate) return nativeFlow(m.interactiveMessageTemplate, BusinessMessageKind.TEMPLATE);
   const choices = new Choices();
   for (const b of Array.isArray(t?.hydratedButtons) ? t.hydratedButtons : []) {
     if (b?.quickReplyButton) choices.add(b.quickReplyButton.id, b.quickReplyButton.displayText, "");

@@ -131,7 +131,9 @@ export function createContextBuilder({ identities, ownIdsOf }) {
       if (!sender.id) sender = correspondent;
     }
     if (!sender.id) sender = correspondent;
-    const contextInfo = contentType ? content?.[contentType]?.contextInfo : undefined;
+    // Evolution API stores a message with its contextInfo lifted to the record's root.
+    const rootContext = msg.contextInfo && typeof msg.contextInfo === "object" ? msg.contextInfo : undefined;
+    const contextInfo = (contentType ? content?.[contentType]?.contextInfo : undefined) ?? rootContext;
     const { mentions: mentioned, omitted } = await mentions(botId, contextInfo);
     let repliesToBot = false;
     if (typeof contextInfo?.participant === "string" && contextInfo.stanzaId) {

@@ -37,6 +37,11 @@ export function bytes(value) {
   if (value instanceof Uint8Array) return value;
   if (typeof value === "string" && /^[A-Za-z0-9+/=]+$/.test(value)) return Buffer.from(value, "base64");
   if (value && typeof value === "object" && value.type === "Buffer" && Array.isArray(value.data)) return Buffer.from(value.data);
+  // JSON.stringify of a Uint8Array: {"0": 115, "1": 147, …} (Evolution API stores them so).
+  if (value && typeof value === "object" && "0" in value) {
+    const list = Object.keys(value).length <= 65536 ? Array.from({ length: Object.keys(value).length }, (_, i) => value[i]) : [];
+    if (list.length > 0 && list.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) return Buffer.from(list);
+  }
   return undefined;
 }
 

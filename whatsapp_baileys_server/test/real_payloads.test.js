@@ -122,6 +122,7 @@ function checkFrame(json, expect, name) {
   for (const field of ["message", "details", "replyTo", "mediaKind", "mimeType"]) {
     if (field in expect) assertSubset(value[field], expect[field], `${name}.${field}`);
   }
+  if (expect.noDecrypted) assert.equal(value.details?.edit?.decrypted, undefined, `${name}: the edit must not claim to be decrypted`);
   if (expect.noContext) for (const key of expect.noContext) assert.equal(value.header.context?.[key], undefined, `${name}: context.${key} must be unset`);
 }
 
