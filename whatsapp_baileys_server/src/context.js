@@ -115,7 +115,8 @@ export function createContextBuilder({ identities, ownIdsOf }) {
     const remoteJid = String(key.remoteJid);
     const chatKind = chatKindOf(remoteJid);
     const own = ownIdsOf(botId) ?? {};
-    const ownSender = async () => identities.resolve(botId, own.lid || own.id || "", own.id || "");
+    // Before the socket knows the account's own JIDs, the bot id names the owner.
+    const ownSender = async () => (own.lid || own.id ? identities.resolve(botId, own.lid || own.id, own.id || "") : { id: botId, kind: jidKind(botId) });
     let correspondent = { id: bareJid(remoteJid) || remoteJid, kind: jidKind(remoteJid) };
     let sender;
     if (chatKind === ChatKind.DIRECT) {
