@@ -23,6 +23,7 @@ class NodeClient:
             "config": {
                 "media_storage_quota_gb": config.media_storage_quota_gb,
                 "provider_name": config.provider_name,
+                **config.message_settings(),
             },
             "forceReinit": force_reinit,
         }
