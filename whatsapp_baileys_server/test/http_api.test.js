@@ -62,7 +62,7 @@ async function setup(t) {
     emitFrame: async (frame, chatKey) => { frames.push({ frame, chatKey }); },
     reconnect: { initialMs: 10, maxMs: 20 },
   });
-  const server = createApp({ sessions, apiToken: TOKEN, logger }).listen(0, "127.0.0.1");
+  const server = createApp({ sessions, apiToken: TOKEN, logger, metrics: () => 'node_messages_dropped_total{reason="own_echo"} 3\n' }).listen(0, "127.0.0.1");
   await once(server, "listening");
   const base = `http://127.0.0.1:${server.address().port}`;
   t.after(async () => {
@@ -81,7 +81,7 @@ async function setup(t) {
     });
     return { status: res.status, body: await res.json() };
   };
-  return { authDir, sessions, sockets, frames, upserts, call, records };
+  return { authDir, sessions, sockets, frames, upserts, call, records, base };
 }
 
 const INIT = { userId: "4915000000000@s.whatsapp.net", config: { media_storage_quota_gb: 2, maxMessages: 50 } };
@@ -108,6 +108,8 @@ test("bad initialize bodies get 400 with a reason and change nothing", async (t)
     [{ userId: "bot-1", config: { media_storage_quota_gb: "5" } }, /media_storage_quota_gb/],
     [{ userId: "bot-1", config: { media_storage_quota_gb: 1 }, forceReinit: "yes" }, /forceReinit/],
     [{ userId: "bot-1", config: { media_storage_quota_gb: 1 }, extra: 1 }, /unknown field "extra"/],
+    [{ userId: "bot-1", config: { media_storage_quota_gb: 1, group_events: "yes" } }, /config.group_events must be true or false/],
+    [{ userId: "bot-1", config: { media_storage_quota_gb: 1, owner_messages: 0 } }, /config.owner_messages must be true or false/],
   ];
   for (const [body, reason] of cases) {
     const res = await call("POST", "/initialize", body);
@@ -246,4 +248,13 @@ test("a restarted manager resumes stored sessions without a new pairing", async 
     first.sessions.sessions.get(INIT.userId) && (await useMultiFileAuthState(join(first.authDir, INIT.userId, "baileys"))).state.creds.noiseKey.public.toString("base64"),
     "the same credentials are loaded",
   );
+});
+
+test("GET /metrics serves the drop counter as Prometheus text, without a token", async (t) => {
+  const { call, base } = await setup(t);
+  assert.equal((await call("GET", "/sessions/x", undefined, null)).status, 401, "other routes still need the token");
+  const res = await fetch(`${base}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
+  assert.equal(await res.text(), 'node_messages_dropped_total{reason="own_echo"} 3\n');
 });
