@@ -315,7 +315,9 @@ export class SessionManager {
     s.groupNames ??= new Map();
     const hit = s.groupNames.get(jid);
     if (hit && hit.until > Date.now()) return hit.name;
-    const sock = this.socketFor(botId);
+    // Any live socket, also one still connecting: a message handled just after a
+    // reconnect keeps its group's name (the handler bounds the wait).
+    const sock = s.sock;
     if (!sock) return hit?.name;
     const meta = await sock.groupMetadata(jid);
     s.groupNames.set(jid, { name: meta?.subject, until: Date.now() + 10 * 60_000 });
