@@ -2,118 +2,27 @@
 // the downloader, the staging directory, the quota and the frame sink are all passed in,
 // so tests drive it with Baileys-shaped events and no WhatsApp connection.
 
-import { WAMessageStubType, getContentType, getKeyAuthor, normalizeMessageContent } from "baileys";
+import { getContentType, getKeyAuthor } from "baileys";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { MediaKind } from "./gen/chatbot/common/v1/message_pb.js";
 import { ChatKind } from "./gen/chatbot/common/v1/context_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { MediaError, measureStaging, stageMedia, withTimeout } from "./media.js";
-import { MAX_TEXT, detailsOf, poll, pollCreation, protocolTypeName, replyContext, structuredKind } from "./structured.js";
+import { MAX_TEXT, detailsOf, poll, pollCreation, protocolTypeName, replyContext } from "./structured.js";
+import { HANDLED_UPSERT_TYPES, baseMime, classify, editedWrapper, isDecryptionStub, untrustedCount, unwrap } from "./classify.js";
 import { botSettings } from "./bot_settings.js";
 import { adReplyLine, chatKindOf, createContextBuilder } from "./context.js";
 import { DropCounter } from "./drops.js";
 import { MessageSecrets, bytes } from "./edits.js";
 import { groupEvent, isGroupStub, stubName } from "./group_events.js";
 import { bareJid, createIdentityResolver } from "./identity.js";
-import { clip as clipText } from "./text.js";
+import { clip } from "./text.js";
+import { createTurns } from "./turns.js";
+
+export { HANDLED_UPSERT_TYPES, baseMime, classify, isDecryptionStub, untrustedCount, unwrap } from "./classify.js";
 
 const MAX_MAPPINGS_PER_FRAME = 1000;
 const MAX_ALBUMS = 2000;
 const GIB = 1024 ** 3;
-
-/** Upsert types that carry new incoming messages (`append`: queued while offline). */
-export const HANDLED_UPSERT_TYPES = Object.freeze(["notify", "append"]);
-
-/** `audio/ogg; codecs=opus` → `audio/ogg`: the form used for routing decisions. */
-export function baseMime(mime) {
-  return String(mime ?? "").split(";")[0].trim().toLowerCase();
-}
-
-/** Cuts a string to at most `max` code points (what the wire's max_length counts). */
-function clip(value, max) {
-  const s = String(value ?? "");
-  const points = Array.from(s);
-  return points.length <= max ? s : points.slice(0, max).join("");
-}
-
-/**
- * A non-negative integer from WhatsApp's number / string / Long, or undefined. Values
- * like fileLength come from the sender and are only ever used as hints.
- */
-export function untrustedCount(value) {
-  let n;
-  if (typeof value === "number") n = value;
-  else if (typeof value === "bigint") n = Number(value);
-  else if (typeof value === "string" && /^\d+$/.test(value.trim())) n = Number(value.trim());
-  else if (value && typeof value === "object" && typeof value.low === "number" && typeof value.high === "number") {
-    n = (value.high >>> 0) * 2 ** 32 + (value.low >>> 0);
-    if (!value.unsigned && value.high < 0) return undefined;
-  }
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-}
-
-/** True for a message whose content could not be decrypted (yet). */
-export function isDecryptionStub(msg) {
-  return msg.messageStubType === WAMessageStubType.CIPHERTEXT || msg.messageStubType === "CIPHERTEXT" || !msg.message;
-}
-
-/** True when WhatsApp sent a raw message only as an `editedMessage` wrapper. */
-function editedWrapper(message) {
-  let m = message;
-  for (let i = 0; i < 3 && m; i += 1) {
-    if (m.editedMessage) return m.editedMessage;
-    m = m.ephemeralMessage?.message;
-  }
-  return undefined;
-}
-
-/**
- * The message content with every wrapper removed (ephemeral, view-once v1/v2/extension,
- * document-with-caption, edited …), by Baileys' own normalisation. An edit stays a
- * protocol message: it becomes an Edit referencing the original, not a new text.
- */
-export function unwrap(content) {
-  return normalizeMessageContent(content);
-}
-
-/**
- * What a message is, decided by its WhatsApp message type (never by MIME alone).
- * Every type a person can send is forwarded: text, media, or a structured message
- * (location, contacts, poll, vote, reaction, event, interactive reply, group invite, edit,
- * deletion, and an Unsupported marker for anything else); only WhatsApp housekeeping
- * (key distribution, other protocol messages) is "ignored".
- * @returns {{ type: "text", text: string } | { type: "media", kind: number, media: any,
- *   mimeType: string, caption: string, fileName?: string } |
- *   { type: "structured", contentType?: string } | { type: "ignored", contentType?: string }}
- */
-export function classify(content) {
-  const contentType = getContentType(content);
-  if (contentType === "conversation") return { type: "text", text: content.conversation ?? "" };
-  if (contentType === "extendedTextMessage") return { type: "text", text: content.extendedTextMessage?.text ?? "" };
-  const media = contentType ? content[contentType] : undefined;
-  const common = () => ({ media, mimeType: String(media?.mimetype ?? ""), caption: String(media?.caption ?? "") });
-  switch (contentType) {
-    case "imageMessage":
-      return { type: "media", kind: MediaKind.IMAGE, ...common() };
-    case "stickerMessage":
-      // Static and animated stickers are both stickers (image/webp), never images.
-      return { type: "media", kind: MediaKind.STICKER, ...common(), caption: "" };
-    case "audioMessage":
-      return { type: "media", kind: media?.ptt ? MediaKind.VOICE_NOTE : MediaKind.AUDIO, ...common(), caption: "" };
-    case "videoMessage":
-      return { type: "media", kind: media?.gifPlayback ? MediaKind.GIF : MediaKind.VIDEO, ...common() };
-    case "ptvMessage":
-      return { type: "media", kind: MediaKind.VIDEO_NOTE, ...common() };
-    case "documentMessage": {
-      const fileName = media?.fileName ? String(media.fileName) : undefined;
-      return { type: "media", kind: MediaKind.DOCUMENT, ...common(), fileName };
-    }
-    default:
-      return structuredKind(contentType, content) === "housekeeping"
-        ? { type: "ignored", contentType }
-        : { type: "structured", contentType };
-  }
-}
 
 function originatingDate(msg, clock) {
   const seconds = untrustedCount(msg.messageTimestamp);
@@ -210,7 +119,7 @@ export function createMessageHandler({
       botId,
       correspondentId,
       sender,
-      providerMessageId: clipText(msg.key.id, 256),
+      providerMessageId: clip(msg.key.id, 256),
       originatingTime: timestampFromDate(originatingDate(msg, clock)),
       group: isGroup ? { groupId: remoteJid, groupName: await groupName(botId, remoteJid, log) } : undefined,
       context,
@@ -222,7 +131,7 @@ export function createMessageHandler({
     const reply = replyContext(contextInfo);
     if (reply?.quotedSender) {
       const who = await identities.resolve(botId, reply.quotedSender);
-      reply.quotedSender = who.id ? clipText(who.id, 256) : undefined;
+      reply.quotedSender = who.id ? clip(who.id, 256) : undefined;
     }
     return reply;
   }
@@ -300,7 +209,7 @@ export function createMessageHandler({
     const base = {
       header: hdr,
       replyTo,
-      message: clipText(info.caption, MAX_TEXT),
+      message: clip(info.caption, MAX_TEXT),
       mimeType: clip(info.mimeType, 255),
       mediaKind: info.kind,
       originalFilename: info.fileName === undefined ? undefined : clip(info.fileName, 1024),
@@ -356,14 +265,14 @@ export function createMessageHandler({
     log.warn({ reason }, "message could not be read; the bot is told so");
     return emit("structuredMessage", {
       header: hdr,
-      details: { kind: { case: "undecryptable", value: { reason: clipText(reason, 256) } } },
+      details: { kind: { case: "undecryptable", value: { reason: clip(reason, 256) } } },
     }, `${botId}\u0000${hdr.correspondentId}`);
   }
 
   /** Why a stub could not be decrypted, in words for the operator. */
   function stubReason(msg) {
     const param = Array.isArray(msg.messageStubParameters) ? msg.messageStubParameters[0] : undefined;
-    return clipText(typeof param === "string" && param ? param : "no content", 256);
+    return clip(typeof param === "string" && param ? param : "no content", 256);
   }
 
   /**
@@ -470,14 +379,14 @@ export function createMessageHandler({
         // An edit sent as a bare editedMessage wrapper: an edit of the original, never a
         // new message. The original's id is the protocol key's when present, else the
         // wrapper's own (WhatsApp reuses the original's id for it).
-        const target = clipText(wrapped.message?.protocolMessage?.key?.id || key.id, 256);
+        const target = clip(wrapped.message?.protocolMessage?.key?.id || key.id, 256);
         const text = info.type === "text" ? info.text : info.caption ?? "";
-        const value = { targetMessageId: target, text: clipText(text, MAX_TEXT), decrypted: true };
+        const value = { targetMessageId: target, text: clip(text, MAX_TEXT), decrypted: true };
         return await emit("structuredMessage", { header: hdr, details: { kind: { case: "edit", value } }, replyTo }, chatKey);
       }
       if (info.type === "text") {
-        let text = clipText(info.text, MAX_TEXT);
-        if (hdr.context.adReply) text = clipText(`${text}\n${adReplyLine(hdr.context.adReply)}`, MAX_TEXT);
+        let text = clip(info.text, MAX_TEXT);
+        if (hdr.context.adReply) text = clip(`${text}\n${adReplyLine(hdr.context.adReply)}`, MAX_TEXT);
         return await emit("textMessage", { header: hdr, message: text, replyTo }, chatKey);
       }
       if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log);
@@ -521,22 +430,7 @@ export function createMessageHandler({
 
   // Baileys emits events without waiting for their handlers: each bot's batches take
   // turns, so a vote never overtakes its poll nor a text an earlier one across events.
-  const turns = new Map();
-
-  async function takeTurn(botId) {
-    const previous = turns.get(botId) ?? Promise.resolve();
-    let release;
-    const mine = new Promise((resolve) => {
-      release = resolve;
-    });
-    const tail = previous.then(() => mine);
-    turns.set(botId, tail);
-    await previous;
-    return () => {
-      release();
-      if (turns.get(botId) === tail) turns.delete(botId);
-    };
-  }
+  const takeTurn = createTurns();
 
   async function handleEach(botId, event) {
     const pending = [];
