@@ -464,6 +464,7 @@ export function createMessageHandler({
       return await reactionFrames(botId, reactions);
     } finally {
       release();
+      await reportMappings(botId).catch((err) => logger.error({ err, bot_id: botId }, "identity mappings not queued"));
     }
   }
 
