@@ -104,6 +104,8 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
     AUTH_DIR: join(root, "auth"),
     OUTBOX_DIR: join(root, "outbox"),
     POLL_STORE_DIR: join(root, "polls"),
+    SENT_IDS_DIR: join(root, "sent_ids"),
+    UNDECRYPTABLE_DIR: join(root, "undecryptable"),
     MEDIA_STAGING_DIR: staging,
     NODE_DEMO_SCRIPT: scriptPath,
   });
@@ -209,7 +211,7 @@ test("demo mode: a bad script stops the start with exit code 2 and says what is 
   t.after(() => rm(root, { recursive: true, force: true }));
   const scriptPath = join(root, "script.json");
   await writeFile(scriptPath, JSON.stringify({ bots: { "demo-bot": [{ type: "image", file: "missing.png" }] } }));
-  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), POLL_STORE_DIR: join(root, "polls"), NODE_DEMO_SCRIPT: scriptPath });
+  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), POLL_STORE_DIR: join(root, "polls"), SENT_IDS_DIR: join(root, "sent_ids"), UNDECRYPTABLE_DIR: join(root, "undecryptable"), NODE_DEMO_SCRIPT: scriptPath });
   const [code] = await once(server.child, "exit");
   assert.equal(code, 2);
   assert.match(server.stderr(), /NODE_DEMO_SCRIPT error: .*script\.json: bots\["demo-bot"\]\[0\]: file .*missing\.png cannot be read \(ENOENT\)/);
