@@ -48,6 +48,9 @@ async function setup(t) {
   const sockets = [];
   const frames = [];
   const upserts = [];
+  const lidUpdates = [];
+  const remembered = [];
+  const sentIds = { remember: async (botId, id) => { remembered.push({ botId, id }); } };
   const sessions = new SessionManager({
     authDir,
     logger,
@@ -59,6 +62,8 @@ async function setup(t) {
     },
     useAuthState: useMultiFileAuthState,
     onUpsert: async (botId, event) => { upserts.push({ botId, event }); },
+    onLidMapping: async (botId, update) => { lidUpdates.push({ botId, update }); },
+    sentIds,
     emitFrame: async (frame, chatKey) => { frames.push({ frame, chatKey }); },
     reconnect: { initialMs: 10, maxMs: 20 },
   });
@@ -81,7 +86,7 @@ async function setup(t) {
     });
     return { status: res.status, body: await res.json() };
   };
-  return { authDir, sessions, sockets, frames, upserts, call, records, base };
+  return { authDir, sessions, sockets, frames, upserts, call, records, base, lidUpdates, remembered };
 }
 
 const INIT = { userId: "4915000000000@s.whatsapp.net", config: { media_storage_quota_gb: 2, maxMessages: 50 } };
@@ -257,4 +262,29 @@ test("GET /metrics serves the drop counter as Prometheus text, without a token",
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
   assert.equal(await res.text(), 'node_messages_dropped_total{reason="own_echo"} 3\n');
+});
+
+test("the session forwards lid-mapping updates, knows the account's own LID, and records each sent id before sending", async (t) => {
+  const { call, sessions, sockets, lidUpdates, remembered } = await setup(t);
+  assert.equal((await call("POST", "/initialize", { ...INIT, config: { ...INIT.config, group_events: true } })).status, 200);
+  const sock = sockets[0];
+  sock.user = { id: "4915000000000:3@s.whatsapp.net", lid: "299999999999999:3@lid" };
+  sock.signalRepository = { lidMapping: { marker: "store" } };
+  sock.emit("connection.update", { connection: "open" });
+  sock.emit("lid-mapping.update", { lid: "210000000000001@lid", pn: "4915112345678@s.whatsapp.net" });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(lidUpdates, [{ botId: INIT.userId, update: { lid: "210000000000001@lid", pn: "4915112345678@s.whatsapp.net" } }]);
+  assert.equal(sessions.ownLid(INIT.userId), "299999999999999@lid");
+  assert.deepEqual(sessions.lidMappingOf(INIT.userId), { marker: "store" });
+  assert.equal(sessions.configOf(INIT.userId).group_events, true);
+  const sendOrder = [];
+  const original = sock.sendMessage.bind(sock);
+  sock.sendMessage = async (...args) => {
+    sendOrder.push(`send:${remembered.length}`);
+    return original(...args);
+  };
+  await sessions.sendText({ botId: INIT.userId, correspondentId: "4915112345678@s.whatsapp.net", text: "hi" });
+  assert.equal(remembered.length, 1);
+  assert.deepEqual(sendOrder, ["send:1"], "the id is recorded before sendMessage");
+  assert.equal(sock.sent[0].options.messageId, remembered[0].id, "sent under the recorded id");
 });
