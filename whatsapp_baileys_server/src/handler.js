@@ -110,7 +110,7 @@ export function createMessageHandler({
     return undefined;
   }
 
-  /** The header (identity as LID when known) and, in `env.chatKey`, the chat's queue key. */
+  /** The header: the person named by the LID when known, and the message's context. */
   async function header(botId, msg, env, log) {
     const remoteJid = String(msg.key.remoteJid);
     const { correspondentId, sender, context } = await contexts.build(botId, msg, { ...env, albums });
