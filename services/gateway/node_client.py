@@ -32,6 +32,7 @@ def node_config(config: BotConfig) -> dict[str, Any]:
     return {
         "media_storage_quota_gb": config.media_storage_quota_gb,
         "provider_name": config.provider_name,
+        **config.message_settings(),
     }
 
 

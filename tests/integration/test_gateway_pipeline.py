@@ -171,7 +171,16 @@ async def test_frames_become_messages_and_media_resolves(pipeline: Pipeline) -> 
     assert pipeline.initialize_calls == [
         {
             "userId": BOT,
-            "config": {"media_storage_quota_gb": 2.5, "provider_name": "whatsapp_baileys"},
+            "config": {
+                "media_storage_quota_gb": 2.5,
+                "provider_name": "whatsapp_baileys",
+                # The message settings' documented defaults, which Node applies.
+                "groups": True,
+                "status": False,
+                "newsletters": False,
+                "owner_messages": True,
+                "group_events": False,
+            },
             "forceReinit": False,
         }
     ]
@@ -253,6 +262,7 @@ async def test_replies_go_to_node_and_wait_for_its_ack(pipeline: Pipeline) -> No
     [
         ("put", f"/bots/{BOT}/config", {"max_messages": -1}, 400, "max_messages"),
         ("put", f"/bots/{BOT}/config", {"bot_id": "other"}, 400, "differs"),
+        ("put", f"/bots/{BOT}/config", {"group_events": "yes"}, 400, "group_events"),
         ("post", f"/bots/{BOT}/start", {}, 404, "PUT /bots/bot-1/config"),
         ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "correspondent_id"),
     ],

@@ -666,7 +666,8 @@ export class DemoSocket {
   async sendMessage(jid, content, options) {
     if (this.closed) throw boomLike(428, "Connection Closed");
     if (typeof content?.text !== "string") throw new Error("demo: only text replies are supported");
-    const id = newMessageId();
+    // Like Baileys: the caller may choose the id (this system does, to know its echo).
+    const id = typeof options?.messageId === "string" && options.messageId ? options.messageId : newMessageId();
     const quoted = options?.quoted?.key?.id;
     this.state.emit({ event: "reply_sent", botId: this.botId, to: jid, text: content.text, ...(quoted ? { quoted } : {}), id });
     const sent = proto.WebMessageInfo.fromObject({

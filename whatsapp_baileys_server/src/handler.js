@@ -2,97 +2,27 @@
 // the downloader, the staging directory, the quota and the frame sink are all passed in,
 // so tests drive it with Baileys-shaped events and no WhatsApp connection.
 
-import { WAMessageStubType, getContentType, getKeyAuthor, normalizeMessageContent } from "baileys";
+import { getContentType, getKeyAuthor } from "baileys";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { MediaKind } from "./gen/chatbot/common/v1/message_pb.js";
+import { ChatKind } from "./gen/chatbot/common/v1/context_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { MediaError, measureStaging, stageMedia, withTimeout } from "./media.js";
-import { detailsOf, poll, pollCreation, replyContext, structuredKind } from "./structured.js";
+import { MAX_TEXT, detailsOf, poll, pollCreation, protocolTypeName, replyContext } from "./structured.js";
+import { HANDLED_UPSERT_TYPES, baseMime, classify, editedWrapper, isDecryptionStub, untrustedCount, unwrap } from "./classify.js";
+import { botSettings } from "./bot_settings.js";
+import { adReplyLine, chatKindOf, createContextBuilder } from "./context.js";
+import { DropCounter } from "./drops.js";
+import { MessageSecrets, bytes } from "./edits.js";
+import { groupEvent, isGroupStub, stubName } from "./group_events.js";
+import { bareJid, createIdentityResolver } from "./identity.js";
+import { clip } from "./text.js";
+import { createTurns } from "./turns.js";
+
+export { HANDLED_UPSERT_TYPES, baseMime, classify, isDecryptionStub, untrustedCount, unwrap } from "./classify.js";
+
+const MAX_MAPPINGS_PER_FRAME = 1000;
+const MAX_ALBUMS = 2000;
 const GIB = 1024 ** 3;
-
-/** Upsert types that carry new incoming messages (`append`: queued while offline). */
-export const HANDLED_UPSERT_TYPES = Object.freeze(["notify", "append"]);
-
-/** `audio/ogg; codecs=opus` → `audio/ogg`: the form used for routing decisions. */
-export function baseMime(mime) {
-  return String(mime ?? "").split(";")[0].trim().toLowerCase();
-}
-
-/** Cuts a string to at most `max` code points (what the wire's max_length counts). */
-function clip(value, max) {
-  const s = String(value ?? "");
-  const points = Array.from(s);
-  return points.length <= max ? s : points.slice(0, max).join("");
-}
-
-/**
- * A non-negative integer from WhatsApp's number / string / Long, or undefined. Values
- * like fileLength come from the sender and are only ever used as hints.
- */
-export function untrustedCount(value) {
-  let n;
-  if (typeof value === "number") n = value;
-  else if (typeof value === "bigint") n = Number(value);
-  else if (typeof value === "string" && /^\d+$/.test(value.trim())) n = Number(value.trim());
-  else if (value && typeof value === "object" && typeof value.low === "number" && typeof value.high === "number") {
-    n = (value.high >>> 0) * 2 ** 32 + (value.low >>> 0);
-    if (!value.unsigned && value.high < 0) return undefined;
-  }
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-}
-
-/** True for a message whose content could not be decrypted (yet). */
-export function isDecryptionStub(msg) {
-  return msg.messageStubType === WAMessageStubType.CIPHERTEXT || !msg.message;
-}
-
-/**
- * The message content with every wrapper removed (ephemeral, view-once v1/v2/extension,
- * document-with-caption, edited …), by Baileys' own normalisation. An edit stays a
- * protocol message: it becomes an Edit referencing the original, not a new text.
- */
-export function unwrap(content) {
-  return normalizeMessageContent(content);
-}
-
-/**
- * What a message is, decided by its WhatsApp message type (never by MIME alone).
- * Every type a person can send is forwarded: text, media, or a structured message
- * (location, contacts, poll, vote, reaction, event, interactive reply, group invite, edit,
- * deletion, and an Unsupported marker for anything else); only WhatsApp housekeeping
- * (key distribution, other protocol messages) is "ignored".
- * @returns {{ type: "text", text: string } | { type: "media", kind: number, media: any,
- *   mimeType: string, caption: string, fileName?: string } |
- *   { type: "structured", contentType?: string } | { type: "ignored", contentType?: string }}
- */
-export function classify(content) {
-  const contentType = getContentType(content);
-  if (contentType === "conversation") return { type: "text", text: content.conversation ?? "" };
-  if (contentType === "extendedTextMessage") return { type: "text", text: content.extendedTextMessage?.text ?? "" };
-  const media = contentType ? content[contentType] : undefined;
-  const common = () => ({ media, mimeType: String(media?.mimetype ?? ""), caption: String(media?.caption ?? "") });
-  switch (contentType) {
-    case "imageMessage":
-      return { type: "media", kind: MediaKind.IMAGE, ...common() };
-    case "stickerMessage":
-      // Static and animated stickers are both stickers (image/webp), never images.
-      return { type: "media", kind: MediaKind.STICKER, ...common(), caption: "" };
-    case "audioMessage":
-      return { type: "media", kind: media?.ptt ? MediaKind.VOICE_NOTE : MediaKind.AUDIO, ...common(), caption: "" };
-    case "videoMessage":
-      return { type: "media", kind: media?.gifPlayback ? MediaKind.GIF : MediaKind.VIDEO, ...common() };
-    case "ptvMessage":
-      return { type: "media", kind: MediaKind.VIDEO_NOTE, ...common() };
-    case "documentMessage": {
-      const fileName = media?.fileName ? String(media.fileName) : undefined;
-      return { type: "media", kind: MediaKind.DOCUMENT, ...common(), fileName };
-    }
-    default:
-      return structuredKind(contentType, content) === "housekeeping"
-        ? { type: "ignored", contentType }
-        : { type: "structured", contentType };
-  }
-}
 
 function originatingDate(msg, clock) {
   const seconds = untrustedCount(msg.messageTimestamp);
@@ -117,6 +47,12 @@ function originatingDate(msg, clock) {
  * @property {(botId: string, groupJid: string) => Promise<string | undefined>} [groupNameOf]
  * @property {import("./poll_store.js").PollStore} [polls] poll creations, for decrypting votes
  * @property {(botId: string) => string | undefined} [meIdOf] the bot's own normalised JID
+ * @property {(botId: string) => string | undefined} [meLidOf] the bot's own LID, once known
+ * @property {(botId: string) => any} [configOf] the bot's config from /initialize (settings)
+ * @property {(botId: string) => any} [lidMappingOf] Baileys' sock.signalRepository.lidMapping
+ * @property {import("./sent_ids.js").SentIds} [sentIds] ids of the messages this system sent
+ * @property {import("./undecryptable.js").PendingStubs} [pendingStubs] undecryptable stubs in their window
+ * @property {DropCounter} [drops] counts every message not forwarded, by reason
  */
 
 /** @param {HandlerDeps} deps */
@@ -137,7 +73,18 @@ export function createMessageHandler({
   groupNameOf,
   polls,
   meIdOf = () => undefined,
+  meLidOf = () => undefined,
+  configOf = () => undefined,
+  lidMappingOf = () => undefined,
+  sentIds,
+  pendingStubs,
+  drops = new DropCounter(),
 }) {
+  const identities = createIdentityResolver({ lidMappingOf, logger });
+  const contexts = createContextBuilder({ identities, ownIdsOf: (botId) => ({ id: meIdOf(botId), lid: meLidOf(botId) }) });
+  const secrets = new MessageSecrets();
+  // Albums announced by their header (albumMessage), so each item carries the counts.
+  const albums = new Map();
   // Ids already handled, so a message repeated across `notify` and `append` is not
   // downloaded twice. Insertion-ordered Map used as a bounded LRU.
   const seen = new Map();
@@ -157,18 +104,36 @@ export function createMessageHandler({
     }
   }
 
-  async function header(botId, msg, log) {
+  function drop(reason, log, fields = {}) {
+    drops.count(reason);
+    log.debug({ reason, ...fields }, "message not forwarded");
+    return undefined;
+  }
+
+  /** The header: the person named by the LID when known, and the message's context. */
+  async function header(botId, msg, env, log) {
     const remoteJid = String(msg.key.remoteJid);
-    const isGroup = remoteJid.endsWith("@g.us");
-    const sender = isGroup ? msg.key.participant || msg.key.participantAlt || msg.participant || remoteJid : remoteJid;
+    const { correspondentId, sender, context } = await contexts.build(botId, msg, { ...env, albums });
+    const isGroup = context.chatKind === ChatKind.GROUP;
     return {
       botId,
-      correspondentId: remoteJid,
-      sender: String(sender),
-      providerMessageId: String(msg.key.id),
+      correspondentId,
+      sender,
+      providerMessageId: clip(msg.key.id, 256),
       originatingTime: timestampFromDate(originatingDate(msg, clock)),
       group: isGroup ? { groupId: remoteJid, groupName: await groupName(botId, remoteJid, log) } : undefined,
+      context,
     };
+  }
+
+  /** The reply context with the quoted sender named as the header names people. */
+  async function replyOf(botId, contextInfo) {
+    const reply = replyContext(contextInfo);
+    if (reply?.quotedSender) {
+      const who = await identities.resolve(botId, reply.quotedSender);
+      reply.quotedSender = who.id ? clip(who.id, 256) : undefined;
+    }
+    return reply;
   }
 
   async function emit(payloadCase, value, chatKey) {
@@ -177,11 +142,28 @@ export function createMessageHandler({
     return frame;
   }
 
+  /** Sends the LID↔phone pairs learned since the last call (at most 1000 per frame). */
+  async function reportMappings(botId) {
+    const pairs = identities.takeUnreported(botId);
+    for (let i = 0; i < pairs.length; i += MAX_MAPPINGS_PER_FRAME) {
+      const mappings = pairs.slice(i, i + MAX_MAPPINGS_PER_FRAME);
+      await emit("identityMappings", { botId, mappings }, `identity\u0000${botId}`);
+    }
+  }
+
+  /** Pairs from Baileys' `lid-mapping.update` event (one pair or a list). */
+  async function learnMappings(botId, update) {
+    for (const pair of Array.isArray(update) ? update : [update]) {
+      identities.learn(botId, pair?.lid, pair?.pn ?? pair?.phoneNumber);
+    }
+    await reportMappings(botId);
+  }
+
   /** Keeps a poll's creation message so that votes on it can be decrypted later. */
   async function rememberPoll(botId, msg, content, log) {
     const p = pollCreation(content);
     if (!p || !polls) return;
-    const encKey = content.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret;
+    const encKey = bytes(content.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret);
     if (!encKey || encKey.length === 0) {
       log.warn("poll without messageSecret: its votes cannot be decrypted");
       return;
@@ -202,13 +184,21 @@ export function createMessageHandler({
   }
 
   async function handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log) {
+    const key = msg.key;
     const details = await detailsOf(info.contentType, content, {
       botId,
-      chatJid: String(msg.key.remoteJid),
-      key: msg.key,
+      chatJid: String(key.remoteJid),
+      key,
       meId: meIdOf(botId),
       polls,
       log,
+      secrets,
+      // Who may have sealed an edit: the author under each of their ids.
+      // The owner's own edits are sealed under the account's ids.
+      senderIds: [key.participant, key.participantAlt, key.participantPn, key.remoteJid, key.remoteJidAlt, key.senderPn, key.senderLid, hdr.sender,
+        ...(key.fromMe ? [meIdOf(botId), meLidOf(botId)] : [])]
+        .map(bareJid)
+        .filter(Boolean),
     });
     if (details.case === "poll") await rememberPoll(botId, msg, content, log);
     if (details.case === "unsupported") log.info({ content_type: details.value.messageType }, "unsupported message type forwarded as a marker");
@@ -219,7 +209,7 @@ export function createMessageHandler({
     const base = {
       header: hdr,
       replyTo,
-      message: info.caption,
+      message: clip(info.caption, MAX_TEXT),
       mimeType: clip(info.mimeType, 255),
       mediaKind: info.kind,
       originalFilename: info.fileName === undefined ? undefined : clip(info.fileName, 1024),
@@ -267,48 +257,138 @@ export function createMessageHandler({
     }
   }
 
+  /** Emits the one `undecryptable` marker of a stub (its window passed, or it never opens). */
+  async function emitUndecryptable(botId, stub, reason, viewOnce = false) {
+    const log = logger.child({ bot_id: botId, provider_message_id: stub.key?.id });
+    const hdr = await header(botId, stub, { fromOwner: Boolean(stub.key?.fromMe) }, log);
+    if (viewOnce) hdr.context.viewOnce = true;
+    log.warn({ reason }, "message could not be read; the bot is told so");
+    return emit("structuredMessage", {
+      header: hdr,
+      details: { kind: { case: "undecryptable", value: { reason: clip(reason, 256) } } },
+    }, `${botId}\u0000${hdr.correspondentId}`);
+  }
+
+  /** Why a stub could not be decrypted, in words for the operator. */
+  function stubReason(msg) {
+    const param = Array.isArray(msg.messageStubParameters) ? msg.messageStubParameters[0] : undefined;
+    return clip(typeof param === "string" && param ? param : "no content", 256);
+  }
+
+  /**
+   * What to do with a message that has no readable content: a group event, a view-once
+   * stub (never readable on a linked device), a stub waiting for its readable copy, or
+   * a counted drop. Returns the frame when one is sent.
+   */
+  async function handleStub(botId, msg, settings, log) {
+    const key = msg.key;
+    if (isGroupStub(msg)) {
+      if (!settings.groupEvents) return drop("group_events_off", log, { stub: stubName(msg) });
+      const seenKey = `${botId}\u0000${key.remoteJid}\u0000${key.id}`;
+      if (seen.has(seenKey)) return drop("duplicate", log);
+      remember(seenKey);
+      const hdr = await header(botId, msg, { fromOwner: Boolean(key.fromMe) }, log);
+      const value = await groupEvent(
+        msg,
+        (jid, ...alts) => identities.resolve(botId, jid, ...alts),
+        (jid) => contexts.botIds(botId).has(bareJid(jid)),
+      );
+      return emit("structuredMessage", { header: hdr, details: { kind: { case: "groupEvent", value } } }, `${botId}\u0000${hdr.correspondentId}`);
+    }
+    const name = stubName(msg);
+    if (name !== undefined && name !== "CIPHERTEXT" && msg.message) return undefined;
+    if (name !== undefined && name !== "CIPHERTEXT") return drop("system_stub", log, { stub: name });
+    if (key.isViewOnce) {
+      // WhatsApp shows view-once media only on the phone: the copy never comes.
+      const seenKey = `${botId}\u0000${key.remoteJid}\u0000${key.id}`;
+      if (seen.has(seenKey)) return drop("duplicate", log);
+      remember(seenKey);
+      return emitUndecryptable(botId, msg, "view-once message: its content is shown only on the phone", true);
+    }
+    if (!pendingStubs) return drop("undecryptable", log, { params: msg.messageStubParameters });
+    const state = pendingStubs.state(botId, String(key.id));
+    if (state === "expired") return drop("undecryptable_repeat", log);
+    // Not marked as seen: the readable copy may arrive later under the same id.
+    await pendingStubs.add(botId, msg);
+    log.warn({ stub: msg.messageStubType, params: msg.messageStubParameters }, "undecryptable message waits for its readable copy");
+    return undefined;
+  }
+
   /**
    * Handles one message; resolves once its frame (if any) is in the sink. Returns the
-   * frame, or undefined when nothing is forwarded.
+   * frame, or undefined when nothing is forwarded (every such case counted by reason).
    */
   async function handleMessage(botId, msg) {
     const key = msg?.key;
+    const settings = botSettings(configOf(botId));
+    const chatKind = key?.remoteJid ? chatKindOf(String(key.remoteJid)) : undefined;
+    const log = logger.child({ bot_id: botId, correspondent_id: key?.remoteJid, provider_message_id: key?.id });
+    // Status updates are dropped before anything else: most bots never want them.
+    if (chatKind === ChatKind.STATUS && !settings.status) return drop("status_broadcast", log);
     if (!key?.remoteJid || !key.id) {
+      drops.count("no_key");
       logger.warn({ bot_id: botId }, "message without key ignored");
       return undefined;
     }
-    const log = logger.child({ bot_id: botId, correspondent_id: key.remoteJid, provider_message_id: key.id });
-    if (key.remoteJid === "status@broadcast") return undefined;
-    if (key.fromMe) {
-      // The bot's own messages are not forwarded, but a poll it created is kept: the
-      // votes on it arrive later and can only be decrypted with it.
-      if (!isDecryptionStub(msg)) await rememberPoll(botId, msg, unwrap(msg.message) ?? {}, log);
-      return undefined;
+    if (chatKind === ChatKind.NEWSLETTER && !settings.newsletters) return drop("newsletters_off", log);
+    if (chatKind === ChatKind.GROUP && !settings.groups) return drop("groups_off", log);
+    const stub = isDecryptionStub(msg) || isGroupStub(msg);
+    let fromOwner = false;
+    if (key.fromMe && chatKind !== ChatKind.NEWSLETTER) {
+      // A poll sent from this account is kept either way: votes on it arrive later and
+      // can only be decrypted with it.
+      if (!stub) await rememberPoll(botId, msg, unwrap(msg.message) ?? {}, log);
+      if (sentIds?.has(botId, key.id)) return drop("own_echo", log);
+      if (!settings.ownerMessages) return drop("owner_messages_off", log);
+      fromOwner = true;
     }
-    if (isDecryptionStub(msg)) {
-      // Not marked as seen: the decrypted message may arrive later under the same id.
-      log.warn({ stub: msg.messageStubType, params: msg.messageStubParameters }, "undecryptable message not forwarded");
-      return undefined;
+    if (stub) {
+      const handled = await handleStub(botId, msg, settings, log);
+      if (handled !== undefined || !msg.message) return handled;
+    }
+    if (pendingStubs) {
+      const state = pendingStubs.state(botId, String(key.id));
+      if (state === "pending") await pendingStubs.resolve(botId, String(key.id));
+      else if (state === "expired") return drop("late_copy_after_marker", log);
     }
     const seenKey = `${botId}\u0000${key.remoteJid}\u0000${key.id}`;
-    if (seen.has(seenKey)) {
-      log.debug("message already handled");
-      return undefined;
-    }
+    if (seen.has(seenKey)) return drop("duplicate", log);
     const content = unwrap(msg.message);
+    const contentType = getContentType(content);
+    if (contentType === "albumMessage") {
+      albums.set(`${botId}\u0000${key.id}`, content.albumMessage);
+      if (albums.size > MAX_ALBUMS) albums.delete(albums.keys().next().value);
+      return drop("album_header", log);
+    }
     const info = classify(content ?? {});
     if (info.type === "ignored") {
-      log.debug({ content_type: info.contentType }, "message type not forwarded");
-      return undefined;
+      const reason = contentType === "protocolMessage" ? "protocol_message" : "housekeeping";
+      return drop(reason, log, { content_type: info.contentType, protocol: contentType === "protocolMessage" ? protocolTypeName(content.protocolMessage) : undefined });
     }
-    if (info.type === "text" && info.text === "") return undefined;
+    if (info.type === "text" && info.text === "") return drop("empty_text", log);
     remember(seenKey);
-    const chatKey = `${botId}\u0000${key.remoteJid}`;
+    const secret = content?.messageContextInfo?.messageSecret ?? msg.message?.messageContextInfo?.messageSecret;
+    if (secret) secrets.put(botId, String(key.id), secret);
+    const chatKeyOf = (hdr) => `${botId}\u0000${hdr.correspondentId}`;
     try {
-      const hdr = await header(botId, msg, log);
-      const contentType = getContentType(content);
-      const replyTo = contentType ? replyContext(content[contentType]?.contextInfo) : undefined;
-      if (info.type === "text") return await emit("textMessage", { header: hdr, message: info.text, replyTo }, chatKey);
+      const hdr = await header(botId, msg, { content, contentType, fromOwner }, log);
+      const chatKey = chatKeyOf(hdr);
+      const replyTo = contentType ? await replyOf(botId, content[contentType]?.contextInfo) : undefined;
+      const wrapped = editedWrapper(msg.message);
+      if (wrapped && contentType !== "protocolMessage") {
+        // An edit sent as a bare editedMessage wrapper: an edit of the original, never a
+        // new message. The original's id is the protocol key's when present, else the
+        // wrapper's own (WhatsApp reuses the original's id for it).
+        const target = clip(wrapped.message?.protocolMessage?.key?.id || key.id, 256);
+        const text = info.type === "text" ? info.text : info.caption ?? "";
+        const value = { targetMessageId: target, text: clip(text, MAX_TEXT), decrypted: true };
+        return await emit("structuredMessage", { header: hdr, details: { kind: { case: "edit", value } }, replyTo }, chatKey);
+      }
+      if (info.type === "text") {
+        let text = clip(info.text, MAX_TEXT);
+        if (hdr.context.adReply) text = clip(`${text}\n${adReplyLine(hdr.context.adReply)}`, MAX_TEXT);
+        return await emit("textMessage", { header: hdr, message: text, replyTo }, chatKey);
+      }
       if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log);
       return await handleMedia(botId, msg, info, hdr, replyTo, chatKey, log);
     } catch (err) {
@@ -344,6 +424,18 @@ export function createMessageHandler({
   const chatTails = new Map();
 
   async function handleBatch(botId, event) {
+    try {
+      return await handleEach(botId, event);
+    } finally {
+      await reportMappings(botId).catch((err) => logger.error({ err, bot_id: botId }, "identity mappings not queued"));
+    }
+  }
+
+  // `messages.reaction` events take turns per bot (they are few; upserts are ordered per
+  // chat above, which lets one bot's chats go through in parallel).
+  const takeTurn = createTurns();
+
+  async function handleEach(botId, event) {
     const pending = [];
     for (const msg of event.messages ?? []) {
       const content = msg?.message && !isDecryptionStub(msg) ? unwrap(msg.message) : undefined;
@@ -378,6 +470,16 @@ export function createMessageHandler({
    * second is dropped as already handled.
    */
   async function handleReactions(botId, reactions) {
+    const release = await takeTurn(botId);
+    try {
+      return await reactionFrames(botId, reactions);
+    } finally {
+      release();
+      await reportMappings(botId).catch((err) => logger.error({ err, bot_id: botId }, "identity mappings not queued"));
+    }
+  }
+
+  async function reactionFrames(botId, reactions) {
     const frames = [];
     for (const item of Array.isArray(reactions) ? reactions : []) {
       const key = item?.reaction?.key;
@@ -398,5 +500,5 @@ export function createMessageHandler({
     return frames;
   }
 
-  return { handleUpsert, handleMessage, handleReactions, idle };
+  return { handleUpsert, handleMessage, handleReactions, idle, learnMappings, emitUndecryptable, drops };
 }

@@ -4,6 +4,7 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import express from "express";
 import { SessionError, USER_ID } from "./sessions.js";
+import { settingsProblem } from "./bot_settings.js";
 
 const INIT_KEYS = new Set(["userId", "config", "forceReinit"]);
 
@@ -28,6 +29,8 @@ export function parseInitializeBody(body) {
   if (typeof quota !== "number" || !Number.isFinite(quota) || quota < 0) {
     throw new BadRequest("config.media_storage_quota_gb must be a number of gigabytes >= 0");
   }
+  const problem = settingsProblem(config);
+  if (problem) throw new BadRequest(problem);
   if (typeof forceReinit !== "boolean") throw new BadRequest("forceReinit must be true or false");
   return { userId, config, forceReinit };
 }
@@ -40,14 +43,20 @@ function sameToken(given, expected) {
 }
 
 /**
- * @param {{ sessions: import("./sessions.js").SessionManager, apiToken: string, logger: any }} deps
- *   an empty apiToken disables authentication (NODE_INSECURE_DEV only)
+ * @param {{ sessions: import("./sessions.js").SessionManager, apiToken: string, logger: any,
+ *   metrics?: () => string }} deps an empty apiToken disables authentication (NODE_INSECURE_DEV
+ *   only); metrics renders the Prometheus text of GET /metrics
  */
-export function createApp({ sessions, apiToken, logger, initialize = (userId, config, forceReinit) => sessions.initialize(userId, config, forceReinit) }) {
+export function createApp({ sessions, apiToken, logger, metrics = () => "", initialize = (userId, config, forceReinit) => sessions.initialize(userId, config, forceReinit) }) {
   const app = express();
   app.disable("x-powered-by");
 
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
+
+  // Like /healthz, unauthenticated: scrapers on the pod network read counts, no content.
+  app.get("/metrics", (_req, res) => {
+    res.type("text/plain; version=0.0.4; charset=utf-8").send(metrics());
+  });
 
   app.use((req, res, next) => {
     if (!apiToken) return next();

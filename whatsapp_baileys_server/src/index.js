@@ -16,6 +16,9 @@ import { createMessageHandler } from "./handler.js";
 import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
+import { SentIds } from "./sent_ids.js";
+import { PendingStubs } from "./undecryptable.js";
+import { DropCounter } from "./drops.js";
 import { createApp } from "./http_api.js";
 
 /** The real WhatsApp connection: Baileys' socket and its media downloader. */
@@ -63,6 +66,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     maxPolls: config.pollStoreMax,
     logger: logger.child({ component: "polls" }),
   }).open();
+  const sentIds = await new SentIds({ dir: config.sentIdsDir, logger: logger.child({ component: "sent_ids" }) }).open();
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
   // gateway to report frames.
@@ -77,7 +81,16 @@ export async function start(config, { logger = createLogger({ level: config.logL
     chatWindow: config.chatWindow,
     retry: config.retry,
   });
-  const handler = createMessageHandler({
+  const drops = new DropCounter();
+  // Bound late too: an expired stub's marker is built by the handler.
+  let handler;
+  const pendingStubs = await new PendingStubs({
+    dir: config.undecryptableDir,
+    windowMs: config.undecryptableWindowSeconds * 1000,
+    logger: logger.child({ component: "undecryptable" }),
+    onExpire: (botId, stub) => handler.emitUndecryptable(botId, stub, stub.messageStubParameters?.[0] || "no content"),
+  }).open();
+  handler = createMessageHandler({
     stagingDir: config.stagingDir,
     download: whatsapp.download,
     reupload: (botId, message) => sessions.reupload(botId, message),
@@ -85,6 +98,12 @@ export async function start(config, { logger = createLogger({ level: config.logL
     groupNameOf: (botId, jid) => sessions.groupName(botId, jid),
     polls,
     meIdOf: (botId) => sessions.ownJid(botId),
+    meLidOf: (botId) => sessions.ownLid(botId),
+    configOf: (botId) => sessions.configOf(botId),
+    lidMappingOf: (botId) => sessions.lidMappingOf(botId),
+    sentIds,
+    pendingStubs,
+    drops,
     frameSink: (frame, chatKey) => gateway.send(frame, chatKey),
     logger: logger.child({ component: "handler" }),
     quotaTimeoutMs: config.quotaTimeoutMs,
@@ -99,7 +118,9 @@ export async function start(config, { logger = createLogger({ level: config.logL
     ...authStateOf(config, logger),
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
     onReactions: (botId, reactions) => handler.handleReactions(botId, reactions),
+    onLidMapping: (botId, update) => handler.learnMappings(botId, update),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
+    sentIds,
   });
 
   gateway.start();
@@ -118,11 +139,13 @@ export async function start(config, { logger = createLogger({ level: config.logL
   } else {
     await sessions.resumeAll();
   }
+  pendingStubs.start();
 
   const app = createApp({
     sessions,
     apiToken: config.apiToken,
     logger: logger.child({ component: "api" }),
+    metrics: () => drops.render(),
     ...(ownership ? { initialize: (userId, cfg, force) => ownership.initialize(userId, cfg, force) } : {}),
   });
   const server = app.listen(config.port, config.host);
@@ -141,6 +164,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       // Hand the bots over first: their frames drain while the gateway link is up.
       await ownership?.stop();
       await sessions.stopAll();
+      await pendingStubs.stop();
       // Let downloads under way finish and queue their frames (bounded: a download has
       // its own timeout, but shutdown should not wait for it in full).
       const settled = await Promise.race([
@@ -150,6 +174,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       if (!settled) logger.warn("messages still being handled at shutdown; WhatsApp will redeliver unacknowledged ones");
       await gateway.stop();
       await outbox.close();
+      await sentIds.flush();
       await closed;
       logger.info({ pending_frames: outbox.size }, "stopped");
     })();

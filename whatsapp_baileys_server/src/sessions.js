@@ -5,7 +5,7 @@
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { jidNormalizedUser } from "baileys";
+import { generateMessageIDV2, jidNormalizedUser } from "baileys";
 import { AckStatus, SessionState } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { backoffDelay } from "./gateway_client.js";
@@ -41,16 +41,18 @@ async function writeJsonAtomic(path, value) {
  * @property {(userId: string) => Promise<unknown>} [forgetAuthState] deletes the stored state at logout
  * @property {(botId: string, event: any) => Promise<any>} onUpsert the message handler
  * @property {(botId: string, reactions: any[]) => Promise<any>} [onReactions] `messages.reaction` events
+ * @property {(botId: string, update: any) => Promise<any>} [onLidMapping] `lid-mapping.update` events
  * @property {(frame: any, chatKey: string) => Promise<void>} emitFrame the gateway outbox
  * @property {() => Date} [clock]
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
  * @property {(auth: any, logger: any) => any} [wrapAuth] e.g. makeCacheableSignalKeyStore
+ * @property {import("./sent_ids.js").SentIds} [sentIds] ids of the messages this system sends
  */
 
 export class SessionManager {
   /** @param {SessionManagerOptions} options */
-  constructor({ authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
-    Object.assign(this, { authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions });
+  constructor({ authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions = async () => [], onLidMapping = async () => undefined, emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {}, sentIds }) {
+    Object.assign(this, { authDir, logger, makeSocket, useAuthState, forgetAuthState, onUpsert, onReactions, onLidMapping, emitFrame, clock, reconnect, socketOptions, sentIds });
     /** @type {Map<string, any>} */
     this.sessions = new Map();
     this.closing = false;
@@ -131,6 +133,10 @@ export class SessionManager {
     sock.ev.on("messages.reaction", (reactions) => {
       if (!current()) return;
       this.onReactions(session.userId, reactions).catch((err) => log.error({ err }, "messages.reaction handling failed"));
+    });
+    sock.ev.on("lid-mapping.update", (update) => {
+      if (!current()) return;
+      this.onLidMapping(session.userId, update).catch((err) => log.error({ err }, "lid-mapping.update handling failed"));
     });
   }
 
@@ -259,13 +265,29 @@ export class SessionManager {
     return this.status(userId);
   }
 
-  /** The bot's media_storage_quota_gb, or undefined when it has none. */
   /** The bot's own JID (normalised, without device), once its socket knows it. */
   ownJid(botId) {
     const id = this.sessions.get(botId)?.sock?.user?.id;
     return typeof id === "string" && id ? jidNormalizedUser(id) : undefined;
   }
 
+  /** The bot's own LID (normalised), once its socket knows it. */
+  ownLid(botId) {
+    const lid = this.sessions.get(botId)?.sock?.user?.lid;
+    return typeof lid === "string" && lid ? jidNormalizedUser(lid) : undefined;
+  }
+
+  /** The config the bot was initialized with (its per-bot settings), if any. */
+  configOf(botId) {
+    return this.sessions.get(botId)?.config;
+  }
+
+  /** Baileys' LID↔phone store of the bot's socket, when it has one. */
+  lidMappingOf(botId) {
+    return this.sessions.get(botId)?.sock?.signalRepository?.lidMapping;
+  }
+
+  /** The bot's media_storage_quota_gb, or undefined when it has none. */
   quotaGbFor(botId) {
     const quota = this.sessions.get(botId)?.config?.media_storage_quota_gb;
     return typeof quota === "number" ? quota : undefined;
@@ -289,7 +311,12 @@ export class SessionManager {
     const options = quotedProviderMessageId
       ? { quoted: { key: { remoteJid: correspondentId, id: quotedProviderMessageId, fromMe: false }, message: { conversation: "" } } }
       : undefined;
-    await s.sock.sendMessage(correspondentId, { text }, options);
+    // The id is chosen and remembered before sending: Baileys hands the echo of a sent
+    // message to messages.upsert before sendMessage resolves, and the handler must know
+    // it as this system's own (not the owner typing on the phone).
+    const messageId = generateMessageIDV2(s.sock.user?.id);
+    await this.sentIds?.remember(botId, messageId);
+    await s.sock.sendMessage(correspondentId, { text }, { ...options, messageId });
     return { status: AckStatus.ACCEPTED };
   }
 
@@ -307,7 +334,9 @@ export class SessionManager {
     s.groupNames ??= new Map();
     const hit = s.groupNames.get(jid);
     if (hit && hit.until > Date.now()) return hit.name;
-    const sock = this.socketFor(botId);
+    // Any live socket, also one still connecting: a message handled just after a
+    // reconnect keeps its group's name (the handler bounds the wait).
+    const sock = s.sock;
     if (!sock) return hit?.name;
     const meta = await sock.groupMetadata(jid);
     s.groupNames.set(jid, { name: meta?.subject, until: Date.now() + 10 * 60_000 });

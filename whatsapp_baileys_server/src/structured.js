@@ -7,6 +7,11 @@
 import { getAggregateVotesInPollMessage, decryptPollVote, getKeyAuthor, normalizeMessageContent, proto } from "baileys";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { InteractiveReplyKind } from "./gen/chatbot/common/v1/details_pb.js";
+import { BUSINESS_TYPES, COMMERCE_TYPES, businessDetails } from "./business.js";
+import { bytes, decryptSecretEdit, isSecretEdit } from "./edits.js";
+import { clip, sanitizeTypeName } from "./text.js";
+
+export { clip, sanitizeTypeName };
 
 const PROTOCOL = proto.Message.ProtocolMessage.Type;
 
@@ -42,21 +47,18 @@ const STRUCTURED_TYPES = new Set([
   "templateButtonReplyMessage",
   "interactiveResponseMessage",
   "groupInviteMessage",
+  "secretEncryptedMessage",
+  ...BUSINESS_TYPES,
+  ...COMMERCE_TYPES,
 ]);
 
 /** Types that are WhatsApp housekeeping rather than something a person sent. */
 const HOUSEKEEPING_TYPES = new Set(["senderKeyDistributionMessage", "messageContextInfo"]);
+/** Protocol messages a bot is told about; every other one is housekeeping (counted). */
+const FORWARDED_PROTOCOL = new Set([PROTOCOL.MESSAGE_EDIT, PROTOCOL.REVOKE, PROTOCOL.EPHEMERAL_SETTING]);
 
 function str(value) {
   return typeof value === "string" ? value : "";
-}
-
-/** Cuts a string to at most `max` code points (what the wire's max_length counts). */
-export function clip(value, max) {
-  const s = str(value);
-  // Measured on a bounded prefix so a megabyte-long field costs no more than a short one.
-  const points = Array.from(s.length > max * 2 + 2 ? s.slice(0, max * 2 + 2) : s);
-  return points.length <= max ? s : points.slice(0, max).join("");
 }
 
 function optional(value, max) {
@@ -81,10 +83,6 @@ function timestamp(value) {
   return s === undefined ? undefined : timestampFromDate(new Date(s * 1000));
 }
 
-/** A WhatsApp type name reduced to letters, digits and underscores (at most 64). */
-export function sanitizeTypeName(value) {
-  return clip(str(value).replace(/[^A-Za-z0-9_]/g, ""), 64) || "unknown";
-}
 
 export function location(m, live) {
   const lat = m?.degreesLatitude;
@@ -192,7 +190,8 @@ export async function pollVote(update, voteKey, { botId, chatJid, meId, polls, l
     return unknown;
   }
   try {
-    const vote = decryptPollVote(update.vote ?? {}, {
+    const sealed = { encPayload: bytes(update.vote?.encPayload), encIv: bytes(update.vote?.encIv) };
+    const vote = decryptPollVote(sealed, {
       pollCreatorJid: stored.creatorJid,
       pollMsgId: pollId,
       pollEncKey: stored.encKey,
@@ -265,18 +264,51 @@ export function replyContext(contextInfo) {
 export function structuredKind(contentType, content) {
   if (STRUCTURED_TYPES.has(contentType)) return "structured";
   if (contentType === "protocolMessage") {
-    const type = content.protocolMessage?.type;
-    return type === PROTOCOL.MESSAGE_EDIT || type === PROTOCOL.REVOKE ? "structured" : "housekeeping";
+    return FORWARDED_PROTOCOL.has(protocolType(content.protocolMessage)) ? "structured" : "housekeeping";
   }
   if (contentType === undefined || HOUSEKEEPING_TYPES.has(contentType)) return "housekeeping";
   return undefined;
 }
 
+/** A protocol message's type as a number (JSON payloads may spell it by name). */
+export function protocolType(p) {
+  const type = p?.type;
+  return typeof type === "string" ? PROTOCOL[type] : (type ?? PROTOCOL.REVOKE);
+}
+
+/** The name of a protocol message's type, for drop reasons and logs. */
+export function protocolTypeName(p) {
+  return PROTOCOL[protocolType(p)] ?? "UNKNOWN";
+}
+
+/** The largest text a bot can be sent (Edit.text's bound). */
+export const MAX_TEXT = 65536;
+
 function protocolDetails(p) {
+  const type = protocolType(p);
+  if (type === PROTOCOL.EPHEMERAL_SETTING) {
+    return { case: "disappearingTimer", value: { expirationSeconds: Math.min(seconds(p.ephemeralExpiration) ?? 0, 0xffffffff) } };
+  }
   const target = clip(p.key?.id, 256);
   if (!target) return { case: "unsupported", value: { messageType: "protocolMessage" } };
-  if (p.type === PROTOCOL.REVOKE) return { case: "deletion", value: { targetMessageId: target } };
-  return { case: "edit", value: { targetMessageId: target, text: textOf(p.editedMessage) } };
+  if (type === PROTOCOL.REVOKE) return { case: "deletion", value: { targetMessageId: target } };
+  return { case: "edit", value: { targetMessageId: target, text: clip(textOf(p.editedMessage), MAX_TEXT), decrypted: true } };
+}
+
+/** A sealed edit: opened with the original's messageSecret when known, else a marker. */
+function secretEditDetails(m, ctx) {
+  if (!isSecretEdit(m)) return { case: "unsupported", value: { messageType: "secretEncryptedMessage" } };
+  const target = clip(m.targetMessageKey?.id, 256);
+  if (!target) return { case: "unsupported", value: { messageType: "secretEncryptedMessage" } };
+  const secret = ctx.secrets?.get(ctx.botId, target);
+  const opened = secret ? decryptSecretEdit(m, secret, ctx.senderIds ?? []) : undefined;
+  if (!opened) {
+    ctx.log.info({ target, secret_known: Boolean(secret) }, "encrypted edit could not be opened; forwarded as an edit marker");
+    return { case: "edit", value: { targetMessageId: target, text: "", decrypted: false } };
+  }
+  const inner = normalizeMessageContent(opened);
+  const edited = inner?.protocolMessage?.editedMessage ?? inner;
+  return { case: "edit", value: { targetMessageId: target, text: clip(textOf(edited), MAX_TEXT), decrypted: true } };
 }
 
 /**
@@ -284,7 +316,8 @@ function protocolDetails(p) {
  * Unsupported marker for any type this system does not understand.
  * @param {string | undefined} contentType
  * @param {any} content the unwrapped message content
- * @param {{ botId: string, chatJid: string, key: any, meId?: string, polls?: any, log: any }} ctx
+ * @param {{ botId: string, chatJid: string, key: any, meId?: string, polls?: any, log: any,
+ *   secrets?: import("./edits.js").MessageSecrets, senderIds?: string[] }} ctx
  */
 export async function detailsOf(contentType, content, ctx) {
   const m = content[contentType];
@@ -352,7 +385,11 @@ export async function detailsOf(contentType, content, ctx) {
       };
     case "protocolMessage":
       return protocolDetails(m);
+    case "secretEncryptedMessage":
+      return secretEditDetails(m, ctx);
     default: {
+      const business = businessDetails(contentType, m);
+      if (business) return business;
       const p = POLL_CREATION_TYPES.includes(contentType) ? pollCreation(content) : undefined;
       if (p) return { case: "poll", value: poll(p) };
       return { case: "unsupported", value: { messageType: sanitizeTypeName(contentType) } };

@@ -107,6 +107,8 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
     NODE_AUTH_STATE: "files",
     OUTBOX_DIR: join(root, "outbox"),
     POLL_STORE_DIR: join(root, "polls"),
+    SENT_IDS_DIR: join(root, "sent_ids"),
+    UNDECRYPTABLE_DIR: join(root, "undecryptable"),
     MEDIA_STAGING_DIR: staging,
     NODE_DEMO_SCRIPT: scriptPath,
   });
@@ -212,7 +214,7 @@ test("demo mode: a bad script stops the start with exit code 2 and says what is 
   t.after(() => rm(root, { recursive: true, force: true }));
   const scriptPath = join(root, "script.json");
   await writeFile(scriptPath, JSON.stringify({ bots: { "demo-bot": [{ type: "image", file: "missing.png" }] } }));
-  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), POLL_STORE_DIR: join(root, "polls"), NODE_DEMO_SCRIPT: scriptPath });
+  const server = run({ NODE_INSECURE_DEV: "1", NODE_PORT: "0", AUTH_DIR: join(root, "auth"), POLL_STORE_DIR: join(root, "polls"), SENT_IDS_DIR: join(root, "sent_ids"), UNDECRYPTABLE_DIR: join(root, "undecryptable"), NODE_DEMO_SCRIPT: scriptPath });
   const [code] = await once(server.child, "exit");
   assert.equal(code, 2);
   assert.match(server.stderr(), /NODE_DEMO_SCRIPT error: .*script\.json: bots\["demo-bot"\]\[0\]: file .*missing\.png cannot be read \(ENOENT\)/);
@@ -339,7 +341,7 @@ test("demo mode: location, contact, poll, vote, reply, edit, reaction and delete
   });
   assert.deepEqual(json[6].textMessage.message, "and hello again");
   assert.deepEqual(json[6].textMessage.replyTo, { quotedMessageId: id(0), quotedSender: ALICE, snippet: "Hi!" });
-  assert.deepEqual(details(7), { edit: { targetMessageId: id(0), text: "Hi there!" } });
+  assert.deepEqual(details(7), { edit: { targetMessageId: id(0), text: "Hi there!", decrypted: true } });
   assert.deepEqual(details(8), { reaction: { targetMessageId: id(0), emoji: "❤️" } });
   assert.deepEqual(details(9), { deletion: { targetMessageId: id(6) } });
   assert.equal(json[10].structuredMessage.header.correspondentId, FAMILY);

@@ -86,6 +86,14 @@ test("text and extended text become text frames at once", async () => {
       sender: CHAT,
       providerMessageId: a.key.id,
       originatingTime: isoFromSeconds(TS),
+      context: {
+        chatKind: "CHAT_KIND_DIRECT",
+        correspondentIdKind: "ID_KIND_PHONE",
+        correspondentPhone: "4915112345678",
+        senderIdKind: "ID_KIND_PHONE",
+        senderPhone: "4915112345678",
+        senderName: "Alice",
+      },
     },
     message: "Hello, bot!",
   });
@@ -218,7 +226,8 @@ test("a decryption stub is not forwarded and does not mark the id as seen", asyn
   const { handler } = handlerWith({});
   assert.deepEqual(await handler.handleUpsert(BOT, { type: "notify", messages: [stub] }), []);
   assert.equal(sink.length, 0);
-  assert.ok(logs.records.some((r) => r.msg === "undecryptable message not forwarded" && r.provider_message_id === id));
+  // Without a pending-stub store (see undecryptable.test.js) the stub is counted.
+  assert.equal(handler.drops.get("undecryptable"), 1);
   // The real content arrives later under the same id and goes through.
   const real = waMessage({ conversation: "decrypted at last" }, { id });
   const json = await single(handler, real, "text_message", "append");
@@ -235,15 +244,40 @@ test("a message seen once is not handled twice (notify then append)", async () =
   assert.equal(downloader.calls.length, 1);
 });
 
-test("upserts of other types, own messages and status broadcasts are not forwarded", async () => {
-  const { handler } = handlerWith({});
+test("upserts of other types, own echoes and status broadcasts are not forwarded, and counted", async () => {
+  const sent = new Set();
+  const sentIds = { has: (botId, id) => sent.has(`${botId}/${id}`) };
+  const { handler } = handlerWith({}, { sentIds });
   await handler.handleUpsert(BOT, { type: "history", messages: [waMessage({ conversation: "old" })] });
-  await handler.handleUpsert(BOT, { type: "notify", messages: [waMessage({ conversation: "me" }, { fromMe: true })] });
+  const echo = waMessage({ conversation: "me" }, { fromMe: true });
+  sent.add(`${BOT}/${echo.key.id}`);
+  await handler.handleUpsert(BOT, { type: "notify", messages: [echo] });
   const status = waMessage({ conversation: "story" });
   status.key.remoteJid = "status@broadcast";
   const ownReaction = waMessage({ reactionMessage: { text: "👍" } }, { fromMe: true });
+  sent.add(`${BOT}/${ownReaction.key.id}`);
   await handler.handleUpsert(BOT, { type: "notify", messages: [status, ownReaction] });
   assert.equal(sink.length, 0);
+  assert.equal(handler.drops.get("own_echo"), 2);
+  assert.equal(handler.drops.get("status_broadcast"), 1);
+  assert.match(handler.drops.render(), /^node_messages_dropped_total\{reason="own_echo"\} 2$/m);
+});
+
+test("a message the owner typed on the phone reaches the bot marked from_owner", async () => {
+  const { handler } = handlerWith({}, { sentIds: { has: () => false }, meIdOf: () => BOT });
+  const typed = waMessage({ conversation: "I'll take it from here" }, { fromMe: true });
+  const json = await single(handler, typed, "text_message");
+  assert.equal(json.textMessage.header.correspondentId, CHAT);
+  assert.equal(json.textMessage.header.sender, BOT);
+  assert.equal(json.textMessage.header.context.fromOwner, true);
+  assert.equal(json.textMessage.header.context.senderName, undefined);
+});
+
+test("owner messages are dropped and counted when the bot's setting turns them off", async () => {
+  const { handler } = handlerWith({}, { configOf: () => ({ owner_messages: false }) });
+  await handler.handleUpsert(BOT, { type: "notify", messages: [waMessage({ conversation: "typed" }, { fromMe: true })] });
+  assert.equal(sink.length, 0);
+  assert.equal(handler.drops.get("owner_messages_off"), 1);
 });
 
 test("an edit references the original message instead of arriving as a new text", async () => {
@@ -252,7 +286,7 @@ test("an edit references the original message instead of arriving as a new text"
     editedMessage: { message: { protocolMessage: { type: 14, key: { id: "ORIG" }, editedMessage: { conversation: "fixed typo" } } } },
   });
   const json = await single(handler, msg, "structured_edit");
-  assert.deepEqual(json.structuredMessage.details, { edit: { targetMessageId: "ORIG", text: "fixed typo" } });
+  assert.deepEqual(json.structuredMessage.details, { edit: { targetMessageId: "ORIG", text: "fixed typo", decrypted: true } });
   assert.equal(json.structuredMessage.header.providerMessageId, msg.key.id);
 });
 

@@ -49,6 +49,9 @@ async function setup(t) {
   const sockets = [];
   const frames = [];
   const upserts = [];
+  const lidUpdates = [];
+  const remembered = [];
+  const sentIds = { remember: async (botId, id) => { remembered.push({ botId, id }); } };
   const sessions = new SessionManager({
     authDir,
     logger,
@@ -60,10 +63,12 @@ async function setup(t) {
     },
     useAuthState: useMultiFileAuthState,
     onUpsert: async (botId, event) => { upserts.push({ botId, event }); },
+    onLidMapping: async (botId, update) => { lidUpdates.push({ botId, update }); },
+    sentIds,
     emitFrame: async (frame, chatKey) => { frames.push({ frame, chatKey }); },
     reconnect: { initialMs: 10, maxMs: 20 },
   });
-  const server = createApp({ sessions, apiToken: TOKEN, logger }).listen(0, "127.0.0.1");
+  const server = createApp({ sessions, apiToken: TOKEN, logger, metrics: () => 'node_messages_dropped_total{reason="own_echo"} 3\n' }).listen(0, "127.0.0.1");
   await once(server, "listening");
   const base = `http://127.0.0.1:${server.address().port}`;
   t.after(async () => {
@@ -82,7 +87,7 @@ async function setup(t) {
     });
     return { status: res.status, body: await res.json() };
   };
-  return { authDir, sessions, sockets, frames, upserts, call, records };
+  return { authDir, sessions, sockets, frames, upserts, call, records, base, lidUpdates, remembered };
 }
 
 const INIT = { userId: "4915000000000@s.whatsapp.net", config: { media_storage_quota_gb: 2, maxMessages: 50 } };
@@ -109,6 +114,8 @@ test("bad initialize bodies get 400 with a reason and change nothing", async (t)
     [{ userId: "bot-1", config: { media_storage_quota_gb: "5" } }, /media_storage_quota_gb/],
     [{ userId: "bot-1", config: { media_storage_quota_gb: 1 }, forceReinit: "yes" }, /forceReinit/],
     [{ userId: "bot-1", config: { media_storage_quota_gb: 1 }, extra: 1 }, /unknown field "extra"/],
+    [{ userId: "bot-1", config: { media_storage_quota_gb: 1, group_events: "yes" } }, /config.group_events must be true or false/],
+    [{ userId: "bot-1", config: { media_storage_quota_gb: 1, owner_messages: 0 } }, /config.owner_messages must be true or false/],
   ];
   for (const [body, reason] of cases) {
     const res = await call("POST", "/initialize", body);
@@ -248,4 +255,38 @@ test("a restarted manager resumes stored sessions without a new pairing", async 
     first.sessions.sessions.get(INIT.userId) && (await useMultiFileAuthState(join(first.authDir, INIT.userId, "baileys"))).state.creds.noiseKey.public.toString("base64"),
     "the same credentials are loaded",
   );
+});
+
+test("GET /metrics serves the drop counter as Prometheus text, without a token", async (t) => {
+  const { call, base } = await setup(t);
+  assert.equal((await call("GET", "/sessions/x", undefined, null)).status, 401, "other routes still need the token");
+  const res = await fetch(`${base}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^text\/plain; version=0\.0\.4/);
+  assert.equal(await res.text(), 'node_messages_dropped_total{reason="own_echo"} 3\n');
+});
+
+test("the session forwards lid-mapping updates, knows the account's own LID, and records each sent id before sending", async (t) => {
+  const { call, sessions, sockets, lidUpdates, remembered } = await setup(t);
+  assert.equal((await call("POST", "/initialize", { ...INIT, config: { ...INIT.config, group_events: true } })).status, 200);
+  const sock = sockets[0];
+  sock.user = { id: "4915000000000:3@s.whatsapp.net", lid: "299999999999999:3@lid" };
+  sock.signalRepository = { lidMapping: { marker: "store" } };
+  sock.emit("connection.update", { connection: "open" });
+  sock.emit("lid-mapping.update", { lid: "210000000000001@lid", pn: "4915112345678@s.whatsapp.net" });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(lidUpdates, [{ botId: INIT.userId, update: { lid: "210000000000001@lid", pn: "4915112345678@s.whatsapp.net" } }]);
+  assert.equal(sessions.ownLid(INIT.userId), "299999999999999@lid");
+  assert.deepEqual(sessions.lidMappingOf(INIT.userId), { marker: "store" });
+  assert.equal(sessions.configOf(INIT.userId).group_events, true);
+  const sendOrder = [];
+  const original = sock.sendMessage.bind(sock);
+  sock.sendMessage = async (...args) => {
+    sendOrder.push(`send:${remembered.length}`);
+    return original(...args);
+  };
+  await sessions.sendText({ botId: INIT.userId, correspondentId: "4915112345678@s.whatsapp.net", text: "hi" });
+  assert.equal(remembered.length, 1);
+  assert.deepEqual(sendOrder, ["send:1"], "the id is recorded before sendMessage");
+  assert.equal(sock.sent[0].options.messageId, remembered[0].id, "sent under the recorded id");
 });

@@ -50,13 +50,15 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
     OUTBOX_DIR: join(root, "outbox"),
     POLL_STORE_DIR: join(root, "polls"),
     MEDIA_STAGING_DIR: join(root, "staging"),
+    SENT_IDS_DIR: join(root, "sent_ids"),
+    UNDECRYPTABLE_DIR: join(root, "undecryptable"),
   });
   t.after(() => child.kill("SIGKILL"));
   await waitFor(() => /"msg":"whatsapp_baileys_server listening"/.test(stderr()));
   const line = stderr().split("\n").find((l) => l.includes("whatsapp_baileys_server listening"));
   const { host, port } = JSON.parse(line);
   assert.equal(host, "127.0.0.1", "loopback by default");
-  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "staging"]);
+  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "sent_ids", "staging", "undecryptable"]);
 
   const base = `http://127.0.0.1:${port}`;
   assert.equal((await fetch(`${base}/healthz`)).status, 200);

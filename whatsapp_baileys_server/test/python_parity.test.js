@@ -131,3 +131,49 @@ test("every golden fixture gets the same verdict from Python and Node", () => {
     }
   });
 });
+
+test("the new fields (context, identity mappings, business, commerce, group events, undecryptable, edits) read the same on both sides", () => {
+  const context = {
+    correspondentIdKind: 1, correspondentPhone: "4915112345678", senderIdKind: 1, senderPhone: "4915112345678", chatKind: 1,
+    fromOwner: true, viewOnce: true, forwarded: true, mentions: [{ jid: "210000000000001@lid", phone: "4915112345678", isBot: true }],
+    omittedMentionCount: 2, mentionsBot: true, repliesToBot: true,
+    adReply: { title: "Ad ✓", body: "b", sourceType: "ad", sourceId: "1202", sourceUrl: "https://fb.me/x", clickId: "Affc", mediaType: "VIDEO" },
+    album: { albumMessageId: "ALB", expectedImageCount: 2, expectedVideoCount: 1 }, expirationSeconds: 7776000, senderName: "Ana 😀",
+  };
+  const withContext = { ...header, context };
+  const details = [
+    { case: "businessMessage", value: { kind: 1, header: "h", body: "Pick", footer: "f", choices: [{ id: "s", title: "Small", description: "d" }], omittedChoiceCount: 1 } },
+    { case: "commerce", value: { kind: 3, title: "Cart", text: "t", amount: "12.500", currency: "EUR", referenceId: "ORD", status: "INQUIRY", itemCount: 3 } },
+    { case: "groupEvent", value: { action: 1, stubType: "GROUP_PARTICIPANT_ADD", participants: [{ jid: "210000000000002@lid", phone: "4917600000002" }], omittedParticipantCount: 0, newValue: "" } },
+    { case: "undecryptable", value: { reason: "Bad MAC" } },
+    { case: "disappearingTimer", value: { expirationSeconds: 86400 } },
+    { case: "edit", value: { targetMessageId: "ORIG", text: "x".repeat(65536), decrypted: true } },
+  ];
+  const built = [
+    ...details.map((kind) => ({ case: "structuredMessage", value: { header: withContext, details: { kind } } })),
+    { case: "textMessage", value: { header: withContext, message: "hi" } },
+    { case: "identityMappings", value: { botId: "b", mappings: [{ lid: "210000000000001@lid", phoneJid: "4915112345678@s.whatsapp.net" }] } },
+  ].map((payload) => encodeNodeFrame(buildNodeFrame({ payload })));
+  const time = isoFromSeconds(nowSeconds());
+  const hdr = (ctx) => ({ botId: "b", correspondentId: "c", sender: "s", providerMessageId: "p", originatingTime: time, context: ctx });
+  const structured = (kind) => JSON.stringify({ frameId: "a", structuredMessage: { header: hdr(undefined), details: kind } });
+  const edgy = [
+    JSON.stringify({ frameId: "a", textMessage: { header: hdr({ mentions: [{ phone: "1" }] }), message: "x" } }),
+    JSON.stringify({ frameId: "a", textMessage: { header: hdr({ mentions: Array.from({ length: 33 }, () => ({ jid: "j" })) }), message: "x" } }),
+    JSON.stringify({ frameId: "a", textMessage: { header: hdr({ correspondentPhone: "1".repeat(21), adReply: { mediaType: "V".repeat(33) } }), message: "x" } }),
+    JSON.stringify({ frameId: "a", textMessage: { header: hdr({ album: {} }), message: "x" } }),
+    structured({ edit: { targetMessageId: "o", text: "x".repeat(65537) } }),
+    structured({ groupEvent: { action: "GROUP_ACTION_ADD" } }),
+    structured({ businessMessage: { kind: "BUSINESS_MESSAGE_KIND_UNSPECIFIED", choices: Array.from({ length: 21 }, () => ({})) } }),
+    structured({ commerce: { kind: "COMMERCE_KIND_ORDER", currency: "EUROS-TOO-LONG" } }),
+    JSON.stringify({ frameId: "a", identityMappings: { botId: "b", mappings: [{ lid: "", phoneJid: "p" }] } }),
+  ];
+  const texts = [...built, ...edgy];
+  const python = pythonVerdicts(texts);
+  texts.forEach((text, i) => {
+    const node = nodeVerdict(text);
+    if (i < built.length) assert.deepEqual(python[i], { ok: true }, `Python refused ${text.slice(0, 300)}: ${python[i].reason}`);
+    else assert.equal(node.ok, false, `Node accepted the defective ${text.slice(0, 300)}`);
+    assert.deepEqual(node, python[i], `verdicts differ for ${text.slice(0, 300)}`);
+  });
+});

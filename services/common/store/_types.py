@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from services.common.errors import InvalidInputError
@@ -93,6 +94,19 @@ def _positive_int(doc: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
+# What reaches the bot (the Node server applies them; whatsapp_baileys_server/README.md):
+# group chats, status updates, channel posts, the owner's own phone messages (human
+# takeover), group system events.
+MESSAGE_SETTING_DEFAULTS: Mapping[str, bool] = MappingProxyType(
+    {
+        "groups": True,
+        "status": False,
+        "newsletters": False,
+        "owner_messages": True,
+        "group_events": False,
+    }
+)
+
 _BOT_CONFIG_KEYS = frozenset(
     {
         "_id",
@@ -106,6 +120,7 @@ _BOT_CONFIG_KEYS = frozenset(
         "webhook_url",
         "webhook_secret",
         "webhook_since_sequence",
+        *MESSAGE_SETTING_DEFAULTS,
     }
 )
 # A webhook secret shorter than this is refused: it keys the HMAC of every delivery.
@@ -145,6 +160,12 @@ class BotConfig:
     # cursor for yet; the gateway sets it to the bot's last sequence when the webhook is
     # first configured (0 = the whole history).
     webhook_since_sequence: int | None = None
+    # Which messages reach the bot; see MESSAGE_SETTING_DEFAULTS.
+    groups: bool = MESSAGE_SETTING_DEFAULTS["groups"]
+    status: bool = MESSAGE_SETTING_DEFAULTS["status"]
+    newsletters: bool = MESSAGE_SETTING_DEFAULTS["newsletters"]
+    owner_messages: bool = MESSAGE_SETTING_DEFAULTS["owner_messages"]
+    group_events: bool = MESSAGE_SETTING_DEFAULTS["group_events"]
     # Every other key of the document, kept so a read-modify-write loses nothing.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -172,6 +193,12 @@ class BotConfig:
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
             )
         _check_webhook(doc.get("webhook_url"), doc.get("webhook_secret"))
+        for key, default in MESSAGE_SETTING_DEFAULTS.items():
+            flag = doc.get(key, default)
+            if not isinstance(flag, bool):
+                raise InvalidInputError(
+                    f"bot configuration: {key} must be true or false, got {flag!r}"
+                )
         since = doc.get("webhook_since_sequence")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int) or since < 0
@@ -195,6 +222,7 @@ class BotConfig:
             webhook_url=doc.get("webhook_url"),
             webhook_secret=doc.get("webhook_secret"),
             webhook_since_sequence=doc.get("webhook_since_sequence"),
+            **{key: doc.get(key, default) for key, default in MESSAGE_SETTING_DEFAULTS.items()},
             extra={k: v for k, v in doc.items() if k not in _BOT_CONFIG_KEYS},
         )
 
@@ -220,7 +248,19 @@ class BotConfig:
                 )
                 if value is not None
             },
+            **self.message_settings(),
             **self.extra,
+        }
+
+
+    def message_settings(self) -> dict[str, bool]:
+        """The settings that decide which messages reach the bot, as Node reads them."""
+        return {
+            "groups": self.groups,
+            "status": self.status,
+            "newsletters": self.newsletters,
+            "owner_messages": self.owner_messages,
+            "group_events": self.group_events,
         }
 
 

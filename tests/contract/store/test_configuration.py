@@ -45,6 +45,23 @@ def test_bot_config_rejects_invalid_values_naming_the_key() -> None:
         BotConfig(bot_id="b", max_characters=0)
 
 
+def test_message_settings_have_documented_defaults_and_refuse_non_booleans() -> None:
+    config = BotConfig.from_document({"bot_id": "b"})
+    assert config.message_settings() == {
+        "groups": True,
+        "status": False,
+        "newsletters": False,
+        "owner_messages": True,
+        "group_events": False,
+    }
+    changed = BotConfig.from_document({"bot_id": "b", "group_events": True, "groups": False})
+    assert (changed.group_events, changed.groups) == (True, False)
+    assert BotConfig.from_document(changed.to_document()) == changed
+    for key in ("groups", "status", "newsletters", "owner_messages", "group_events"):
+        with pytest.raises(InvalidInputError, match=key):
+            BotConfig.from_document({"bot_id": "b", key: "true"})
+
+
 async def test_processor_definitions_seed_once_then_put_overwrites(store: Store) -> None:
     assert await store.get_processor_definitions() is None
     defaults = {"pools": [{"name": "image", "size": 2}], "version": 1}

@@ -14,7 +14,7 @@ export function golden(name) {
 }
 
 // Fields a frame carries only when they have a value (proto3 JSON omits empty ones).
-const OPTIONAL = new Set(["detail", "group", "groupName", "originalFilename", "message", "fileSize", "usedBytes", "quotaBytes", "mimeType"]);
+const OPTIONAL = new Set(["context", "detail", "group", "groupName", "originalFilename", "message", "fileSize", "usedBytes", "quotaBytes", "mimeType"]);
 
 function sameShape(actual, expected, path) {
   for (const key of Object.keys(expected)) {
