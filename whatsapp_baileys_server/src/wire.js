@@ -19,6 +19,7 @@ import {
 } from "@bufbuild/protobuf";
 import { field as fieldConstraints } from "./gen/chatbot/options/v1/field_options_pb.js";
 import { GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
+import { OUTGOING_MESSAGE, outgoingProblems } from "./outgoing_rules.js";
 
 /** Frames are small: text and metadata only, never media bytes. */
 export const MAX_FRAME_BYTES = 256 * 1024;
@@ -176,6 +177,7 @@ export function validateMessage(schema, message, path = "") {
       }
     }
   }
+  if (schema.typeName === OUTGOING_MESSAGE) problems.push(...outgoingProblems(message, path));
   return problems;
 }
 
