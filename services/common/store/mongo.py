@@ -30,6 +30,7 @@ from services.common.store._mongo_base import (
 )
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
+from services.common.store._mongo_outbox import MongoOutbox
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
@@ -39,12 +40,12 @@ from services.common.store._types import (
 )
 
 
-class MongoStore(MongoJobs, MongoMessages):
+class MongoStore(MongoJobs, MongoMessages, MongoOutbox):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
-    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); plumbing in
-    `MongoBase`."""
+    jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); the outgoing-message
+    outbox in `MongoOutbox`; plumbing in `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:
         if bot_id in rules.RESERVED_IDS:

@@ -22,6 +22,7 @@ from services.common.store._sqlite_base import (
 )
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
+from services.common.store._sqlite_outbox import SqliteOutbox
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     ACTIVE_BOTS_FIELD,
@@ -34,11 +35,12 @@ from services.common.store._types import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
-class SqliteStore(SqliteJobs, SqliteMessages):
+class SqliteStore(SqliteJobs, SqliteMessages, SqliteOutbox):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
-    `SqliteJobs`; schema, migrations and plumbing in `SqliteBase`."""
+    `SqliteJobs`; the outgoing-message outbox in `SqliteOutbox`; schema, migrations and
+    plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------
 
