@@ -25,6 +25,8 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
+from services.gateway.outbox_delivery import OutboxDelivery
+from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
 
@@ -59,6 +61,8 @@ class GatewayApp:
         node: NodeClient,
         metrics: GatewayMetrics,
         readiness: Readiness,
+        delivery: OutboxDelivery,
+        media: OutgoingMediaLoader,
     ) -> None:
         self._config = config
         self._link = link
@@ -74,10 +78,16 @@ class GatewayApp:
             lifecycle=QueueLifecycle(queue, config.rpc_timeout_seconds),
             link=link,
             node=node,
+            delivery=delivery,
+            media=media,
+            metrics=metrics,
         )
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
+        app = web.Application(
+            middlewares=[self._errors, self._auth],
+            client_max_size=self._config.max_request_bytes,
+        )
         app.router.add_get("/ws", self._socket.websocket)
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/readyz", self.ready)
@@ -86,6 +96,9 @@ class GatewayApp:
         app.router.add_post("/bots/{bot_id}/start", self._api.start_bot)
         app.router.add_post("/bots/{bot_id}/stop", self._api.stop_bot)
         app.router.add_post("/bots/{bot_id}/messages", self._api.send_message)
+        app.router.add_get(
+            "/bots/{bot_id}/messages/{key}", self._api.outgoing_status, name="outgoing_status"
+        )
         app.on_shutdown.append(self._socket.close_all)
         return app
 

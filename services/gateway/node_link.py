@@ -1,10 +1,13 @@
-"""The open WebSocket connections from Node servers, and replies sent through them."""
+"""The open WebSocket connections from Node servers, which of them serves which bot, and
+outgoing messages sent through them (the outbox delivery, outbox_delivery.py, decides
+what to send)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,9 +39,13 @@ class NodeLink:
     _bot_socket: dict[str, FrameSocket] = field(default_factory=dict)
     _waiting: dict[str, asyncio.Future[w.Ack]] = field(default_factory=dict)
     sessions: dict[str, BotSession] = field(default_factory=dict)
+    #: Called when a connection opens or reports a bot: pending messages may now have a
+    #: way to Node (the outbox delivery wakes up).
+    on_change: Callable[[], None] = field(default=lambda: None)
 
     def connected(self, socket: FrameSocket) -> None:
         self._sockets.append(socket)
+        self.on_change()
 
     def disconnected(self, socket: FrameSocket) -> None:
         if socket in self._sockets:
@@ -51,7 +58,14 @@ class NodeLink:
         return len(self._sockets)
 
     def saw_bot(self, bot_id: str, socket: FrameSocket) -> None:
-        self._bot_socket[bot_id] = socket
+        if self._bot_socket.get(bot_id) is not socket:
+            self._bot_socket[bot_id] = socket
+            self.on_change()
+
+    def serves(self, bot_id: str) -> bool:
+        """Whether a connection of this gateway can take the bot's outgoing messages: the
+        one that reported the bot, or the only one there is."""
+        return bot_id in self._bot_socket or len(self._sockets) == 1
 
     def session_event(self, event: w.SessionEvent, socket: FrameSocket) -> None:
         self.saw_bot(event.bot_id, socket)
@@ -82,8 +96,9 @@ class NodeLink:
             f"no Node connection has reported bot {bot_id!r} yet; initialise the bot first"
         )
 
-    async def send_reply(self, reply: w.OutgoingMessage) -> w.Ack:
-        """Sends one reply and waits for Node's acknowledgement."""
+    async def send_outgoing(self, reply: w.OutgoingMessage) -> w.Ack:
+        """Sends one outgoing message and waits for Node's acknowledgement (that it took
+        the message; the outcome follows as an OutgoingResult frame)."""
         socket = self._socket_for(reply.bot_id)
         frame = w.GatewayFrame(frame_id=f"g-{uuid.uuid4()}", outgoing_message=reply)
         waiter: asyncio.Future[w.Ack] = asyncio.get_running_loop().create_future()
