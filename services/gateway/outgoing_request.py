@@ -180,6 +180,9 @@ def parse_request(
     emoji = body.get("emoji")
     if kind == w.OUTGOING_KIND_REACTION and not isinstance(emoji, str):
         raise InvalidInputError('a reaction needs emoji (a string; "" removes the reaction)')
+    target = _string(body, "target_message_id")
+    if kind in (w.OUTGOING_KIND_REACTION, w.OUTGOING_KIND_READ) and not target:
+        raise InvalidInputError(f"target_message_id: required for type {type_name}")
     return OutgoingRequest(
         idempotency_key=key,
         kind=kind,
@@ -187,7 +190,7 @@ def parse_request(
         text=text,
         quoted_provider_message_id=_string(body, "quoted_provider_message_id"),
         emoji=emoji if kind == w.OUTGOING_KIND_REACTION else None,
-        target_message_id=_string(body, "target_message_id"),
+        target_message_id=target,
         media=None if media_value is None else _media(media_value, max_media_bytes),
         request_hash=_request_hash(body),
     )
