@@ -14,6 +14,7 @@ import { createMessageHandler } from "./handler.js";
 import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
+import { SentIds } from "./sent_ids.js";
 import { createApp } from "./http_api.js";
 
 /** The real WhatsApp connection: Baileys' socket and its media downloader. */
@@ -48,6 +49,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     maxPolls: config.pollStoreMax,
     logger: logger.child({ component: "polls" }),
   }).open();
+  const sentIds = await new SentIds({ dir: config.sentIdsDir, logger: logger.child({ component: "sent_ids" }) }).open();
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
   // gateway to report frames.
@@ -83,6 +85,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     onUpsert: (botId, event) => handler.handleUpsert(botId, event),
     onReactions: (botId, reactions) => handler.handleReactions(botId, reactions),
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
+    sentIds,
   });
 
   gateway.start();

@@ -5,7 +5,7 @@
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { jidNormalizedUser } from "baileys";
+import { generateMessageIDV2, jidNormalizedUser } from "baileys";
 import { AckStatus, SessionState } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { buildNodeFrame } from "./wire.js";
 import { backoffDelay } from "./gateway_client.js";
@@ -44,12 +44,13 @@ async function writeJsonAtomic(path, value) {
  * @property {() => Date} [clock]
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
  * @property {(auth: any, logger: any) => any} [wrapAuth] e.g. makeCacheableSignalKeyStore
+ * @property {import("./sent_ids.js").SentIds} [sentIds] ids of the messages this system sends
  */
 
 export class SessionManager {
   /** @param {SessionManagerOptions} options */
-  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {} }) {
-    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions });
+  constructor({ authDir, logger, makeSocket, useAuthState, onUpsert, onReactions = async () => [], emitFrame, clock = () => new Date(), reconnect = { initialMs: 1000, maxMs: 60_000 }, socketOptions = {}, sentIds }) {
+    Object.assign(this, { authDir, logger, makeSocket, useAuthState, onUpsert, onReactions, emitFrame, clock, reconnect, socketOptions, sentIds });
     /** @type {Map<string, any>} */
     this.sessions = new Map();
     this.closing = false;
@@ -270,7 +271,12 @@ export class SessionManager {
     const options = quotedProviderMessageId
       ? { quoted: { key: { remoteJid: correspondentId, id: quotedProviderMessageId, fromMe: false }, message: { conversation: "" } } }
       : undefined;
-    await s.sock.sendMessage(correspondentId, { text }, options);
+    // The id is chosen and remembered before sending: Baileys hands the echo of a sent
+    // message to messages.upsert before sendMessage resolves, and the handler must know
+    // it as this system's own (not the owner typing on the phone).
+    const messageId = generateMessageIDV2(s.sock.user?.id);
+    await this.sentIds?.remember(botId, messageId);
+    await s.sock.sendMessage(correspondentId, { text }, { ...options, messageId });
     return { status: AckStatus.ACCEPTED };
   }
 
