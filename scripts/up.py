@@ -45,6 +45,7 @@ def environment(directory: Path) -> dict[str, str]:
         "MEDIA_STAGING_DIR": str(directory / "staging"),
         "AUTH_DIR": str(directory / "node" / "auth"),
         "OUTBOX_DIR": str(directory / "node" / "outbox"),
+        "SENT_KEYS_DIR": str(directory / "node" / "sent_keys"),
         "QUEUE_SVC_HOST": "127.0.0.1",
         "QUEUE_SVC_PORT": "50051",
         "QUEUE_SVC_METRICS_PORT": "9102",

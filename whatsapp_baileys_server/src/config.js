@@ -31,7 +31,7 @@ function flag(env, name) {
  * @returns {Readonly<{
  *   host: string, port: number, apiToken: string, insecureDev: boolean,
  *   gatewayUrl: string, gatewayToken: string, authDir: string, outboxDir: string,
- *   stagingDir: string, pollStoreDir: string, sentIdsDir: string, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
+ *   stagingDir: string, pollStoreDir: string, sentIdsDir: string, sentKeysDir: string, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   logLevel: string, demoScript: string | undefined }>}
  */
@@ -77,6 +77,7 @@ export function loadConfig(env = process.env) {
     stagingDir: resolve(env.MEDIA_STAGING_DIR || "./var/staging"),
     pollStoreDir: resolve(env.POLL_STORE_DIR || "./var/polls"),
     sentIdsDir: resolve(env.SENT_IDS_DIR || "./var/sent_ids"),
+    sentKeysDir: resolve(env.SENT_KEYS_DIR || "./var/sent_keys"),
     pollStoreMax: integer(env, "POLL_STORE_MAX", 10_000, { min: 1 }),
     quotaTimeoutMs: integer(env, "QUOTA_CHECK_TIMEOUT_MS", 2000, { min: 1 }),
     maxMediaBytes: integer(env, "MAX_MEDIA_BYTES", 100 * 1024 * 1024, { min: 1 }),

@@ -15,6 +15,8 @@ import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
 import { SessionManager } from "./sessions.js";
 import { SentIds } from "./sent_ids.js";
+import { OutgoingSender } from "./outgoing.js";
+import { readReceipts } from "./read_receipts.js";
 import { createApp } from "./http_api.js";
 
 /** The real WhatsApp connection: Baileys' socket and its media downloader. */
@@ -50,6 +52,9 @@ export async function start(config, { logger = createLogger({ level: config.logL
     logger: logger.child({ component: "polls" }),
   }).open();
   const sentIds = await new SentIds({ dir: config.sentIdsDir, logger: logger.child({ component: "sent_ids" }) }).open();
+  // Idempotency keys of outgoing messages already posted to WhatsApp, per bot: a key the
+  // gateway streams again is answered SENT without posting (same store, other directory).
+  const sentKeys = await new SentIds({ dir: config.sentKeysDir, logger: logger.child({ component: "sent_keys" }) }).open();
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
   // gateway to report frames.
@@ -59,7 +64,8 @@ export async function start(config, { logger = createLogger({ level: config.logL
     token: config.gatewayToken,
     outbox,
     logger: logger.child({ component: "gateway" }),
-    onOutgoing: (outgoing) => sessions.sendText(outgoing),
+    onOutgoing: (outgoing) => sender.send(outgoing),
+    onAcknowledged: (frame, status) => markRead(frame, status),
     ackTimeoutMs: config.ackTimeoutMs,
   });
   const handler = createMessageHandler({
@@ -88,6 +94,15 @@ export async function start(config, { logger = createLogger({ level: config.logL
     sentIds,
   });
 
+  const sender = new OutgoingSender({
+    sessions,
+    sentKeys,
+    sentIds,
+    emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
+    logger: logger.child({ component: "outgoing" }),
+  });
+  const markRead = readReceipts({ sessions, logger: logger.child({ component: "read_receipts" }) });
+
   gateway.start();
   await sessions.resumeAll();
 
@@ -115,6 +130,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       if (!settled) logger.warn("messages still being handled at shutdown; WhatsApp will redeliver unacknowledged ones");
       await gateway.stop();
       await outbox.flush();
+      await sentKeys.flush();
       await closed;
       logger.info({ pending_frames: outbox.size }, "stopped");
     })();
