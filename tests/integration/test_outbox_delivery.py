@@ -1,0 +1,277 @@
+"""Replies through the durable outbox with the production shape of the gateway: two
+gateway processes on one store, the Node server (demo mode) connected to the first. A
+reply posted to either reaches WhatsApp (the demo socket) exactly once; a retried POST
+never sends twice, also when the gateway holding Node restarts between accept and send;
+media from a URL served by a real local HTTP server arrives with its exact bytes;
+reactions, read receipts and typing reach the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services.gateway.outgoing_request import provider_message_id_for
+from tests.helpers.node_server import NodeServer, start_node_server
+from tests.helpers.processes import Service, free_port, gateway_env, queue_env, start_service
+from tests.helpers.vision_inputs import text_image
+from tests.helpers.waiting import wait_until
+
+BOT = "outbox-bot"
+ALICE = "4915100000077@s.whatsapp.net"
+NODE_TOKEN = "node-ws-secret"
+API_TOKEN = "api-secret"
+NODE_API_TOKEN = "node-api-secret"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@dataclass
+class Topology:
+    tmp: Path
+    db: Path
+    queue: Service
+    node: NodeServer
+    gateways: list[Service]
+    gateway0_port: int
+    media_url: str
+    photo: bytes
+    http: aiohttp.ClientSession
+
+    def api(self, gateway: int, path: str) -> str:
+        return f"http://{self.gateways[gateway].address}{path}"
+
+    async def start_gateway(self, index: int, port: int) -> Service:
+        env = {
+            **gateway_env(
+                self.db,
+                self.queue.address,
+                f"http://{self.node.address}",
+                node_ws_token=NODE_TOKEN,
+                api_token=API_TOKEN,
+                node_api_token=NODE_API_TOKEN,
+            ),
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_OUTBOX_SCAN_SECONDS": "0.2",
+            # The local media server is on loopback: allowed for this test only.
+            "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+        }
+        return await start_service("services.gateway", env, self.tmp / f"gateway{index}.log")
+
+    async def send(self, gateway: int, key: str, body: dict[str, Any]) -> tuple[int, Any]:
+        headers = {**AUTH, "Idempotency-Key": key}
+        async with self.http.post(
+            self.api(gateway, f"/bots/{BOT}/messages"),
+            json={"correspondent_id": ALICE, **body},
+            headers=headers,
+        ) as response:
+            return response.status, await response.json()
+
+    async def status(self, gateway: int, key: str) -> dict[str, Any]:
+        async with self.http.get(
+            self.api(gateway, f"/bots/{BOT}/messages/{key}"), headers=AUTH
+        ) as response:
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def wait_sent(self, gateway: int, key: str, within: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                record = await self.status(gateway, key)
+                if record["status"] != "pending":
+                    return record
+                await asyncio.sleep(0.1)
+
+    def sent_with_id(self, key: str) -> list[dict[str, Any]]:
+        wanted = provider_message_id_for(BOT, key)
+        return [e for e in self.node.of("reply_sent") if e["id"] == wanted]
+
+
+async def _serve_media(photo: bytes) -> AsyncIterator[str]:
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=photo, content_type="image/png")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://localhost.invalid/photo.png")
+
+    app = web.Application()
+    app.router.add_get("/photo.png", image)
+    app.router.add_get("/redirect.png", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
+    buffer = io.BytesIO()
+    text_image([((20, 40), "OUTBOX")], size=(240, 120)).save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    script = tmp_path / "script.json"
+    script.write_text(
+        json.dumps({"bots": {BOT: [{"from": ALICE, "type": "text", "text": "hello bot"}]}})
+    )
+    db = tmp_path / "store.sqlite3"
+    queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
+    gateway0_port = free_port()
+    node = await start_node_server(
+        {
+            "GATEWAY_WS_URL": f"ws://127.0.0.1:{gateway0_port}/ws",
+            "GATEWAY_TOKEN": NODE_TOKEN,
+            "NODE_API_TOKEN": NODE_API_TOKEN,
+        },
+        free_port(),
+        tmp_path / "node",
+        script,
+        tmp_path / "node.log",
+    )
+    media = _serve_media(photo)
+    media_url = await anext(media)
+    gateways: list[Service] = []
+    async with aiohttp.ClientSession() as http:
+        top = Topology(tmp_path, db, queue, node, gateways, gateway0_port, media_url, photo, http)
+        try:
+            gateways.append(await top.start_gateway(0, gateway0_port))
+            gateways.append(await top.start_gateway(1, 0))
+            async with http.put(top.api(0, f"/bots/{BOT}/config"), json={}, headers=AUTH) as r:
+                assert r.status == 200, await r.text()
+            async with http.post(top.api(0, f"/bots/{BOT}/start"), json={}, headers=AUTH) as r:
+                assert r.status == 200, await r.text()
+            await wait_until(lambda: bool(node.of("message_injected")), within=30)
+            yield top
+        finally:
+            for gateway in gateways:
+                await gateway.stop()
+            await node.stop()
+            await queue.stop()
+            await anext(media, None)
+
+
+async def test_a_reply_posted_to_either_gateway_reaches_whatsapp_once(topology: Topology) -> None:
+    status0, accepted0 = await topology.send(0, "to-gw0", {"text": "from gateway 0"})
+    status1, accepted1 = await topology.send(1, "to-gw1", {"text": "from gateway 1"})
+    assert (status0, status1) == (202, 202), (accepted0, accepted1)
+    assert accepted1["status"] == "pending"
+    assert accepted1["status_url"] == f"/bots/{BOT}/messages/to-gw1"
+    for key in ("to-gw0", "to-gw1"):
+        # Either replica reads the status: it is in the shared store.
+        record = await topology.wait_sent(1, key)
+        assert record["status"] == "sent", record
+        assert record["provider_message_id"] == provider_message_id_for(BOT, key)
+        assert len(topology.sent_with_id(key)) == 1
+    # Retries, to both replicas: the stored record, never a second message.
+    for gateway in (0, 1, 1, 0):
+        status, again = await topology.send(gateway, "to-gw1", {"text": "from gateway 1"})
+        assert (status, again["status"]) == (200, "sent")
+    status, conflict = await topology.send(1, "to-gw1", {"text": "another text"})
+    assert status == 409 and "already used" in conflict["error"]
+    # Time for a wrong second send to show up (the scan runs every 0.2 s).
+    await asyncio.sleep(1)
+    replies = topology.node.of("reply_sent")
+    assert [r["text"] for r in replies] == ["from gateway 0", "from gateway 1"]
+    assert {r["to"] for r in replies} == {ALICE}
+
+
+async def test_a_send_accepted_while_the_node_gateway_is_down_is_delivered_once_after_restart(
+    topology: Topology,
+) -> None:
+    await topology.gateways[0].stop()
+    status, accepted = await topology.send(1, "while-down", {"text": "sent during a restart"})
+    assert status == 202 and accepted["status"] == "pending"
+    status, again = await topology.send(1, "while-down", {"text": "sent during a restart"})
+    assert (status, again["status"]) == (200, "pending")
+    await asyncio.sleep(0.5)
+    assert topology.sent_with_id("while-down") == []
+    topology.gateways[0] = await topology.start_gateway(0, topology.gateway0_port)
+    record = await topology.wait_sent(1, "while-down", within=60)
+    assert record["status"] == "sent"
+    status, after = await topology.send(0, "while-down", {"text": "sent during a restart"})
+    assert (status, after["status"]) == (200, "sent")
+    await asyncio.sleep(1)
+    assert len(topology.sent_with_id("while-down")) == 1
+
+
+async def test_an_image_from_a_url_arrives_with_its_exact_bytes(topology: Topology) -> None:
+    body = {
+        "type": "image",
+        "text": "our sign",
+        "media": {"url": f"{topology.media_url}/photo.png"},
+    }
+    status, accepted = await topology.send(1, "photo-1", body)
+    assert status == 202, accepted
+    assert (await topology.wait_sent(0, "photo-1"))["status"] == "sent"
+    [sent] = topology.sent_with_id("photo-1")
+    assert sent["kind"] == "image" and sent["mimetype"] == "image/png"
+    assert sent["text"] == "our sign"
+    assert sent["bytes"] == len(topology.photo)
+    assert sent["sha256"] == hashlib.sha256(topology.photo).hexdigest()
+    # A redirect to another host is refused, and nothing is stored.
+    refused = {**body, "media": {"url": f"{topology.media_url}/redirect.png"}}
+    status, error = await topology.send(1, "photo-2", refused)
+    assert status == 400 and "another host" in error["error"]
+
+
+async def test_inline_media_reactions_reads_and_typing_reach_the_socket(
+    topology: Topology,
+) -> None:
+    target = topology.node.of("message_injected")[0]["id"]
+    voice = b"OggS" + bytes(range(256)) * 4
+    sends = {
+        "voice": {
+            "type": "voice_note",
+            "media": {"base64": base64.b64encode(voice).decode(), "mime_type": "audio/ogg"},
+        },
+        "doc": {
+            "type": "document",
+            "text": "the menu",
+            "media": {
+                "base64": base64.b64encode(b"%PDF-1.4 demo").decode(),
+                "mime_type": "application/pdf",
+                "filename": "menu.pdf",
+            },
+        },
+        "react": {"type": "reaction", "emoji": "\N{THUMBS UP SIGN}", "target_message_id": target},
+        "quote": {"text": "answering you", "quoted_provider_message_id": target},
+        "read": {"type": "read", "target_message_id": target},
+        "typing": {"type": "typing"},
+    }
+    for key, body in sends.items():
+        status, accepted = await topology.send(0, key, body)
+        assert status == 202, (key, accepted)
+    for key in sends:
+        record = await topology.wait_sent(1, key)
+        assert record["status"] == "sent", record
+    [voice_sent] = topology.sent_with_id("voice")
+    assert voice_sent["kind"] == "voice_note" and voice_sent["ptt"] is True
+    assert voice_sent["sha256"] == hashlib.sha256(voice).hexdigest()
+    assert voice_sent["mimetype"] == "audio/ogg; codecs=opus"
+    [doc] = topology.sent_with_id("doc")
+    assert (doc["kind"], doc["fileName"], doc["text"]) == ("document", "menu.pdf", "the menu")
+    [reaction] = topology.sent_with_id("react")
+    assert (reaction["kind"], reaction["emoji"], reaction["target"]) == (
+        "reaction",
+        "\N{THUMBS UP SIGN}",
+        target,
+    )
+    [quote] = topology.sent_with_id("quote")
+    assert quote["quoted"] == target
+    assert [(e["chat"], e["id"]) for e in topology.node.of("read_sent")] == [(ALICE, target)]
+    assert [(e["to"], e["presence"]) for e in topology.node.of("presence_sent")] == [
+        (ALICE, "composing")
+    ]
