@@ -23,6 +23,8 @@ class NodeClient:
             "config": {
                 "media_storage_quota_gb": config.media_storage_quota_gb,
                 "provider_name": config.provider_name,
+                # Node marks a message read once the gateway acknowledged it (default off).
+                "read_receipts": config.extra.get("read_receipts", False) is True,
             },
             "forceReinit": force_reinit,
         }

@@ -168,7 +168,11 @@ async def test_frames_become_messages_and_media_resolves(pipeline: Pipeline) -> 
     assert pipeline.initialize_calls == [
         {
             "userId": BOT,
-            "config": {"media_storage_quota_gb": 2.5, "provider_name": "whatsapp_baileys"},
+            "config": {
+                "media_storage_quota_gb": 2.5,
+                "provider_name": "whatsapp_baileys",
+                "read_receipts": False,
+            },
             "forceReinit": False,
         }
     ]

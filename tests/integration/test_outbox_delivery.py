@@ -275,3 +275,23 @@ async def test_inline_media_reactions_reads_and_typing_reach_the_socket(
     assert [(e["to"], e["presence"]) for e in topology.node.of("presence_sent")] == [
         (ALICE, "composing")
     ]
+
+
+async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
+    topology: Topology,
+) -> None:
+    [before] = topology.node.of("message_injected")
+    api = topology.api(1, f"/bots/{BOT}")
+    async with topology.http.put(f"{api}/config", json={"read_receipts": "yes"}, headers=AUTH) as r:
+        assert r.status == 400 and "read_receipts" in (await r.json())["error"]
+    async with topology.http.put(f"{api}/config", json={"read_receipts": True}, headers=AUTH) as r:
+        assert r.status == 200, await r.text()
+    # A new socket replays the script: one more message, which reaches the bot's queue.
+    async with topology.http.post(f"{api}/start", json={"forceReinit": True}, headers=AUTH) as r:
+        assert r.status == 200, await r.text()
+    await wait_until(lambda: len(topology.node.of("message_injected")) == 2, within=30)
+    after = topology.node.of("message_injected")[1]
+    await wait_until(lambda: bool(topology.node.of("read_sent")), within=30)
+    # Read once the gateway acknowledged it; the message from before the option, never.
+    assert [(e["chat"], e["id"]) for e in topology.node.of("read_sent")] == [(ALICE, after["id"])]
+    assert before["id"] != after["id"]

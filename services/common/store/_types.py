@@ -172,6 +172,8 @@ class BotConfig:
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
             )
         _check_webhook(doc.get("webhook_url"), doc.get("webhook_secret"))
+        if not isinstance(doc.get("read_receipts", False), bool):
+            raise InvalidInputError("bot configuration: read_receipts must be true or false")
         since = doc.get("webhook_since_sequence")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int) or since < 0
