@@ -207,6 +207,24 @@ async def test_a_send_accepted_while_the_node_gateway_is_down_is_delivered_once_
     assert len(topology.sent_with_id("while-down")) == 1
 
 
+async def test_a_gateway_killed_right_after_accepting_sends_the_message_once(
+    topology: Topology,
+) -> None:
+    # SIGKILL lands somewhere between accept, stream, send and record: wherever it lands,
+    # the message goes out once (Node answers a key it already sent without posting).
+    body = {"text": "killed right after"}
+    status, _ = await topology.send(0, "killed", body)
+    assert status == 202
+    await topology.gateways[0].kill()
+    topology.gateways[0] = await topology.start_gateway(0, topology.gateway0_port)
+    # The 202 came after the store's commit: the retry finds the record.
+    status, again = await topology.send(0, "killed", body)
+    assert status == 200 and again["status"] in ("pending", "sent")
+    assert (await topology.wait_sent(1, "killed", within=60))["status"] == "sent"
+    await asyncio.sleep(1)
+    assert len(topology.sent_with_id("killed")) == 1
+
+
 async def test_an_image_from_a_url_arrives_with_its_exact_bytes(topology: Topology) -> None:
     body = {
         "type": "image",
