@@ -112,6 +112,7 @@ class FrameHandler:
         if payload == "outgoing_result":
             if self._on_outgoing_result is None:
                 return AckOutcome(w.ACK_STATUS_REJECTED, "this gateway has no outbox")
+            self._link.saw_bot(frame.outgoing_result.bot_id, socket)
             # Acknowledged only once recorded: Node resends the result until then.
             await self._on_outgoing_result(frame.outgoing_result)
             return ACCEPTED

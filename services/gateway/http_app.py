@@ -97,7 +97,10 @@ class GatewayApp:
         app.router.add_post("/bots/{bot_id}/stop", self._api.stop_bot)
         app.router.add_post("/bots/{bot_id}/messages", self._api.send_message)
         app.router.add_get(
-            "/bots/{bot_id}/messages/{key}", self._api.outgoing_status, name="outgoing_status"
+            # Keys may hold "/" (any printable characters are allowed).
+            "/bots/{bot_id}/messages/{key:.+}",
+            self._api.outgoing_status,
+            name="outgoing_status",
         )
         app.on_shutdown.append(self._socket.close_all)
         return app

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -78,7 +79,7 @@ class Topology:
 
     async def status(self, gateway: int, key: str) -> dict[str, Any]:
         async with self.http.get(
-            self.api(gateway, f"/bots/{BOT}/messages/{key}"), headers=AUTH
+            self.api(gateway, f"/bots/{BOT}/messages/{quote(key, safe='')}"), headers=AUTH
         ) as response:
             assert response.status == 200, await response.text()
             body: dict[str, Any] = await response.json()
@@ -181,10 +182,16 @@ async def test_a_reply_posted_to_either_gateway_reaches_whatsapp_once(topology: 
         assert (status, again["status"]) == (200, "sent")
     status, conflict = await topology.send(1, "to-gw1", {"text": "another text"})
     assert status == 409 and "already used" in conflict["error"]
+    # Any printable key, "/" included, and its status URL.
+    status, slashed = await topology.send(1, "order/17 b", {"text": "slashed"})
+    assert status == 202
+    async with topology.http.get(topology.api(0, slashed["status_url"]), headers=AUTH) as r:
+        assert r.status == 200 and (await r.json())["idempotency_key"] == "order/17 b"
+    assert (await topology.wait_sent(0, "order/17 b"))["status"] == "sent"
     # Time for a wrong second send to show up (the scan runs every 0.2 s).
     await asyncio.sleep(1)
     replies = topology.node.of("reply_sent")
-    assert [r["text"] for r in replies] == ["from gateway 0", "from gateway 1"]
+    assert [r["text"] for r in replies] == ["from gateway 0", "from gateway 1", "slashed"]
     assert {r["to"] for r in replies} == {ALICE}
 
 
