@@ -113,7 +113,7 @@ WhatsApp (see the README, "webhook relay"). PUT replaces the whole configuration
        -d '{{"media_storage_quota_gb": 1, "languages": ["en"],
             "webhook_url": "https://builder.example/hook", "webhook_secret": "<secret>"}}'
 Or read what the bot receives yourself: gRPC Subscribe on {env["QUEUE_SVC_ADDRESS"]}; reply:
-  curl -X POST {api}/bots/my-bot/messages {auth} \\
+  curl -X POST {api}/bots/my-bot/messages {auth} -H 'Idempotency-Key: <unique per message>' \\
        -H 'Content-Type: application/json' -d '{{"correspondent_id": "<jid>", "text": "hi"}}'
 Ctrl-C stops everything.
 """
