@@ -69,11 +69,11 @@ class Topology:
         return await start_service("services.gateway", env, self.tmp / f"gateway{index}.log")
 
     async def send(self, gateway: int, key: str, body: dict[str, Any]) -> tuple[int, Any]:
-        headers = {**AUTH, "Idempotency-Key": key}
+        headers = {**AUTH, "Idempotency-Key": key, "Content-Type": "application/json"}
+        # A stream, not bytes: aiohttp warns about sending media-sized bodies in one piece.
+        data = io.BytesIO(json.dumps({"correspondent_id": ALICE, **body}).encode())
         async with self.http.post(
-            self.api(gateway, f"/bots/{BOT}/messages"),
-            json={"correspondent_id": ALICE, **body},
-            headers=headers,
+            self.api(gateway, f"/bots/{BOT}/messages"), data=data, headers=headers
         ) as response:
             return response.status, await response.json()
 
@@ -320,3 +320,28 @@ async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
     # Read once the gateway acknowledged it; the message from before the option, never.
     assert [(e["chat"], e["id"]) for e in topology.node.of("read_sent")] == [(ALICE, after["id"])]
     assert before["id"] != after["id"]
+
+
+async def test_media_up_to_the_cap_crosses_to_node_and_beyond_it_is_refused(
+    topology: Topology,
+) -> None:
+    # 12 MiB: far beyond the 256 KiB of Node's own frames; base64 in the request and in
+    # the frame to Node (16 MiB, the default cap, as base64 is 21.3 MiB of the 32 MiB).
+    video = hashlib.sha256(b"seed").digest() * (12 * 1024 * 1024 // 32)
+    body = {
+        "type": "video",
+        "media": {"base64": base64.b64encode(video).decode(), "mime_type": "video/mp4"},
+    }
+    status, accepted = await topology.send(1, "big", body)
+    assert status == 202, accepted
+    assert (await topology.wait_sent(0, "big", within=60))["status"] == "sent"
+    [sent] = topology.sent_with_id("big")
+    assert (sent["kind"], sent["bytes"]) == ("video", len(video))
+    assert sent["sha256"] == hashlib.sha256(video).hexdigest()
+    over = b"x" * (16 * 1024 * 1024 + 1)
+    too_big = {
+        "type": "document",
+        "media": {"base64": base64.b64encode(over).decode(), "mime_type": "application/pdf"},
+    }
+    status, error = await topology.send(1, "too-big", too_big)
+    assert status == 400 and "cap" in error["error"]
