@@ -118,3 +118,21 @@ test("a send the socket refuses while open is reported FAILED with the reason", 
   assert.equal(ack.status, AckStatus.ACCEPTED);
   assert.deepEqual(results(frames), [{ idempotencyKey: "k-3", status: OutgoingStatus.FAILED, providerMessageId: undefined, reason: "WhatsApp refused it: invalid jid" }]);
 });
+
+test("gateway frames may carry media up to their own limit; Node frames keep 256 KiB", async () => {
+  const { parseGatewayFrame, parseNodeFrame, MAX_FRAME_BYTES, MAX_GATEWAY_FRAME_BYTES } = await import("../src/wire.js");
+  const frame = (bytes) => JSON.stringify({
+    frameId: "g-big",
+    outgoingMessage: {
+      botId: BOT,
+      correspondentId: ALICE,
+      kind: "OUTGOING_KIND_DOCUMENT",
+      media: { data: Buffer.alloc(bytes, 7).toString("base64"), mimeType: "application/pdf" },
+      idempotencyKey: "big",
+    },
+  });
+  const parsed = parseGatewayFrame(frame(4 * 1024 * 1024));
+  assert.equal(parsed.payload.value.media.data.length, 4 * 1024 * 1024);
+  assert.throws(() => parseGatewayFrame(frame(MAX_GATEWAY_FRAME_BYTES)), /more than the 33554432 allowed/);
+  assert.throws(() => parseNodeFrame("x".repeat(MAX_FRAME_BYTES + 1)), /more than the 262144 allowed/);
+});
