@@ -12,6 +12,15 @@ from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import InvalidInputError
 from services.common.validation import validate_message
+from services.common.wire import (
+    MAX_FRAME_BYTES,
+    MAX_GATEWAY_FRAME_BYTES,
+    FrameError,
+    encode_frame,
+    parse_gateway_frame,
+    parse_node_frame,
+)
+from services.gateway.config import GatewayConfig
 from services.gateway.outgoing_request import (
     outgoing_message,
     parse_request,
@@ -107,3 +116,27 @@ def test_every_kind_builds_a_message_the_wire_accepts() -> None:
             assert message.provider_message_id == provider_message_id_for("bot-1", name)
     reaction = outgoing_message("bot-1", parse(bodies["reaction"], "r"), None)
     assert reaction.HasField("reaction_emoji") and reaction.reaction_emoji == ""
+
+
+def test_a_media_cap_whose_frames_would_not_reach_node_is_refused_at_start() -> None:
+    base = {"GATEWAY_INSECURE_NO_AUTH": "1"}
+    config = GatewayConfig.from_env(base)
+    assert config.outgoing_media_max_bytes == 16 * 1024 * 1024
+    # The body of a request at the cap (base64 plus room for the rest) fits in a frame.
+    assert config.max_request_bytes <= MAX_GATEWAY_FRAME_BYTES
+    with pytest.raises(InvalidInputError, match="GATEWAY_OUTGOING_MEDIA_MAX_BYTES"):
+        GatewayConfig.from_env({**base, "GATEWAY_OUTGOING_MEDIA_MAX_BYTES": str(24 * 1024 * 1024)})
+
+
+def test_a_gateway_frame_with_media_parses_beyond_the_node_frame_limit() -> None:
+    message = w.OutgoingMessage(
+        bot_id="bot-1",
+        correspondent_id=CHAT,
+        kind=w.OUTGOING_KIND_IMAGE,
+        media=w.OutgoingMedia(data=b"\x00" * (2 * MAX_FRAME_BYTES), mime_type="image/png"),
+    )
+    text = encode_frame(w.GatewayFrame(frame_id="g-1", outgoing_message=message))
+    assert len(text) > MAX_FRAME_BYTES
+    assert parse_gateway_frame(text).outgoing_message.media.data == message.media.data
+    with pytest.raises(FrameError, match="more than the 262144 allowed"):
+        parse_node_frame(text)
