@@ -22,7 +22,7 @@ import logging
 
 from chatbot.wire.v1 import frames_pb2 as w
 
-from services.common.errors import ChatbotError
+from services.common.errors import ChatbotError, UnavailableError
 from services.common.store import OutboxStatus, OutboxStore
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_link import NodeLink
@@ -55,6 +55,15 @@ class OutboxDelivery:
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def connection_lost(self) -> None:
+        """A Node connection closed: results awaited through it may never come, so the
+        bots waiting for one stop waiting (their messages stay pending for the next scan,
+        and Node does not post a key twice)."""
+        for waiter in self._results.values():
+            if not waiter.done():
+                waiter.set_exception(UnavailableError("the Node connection closed"))
+        self.wake()
 
     def start(self) -> None:
         if self._task is None:
@@ -134,6 +143,8 @@ class OutboxDelivery:
                 return False
             try:
                 await asyncio.wait_for(asyncio.shield(result), self._result_timeout)
+            except UnavailableError:
+                return False
             except TimeoutError:
                 log.warning(
                     "no result for outgoing %r of bot %s within %g s; it stays pending",
@@ -146,6 +157,8 @@ class OutboxDelivery:
         finally:
             if self._results.get(key) is result:
                 del self._results[key]
+            if result.done() and not result.cancelled():
+                result.exception()  # retrieved: a lost connection here is no error to log
 
     async def record_result(self, result: w.OutgoingResult) -> None:
         """Node's outcome of one message, recorded before Node's frame is acknowledged."""

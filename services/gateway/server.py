@@ -51,6 +51,7 @@ async def serve(config: GatewayConfig) -> None:
         result_timeout_seconds=config.outbox_result_timeout_seconds,
     )
     link.on_change = delivery.wake
+    link.on_disconnect = delivery.connection_lost
     handler = FrameHandler(
         writer,
         link,

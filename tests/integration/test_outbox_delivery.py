@@ -47,6 +47,23 @@ class Topology:
     media_url: str
     photo: bytes
     http: aiohttp.ClientSession
+    node_port: int = 0
+    script: Path | None = None
+
+    async def kill_node(self) -> None:
+        await self.node.service.kill()
+        await self.node.stop()
+
+    async def start_node(self) -> None:
+        """The same server again, on the same port and state directory."""
+        assert self.script is not None
+        self.node = await start_node_server(
+            _node_env(self.gateway0_port),
+            self.node_port,
+            self.tmp / "node",
+            self.script,
+            self.tmp / "node.log",
+        )
 
     def api(self, gateway: int, path: str) -> str:
         return f"http://{self.gateways[gateway].address}{path}"
@@ -98,6 +115,14 @@ class Topology:
         return [e for e in self.node.of("reply_sent") if e["id"] == wanted]
 
 
+def _node_env(gateway_port: int) -> dict[str, str]:
+    return {
+        "GATEWAY_WS_URL": f"ws://127.0.0.1:{gateway_port}/ws",
+        "GATEWAY_TOKEN": NODE_TOKEN,
+        "NODE_API_TOKEN": NODE_API_TOKEN,
+    }
+
+
 async def _serve_media(photo: bytes) -> AsyncIterator[str]:
     async def image(request: web.Request) -> web.Response:
         return web.Response(body=photo, content_type="image/png")
@@ -130,23 +155,27 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
     )
     db = tmp_path / "store.sqlite3"
     queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
-    gateway0_port = free_port()
+    gateway0_port, node_port = free_port(), free_port()
     node = await start_node_server(
-        {
-            "GATEWAY_WS_URL": f"ws://127.0.0.1:{gateway0_port}/ws",
-            "GATEWAY_TOKEN": NODE_TOKEN,
-            "NODE_API_TOKEN": NODE_API_TOKEN,
-        },
-        free_port(),
-        tmp_path / "node",
-        script,
-        tmp_path / "node.log",
+        _node_env(gateway0_port), node_port, tmp_path / "node", script, tmp_path / "node.log"
     )
     media = _serve_media(photo)
     media_url = await anext(media)
     gateways: list[Service] = []
     async with aiohttp.ClientSession() as http:
-        top = Topology(tmp_path, db, queue, node, gateways, gateway0_port, media_url, photo, http)
+        top = Topology(
+            tmp_path,
+            db,
+            queue,
+            node,
+            gateways,
+            gateway0_port,
+            media_url,
+            photo,
+            http,
+            node_port,
+            script,
+        )
         try:
             gateways.append(await top.start_gateway(0, gateway0_port))
             gateways.append(await top.start_gateway(1, 0))
@@ -159,7 +188,7 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
         finally:
             for gateway in gateways:
                 await gateway.stop()
-            await node.stop()
+            await top.node.stop()
             await queue.stop()
             await anext(media, None)
 
@@ -345,3 +374,23 @@ async def test_media_up_to_the_cap_crosses_to_node_and_beyond_it_is_refused(
     }
     status, error = await topology.send(1, "too-big", too_big)
     assert status == 400 and "cap" in error["error"]
+
+
+async def test_sends_accepted_while_node_is_down_go_out_once_it_is_back(
+    topology: Topology,
+) -> None:
+    status, _ = await topology.send(0, "before-kill", {"text": "before the kill"})
+    assert status == 202
+    await topology.kill_node()
+    for gateway, key in ((0, "node-down-0"), (1, "node-down-1")):
+        status, accepted = await topology.send(gateway, key, {"text": key})
+        assert status == 202, accepted
+    await asyncio.sleep(0.5)
+    assert (await topology.status(1, "node-down-0"))["status"] == "pending"
+    await topology.start_node()
+    # The new process's events: whatever the killed one sent is not in this list.
+    for key in ("node-down-0", "node-down-1"):
+        assert (await topology.wait_sent(1, key, within=60))["status"] == "sent"
+        assert len(topology.sent_with_id(key)) == 1
+    record = await topology.wait_sent(0, "before-kill", within=60)
+    assert record["status"] == "sent"
