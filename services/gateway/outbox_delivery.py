@@ -88,8 +88,8 @@ class OutboxDelivery:
                 continue
             try:
                 bots = await self._store.bots_with_pending_outgoing()
-            except Exception as error:
-                # The store is down: the next scan tries again; nothing is lost.
+            except Exception as error:  # any failure: the next scan tries again
+                # The store is down: nothing is lost, the messages wait in it.
                 log.warning("outbox scan failed: %r", error)
                 continue
             for bot_id in bots:
