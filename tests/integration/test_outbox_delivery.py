@@ -32,7 +32,8 @@ BOT = "outbox-bot"
 ALICE = "4915100000077@s.whatsapp.net"
 NODE_TOKEN = "node-ws-secret"
 API_TOKEN = "api-secret"
-NODE_API_TOKEN = "node-api-secret"
+#: What tests/helpers/node_server.py gives the Node server's API.
+NODE_API_TOKEN = "node-api-token"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
@@ -51,19 +52,13 @@ class Topology:
     script: Path | None = None
 
     async def kill_node(self) -> None:
-        await self.node.service.kill()
+        await self.node.kill()
         await self.node.stop()
 
     async def start_node(self) -> None:
         """The same server again, on the same port and state directory."""
         assert self.script is not None
-        self.node = await start_node_server(
-            _node_env(self.gateway0_port),
-            self.node_port,
-            self.tmp / "node",
-            self.script,
-            self.tmp / "node.log",
-        )
+        self.node = await _start_node(self.tmp, self.script, self.gateway0_port, self.node_port)
 
     def api(self, gateway: int, path: str) -> str:
         return f"http://{self.gateways[gateway].address}{path}"
@@ -73,7 +68,7 @@ class Topology:
             **gateway_env(
                 self.db,
                 self.queue.address,
-                f"http://{self.node.address}",
+                self.node.url,
                 node_ws_token=NODE_TOKEN,
                 api_token=API_TOKEN,
                 node_api_token=NODE_API_TOKEN,
@@ -110,17 +105,30 @@ class Topology:
                     return record
                 await asyncio.sleep(0.1)
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.node.events if e.get("event") == name]
+
     def sent_with_id(self, key: str) -> list[dict[str, Any]]:
         wanted = provider_message_id_for(BOT, key)
-        return [e for e in self.node.of("reply_sent") if e["id"] == wanted]
+        return [e for e in self.events("reply_sent") if e["id"] == wanted]
 
 
-def _node_env(gateway_port: int) -> dict[str, str]:
-    return {
-        "GATEWAY_WS_URL": f"ws://127.0.0.1:{gateway_port}/ws",
-        "GATEWAY_TOKEN": NODE_TOKEN,
-        "NODE_API_TOKEN": NODE_API_TOKEN,
-    }
+async def _start_node(tmp: Path, script: Path, gateway_port: int, port: int) -> NodeServer:
+    state = tmp / "node"
+    return await start_node_server(
+        state,
+        script,
+        gateway_ws_url=f"ws://127.0.0.1:{gateway_port}/ws",
+        gateway_token=NODE_TOKEN,
+        log_path=tmp / "node.log",
+        port=port,
+        # Per test: the keys a Node server already sent must not leak into another test.
+        extra_env={
+            "SENT_KEYS_DIR": str(state / "sent_keys"),
+            "SENT_IDS_DIR": str(state / "sent_ids"),
+            "LOG_LEVEL": "info",
+        },
+    )
 
 
 async def _serve_media(photo: bytes) -> AsyncIterator[str]:
@@ -156,9 +164,7 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
     db = tmp_path / "store.sqlite3"
     queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
     gateway0_port, node_port = free_port(), free_port()
-    node = await start_node_server(
-        _node_env(gateway0_port), node_port, tmp_path / "node", script, tmp_path / "node.log"
-    )
+    node = await _start_node(tmp_path, script, gateway0_port, node_port)
     media = _serve_media(photo)
     media_url = await anext(media)
     gateways: list[Service] = []
@@ -183,7 +189,7 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
                 assert r.status == 200, await r.text()
             async with http.post(top.api(0, f"/bots/{BOT}/start"), json={}, headers=AUTH) as r:
                 assert r.status == 200, await r.text()
-            await wait_until(lambda: bool(node.of("message_injected")), within=30)
+            await node.wait_event(lambda e: e.get("event") == "message_injected")
             yield top
         finally:
             for gateway in gateways:
@@ -219,7 +225,7 @@ async def test_a_reply_posted_to_either_gateway_reaches_whatsapp_once(topology: 
     assert (await topology.wait_sent(0, "order/17 b"))["status"] == "sent"
     # Time for a wrong second send to show up (the scan runs every 0.2 s).
     await asyncio.sleep(1)
-    replies = topology.node.of("reply_sent")
+    replies = topology.events("reply_sent")
     assert [r["text"] for r in replies] == ["from gateway 0", "from gateway 1", "slashed"]
     assert {r["to"] for r in replies} == {ALICE}
 
@@ -284,7 +290,7 @@ async def test_an_image_from_a_url_arrives_with_its_exact_bytes(topology: Topolo
 async def test_inline_media_reactions_reads_and_typing_reach_the_socket(
     topology: Topology,
 ) -> None:
-    target = topology.node.of("message_injected")[0]["id"]
+    target = topology.events("message_injected")[0]["id"]
     voice = b"OggS" + bytes(range(256)) * 4
     sends = {
         "voice": {
@@ -325,8 +331,8 @@ async def test_inline_media_reactions_reads_and_typing_reach_the_socket(
     )
     [quote] = topology.sent_with_id("quote")
     assert quote["quoted"] == target
-    assert [(e["chat"], e["id"]) for e in topology.node.of("read_sent")] == [(ALICE, target)]
-    assert [(e["to"], e["presence"]) for e in topology.node.of("presence_sent")] == [
+    assert [(e["chat"], e["id"]) for e in topology.events("read_sent")] == [(ALICE, target)]
+    assert [(e["to"], e["presence"]) for e in topology.events("presence_sent")] == [
         (ALICE, "composing")
     ]
 
@@ -334,7 +340,7 @@ async def test_inline_media_reactions_reads_and_typing_reach_the_socket(
 async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
     topology: Topology,
 ) -> None:
-    [before] = topology.node.of("message_injected")
+    [before] = topology.events("message_injected")
     api = topology.api(1, f"/bots/{BOT}")
     async with topology.http.put(f"{api}/config", json={"read_receipts": "yes"}, headers=AUTH) as r:
         assert r.status == 400 and "read_receipts" in (await r.json())["error"]
@@ -343,11 +349,11 @@ async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
     # A new socket replays the script: one more message, which reaches the bot's queue.
     async with topology.http.post(f"{api}/start", json={"forceReinit": True}, headers=AUTH) as r:
         assert r.status == 200, await r.text()
-    await wait_until(lambda: len(topology.node.of("message_injected")) == 2, within=30)
-    after = topology.node.of("message_injected")[1]
-    await wait_until(lambda: bool(topology.node.of("read_sent")), within=30)
+    await wait_until(lambda: len(topology.events("message_injected")) == 2, within=30)
+    after = topology.events("message_injected")[1]
+    await wait_until(lambda: bool(topology.events("read_sent")), within=30)
     # Read once the gateway acknowledged it; the message from before the option, never.
-    assert [(e["chat"], e["id"]) for e in topology.node.of("read_sent")] == [(ALICE, after["id"])]
+    assert [(e["chat"], e["id"]) for e in topology.events("read_sent")] == [(ALICE, after["id"])]
     assert before["id"] != after["id"]
 
 
