@@ -17,7 +17,7 @@ from typing import Any
 from bson.binary import Binary
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import _rules as rules
 from services.common.store._mongo_base import Doc, MongoBase, _now
@@ -32,6 +32,7 @@ from services.common.store._outbox_types import (
 
 #: Well below the 16 MiB document limit, with room for the chunk's other fields.
 CHUNK_BYTES = 4 * 1024 * 1024
+_UNAUTHORIZED = 13
 _FIELDS: tuple[str, ...] = (
     "bot_id",
     "idempotency_key",
@@ -63,17 +64,23 @@ class MongoOutbox(MongoBase):
 
     async def _create_indexes(self) -> None:
         await super()._create_indexes()
-        await self._outbox.create_indexes(
-            [
-                IndexModel([("bot_id", 1), ("idempotency_key", 1)], unique=True, name="key"),
-                IndexModel(
-                    [("bot_id", 1), ("created_at", 1), ("_id", 1)],
-                    name="pending",
-                    partialFilterExpression={"status": "pending"},
-                ),
-            ]
-        )
-        await self._payloads.create_index([("payload_id", 1), ("n", 1)], name="chunks")
+        try:
+            await self._outbox.create_indexes(
+                [
+                    IndexModel([("bot_id", 1), ("idempotency_key", 1)], unique=True, name="key"),
+                    IndexModel(
+                        [("bot_id", 1), ("created_at", 1), ("_id", 1)],
+                        name="pending",
+                        partialFilterExpression={"status": "pending"},
+                    ),
+                ]
+            )
+            await self._payloads.create_index([("payload_id", 1), ("n", 1)], name="chunks")
+        except OperationFailure as exc:
+            # A service whose database user may not touch the outbox (only the gateway
+            # uses it) leaves its indexes to the gateway or the provisioning run.
+            if exc.code != _UNAUTHORIZED:
+                raise
 
     async def _store_payload(self, payload: bytes) -> str:
         payload_id = str(uuid.uuid4())
