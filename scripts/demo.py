@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -478,6 +480,17 @@ async def api(
         return answer
 
 
+async def wait_sent(http: aiohttp.ClientSession, url: str, token: str) -> None:
+    """Until the outbox reports the reply sent (it is delivered asynchronously)."""
+    async with asyncio.timeout(30):
+        while True:
+            async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+                status = (await response.json())["status"]
+            if status != "pending":
+                return
+            await asyncio.sleep(0.1)
+
+
 def prepare_work_dir(work: Path) -> None:
     """A fresh directory each run, so the checks see only this run's data."""
     if work.exists():
@@ -535,6 +548,7 @@ async def run(work: Path, wait_seconds: float) -> bool:
                 "MEDIA_STAGING_DIR": str(staging),
                 "OUTBOX_DIR": str(work / "node" / "outbox"),
                 "POLL_STORE_DIR": str(work / "node" / "polls"),
+                "SENT_KEYS_DIR": str(work / "node" / "sent_keys"),
                 "AUTH_DIR": str(work / "node" / "auth"),
             },
             node_port,
@@ -574,16 +588,31 @@ async def run(work: Path, wait_seconds: float) -> bool:
             progress_stop.set()
             await asyncio.sleep(0.5)
             first_text = next(r.message for r in view.received if r.message.bot_id == DEMO_BOT)
-            await api(
-                http,
-                "POST",
-                f"{base}/bots/{DEMO_BOT}/messages",
-                api_token,
+            photo = await asyncio.to_thread(
+                (work / "script" / "media" / "opening-hours.jpg").read_bytes
+            )
+            replies: list[dict[str, Any]] = [
                 {
+                    "idempotency_key": "demo-thanks",
                     "correspondent_id": first_text.correspondent_id,
                     "text": f"Thanks, I got {len(view.received)} messages!",
                 },
-            )
+                {
+                    "idempotency_key": "demo-photo",
+                    "type": "image",
+                    "correspondent_id": first_text.correspondent_id,
+                    "text": "Our opening hours",
+                    "media": {
+                        "base64": base64.b64encode(photo).decode(),
+                        "mime_type": "image/jpeg",
+                    },
+                },
+            ]
+            for reply in replies:
+                accepted = await api(
+                    http, "POST", f"{base}/bots/{DEMO_BOT}/messages", api_token, reply
+                )
+                await wait_sent(http, f"{base}{accepted['status_url']}", api_token)
             for bot in (DEMO_BOT, FULL_BOT):
                 stopped = await api(http, "POST", f"{base}/bots/{bot}/stop", api_token, {})
                 print(f"demo: stopped {bot}: {stopped}")
@@ -593,7 +622,7 @@ async def run(work: Path, wait_seconds: float) -> bool:
         await asyncio.sleep(0.3)
         print_conversations(view)
         print_figures(view, progress, time.monotonic() - started)
-        return await report(view, node_events, conversation, complete, db, staging)
+        return await report(view, node_events, conversation, complete, db, staging, photo)
     finally:
         for service in reversed(services):
             await service.stop()
@@ -641,6 +670,7 @@ async def report(
     complete: bool,
     db: Path,
     staging: Path,
+    photo: bytes,
 ) -> bool:
     print("demo: checks")
     checks = Checks()
@@ -683,7 +713,14 @@ async def report(
         "the text sent after the voice note was not held back by it",
     )
     replies = [e for e in node_events if e.get("event") == "reply_sent"]
-    checks.check(len(replies) == 1, f"the bot's reply was sent to WhatsApp: {replies[:1]}")
+    checks.check(
+        [r.get("kind") for r in replies] == ["text", "image"],
+        f"the bot's two replies (a text, then an image) reached WhatsApp once each: {replies}",
+    )
+    checks.check(
+        any(r.get("sha256") == hashlib.sha256(photo).hexdigest() for r in replies),
+        "the image reply carried the photo's exact bytes",
+    )
     store = await open_store(StoreConfig(backend="sqlite", sqlite_path=db))
     try:
         persisted = 0

@@ -55,6 +55,7 @@ def environment(directory: Path) -> dict[str, str]:
         "MEDIA_STAGING_DIR": str(directory / "staging"),
         "AUTH_DIR": str(directory / "node" / "auth"),
         "OUTBOX_DIR": str(directory / "node" / "outbox"),
+        "SENT_KEYS_DIR": str(directory / "node" / "sent_keys"),
         "QUEUE_SVC_HOST": "127.0.0.1",
         "QUEUE_SVC_PORT": "50051",
         "QUEUE_SVC_METRICS_PORT": "9102",
@@ -124,7 +125,7 @@ WhatsApp (see the README, "webhook relay"). PUT replaces the whole configuration
 A builder on this machine or your network is refused as an internal address unless you
 allow it: OUTBOUND_ALLOW_HOSTS=localhost (host names, IPs or CIDRs) before `make up`.
 Or read what the bot receives yourself: gRPC Subscribe on {env["QUEUE_SVC_ADDRESS"]}; reply:
-  curl -X POST {api}/bots/my-bot/messages {auth} \\
+  curl -X POST {api}/bots/my-bot/messages {auth} -H 'Idempotency-Key: <unique per message>' \\
        -H 'Content-Type: application/json' -d '{{"correspondent_id": "<jid>", "text": "hi"}}'
 Ctrl-C stops everything.
 """

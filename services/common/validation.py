@@ -15,6 +15,8 @@ from chatbot.options.v1 import field_options_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from services.common.outgoing_rules import OUTGOING_MESSAGE, outgoing_problems
+
 # Matched with fullmatch: `$` would also match before a final newline.
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -127,4 +129,6 @@ def validate_message(message: Message, path: str = "") -> list[str]:
                 problems.append(f"{where}: longer than {rules.max_length} characters")
             if rules.uuid4 and value and not is_uuid4(value):
                 problems.append(f"{where}: not a lower-case UUID4")
+    if message.DESCRIPTOR.full_name == OUTGOING_MESSAGE:
+        problems.extend(outgoing_problems(message, path))  # type: ignore[arg-type]
     return problems

@@ -22,8 +22,12 @@ from services.common.errors import InvalidInputError
 from services.common.json_fill import fill
 from services.common.validation import validate_message
 
-#: Frames are small: text and metadata only, never media bytes.
+#: Frames from Node are small: text and metadata only, never media bytes.
 MAX_FRAME_BYTES = 256 * 1024
+#: Frames from the gateway may carry an outgoing media file (base64 in the JSON): room for
+#: the 16 MiB default media cap (21.4 MiB as base64) and whatever an operator raises it to,
+#: up to this; the gateway refuses a cap whose frames would not fit (gateway/config.py).
+MAX_GATEWAY_FRAME_BYTES = 32 * 1024 * 1024
 #: Our frames nest five levels deep; anything much deeper is hostile, and Python's JSON
 #: decoder would hit the recursion limit around a thousand levels.
 MAX_JSON_DEPTH = 32
@@ -178,11 +182,19 @@ def _load(text: str) -> Any:
         raise FrameError(f"malformed frame: not JSON: {exc}", _salvage_frame_id(text)) from None
 
 
+def max_frame_bytes(message_type: type[Message]) -> int:
+    """The size limit of a frame of this type (gateway frames may carry media)."""
+    if message_type.DESCRIPTOR.full_name == frames_pb2.GatewayFrame.DESCRIPTOR.full_name:
+        return MAX_GATEWAY_FRAME_BYTES
+    return MAX_FRAME_BYTES
+
+
 def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     """Parses and validates one frame; raises FrameError with a reason on any defect."""
     size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
-    if size > MAX_FRAME_BYTES:
-        raise FrameError(f"frame is {size} bytes, more than the {MAX_FRAME_BYTES} allowed")
+    limit = max_frame_bytes(message_type)
+    if size > limit:
+        raise FrameError(f"frame is {size} bytes, more than the {limit} allowed")
     decoded = _decode(text)
     raw = _load(decoded)
     message = message_type()

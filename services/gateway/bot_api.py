@@ -7,9 +7,13 @@ from dataclasses import asdict, replace
 from typing import Any, Protocol
 
 from aiohttp import web
-from chatbot.wire.v1 import frames_pb2 as w
 
-from services.common.errors import InvalidInputError, NotFoundError, UnavailableError
+from services.common.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PreconditionError,
+    UnavailableError,
+)
 from services.common.outbound_http import OutboundPolicy, check_url
 from services.common.store import (
     ApiTokenStore,
@@ -17,12 +21,25 @@ from services.common.store import (
     BotConfigStore,
     LeaseStore,
     MessageStore,
+    NewOutgoing,
+    OutboxStore,
+    OutgoingRecord,
     WebhookDeadLetterStore,
     WhatsAppAuthStore,
 )
+from services.common.validation import validate_message
 from services.gateway.api_auth import operator_only
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
+from services.gateway.outbox_delivery import OutboxDelivery
+from services.gateway.outgoing_media import OutgoingMediaLoader
+from services.gateway.outgoing_request import (
+    IDEMPOTENCY_HEADER,
+    OutgoingRequest,
+    outgoing_message,
+    parse_request,
+)
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 
@@ -33,11 +50,12 @@ class GatewayStore(
     WhatsAppAuthStore,
     LeaseStore,
     ApiTokenStore,
+    OutboxStore,
     Protocol,
 ):
     """Bot configurations, the last delivery sequence (a webhook's starting point), webhook
-    dead letters, the per-bot API tokens, and what the Node servers keep through the
-    gateway (Baileys auth state, their leases)."""
+    dead letters, the per-bot API tokens, the outgoing-message outbox, and what the Node
+    servers keep through the gateway (Baileys auth state, their leases)."""
 
 
 def _shown(config: BotConfig) -> dict[str, Any]:
@@ -52,6 +70,20 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _shown_outgoing(record: OutgoingRecord) -> dict[str, Any]:
+    return {
+        "bot_id": record.bot_id,
+        "idempotency_key": record.idempotency_key,
+        "correspondent_id": record.correspondent_id,
+        "type": record.kind.removeprefix("OUTGOING_KIND_").lower(),
+        "status": str(record.status),
+        "provider_message_id": record.provider_message_id,
+        "reason": record.reason,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
 class BotApi:
     def __init__(
         self,
@@ -61,12 +93,18 @@ class BotApi:
         link: NodeLink,
         node: NodeClient,
         outbound: OutboundPolicy,
+        delivery: OutboxDelivery,
+        media: OutgoingMediaLoader,
+        metrics: GatewayMetrics,
     ) -> None:
         self._outbound = outbound
         self._store = store
         self._lifecycle = lifecycle
         self._link = link
         self._node = node
+        self._delivery = delivery
+        self._media = media
+        self._metrics = metrics
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
@@ -160,21 +198,66 @@ class BotApi:
             }
         )
 
+    def _status_url(self, request: web.Request, bot_id: str, key: str) -> str:
+        return str(request.app.router["outgoing_status"].url_for(bot_id=bot_id, key=key))
+
+    def _answer(
+        self, request: web.Request, record: OutgoingRecord, wanted: OutgoingRequest, new: bool
+    ) -> web.Response:
+        if record.request_hash != wanted.request_hash:
+            self._metrics.outgoing.labels("conflict").inc()
+            raise PreconditionError(
+                f"idempotency key {wanted.idempotency_key!r} was already used for another"
+                " message of this bot; use a new key for a new message"
+            )
+        self._metrics.outgoing.labels("accepted" if new else "repeated").inc()
+        url = self._status_url(request, record.bot_id, record.idempotency_key)
+        body = {**_shown_outgoing(record), "status_url": url}
+        return web.json_response(body, status=202 if new else 200, headers={"Location": url})
+
     async def send_message(self, request: web.Request) -> web.Response:
+        """Stores the message in the outbox and answers at once (202, or 200 with the
+        stored record when the key was seen before); any gateway replica may deliver it."""
         bot_id = request.match_info["bot_id"]
         body = await self._json_body(request)
-        correspondent_id, text = body.get("correspondent_id"), body.get("text")
-        quoted = body.get("quoted_provider_message_id")
-        if not isinstance(correspondent_id, str) or not correspondent_id:
-            raise InvalidInputError("correspondent_id must be a non-empty string")
-        if not isinstance(text, str) or not text:
-            raise InvalidInputError("text must be a non-empty string")
-        if quoted is not None and not isinstance(quoted, str):
-            raise InvalidInputError("quoted_provider_message_id must be a string")
-        reply = w.OutgoingMessage(bot_id=bot_id, correspondent_id=correspondent_id, text=text)
-        if quoted:
-            reply.quoted_provider_message_id = quoted
-        ack = await self._link.send_reply(reply)
-        if ack.status != w.ACK_STATUS_ACCEPTED:
-            return error_response(502, f"Node did not send the reply: {ack.reason or ack.status}")
-        return web.json_response({"bot_id": bot_id, "status": "sent"})
+        record, wanted, inserted = await self.enqueue(
+            bot_id, body, request.headers.get(IDEMPOTENCY_HEADER)
+        )
+        return self._answer(request, record, wanted, new=inserted)
+
+    async def enqueue(
+        self, bot_id: str, body: dict[str, Any], header_key: str | None
+    ) -> tuple[OutgoingRecord, OutgoingRequest, bool]:
+        """(the stored record, the request, whether this call stored it): a key seen
+        before is answered from the store, before any media is fetched again. The one way
+        into the outbox (the API, and the replies of retried webhook dead letters)."""
+        wanted = parse_request(body, header_key, self._media.max_bytes)
+        await self._config_of(bot_id)
+        known = await self._store.get_outgoing(bot_id, wanted.idempotency_key)
+        if known is not None:
+            return known, wanted, False
+        media = None if wanted.media is None else await self._media.load(wanted.media)
+        message = outgoing_message(bot_id, wanted, media)
+        problems = validate_message(message)
+        if problems:
+            raise InvalidInputError("; ".join(problems))
+        record, inserted = await self._store.enqueue_outgoing(
+            NewOutgoing(
+                bot_id=bot_id,
+                idempotency_key=wanted.idempotency_key,
+                correspondent_id=wanted.correspondent_id,
+                kind=wanted.kind_name,
+                request_hash=wanted.request_hash,
+                payload=message.SerializeToString(),
+            )
+        )
+        if inserted:
+            self._delivery.wake()
+        return record, wanted, inserted
+
+    async def outgoing_status(self, request: web.Request) -> web.Response:
+        bot_id, key = request.match_info["bot_id"], request.match_info["key"]
+        record = await self._store.get_outgoing(bot_id, key)
+        if record is None:
+            raise NotFoundError(f"bot {bot_id!r} has no outgoing message with key {key!r}")
+        return web.json_response(_shown_outgoing(record))

@@ -11,7 +11,14 @@ from services.common.errors import InvalidInputError
 from services.common.outbound_http import OutboundPolicy
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
-from services.common.wire import MAX_FRAME_BYTES
+from services.common.wire import MAX_FRAME_BYTES, MAX_GATEWAY_FRAME_BYTES
+
+#: Room in a request body or frame beyond the base64 media (text, ids, JSON).
+_ENVELOPE_BYTES = 128 * 1024
+
+
+def base64_size(size: int) -> int:
+    return 4 * ((size + 2) // 3)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,22 @@ class GatewayConfig:
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     webhook_timeout_seconds: float = 10.0
     webhook_max_response_bytes: int = 65536
+    # The largest media file a bot may send (fetched from a URL or inline base64).
+    outgoing_media_max_bytes: int = 16 * 1024 * 1024
+    # The whole time a media URL may take (connect, redirects, body).
+    outgoing_media_timeout_seconds: float = 30.0
+    # How often the store is scanned for pending outgoing messages (accepted by another
+    # replica, or before a restart); local sends and Node connections wake it at once.
+    outbox_scan_seconds: float = 1.0
+    # How long the delivery waits for Node's result of one message before it moves on
+    # (the message stays pending and is streamed again).
+    outbox_result_timeout_seconds: float = 60.0
     store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest HTTP body: a message with inline base64 media at the cap."""
+        return base64_size(self.outgoing_media_max_bytes) + _ENVELOPE_BYTES
 
     def __post_init__(self) -> None:
         if self.ws_max_message_bytes <= MAX_FRAME_BYTES:
@@ -60,6 +82,11 @@ class GatewayConfig:
             raise InvalidInputError(
                 "GATEWAY_TOKEN and GATEWAY_API_TOKEN must be set (long random strings); "
                 "set GATEWAY_INSECURE_NO_AUTH=1 only for local experiments"
+            )
+        if self.max_request_bytes > MAX_GATEWAY_FRAME_BYTES:
+            raise InvalidInputError(
+                f"GATEWAY_OUTGOING_MEDIA_MAX_BYTES={self.outgoing_media_max_bytes} does not fit"
+                f" in a {MAX_GATEWAY_FRAME_BYTES}-byte frame to Node as base64; lower it"
             )
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"GATEWAY_PORT must be 0..65535, got {self.port}")
@@ -92,6 +119,16 @@ class GatewayConfig:
             webhook_timeout_seconds=env_float(env, "GATEWAY_WEBHOOK_TIMEOUT_SECONDS", 10.0),
             webhook_max_response_bytes=env_int(
                 env, "GATEWAY_WEBHOOK_MAX_RESPONSE_BYTES", 65536, minimum=1024
+            ),
+            outgoing_media_max_bytes=env_int(
+                env, "GATEWAY_OUTGOING_MEDIA_MAX_BYTES", 16 * 1024 * 1024, minimum=1
+            ),
+            outgoing_media_timeout_seconds=env_float(
+                env, "GATEWAY_OUTGOING_MEDIA_TIMEOUT_SECONDS", 30.0
+            ),
+            outbox_scan_seconds=env_float(env, "GATEWAY_OUTBOX_SCAN_SECONDS", 1.0),
+            outbox_result_timeout_seconds=env_float(
+                env, "GATEWAY_OUTBOX_RESULT_TIMEOUT_SECONDS", 60.0
             ),
             store=StoreConfig.from_env(env),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from chatbot.wire.v1 import frames_pb2 as w
 
@@ -26,8 +27,10 @@ class FrameHandler:
         metrics: GatewayMetrics,
         *,
         log_interval_seconds: float = 10.0,
+        on_outgoing_result: Callable[[w.OutgoingResult], Awaitable[None]] | None = None,
     ) -> None:
         self._writer = writer
+        self._on_outgoing_result = on_outgoing_result
         self._link = link
         self._metrics = metrics
         # During an outage every frame is answered RETRY, hundreds a second; a flood of
@@ -110,6 +113,13 @@ class FrameHandler:
                 frame.session_event.bot_id,
                 w.SessionState.Name(frame.session_event.state),
             )
+            return ACCEPTED
+        if payload == "outgoing_result":
+            if self._on_outgoing_result is None:
+                return AckOutcome(w.ACK_STATUS_REJECTED, "this gateway has no outbox")
+            self._link.saw_bot(frame.outgoing_result.bot_id, socket)
+            # Acknowledged only once recorded: Node resends the result until then.
+            await self._on_outgoing_result(frame.outgoing_result)
             return ACCEPTED
         if payload == "ack":
             if not self._link.acknowledged(frame.ack):

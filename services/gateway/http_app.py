@@ -31,6 +31,8 @@ from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
 from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
+from services.gateway.outbox_delivery import OutboxDelivery
+from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.pairing_api import PairingApi
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
@@ -67,6 +69,8 @@ class GatewayApp:
         node: NodeClient,
         metrics: GatewayMetrics,
         readiness: Readiness,
+        delivery: OutboxDelivery,
+        media: OutgoingMediaLoader,
     ) -> None:
         self._config = config
         self._link = link
@@ -85,10 +89,13 @@ class GatewayApp:
             link=link,
             node=node,
             outbound=config.outbound,
+            delivery=delivery,
+            media=media,
+            metrics=metrics,
         )
         self._webhooks = WebhookApi(
             store=store,
-            link=link,
+            replies=self._api.enqueue,
             outbound=config.outbound,
             timeout_seconds=config.webhook_timeout_seconds,
             max_response_bytes=config.webhook_max_response_bytes,
@@ -98,7 +105,10 @@ class GatewayApp:
         self._node_internal = NodeInternalApi(store)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth], client_max_size=1 << 20)
+        app = web.Application(
+            middlewares=[self._errors, self._auth],
+            client_max_size=self._config.max_request_bytes,
+        )
         app.router.add_get("/ws", self._socket.websocket)
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/readyz", self.ready)
@@ -123,6 +133,12 @@ class GatewayApp:
         app.router.add_post("/bots/{bot_id}/tokens", self._tokens.issue)
         app.router.add_get("/bots/{bot_id}/tokens", self._tokens.list)
         app.router.add_delete("/bots/{bot_id}/tokens/{token_id}", self._tokens.revoke)
+        app.router.add_get(
+            # Keys may hold "/" (any printable characters are allowed).
+            "/bots/{bot_id}/messages/{key:.+}",
+            self._api.outgoing_status,
+            name="outgoing_status",
+        )
         app.on_shutdown.append(self._socket.close_all)
         return app
 

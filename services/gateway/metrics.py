@@ -35,3 +35,10 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=registry,
         )
+        self.outgoing = Counter(
+            "gateway_outgoing_total",
+            "Outgoing messages by step: accepted, repeated (same key), conflict (same key,"
+            " another body), streamed (to Node), sent, failed, retry (Node asked to wait).",
+            ["step"],
+            registry=registry,
+        )

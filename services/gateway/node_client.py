@@ -33,6 +33,8 @@ def node_config(config: BotConfig) -> dict[str, Any]:
         "media_storage_quota_gb": config.media_storage_quota_gb,
         "provider_name": config.provider_name,
         **config.message_settings(),
+        # Node marks a message read once the gateway acknowledged it (default off).
+        "read_receipts": config.extra.get("read_receipts", False) is True,
     }
 
 

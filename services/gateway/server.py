@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, start_http_server
 
+from services.common.outbound_http import OutboundClient, OutboundPolicy
 from services.common.queue_shards import QueueShards
 from services.common.store import open_store
 from services.gateway.config import GatewayConfig
@@ -19,6 +20,8 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_directory import NodeDirectory
 from services.gateway.node_link import NodeLink
+from services.gateway.outbox_delivery import OutboxDelivery
+from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.queue_writer import QueueWriter
 from services.gateway.readiness import Readiness
 
@@ -41,8 +44,24 @@ async def serve(config: GatewayConfig) -> None:
     )
     writer.start()
     link = NodeLink(ack_timeout_seconds=config.outgoing_ack_timeout_seconds)
-    handler = FrameHandler(writer, link, metrics, log_interval_seconds=config.log_summary_seconds)
+    delivery = OutboxDelivery(
+        store,
+        link,
+        metrics,
+        scan_seconds=config.outbox_scan_seconds,
+        result_timeout_seconds=config.outbox_result_timeout_seconds,
+    )
+    link.on_change = delivery.wake
+    link.on_disconnect = delivery.connection_lost
+    handler = FrameHandler(
+        writer,
+        link,
+        metrics,
+        log_interval_seconds=config.log_summary_seconds,
+        on_outgoing_result=delivery.record_result,
+    )
     http = aiohttp.ClientSession()
+    outbound = OutboundClient(OutboundPolicy.from_env())
     app = GatewayApp(
         config=config,
         store=store,
@@ -52,6 +71,10 @@ async def serve(config: GatewayConfig) -> None:
         node=NodeClient(http, NodeDirectory(store, config.node_api_url), config.node_api_token),
         metrics=metrics,
         readiness=Readiness(store, shards, config.ready_timeout_seconds),
+        delivery=delivery,
+        media=OutgoingMediaLoader(
+            outbound, config.outgoing_media_max_bytes, config.outgoing_media_timeout_seconds
+        ),
     ).build()
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
@@ -62,14 +85,17 @@ async def serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await site.start()
+        delivery.start()
         port = runner.addresses[0][1] if runner.addresses else config.port
         print(f"gateway listening on {config.host}:{port}", flush=True)
         await stop.wait()
         log.info("gateway stopping")
     finally:
+        await delivery.close()
         await runner.cleanup()
         handler.flush_logs()
         await writer.close()
         await http.close()
+        await outbound.close()
         await shards.close()
         await store.close()

@@ -12,22 +12,23 @@ the dead letter keeps the new answer and the call answers 502. A delete skips it
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
-from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import ChatbotError, InvalidInputError, NotFoundError
 from services.common.outbound_http import OutboundClient, OutboundPolicy
 from services.common.store import (
     BotConfigStore,
+    OutgoingRecord,
     WebhookDeadLetter,
     WebhookDeadLetterStore,
     bounded_reason,
 )
-from services.gateway.node_link import NodeLink
+from services.gateway.outgoing_request import OutgoingRequest
 from services.relay.payload import reply_of
 from services.relay.webhook_post import WebhookPoster
 
@@ -79,18 +80,25 @@ def _sequence(request: web.Request) -> int:
     return int(text)
 
 
+# BotApi.enqueue: the one way into the outbox.
+ReplySink = Callable[
+    [str, dict[str, Any], str | None],
+    Awaitable[tuple[OutgoingRecord, OutgoingRequest, bool]],
+]
+
+
 class WebhookApi:
     def __init__(
         self,
         *,
         store: WebhookApiStore,
-        link: NodeLink,
+        replies: ReplySink,
         outbound: OutboundPolicy,
         timeout_seconds: float,
         max_response_bytes: int,
     ) -> None:
         self._store = store
-        self._link = link
+        self._replies = replies
         self._outbound = outbound
         self._timeout = timeout_seconds
         self._cap = max_response_bytes
@@ -187,15 +195,15 @@ class WebhookApi:
             return f"invalid: {error}"
         if reply is None:
             return "none"
-        outgoing = w.OutgoingMessage(
-            bot_id=letter.bot_id, correspondent_id=letter.correspondent_id, text=reply.text
-        )
-        if reply.quoted_provider_message_id:
-            outgoing.quoted_provider_message_id = reply.quoted_provider_message_id
+        # The relay's own key for this message's reply: had the relay delivered it, its
+        # reply would have gone out under the same key, so nothing is ever sent twice.
+        key = f"reply:{letter.sequence}"
         try:
-            ack = await self._link.send_reply(outgoing)
-        except (ChatbotError, OSError) as error:
+            record, wanted, _inserted = await self._replies(
+                letter.bot_id, reply.request(letter.correspondent_id), key
+            )
+        except ChatbotError as error:
             return f"not sent: {error}"
-        if ack.status != w.ACK_STATUS_ACCEPTED:
-            return f"not sent: {ack.reason or w.AckStatus.Name(ack.status)}"
-        return "sent"
+        if record.request_hash != wanted.request_hash:
+            return "not sent: an earlier reply to this message stands"
+        return "accepted"

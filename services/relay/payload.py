@@ -160,16 +160,34 @@ def from_store(stored: StoredMessage) -> Item:
     return _item(addressed_of(stored))
 
 
+#: Reply fields beyond text and quote, passed to the gateway as they are (it validates
+#: them as it validates POST /bots/{id}/messages: type, media, emoji, target_message_id).
+_REPLY_EXTRA = ("type", "media", "emoji", "target_message_id")
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     text: str
     quoted_provider_message_id: str | None = None
+    #: (name, value) of the other fields the receiver gave, in _REPLY_EXTRA order.
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def request(self, correspondent_id: str) -> dict[str, Any]:
+        """The body of the gateway's POST /bots/{id}/messages (the key goes in a header)."""
+        body: dict[str, Any] = {"correspondent_id": correspondent_id, **dict(self.extra)}
+        if self.text:
+            body["text"] = self.text
+        if self.quoted_provider_message_id:
+            body["quoted_provider_message_id"] = self.quoted_provider_message_id
+        return body
 
 
 def reply_of(payload: bytes) -> Reply | None:
     """The reply a receiver put in its 2xx response: `{"reply": {"text": "…",
-    "quoted_provider_message_id": "…"?}}`; None for anything else (an empty body, other
-    JSON). Raises ValueError for a `reply` that is present but malformed."""
+    "quoted_provider_message_id": "…"?, "type": "image"?, "media": {…}?, "emoji": …?,
+    "target_message_id": …?}}` (the fields of POST /bots/{id}/messages); None for anything
+    else (an empty body, other JSON). Raises ValueError for a `reply` that is present but
+    malformed."""
     try:
         document = json.loads(payload) if payload.strip() else None
     except ValueError:
@@ -179,9 +197,14 @@ def reply_of(payload: bytes) -> Reply | None:
     reply = document["reply"]
     if not isinstance(reply, dict):
         raise ValueError("reply must be an object")
-    text, quoted = reply.get("text"), reply.get("quoted_provider_message_id")
-    if not isinstance(text, str) or not text:
+    unknown = set(reply) - {"text", "quoted_provider_message_id", *_REPLY_EXTRA}
+    if unknown:
+        raise ValueError(f"reply has unknown field(s) {sorted(unknown)}")
+    text, quoted = reply.get("text", ""), reply.get("quoted_provider_message_id")
+    kind = reply.get("type", "text")
+    if not isinstance(text, str) or (kind == "text" and not text):
         raise ValueError("reply.text must be a non-empty string")
     if quoted is not None and not isinstance(quoted, str):
         raise ValueError("reply.quoted_provider_message_id must be a string")
-    return Reply(text, quoted or None)
+    extra = tuple((name, reply[name]) for name in _REPLY_EXTRA if name in reply)
+    return Reply(text, quoted or None, extra)

@@ -391,12 +391,15 @@ class Relay:
             await asyncio.sleep(self.config.config_refresh_seconds)
 
     async def _send_reply(self, item: Item, reply: Reply) -> None:
-        """Through the gateway's reply relay (POST /bots/{id}/messages → Node)."""
+        """Through the gateway's outbox (POST /bots/{id}/messages), under a key derived
+        from the delivered message: a redelivered message's reply is the same message, so
+        it reaches WhatsApp once, whichever gateway replica takes it."""
         url = f"{self.config.gateway_url}/bots/{item.bot_id}/messages"
-        body: dict[str, str] = {"correspondent_id": item.correspondent_id, "text": reply.text}
-        if reply.quoted_provider_message_id:
-            body["quoted_provider_message_id"] = reply.quoted_provider_message_id
-        headers = {"Authorization": f"Bearer {self.config.gateway_api_token}"}
+        body = reply.request(item.correspondent_id)
+        headers = {
+            "Authorization": f"Bearer {self.config.gateway_api_token}",
+            "Idempotency-Key": f"reply:{item.sequence}",
+        }
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
                 async with self.http.post(
@@ -406,8 +409,16 @@ class Relay:
                     timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds * 2),
                 ) as response:
                     detail = await response.text()
-                    if response.status == 200:
-                        self.metrics.replies.labels("sent").inc()
+                    if response.status in (200, 202):
+                        self.metrics.replies.labels("accepted").inc()
+                        return
+                    if response.status == 409:
+                        # A redelivery answered differently: the first reply stands.
+                        self.metrics.replies.labels("duplicate").inc()
+                        log.info(
+                            "a webhook reply for an already answered message; the first stands",
+                            extra={"key": item.idempotency_key},
+                        )
                         return
                     if 400 <= response.status < 500:
                         self.metrics.replies.labels("refused").inc()

@@ -180,6 +180,7 @@ async def test_frames_become_messages_and_media_resolves(pipeline: Pipeline) -> 
                 "newsletters": False,
                 "owner_messages": True,
                 "group_events": False,
+                "read_receipts": False,
             },
             "forceReinit": False,
         }
@@ -224,37 +225,69 @@ async def test_frames_for_an_inactive_bot_are_kept_for_later(pipeline: Pipeline)
     assert pipeline.subscriber.messages == []
 
 
-async def test_replies_go_to_node_and_wait_for_its_ack(pipeline: Pipeline) -> None:
+async def test_replies_are_stored_then_streamed_to_node_and_their_result_recorded(
+    pipeline: Pipeline,
+) -> None:
     await _start_bot(pipeline)
     headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    body = {"correspondent_id": "4915112345678@s.whatsapp.net", "text": "Thanks!"}
+    reply_headers = {**pipeline.auth, "Idempotency-Key": "thanks-1"}
+    # Accepted with no Node connected at all: the outbox keeps it.
+    async with pipeline.http.post(
+        pipeline.api(f"/bots/{BOT}/messages"), json=body, headers=reply_headers
+    ) as response:
+        assert response.status == 202, await response.text()
+        accepted = await response.json()
+    assert accepted["status"] == "pending"
+    assert accepted["status_url"] == f"/bots/{BOT}/messages/thanks-1"
     async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        # The only connection serves every bot: the connect itself wakes the delivery.
+        frame = parse_gateway_frame((await ws.receive(timeout=10)).data)
+        out = frame.outgoing_message
+        assert (out.text, out.idempotency_key) == ("Thanks!", "thanks-1")
+        assert out.kind == w.OUTGOING_KIND_TEXT
+        assert len(out.provider_message_id) == 22 and out.provider_message_id.startswith("3EB0")
+        ack = w.NodeFrame(
+            frame_id="n-ack", ack=w.Ack(frame_id=frame.frame_id, status=w.ACK_STATUS_ACCEPTED)
+        )
+        await ws.send_str(encode_frame(ack))
+        result = w.NodeFrame(
+            frame_id="n-result",
+            outgoing_result=w.OutgoingResult(
+                bot_id=BOT,
+                idempotency_key="thanks-1",
+                status=w.OUTGOING_STATUS_SENT,
+                provider_message_id=out.provider_message_id,
+            ),
+        )
+        assert (await _exchange(ws, encode_frame(result))).status == w.ACK_STATUS_ACCEPTED
         session = w.NodeFrame(
             frame_id="s-1",
             session_event=w.SessionEvent(bot_id=BOT, state=w.SESSION_STATE_OPEN),
         )
         session.session_event.time.GetCurrentTime()
         assert (await _exchange(ws, encode_frame(session))).status == w.ACK_STATUS_ACCEPTED
-
-        async def act_as_node() -> None:
-            frame = parse_gateway_frame((await ws.receive(timeout=10)).data)
-            assert frame.outgoing_message.text == "Thanks!"
-            ack = w.NodeFrame(
-                frame_id="n-ack",
-                ack=w.Ack(frame_id=frame.frame_id, status=w.ACK_STATUS_ACCEPTED),
-            )
-            await ws.send_str(encode_frame(ack))
-
-        node = asyncio.create_task(act_as_node())
-        async with pipeline.http.post(
-            pipeline.api(f"/bots/{BOT}/messages"),
-            json={"correspondent_id": "4915112345678@s.whatsapp.net", "text": "Thanks!"},
-            headers=pipeline.auth,
-        ) as response:
-            assert response.status == 200, await response.text()
-        await node
-        async with pipeline.http.get(pipeline.api(f"/bots/{BOT}"), headers=pipeline.auth) as r:
-            status = await r.json()
-        assert status["session"]["state"] == "SESSION_STATE_OPEN"
+    status_url = pipeline.api(accepted["status_url"])
+    async with pipeline.http.get(status_url, headers=pipeline.auth) as r:
+        assert r.status == 200
+        record = await r.json()
+    assert record["status"] == "sent"
+    assert record["provider_message_id"] == out.provider_message_id
+    # The same key again: the stored record, no second message; another body: 409.
+    async with pipeline.http.post(
+        pipeline.api(f"/bots/{BOT}/messages"), json=body, headers=reply_headers
+    ) as response:
+        assert response.status == 200 and (await response.json())["status"] == "sent"
+    async with pipeline.http.post(
+        pipeline.api(f"/bots/{BOT}/messages"),
+        json={**body, "text": "Something else"},
+        headers=reply_headers,
+    ) as response:
+        assert response.status == 409
+        assert "already used" in (await response.json())["error"]
+    async with pipeline.http.get(pipeline.api(f"/bots/{BOT}"), headers=pipeline.auth) as r:
+        status = await r.json()
+    assert status["session"]["state"] == "SESSION_STATE_OPEN"
 
 
 @pytest.mark.parametrize(
@@ -264,7 +297,42 @@ async def test_replies_go_to_node_and_wait_for_its_ack(pipeline: Pipeline) -> No
         ("put", f"/bots/{BOT}/config", {"bot_id": "other"}, 400, "differs"),
         ("put", f"/bots/{BOT}/config", {"group_events": "yes"}, 400, "group_events"),
         ("post", f"/bots/{BOT}/start", {}, 404, "PUT /bots/bot-1/config"),
-        ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "correspondent_id"),
+        ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "idempotency key is required"),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"idempotency_key": "k", "text": "x"},
+            400,
+            "correspondent_id",
+        ),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"idempotency_key": "k", "correspondent_id": CHAT, "type": "image"},
+            400,
+            "needs media",
+        ),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"idempotency_key": "k", "correspondent_id": CHAT, "type": "read"},
+            400,
+            "target_message_id: required",
+        ),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"idempotency_key": "k", "correspondent_id": CHAT, "type": "typing", "media": {}},
+            400,
+            "takes no media",
+        ),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"idempotency_key": "k", "correspondent_id": CHAT, "text": "x"},
+            404,
+            "PUT /bots/bot-1/config",
+        ),
     ],
 )
 async def test_bad_api_input_is_refused_and_changes_nothing(
@@ -277,6 +345,32 @@ async def test_bad_api_input_is_refused_and_changes_nothing(
         assert says in (await response.json())["error"]
     async with pipeline.http.get(pipeline.api(f"/bots/{BOT}"), headers=pipeline.auth) as r:
         assert r.status == 404
+
+
+@pytest.mark.parametrize(
+    ("media", "says"),
+    [
+        ({"url": "http://127.0.0.1:9/x.png"}, "refused"),
+        ({"url": "http://169.254.169.254/latest/meta-data"}, "refused"),
+        ({"url": "file:///etc/passwd"}, "only http"),
+        ({"base64": "not base64!", "mime_type": "image/png"}, "not valid base64"),
+        ({"base64": "AAAA"}, "mime_type is required"),
+    ],
+)
+async def test_media_a_bot_may_not_send_is_refused_and_nothing_is_stored(
+    pipeline: Pipeline, media: dict[str, str], says: str
+) -> None:
+    await _start_bot(pipeline)
+    body = {"idempotency_key": "m-1", "correspondent_id": CHAT, "type": "image", "media": media}
+    async with pipeline.http.post(
+        pipeline.api(f"/bots/{BOT}/messages"), json=body, headers=pipeline.auth
+    ) as response:
+        assert response.status == 400
+        assert says in (await response.json())["error"]
+    async with pipeline.http.get(
+        pipeline.api(f"/bots/{BOT}/messages/m-1"), headers=pipeline.auth
+    ) as response:
+        assert response.status == 404
 
 
 async def test_unauthenticated_peers_are_refused(pipeline: Pipeline) -> None:

@@ -92,9 +92,11 @@ class Receiver:
 
 @dataclass
 class FakeNode:
-    """Node on the gateway's WebSocket: acknowledges every outgoing reply."""
+    """Node on the gateway's WebSocket: acknowledges every outgoing reply and reports it
+    sent, as the Node server does."""
 
     replies: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: Counter[str] = field(default_factory=Counter)
 
     async def run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for frame in ws:
@@ -103,11 +105,22 @@ class FakeNode:
                 continue
             out = parsed.outgoing_message
             self.replies.append((out.bot_id, out.correspondent_id, out.text))
+            self.keys[f"{out.bot_id}/{out.idempotency_key}"] += 1
             ack = w.NodeFrame(
                 frame_id=f"n-{len(self.replies)}",
                 ack=w.Ack(frame_id=parsed.frame_id, status=w.ACK_STATUS_ACCEPTED),
             )
             await ws.send_str(encode_frame(ack))
+            result = w.NodeFrame(
+                frame_id=f"r-{len(self.replies)}",
+                outgoing_result=w.OutgoingResult(
+                    bot_id=out.bot_id,
+                    idempotency_key=out.idempotency_key,
+                    status=w.OUTGOING_STATUS_SENT,
+                    provider_message_id=out.provider_message_id,
+                ),
+            )
+            await ws.send_str(encode_frame(result))
 
 
 async def serve_receiver(receiver: Receiver) -> AsyncIterator[str]:
@@ -303,6 +316,9 @@ async def test_relay_delivers_every_message_at_least_once_across_kills(tmp_path:
                     b == bot and t == f"re: {content}" and content.split()[1] == chat
                     for b, chat, t in node.replies
                 ), key
+    # A redelivered message's reply has the same key: streamed to Node once, never twice.
+    assert node.keys and max(node.keys.values()) == 1, node.keys.most_common(3)
+    assert all(key.split("/", 1)[1].startswith("reply:") for key in node.keys)
     assert 'relay_deliveries_total{outcome="delivered",status_class="2xx"}' in metrics
     assert "relay_dead_letters_total{" not in metrics
     print(

@@ -32,7 +32,7 @@ function flag(env, name) {
  * @returns {Readonly<{
  *   host: string, port: number, apiToken: string, insecureDev: boolean,
  *   gatewayUrl: string, gatewayToken: string, authDir: string, outboxDir: string,
- *   stagingDir: string, pollStoreDir: string, sentIdsDir: string, undecryptableDir: string, undecryptableWindowSeconds: number, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
+ *   stagingDir: string, pollStoreDir: string, sentIdsDir: string, sentKeysDir: string, undecryptableDir: string, undecryptableWindowSeconds: number, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   chatWindow: number, retry: { initialMs: number, maxMs: number },
  *   authState: "store" | "files", gatewayHttpUrl: string,
@@ -100,6 +100,7 @@ export function loadConfig(env = process.env) {
     sentIdsDir: resolve(env.SENT_IDS_DIR || "./var/sent_ids"),
     undecryptableDir: resolve(env.UNDECRYPTABLE_DIR || "./var/undecryptable"),
     undecryptableWindowSeconds: integer(env, "NODE_UNDECRYPTABLE_WINDOW_SECONDS", 60, { min: 1, max: 86_400 }),
+    sentKeysDir: resolve(env.SENT_KEYS_DIR || "./var/sent_keys"),
     pollStoreMax: integer(env, "POLL_STORE_MAX", 10_000, { min: 1 }),
     quotaTimeoutMs: integer(env, "QUOTA_CHECK_TIMEOUT_MS", 2000, { min: 1 }),
     maxMediaBytes: integer(env, "MAX_MEDIA_BYTES", 100 * 1024 * 1024, { min: 1 }),

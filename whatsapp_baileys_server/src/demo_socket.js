@@ -464,6 +464,30 @@ async function contentFor(entry, id, lastKey, sent) {
   }
 }
 
+/** What a sendMessage content is, for the `reply_sent` line and the echo. */
+function describeContent(content) {
+  if (typeof content?.text === "string") return { kind: "text", summary: { text: content.text } };
+  if (content?.react) {
+    const { text, key } = content.react;
+    return { kind: "reaction", summary: { emoji: text, target: key?.id }, media: { reactionMessage: { text, key } } };
+  }
+  for (const kind of ["image", "document", "audio", "video"]) {
+    const bytes = content?.[kind];
+    if (!Buffer.isBuffer(bytes)) continue;
+    const summary = {
+      bytes: bytes.length,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+      mimetype: content.mimetype,
+      ...(content.caption ? { text: content.caption } : {}),
+      ...(content.fileName ? { fileName: content.fileName } : {}),
+      ...(content.ptt ? { ptt: true } : {}),
+    };
+    const shown = kind === "audio" && content.ptt ? "voice_note" : kind;
+    return { kind: shown, summary, media: { [`${kind}Message`]: { mimetype: content.mimetype, caption: content.caption } } };
+  }
+  throw new Error(`demo: cannot send content with keys ${Object.keys(content ?? {}).join(", ")}`);
+}
+
 /**
  * The demo replacement for the WhatsApp connection: a socket factory with the signature
  * SessionManager expects and a media downloader with the one the handler expects.
@@ -663,16 +687,20 @@ export class DemoSocket {
     this.#close(boomLike(401, "Intentional Logout"));
   }
 
+  /**
+   * Like Baileys' sendMessage for the kinds this system sends (text, image, document,
+   * audio / voice note, video, reaction); prints one `reply_sent` line with the kind and,
+   * for media, the byte count and sha256, so tests can check what reached "WhatsApp".
+   */
   async sendMessage(jid, content, options) {
     if (this.closed) throw boomLike(428, "Connection Closed");
-    if (typeof content?.text !== "string") throw new Error("demo: only text replies are supported");
-    // Like Baileys: the caller may choose the id (this system does, to know its echo).
-    const id = typeof options?.messageId === "string" && options.messageId ? options.messageId : newMessageId();
+    const { kind, media, summary } = describeContent(content);
+    const id = options?.messageId ?? newMessageId();
     const quoted = options?.quoted?.key?.id;
-    this.state.emit({ event: "reply_sent", botId: this.botId, to: jid, text: content.text, ...(quoted ? { quoted } : {}), id });
+    this.state.emit({ event: "reply_sent", botId: this.botId, to: jid, kind, ...summary, ...(quoted ? { quoted } : {}), id });
     const sent = proto.WebMessageInfo.fromObject({
       key: { remoteJid: jid, fromMe: true, id },
-      message: { extendedTextMessage: { text: content.text } },
+      message: media ?? { extendedTextMessage: { text: content.text ?? "" } },
       messageTimestamp: Math.floor(Date.now() / 1000),
       status: proto.WebMessageInfo.Status.SERVER_ACK,
     });
@@ -681,6 +709,18 @@ export class DemoSocket {
       if (!this.closed) this.ev.emit("messages.upsert", { type: "append", messages: [sent] });
     });
     return sent;
+  }
+
+  async readMessages(keys) {
+    if (this.closed) throw boomLike(428, "Connection Closed");
+    for (const key of keys) {
+      this.state.emit({ event: "read_sent", botId: this.botId, chat: key.remoteJid, id: key.id, ...(key.participant ? { participant: key.participant } : {}) });
+    }
+  }
+
+  async sendPresenceUpdate(presence, jid) {
+    if (this.closed) throw boomLike(428, "Connection Closed");
+    this.state.emit({ event: "presence_sent", botId: this.botId, to: jid, presence });
   }
 
   /** The sender's phone "uploads again": the next download of this message succeeds unless it always fails. */

@@ -10,7 +10,7 @@
 
 import WebSocket from "ws";
 import { AckStatus } from "./gen/chatbot/wire/v1/frames_pb.js";
-import { FrameError, buildNodeFrame, encodeNodeFrame, parseGatewayFrame } from "./wire.js";
+import { FrameError, MAX_GATEWAY_FRAME_BYTES, buildNodeFrame, encodeNodeFrame, parseGatewayFrame } from "./wire.js";
 
 /** Exponential backoff with full jitter, capped. */
 export function backoffDelay(attempt, { initialMs, maxMs }, random = Math.random) {
@@ -26,6 +26,8 @@ export function backoffDelay(attempt, { initialMs, maxMs }, random = Math.random
  * @property {any} logger
  * @property {(outgoing: any, frameId: string) => Promise<{ status: number, reason?: string }>} onOutgoing
  *   sends one reply to WhatsApp; its result is acknowledged to the gateway
+ * @property {(frame: any, status: number) => void} [onAcknowledged] called with each of
+ *   our frames the gateway answered (read receipts)
  * @property {{ initialMs: number, maxMs: number }} [reconnect]
  * @property {{ initialMs: number, maxMs: number }} [retry] backoff after an ACK_STATUS_RETRY
  * @property {number} [ackTimeoutMs] resend a frame that got no ack within this time
@@ -40,12 +42,13 @@ export class GatewayClient {
     outbox,
     logger,
     onOutgoing,
+    onAcknowledged = () => {},
     reconnect = { initialMs: 500, maxMs: 30_000 },
     retry = { initialMs: 500, maxMs: 30_000 },
     ackTimeoutMs = 30_000,
     chatWindow = 32,
   }) {
-    Object.assign(this, { url, token, outbox, logger, onOutgoing, reconnect, retry, ackTimeoutMs, chatWindow });
+    Object.assign(this, { url, token, outbox, logger, onOutgoing, onAcknowledged, reconnect, retry, ackTimeoutMs, chatWindow });
     /** @type {WebSocket | undefined} */
     this.ws = undefined;
     this.connected = false;
@@ -113,7 +116,8 @@ export class GatewayClient {
     const ws = new WebSocket(this.url, {
       headers: { Authorization: `Bearer ${this.token}` },
       handshakeTimeout: 10_000,
-      maxPayload: 1024 * 1024,
+      // Replies may carry a media file; the parser refuses anything larger with a reason.
+      maxPayload: MAX_GATEWAY_FRAME_BYTES + 1024,
     });
     this.ws = ws;
     ws.on("open", () => {
@@ -236,6 +240,11 @@ export class GatewayClient {
         break;
       default:
         this.logger.debug(log, "frame acknowledged");
+    }
+    try {
+      this.onAcknowledged(entry.frame, ack.status);
+    } catch (err) {
+      this.logger.warn({ err, frame_id: ack.frameId }, "acknowledgement hook failed");
     }
     this.retryAttempts.delete(entry.chatKey);
     if (this.removing.has(ack.frameId)) return;

@@ -19,6 +19,8 @@ import { SessionManager } from "./sessions.js";
 import { SentIds } from "./sent_ids.js";
 import { PendingStubs } from "./undecryptable.js";
 import { DropCounter } from "./drops.js";
+import { OutgoingSender } from "./outgoing.js";
+import { readReceipts } from "./read_receipts.js";
 import { createApp } from "./http_api.js";
 
 /** The real WhatsApp connection: Baileys' socket and its media downloader. */
@@ -67,6 +69,9 @@ export async function start(config, { logger = createLogger({ level: config.logL
     logger: logger.child({ component: "polls" }),
   }).open();
   const sentIds = await new SentIds({ dir: config.sentIdsDir, logger: logger.child({ component: "sent_ids" }) }).open();
+  // Idempotency keys of outgoing messages already posted to WhatsApp, per bot: a key the
+  // gateway streams again is answered SENT without posting (same store, other directory).
+  const sentKeys = await new SentIds({ dir: config.sentKeysDir, logger: logger.child({ component: "sent_keys" }) }).open();
   const outbox = await new Outbox({ dir: config.outboxDir, logger: logger.child({ component: "outbox" }) }).open();
   // Bound late: the gateway needs the sessions to send replies, the sessions need the
   // gateway to report frames.
@@ -76,7 +81,8 @@ export async function start(config, { logger = createLogger({ level: config.logL
     token: config.gatewayToken,
     outbox,
     logger: logger.child({ component: "gateway" }),
-    onOutgoing: (outgoing) => sessions.sendText(outgoing),
+    onOutgoing: (outgoing) => sender.send(outgoing),
+    onAcknowledged: (frame, status) => markRead(frame, status),
     ackTimeoutMs: config.ackTimeoutMs,
     chatWindow: config.chatWindow,
     retry: config.retry,
@@ -122,6 +128,15 @@ export async function start(config, { logger = createLogger({ level: config.logL
     emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
     sentIds,
   });
+
+  const sender = new OutgoingSender({
+    sessions,
+    sentKeys,
+    sentIds,
+    emitFrame: (frame, chatKey) => gateway.send(frame, chatKey),
+    logger: logger.child({ component: "outgoing" }),
+  });
+  const markRead = readReceipts({ sessions, logger: logger.child({ component: "read_receipts" }) });
 
   gateway.start();
   let ownership;
@@ -175,6 +190,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
       await gateway.stop();
       await outbox.close();
       await sentIds.flush();
+      await sentKeys.flush();
       await closed;
       logger.info({ pending_frames: outbox.size }, "stopped");
     })();

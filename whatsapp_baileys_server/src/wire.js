@@ -19,9 +19,15 @@ import {
 } from "@bufbuild/protobuf";
 import { field as fieldConstraints } from "./gen/chatbot/options/v1/field_options_pb.js";
 import { GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
+import { OUTGOING_MESSAGE, outgoingProblems } from "./outgoing_rules.js";
 
-/** Frames are small: text and metadata only, never media bytes. */
+/** Frames from Node are small: text and metadata only, never media bytes. */
 export const MAX_FRAME_BYTES = 256 * 1024;
+/**
+ * Frames from the gateway may carry an outgoing media file (base64 in the JSON): room for
+ * the 16 MiB default media cap (21.4 MiB as base64), as in services/common/wire.py.
+ */
+export const MAX_GATEWAY_FRAME_BYTES = 32 * 1024 * 1024;
 /** Our frames nest five levels deep; anything much deeper is hostile. */
 export const MAX_JSON_DEPTH = 32;
 /** JSON numbers at or beyond 2**53 lose precision here; 64-bit integers travel as strings. */
@@ -176,6 +182,7 @@ export function validateMessage(schema, message, path = "") {
       }
     }
   }
+  if (schema.typeName === OUTGOING_MESSAGE) problems.push(...outgoingProblems(message, path));
   return problems;
 }
 
@@ -297,8 +304,9 @@ function salvageFrameId(text) {
  */
 export function parseFrame(input, schema) {
   const size = typeof input === "string" ? Buffer.byteLength(input, "utf8") : input.byteLength;
-  if (size > MAX_FRAME_BYTES) {
-    throw new FrameError(`frame is ${size} bytes, more than the ${MAX_FRAME_BYTES} allowed`);
+  const limit = schema.typeName === GatewayFrameSchema.typeName ? MAX_GATEWAY_FRAME_BYTES : MAX_FRAME_BYTES;
+  if (size > limit) {
+    throw new FrameError(`frame is ${size} bytes, more than the ${limit} allowed`);
   }
   let text;
   try {

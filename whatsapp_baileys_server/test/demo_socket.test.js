@@ -199,7 +199,7 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
   await waitFor(() => gateway.acks().some((a) => a.frameId === frameId), "ack for the reply");
   assert.equal(gateway.acks().find((a) => a.frameId === frameId).status, AckStatus.ACCEPTED);
   const reply = server.events().find((e) => e.event === "reply_sent");
-  assert.deepEqual({ ...reply, id: undefined }, { event: "reply_sent", botId: "demo-bot", to: ALICE, text: "Hello back", quoted: idOf(0), id: undefined });
+  assert.deepEqual({ ...reply, id: undefined }, { event: "reply_sent", botId: "demo-bot", to: ALICE, kind: "text", text: "Hello back", quoted: idOf(0), id: undefined });
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(messageFrames().length, 16, "the bot's own echoed message is not forwarded");
 

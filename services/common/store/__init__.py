@@ -27,6 +27,7 @@ from services.common.store._interface import (
     LeaseStore,
     MediaJobStore,
     MessageStore,
+    OutboxStore,
     Store,
     WhatsAppAuthStore,
 )
@@ -37,6 +38,7 @@ from services.common.store._message_types import (
     message_fields,
 )
 from services.common.store._open import open_store
+from services.common.store._outbox_types import NewOutgoing, OutboxStatus, OutgoingRecord
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     DEFAULT_MAX_AGE_SECONDS,
@@ -79,6 +81,10 @@ __all__ = [
     "MessageFields",
     "MessageStore",
     "NewMediaJob",
+    "NewOutgoing",
+    "OutboxStatus",
+    "OutboxStore",
+    "OutgoingRecord",
     "PoolDepth",
     "Store",
     "StoreConfig",

@@ -17,6 +17,7 @@ from services.common.store._message_types import (
     AppendResult,
     StoredMessage,
 )
+from services.common.store._outbox_types import NewOutgoing, OutboxStatus, OutgoingRecord
 from services.common.store._types import (
     BotConfig,
     ClaimedJob,
@@ -236,6 +237,34 @@ class WhatsAppAuthStore(Protocol):
         """Deletes the bot's whole auth state (logout); returns the keys deleted."""
 
 
+class OutboxStore(Protocol):
+    """The outgoing-message outbox, keyed by (bot id, the client's idempotency key)."""
+
+    async def enqueue_outgoing(self, item: NewOutgoing) -> tuple[OutgoingRecord, bool]:
+        """Stores `item` as pending unless its key exists; returns the stored record
+        (without payload) and True when this call inserted it."""
+
+    async def get_outgoing(
+        self, bot_id: str, idempotency_key: str, with_payload: bool = False
+    ) -> OutgoingRecord | None: ...
+    async def pending_outgoing(self, bot_id: str, limit: int = 20) -> list[OutgoingRecord]:
+        """The bot's pending records with their payloads, oldest first."""
+
+    async def bots_with_pending_outgoing(self) -> list[str]:
+        """Every bot id with at least one pending record, sorted."""
+
+    async def finish_outgoing(
+        self,
+        bot_id: str,
+        idempotency_key: str,
+        status: OutboxStatus,
+        provider_message_id: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Pending → `status` (sent or failed), dropping the payload; True when this
+        call changed it (False when unknown or already finished: the first result wins)."""
+
+
 @runtime_checkable
 class Store(
     BotConfigStore,
@@ -247,6 +276,7 @@ class Store(
     WebhookDeadLetterStore,
     ApiTokenStore,
     IdentityStore,
+    OutboxStore,
     Protocol,
 ):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.

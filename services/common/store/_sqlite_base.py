@@ -114,6 +114,18 @@ def _tables() -> list[str]:
             bot_id TEXT NOT NULL, phone_jid TEXT NOT NULL, lid TEXT NOT NULL,
             settled INTEGER NOT NULL, learned_at INTEGER NOT NULL,
             PRIMARY KEY (bot_id, phone_jid), UNIQUE (bot_id, lid))""",
+        # The outgoing-message outbox (_sqlite_outbox.py); the payload is dropped once
+        # the message is sent or failed.
+        """CREATE TABLE IF NOT EXISTS outbox (
+            seq INTEGER PRIMARY KEY,
+            bot_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, correspondent_id TEXT NOT NULL,
+            kind TEXT NOT NULL, request_hash TEXT NOT NULL, payload BLOB,
+            status TEXT NOT NULL, provider_message_id TEXT, reason TEXT,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+            UNIQUE (bot_id, idempotency_key))""",
+        # The delivery scan reads pending rows per bot in insertion order.
+        """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (bot_id, seq)
+            WHERE status = 'pending'""",
     ] + [
         # seq (the rowid) breaks created_at ties: insertion order within a millisecond.
         f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {_JOB_COLUMNS_SQL})"

@@ -199,6 +199,8 @@ class BotConfig:
                 raise InvalidInputError(
                     f"bot configuration: {key} must be true or false, got {flag!r}"
                 )
+        if not isinstance(doc.get("read_receipts", False), bool):
+            raise InvalidInputError("bot configuration: read_receipts must be true or false")
         since = doc.get("webhook_since_sequence")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int) or since < 0

@@ -83,6 +83,9 @@ ROLES: dict[str, RoleAccess] = {
             "leases",
             "whatsapp_auth",
             "webhook_dead_letters",
+            # The outgoing-message outbox (MongoDB keeps large payloads in chunks).
+            "outbox",
+            "outbox_payloads",
         ),
     ),
     # The queues and their sequences, Subscribe's cursors, the registry of active bots

@@ -36,6 +36,7 @@ from services.common.store._mongo_dead_letters import MongoDeadLetters
 from services.common.store._mongo_identities import MongoIdentities
 from services.common.store._mongo_jobs import MongoJobs
 from services.common.store._mongo_messages import MongoMessages
+from services.common.store._mongo_outbox import MongoOutbox
 from services.common.store._mongo_tokens import MongoApiTokens
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
@@ -49,14 +50,20 @@ log = logging.getLogger(__name__)
 
 
 class MongoStore(
-    MongoJobs, MongoMessages, MongoAuth, MongoDeadLetters, MongoApiTokens, MongoIdentities
+    MongoJobs,
+    MongoMessages,
+    MongoAuth,
+    MongoDeadLetters,
+    MongoApiTokens,
+    MongoIdentities,
+    MongoOutbox,
 ):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the
     definitions document and leases here; messages and cursors in `MongoMessages`; media
     jobs in `MongoJobs` (`_mongo_jobs.py`, `_mongo_job_moves.py`); webhook dead letters in
     `MongoDeadLetters`; per-bot API tokens in `MongoApiTokens`; the identity map in
-    `MongoIdentities`; plumbing in
+    `MongoIdentities`; the outgoing-message outbox in `MongoOutbox`; plumbing in
     `MongoBase`."""
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None:

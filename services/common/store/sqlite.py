@@ -25,6 +25,7 @@ from services.common.store._sqlite_dead_letters import SqliteDeadLetters
 from services.common.store._sqlite_identities import SqliteIdentities
 from services.common.store._sqlite_jobs import SqliteJobs
 from services.common.store._sqlite_messages import SqliteMessages
+from services.common.store._sqlite_outbox import SqliteOutbox
 from services.common.store._sqlite_tokens import SqliteApiTokens
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
@@ -39,14 +40,20 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
 
 class SqliteStore(
-    SqliteJobs, SqliteMessages, SqliteAuth, SqliteDeadLetters, SqliteApiTokens, SqliteIdentities
+    SqliteJobs,
+    SqliteMessages,
+    SqliteAuth,
+    SqliteDeadLetters,
+    SqliteApiTokens,
+    SqliteIdentities,
+    SqliteOutbox,
 ):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions
     document and leases here; messages and cursors in `SqliteMessages`; media jobs in
     `SqliteJobs`; webhook dead letters in `SqliteDeadLetters`; per-bot API tokens in
-    `SqliteApiTokens`; the identity map in `SqliteIdentities`; schema, migrations and
-    plumbing in `SqliteBase`."""
+    `SqliteApiTokens`; the identity map in `SqliteIdentities`; the outgoing-message
+    outbox in `SqliteOutbox`; schema, migrations and plumbing in `SqliteBase`."""
 
     # --- bot configuration ---------------------------------------------------------
 

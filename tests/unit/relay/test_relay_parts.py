@@ -87,7 +87,31 @@ def test_reply_parsing() -> None:
     assert reply_of(b'{"reply": {"text": "hi", "quoted_provider_message_id": "WA-1"}}') == Reply(
         "hi", "WA-1"
     )
-    for bad in (b'{"reply": "hi"}', b'{"reply": {"text": ""}}', b'{"reply": {"text": 3}}'):
+    image = reply_of(
+        b'{"reply": {"type": "image", "media": {"url": "https://example.org/a.png"}, "text": "c"}}'
+    )
+    assert image == Reply(
+        "c", None, (("type", "image"), ("media", {"url": "https://example.org/a.png"}))
+    )
+    assert image.request("chat") == {
+        "correspondent_id": "chat",
+        "type": "image",
+        "media": {"url": "https://example.org/a.png"},
+        "text": "c",
+    }
+    reaction = reply_of(b'{"reply": {"type": "reaction", "emoji": "", "target_message_id": "W"}}')
+    assert reaction is not None and reaction.request("chat") == {
+        "correspondent_id": "chat",
+        "type": "reaction",
+        "emoji": "",
+        "target_message_id": "W",
+    }
+    for bad in (
+        b'{"reply": "hi"}',
+        b'{"reply": {"text": ""}}',
+        b'{"reply": {"text": 3}}',
+        b'{"reply": {"text": "hi", "colour": "red"}}',
+    ):
         with pytest.raises(ValueError, match="reply"):
             reply_of(bad)
 
