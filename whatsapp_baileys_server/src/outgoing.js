@@ -9,6 +9,7 @@
 // - the keys already sent are remembered on disk (after the send), and a key streamed
 //   again is answered SENT without posting.
 
+import { randomBytes } from "node:crypto";
 import { AckStatus, OutgoingKind, OutgoingStatus, SessionState } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { buildNodeFrame } from "./wire.js";
 
@@ -100,12 +101,11 @@ export class OutgoingSender {
       await sock.sendPresenceUpdate("composing", jid);
       return;
     }
-    const options = {};
-    if (outgoing.providerMessageId) {
-      options.messageId = outgoing.providerMessageId;
-      // Before sending: Baileys may hand the echo to messages.upsert first.
-      await this.sentIds?.remember(outgoing.botId, outgoing.providerMessageId);
-    }
+    // This system always picks the id (derived from the idempotency key; random for a
+    // frame without one) and remembers it before sending: Baileys may hand the echo to
+    // messages.upsert before sendMessage returns, and it must be dropped, not forwarded.
+    const options = { messageId: outgoing.providerMessageId || `3EB0${randomBytes(9).toString("hex").toUpperCase()}` };
+    await this.sentIds?.remember(outgoing.botId, options.messageId);
     if (outgoing.quotedProviderMessageId) {
       options.quoted = { key: keyOf(outgoing, outgoing.quotedProviderMessageId), message: { conversation: "" } };
     }

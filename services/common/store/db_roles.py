@@ -88,7 +88,7 @@ ROLES: dict[str, RoleAccess] = {
             "outbox_payloads",
         ),
     ),
-    # The queues and their sequences, Subscribe's cursors, the registry of active bots
+    # The queues and their sequences, Subscribe's cursors, the identity map, the registry of active bots
     # and the definitions seed (both in bot_configurations), the jobs' moves.
     "queue_svc": _access(
         reads=("store_migrations",),
@@ -98,6 +98,8 @@ ROLES: dict[str, RoleAccess] = {
             "queue_sequences",
             "delivery_cursors",
             "leases",
+            # The identity map (LID <-> phone JID per bot): only the owning shard writes it.
+            "identities",
             *JOBS,
         ),
     ),
