@@ -54,13 +54,11 @@ def _record(doc: Mapping[str, Any], payload: bytes | None = None) -> OutgoingRec
 
 
 class MongoOutbox(MongoBase):
-    @property
-    def _outbox(self) -> AsyncCollection[Doc]:
-        return self._configs.database["outbox"]
-
-    @property
-    def _payloads(self) -> AsyncCollection[Doc]:
-        return self._configs.database["outbox_payloads"]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Attributes, like every collection of the store: db_roles' test lists them.
+        self._outbox: AsyncCollection[Doc] = self._configs.database["outbox"]
+        self._payloads: AsyncCollection[Doc] = self._configs.database["outbox_payloads"]
 
     async def _create_indexes(self) -> None:
         await super()._create_indexes()

@@ -88,8 +88,8 @@ ROLES: dict[str, RoleAccess] = {
             "outbox_payloads",
         ),
     ),
-    # The queues and their sequences, Subscribe's cursors, the identity map, the registry of active bots
-    # and the definitions seed (both in bot_configurations), the jobs' moves.
+    # The queues and their sequences, Subscribe's cursors, the identity map, the registry
+    # of active bots and the definitions seed (both in bot_configurations), the jobs' moves.
     "queue_svc": _access(
         reads=("store_migrations",),
         writes=(
