@@ -253,7 +253,11 @@ def _enum_json(value: Any, field: FieldDescriptor) -> bool:
         return value in cast("EnumDescriptor", field.enum_type).values_by_name
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    # Enums are int32 on the wire; ParseDict would wrap 2**32 to 0 (UNSPECIFIED), Node
+    # refuses it.
+    return isinstance(value, int) and -(2**31) <= value < 2**31
 
 
 def _validated(message: M, decoded: str) -> M:

@@ -4,7 +4,9 @@ A literal date sent through a time-windowed path (window refill, age limits, cle
 leases, outbox resend) passes on the day it is written and fails weeks later. Test code
 derives its times from the clock (`tests/helpers/clock.py`,
 `whatsapp_baileys_server/test/helpers/clock.js`) or injects one. Golden wire fixtures
-under `tests/fixtures/` keep literal dates: there only parsing is checked. A line that
+under `tests/fixtures/` and the real WhatsApp payloads under
+`whatsapp_baileys_server/test/fixtures/` (kept as their sources published them) keep
+literal dates: there only parsing is checked. A line that
 must keep a literal (a date only parsed, never compared with now) carries the marker
 `calendar-ok:` followed by the reason.
 """
@@ -23,7 +25,7 @@ SCANNED = [
     (ROOT / "scripts", ("*.py", "*.sh", "*.json")),
     (ROOT / "whatsapp_baileys_server" / "test", ("*.js", "*.mjs", "*.json")),
 ]
-EXEMPT_DIRS = (ROOT / "tests" / "fixtures",)
+EXEMPT_DIRS = (ROOT / "tests" / "fixtures", ROOT / "whatsapp_baileys_server" / "test" / "fixtures")
 MARKER = "calendar-ok:"
 
 PATTERNS = {
