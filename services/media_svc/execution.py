@@ -146,6 +146,16 @@ class PoolExecutors:
             except BrokenProcessPool:
                 process_pool.kill()
                 raise
+            except asyncio.CancelledError:
+                # The job's lease was lost (or shutdown ran out of grace): the run must
+                # stop, and a running future cannot be cancelled.
+                if not future.done():
+                    log.warning(
+                        "pool %s: a run was cancelled; killing this pool's processes",
+                        pool.definition.name,
+                    )
+                    process_pool.kill()
+                raise
         except TimeoutError:
             return ProcessingFailure(reason="timed_out", marker=timeout_marker(item.media_kind))
         except TransientProcessingError:

@@ -41,14 +41,23 @@ class MediaMetrics:
         )
         self.in_flight = Gauge(
             "media_in_flight",
-            "Jobs this replica is processing, per pool.",
+            "Worker slots in use on this replica, per pool: from the claim to the end of the"
+            " job's one delivery attempt (processing, persisting and delivering).",
             ["pool"],
             registry=self.registry,
         )
         self.jobs = Counter(
             "media_jobs",
-            "Finished jobs by pool and outcome (delivered, failed, held, lease_lost, undelivered).",
+            "Finished jobs by pool and outcome (delivered, failed, held, deferred, lease_lost,"
+            " undelivered, retried).",
             ["pool", "outcome"],
+            registry=self.registry,
+        )
+        self.leases_lost = Counter(
+            "media_leases_lost",
+            "Claims whose lease was lost (renewal refused, or the fence refused the result):"
+            " the run was stopped and its result discarded, per pool.",
+            ["pool"],
             registry=self.registry,
         )
         self.processing_seconds = Histogram(
@@ -73,7 +82,8 @@ class MediaMetrics:
         )
         self.delivery_retries = Counter(
             "media_delivery_retries",
-            "UpdateByMediaId calls retried (queue_svc unreachable).",
+            "UpdateByMediaId attempts that found the bot's queue_svc shard unreachable (the"
+            " result waits for the redelivery loop).",
             registry=self.registry,
         )
         self.cleanup_actions = Counter(

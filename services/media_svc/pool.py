@@ -149,6 +149,9 @@ class PoolSet:
 
     async def _run_job(self, pool: WorkerPool, claimed: ClaimedJob) -> None:
         outcome = "error"
+        # The whole slot counts, delivery included: a slot is never busy unseen.
+        gauge = self._metrics.in_flight.labels(pool.name)
+        gauge.inc()
         try:
             outcome = await self._worker.run(pool.active, claimed)
         except asyncio.CancelledError:
@@ -158,6 +161,7 @@ class PoolSet:
             # The job stays in the store (its lease expires, or its result is redelivered).
             log.exception("job %s: unexpected error", claimed.job.media_processing_id)
         finally:
+            gauge.dec()
             self._in_flight[pool.name] -= 1
             self._metrics.jobs.labels(pool.name, outcome).inc()
             self._wake.set()

@@ -78,7 +78,9 @@ async def serve(
     store = await open_store(config.store)
     staging = StagingDirectory(config.staging_dir)
     metrics = MediaMetrics()
-    delivery = QueueDelivery(config.queue_shards, metrics)
+    delivery = QueueDelivery(
+        config.queue_shards, metrics, rpc_timeout=config.delivery_timeout_seconds
+    )
     executor = PoolExecutors()
     trace = ClaimTrace(config.trace_path)
     server = grpc.aio.server(

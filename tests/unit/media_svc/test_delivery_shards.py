@@ -85,3 +85,27 @@ async def test_cleanup_delivers_each_stale_job_to_its_bots_shard(
     for job in jobs:
         found = await store.get_job(job.media_processing_id)
         assert found is not None and found[0] is JobCollection.FAILED
+
+
+async def test_a_shard_that_does_not_answer_backs_off_alone(
+    store: Store, peers: list[QueuePeer], metrics: MediaMetrics
+) -> None:
+    now = [0.0]
+    addresses = ShardAddresses(tuple(p.address for p in peers))
+    client = QueueDelivery(
+        addresses, metrics, backoff_base=4.0, backoff_max=4.0, monotonic=lambda: now[0]
+    )
+    try:
+        healthy, down = [await stored(store, new_job(bot_id=bot)) for bot in BOTS]
+        peers[1].servicer.answers = [None]
+        assert await client.update(down, "text") is DeliveryStatus.UNREACHABLE
+        # Backing off: answered at once, without a call, while shard 0 is served as ever.
+        assert await client.update(down, "text") is DeliveryStatus.UNREACHABLE
+        assert await client.update(healthy, "text") is DeliveryStatus.UPDATED
+        assert (len(peers[0].servicer.calls), len(peers[1].servicer.calls)) == (1, 1)
+        assert not client.reachable(down.bot_id) and client.reachable(healthy.bot_id)
+        now[0] += 4.0
+        assert await client.update(down, "text") is DeliveryStatus.UPDATED
+        assert len(peers[1].servicer.calls) == 2
+    finally:
+        await client.close()
