@@ -5,9 +5,7 @@ the real model it reports SERVING only after the model is loaded."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from services.common.store import JobStatus, StoreConfig, open_store
 from services.media_svc.models import DEFAULT_MODELS_DIR, WHISPER_BASE, is_assembled
 from tests.helpers.processes import free_port, media_env, start_service
 from tests.helpers.store_factories import new_job
+from tests.helpers.waiting import eventually
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -36,13 +35,6 @@ async def _healthz(http: aiohttp.ClientSession, port: int) -> tuple[int, dict[st
     async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
         body: dict[str, Any] = await response.json()
         return response.status, body
-
-
-async def _eventually(check: Callable[[], Awaitable[Any]], within: float) -> Any:
-    async with asyncio.timeout(within):
-        while not (result := await check()):
-            await asyncio.sleep(0.05)
-        return result
 
 
 def _env(tmp_path: Path, models: Path, metrics_port: int) -> dict[str, str]:
@@ -75,7 +67,7 @@ async def test_a_replica_whose_model_is_missing_never_reports_ready(tmp_path: Pa
                 _, body = await _healthz(http, port)
                 return body if body["pools"]["Audio"]["state"] == "failed" else None
 
-            body = await _eventually(failed, within=60)
+            body = await eventually(failed, within=60)
             status, body = await _healthz(http, port)
             assert status == 503 and body["status"] == "NOT_SERVING"
             assert "no complete Whisper model" in body["problem"]
@@ -112,9 +104,9 @@ async def test_a_replica_becomes_ready_only_after_its_model_is_loaded(tmp_path: 
             assert await _grpc_status(media.address) == NOT_SERVING
 
             async def serving() -> bool:
-                return await _grpc_status(media.address) == SERVING
+                return bool(await _grpc_status(media.address) == SERVING)
 
-            await _eventually(serving, within=120)
+            await eventually(serving, within=120)
             status, body = await _healthz(http, port)
             assert status == 200 and body["problem"] is None
             assert body["pools"]["Audio"]["state"] == "ready"
