@@ -31,6 +31,7 @@ from tests.helpers.processes import (
     queue_env,
     start_service,
 )
+from tests.helpers.waiting import eventually, wait_until
 
 BOT = "bot-crash"
 CHAT = "4915100000001@s.whatsapp.net"
@@ -70,21 +71,25 @@ class Stack:
         return request
 
     async def wait_job(self, media_id: str, want: Any, within: float = 15) -> None:
-        async with asyncio.timeout(within):
-            while True:
-                found = await self.store.get_job(media_id)
-                if want(found):
-                    return
-                await asyncio.sleep(0.05)
+        async def matches() -> bool:
+            return bool(want(await self.store.get_job(media_id)))
+
+        await eventually(matches, within)
 
     async def wait_finished(self, media_id: str, within: float = 15) -> None:
         """The job is deleted, then its staged file (a moment later)."""
         await self.wait_job(media_id, gone, within)
-        async with asyncio.timeout(5):
-            while True:
-                if not (self.staging / media_id).exists():
-                    return
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: not (self.staging / media_id).exists(), within=5)
+
+    async def cleanup_runs(self, name: str, count: int, within: float = 10) -> None:
+        """Waits until media_svc `name` has finished `count` more cleanup runs."""
+        log = self.tmp / f"media-{name}.log"
+
+        def runs() -> int:
+            return log.read_text().count("cleanup: CleanupReport(")
+
+        before = runs()
+        await wait_until(lambda: runs() >= before + count, within)
 
     async def persisted(self) -> Counter[tuple[str, str]]:
         """(provider message id, content) of every message in `queues` after a drain."""
@@ -200,7 +205,16 @@ async def test_cleanup_racing_a_worker_resolves_once(stack: Stack) -> None:
             request.media_processing_id, lambda f: f and f[0] is JobCollection.FAILED
         )
         await stack.subscriber.wait_for(1, 10)
-        await asyncio.sleep(1.2)  # the worker's run ends meanwhile; its result is refused
+        # The worker's run is stopped by its lost lease (or its result refused by the
+        # fence), and says so in the log.
+        log = stack.tmp / "media-cleanup.log"
+        await wait_until(
+            lambda: (
+                f"lease of {request.media_processing_id} lost" in log.read_text()
+                or f"result of {request.media_processing_id} not saved" in log.read_text()
+            ),
+            within=10,
+        )
     finally:
         assert await media.stop() == 0
     pid = request.message.provider_message_id
@@ -234,7 +248,7 @@ async def test_job_of_a_bot_stopped_past_the_stale_bound_reaches_the_queue_on_st
         assert kept[1].result == marker and kept[1].fence == 1
         assert (kept[1].error or "").startswith("timed_out: not processed within")
         assert not (stack.staging / media_id).exists()
-        await asyncio.sleep(1.0)  # several more cleanup runs: left as it is
+        await stack.cleanup_runs("cleanup", 3)  # several more runs leave it as it is
         assert await stack.store.get_job(media_id) == kept
         assert stack.subscriber.contents(pid) == []
 
@@ -242,7 +256,8 @@ async def test_job_of_a_bot_stopped_past_the_stale_bound_reaches_the_queue_on_st
         assert started.results_applied == 1
         await stack.subscriber.wait_for(1, 10)
         await stack.wait_job(media_id, lambda f: f and f[0] is JobCollection.FAILED)
-        await asyncio.sleep(0.5)  # a cleanup run or redelivery sweep adds nothing
+        # Cleanup runs (and redelivery sweeps between them) add nothing.
+        await stack.cleanup_runs("cleanup", 2)
     finally:
         assert await media.stop() == 0
     failed = await stack.store.get_job(media_id)

@@ -118,11 +118,16 @@ async def test_a_replica_claims_only_the_pools_it_serves(
     runner = asyncio.create_task(pools.run())
     try:
         await wait_until(lambda: bool(queue_peer.servicer.calls), within=10)
-        await asyncio.sleep(0.3)  # time enough for a wrong claim to show up
+        # Claims take the oldest claimable job first: a later document claimed while the
+        # older image stays pending shows the image's pool was never asked for.
+        later = new_job(pool="Document", caption="", media_kind="MEDIA_KIND_DOCUMENT")
+        assert await store.create_job(later)
+        staging.path_for(later.media_processing_id).write_bytes(b"bytes")
+        await wait_until(lambda: len(queue_peer.servicer.calls) == 2, within=10)
     finally:
         pools.stop_claiming()
         await runner
-    assert [c.content for c in queue_peer.servicer.calls] == ["Document"]
+    assert [c.content for c in queue_peer.servicer.calls] == ["Document", "Document"]
     found = await store.get_job(image.media_processing_id)
     assert found is not None and found[1].status.value == "pending"
 
