@@ -148,11 +148,9 @@ class PoolExecutors:
                 async with asyncio.timeout(timeout):
                     return await spec.processor.process(item)
             process_pool = self._process_pool(pool, spec)
-            future = asyncio.get_running_loop().run_in_executor(
-                process_pool.executor(), worker_process.run, item
-            )
+            submitted = process_pool.executor().submit(worker_process.run, item)
             try:
-                return await asyncio.wait_for(future, timeout)
+                return await asyncio.wait_for(asyncio.wrap_future(submitted), timeout)
             except TimeoutError:
                 log.warning(
                     "pool %s: a run exceeded %.1fs; killing this pool's processes",
@@ -167,7 +165,9 @@ class PoolExecutors:
             except asyncio.CancelledError:
                 # The job's lease was lost (or shutdown ran out of grace): the run must
                 # stop, and a running future cannot be cancelled.
-                if not future.done():
+                # Cancelling the awaitable cancels a job still queued; one running in a
+                # process stays running until that process dies.
+                if not submitted.done():
                     log.warning(
                         "pool %s: a run was cancelled; killing this pool's processes",
                         pool.definition.name,

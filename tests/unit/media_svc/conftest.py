@@ -34,7 +34,7 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
     def __init__(self) -> None:
         self.calls: list[queue_service_pb2.UpdateByMediaIdRequest] = []
         self.answers: list[int | grpc.StatusCode | None] = []
-        self.default: int = UPDATED
+        self.default: int | grpc.StatusCode | None = UPDATED
         # Awaited with each UpdateByMediaId request before it is answered.
         self.on_update: (
             Callable[[queue_service_pb2.UpdateByMediaIdRequest], Awaitable[None]] | None

@@ -109,3 +109,31 @@ async def test_a_shard_that_does_not_answer_backs_off_alone(
         assert len(peers[1].servicer.calls) == 2
     finally:
         await client.close()
+
+
+async def test_cleanup_leaves_the_jobs_of_an_unreachable_shard_for_its_next_run(
+    store: Store,
+    staging: StagingDirectory,
+    metrics: MediaMetrics,
+    peers: list[QueuePeer],
+    sharded: QueueDelivery,
+) -> None:
+    jobs = [new_job(bot_id=bot, caption="") for bot in BOTS]
+    for job in jobs:
+        assert await store.create_job(job)
+    peers[1].servicer.default = None  # UNAVAILABLE
+    cleanup = Cleanup(
+        store=store,
+        staging=staging,
+        delivery=sharded,
+        metrics=metrics,
+        stale_after_seconds=60,
+        orphan_grace_seconds=3600,
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=2),
+    )
+    report = await cleanup.run_once()
+    assert (report.stale_failed, report.stale_resolved, report.stale_unreachable) == (1, 1, 1)
+    kept = await store.get_job(jobs[1].media_processing_id)
+    assert kept is not None and kept[0] is JobCollection.ACTIVE
+    failed = await store.get_job(jobs[0].media_processing_id)
+    assert failed is not None and failed[0] is JobCollection.FAILED
