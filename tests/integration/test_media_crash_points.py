@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -322,3 +323,41 @@ async def test_two_media_svc_processes_never_process_a_job_twice(stack: Stack) -
     assert len(delivered) == count and max(delivered.values()) == 1
     persisted = await stack.persisted()
     assert sum(persisted.values()) == count and max(persisted.values()) == 1
+
+
+async def test_a_stalled_replica_loses_its_lease_and_only_the_new_claims_result_counts(
+    stack: Stack,
+) -> None:
+    """Replica A claims a document and freezes (SIGSTOP) past its lease; replica B claims
+    it again and delivers. When A wakes, its renewal is refused: its run stops and its
+    result is refused by the fence. The message is in the queue once."""
+    stalled = await stack.start_media(
+        "stalled", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-a"
+    )
+    live = None
+    try:
+        request = await stack.inject(
+            media_kind=message_pb2.MEDIA_KIND_DOCUMENT, mime_type="application/pdf", caption="L"
+        )
+        media_id = request.media_processing_id
+        await stack.wait_job(media_id, lambda f: f and f[1].claimed_by == "replica-a")
+        stalled.process.send_signal(signal.SIGSTOP)
+        live = await stack.start_media("live", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-b")
+        await stack.wait_finished(media_id)
+        stalled.process.send_signal(signal.SIGCONT)
+        log = stack.tmp / "media-stalled.log"
+        await wait_until(
+            lambda: (
+                f"lease of {media_id} lost" in log.read_text()
+                or f"result of {media_id} not saved" in log.read_text()
+            ),
+            within=10,
+        )
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+        assert await stalled.stop() == 0
+        if live is not None:
+            assert await live.stop() == 0
+    pid = request.message.provider_message_id
+    assert stack.subscriber.contents(pid) == [f"{DOC_TEXT}\nCaption: L"]
+    assert await stack.persisted() == Counter({(pid, f"{DOC_TEXT}\nCaption: L"): 1})
