@@ -329,8 +329,15 @@ async def test_a_stalled_replica_loses_its_lease_and_only_the_new_claims_result_
     stack: Stack,
 ) -> None:
     """Replica A claims a document and freezes (SIGSTOP) past its lease; replica B claims
-    it again and delivers. When A wakes, its renewal is refused: its run stops and its
-    result is refused by the fence. The message is in the queue once."""
+    it again and delivers. When A wakes, its run is stopped (its renewal is refused) or,
+    when the run ended meanwhile, its result is refused by the fence: either is logged.
+    The message is in the queue once."""
+    # A run long enough that A is surely frozen mid-run, not after it.
+    document = definitions_document()
+    for pool in document["pools"]:
+        if pool["name"] == "Document":
+            pool["options"]["delay_seconds"] = 4.0
+    await stack.store.put_processor_definitions(document)
     stalled = await stack.start_media(
         "stalled", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-a"
     )
@@ -340,7 +347,10 @@ async def test_a_stalled_replica_loses_its_lease_and_only_the_new_claims_result_
             media_kind=message_pb2.MEDIA_KIND_DOCUMENT, mime_type="application/pdf", caption="L"
         )
         media_id = request.media_processing_id
-        await stack.wait_job(media_id, lambda f: f and f[1].claimed_by == "replica-a")
+        await stack.wait_job(
+            media_id,
+            lambda f: f and f[1].status is JobStatus.PROCESSING and f[1].claimed_by == "replica-a",
+        )
         stalled.process.send_signal(signal.SIGSTOP)
         live = await stack.start_media("live", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-b")
         await stack.wait_finished(media_id)
