@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,7 +58,8 @@ async def store_reachable(store: ProbedStore, within: float) -> str | None:
 
 
 class StoreHealth:
-    """Keeps the health status of `names` in step with the store's reachability."""
+    """Keeps the health status of `names` in step with the store's reachability and,
+    when given, a service's own readiness (`ready`: None when ready, else why not)."""
 
     def __init__(
         self,
@@ -66,21 +67,29 @@ class StoreHealth:
         health: health_aio.HealthServicer,
         names: Sequence[str],
         settings: ProbeSettings,
+        ready: Callable[[], str | None] | None = None,
     ) -> None:
         self._store = store
         self._health = health
         self._names = tuple(names)
         self._settings = settings
+        self._ready = ready
         self.serving: bool | None = None
+        # Why the service is NOT_SERVING (None while SERVING), for /healthz.
+        self.problem: str | None = "not checked yet"
 
     async def check_once(self) -> bool:
         problem = await store_reachable(self._store, self._settings.timeout_seconds)
+        if problem is not None:
+            problem = f"store unreachable: {problem}"
+        elif self._ready is not None:
+            problem = self._ready()
         serving = problem is None
-        if serving != self.serving:
+        if serving != self.serving or (problem is not None and problem != self.problem):
             if serving:
-                log.info("store reachable: SERVING")
+                log.info("ready: SERVING")
             else:
-                log.warning("store unreachable: NOT_SERVING (%s)", problem)
+                log.warning("NOT_SERVING: %s", problem)
             status = (
                 health_pb2.HealthCheckResponse.SERVING
                 if serving
@@ -89,6 +98,7 @@ class StoreHealth:
             for name in self._names:
                 await self._health.set(name, status)
             self.serving = serving
+        self.problem = problem
         return serving
 
     async def run(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.common.errors import InvalidInputError
 from services.common.vocabulary import MEDIA_KINDS, MediaCondition, RouteKey, base_mime
+from services.common.worker_memory import cap_mib
 
 
 @dataclass(frozen=True)
@@ -256,10 +257,13 @@ def default_definitions() -> ProcessorDefinitions:
     """The built-in table seeded when the store has none: the real processors, sized
     for a small machine (one process per heavy pool; raise `concurrency` with cores).
 
-    Speech pools get a larger address-space cap: CTranslate2 and ONNX Runtime reserve far
+    Each blocking pool's address-space cap comes from its processor's measured worker
+    memory (services.common.worker_memory): CTranslate2 and ONNX Runtime reserve far
     more virtual memory than they use (about 1.8 GB of address space for a 440 MB
-    resident Whisper base worker). Switching a pool (for instance back to the `stub`
-    processor for a load test) is an edit of this document, nothing else.
+    resident Whisper base worker), and the pods' memory limits are checked against the
+    sum of these caps (tests/deploy/test_worker_memory.py). Switching a pool (for
+    instance back to the `stub` processor for a load test) is an edit of this document,
+    nothing else.
     """
     document: dict[str, Any] = {
         "pools": [
@@ -272,7 +276,7 @@ def default_definitions() -> ProcessorDefinitions:
                 # --threads 2 vs 1); with more processes per pod, set 1.
                 "options": {"ocr_threads": 2},
                 "timeout_seconds": 120,
-                "memory_limit_mb": 3072,
+                "memory_limit_mb": cap_mib("image"),
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_IMAGE"],
@@ -286,7 +290,7 @@ def default_definitions() -> ProcessorDefinitions:
                 "concurrency": 1,
                 "options": {"ocr_threads": 2},
                 "timeout_seconds": 120,
-                "memory_limit_mb": 3072,
+                "memory_limit_mb": cap_mib("sticker"),
                 "routes": [_staged(["MEDIA_KIND_STICKER"], ["image/webp", "image/png"])],
             },
             {
@@ -294,7 +298,7 @@ def default_definitions() -> ProcessorDefinitions:
                 "processor": "audio",
                 "concurrency": 1,
                 "timeout_seconds": 900,
-                "memory_limit_mb": 4096,
+                "memory_limit_mb": cap_mib("audio"),
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_AUDIO", "MEDIA_KIND_VOICE_NOTE"],
@@ -319,7 +323,7 @@ def default_definitions() -> ProcessorDefinitions:
                 "processor": "video",
                 "concurrency": 1,
                 "timeout_seconds": 900,
-                "memory_limit_mb": 4096,
+                "memory_limit_mb": cap_mib("video"),
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_VIDEO", "MEDIA_KIND_GIF", "MEDIA_KIND_VIDEO_NOTE"],
@@ -332,7 +336,7 @@ def default_definitions() -> ProcessorDefinitions:
                 "processor": "document",
                 "concurrency": 2,
                 "timeout_seconds": 120,
-                "memory_limit_mb": 2048,
+                "memory_limit_mb": cap_mib("document"),
                 "routes": [
                     _staged(
                         ["MEDIA_KIND_DOCUMENT"],

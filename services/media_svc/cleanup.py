@@ -11,8 +11,16 @@
 - Stale completed jobs (a result never delivered, or one resolved in place earlier):
   delivered when their bot is active again, then dead-lettered as above (with the job's
   own error when it has one); left alone, untouched, while the bot is inactive.
+- A job whose bot's queue_svc shard does not answer is left as it is for the next run
+  (`stale_unreachable`): one shard down never dead-letters its bots' jobs.
 - Staged files no live job references (no job, or a failed one), older than the grace
-  period, are deleted; so are `.part` leftovers of interrupted downloads.
+  period, are deleted; so are `.part` leftovers of interrupted downloads. The grace
+  period is how long a staged file may wait for its frame: Node writes the file, then
+  keeps the frame in its outbox until the gateway acknowledges it, for as long as the
+  gateway is unreachable (the outbox has no age limit). So the grace
+  (MEDIA_ORPHAN_GRACE_SECONDS, default 7 days) is the longest gateway outage the
+  platform rides out without losing media; a frame arriving later still becomes a
+  "file missing" marker (after the worker's bounded retries), never a lost message.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ _FAILED = "stale_failed"
 _RESOLVED = "stale_resolved"
 _TIMED_OUT = "stale_timed_out"
 _HELD = "stale_held"
+_UNREACHABLE = "stale_unreachable"
 
 
 class CleanupStore(JobLifecycleStore, LeaseStore, Protocol):
@@ -59,6 +68,8 @@ class CleanupReport:
     stale_held: int = 0
     orphans_deleted: int = 0
     partials_deleted: int = 0
+    # Left for the next run: the bot's queue_svc shard did not answer.
+    stale_unreachable: int = 0
 
 
 class Cleanup:
@@ -119,7 +130,13 @@ class Cleanup:
                     break
         orphans, partials = await self._delete_unreferenced_files()
         report = CleanupReport(
-            counts[_FAILED], counts[_RESOLVED], counts[_TIMED_OUT], counts[_HELD], orphans, partials
+            counts[_FAILED],
+            counts[_RESOLVED],
+            counts[_TIMED_OUT],
+            counts[_HELD],
+            orphans,
+            partials,
+            counts[_UNREACHABLE],
         )
         for action, count in (
             (_FAILED, report.stale_failed),
@@ -128,6 +145,7 @@ class Cleanup:
             (_HELD, report.stale_held),
             ("orphan_deleted", report.orphans_deleted),
             ("partial_deleted", report.partials_deleted),
+            (_UNREACHABLE, report.stale_unreachable),
         ):
             if count:
                 self._metrics.cleanup_actions.labels(action).inc(count)
@@ -146,6 +164,9 @@ class Cleanup:
                 else compose_content(timeout_marker(job.media_kind), job.caption)
             )
             status = await self._update(job, content)
+        if status is DeliveryStatus.UNREACHABLE:
+            # Nothing is decided without queue_svc: the next run tries again.
+            return [_UNREACHABLE]
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
             inactive.add(job.bot_id)
             if completed:

@@ -49,7 +49,13 @@ class MediaConfig:
     warm_pools: bool = True
     cleanup_interval_seconds: float = 3600.0
     stale_after_seconds: float = 10800.0
-    orphan_grace_seconds: float = 3600.0
+    # How long a staged file no job references is kept: its frame may still wait in
+    # Node's outbox, which keeps frames until the gateway acknowledges them with no age
+    # limit, so this is the longest gateway outage that loses no media (7 days).
+    orphan_grace_seconds: float = 7 * 24 * 3600.0
+    # Deadline of the one UpdateByMediaId attempt made inside a worker slot; a shard
+    # that misses it is left alone with backoff and the result waits for redelivery.
+    delivery_timeout_seconds: float = 2.0
     # Completed jobs left in ACTIVE longer than this are delivered again (crash recovery).
     redelivery_after_seconds: float = 30.0
     redelivery_interval_seconds: float = 15.0
@@ -133,6 +139,9 @@ class MediaConfig:
             ),
             orphan_grace_seconds=env_float(
                 env, "MEDIA_ORPHAN_GRACE_SECONDS", default.orphan_grace_seconds
+            ),
+            delivery_timeout_seconds=env_float(
+                env, "MEDIA_DELIVERY_TIMEOUT_SECONDS", default.delivery_timeout_seconds, 0.05
             ),
             redelivery_after_seconds=env_float(
                 env, "MEDIA_REDELIVERY_AFTER_SECONDS", default.redelivery_after_seconds

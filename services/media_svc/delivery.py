@@ -1,18 +1,23 @@
 """The QueueService client media_svc uses to resolve placeholders (the gRPC edge).
 
 Every call goes to the queue_svc shard of the job's bot (services.common.sharding):
-the worker's UpdateByMediaId, the redelivery sweep, the cleanup's deliveries and the
+the worker's UpdateByMediaId, the redelivery loop, the cleanup's deliveries and the
 requeue's activity check all pass through here.
 
-UpdateByMediaId outcomes are returned as a plain enum. A queue_svc that cannot be
-reached is retried with backoff until it answers or the caller is cancelled: the result
-is already persisted, so waiting loses nothing.
+One call is one attempt under a short deadline, never a loop: a worker slot must not
+wait for a shard that is down (issue 23). A shard that could not be reached is
+`UNREACHABLE` and is left alone for a backoff that grows with its consecutive failures;
+until then calls for its bots answer UNREACHABLE at once without touching the network,
+so one shard down costs the other shards' bots nothing. The result is persisted before
+any delivery, so whoever gets UNREACHABLE leaves it to the redelivery loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 
 import grpc
@@ -45,10 +50,18 @@ class DeliveryStatus(Enum):
     UPDATED = "updated"
     NOT_FOUND = "not_found"
     BOT_NOT_ACTIVE = "bot_not_active"
+    # The bot's shard did not answer (or is backing off): try again later.
+    UNREACHABLE = "unreachable"
 
 
 class DeliveryRejectedError(ChatbotError):
     """queue_svc refused the update for good (e.g. INVALID_ARGUMENT): retrying won't help."""
+
+
+@dataclass(slots=True)
+class _ShardState:
+    failures: int = 0
+    retry_at: float = 0.0
 
 
 class QueueDelivery:
@@ -56,59 +69,76 @@ class QueueDelivery:
         self,
         addresses: ShardAddresses | str,
         metrics: MediaMetrics,
-        backoff_base: float = 0.05,
-        backoff_max: float = 5.0,
-        rpc_timeout: float = 10.0,
+        *,
+        rpc_timeout: float = 2.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 15.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(addresses, str):
             addresses = ShardAddresses.parse(addresses)
         self._shards = QueueShards(addresses)
         self._metrics = metrics
+        self._timeout = rpc_timeout
         self._base = backoff_base
         self._max = backoff_max
-        self._timeout = rpc_timeout
+        self._now = monotonic
+        self._states = [_ShardState() for _ in range(self._shards.count)]
+
+    def shard_of(self, bot_id: str) -> int:
+        return self._shards.index_for(bot_id)
+
+    def reachable(self, bot_id: str) -> bool:
+        """False while the bot's shard is backing off after a failure."""
+        return self._states[self.shard_of(bot_id)].retry_at <= self._now()
 
     async def update(self, job: MediaJob, content: str) -> DeliveryStatus:
+        """One UpdateByMediaId attempt; DeliveryRejectedError when queue_svc refuses it."""
+        shard = self.shard_of(job.bot_id)
+        state = self._states[shard]
+        if state.retry_at > self._now():
+            return DeliveryStatus.UNREACHABLE
         request = queue_service_pb2.UpdateByMediaIdRequest(
             bot_id=job.bot_id,
             correspondent_id=job.correspondent_id,
             media_processing_id=job.media_processing_id,
             content=content,
         )
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._shards.stub_for(job.bot_id).UpdateByMediaId(
-                    request, timeout=self._timeout
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    raise DeliveryRejectedError(
-                        f"UpdateByMediaId {exc.code().name}: {exc.details()}"
-                    ) from exc
-                delay = backoff_delay(attempt, self._base, self._max)
-                log.log(
-                    logging.WARNING if attempt in (1, 10) or attempt % 100 == 0 else logging.DEBUG,
-                    "%s unreachable for %s (%s, attempt %d); retrying in %.2fs",
-                    self._shards.describe(job.bot_id),
-                    job.media_processing_id,
-                    exc.code().name,
-                    attempt,
-                    delay,
-                )
-                self._metrics.delivery_retries.inc()
-                await asyncio.sleep(delay)
-                continue
-            if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_UPDATED:
-                return DeliveryStatus.UPDATED
-            if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE:
-                return DeliveryStatus.BOT_NOT_ACTIVE
-            if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND:
-                return DeliveryStatus.NOT_FOUND
-            raise DeliveryRejectedError(
-                f"UpdateByMediaId answered unknown status {response.status}"
+        try:
+            response = await self._shards.stub(shard).UpdateByMediaId(
+                request, timeout=self._timeout
             )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _RETRYABLE:
+                raise DeliveryRejectedError(
+                    f"UpdateByMediaId {exc.code().name}: {exc.details()}"
+                ) from exc
+            state.failures += 1
+            delay = backoff_delay(state.failures, self._base, self._max)
+            state.retry_at = self._now() + delay
+            self._metrics.delivery_retries.inc()
+            log.log(
+                logging.WARNING
+                if state.failures in (1, 10) or state.failures % 100 == 0
+                else logging.DEBUG,
+                "%s unreachable for %s (%s, %d failures in a row); its results wait %.2fs",
+                self._shards.describe(job.bot_id),
+                job.media_processing_id,
+                exc.code().name,
+                state.failures,
+                delay,
+            )
+            return DeliveryStatus.UNREACHABLE
+        if state.failures:
+            log.info("%s answers again", self._shards.describe(job.bot_id))
+        state.failures, state.retry_at = 0, 0.0
+        if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_UPDATED:
+            return DeliveryStatus.UPDATED
+        if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE:
+            return DeliveryStatus.BOT_NOT_ACTIVE
+        if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND:
+            return DeliveryStatus.NOT_FOUND
+        raise DeliveryRejectedError(f"UpdateByMediaId answered unknown status {response.status}")
 
     async def close(self) -> None:
         await self._shards.close()

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from services.common.errors import ChatbotError
 from services.media_svc import worker_process
 from services.media_svc.definitions import ActivePool, AsyncSpec, BlockingSpec
 from services.media_svc.processors.base import (
@@ -28,6 +29,11 @@ from services.media_svc.processors.base import (
 from services.media_svc.processors.contract import ProcessorInput
 
 log = logging.getLogger(__name__)
+
+
+class WarmUpError(ChatbotError):
+    """A pool's worker processes could not load its engine (the reason is the message)."""
+
 
 MIB = 1024 * 1024
 
@@ -102,23 +108,35 @@ class PoolExecutors:
                 process_pool.close()
                 del self._pools[name]
 
-    async def warm(self, pool: ActivePool) -> None:
-        """Starts a blocking pool's processes and loads their engines before the first
-        job, so the first voice note does not pay for the model load. Failures are
-        logged; the jobs themselves report them."""
+    async def warm(self, pool: ActivePool, rounds: int = 50) -> str:
+        """Starts a blocking pool's processes and has each load its engine, before the
+        first job (so the first voice note does not pay for the model load, and
+        readiness means every process can run a job). Returns a summary; raises
+        WarmUpError with the reason when a process cannot load the engine."""
         if not isinstance(pool.spec, BlockingSpec):
-            return
-        executor = self._process_pool(pool, pool.spec).executor()
+            return "no worker processes"
+        process_pool = self._process_pool(pool, pool.spec)
+        executor = process_pool.executor()
+        wanted = pool.definition.concurrency
         loop = asyncio.get_running_loop()
-        runs = [
-            loop.run_in_executor(executor, worker_process.warm)
-            for _ in range(pool.definition.concurrency)
-        ]
-        for result in await asyncio.gather(*runs, return_exceptions=True):
-            if isinstance(result, BaseException):
-                log.warning("pool %s: warm-up failed: %s", pool.definition.name, result)
-            else:
-                log.info("pool %s: engine loaded in %.2fs", pool.definition.name, result)
+        seen: dict[int, float] = {}
+        for _ in range(rounds):
+            # As many warm-ups as processes: the executor starts that many, and each
+            # warm-up holds its process briefly so they spread. A process still loading
+            # is reached by a later round.
+            runs = [loop.run_in_executor(executor, worker_process.warm) for _ in range(wanted)]
+            try:
+                seen.update(await asyncio.gather(*runs))
+            except TransientProcessingError as exc:
+                raise WarmUpError(str(exc)) from exc
+            except BrokenProcessPool as exc:
+                process_pool.kill()
+                raise WarmUpError(f"a worker process died while loading: {exc}") from exc
+            live = set(getattr(executor, "_processes", {}))
+            if len(seen) >= wanted and live <= set(seen):
+                slowest = max(seen.values())
+                return f"{len(seen)} processes, engine loaded in {slowest:.2f}s at most"
+        raise WarmUpError(f"only {len(seen)} of {wanted} worker processes answered")
 
     async def run(self, pool: ActivePool, item: ProcessorInput) -> ProcessingOutcome:
         """The outcome, a `timed_out` failure past the pool's limit; raises
@@ -130,11 +148,9 @@ class PoolExecutors:
                 async with asyncio.timeout(timeout):
                     return await spec.processor.process(item)
             process_pool = self._process_pool(pool, spec)
-            future = asyncio.get_running_loop().run_in_executor(
-                process_pool.executor(), worker_process.run, item
-            )
+            submitted = process_pool.executor().submit(worker_process.run, item)
             try:
-                return await asyncio.wait_for(future, timeout)
+                return await asyncio.wait_for(asyncio.wrap_future(submitted), timeout)
             except TimeoutError:
                 log.warning(
                     "pool %s: a run exceeded %.1fs; killing this pool's processes",
@@ -145,6 +161,18 @@ class PoolExecutors:
                 raise
             except BrokenProcessPool:
                 process_pool.kill()
+                raise
+            except asyncio.CancelledError:
+                # The job's lease was lost (or shutdown ran out of grace): the run must
+                # stop, and a running future cannot be cancelled.
+                # Cancelling the awaitable cancels a job still queued; one running in a
+                # process stays running until that process dies.
+                if not submitted.done():
+                    log.warning(
+                        "pool %s: a run was cancelled; killing this pool's processes",
+                        pool.definition.name,
+                    )
+                    process_pool.kill()
                 raise
         except TimeoutError:
             return ProcessingFailure(reason="timed_out", marker=timeout_marker(item.media_kind))

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.common.store import BotConfig, MediaJob
 from services.common.vocabulary import MediaCondition, RouteKey, base_mime
-from services.media_svc.processors.base import ProcessingFailure, kind_label
+from services.media_svc.processors.base import MISSING_FILE, ProcessingFailure, kind_label
 from services.media_svc.processors.contract import ProcessorInput, ProcessorLimits
 from services.media_svc.processors.text import sanitize_file_name
 from services.media_svc.staging import StagingDirectory
@@ -116,7 +116,7 @@ def build_input(
         except FileNotFoundError:
             log.error("staged file of %s is missing: %s", job.media_processing_id, path)
             return RefusedInput(
-                ProcessingFailure("missing_file", f"[{label} could not be processed: file missing]")
+                ProcessingFailure(MISSING_FILE, f"[{label} could not be processed: file missing]")
             )
         if not stat.S_ISREG(info.st_mode):
             # A symlink (or anything but a regular file) could point outside staging:

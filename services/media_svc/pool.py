@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.common.media_jobs import JobLifecycleStore, MediaJobs
@@ -47,6 +47,7 @@ class PoolSet:
         lease_seconds: float,
         poll_fallback_seconds: float,
         claimers: int = 4,
+        claimable: Callable[[str], bool] = lambda pool: True,
     ) -> None:
         self._store = store
         self._jobs = MediaJobs(store)
@@ -56,6 +57,8 @@ class PoolSet:
         self._lease = lease_seconds
         self._poll = poll_fallback_seconds
         self._claimers = claimers
+        # A pool whose engines are not loaded (services.media_svc.readiness) takes no job.
+        self._claimable = claimable
         self._claiming = 0
         self._pools: dict[str, WorkerPool] = {}
         # Per pool name, so counts survive a table swap while jobs run.
@@ -98,6 +101,7 @@ class PoolSet:
                 p.name
                 for p in self._pools.values()
                 if self.in_flight(p.name) + self._claiming < p.concurrency
+                and self._claimable(p.name)
             ]
             claimed = None
             if open_pools:
@@ -149,6 +153,9 @@ class PoolSet:
 
     async def _run_job(self, pool: WorkerPool, claimed: ClaimedJob) -> None:
         outcome = "error"
+        # The whole slot counts, delivery included: a slot is never busy unseen.
+        gauge = self._metrics.in_flight.labels(pool.name)
+        gauge.inc()
         try:
             outcome = await self._worker.run(pool.active, claimed)
         except asyncio.CancelledError:
@@ -158,9 +165,14 @@ class PoolSet:
             # The job stays in the store (its lease expires, or its result is redelivered).
             log.exception("job %s: unexpected error", claimed.job.media_processing_id)
         finally:
+            gauge.dec()
             self._in_flight[pool.name] -= 1
             self._metrics.jobs.labels(pool.name, outcome).inc()
             self._wake.set()
+
+    def wake(self) -> None:
+        """Looks for work now (a pool became claimable)."""
+        self._wake.set()
 
     def in_flight(self, pool: str) -> int:
         return self._in_flight.get(pool, 0)

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import grpc
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
@@ -20,14 +21,21 @@ from services.common.health import ProbeSettings, StoreHealth
 from services.common.store import open_store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.config import MediaConfig
-from services.media_svc.definitions import DefinitionsManager, LoadedDefinitions, PoolDefaults
+from services.media_svc.definitions import (
+    ActivePool,
+    BlockingSpec,
+    DefinitionsManager,
+    LoadedDefinitions,
+    PoolDefaults,
+)
 from services.media_svc.delivery import QueueDelivery
-from services.media_svc.execution import PoolExecutors
+from services.media_svc.execution import PoolExecutors, WarmUpError
 from services.media_svc.hooks import ClaimTrace, CrashHook
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.operations import MediaOperations
 from services.media_svc.pool import PoolSet
 from services.media_svc.processors.registry import ProcessorRegistry, default_registry
+from services.media_svc.readiness import EngineReadiness
 from services.media_svc.servicer import MediaServicer
 from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, WorkerSettings, utc_now
@@ -78,19 +86,45 @@ async def serve(
     store = await open_store(config.store)
     staging = StagingDirectory(config.staging_dir)
     metrics = MediaMetrics()
-    delivery = QueueDelivery(config.queue_shards, metrics)
+    delivery = QueueDelivery(
+        config.queue_shards, metrics, rpc_timeout=config.delivery_timeout_seconds
+    )
     executor = PoolExecutors()
     trace = ClaimTrace(config.trace_path)
     server = grpc.aio.server(
         interceptors=[grpc_edge(RpcMetrics(metrics.registry, "media_svc").observe)]
     )
     health_servicer = health_aio.HealthServicer()
-    store_health = StoreHealth(store, health_servicer, (SERVICE_NAME, ""), probe_settings)
+    background: set[asyncio.Task[object]] = set()
+
+    def spawn(coroutine: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(coroutine)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    def readiness_changed() -> None:
+        if pools is not None:
+            pools.wake()
+        spawn(store_health.check_once())
+
+    readiness = EngineReadiness(readiness_changed)
+    store_health = StoreHealth(
+        store, health_servicer, (SERVICE_NAME, ""), probe_settings, ready=readiness.problem
+    )
+
+    def health_report() -> tuple[bool, Mapping[str, Any]]:
+        problem = store_health.problem
+        return problem is None, {
+            "status": "SERVING" if problem is None else "NOT_SERVING",
+            "problem": problem,
+            "pools": readiness.describe(),
+        }
+
     tasks: list[asyncio.Task[None]] = []
     pools: PoolSet | None = None
     try:
         if config.metrics_port:
-            metrics.serve(config.host, config.metrics_port)
+            metrics.serve(config.host, config.metrics_port, health_report)
         definitions = DefinitionsManager(
             store,
             registry or default_registry(),
@@ -123,8 +157,18 @@ async def serve(
             worker_id=config.worker_id,
             lease_seconds=config.lease_seconds,
             poll_fallback_seconds=config.poll_fallback_seconds,
+            claimable=readiness.accepts,
         )
-        warming: set[asyncio.Task[None]] = set()
+
+        async def warm(pool: ActivePool, generation: int) -> None:
+            name = pool.definition.name
+            try:
+                readiness.loaded(name, generation, await executor.warm(pool))
+            except WarmUpError as exc:
+                readiness.failed(name, generation, str(exc))
+            except Exception as exc:
+                log.exception("pool %s: warm-up failed", name)
+                readiness.failed(name, generation, f"{type(exc).__name__}: {exc}")
 
         def apply(loaded: LoadedDefinitions) -> None:
             assert pools is not None
@@ -136,11 +180,15 @@ async def serve(
                 )
             pools.apply(loaded, served)
             executor.retain(served)
-            if config.warm_pools:
-                for pool in served:
-                    task = asyncio.create_task(executor.warm(pool))
-                    warming.add(task)
-                    task.add_done_callback(warming.discard)
+            # Worker processes must load their engines first, unless warming is off
+            # (then engines load on a pool's first job and the pool is ready at once).
+            loading = [p for p in served if config.warm_pools and isinstance(p.spec, BlockingSpec)]
+            generation = readiness.expect(
+                ready=[p.definition.name for p in served if p not in loading],
+                loading=[p.definition.name for p in loading],
+            )
+            for pool in loading:
+                spawn(warm(pool, generation))
             log.info("this replica serves pools: %s", ", ".join(p.definition.name for p in served))
 
         apply(definitions.current)
@@ -163,7 +211,8 @@ async def serve(
         )
         port = server.add_insecure_port(f"{config.host}:{config.port}")
         await server.start()
-        # SERVING once the store takes writes, and NOT_SERVING whenever it stops.
+        # SERVING once the store takes writes and every served pool's engines are
+        # loaded; NOT_SERVING whenever either stops being true.
         await store_health.check_once()
         print(f"media_svc listening on {config.host}:{port}", flush=True)
 
@@ -217,9 +266,9 @@ async def serve(
                         asyncio.shield(tasks[0]), config.poll_fallback_seconds + 5
                     )
             await pools.drain(config.shutdown_grace_seconds)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for running in [*tasks, *background]:
+            running.cancel()
+        await asyncio.gather(*tasks, *background, return_exceptions=True)
         with contextlib.suppress(Exception):
             await store.release_lease("media_cleanup", config.worker_id)
         await server.stop(grace=1.0)

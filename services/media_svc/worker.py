@@ -29,6 +29,7 @@ from services.media_svc.hooks import ClaimTrace, CrashHook
 from services.media_svc.inputs import BotLanguages, RefusedInput, build_input
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
+    MISSING_FILE,
     ProcessingFailure,
     ProcessingOutcome,
     ProcessingSuccess,
@@ -119,22 +120,33 @@ class JobWorker:
                 max(0.0, (now - job.created_at).total_seconds())
             )
         self._trace.claimed(job.media_processing_id, job.pool, token, job.created_at, now)
+        processing = asyncio.create_task(self._process(pool, job, token))
         renewer = asyncio.create_task(self._renew(job.media_processing_id, token))
         try:
-            outcome = await self._process(pool, job, token)
+            await asyncio.wait({processing, renewer}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # Shutdown past its grace period: hand the job back untouched for another run.
-            renewer.cancel()
+            await self._stop(processing, renewer)
             await asyncio.shield(
                 self._jobs.release(
                     job.media_processing_id, token, "released at shutdown", self._clock()
                 )
             )
             raise
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+        if not processing.done():
+            # The lease is gone: another worker may hold the job now. Stop this run (a
+            # blocking pool's processes are killed, as on a timeout); the fence refuses
+            # anything it would still write.
+            await self._stop(processing, renewer)
+            self._metrics.leases_lost.labels(job.pool).inc()
+            log.warning(
+                "lease of %s lost (token %d) while processing; run stopped",
+                job.media_processing_id,
+                token,
+            )
+            return "lease_lost"
+        await self._stop(renewer)
+        outcome = processing.result()
         if outcome is None:
             return "retried"
         if isinstance(outcome, ProcessingSuccess):
@@ -144,10 +156,19 @@ class JobWorker:
             error = outcome.error
         where = await self._jobs.record_result(job.media_processing_id, token, content, error)
         if where is None:
+            self._metrics.leases_lost.labels(job.pool).inc()
             await self._forget(job, "lease lost or job dead-lettered before its result was saved")
             return "lease_lost"
         self._crash.hit("after_persist")
         return await self.deliver(job, content, error)
+
+    @staticmethod
+    async def _stop(*tasks: asyncio.Task[object]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _process(
         self, pool: ActivePool, job: MediaJob, token: int
@@ -169,10 +190,13 @@ class JobWorker:
         languages = await self._languages.of(job.bot_id)
         item = build_input(job, self._staging, pool.spec.limits, languages)
         if isinstance(item, RefusedInput):
-            return item.failure
+            if item.failure.reason != MISSING_FILE or attempt >= max_attempts:
+                return item.failure
+            # Node renames the file into place before it sends the frame, but a shared
+            # volume may show it to this node later: retried like a transient error.
+            await self._retry_later(job, token, attempt, "staged file missing")
+            return None
         self._crash.hit("during_processing")
-        gauge = self._metrics.in_flight.labels(job.pool)
-        gauge.inc()
         started = time.perf_counter()
         try:
             return await self._executor.run(pool, item)
@@ -185,35 +209,37 @@ class JobWorker:
                     exc,
                 )
                 return ProcessingFailure("failed", failed_marker(job.media_kind), str(exc))
-            delay = backoff_delay(
-                attempt, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
-            )
-            released = await self._jobs.release(
-                job.media_processing_id,
-                token,
-                f"transient: {exc}",
-                self._clock() + timedelta(seconds=delay),
-            )
-            self._metrics.retries.labels(job.pool).inc()
-            log.info(
-                "job %s attempt %d failed (%s); retry in %.2fs%s",
-                job.media_processing_id,
-                attempt,
-                exc,
-                delay,
-                "" if released else " (lease already lost)",
-            )
+            await self._retry_later(job, token, attempt, f"transient: {exc}")
             return None
         finally:
-            gauge.dec()
             self._metrics.processing_seconds.labels(job.pool).observe(time.perf_counter() - started)
+
+    async def _retry_later(self, job: MediaJob, token: int, attempt: int, why: str) -> None:
+        delay = backoff_delay(
+            attempt, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
+        )
+        released = await self._jobs.release(
+            job.media_processing_id, token, why, self._clock() + timedelta(seconds=delay)
+        )
+        self._metrics.retries.labels(job.pool).inc()
+        log.info(
+            "job %s attempt %d failed (%s); retry in %.2fs%s",
+            job.media_processing_id,
+            attempt,
+            why,
+            delay,
+            "" if released else " (lease already lost)",
+        )
 
     async def deliver(self, job: MediaJob, content: str, error: str | None) -> str:
         with log_fields(**job_log_fields(job)):
             return await self._deliver(job, content, error)
 
     async def _deliver(self, job: MediaJob, content: str, error: str | None) -> str:
-        """UpdateByMediaId for a persisted result, then the job's final move."""
+        """UpdateByMediaId for a persisted result, then the job's final move.
+
+        One attempt: when the bot's shard does not answer, the result stays persisted
+        and the slot is free at once; the redelivery loop delivers it later."""
         try:
             status = await self._delivery.update(job, content)
             for attempt in range(1, self._settings.not_found_retries + 1):
@@ -223,15 +249,20 @@ class JobWorker:
                 await asyncio.sleep(self._settings.not_found_backoff_seconds * attempt)
                 status = await self._delivery.update(job, content)
         except DeliveryRejectedError as exc:
-            log.error("queue_svc refused the result of %s: %s", job.media_processing_id, exc)
-            await self._jobs.dead_letter(job.media_processing_id, f"delivery rejected: {exc}")
-            self._delete_file(job)
-            return "failed"
+            return await self._deliver_marker_instead(job, exc)
         self._crash.hit("after_deliver")
         if status is DeliveryStatus.UPDATED:
             await self._jobs.end_delivered(job.media_processing_id, error)
             self._delete_file(job)
             return "delivered" if error is None else "failed"
+        if status is DeliveryStatus.UNREACHABLE:
+            log.info(
+                "result of %s kept for the redelivery loop: bot %s's queue_svc shard did not"
+                " answer",
+                job.media_processing_id,
+                job.bot_id,
+            )
+            return "deferred"
         if status is DeliveryStatus.BOT_NOT_ACTIVE:
             log.info(
                 "bot %s not active: result of %s kept for its next start",
@@ -247,11 +278,39 @@ class JobWorker:
         )
         return "undelivered"
 
+    async def _deliver_marker_instead(self, job: MediaJob, refused: DeliveryRejectedError) -> str:
+        """queue_svc refused the result itself: the placeholder is resolved with the
+        failure marker (the one text queue_svc always takes) rather than left pending;
+        only when that fails too, or the placeholder is gone, the job is dead-lettered."""
+        log.error("queue_svc refused the result of %s: %s", job.media_processing_id, refused)
+        reason = f"delivery rejected: {refused}"
+        try:
+            status: DeliveryStatus | None = await self._delivery.update(
+                job, failed_marker(job.media_kind)
+            )
+        except DeliveryRejectedError as again:
+            log.error(
+                "queue_svc refused the failure marker of %s too: %s", job.media_processing_id, again
+            )
+            status = None
+        if status is DeliveryStatus.UPDATED:
+            await self._jobs.end_delivered(job.media_processing_id, reason)
+            self._delete_file(job)
+            return "failed"
+        if status in (DeliveryStatus.UNREACHABLE, DeliveryStatus.BOT_NOT_ACTIVE):
+            # Persisted as it is: the next delivery is refused again and lands here.
+            return "deferred" if status is DeliveryStatus.UNREACHABLE else "held"
+        await self._jobs.dead_letter(job.media_processing_id, reason)
+        self._delete_file(job)
+        return "failed"
+
     async def redeliver_stranded(
         self, older_than_seconds: float, page_size: int = 100, max_pages: int = 20
     ) -> int:
-        """Delivers completed results left in ACTIVE by a crash between persist and
-        deliver, least recently changed first.
+        """Delivers completed results left in ACTIVE (a crash between persist and
+        deliver, or a delivery attempt that found the bot's shard unreachable), least
+        recently changed first. Each shard has its own backoff (QueueDelivery): a shard
+        that is down delays only its own bots' results.
 
         Results of bots that are not active stay where they are until the bot starts, so
         the sweep pages past them (asking queue_svc once per bot per sweep) instead of
@@ -265,13 +324,19 @@ class JobWorker:
                 JobCollection.ACTIVE, cutoff, limit=page_size, offset=kept
             )
             for job in page:
-                if job.result is None or job.bot_id in inactive:
+                if (
+                    job.result is None
+                    or job.bot_id in inactive
+                    or not self._delivery.reachable(job.bot_id)
+                ):
+                    # A shard backing off is skipped: its bots' results wait, the other
+                    # shards' go out in this same sweep.
                     kept += 1
                     continue
                 outcome = await self.deliver(job, job.result, job.error)
                 self._metrics.jobs.labels(job.pool, outcome).inc()
                 retried += 1
-                if outcome in ("held", "undelivered"):
+                if outcome in ("held", "undelivered", "deferred"):
                     kept += 1
                 if outcome == "held":
                     inactive.add(job.bot_id)
@@ -282,7 +347,7 @@ class JobWorker:
         return retried
 
     async def _renew(self, media_processing_id: str, token: int) -> None:
-        # A lost lease needs no signal: complete_job refuses the stale token afterwards.
+        """Renews the lease until cancelled; returns only when the lease is lost."""
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
@@ -294,7 +359,6 @@ class JobWorker:
                 log.exception("renewing the lease of %s failed; will retry", media_processing_id)
                 continue
             if not ok:
-                log.warning("lease of %s lost (token %d)", media_processing_id, token)
                 return
 
     async def _forget(self, job: MediaJob, why: str) -> None:

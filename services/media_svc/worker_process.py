@@ -11,6 +11,7 @@ child processes (the parent never calls `initialize`).
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -55,14 +56,15 @@ def initialize(
     _PROCESS["loaded"] = loaded
 
 
-def warm() -> float:
-    """Returns how long the engine took to load in this process (the pool is warm)."""
+def warm() -> tuple[int, float]:
+    """This process's pid and how long its engine took to load; raises when the load
+    failed, with the reason."""
     loaded = _PROCESS["loaded"]
     if loaded.load_error is not None:
         raise TransientProcessingError(f"engine failed to load: {loaded.load_error}")
     # Keeps this process busy briefly so concurrent warm-ups reach distinct processes.
     time.sleep(0.2)
-    return loaded.load_seconds
+    return os.getpid(), loaded.load_seconds
 
 
 def run(item: ProcessorInput) -> ProcessingOutcome:

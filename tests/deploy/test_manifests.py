@@ -32,10 +32,6 @@ ROLE_POOLS = {
     "vision": {"image", "sticker"},
     "documents": {"document", "corrupt", "unsupported"},
 }
-# Resident memory of one worker process per role (assumed: Whisper base int8 with its
-# decode buffers; rapidocr's two ONNX models; pypdf/python-docx), and of the parent.
-WORKER_MB = {"speech": 600, "vision": 250, "documents": 100}
-PARENT_MB = 200
 # How long each service's own drain may last (its setting in the manifest); the grace
 # period must leave it at least this margin before SIGKILL.
 DRAIN_SETTINGS = (
@@ -169,7 +165,9 @@ def test_queue_svc_runs_one_pod_per_shard_at_known_addresses(
         assert ShardIdentity.from_env(pod) == ShardIdentity(i, shards)
 
 
-def test_media_roles_split_the_pools_and_fit_their_workers(rendered: Docs) -> None:
+def test_media_roles_split_the_pools(rendered: Docs) -> None:
+    """Each pool has one role; whether its workers fit the pod's memory limit is
+    tests/deploy/test_worker_memory.py's (from the measured figures, not assumed ones)."""
     docs = rendered["production"]
     pools = {p.name.lower(): p for p in default_definitions().pools}
     seen: set[str] = set()
@@ -180,12 +178,9 @@ def test_media_roles_split_the_pools_and_fit_their_workers(rendered: Docs) -> No
         assert served == expected
         assert not served & seen, "a pool served by two roles"
         seen |= served
-        workers = sum(pools[p].concurrency for p in served)
-        needed = workers * WORKER_MB[role] + PARENT_MB
         limit = _mebibytes(container["resources"]["limits"]["memory"])
         request = _mebibytes(container["resources"]["requests"]["memory"])
         assert request <= limit
-        assert needed <= limit, f"{role}: {workers} workers need ~{needed} MB, limit {limit}"
     assert seen == set(pools), "every pool of the default definitions has a role"
 
 

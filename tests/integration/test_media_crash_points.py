@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tests.helpers.processes import (
     queue_env,
     start_service,
 )
+from tests.helpers.waiting import eventually, wait_until
 
 BOT = "bot-crash"
 CHAT = "4915100000001@s.whatsapp.net"
@@ -70,21 +72,25 @@ class Stack:
         return request
 
     async def wait_job(self, media_id: str, want: Any, within: float = 15) -> None:
-        async with asyncio.timeout(within):
-            while True:
-                found = await self.store.get_job(media_id)
-                if want(found):
-                    return
-                await asyncio.sleep(0.05)
+        async def matches() -> bool:
+            return bool(want(await self.store.get_job(media_id)))
+
+        await eventually(matches, within)
 
     async def wait_finished(self, media_id: str, within: float = 15) -> None:
         """The job is deleted, then its staged file (a moment later)."""
         await self.wait_job(media_id, gone, within)
-        async with asyncio.timeout(5):
-            while True:
-                if not (self.staging / media_id).exists():
-                    return
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: not (self.staging / media_id).exists(), within=5)
+
+    async def cleanup_runs(self, name: str, count: int, within: float = 10) -> None:
+        """Waits until media_svc `name` has finished `count` more cleanup runs."""
+        log = self.tmp / f"media-{name}.log"
+
+        def runs() -> int:
+            return log.read_text().count("cleanup: CleanupReport(")
+
+        before = runs()
+        await wait_until(lambda: runs() >= before + count, within)
 
     async def persisted(self) -> Counter[tuple[str, str]]:
         """(provider message id, content) of every message in `queues` after a drain."""
@@ -200,7 +206,16 @@ async def test_cleanup_racing_a_worker_resolves_once(stack: Stack) -> None:
             request.media_processing_id, lambda f: f and f[0] is JobCollection.FAILED
         )
         await stack.subscriber.wait_for(1, 10)
-        await asyncio.sleep(1.2)  # the worker's run ends meanwhile; its result is refused
+        # The worker's run is stopped by its lost lease (or its result refused by the
+        # fence), and says so in the log.
+        log = stack.tmp / "media-cleanup.log"
+        await wait_until(
+            lambda: (
+                f"lease of {request.media_processing_id} lost" in log.read_text()
+                or f"result of {request.media_processing_id} not saved" in log.read_text()
+            ),
+            within=10,
+        )
     finally:
         assert await media.stop() == 0
     pid = request.message.provider_message_id
@@ -234,7 +249,7 @@ async def test_job_of_a_bot_stopped_past_the_stale_bound_reaches_the_queue_on_st
         assert kept[1].result == marker and kept[1].fence == 1
         assert (kept[1].error or "").startswith("timed_out: not processed within")
         assert not (stack.staging / media_id).exists()
-        await asyncio.sleep(1.0)  # several more cleanup runs: left as it is
+        await stack.cleanup_runs("cleanup", 3)  # several more runs leave it as it is
         assert await stack.store.get_job(media_id) == kept
         assert stack.subscriber.contents(pid) == []
 
@@ -242,7 +257,8 @@ async def test_job_of_a_bot_stopped_past_the_stale_bound_reaches_the_queue_on_st
         assert started.results_applied == 1
         await stack.subscriber.wait_for(1, 10)
         await stack.wait_job(media_id, lambda f: f and f[0] is JobCollection.FAILED)
-        await asyncio.sleep(0.5)  # a cleanup run or redelivery sweep adds nothing
+        # Cleanup runs (and redelivery sweeps between them) add nothing.
+        await stack.cleanup_runs("cleanup", 2)
     finally:
         assert await media.stop() == 0
     failed = await stack.store.get_job(media_id)
@@ -307,3 +323,51 @@ async def test_two_media_svc_processes_never_process_a_job_twice(stack: Stack) -
     assert len(delivered) == count and max(delivered.values()) == 1
     persisted = await stack.persisted()
     assert sum(persisted.values()) == count and max(persisted.values()) == 1
+
+
+async def test_a_stalled_replica_loses_its_lease_and_only_the_new_claims_result_counts(
+    stack: Stack,
+) -> None:
+    """Replica A claims a document and freezes (SIGSTOP) past its lease; replica B claims
+    it again and delivers. When A wakes, its run is stopped (its renewal is refused) or,
+    when the run ended meanwhile, its result is refused by the fence: either is logged.
+    The message is in the queue once."""
+    # A run long enough that A is surely frozen mid-run, not after it.
+    document = definitions_document()
+    for pool in document["pools"]:
+        if pool["name"] == "Document":
+            pool["options"]["delay_seconds"] = 4.0
+    await stack.store.put_processor_definitions(document)
+    stalled = await stack.start_media(
+        "stalled", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-a"
+    )
+    live = None
+    try:
+        request = await stack.inject(
+            media_kind=message_pb2.MEDIA_KIND_DOCUMENT, mime_type="application/pdf", caption="L"
+        )
+        media_id = request.media_processing_id
+        await stack.wait_job(
+            media_id,
+            lambda f: f and f[1].status is JobStatus.PROCESSING and f[1].claimed_by == "replica-a",
+        )
+        stalled.process.send_signal(signal.SIGSTOP)
+        live = await stack.start_media("live", MEDIA_POOLS="Document", MEDIA_WORKER_ID="replica-b")
+        await stack.wait_finished(media_id)
+        stalled.process.send_signal(signal.SIGCONT)
+        log = stack.tmp / "media-stalled.log"
+        await wait_until(
+            lambda: (
+                f"lease of {media_id} lost" in log.read_text()
+                or f"result of {media_id} not saved" in log.read_text()
+            ),
+            within=10,
+        )
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+        assert await stalled.stop() == 0
+        if live is not None:
+            assert await live.stop() == 0
+    pid = request.message.provider_message_id
+    assert stack.subscriber.contents(pid) == [f"{DOC_TEXT}\nCaption: L"]
+    assert await stack.persisted() == Counter({(pid, f"{DOC_TEXT}\nCaption: L"): 1})

@@ -12,14 +12,19 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
+from chatbot.common.v1 import message_pb2
+from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 from chatbot.wire.v1 import frames_pb2 as w
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.sharding import shard_of
-from services.common.store import StoreConfig, open_store
+from services.common.store import JobCollection, StoreConfig, open_store
 from services.common.wire import parse_gateway_frame
 from tests.helpers.clock import iso_now
 from tests.helpers.definitions import stub_definitions
@@ -32,6 +37,7 @@ from tests.helpers.processes import (
     queue_env,
     start_service,
 )
+from tests.helpers.waiting import eventually
 
 NODE_TOKEN, API_TOKEN, NODE_API_TOKEN = "node-secret", "api-secret", "node-api-secret"
 CHAT = "4915112345678@s.whatsapp.net"
@@ -111,6 +117,49 @@ async def _send(http: aiohttp.ClientSession, gateway: str, frames: list[str]) ->
         for _ in frames:
             statuses.append(parse_gateway_frame((await ws.receive(timeout=15)).data).ack.status)
     assert statuses == [w.ACK_STATUS_ACCEPTED] * len(frames)
+
+
+SENTINELS = {f"sentinel-{i}" for i in range(SHARDS)}
+
+
+async def _no_live_jobs(db: Path) -> None:
+    """Every media job has ended (delivered and deleted, or failed)."""
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=db))
+
+    async def ended() -> bool:
+        for bot in BOTS:
+            for collection in (JobCollection.ACTIVE, JobCollection.HOLDING):
+                if await store.list_jobs(bot, collection):
+                    return False
+        return True
+
+    try:
+        await eventually(ended, within=30)
+    finally:
+        await store.close()
+
+
+async def _sentinels(addresses: list[str]) -> None:
+    for index, address in enumerate(addresses):
+        bot = next(b for b in BOTS if shard_of(b, SHARDS) == index)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = queue_service_pb2_grpc.QueueServiceStub(channel)
+            sent = Timestamp()
+            sent.FromDatetime(datetime.now(UTC))
+            await stub.AddMessage(
+                queue_service_pb2.AddMessageRequest(
+                    bot_id=bot,
+                    correspondent_id=CHAT,
+                    message=queue_service_pb2.NewMessage(
+                        content="sentinel",
+                        sender=CHAT,
+                        source=message_pb2.MESSAGE_SOURCE_USER,
+                        originating_time=sent,
+                        provider_message_id=f"sentinel-{index}",
+                    ),
+                ),
+                timeout=10,
+            )
 
 
 def _trace(path: Path) -> list[dict[str, Any]]:
@@ -197,8 +246,17 @@ async def test_shards_and_pool_filtered_replicas_serve_a_fleet(tmp_path: Path) -
 
         total = len(BOTS) + len(expected_pools)
         await subscriber.wait_for(total, within=60)
-        await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
+        # No job left to deliver, then one sentinel through every shard: a duplicate
+        # already emitted arrives before its shard's sentinel (one ordered stream each).
+        await _no_live_jobs(db)
+        await _sentinels(addresses)
+        await subscriber.wait_for(total + SHARDS, within=15)
         await subscriber.close()
+        sentinels = [m for m in subscriber.messages if m.message.provider_message_id in SENTINELS]
+        assert len(sentinels) == SHARDS
+        for message in sentinels:
+            subscriber.origins.pop(subscriber.messages.index(message))
+            subscriber.messages.remove(message)
 
         # Each bot out of its own shard only; every message exactly once.
         ids = Counter(m.message.provider_message_id for m in subscriber.messages)

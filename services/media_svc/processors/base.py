@@ -100,6 +100,10 @@ def staged_file(item: ProcessorInput, max_file_bytes: int) -> Path | ProcessingF
     return item.path
 
 
+# The failure reason of a job whose staged file is not there (yet): retried first.
+MISSING_FILE = "missing_file"
+
+
 def timeout_marker(media_kind: str) -> str:
     return f"[{kind_label(media_kind).capitalize()} not processed: timed out]"
 

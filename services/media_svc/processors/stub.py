@@ -29,17 +29,19 @@ from services.media_svc.processors.contract import (
     ProcessorLimits,
 )
 
-_OPTIONS = frozenset({"delay_seconds", "text", "transient_failures"})
+_OPTIONS = frozenset({"delay_seconds", "text", "transient_failures", "allocate_mb"})
 
 
 @dataclass(frozen=True, slots=True)
 class StubOptions:
     """`delay_seconds` (default 0), `text` (default names the kind), `transient_failures`
-    (raise TransientProcessingError on the first N attempts)."""
+    (raise TransientProcessingError on the first N attempts), `allocate_mb` (stub_blocking
+    only: allocate that much memory in the worker process, for memory-cap drills)."""
 
     delay_seconds: float = 0.0
     text: str = ""
     transient_failures: int = 0
+    allocate_mb: int = 0
     limits: ProcessorLimits = field(default_factory=ProcessorLimits)
 
     @classmethod
@@ -49,6 +51,7 @@ class StubOptions:
             delay_seconds=option_number(options, "delay_seconds", 0.0),
             text=option_string(options, "text", ""),
             transient_failures=int(option_number(options, "transient_failures", 0)),
+            allocate_mb=int(option_number(options, "allocate_mb", 0)),
             limits=ProcessorLimits.from_options(options),
         )
 
@@ -84,6 +87,11 @@ class StubBlockingProcessor(BlockingProcessor[StubOptions, None]):
 
     @classmethod
     def process(cls, engine: None, options: StubOptions, item: ProcessorInput) -> ProcessingOutcome:
+        if options.allocate_mb:
+            # Touched, so it is really taken (as an engine's buffers would be).
+            block = bytearray(options.allocate_mb * 1024 * 1024)
+            block[::4096] = b"\x01" * len(block[::4096])
+            del block
         if options.delay_seconds:
             time.sleep(options.delay_seconds)
         return options.outcome(item)

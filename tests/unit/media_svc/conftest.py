@@ -29,12 +29,12 @@ BOT_NOT_ACTIVE = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE
 
 class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
     """Answers UpdateByMediaId from `answers` (then `default`), recording every call;
-    an answer of None makes the call fail with UNAVAILABLE."""
+    an answer of None makes the call fail with UNAVAILABLE, a status code with that code."""
 
     def __init__(self) -> None:
         self.calls: list[queue_service_pb2.UpdateByMediaIdRequest] = []
-        self.answers: list[int | None] = []
-        self.default: int = UPDATED
+        self.answers: list[int | grpc.StatusCode | None] = []
+        self.default: int | grpc.StatusCode | None = UPDATED
         # Awaited with each UpdateByMediaId request before it is answered.
         self.on_update: (
             Callable[[queue_service_pb2.UpdateByMediaIdRequest], Awaitable[None]] | None
@@ -51,6 +51,8 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         answer = self.answers.pop(0) if self.answers else self.default
         if answer is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted outage")
+        if isinstance(answer, grpc.StatusCode):
+            await context.abort(answer, f"scripted {answer.name}")
         return queue_service_pb2.UpdateByMediaIdResponse(status=answer)  # type: ignore[arg-type]
 
 

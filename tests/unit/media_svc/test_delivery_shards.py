@@ -85,3 +85,55 @@ async def test_cleanup_delivers_each_stale_job_to_its_bots_shard(
     for job in jobs:
         found = await store.get_job(job.media_processing_id)
         assert found is not None and found[0] is JobCollection.FAILED
+
+
+async def test_a_shard_that_does_not_answer_backs_off_alone(
+    store: Store, peers: list[QueuePeer], metrics: MediaMetrics
+) -> None:
+    now = [0.0]
+    addresses = ShardAddresses(tuple(p.address for p in peers))
+    client = QueueDelivery(
+        addresses, metrics, backoff_base=4.0, backoff_max=4.0, monotonic=lambda: now[0]
+    )
+    try:
+        healthy, down = [await stored(store, new_job(bot_id=bot)) for bot in BOTS]
+        peers[1].servicer.answers = [None]
+        assert await client.update(down, "text") is DeliveryStatus.UNREACHABLE
+        # Backing off: answered at once, without a call, while shard 0 is served as ever.
+        assert await client.update(down, "text") is DeliveryStatus.UNREACHABLE
+        assert await client.update(healthy, "text") is DeliveryStatus.UPDATED
+        assert (len(peers[0].servicer.calls), len(peers[1].servicer.calls)) == (1, 1)
+        assert not client.reachable(down.bot_id) and client.reachable(healthy.bot_id)
+        now[0] += 4.0
+        assert await client.update(down, "text") is DeliveryStatus.UPDATED
+        assert len(peers[1].servicer.calls) == 2
+    finally:
+        await client.close()
+
+
+async def test_cleanup_leaves_the_jobs_of_an_unreachable_shard_for_its_next_run(
+    store: Store,
+    staging: StagingDirectory,
+    metrics: MediaMetrics,
+    peers: list[QueuePeer],
+    sharded: QueueDelivery,
+) -> None:
+    jobs = [new_job(bot_id=bot, caption="") for bot in BOTS]
+    for job in jobs:
+        assert await store.create_job(job)
+    peers[1].servicer.default = None  # UNAVAILABLE
+    cleanup = Cleanup(
+        store=store,
+        staging=staging,
+        delivery=sharded,
+        metrics=metrics,
+        stale_after_seconds=60,
+        orphan_grace_seconds=3600,
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=2),
+    )
+    report = await cleanup.run_once()
+    assert (report.stale_failed, report.stale_resolved, report.stale_unreachable) == (1, 1, 1)
+    kept = await store.get_job(jobs[1].media_processing_id)
+    assert kept is not None and kept[0] is JobCollection.ACTIVE
+    failed = await store.get_job(jobs[0].media_processing_id)
+    assert failed is not None and failed[0] is JobCollection.FAILED

@@ -118,11 +118,16 @@ async def test_a_replica_claims_only_the_pools_it_serves(
     runner = asyncio.create_task(pools.run())
     try:
         await wait_until(lambda: bool(queue_peer.servicer.calls), within=10)
-        await asyncio.sleep(0.3)  # time enough for a wrong claim to show up
+        # Claims take the oldest claimable job first: a later document claimed while the
+        # older image stays pending shows the image's pool was never asked for.
+        later = new_job(pool="Document", caption="", media_kind="MEDIA_KIND_DOCUMENT")
+        assert await store.create_job(later)
+        staging.path_for(later.media_processing_id).write_bytes(b"bytes")
+        await wait_until(lambda: len(queue_peer.servicer.calls) == 2, within=10)
     finally:
         pools.stop_claiming()
         await runner
-    assert [c.content for c in queue_peer.servicer.calls] == ["Document"]
+    assert [c.content for c in queue_peer.servicer.calls] == ["Document", "Document"]
     found = await store.get_job(image.media_processing_id)
     assert found is not None and found[1].status.value == "pending"
 
@@ -132,3 +137,48 @@ def test_pool_filter_refuses_empty_names() -> None:
         MediaConfig.from_env({"MEDIA_POOLS": "audio,,video"})
     assert MediaConfig.from_env({}).pools == frozenset()
     assert MediaConfig.from_env({}).serves("anything")
+
+
+async def test_a_slot_busy_delivering_is_counted_in_flight(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    metrics: MediaMetrics,
+    queue_peer: QueuePeer,
+) -> None:
+    """The slot is in use until its one delivery attempt ends, and the gauge says so."""
+    await store.put_processor_definitions(stub_definitions({"Image": {"text": "img"}}))
+    definitions = DefinitionsManager(store, default_registry())
+    await definitions.start()
+    pools = PoolSet(
+        store=store,
+        worker=worker,
+        metrics=metrics,
+        worker_id="w",
+        lease_seconds=5,
+        poll_fallback_seconds=0.2,
+    )
+    pools.apply(definitions.current)
+    delivering, answer = asyncio.Event(), asyncio.Event()
+
+    async def hold(_: object) -> None:
+        delivering.set()
+        await answer.wait()
+
+    queue_peer.servicer.on_update = hold
+    job = new_job(pool="Image", caption="")
+    assert await store.create_job(job)
+    staging.path_for(job.media_processing_id).write_bytes(b"x")
+    gauge = metrics.in_flight.labels("Image")
+    runner = asyncio.create_task(pools.run())
+    try:
+        await asyncio.wait_for(delivering.wait(), 10)
+        assert gauge._value.get() == 1 and pools.in_flight("Image") == 1
+        answer.set()
+        await wait_until(lambda: pools.in_flight("Image") == 0, within=10)
+        assert gauge._value.get() == 0
+    finally:
+        answer.set()
+        pools.stop_claiming()
+        await runner
+        await pools.drain(5)

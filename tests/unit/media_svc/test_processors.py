@@ -25,6 +25,7 @@ from services.media_svc.processors import (
 )
 from services.media_svc.processors.registry import builtin_types
 from tests.helpers.processors import ProbeProcessor
+from tests.helpers.waiting import wait_until
 
 
 def item(**overrides: Any) -> ProcessorInput:
@@ -267,3 +268,39 @@ async def test_memory_cap_turns_an_oversized_job_into_a_failure_marker() -> None
         assert isinstance(await executors.run(fits, item()), ProcessingSuccess)
     finally:
         executors.close()
+
+
+async def test_a_cancelled_run_kills_its_pools_processes() -> None:
+    """A lost lease cancels the job's run: a blocking run cannot be interrupted, so its
+    process dies (as on a timeout) instead of computing a result nobody may write."""
+    [slow] = pools({"name": "P", "processor": "probe", "options": {"sleep_seconds": 3600}})
+    [quick] = pools({"name": "P", "processor": "probe"})
+    executors = PoolExecutors()
+    try:
+        running = asyncio.create_task(executors.run(slow, item()))
+        await wait_until(lambda: bool(_worker_pids(executors, "P")), within=10)
+        pids = _worker_pids(executors, "P")
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await wait_until(lambda: all(_state(pid) in ("gone", "Z") for pid in pids), within=10)
+        # The pool starts a fresh process for the next job.
+        assert isinstance(await executors.run(quick, item()), ProcessingSuccess)
+        assert not pids & _worker_pids(executors, "P")
+    finally:
+        executors.close()
+
+
+def _worker_pids(executors: PoolExecutors, pool: str) -> set[int]:
+    """The pool's live worker processes (the executor's own map, as execution.py reads)."""
+    process_pool = executors._pools.get(pool)
+    executor = process_pool._executor if process_pool is not None else None
+    return set(getattr(executor, "_processes", None) or {})
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc, or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from services.common.store import BotConfig, JobCollection, JobStatus, NewMediaJob, Store
+import grpc
+
+from services.common.store import (
+    BotConfig,
+    ClaimedJob,
+    JobCollection,
+    JobStatus,
+    NewMediaJob,
+    Store,
+)
 from services.media_svc.definitions import ActivePool, DefinitionsManager, build
+from services.media_svc.delivery import QueueDelivery
+from services.media_svc.execution import PoolExecutors
 from services.media_svc.inputs import BotLanguages
+from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.registry import (
     ProcessorRegistry,
     builtin_types,
@@ -19,7 +31,7 @@ from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, compose_content
 from tests.helpers.processors import ProbeProcessor
 from tests.helpers.store_factories import new_job
-from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer
+from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer, settings
 
 
 def stub_pool(**options: Any) -> ActivePool:
@@ -50,6 +62,18 @@ async def claim_and_run(store: Store, worker: JobWorker, pool: ActivePool) -> st
     claimed = await store.claim_job(["Image"], "test-worker", 5.0)
     assert claimed is not None
     return await worker.run(pool, claimed)
+
+
+async def claim_when_due(store: Store, within: float = 5.0, lease: float = 5.0) -> ClaimedJob:
+    """The next claim, once a released job's backoff has passed."""
+    async with asyncio.timeout(within):
+        while (claimed := await store.claim_job(["Image"], "test-worker", lease)) is None:
+            await store.wait_for_jobs(0.02)
+    return claimed
+
+
+async def run_when_due(store: Store, worker: JobWorker, pool: ActivePool) -> str:
+    return await worker.run(pool, await claim_when_due(store))
 
 
 def test_content_format() -> None:
@@ -179,14 +203,73 @@ async def test_not_found_then_updated_after_recovery_race(
     assert await store.get_job(job.media_processing_id) is None
 
 
-async def test_unreachable_queue_is_retried_while_result_stays_persisted(
+async def test_unreachable_queue_frees_the_slot_and_the_result_is_redelivered(
+    store: Store,
+    staging: StagingDirectory,
+    queue_peer: QueuePeer,
+    executor: PoolExecutors,
+    metrics: MediaMetrics,
+) -> None:
+    now = [0.0]
+    delivery = QueueDelivery(
+        queue_peer.address, metrics, backoff_base=1.0, backoff_max=1.0, monotonic=lambda: now[0]
+    )
+    worker = JobWorker(
+        store=store,
+        staging=staging,
+        delivery=delivery,
+        executor=executor,
+        metrics=metrics,
+        settings=settings(),
+    )
+    queue_peer.servicer.answers = [None]
+    job = await create(store, staging)
+    # One attempt inside the slot, then the slot is free: the result stays persisted.
+    assert await claim_and_run(store, worker, stub_pool()) == "deferred"
+    assert len(queue_peer.servicer.calls) == 1
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.ACTIVE
+    assert (found[1].status, found[1].result) == (JobStatus.COMPLETED, "a cat\nCaption: my cat")
+    assert staging.exists(job.media_processing_id)
+    # The shard is left alone for its backoff: nothing is sent meanwhile.
+    assert not delivery.reachable(job.bot_id)
+    assert await worker.redeliver_stranded(older_than_seconds=0) == 0
+    assert len(queue_peer.servicer.calls) == 1
+    now[0] += 1.0  # past the backoff (at most its maximum)
+    assert delivery.reachable(job.bot_id)
+    assert await worker.redeliver_stranded(older_than_seconds=0) == 1
+    assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"] * 2
+    assert await store.get_job(job.media_processing_id) is None
+    assert not staging.exists(job.media_processing_id)
+    await delivery.close()
+
+
+async def test_a_refused_result_resolves_the_placeholder_with_the_failure_marker(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
-    queue_peer.servicer.answers = [None, None, None]
+    queue_peer.servicer.answers = [grpc.StatusCode.INVALID_ARGUMENT, UPDATED]
     job = await create(store, staging)
-    assert await claim_and_run(store, worker, stub_pool()) == "delivered"
-    assert len(queue_peer.servicer.calls) == 4
-    assert await store.get_job(job.media_processing_id) is None
+    assert await claim_and_run(store, worker, stub_pool()) == "failed"
+    assert [c.content for c in queue_peer.servicer.calls] == [
+        "a cat\nCaption: my cat",
+        "[Image could not be processed]",
+    ]
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+    assert found[1].error is not None and "INVALID_ARGUMENT" in found[1].error
+    assert not staging.exists(job.media_processing_id)
+
+
+async def test_a_refused_result_whose_placeholder_is_gone_is_dead_lettered(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    queue_peer.servicer.answers = [grpc.StatusCode.NOT_FOUND, NOT_FOUND]
+    job = await create(store, staging)
+    assert await claim_and_run(store, worker, stub_pool()) == "failed"
+    assert len(queue_peer.servicer.calls) == 2
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+    assert found[1].error is not None and found[1].error.startswith("delivery rejected")
 
 
 async def test_result_is_persisted_before_delivery(
@@ -211,16 +294,17 @@ async def test_transient_errors_retry_with_backoff_then_fail(
     job = await create(store, staging)
     pool = stub_pool(transient_failures=5)
     for _ in range(2):
-        assert await claim_and_run(store, worker, pool) == "retried"
+        before = datetime.now(UTC)
+        assert await run_when_due(store, worker, pool) == "retried"
         found = await store.get_job(job.media_processing_id)
         assert found is not None
         assert found[1].status is JobStatus.PENDING
         assert found[1].error is not None and found[1].error.startswith("transient")
-        assert found[1].available_at > found[1].updated_at or found[1].available_at is not None
-        await asyncio.sleep(0.05)
+        # Not claimable before the backoff (at least half its base, 0.01 s) has passed.
+        assert found[1].available_at >= before + timedelta(seconds=0.005)
     assert queue_peer.servicer.calls == []
     # The third attempt is the last (MEDIA_MAX_ATTEMPTS=3): the failure marker goes out.
-    assert await claim_and_run(store, worker, pool) == "failed"
+    assert await run_when_due(store, worker, pool) == "failed"
     assert queue_peer.servicer.calls[0].content == (
         "[Image could not be processed]\nCaption: my cat"
     )
@@ -235,8 +319,7 @@ async def test_transient_error_then_success(
     job = await create(store, staging)
     pool = stub_pool(transient_failures=1)
     assert await claim_and_run(store, worker, pool) == "retried"
-    await asyncio.sleep(0.05)
-    assert await claim_and_run(store, worker, pool) == "delivered"
+    assert await run_when_due(store, worker, pool) == "delivered"
     assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
     assert await store.get_job(job.media_processing_id) is None
 
@@ -273,13 +356,87 @@ async def test_dead_lettered_while_processing_keeps_no_result(
     assert found is not None and found[0] is JobCollection.FAILED
 
 
-async def test_missing_staged_file_is_a_failure_marker(
+async def test_a_missing_staged_file_is_retried_then_a_failure_marker(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
     job = await create(store, staging)
     staging.delete(job.media_processing_id)
-    assert await claim_and_run(store, worker, stub_pool()) == "failed"
-    assert queue_peer.servicer.calls[0].content.startswith("[Image could not be processed")
+    for _ in range(2):  # MEDIA_MAX_ATTEMPTS=3: two retries with backoff
+        assert await run_when_due(store, worker, stub_pool()) == "retried"
+        assert queue_peer.servicer.calls == []
+    assert await run_when_due(store, worker, stub_pool()) == "failed"
+    [call] = queue_peer.servicer.calls
+    assert call.content == "[Image could not be processed: file missing]\nCaption: my cat"
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None and found[0] is JobCollection.FAILED
+    assert found[1].attempts == 3
+
+
+async def test_a_staged_file_that_appears_late_is_processed(
+    store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
+) -> None:
+    job = await create(store, staging)
+    staging.delete(job.media_processing_id)
+    assert await claim_and_run(store, worker, stub_pool()) == "retried"
+    # The shared volume shows the file now.
+    staging.path_for(job.media_processing_id).write_bytes(b"\xff\xd8 fake jpeg")
+    assert await run_when_due(store, worker, stub_pool()) == "delivered"
+    assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
+
+
+class PausableRenewals:
+    """The real store, except that lease renewals wait while `paused` is clear: a worker
+    stalled (a long GC pause, a partition) while its job runs on."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.resumed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def renew_lease(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
+        await self.resumed.wait()
+        return await self._store.renew_lease(media_processing_id, token, lease_seconds)
+
+
+async def test_a_lost_lease_stops_the_run_and_only_the_new_claims_result_is_kept(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    queue_peer: QueuePeer,
+    delivery: QueueDelivery,
+    executor: PoolExecutors,
+    metrics: MediaMetrics,
+) -> None:
+    job = await create(store, staging)
+    stalled_store = PausableRenewals(store)
+    stalled = JobWorker(
+        store=cast(Store, stalled_store),
+        staging=staging,
+        delivery=delivery,
+        executor=executor,
+        metrics=metrics,
+        settings=settings(lease_seconds=1.0),
+    )
+    first_claim = await store.claim_job(["Image"], "stalled-worker", 1.0)
+    assert first_claim is not None
+    # A run far longer than the test: only the lost lease can end it.
+    first = asyncio.create_task(
+        stalled.run(stub_pool(text="first result", delay_seconds=3600), first_claim)
+    )
+    # Its renewals hang, so its lease expires and another worker claims the job.
+    second_claim = await claim_when_due(store)
+    assert second_claim.token == first_claim.token + 1
+    assert not first.done()
+    stalled_store.resumed.set()  # its next renewal is refused by the fence
+    assert await asyncio.wait_for(first, 5) == "lease_lost"
+    assert metrics.leases_lost.labels("Image")._value.get() == 1
+    assert queue_peer.servicer.calls == []
+    assert staging.exists(job.media_processing_id)
+    assert await worker.run(stub_pool(text="second result"), second_claim) == "delivered"
+    assert [c.content for c in queue_peer.servicer.calls] == ["second result\nCaption: my cat"]
+    assert await store.get_job(job.media_processing_id) is None
 
 
 def probe_pool(**pool_settings: Any) -> ActivePool:
@@ -455,8 +612,7 @@ async def test_requeued_job_gets_a_fresh_set_of_attempts(
     claimed = await store.claim_job(["Image"], "test-worker", 5.0)
     assert claimed is not None and (claimed.token, claimed.job.attempts) == (4, 1)
     assert await worker.run(pool, claimed) == "retried"
-    await asyncio.sleep(0.05)
-    assert await claim_and_run(store, worker, pool) == "delivered"
+    assert await run_when_due(store, worker, pool) == "delivered"
     assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"]
     assert await store.get_job(job_id) is None
 
