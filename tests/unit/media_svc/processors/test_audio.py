@@ -134,9 +134,9 @@ def test_long_audio_is_transcribed_up_to_the_limit_and_marked_cut(run: Run, tmp_
     )
     # Three seconds are too short for a sure detection: the bot's language decides.
     text = _text(run(note, kind="MEDIA_KIND_AUDIO", languages=("en",), max_duration_seconds=3))
-    assert re.match(
-        r"\[Audio, 0:1\d, English(, unsure: \d+%)?, transcribed first 0:03\] ", text
-    ), text
+    assert re.match(r"\[Audio, 0:1\d, English(, unsure: \d+%)?, transcribed first 0:03\] ", text), (
+        text
+    )
     assert "good morning" in text.lower(), text
 
 
