@@ -29,7 +29,7 @@ from services.media_svc.processors.contract import (
     ProcessorInput,
     ProcessorLimits,
 )
-from services.media_svc.processors.languages import LanguageChoice
+from services.media_svc.processors.languages import LanguageChoice, iso_language
 from services.media_svc.processors.speech_options import SpeechOptions, parse_speech_options
 from services.media_svc.processors.speech_text import render_video, unique_lines
 
@@ -133,7 +133,9 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
                 screen_lines=lines,
                 screen_note=screen_note,
                 max_chars=limits.max_output_chars,
-            )
+            ),
+            language=iso_language(speech.language.code) if speech.language else None,
+            language_probability=speech.language.probability if speech.language else None,
         )
 
 
