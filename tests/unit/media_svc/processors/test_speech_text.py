@@ -11,6 +11,7 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.media_svc.engines.whisper import token_budget
 from services.media_svc.processors.audio import AudioProcessor
 from services.media_svc.processors.base import kind_title
 from services.media_svc.processors.languages import (
@@ -214,3 +215,11 @@ def test_parsed_options_cross_the_process_boundary() -> None:
     assert pickle.loads(pickle.dumps(video)) == video
     assert AudioProcessor.limits(audio).max_duration_seconds == 60
     assert VideoProcessor.limits(video).max_duration_seconds == 900
+
+
+def test_short_clips_get_a_token_budget_above_the_densest_speech() -> None:
+    # Hindi in Devanagari, the densest measured: 57 tokens for a 4.2 s sentence.
+    assert token_budget(4.2) == 24 * 5 + 32 > 57 * 1.8
+    assert token_budget(0.5) == 56
+    assert token_budget(8.0) == 24 * 8 + 32
+    assert token_budget(8.5) is None
