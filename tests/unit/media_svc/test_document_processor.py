@@ -314,7 +314,7 @@ def test_files_over_the_size_limit_are_not_opened(tmp_path: Path) -> None:
 def test_options_are_the_limits_and_the_ocr_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInputError, match="unknown options"):
         DocumentProcessor.parse_options({"ocr_threds": 1})
-    with pytest.raises(InvalidInputError, match="options.ocr_pages"):
+    with pytest.raises(InvalidInputError, match=r"options\.ocr_pages"):
         DocumentProcessor.parse_options({"ocr_pages": 2.5})
     assert DocumentProcessor.parse_options({}).ocr_pages == 5
     monkeypatch.setenv("MEDIA_DOCUMENT_OCR_PAGES", "2")
