@@ -34,6 +34,7 @@ MAX_LANGUAGES = 10
 # `"transcription": {"engine": "remote"}`: which of the engines its pool offers
 # transcribes this bot's voice notes (`local`, `remote`; absent: the pool's choice).
 TRANSCRIPTION_KEY = "transcription"
+# The values BotConfig accepts (store `_types.TRANSCRIPTION_ENGINES`).
 SPEECH_ENGINES = frozenset({"local", "remote"})
 
 
@@ -81,23 +82,10 @@ def bot_languages(config: BotConfig | None) -> tuple[str, ...]:
 
 
 def bot_speech_engine(config: BotConfig | None) -> str:
-    """The bot's transcription engine; a malformed setting is ignored (and logged)."""
-    if config is None:
-        return ""
-    raw = config.extra.get(TRANSCRIPTION_KEY)
-    if raw is None:
-        return ""
-    engine = raw.get("engine", "") if isinstance(raw, Mapping) else None
-    if not isinstance(engine, str) or (engine and engine not in SPEECH_ENGINES):
-        log.warning(
-            "bot %s: configuration key %r must be an object such as "
-            '{"engine": "remote"} (engines: %s); ignored',
-            config.bot_id,
-            TRANSCRIPTION_KEY,
-            ", ".join(sorted(SPEECH_ENGINES)),
-        )
-        return ""
-    return engine
+    """The bot's transcription engine, "" when it has none (BotConfig has validated it)."""
+    raw = config.extra.get(TRANSCRIPTION_KEY) if config is not None else None
+    engine = raw.get("engine", "") if isinstance(raw, Mapping) else ""
+    return engine if engine in SPEECH_ENGINES else ""
 
 
 def bot_preferences(config: BotConfig | None) -> BotPreferences:

@@ -172,6 +172,7 @@ class BotConfig:
                 f"bot configuration: media_storage_quota_gb must be a number >= 0, got {quota!r}"
             )
         _check_webhook(doc.get("webhook_url"), doc.get("webhook_secret"))
+        _check_transcription(doc.get("transcription"))
         since = doc.get("webhook_since_sequence")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int) or since < 0
@@ -222,6 +223,26 @@ class BotConfig:
             },
             **self.extra,
         }
+
+
+# The transcription engines a bot may ask its speech pools for (media_svc `inputs.py`).
+TRANSCRIPTION_ENGINES = ("local", "remote")
+
+
+def _check_transcription(value: object) -> None:
+    """`{"engine": "local" | "remote"}` or absent (the pool decides)."""
+    if value is None:
+        return
+    engine = value.get("engine") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(value, Mapping)
+        or set(value) - {"engine"}
+        or (engine is not None and engine not in TRANSCRIPTION_ENGINES)
+    ):
+        raise InvalidInputError(
+            'bot configuration: transcription must be {"engine": "local" | "remote"}, '
+            f"got {value!r}"
+        )
 
 
 def _check_webhook(url: object, secret: object) -> None:

@@ -1,13 +1,14 @@
-"""What a bot's configuration says about its media: languages and transcription engine;
-malformed values are ignored (logged), never failing a job."""
+"""What a bot's configuration says about its media: languages and transcription engine.
+Malformed languages are ignored (logged) at job time; a malformed transcription setting
+is refused when the configuration is written."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pytest
 
+from services.common.errors import InvalidInputError
 from services.common.store import BotConfig
 from services.media_svc.inputs import BotPreferences, bot_preferences
 
@@ -32,13 +33,12 @@ def test_preferences_are_read_from_the_configuration(
 
 
 @pytest.mark.parametrize("transcription", [{"engine": "cloud"}, {"engine": 3}, "remote", ["local"]])
-def test_a_malformed_transcription_setting_is_ignored_and_logged(
-    transcription: object, caplog: pytest.LogCaptureFixture
+def test_a_malformed_transcription_setting_is_refused_when_configured(
+    transcription: object,
 ) -> None:
-    with caplog.at_level(logging.WARNING):
-        preferences = bot_preferences(BotConfig("bot-1", extra={"transcription": transcription}))
-    assert preferences == BotPreferences()
-    assert "transcription" in caplog.text
+    # The gateway's PUT /bots/{id}/config answers this error; nothing is stored.
+    with pytest.raises(InvalidInputError, match="transcription must be"):
+        BotConfig("bot-1", extra={"transcription": transcription})
 
 
 def test_no_configuration_means_no_preferences() -> None:
