@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ FULL_BOT = "full-storage-bot"
 ALICE = "4915100000001@s.whatsapp.net"
 BOB = "4915100000002@s.whatsapp.net"
 FAMILY = "120363000000000001@g.us"
+# A contact WhatsApp already addresses by LID, with the phone number beside it.
+CAROL_LID = "160000000000003@lid"
+CAROL_PHONE = "4915100000003"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
@@ -73,6 +77,9 @@ class Expectation:
     kind: str
     words: tuple[str, ...] = ()
     exact: str | None = None
+    # A typed-field check beside the text (identity, owner, edit), and what it checks.
+    check: Callable[[message_pb2.AddressedMessage], bool] | None = None
+    checks: str = ""
 
 
 @dataclass
@@ -211,6 +218,49 @@ def write_script(directory: Path) -> Conversation:
         (
             {"type": "delete", "target": "reply"},
             Expectation(DEMO_BOT, "deletion", ("deleted",)),
+        ),
+        (
+            {
+                "from": CAROL_LID,
+                "phone": f"{CAROL_PHONE}@s.whatsapp.net",
+                "type": "text",
+                "text": "Hi, it is Carol. Do you deliver on Sundays?",
+                "label": "carol",
+            },
+            Expectation(
+                DEMO_BOT,
+                "text from a contact known by LID",
+                exact="Hi, it is Carol. Do you deliver on Sundays?",
+                check=lambda m: m.correspondent_id == CAROL_LID
+                and m.message.context.correspondent_phone == CAROL_PHONE,
+                checks=f"one correspondent {CAROL_LID} with phone +{CAROL_PHONE}",
+            ),
+        ),
+        (
+            {"type": "secret_edit", "target": "carol", "text": "Hi, it is Carol. Do you deliver?"},
+            Expectation(
+                DEMO_BOT,
+                "edit sealed as newer clients send it",
+                ("[Edited message", "Do you deliver?"),
+                check=lambda m: m.message.details.edit.decrypted
+                and m.correspondent_id == CAROL_LID,
+                checks="decrypted with the original's messageSecret",
+            ),
+        ),
+        (
+            {
+                "from": ALICE,
+                "from_me": True,
+                "type": "text",
+                "text": "Thanks Alice, a colleague takes it from here.",
+            },
+            Expectation(
+                DEMO_BOT,
+                "message the owner typed on the phone",
+                exact="[Owner]\nThanks Alice, a colleague takes it from here.",
+                check=lambda m: m.message.context.from_owner,
+                checks="from_owner: a human took over",
+            ),
         ),
         (
             {
@@ -443,12 +493,14 @@ async def follow_stdout(service: Service, sink: list[dict[str, Any]]) -> None:
 
 
 async def wait_for_media_warm(log: Path, within: float) -> None:
-    """media_svc logs one 'engine loaded' line per warmed process; the demo's first
-    voice note should not pay for the model loads."""
+    """media_svc reports SERVING only once every pool's engines are loaded in every
+    worker process (services/media_svc/readiness.py); the demo's first voice note should
+    not pay for the model loads. A load that fails keeps it NOT_SERVING with the reason,
+    which the demo's checks then show."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         text = await asyncio.to_thread(log.read_text, errors="replace")
-        if text.count("engine loaded") + text.count("warm-up failed") >= 6:
+        if '"ready: SERVING"' in text:
             return
         await asyncio.sleep(0.5)
 
@@ -702,6 +754,11 @@ async def report(
                 got is not None and _matches(content, expectation),
                 f"{bot}: the {expectation.kind} reads as expected ({wanted[:60]})",
             )
+            if expectation.check is not None:
+                checks.check(
+                    got is not None and expectation.check(got.message),
+                    f"{bot}: the {expectation.kind}: {expectation.checks}",
+                )
     voice = [
         r
         for r in view.received

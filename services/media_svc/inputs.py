@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 LANGUAGES_KEY = "languages"
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 MAX_LANGUAGES = 10
+# The bot configuration key with its transcription settings, e.g.
+# `"transcription": {"engine": "remote"}`: which of the engines its pool offers
+# transcribes this bot's voice notes (`local`, `remote`; absent: the pool's choice).
+TRANSCRIPTION_KEY = "transcription"
+# The values BotConfig accepts (store `_types.TRANSCRIPTION_ENGINES`).
+SPEECH_ENGINES = frozenset({"local", "remote"})
+
+
+@dataclass(frozen=True, slots=True)
+class BotPreferences:
+    """What a bot's configuration says about processing its media."""
+
+    # ISO 639-1 codes, most likely first; empty: detect among the pool's candidates.
+    languages: tuple[str, ...] = ()
+    # "local" or "remote"; "" leaves the choice to the pool.
+    speech_engine: str = ""
 
 
 def job_condition(job: MediaJob) -> MediaCondition:
@@ -65,8 +81,20 @@ def bot_languages(config: BotConfig | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))[:MAX_LANGUAGES]
 
 
+def bot_speech_engine(config: BotConfig | None) -> str:
+    """The bot's transcription engine, "" when it has none (BotConfig has validated it)."""
+    raw = config.extra.get(TRANSCRIPTION_KEY) if config is not None else None
+    engine = raw.get("engine", "") if isinstance(raw, Mapping) else ""
+    return engine if engine in SPEECH_ENGINES else ""
+
+
+def bot_preferences(config: BotConfig | None) -> BotPreferences:
+    return BotPreferences(bot_languages(config), bot_speech_engine(config))
+
+
 class BotLanguages:
-    """The bots' languages, read from their configuration at most once per `ttl` seconds
+    """The bots' preferences (languages, transcription engine), read from their
+    configuration at most once per `ttl` seconds
     per bot: a store read per job would cost more than a stub job itself, and a changed
     configuration takes effect within the TTL."""
 
@@ -79,18 +107,18 @@ class BotLanguages:
         self._read = read
         self._ttl = ttl
         self._clock = clock
-        self._known: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._known: dict[str, tuple[float, BotPreferences]] = {}
 
-    async def of(self, bot_id: str) -> tuple[str, ...]:
+    async def of(self, bot_id: str) -> BotPreferences:
         now = self._clock()
         cached = self._known.get(bot_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        languages = bot_languages(await self._read(bot_id))
+        preferences = bot_preferences(await self._read(bot_id))
         if len(self._known) > 10_000:  # bounded: many bots, each re-read when needed
             self._known.clear()
-        self._known[bot_id] = (now + self._ttl, languages)
-        return languages
+        self._known[bot_id] = (now + self._ttl, preferences)
+        return preferences
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +132,7 @@ def build_input(
     job: MediaJob,
     staging: StagingDirectory,
     limits: ProcessorLimits,
-    languages: tuple[str, ...],
+    preferences: BotPreferences,
 ) -> ProcessorInput | RefusedInput:
     label = kind_label(job.media_kind).capitalize()
     path = None
@@ -151,5 +179,6 @@ def build_input(
         condition_detail=job.condition_detail,
         attempt=job.attempts,
         limits=limits,
-        languages=languages,
+        languages=preferences.languages,
+        speech_engine=preferences.speech_engine,
     )

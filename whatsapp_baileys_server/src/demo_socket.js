@@ -19,6 +19,7 @@ import { EventEmitter } from "node:events";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { proto } from "baileys";
 import { encryptPollVote } from "./poll_crypto.js";
+import { encryptSecretEdit } from "./edits.js";
 import { USER_ID } from "./sessions.js";
 
 export class DemoScriptError extends Error {
@@ -56,11 +57,16 @@ const STRUCTURED_TYPES = Object.freeze({
   poll_vote: ["poll", "options"],
   reply: ["text", "reply_to"],
   edit: ["target", "text"],
+  // An edit as newer clients send it: sealed in a secretEncryptedMessage under the
+  // original message's messageSecret.
+  secret_edit: ["target", "text"],
   delete: ["target"],
 });
 /** Types whose text an `edit` can replace (WhatsApp edits only text and captions). */
 const EDITABLE_TYPES = new Set([...TEXT_TYPES, "reply"]);
-const COMMON_KEYS = ["type", "delay_ms", "from", "push_name", "id", "upsert", "group", "group_name", "label"];
+// `phone`: the sender's phone JID when `from` is a LID (WhatsApp puts it in remoteJidAlt /
+// participantAlt); `from_me`: the account owner typed it on the phone.
+const COMMON_KEYS = ["type", "delay_ms", "from", "phone", "from_me", "push_name", "id", "upsert", "group", "group_name", "label"];
 const LABEL = /^[A-Za-z0-9_.:-]{1,64}$/;
 const PHONE = /^\+?[0-9][0-9 ()./-]{2,39}$/;
 const POLL_OPTIONS = { min: 2, max: 12 };
@@ -208,6 +214,9 @@ async function validateEntry(item, at, { base, defaultDelay, from, labels, fail 
     return entry;
   }
   entry.from = str("from", { pattern: PERSON_JID, max: 128 }) ?? from;
+  entry.phone = str("phone", { pattern: PERSON_JID, max: 128 });
+  if (entry.phone && !entry.from.endsWith("@lid")) fail(at, `"phone" is the phone JID of a sender named by LID; "from" must end in @lid`);
+  entry.fromMe = bool("from_me");
   entry.pushName = str("push_name", { max: 256 });
   entry.id = str("id", { max: 128 });
   entry.upsert = item.upsert ?? "notify";
@@ -284,6 +293,7 @@ async function validateEntry(item, at, { base, defaultDelay, from, labels, fail 
       entry.replyTo = ref("reply_to");
       return entry;
     case "edit":
+    case "secret_edit":
       entry.target = ref("target", { types: EDITABLE_TYPES, what: `a text entry (${[...EDITABLE_TYPES].join(", ")})` });
       if (labels.get(entry.target).from !== entry.from) fail(at, `only the sender of "${entry.target}" (${labels.get(entry.target).from}) can edit it; set "from"`);
       entry.text = str("text", { required: true });
@@ -356,10 +366,11 @@ async function contentFor(entry, id, lastKey, sent) {
     return target;
   };
   switch (entry.type) {
+    // Like WhatsApp's, every text carries a messageSecret: a later sealed edit uses it.
     case "text":
-      return { conversation: entry.text };
+      return { conversation: entry.text, messageContextInfo: { messageSecret: new Uint8Array(randomBytes(32)) } };
     case "extended_text":
-      return { extendedTextMessage: { text: entry.text } };
+      return { extendedTextMessage: { text: entry.text }, messageContextInfo: { messageSecret: new Uint8Array(randomBytes(32)) } };
     case "ephemeral_text":
       return { ephemeralMessage: { message: { extendedTextMessage: { text: entry.text, contextInfo: { expiration: 604_800 } } } } };
     case "reaction": {
@@ -414,6 +425,17 @@ async function contentFor(entry, id, lastKey, sent) {
           },
         },
       };
+    case "secret_edit": {
+      const target = labelled(entry.target);
+      return {
+        secretEncryptedMessage: encryptSecretEdit({
+          editedMessage: { conversation: entry.text },
+          targetKey: target.key,
+          secret: target.content.messageContextInfo.messageSecret,
+          sender: target.author,
+        }),
+      };
+    }
     case "delete":
       return { protocolMessage: { type: proto.Message.ProtocolMessage.Type.REVOKE, key: labelled(entry.target).key } };
     default:
@@ -648,7 +670,12 @@ export class DemoSocket {
   async #inject(entry) {
     const id = entry.id ?? newMessageId();
     const remoteJid = entry.group ?? entry.from;
-    const key = entry.group ? { remoteJid, fromMe: false, id, participant: entry.from } : { remoteJid, fromMe: false, id };
+    const fromMe = entry.fromMe === true;
+    const key = entry.group ? { remoteJid, fromMe, id, participant: entry.from } : { remoteJid, fromMe, id };
+    if (entry.phone) {
+      // A sender addressed by LID, with the phone JID beside it (Baileys 7's key fields).
+      Object.assign(key, entry.group ? { participantAlt: entry.phone } : { remoteJidAlt: entry.phone }, { addressingMode: "lid" });
+    }
     const message = await contentFor(entry, id, this.lastKey, this.position.labels);
     if (this.closed) return;
     if (entry.label) this.position.labels.set(entry.label, { key, author: entry.from, content: message });

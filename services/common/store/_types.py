@@ -201,6 +201,7 @@ class BotConfig:
                 )
         if not isinstance(doc.get("read_receipts", False), bool):
             raise InvalidInputError("bot configuration: read_receipts must be true or false")
+        _check_transcription(doc.get("transcription"))
         since = doc.get("webhook_since_sequence")
         if since is not None and (
             isinstance(since, bool) or not isinstance(since, int) or since < 0
@@ -254,7 +255,6 @@ class BotConfig:
             **self.extra,
         }
 
-
     def message_settings(self) -> dict[str, bool]:
         """The settings that decide which messages reach the bot, as Node reads them."""
         return {
@@ -264,6 +264,26 @@ class BotConfig:
             "owner_messages": self.owner_messages,
             "group_events": self.group_events,
         }
+
+
+# The transcription engines a bot may ask its speech pools for (media_svc `inputs.py`).
+TRANSCRIPTION_ENGINES = ("local", "remote")
+
+
+def _check_transcription(value: object) -> None:
+    """`{"engine": "local" | "remote"}` or absent (the pool decides)."""
+    if value is None:
+        return
+    engine = value.get("engine") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(value, Mapping)
+        or set(value) - {"engine"}
+        or (engine is not None and engine not in TRANSCRIPTION_ENGINES)
+    ):
+        raise InvalidInputError(
+            'bot configuration: transcription must be {"engine": "local" | "remote"}, '
+            f"got {value!r}"
+        )
 
 
 def _check_webhook(url: object, secret: object) -> None:

@@ -19,6 +19,11 @@ class Extracted:
     format: str
     pages: int | None
     text: str
+    # What `pages` counts: "page", or "slide" for decks.
+    unit: str = "page"
+    # PDF pages without a text layer read by OCR, and those left unread (page budget).
+    ocr_pages: int = 0
+    unread_scans: int = 0
 
 
 def corrupt(detail: str) -> ProcessingFailure:

@@ -38,6 +38,11 @@ def plain_text(
     return Extracted(label, None, budget.render(approximate=unread > 0))
 
 
+def decode_text(data: bytes, cut: bool = False) -> str | None:
+    """`data` as text (see `_decode`); None for binary data."""
+    return _decode(data, cut)
+
+
 def _decode(data: bytes, cut: bool) -> str | None:
     """UTF-8 when it is (the common case, and cheap); otherwise the encoding
     charset-normalizer finds most likely; None for binary data."""

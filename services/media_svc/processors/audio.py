@@ -2,9 +2,10 @@
 
     [Voice note, 0:12, English] I'll be there at five.
 
-Options: see `speech_options` (model, beam size, VAD, language fallback, limits). The
+Options: see `speech_options` (model, candidate languages, remote endpoint, limits). The
 engine (the Whisper model) is loaded once per worker process; decoding and
-transcription run in the worker process for every job.
+transcription run in the worker process for every job (`engines/speech.py` decides
+between the local model and a remote endpoint).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from services.media_svc.processors.base import (
     staged_file,
 )
 from services.media_svc.processors.contract import BlockingProcessor, ProcessorInput
-from services.media_svc.processors.languages import whisper_languages
+from services.media_svc.processors.languages import iso_language
 from services.media_svc.processors.speech_options import SpeechOptions, parse_speech_options
 from services.media_svc.processors.speech_text import render_audio
 
@@ -46,7 +47,7 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
     def process(
         cls, engine: WhisperEngine, options: SpeechOptions, item: ProcessorInput
     ) -> ProcessingOutcome:
-        from services.media_svc.engines import media_decode, whisper  # noqa: PLC0415 - worker only
+        from services.media_svc.engines import media_decode, speech  # noqa: PLC0415 - worker only
 
         limits = options.limits
         path = staged_file(item, limits.max_file_bytes)
@@ -56,13 +57,10 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
             clip = media_decode.decode_audio(path, limits.max_duration_seconds)
         except media_decode.MediaDecodeError as error:
             return corrupt_failure(item.media_kind, str(error))
-        transcript = engine.transcribe(
-            clip.samples,
-            whisper.DecodeSettings(
-                options.beam_size, options.vad, options.language_min_probability
-            ),
-            languages=whisper_languages(item.languages),
+        transcript = speech.transcribe_clip(
+            engine, options, clip, path, item.mime, item.languages, item.speech_engine
         )
+        language = transcript.language
         return ProcessingSuccess(
             render_audio(
                 item.media_kind,
@@ -72,5 +70,7 @@ class AudioProcessor(BlockingProcessor[SpeechOptions, "WhisperEngine"]):
                 transcript.text,
                 transcript.language,
                 limits.max_output_chars,
-            )
+            ),
+            language=iso_language(language.code) if language is not None else None,
+            language_probability=language.probability if language is not None else None,
         )

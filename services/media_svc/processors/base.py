@@ -28,9 +28,13 @@ class TransientProcessingError(ChatbotError):
 
 @dataclass(frozen=True, slots=True)
 class ProcessingSuccess:
-    """The text the bot sees instead of the media (before the caption is appended)."""
+    """The text the bot sees instead of the media (before the caption is appended),
+    and what a processor knows as values (the spoken language of a transcript, as an
+    ISO 639-1 code with the detector's probability for it)."""
 
     text: str
+    language: str | None = None
+    language_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,8 @@ class ProcessorInput:
     # ISO 639-1 codes the bot expects, most likely first (from the bot configuration).
     # Empty: detect freely. The first one is the fallback when detection is unsure.
     languages: tuple[str, ...] = ()
+    # The bot's transcription engine ("local", "remote"); "" leaves it to the pool.
+    speech_engine: str = ""
 
 
 class AsyncProcessor(ABC):

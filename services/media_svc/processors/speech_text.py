@@ -1,6 +1,7 @@
 """The text the bot sees for audio and video: one bracketed header, then the content.
 
     [Voice note, 0:12, English] I'll be there at five.
+    [Voice note, 0:03, Portuguese, unsure: 21%] Oi, tudo bem?
     [Audio, 20:00, Spanish, transcribed first 15:00] Hola …
     [Voice note, 0:05: no speech detected]
     [Video, 0:32] Speech (English): "…" Text on screen: "…"
@@ -16,6 +17,18 @@ from collections.abc import Iterable
 from services.media_svc.processors.base import kind_title
 from services.media_svc.processors.languages import LanguageChoice, language_name
 from services.media_svc.processors.text import bounded, format_duration
+
+# Below this probability the language is shown as unsure: the bot (or the person reading)
+# should not trust a reply in that language blindly.
+UNSURE_BELOW = 0.5
+
+
+def language_label(language: LanguageChoice) -> str:
+    """`English`, or `Portuguese, unsure: 21%` when the detector was not sure."""
+    name = language_name(language.code)
+    if language.probability < UNSURE_BELOW:
+        return f"{name}, unsure: {language.probability:.0%}"
+    return name
 
 
 def _cut_note(cut: bool, decoded_seconds: float) -> list[str]:
@@ -36,7 +49,7 @@ def render_audio(
         where = f" in the first {format_duration(decoded_seconds)}" if cut else ""
         return f"[{', '.join(head)}: no speech detected{where}]"
     if language is not None:
-        head.append(language_name(language.code))
+        head.append(language_label(language))
     head += _cut_note(cut, decoded_seconds)
     return bounded(f"[{', '.join(head)}] {text}", max_chars)
 
@@ -73,7 +86,7 @@ def render_video(
     body: list[str] = []
     if speech:
         head += _cut_note(cut, decoded_seconds)
-        name = f" ({language_name(language.code)})" if language is not None else ""
+        name = f" ({language_label(language)})" if language is not None else ""
         body.append(f'Speech{name}: "{speech}"')
     if screen_lines:
         body.append(f'Text on screen: "{" / ".join(screen_lines)}"')

@@ -29,7 +29,7 @@ from services.media_svc.processors.contract import (
     ProcessorInput,
     ProcessorLimits,
 )
-from services.media_svc.processors.languages import LanguageChoice, whisper_languages
+from services.media_svc.processors.languages import LanguageChoice, iso_language
 from services.media_svc.processors.speech_options import SpeechOptions, parse_speech_options
 from services.media_svc.processors.speech_text import render_video, unique_lines
 
@@ -108,11 +108,7 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
             return corrupt_failure(item.media_kind, str(error))
         if not info.has_audio and not info.has_video:
             return corrupt_failure(item.media_kind, "no audio or video stream")
-        speech = (
-            _transcribe(engine.whisper, options, path, item.languages)
-            if info.has_audio
-            else _Speech()
-        )
+        speech = _transcribe(engine.whisper, options, path, item) if info.has_audio else _Speech()
         duration = info.duration_seconds or speech.duration_seconds
         lines: list[str] = []
         screen_note: str | None = None
@@ -137,25 +133,24 @@ class VideoProcessor(BlockingProcessor[VideoOptions, VideoEngine]):
                 screen_lines=lines,
                 screen_note=screen_note,
                 max_chars=limits.max_output_chars,
-            )
+            ),
+            language=iso_language(speech.language.code) if speech.language else None,
+            language_probability=speech.language.probability if speech.language else None,
         )
 
 
 def _transcribe(
-    engine: WhisperEngine, options: VideoOptions, path: Path, languages: tuple[str, ...]
+    engine: WhisperEngine, options: VideoOptions, path: Path, item: ProcessorInput
 ) -> _Speech:
-    from services.media_svc.engines import media_decode, whisper  # noqa: PLC0415 - worker only
+    from services.media_svc.engines import media_decode, speech  # noqa: PLC0415 - worker only
 
-    speech = options.speech
     try:
-        clip = media_decode.decode_audio(path, speech.limits.max_duration_seconds)
+        clip = media_decode.decode_audio(path, options.speech.limits.max_duration_seconds)
     except media_decode.MediaDecodeError as error:
         # A broken audio track still leaves the pictures to read.
         return _Speech(error=str(error))
-    transcript = engine.transcribe(
-        clip.samples,
-        whisper.DecodeSettings(speech.beam_size, speech.vad, speech.language_min_probability),
-        languages=whisper_languages(languages),
+    transcript = speech.transcribe_clip(
+        engine, options.speech, clip, path, item.mime, item.languages, item.speech_engine
     )
     return _Speech(
         transcript.text,

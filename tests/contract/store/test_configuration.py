@@ -43,6 +43,11 @@ def test_bot_config_rejects_invalid_values_naming_the_key() -> None:
         BotConfig.from_document({"max_messages": 5})
     with pytest.raises(InvalidInputError, match="max_characters"):
         BotConfig(bot_id="b", max_characters=0)
+    for transcription in ({"engine": "cloud"}, "remote", {"engine": "local", "url": "x"}):
+        with pytest.raises(InvalidInputError, match="transcription"):
+            BotConfig.from_document({"bot_id": "b", "transcription": transcription})
+    remote = BotConfig.from_document({"bot_id": "b", "transcription": {"engine": "remote"}})
+    assert remote.extra == {"transcription": {"engine": "remote"}}
 
 
 def test_message_settings_have_documented_defaults_and_refuse_non_booleans() -> None:

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from services.common.errors import InvalidInputError
 from services.common.routing import default_definitions
 from services.common.store import Store
-from services.media_svc.definitions import DefinitionsManager
+from services.media_svc.definitions import BlockingSpec, DefinitionsManager, build
 from services.media_svc.processors.registry import default_registry
+from services.media_svc.processors.speech_options import SpeechOptions
 from tests.helpers.store_factories import new_job
 
 
@@ -71,3 +73,42 @@ async def test_reload_reroutes_pending_jobs(store: Store) -> None:
     assert await manager.reload()
     image = manager.current.pool("Image")
     assert image is not None and image.definition.processor == "unsupported"
+
+
+@pytest.mark.parametrize(
+    ("pool", "options", "named"),
+    [
+        ("Audio", {"remote_url": "ftp://stt.example/v1/audio/transcriptions"}, "remote_url"),
+        ("Audio", {"detect_languages": ["pt", "klingon"]}, "detect_languages"),
+        ("Video", {"model_path": "models/large"}, "model_path"),
+        ("Document", {"ocr_pages": -1}, "ocr_pages"),
+    ],
+)
+def test_engine_and_language_options_are_validated_with_the_table(
+    pool: str, options: dict[str, Any], named: str
+) -> None:
+    document = default_definitions().to_document()
+    for entry in document["pools"]:
+        if entry["name"] == pool:
+            entry["options"] = options
+    with pytest.raises(InvalidInputError, match=rf"pool {pool!r}: options\.{named}"):
+        build(document, default_registry())
+    valid = {
+        "Audio": {
+            "remote_url": "https://stt.example/v1/audio/transcriptions",
+            "remote_mode": "primary",
+            "detect_languages": ["pt", "es"],
+        },
+        "Video": {"model_path": "/opt/models/whisper-small"},
+        "Document": {"ocr_pages": 2},
+    }
+    for entry in document["pools"]:
+        entry["options"] = valid.get(entry["name"], entry["options"])
+    audio = build(document, default_registry()).pool("Audio")
+    assert audio is not None and isinstance(audio.spec, BlockingSpec)
+    assert isinstance(audio.spec.options, SpeechOptions)
+    assert audio.spec.options.remote is not None
+    assert (audio.spec.options.remote.mode, audio.spec.options.candidates) == (
+        "primary",
+        ("pt", "es"),
+    )

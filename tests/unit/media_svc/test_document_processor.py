@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.media_svc.engines import documents
+from services.media_svc.engines import zip_parts
 from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
 from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.processors.document import DocumentProcessor
@@ -195,7 +195,7 @@ def test_docx_with_too_much_plain_looking_xml(
 ) -> None:
     # Random words compress poorly (no ratio alarm) and stay under the total; only the
     # XML part cap stops them. The cap is lowered so the file stays small.
-    monkeypatch.setattr(documents, "MAX_XML_PART_BYTES", 512 * 1024)
+    monkeypatch.setattr(zip_parts, "MAX_XML_PART_BYTES", 512 * 1024)
     words = [os.urandom(6).hex() for _ in range(60_000)]
     path = _write(tmp_path, "wordy.docx", docx_bytes([" ".join(words)]))
     failure = _bounded_run(path, DOCX)
@@ -311,9 +311,19 @@ def test_files_over_the_size_limit_are_not_opened(tmp_path: Path) -> None:
     assert failure.marker == "[Document not processed: too large (5,009 bytes)]"
 
 
-def test_options_are_the_limits_only() -> None:
+def test_options_are_the_limits_and_the_ocr_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInputError, match="unknown options"):
-        DocumentProcessor.parse_options({"ocr_threads": 1})
+        DocumentProcessor.parse_options({"ocr_threds": 1})
+    with pytest.raises(InvalidInputError, match=r"options\.ocr_pages"):
+        DocumentProcessor.parse_options({"ocr_pages": 2.5})
+    assert DocumentProcessor.parse_options({}).ocr_pages == 5
+    monkeypatch.setenv("MEDIA_DOCUMENT_OCR_PAGES", "2")
+    assert DocumentProcessor.parse_options({}).ocr_pages == 2
+    assert DocumentProcessor.parse_options({"ocr_pages": 0}).ocr_pages == 0
+    monkeypatch.setenv("MEDIA_DOCUMENT_OCR_PAGES", "many")
+    with pytest.raises(InvalidInputError, match="MEDIA_DOCUMENT_OCR_PAGES"):
+        DocumentProcessor.parse_options({})
+    monkeypatch.delenv("MEDIA_DOCUMENT_OCR_PAGES")
     with pytest.raises(InvalidInputError, match="max_pages"):
         DocumentProcessor.parse_options({"max_pages": 0})
     assert DocumentProcessor.parse_options({"max_pages": 7}).limits.max_pages == 7

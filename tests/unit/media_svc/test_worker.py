@@ -626,9 +626,9 @@ async def test_bot_languages_are_read_once_per_ttl() -> None:
         return BotConfig(bot_id, extra={"languages": ["de"]})
 
     languages = BotLanguages(read, ttl=10.0, clock=lambda: now[0])
-    assert await languages.of("bot-1") == ("de",)
-    assert await languages.of("bot-1") == ("de",)
+    assert (await languages.of("bot-1")).languages == ("de",)
+    assert (await languages.of("bot-1")).languages == ("de",)
     assert reads == ["bot-1"]
     now[0] += 10.5
-    assert await languages.of("bot-1") == ("de",)
+    assert (await languages.of("bot-1")).languages == ("de",)
     assert reads == ["bot-1", "bot-1"]

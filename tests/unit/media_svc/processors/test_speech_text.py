@@ -11,12 +11,17 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.media_svc.engines.whisper import token_budget
 from services.media_svc.processors.audio import AudioProcessor
 from services.media_svc.processors.base import kind_title
 from services.media_svc.processors.languages import (
+    DEFAULT_CANDIDATES,
+    WHISPER_LANGUAGES,
     LanguageChoice,
     choose_language,
+    iso_language,
     language_name,
+    script_prompt,
     whisper_languages,
 )
 from services.media_svc.processors.speech_text import (
@@ -25,38 +30,72 @@ from services.media_svc.processors.speech_text import (
     unique_lines,
 )
 from services.media_svc.processors.video import VideoProcessor
+from tests.helpers.scripts import unicode_script
 
-ENGLISH = LanguageChoice("en", "en", 0.9, fell_back=False)
-
-
-def test_detection_wins_without_configured_languages() -> None:
-    assert choose_language("th", 0.2, (), 0.5) == LanguageChoice("th", "th", 0.2, False)
+ENGLISH = LanguageChoice("en", 0.9, "en", 0.9)
+DEAD = ("la", "sa")
 
 
-def test_unsure_or_unexpected_detection_falls_back_to_the_first_language() -> None:
-    assert choose_language("en", 0.36, ("de", "en"), 0.5).code == "de"
-    assert choose_language("en", 0.9, ("de", "es"), 0.5) == LanguageChoice("de", "en", 0.9, True)
-    assert choose_language("es", 0.9, ("de", "es"), 0.5).code == "es"
+def test_detection_chooses_among_the_candidates_never_a_dead_language() -> None:
+    # What Whisper base said of a 5 s Brazilian Portuguese voice note.
+    heard = [("la", 0.53), ("es", 0.04), ("lv", 0.04), ("pt", 0.03), ("en", 0.03)]
+    choice = choose_language(heard, DEFAULT_CANDIDATES, (), 0.5)
+    assert choice == LanguageChoice("es", 0.04, "la", 0.53)
+    assert choose_language([("th", 0.2), ("en", 0.1)], DEFAULT_CANDIDATES, (), 0.5).code == "th"
+
+
+def test_bot_languages_narrow_the_choice_and_the_first_wins_when_unsure() -> None:
+    heard = [("en", 0.36), ("de", 0.30), ("la", 0.2)]
+    # de holds 0.30 / 0.66 of the bot's languages' probability: sure enough.
+    assert choose_language(heard, DEFAULT_CANDIDATES, ("es", "de", "en"), 0.5).code == "en"
+    assert choose_language(heard, DEFAULT_CANDIDATES, ("de", "en"), 0.6) == LanguageChoice(
+        "de", 0.30, "en", 0.36, fell_back=True
+    )
+    # One bot language is the only choice, even one outside the pool's list.
+    assert choose_language(heard, DEFAULT_CANDIDATES, ("ca",), 0.5).code == "ca"
+    assert choose_language([("en", 0.9), ("es", 0.01)], (), ("es", "en"), 0.5).code == "en"
+
+
+def test_no_probabilities_fall_back_to_the_bot_or_the_first_candidate() -> None:
+    assert choose_language([], DEFAULT_CANDIDATES, ("pt",), 0.5).code == "pt"
+    assert choose_language([], ("de", "en"), (), 0.5).code == "de"
 
 
 @given(
-    detected=st.sampled_from(["en", "de", "es", "fr"]),
-    probability=st.floats(0, 1),
-    languages=st.lists(st.sampled_from(["en", "de", "es"]), max_size=3, unique=True),
+    heard=st.lists(
+        st.tuples(st.sampled_from(sorted(WHISPER_LANGUAGES)), st.floats(0, 1)),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda pair: pair[0],
+    ),
+    bot=st.lists(st.sampled_from(["en", "de", "pt", "hi"]), max_size=3, unique=True),
     bar=st.floats(0, 1),
 )
-def test_the_choice_is_always_the_detection_or_the_first_language(
-    detected: str, probability: float, languages: list[str], bar: float
+def test_the_choice_is_a_candidate_and_the_most_likely_one_unless_the_bot_decides(
+    heard: list[tuple[str, float]], bot: list[str], bar: float
 ) -> None:
-    choice = choose_language(detected, probability, languages, bar)
-    kept = not languages or (detected in languages and probability >= bar)
-    assert choice.code == (detected if kept else languages[0])
-    assert choice.fell_back is not kept
-    assert (choice.detected, choice.probability) == (detected, probability)
+    choice = choose_language(heard, DEFAULT_CANDIDATES, bot, bar)
+    allowed = bot or DEFAULT_CANDIDATES
+    assert choice.code in allowed
+    assert choice.code not in DEAD
+    best = max((p for code, p in heard if code in allowed), default=0.0)
+    if choice.fell_back:
+        assert choice.code == bot[0]
+    else:
+        assert choice.probability == best
+    assert choice.detected_probability == max(p for _, p in heard)
+
+
+def test_script_prompts_are_written_in_their_language_s_script() -> None:
+    assert script_prompt("en") is None
+    assert unicode_script(script_prompt("hi") or "") == "Devanagari"
+    assert unicode_script(script_prompt("pa") or "") == "Gurmukhi"
+    assert unicode_script(script_prompt("sr") or "") == "Cyrillic"
 
 
 def test_bot_language_codes_are_mapped_to_whisper_and_unknown_ones_dropped() -> None:
-    assert whisper_languages(["DE", "jv", "xx", "de", " en "]) == ("de", "jw", "en")
+    assert whisper_languages(["DE", "jv", "xx", "de", " en ", "fil"]) == ("de", "jw", "en", "tl")
+    assert iso_language("jw") == "jv"
     assert language_name("de") == "German"
     assert language_name("xx") == "xx"
 
@@ -71,7 +110,7 @@ def test_audio_block() -> None:
         render_audio("MEDIA_KIND_VOICE_NOTE", 12.2, 12.2, False, "Hi there.", ENGLISH, 100)
         == "[Voice note, 0:12, English] Hi there."
     )
-    spanish = LanguageChoice("es", "es", 0.9, False)
+    spanish = LanguageChoice("es", 0.9, "es", 0.9)
     assert render_audio("MEDIA_KIND_AUDIO", 1200, 900, True, "Hola", spanish, 100) == (
         "[Audio, 20:00, Spanish, transcribed first 15:00] Hola"
     )
@@ -80,6 +119,13 @@ def test_audio_block() -> None:
     )
     assert render_audio("MEDIA_KIND_AUDIO", 10800, 900, True, "", None, 100) == (
         "[Audio, 3:00:00: no speech detected in the first 15:00]"
+    )
+
+
+def test_an_unsure_language_is_shown_with_its_probability() -> None:
+    unsure = LanguageChoice("pt", 0.21, "la", 0.3)
+    assert render_audio("MEDIA_KIND_VOICE_NOTE", 3, 3, False, "Oi", unsure, 100) == (
+        "[Voice note, 0:03, Portuguese, unsure: 21%] Oi"
     )
 
 
@@ -169,3 +215,11 @@ def test_parsed_options_cross_the_process_boundary() -> None:
     assert pickle.loads(pickle.dumps(video)) == video
     assert AudioProcessor.limits(audio).max_duration_seconds == 60
     assert VideoProcessor.limits(video).max_duration_seconds == 900
+
+
+def test_short_clips_get_a_token_budget_above_the_densest_speech() -> None:
+    # Hindi in Devanagari, the densest measured: 57 tokens for a 4.2 s sentence.
+    assert token_budget(4.2) == 24 * 5 + 32 > 57 * 1.8
+    assert token_budget(0.5) == 56
+    assert token_budget(8.0) == 24 * 8 + 32
+    assert token_budget(8.5) is None

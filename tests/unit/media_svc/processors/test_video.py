@@ -46,12 +46,16 @@ def test_video_gives_speech_and_text_on_screen_once(engine: VideoEngine, tmp_pat
     video = media_samples.write_video(
         tmp_path / "clip.mp4", [notice, notice, price], 1.5, audio=speech
     )
-    text = _text(_run(engine, video))
+    outcome = _run(engine, video)
+    text = _text(outcome)
     match = re.fullmatch(
-        r'\[Video, 0:0\d\] Speech \(English\): "(.+)" Text on screen: "(.+)"', text
+        r'\[Video, 0:0\d\] Speech \(English(, unsure: \d+%)?\): "(.+)" Text on screen: "(.+)"',
+        text,
     )
     assert match, text
-    spoken, shown = match.group(1).lower(), match.group(2)
+    spoken, shown = match.group(2).lower(), match.group(3)
+    assert isinstance(outcome, ProcessingSuccess) and outcome.language == "en"
+    assert outcome.language_probability is not None and outcome.language_probability > 0
     for word in ("welcome", "gym", "class", "starts"):
         assert word in spoken, text
     assert shown.split(" / ") == ["OPEN DAILY", "SPIN CLASS 9AM", "MEMBERSHIP 30 EUR"], text
