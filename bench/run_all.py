@@ -92,6 +92,9 @@ def steps(quick: bool, soak_seconds: int) -> dict[str, Step]:
         ),
         "memory": Step("queue_svc memory", [PY, "bench/queue_memory.py"], 300),
         "dedup": Step("queue_svc dedup memory per bot", [PY, "bench/dedup_memory.py"], 300),
+        "node_path": Step(
+            "Text through the real Node server", [PY, "bench/node_path.py"], 900
+        ),
         "soak": Step("Soak", [PY, "bench/soak.py", "--seconds", str(soak_seconds)], 900),
         "faults": Step(
             "Fault injection", [PY, "bench/faults.py", "--seconds", "20" if quick else "60"], 600
@@ -147,6 +150,7 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
         "duplicated": _sum(soak.figure("duplicated"), faults.figure("duplicated")),
         "rss_mb_per_100k": memory.figure("rss_mb_per_100k"),
         "dedup_mb_per_100k": run["dedup"].figure("dedup_mb_per_100k"),
+        "node_path_msgs_per_s": run["node_path"].figure("node_path_msgs_per_s"),
     }
     rows = [
         ("Text path at saturation, msg/s", final["text_msgs_per_s"], "≥ 5,000", 5000, False, text),
@@ -156,6 +160,15 @@ def write_results(path: Path, run: dict[str, Step], total_seconds: float) -> dic
         ("queue_svc MB per 100,000 messages", final["rss_mb_per_100k"], "≤ 100", 100, True, memory),
         ("Dedup memory, MB per 100,000 provider ids", final["dedup_mb_per_100k"], "≤ 5", 5,
          True, run["dedup"]),
+        ("Real Node server, 200 chats, msg/s", final["node_path_msgs_per_s"], "≥ 2,000", 2000,
+         False, run["node_path"]),
+        ("Real Node server, one chat, msg/s",
+         run["node_path"].figure("node_path_one_chat_msgs_per_s"), "≥ 500", 500, False,
+         run["node_path"]),
+        ("Node SIGKILL: lost", run["node_path"].figure("node_kill_lost"), "0", 0, True,
+         run["node_path"]),
+        ("Node SIGKILL: duplicated", run["node_path"].figure("node_kill_duplicated"), "0", 0,
+         True, run["node_path"]),
         ("Soak: lost", soak.figure("lost"), "0", 0, True, soak),
         ("Soak: duplicated", soak.figure("duplicated"), "0", 0, True, soak),
         ("Soak: max RSS growth after warm-up, %", soak.figure("max_rss_growth_pct"), "≤ 10",
