@@ -186,11 +186,12 @@ class MongoBase(AdapterBase):
             [IndexModel([("bot_id", 1), ("kind", 1), ("key_id", 1)], unique=True, name="auth_key")],
         )
         # A phone JID and a LID each belong to one person per bot.
-        await self._identities.create_indexes(
+        await self._indexes(
+            self._identities,
             [
                 IndexModel([("bot_id", 1), ("phone_jid", 1)], unique=True, name="bot_phone"),
                 IndexModel([("bot_id", 1), ("lid", 1)], unique=True, name="bot_lid"),
-            ]
+            ],
         )
         for collection in _LIVE:
             await self._indexes(
