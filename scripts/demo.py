@@ -222,7 +222,7 @@ def write_script(directory: Path) -> Conversation:
         (
             {
                 "from": CAROL_LID,
-                "phone": f"{CAROL_PHONE}@s.whatsapp.net",
+                "phone_jid": f"{CAROL_PHONE}@s.whatsapp.net",
                 "type": "text",
                 "text": "Hi, it is Carol. Do you deliver on Sundays?",
                 "label": "carol",
@@ -686,7 +686,9 @@ def print_conversations(view: BotView) -> None:
     for r in view.received:
         chats[(r.message.bot_id, r.message.correspondent_id)].append(r)
     for (bot, chat), messages in chats.items():
-        print(f"  ── {bot} ⇄ {chat.split('@')[0]}")
+        phones = {r.message.message.context.correspondent_phone for r in messages} - {""}
+        known = f" (LID; phone +{sorted(phones)[0]})" if chat.endswith("@lid") and phones else ""
+        print(f"  ── {bot} ⇄ {chat.split('@')[0]}{known}")
         for r in sorted(messages, key=lambda item: item.message.message.id):
             m = r.message.message
             who = m.sender.split("@")[0]

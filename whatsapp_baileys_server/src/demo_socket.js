@@ -64,9 +64,9 @@ const STRUCTURED_TYPES = Object.freeze({
 });
 /** Types whose text an `edit` can replace (WhatsApp edits only text and captions). */
 const EDITABLE_TYPES = new Set([...TEXT_TYPES, "reply"]);
-// `phone`: the sender's phone JID when `from` is a LID (WhatsApp puts it in remoteJidAlt /
-// participantAlt); `from_me`: the account owner typed it on the phone.
-const COMMON_KEYS = ["type", "delay_ms", "from", "phone", "from_me", "push_name", "id", "upsert", "group", "group_name", "label"];
+// `phone_jid`: the sender's phone JID when `from` is a LID (WhatsApp puts it in
+// remoteJidAlt / participantAlt); `from_me`: the account owner typed it on the phone.
+const COMMON_KEYS = ["type", "delay_ms", "from", "phone_jid", "from_me", "push_name", "id", "upsert", "group", "group_name", "label"];
 const LABEL = /^[A-Za-z0-9_.:-]{1,64}$/;
 const PHONE = /^\+?[0-9][0-9 ()./-]{2,39}$/;
 const POLL_OPTIONS = { min: 2, max: 12 };
@@ -214,8 +214,8 @@ async function validateEntry(item, at, { base, defaultDelay, from, labels, fail 
     return entry;
   }
   entry.from = str("from", { pattern: PERSON_JID, max: 128 }) ?? from;
-  entry.phone = str("phone", { pattern: PERSON_JID, max: 128 });
-  if (entry.phone && !entry.from.endsWith("@lid")) fail(at, `"phone" is the phone JID of a sender named by LID; "from" must end in @lid`);
+  entry.phoneJid = str("phone_jid", { pattern: PERSON_JID, max: 128 });
+  if (entry.phoneJid && !entry.from.endsWith("@lid")) fail(at, `"phone_jid" is the phone JID of a sender named by LID; "from" must end in @lid`);
   entry.fromMe = bool("from_me");
   entry.pushName = str("push_name", { max: 256 });
   entry.id = str("id", { max: 128 });
@@ -672,10 +672,11 @@ export class DemoSocket {
     const remoteJid = entry.group ?? entry.from;
     const fromMe = entry.fromMe === true;
     const key = entry.group ? { remoteJid, fromMe, id, participant: entry.from } : { remoteJid, fromMe, id };
-    if (entry.phone) {
-      // A sender addressed by LID, with the phone JID beside it (Baileys 7's key fields).
-      Object.assign(key, entry.group ? { participantAlt: entry.phone } : { remoteJidAlt: entry.phone }, { addressingMode: "lid" });
-    }
+    // A sender addressed by LID, with the phone JID beside it. Baileys 7 adds these to the
+    // decoded key (they are not fields of the MessageKey proto), so they are set after it.
+    const alt = entry.phoneJid
+      ? { ...(entry.group ? { participantAlt: entry.phoneJid } : { remoteJidAlt: entry.phoneJid }), addressingMode: "lid" }
+      : {};
     const message = await contentFor(entry, id, this.lastKey, this.position.labels);
     if (this.closed) return;
     if (entry.label) this.position.labels.set(entry.label, { key, author: entry.from, content: message });
@@ -687,6 +688,7 @@ export class DemoSocket {
       pushName: entry.pushName ?? "Demo User",
       ...(entry.group ? { participant: entry.from } : {}),
     });
+    Object.assign(waMessage.key, alt);
     this.lastKey = key;
     this.state.emit({ event: "message_injected", botId: this.botId, id, type: entry.type, from: entry.from, chat: remoteJid, upsert: entry.upsert });
     this.ev.emit("messages.upsert", { type: entry.upsert, messages: [waMessage] });
