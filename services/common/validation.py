@@ -55,7 +55,10 @@ class _FieldPlan:
 class _MessagePlan:
     # (oneof name, its field names) for every real oneof: exactly one is required.
     oneofs: tuple[tuple[str, str], ...]
+    # Only the fields that have something to check: a plain scalar without constraints
+    # is never read (most of a frame's fields, and a frame is validated at every hop).
     fields: tuple[_FieldPlan, ...]
+    outgoing: bool
 
 
 @functools.cache
@@ -71,17 +74,21 @@ def _plan(descriptor: Descriptor) -> _MessagePlan:
         if not oneof.name.startswith("_")
     )
     fields = tuple(
-        _FieldPlan(
-            field,
-            _constraints(field),
-            field.is_repeated,
-            field.type == FieldDescriptor.TYPE_MESSAGE,
-            field.type == FieldDescriptor.TYPE_ENUM,
-            field.type in _UNSIGNED_64,
+        plan
+        for plan in (
+            _FieldPlan(
+                field,
+                _constraints(field),
+                field.is_repeated,
+                field.type == FieldDescriptor.TYPE_MESSAGE,
+                field.type == FieldDescriptor.TYPE_ENUM,
+                field.type in _UNSIGNED_64,
+            )
+            for field in cast("list[FieldDescriptor]", list(descriptor.fields))
         )
-        for field in cast("list[FieldDescriptor]", list(descriptor.fields))
+        if plan.rules is not None or plan.is_message or plan.is_enum or plan.unsigned_64
     )
-    return _MessagePlan(oneofs, fields)
+    return _MessagePlan(oneofs, fields, descriptor.full_name == OUTGOING_MESSAGE)
 
 
 def validate_message(message: Message, path: str = "") -> list[str]:
@@ -93,42 +100,42 @@ def validate_message(message: Message, path: str = "") -> list[str]:
             problems.append(f"{path}{name}: exactly one of [{names}] is required")
     for item in plan.fields:
         field, rules = item.field, item.rules
-        where = f"{path}{field.name}"
+        if item.is_message and not item.repeated:
+            if message.HasField(field.name):
+                problems.extend(
+                    validate_message(getattr(message, field.name), f"{path}{field.name}.")
+                )
+            elif rules is not None and rules.required:
+                problems.append(f"{path}{field.name}: required")
+            continue
         value = getattr(message, field.name)
         if item.repeated:
             if rules is not None and rules.required and len(value) == 0:
-                problems.append(f"{where}: required")
+                problems.append(f"{path}{field.name}: required")
             if rules is not None and rules.max_items and len(value) > rules.max_items:
-                problems.append(f"{where}: more than {rules.max_items} items")
+                problems.append(f"{path}{field.name}: more than {rules.max_items} items")
             if item.is_message:
                 for i, element in enumerate(value):
-                    problems.extend(validate_message(element, f"{where}[{i}]."))
-            continue
-        if item.is_message:
-            present = message.HasField(field.name)
-            if present:
-                problems.extend(validate_message(value, f"{where}."))
-            elif rules is not None and rules.required:
-                problems.append(f"{where}: required")
+                    problems.extend(validate_message(element, f"{path}{field.name}[{i}]."))
             continue
         if item.is_enum and not _enum_known(field.enum_type, value):
-            problems.append(f"{where}: unknown enum value {value}")
+            problems.append(f"{path}{field.name}: unknown enum value {value}")
             continue
         if item.unsigned_64 and value > MAX_STORED_INTEGER:
             # A valid uint64 that no store can hold: refused here rather than failing
             # (and being retried) at the store.
-            problems.append(f"{where}: larger than {MAX_STORED_INTEGER}")
+            problems.append(f"{path}{field.name}: larger than {MAX_STORED_INTEGER}")
             continue
         if rules is None:
             continue
         if rules.required and not value:
-            problems.append(f"{where}: required")
+            problems.append(f"{path}{field.name}: required")
             continue
         if isinstance(value, str):
             if rules.max_length and len(value) > rules.max_length:
-                problems.append(f"{where}: longer than {rules.max_length} characters")
+                problems.append(f"{path}{field.name}: longer than {rules.max_length} characters")
             if rules.uuid4 and value and not is_uuid4(value):
-                problems.append(f"{where}: not a lower-case UUID4")
-    if message.DESCRIPTOR.full_name == OUTGOING_MESSAGE:
+                problems.append(f"{path}{field.name}: not a lower-case UUID4")
+    if plan.outgoing:
         problems.extend(outgoing_problems(message, path))  # type: ignore[arg-type]
     return problems
