@@ -5,25 +5,15 @@ whoever reads them could take over the bot's WhatsApp account."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from services.common.errors import InvalidInputError
 from services.common.store import WhatsAppAuthStore
+from services.gateway.request_body import json_object
 
 # Baileys asks for a few hundred keys at most at once (pre-keys after a pairing).
 MAX_IDS = 5000
 
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as error:
-        raise InvalidInputError(f"body is not valid JSON: {error}") from error
-    if not isinstance(body, dict):
-        raise InvalidInputError("body must be a JSON object")
-    return body
 
 
 class AuthStateApi:
@@ -33,7 +23,7 @@ class AuthStateApi:
     async def get_values(self, request: web.Request) -> web.Response:
         """POST /internal/whatsapp-auth/{bot_id}/get {"kind": "pre-key", "ids": [...]}
         → {"values": {id: value}} (missing keys left out)."""
-        body = await _body(request)
+        body = await json_object(request)
         kind, ids = body.get("kind"), body.get("ids")
         if not isinstance(kind, str) or not isinstance(ids, list) or len(ids) > MAX_IDS:
             raise InvalidInputError(f'expected {{"kind": str, "ids": [str, …at most {MAX_IDS}]}}')
@@ -44,7 +34,7 @@ class AuthStateApi:
 
     async def set_values(self, request: web.Request) -> web.Response:
         """POST /internal/whatsapp-auth/{bot_id}/set {"changes": {kind: {id: value|null}}}."""
-        changes = (await _body(request)).get("changes")
+        changes = (await json_object(request)).get("changes")
         if not isinstance(changes, dict) or not all(
             isinstance(values, dict) for values in changes.values()
         ):

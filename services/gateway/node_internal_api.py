@@ -14,6 +14,7 @@ from services.common.errors import InvalidInputError
 from services.common.store import BotConfigStore, LeaseStore
 from services.gateway.node_client import node_config
 from services.gateway.node_directory import MEMBER_PREFIX, SESSION_PREFIX
+from services.gateway.request_body import json_object
 
 _NODE_PREFIXES = (MEMBER_PREFIX, SESSION_PREFIX)
 # A lease longer than this would keep a dead replica's bots unserved for too long.
@@ -39,15 +40,6 @@ def _holder(value: Any) -> str:
     return value
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as error:
-        raise InvalidInputError(f"body is not valid JSON: {error}") from error
-    if not isinstance(body, dict):
-        raise InvalidInputError("body must be a JSON object")
-    return body
-
 
 class NodeInternalApi:
     def __init__(self, store: NodeStore) -> None:
@@ -55,7 +47,7 @@ class NodeInternalApi:
 
     async def acquire(self, request: web.Request) -> web.Response:
         """POST /internal/leases/acquire {"name", "holder", "ttl_seconds"} → {"acquired"}."""
-        body = await _body(request)
+        body = await json_object(request)
         ttl = body.get("ttl_seconds")
         if not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_SECONDS or math.isnan(ttl):
             raise InvalidInputError(f"ttl_seconds must be a number in (0, {MAX_TTL_SECONDS:.0f}]")
@@ -66,7 +58,7 @@ class NodeInternalApi:
 
     async def release(self, request: web.Request) -> web.Response:
         """POST /internal/leases/release {"name", "holder"}: only the holder's lease goes."""
-        body = await _body(request)
+        body = await json_object(request)
         await self._store.release_lease(_lease_name(body.get("name")), _holder(body.get("holder")))
         return web.json_response({"released": True})
 
