@@ -10,7 +10,7 @@
 
 import { open, readdir, rename, rm, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { NodeFrameSchema, fromJson, toJson } from "./wire.js";
+import { NodeFrameSchema, encodeNodeFrame, fromJson } from "./wire.js";
 
 const LOG = "outbox.log";
 // The per-frame files of earlier versions, migrated into the log at open.
@@ -56,7 +56,13 @@ async function readLog(dir, logger) {
  * @property {string} frameId
  * @property {string} chatKey frames of one chat are delivered in order
  * @property {any} frame the NodeFrame message
+ * @property {string} json the frame encoded once, as it is logged and sent
  */
+
+/** An entry with its frame encoded once: the log line and every send reuse the text. */
+function entryOf(seq, frame, chatKey) {
+  return { seq, frameId: frame.frameId, chatKey, frame, json: encodeNodeFrame(frame) };
+}
 
 /**
  * @typedef {object} LogWrite
@@ -119,7 +125,7 @@ export class Outbox {
     if (record.op === "add") {
       try {
         const frame = fromJson(NodeFrameSchema, record.frame);
-        this.#put({ seq: record.seq, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
+        this.#put(entryOf(record.seq, frame, String(record.chatKey)));
         this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
       } catch (err) {
         this.logger.error({ err, line: lineNumber }, "unreadable outbox frame skipped");
@@ -142,7 +148,7 @@ export class Outbox {
       try {
         const record = JSON.parse(await readFile(path, "utf8"));
         const frame = fromJson(NodeFrameSchema, record.frame);
-        this.#put({ seq: this.nextSeq++, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
+        this.#put(entryOf(this.nextSeq++, frame, String(record.chatKey)));
         found.push(path);
       } catch (err) {
         this.logger.error({ err, file: path }, "unreadable outbox file set aside");
@@ -181,7 +187,8 @@ export class Outbox {
   }
 
   #addLine(entry) {
-    return `${JSON.stringify({ op: "add", seq: entry.seq, chatKey: entry.chatKey, frame: toJson(NodeFrameSchema, entry.frame) })}\n`;
+    // The bytes JSON.stringify of the record object would give, around the frame's text.
+    return `{"op":"add","seq":${entry.seq},"chatKey":${JSON.stringify(entry.chatKey)},"frame":${entry.json}}\n`;
   }
 
   #enqueue(write) {
@@ -236,7 +243,7 @@ export class Outbox {
 
   /** Persists a frame; resolves once it is durable on disk. */
   add(frame, chatKey) {
-    const entry = { seq: this.nextSeq++, frameId: frame.frameId, chatKey, frame };
+    const entry = entryOf(this.nextSeq++, frame, chatKey);
     return this.#enqueue({
       line: this.#addLine(entry),
       apply: () => this.#put(entry),
