@@ -16,7 +16,8 @@ from typing import Any
 def where(node: dict[str, Any]) -> str:
     frame = node["callFrame"]
     url = str(frame.get("url", "")).rsplit("/", 2)
-    return f"{frame.get('functionName') or '(anonymous)'} {'/'.join(url[-2:])}:{frame.get('lineNumber', -1) + 1}"
+    name = frame.get("functionName") or "(anonymous)"
+    return f"{name} {'/'.join(url[-2:])}:{frame.get('lineNumber', -1) + 1}"
 
 
 def summarise(path: Path, top: int) -> None:
