@@ -6,6 +6,9 @@
 // only once its frame is durable, so nothing is acknowledged to Baileys before that.
 // Acknowledged frames are appended as deletions; the log is rewritten (temp file, fsync,
 // rename, fsync of the directory) when mostly dead, and emptied when nothing is pending.
+// Deletions (and the emptying) need no fsync of their own: the next batch of frames
+// makes them durable with its own, and one lost in a crash only means its frame is sent
+// again and answered DUPLICATE. A batch of deletions alone is written, not synced.
 // Sequence numbers keep the original order across restarts; per-chat order follows.
 
 import { open, readdir, rename, rm, mkdir, readFile, stat } from "node:fs/promises";
@@ -67,6 +70,7 @@ function entryOf(seq, frame, chatKey) {
 /**
  * @typedef {object} LogWrite
  * @property {string} line the record, newline-terminated
+ * @property {boolean} sync the record must be on disk before it resolves (added frames)
  * @property {() => void} apply runs once the record is durable, in log order
  * @property {(value: any) => void} resolve
  * @property {(err: any) => void} reject
@@ -92,6 +96,10 @@ export class Outbox {
     this.logBytes = 0;
     this.logRecords = 0;
     this.batches = 0;
+    /** fsyncs of the log by batches (for tests and metrics) */
+    this.syncs = 0;
+    /** Deletions written but not yet synced. */
+    this.unsynced = false;
   }
 
   get #logPath() {
@@ -223,7 +231,13 @@ export class Outbox {
   async #writeBatch(batch) {
     const body = batch.map((w) => w.line).join("");
     await this.handle.write(body);
-    await this.handle.datasync();
+    if (batch.some((w) => w.sync)) {
+      await this.handle.datasync();
+      this.syncs += 1;
+      this.unsynced = false;
+    } else {
+      this.unsynced = true;
+    }
     this.logBytes += Buffer.byteLength(body);
     this.logRecords += batch.length;
     this.batches += 1;
@@ -233,7 +247,7 @@ export class Outbox {
     if (this.entries.size === 0 && this.logBytes > 0) {
       // Nothing pending: every record is dead, so the log can simply be emptied.
       await this.handle.truncate(0);
-      await this.handle.sync();
+      this.unsynced = true;
       this.logBytes = 0;
       this.logRecords = 0;
     } else if (this.logBytes >= this.compactBytes && this.entries.size * 4 <= this.logRecords) {
@@ -246,6 +260,7 @@ export class Outbox {
     const entry = entryOf(this.nextSeq++, frame, chatKey);
     return this.#enqueue({
       line: this.#addLine(entry),
+      sync: true,
       apply: () => this.#put(entry),
       result: () => entry,
     });
@@ -256,6 +271,7 @@ export class Outbox {
     if (!this.entries.has(frameId)) return Promise.resolve(false);
     return this.#enqueue({
       line: `${JSON.stringify({ op: "del", frameId })}\n`,
+      sync: false,
       apply: () => this.#drop(frameId),
       result: () => true,
     });
@@ -314,6 +330,8 @@ export class Outbox {
   /** Flushes and releases the log file. */
   async close() {
     await this.flush();
+    // A clean stop leaves nothing to resend: the last deletions go to disk too.
+    if (this.handle && this.unsynced) await this.handle.datasync();
     if (this.handle) await this.handle.close();
     this.handle = null;
   }
