@@ -274,10 +274,8 @@ export class GatewayClient {
     // The window moved: the chat's next frame need not wait for the deletion's fsync.
     this.#pumpChat(entry.chatKey);
     this.outbox.remove(ack.frameId).then(
-      () => {
-        this.removing.delete(ack.frameId);
-        this.#pumpChat(entry.chatKey);
-      },
+      // Nothing more to send once it is gone: the window moved with the ack above.
+      () => this.removing.delete(ack.frameId),
       (err) => {
         // The frame stays pending and is resent; the gateway answers DUPLICATE.
         this.removing.delete(ack.frameId);
