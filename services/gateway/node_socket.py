@@ -9,7 +9,7 @@ import logging
 from aiohttp import WSMsgType, web
 from chatbot.wire.v1 import frames_pb2 as w
 
-from services.common.wire import encode_frame
+from services.gateway.ack_encoding import encode_reply
 from services.gateway.frame_handler import FrameHandler
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_link import NodeLink
@@ -52,7 +52,7 @@ class NodeSocket:
                 reply = await self._handler.handle(data, ws)
                 if reply is not None and not ws.closed:
                     async with send_lock:
-                        await ws.send_str(encode_frame(reply))
+                        await ws.send_str(encode_reply(reply))
                     ack_status = w.AckStatus.Name(reply.ack.status)
                     self._metrics.frames_acked.labels(ack_status).inc()
             except (ConnectionError, RuntimeError) as error:

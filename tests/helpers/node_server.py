@@ -73,6 +73,7 @@ async def start_node_server(
     log_path: Path,
     port: int | None = None,
     extra_env: dict[str, str] | None = None,
+    node_args: list[str] | None = None,
 ) -> NodeServer:
     """Starts the Node server on loopback (`port`, or a free one); returns once /healthz
     answers. Pick the port first with free_port() when the gateway must know it."""
@@ -96,6 +97,7 @@ async def start_node_server(
     log = log_path.open("ab")
     process = await asyncio.create_subprocess_exec(
         "node",
+        *(node_args or []),
         "whatsapp_baileys_server/src/index.js",
         cwd=REPO,
         env=env,

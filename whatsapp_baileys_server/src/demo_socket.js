@@ -112,8 +112,12 @@ export async function loadDemoScript(path) {
   };
   if (!isObject(doc)) fail("top level", `must be an object like {"bots": {"demo-bot": [ … ]}}, got ${describeType(doc)}`);
   for (const key of Object.keys(doc)) {
-    if (!["bots", "default_delay_ms", "comment", "pairing"].includes(key)) fail("top level", `unknown key "${key}"; expected bots, default_delay_ms, pairing, comment`);
+    if (!["bots", "default_delay_ms", "comment", "pairing", "injected_events"].includes(key)) {
+      fail("top level", `unknown key "${key}"; expected bots, default_delay_ms, pairing, injected_events, comment`);
+    }
   }
+  const injectedEvents = doc.injected_events ?? true;
+  if (typeof injectedEvents !== "boolean") fail("injected_events", "must be true or false");
   const pairing = validatePairing(doc.pairing, fail);
   const defaultDelay = doc.default_delay_ms ?? DEFAULT_DELAY_MS;
   if (!Number.isInteger(defaultDelay) || defaultDelay < 0 || defaultDelay > 600_000) fail("default_delay_ms", "must be a whole number of milliseconds 0..600000");
@@ -136,7 +140,7 @@ export async function loadDemoScript(path) {
     }
     bots.set(botId, entries);
   }
-  return { path: where, bots, pairing };
+  return { path: where, bots, pairing, injectedEvents };
 }
 
 function validatePairing(doc, fail) {
@@ -518,7 +522,28 @@ function describeContent(content) {
  * @param {{ logger: any, print?: (line: string) => void }} options print receives the
  *   JSON lines for stdout (reply_sent, message_injected, script_done)
  */
-export function createDemoWhatsApp(script, { logger, print = (line) => process.stdout.write(`${line}\n`) }) {
+/**
+ * Prints lines to stdout, the lines of one burst in one write: a write per line was a
+ * tenth of the Node server's CPU under the Node path benchmark. Whatever is still held
+ * when the process exits is written then (a SIGKILL loses at most the current burst).
+ */
+export function stdoutLines() {
+  let held = [];
+  const flush = () => {
+    if (held.length === 0) return;
+    const text = `${held.join("\n")}\n`;
+    held = [];
+    // Synchronous for files and pipes on Linux, so the exit handler's write lands too.
+    process.stdout.write(text);
+  };
+  process.once("exit", flush);
+  return (line) => {
+    if (held.length === 0) setImmediate(flush);
+    held.push(line);
+  };
+}
+
+export function createDemoWhatsApp(script, { logger, print = stdoutLines() }) {
   const state = {
     script,
     logger,
@@ -690,7 +715,11 @@ export class DemoSocket {
     });
     Object.assign(waMessage.key, alt);
     this.lastKey = key;
-    this.state.emit({ event: "message_injected", botId: this.botId, id, type: entry.type, from: entry.from, chat: remoteJid, upsert: entry.upsert });
+    // A benchmark injecting thousands a second turns these off (`injected_events`): the
+    // line per message, and its reader, would cost more than the server it measures.
+    if (this.state.script.injectedEvents !== false) {
+      this.state.emit({ event: "message_injected", botId: this.botId, id, type: entry.type, from: entry.from, chat: remoteJid, upsert: entry.upsert });
+    }
     this.ev.emit("messages.upsert", { type: entry.upsert, messages: [waMessage] });
   }
 

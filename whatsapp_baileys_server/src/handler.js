@@ -35,7 +35,9 @@ function originatingDate(msg, clock) {
  * @property {(message: any) => Promise<any>} download returns the decrypted byte stream
  * @property {(botId: string, message: any) => Promise<any>} [reupload] refreshes expired media URLs
  * @property {(botId: string) => number | undefined} quotaGbFor the bot's media_storage_quota_gb
- * @property {(frame: any, chatKey: string) => Promise<void>} frameSink durable hand-off (the outbox)
+ * @property {(frame: any, chatKey: string) => Promise<void>} frameSink durable hand-off (the outbox);
+ *   frames take their place in it when it is called (its order is the call order) and the
+ *   promise resolves once the frame is durable
  * @property {() => Date} [clock]
  * @property {any} logger
  * @property {(dir: string) => Promise<number>} [sizeOf] staging size measurement
@@ -136,9 +138,15 @@ export function createMessageHandler({
     return reply;
   }
 
-  async function emit(payloadCase, value, chatKey) {
+  /**
+   * Hands a frame to the sink; resolves once it is durable. `entered` is told as soon as
+   * the frame has its place in the sink, so the chat's next message may go on meanwhile.
+   */
+  async function emit(payloadCase, value, chatKey, entered) {
     const frame = buildNodeFrame({ payload: { case: payloadCase, value } });
-    await frameSink(frame, chatKey);
+    const durable = frameSink(frame, chatKey);
+    entered?.();
+    await durable;
     return frame;
   }
 
@@ -183,7 +191,7 @@ export function createMessageHandler({
     }
   }
 
-  async function handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log) {
+  async function handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log, entered) {
     const key = msg.key;
     const details = await detailsOf(info.contentType, content, {
       botId,
@@ -202,7 +210,7 @@ export function createMessageHandler({
     });
     if (details.case === "poll") await rememberPoll(botId, msg, content, log);
     if (details.case === "unsupported") log.info({ content_type: details.value.messageType }, "unsupported message type forwarded as a marker");
-    return emit("structuredMessage", { header: hdr, details: { kind: details }, replyTo }, chatKey);
+    return emit("structuredMessage", { header: hdr, details: { kind: details }, replyTo }, chatKey, entered);
   }
 
   async function handleMedia(botId, msg, info, hdr, replyTo, chatKey, log) {
@@ -258,7 +266,7 @@ export function createMessageHandler({
   }
 
   /** Emits the one `undecryptable` marker of a stub (its window passed, or it never opens). */
-  async function emitUndecryptable(botId, stub, reason, viewOnce = false) {
+  async function emitUndecryptable(botId, stub, reason, viewOnce = false, entered = undefined) {
     const log = logger.child({ bot_id: botId, provider_message_id: stub.key?.id });
     const hdr = await header(botId, stub, { fromOwner: Boolean(stub.key?.fromMe) }, log);
     if (viewOnce) hdr.context.viewOnce = true;
@@ -266,7 +274,7 @@ export function createMessageHandler({
     return emit("structuredMessage", {
       header: hdr,
       details: { kind: { case: "undecryptable", value: { reason: clip(reason, 256) } } },
-    }, `${botId}\u0000${hdr.correspondentId}`);
+    }, `${botId}\u0000${hdr.correspondentId}`, entered);
   }
 
   /** Why a stub could not be decrypted, in words for the operator. */
@@ -280,7 +288,7 @@ export function createMessageHandler({
    * stub (never readable on a linked device), a stub waiting for its readable copy, or
    * a counted drop. Returns the frame when one is sent.
    */
-  async function handleStub(botId, msg, settings, log) {
+  async function handleStub(botId, msg, settings, log, entered) {
     const key = msg.key;
     if (isGroupStub(msg)) {
       if (!settings.groupEvents) return drop("group_events_off", log, { stub: stubName(msg) });
@@ -293,7 +301,7 @@ export function createMessageHandler({
         (jid, ...alts) => identities.resolve(botId, jid, ...alts),
         (jid) => contexts.botIds(botId).has(bareJid(jid)),
       );
-      return emit("structuredMessage", { header: hdr, details: { kind: { case: "groupEvent", value } } }, `${botId}\u0000${hdr.correspondentId}`);
+      return emit("structuredMessage", { header: hdr, details: { kind: { case: "groupEvent", value } } }, `${botId}\u0000${hdr.correspondentId}`, entered);
     }
     const name = stubName(msg);
     if (name !== undefined && name !== "CIPHERTEXT" && msg.message) return undefined;
@@ -303,7 +311,7 @@ export function createMessageHandler({
       const seenKey = `${botId}\u0000${key.remoteJid}\u0000${key.id}`;
       if (seen.has(seenKey)) return drop("duplicate", log);
       remember(seenKey);
-      return emitUndecryptable(botId, msg, "view-once message: its content is shown only on the phone", true);
+      return emitUndecryptable(botId, msg, "view-once message: its content is shown only on the phone", true, entered);
     }
     if (!pendingStubs) return drop("undecryptable", log, { params: msg.messageStubParameters });
     const state = pendingStubs.state(botId, String(key.id));
@@ -317,8 +325,9 @@ export function createMessageHandler({
   /**
    * Handles one message; resolves once its frame (if any) is in the sink. Returns the
    * frame, or undefined when nothing is forwarded (every such case counted by reason).
+   * `entered` (optional) is called once the frame has its place in the sink.
    */
-  async function handleMessage(botId, msg) {
+  async function handleMessage(botId, msg, entered = undefined) {
     const key = msg?.key;
     const settings = botSettings(configOf(botId));
     const chatKind = key?.remoteJid ? chatKindOf(String(key.remoteJid)) : undefined;
@@ -343,7 +352,7 @@ export function createMessageHandler({
       fromOwner = true;
     }
     if (stub) {
-      const handled = await handleStub(botId, msg, settings, log);
+      const handled = await handleStub(botId, msg, settings, log, entered);
       if (handled !== undefined || !msg.message) return handled;
     }
     if (pendingStubs) {
@@ -382,14 +391,14 @@ export function createMessageHandler({
         const target = clip(wrapped.message?.protocolMessage?.key?.id || key.id, 256);
         const text = info.type === "text" ? info.text : info.caption ?? "";
         const value = { targetMessageId: target, text: clip(text, MAX_TEXT), decrypted: true };
-        return await emit("structuredMessage", { header: hdr, details: { kind: { case: "edit", value } }, replyTo }, chatKey);
+        return await emit("structuredMessage", { header: hdr, details: { kind: { case: "edit", value } }, replyTo }, chatKey, entered);
       }
       if (info.type === "text") {
         let text = clip(info.text, MAX_TEXT);
         if (hdr.context.adReply) text = clip(`${text}\n${adReplyLine(hdr.context.adReply)}`, MAX_TEXT);
-        return await emit("textMessage", { header: hdr, message: text, replyTo }, chatKey);
+        return await emit("textMessage", { header: hdr, message: text, replyTo }, chatKey, entered);
       }
-      if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log);
+      if (info.type === "structured") return await handleStructured(botId, msg, content, info, hdr, replyTo, chatKey, log, entered);
       return await handleMedia(botId, msg, info, hdr, replyTo, chatKey, log);
     } catch (err) {
       // Nothing reached the sink: let a redelivery of this id try again.
@@ -444,18 +453,26 @@ export function createMessageHandler({
       // the poll store or a group lookup): a vote must find the poll stored before it.
       // Only media waits, for its download.
       const isText = content !== undefined && classify(content).type !== "media";
-      const handle = () => handleMessage(botId, msg).catch((err) => {
+      const handle = (entered) => handleMessage(botId, msg, entered).catch((err) => {
         logger.error({ err, bot_id: botId, provider_message_id: msg?.key?.id }, "message handling failed");
         return undefined;
       });
       if (isText) {
+        // The chat's next message waits until this one's frame has its place in the
+        // sink, not until it is durable: the outbox keeps that order and commits the
+        // chat's frames together (waiting for each fsync capped one chat at ~300 msg/s).
         const chat = `${botId}\u0000${msg?.key?.remoteJid}`;
-        const done = (chatTails.get(chat) ?? Promise.resolve()).then(handle);
-        chatTails.set(chat, done);
-        done.finally(() => {
-          if (chatTails.get(chat) === done) chatTails.delete(chat);
+        let entered;
+        const placed = new Promise((resolve) => {
+          entered = resolve;
         });
-        await done;
+        const done = (chatTails.get(chat) ?? Promise.resolve()).then(() => handle(entered));
+        const turn = Promise.race([placed, done]);
+        chatTails.set(chat, turn);
+        turn.finally(() => {
+          if (chatTails.get(chat) === turn) chatTails.delete(chat);
+        });
+        await turn;
         pending.push(done);
       } else {
         pending.push(handle());

@@ -3,6 +3,8 @@
 
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
+function ignore() {}
+
 function errorFields(value) {
   if (value instanceof Error) {
     return { message: value.message, name: value.name, stack: value.stack };
@@ -24,8 +26,12 @@ export function createLogger({ level = "info", bindings = {}, write = (line) => 
   };
   for (const name of Object.keys(LEVELS)) {
     if (name === "silent") continue;
+    // A child logger is made per message: levels below the threshold share one no-op.
+    if (LEVELS[name] < threshold) {
+      logger[name] = ignore;
+      continue;
+    }
     logger[name] = (objOrMsg, msg) => {
-      if (LEVELS[name] < threshold) return;
       let fields = {};
       let text = msg;
       if (typeof objOrMsg === "string") text = objOrMsg;

@@ -6,11 +6,14 @@
 // only once its frame is durable, so nothing is acknowledged to Baileys before that.
 // Acknowledged frames are appended as deletions; the log is rewritten (temp file, fsync,
 // rename, fsync of the directory) when mostly dead, and emptied when nothing is pending.
+// Deletions (and the emptying) need no fsync of their own: the next batch of frames
+// makes them durable with its own, and one lost in a crash only means its frame is sent
+// again and answered DUPLICATE. A batch of deletions alone is written, not synced.
 // Sequence numbers keep the original order across restarts; per-chat order follows.
 
 import { open, readdir, rename, rm, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { NodeFrameSchema, fromJson, toJson } from "./wire.js";
+import { NodeFrameSchema, encodeNodeFrame, fromJson } from "./wire.js";
 
 const LOG = "outbox.log";
 // The per-frame files of earlier versions, migrated into the log at open.
@@ -56,11 +59,18 @@ async function readLog(dir, logger) {
  * @property {string} frameId
  * @property {string} chatKey frames of one chat are delivered in order
  * @property {any} frame the NodeFrame message
+ * @property {string} json the frame encoded once, as it is logged and sent
  */
+
+/** An entry with its frame encoded once: the log line and every send reuse the text. */
+function entryOf(seq, frame, chatKey) {
+  return { seq, frameId: frame.frameId, chatKey, frame, json: encodeNodeFrame(frame) };
+}
 
 /**
  * @typedef {object} LogWrite
  * @property {string} line the record, newline-terminated
+ * @property {boolean} sync the record must be on disk before it resolves (added frames)
  * @property {() => void} apply runs once the record is durable, in log order
  * @property {(value: any) => void} resolve
  * @property {(err: any) => void} reject
@@ -86,6 +96,10 @@ export class Outbox {
     this.logBytes = 0;
     this.logRecords = 0;
     this.batches = 0;
+    /** fsyncs of the log by batches (for tests and metrics) */
+    this.syncs = 0;
+    /** Deletions written but not yet synced. */
+    this.unsynced = false;
   }
 
   get #logPath() {
@@ -119,7 +133,7 @@ export class Outbox {
     if (record.op === "add") {
       try {
         const frame = fromJson(NodeFrameSchema, record.frame);
-        this.#put({ seq: record.seq, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
+        this.#put(entryOf(record.seq, frame, String(record.chatKey)));
         this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
       } catch (err) {
         this.logger.error({ err, line: lineNumber }, "unreadable outbox frame skipped");
@@ -142,7 +156,7 @@ export class Outbox {
       try {
         const record = JSON.parse(await readFile(path, "utf8"));
         const frame = fromJson(NodeFrameSchema, record.frame);
-        this.#put({ seq: this.nextSeq++, frameId: frame.frameId, chatKey: String(record.chatKey), frame });
+        this.#put(entryOf(this.nextSeq++, frame, String(record.chatKey)));
         found.push(path);
       } catch (err) {
         this.logger.error({ err, file: path }, "unreadable outbox file set aside");
@@ -181,7 +195,8 @@ export class Outbox {
   }
 
   #addLine(entry) {
-    return `${JSON.stringify({ op: "add", seq: entry.seq, chatKey: entry.chatKey, frame: toJson(NodeFrameSchema, entry.frame) })}\n`;
+    // The bytes JSON.stringify of the record object would give, around the frame's text.
+    return `{"op":"add","seq":${entry.seq},"chatKey":${JSON.stringify(entry.chatKey)},"frame":${entry.json}}\n`;
   }
 
   #enqueue(write) {
@@ -216,7 +231,13 @@ export class Outbox {
   async #writeBatch(batch) {
     const body = batch.map((w) => w.line).join("");
     await this.handle.write(body);
-    await this.handle.datasync();
+    if (batch.some((w) => w.sync)) {
+      await this.handle.datasync();
+      this.syncs += 1;
+      this.unsynced = false;
+    } else {
+      this.unsynced = true;
+    }
     this.logBytes += Buffer.byteLength(body);
     this.logRecords += batch.length;
     this.batches += 1;
@@ -226,7 +247,7 @@ export class Outbox {
     if (this.entries.size === 0 && this.logBytes > 0) {
       // Nothing pending: every record is dead, so the log can simply be emptied.
       await this.handle.truncate(0);
-      await this.handle.sync();
+      this.unsynced = true;
       this.logBytes = 0;
       this.logRecords = 0;
     } else if (this.logBytes >= this.compactBytes && this.entries.size * 4 <= this.logRecords) {
@@ -236,9 +257,10 @@ export class Outbox {
 
   /** Persists a frame; resolves once it is durable on disk. */
   add(frame, chatKey) {
-    const entry = { seq: this.nextSeq++, frameId: frame.frameId, chatKey, frame };
+    const entry = entryOf(this.nextSeq++, frame, chatKey);
     return this.#enqueue({
       line: this.#addLine(entry),
+      sync: true,
       apply: () => this.#put(entry),
       result: () => entry,
     });
@@ -249,6 +271,7 @@ export class Outbox {
     if (!this.entries.has(frameId)) return Promise.resolve(false);
     return this.#enqueue({
       line: `${JSON.stringify({ op: "del", frameId })}\n`,
+      sync: false,
       apply: () => this.#drop(frameId),
       result: () => true,
     });
@@ -307,6 +330,8 @@ export class Outbox {
   /** Flushes and releases the log file. */
   async close() {
     await this.flush();
+    // A clean stop leaves nothing to resend: the last deletions go to disk too.
+    if (this.handle && this.unsynced) await this.handle.datasync();
     if (this.handle) await this.handle.close();
     this.handle = null;
   }

@@ -18,7 +18,7 @@ import {
   toJsonString,
 } from "@bufbuild/protobuf";
 import { field as fieldConstraints } from "./gen/chatbot/options/v1/field_options_pb.js";
-import { GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
+import { AckStatusSchema, GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { OUTGOING_MESSAGE, outgoingProblems } from "./outgoing_rules.js";
 
 /** Frames from Node are small: text and metadata only, never media bytes. */
@@ -76,6 +76,33 @@ function codePoints(value) {
 
 function constraintsOf(field) {
   return hasOption(field, fieldConstraints) ? getOption(field, fieldConstraints) : undefined;
+}
+
+/**
+ * field → its constraints (or undefined) for every field reachable from the frames,
+ * read once at load: reading a custom option decodes it again on each call, which
+ * was a seventh of the Node server's CPU per message. Never changed after this.
+ */
+function collectRules(schemas) {
+  const rules = new Map();
+  const visited = new Set();
+  const visit = (schema) => {
+    if (visited.has(schema)) return;
+    visited.add(schema);
+    for (const field of schema.fields) {
+      rules.set(field, constraintsOf(field));
+      if (field.message) visit(field.message);
+    }
+  };
+  schemas.forEach(visit);
+  return rules;
+}
+
+const FRAME_RULES = collectRules([NodeFrameSchema, GatewayFrameSchema]);
+
+function rulesOf(field) {
+  const rules = FRAME_RULES.get(field);
+  return rules !== undefined || FRAME_RULES.has(field) ? rules : constraintsOf(field);
 }
 
 function scalarDefault(field) {
@@ -140,45 +167,45 @@ export function validateMessage(schema, message, path = "") {
     }
   }
   for (const field of schema.fields) {
-    const where = `${path}${field.name}`;
-    const rules = constraintsOf(field);
+    const rules = rulesOf(field);
     const [present, value] = read(message, field);
     if (field.fieldKind === "list" || field.fieldKind === "map") {
       const size = field.fieldKind === "list" ? value.length : Object.keys(value).length;
-      if (rules?.required && size === 0) problems.push(`${where}: required`);
-      if (rules?.maxItems && size > rules.maxItems) problems.push(`${where}: more than ${rules.maxItems} items`);
+      if (rules?.required && size === 0) problems.push(`${path}${field.name}: required`);
+      if (rules?.maxItems && size > rules.maxItems) problems.push(`${path}${field.name}: more than ${rules.maxItems} items`);
       if (field.fieldKind === "list" && field.listKind === "message") {
         value.forEach((item, i) => {
-          problems.push(...validateMessage(field.message, item, `${where}[${i}].`));
+          problems.push(...validateMessage(field.message, item, `${path}${field.name}[${i}].`));
         });
       }
       continue;
     }
     if (field.fieldKind === "message") {
-      if (present) problems.push(...validateMessage(field.message, value, `${where}.`));
-      else if (rules?.required) problems.push(`${where}: required`);
+      if (present) problems.push(...validateMessage(field.message, value, `${path}${field.name}.`));
+      else if (rules?.required) problems.push(`${path}${field.name}: required`);
       continue;
     }
     if (field.fieldKind === "enum" && !field.enum.values.some((v) => v.number === value)) {
-      problems.push(`${where}: unknown enum value ${value}`);
+      problems.push(`${path}${field.name}: unknown enum value ${value}`);
       continue;
     }
     if (field.fieldKind === "scalar" && UNSIGNED_64.has(field.scalar) && value > MAX_STORED_INTEGER) {
       // A valid uint64 that no store can hold: refused here, as in Python.
-      problems.push(`${where}: larger than ${MAX_STORED_INTEGER}`);
+      problems.push(`${path}${field.name}: larger than ${MAX_STORED_INTEGER}`);
       continue;
     }
     if (rules === undefined) continue;
     if (rules.required && isEmpty(value)) {
-      problems.push(`${where}: required`);
+      problems.push(`${path}${field.name}: required`);
       continue;
     }
     if (typeof value === "string") {
-      if (rules.maxLength && codePoints(value) > rules.maxLength) {
-        problems.push(`${where}: longer than ${rules.maxLength} characters`);
+      // A string has no more code points than UTF-16 units: most need no count.
+      if (rules.maxLength && value.length > rules.maxLength && codePoints(value) > rules.maxLength) {
+        problems.push(`${path}${field.name}: longer than ${rules.maxLength} characters`);
       }
       if (rules.uuid4 && value && !isUuid4(value)) {
-        problems.push(`${where}: not a lower-case UUID4`);
+        problems.push(`${path}${field.name}: not a lower-case UUID4`);
       }
     }
   }
@@ -343,9 +370,34 @@ export function parseFrame(input, schema) {
   return message;
 }
 
+// The ack the gateway sends for nearly every frame, exactly as its encoder writes it
+// (services/gateway/ack_encoding.py): a UUID4 frame id and a named status, no reason.
+// Text of this shape is valid by construction, so it skips the general parser (a tenth
+// of the Node server's CPU went to parsing acks); anything else takes the full path.
+const PLAIN_ACK = /^\{"ack": \{"frameId": "([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})", "status": "(ACK_STATUS_[A-Z]+)"\}\}$/;
+const PLAIN_ACK_MAX_BYTES = 128;
+const ACK_TYPE_NAME = GatewayFrameSchema.field.ack.message.typeName;
+const ACK_STATUS_NUMBERS = new Map(AckStatusSchema.values.filter((v) => v.number !== 0).map((v) => [v.name, v.number]));
+
+function plainAck(input) {
+  const size = typeof input === "string" ? input.length : input.byteLength;
+  if (size > PLAIN_ACK_MAX_BYTES) return undefined;
+  // Latin-1 reads ASCII bytes as UTF-8 does; any other byte fails the pattern.
+  const match = PLAIN_ACK.exec(typeof input === "string" ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString("latin1"));
+  const status = match && ACK_STATUS_NUMBERS.get(match[2]);
+  if (!status) return undefined;
+  // The message as fromJson builds it (protobuf-es messages are plain objects), written
+  // out: create() costs several times the parse it replaces.
+  return {
+    $typeName: GatewayFrameSchema.typeName,
+    frameId: "",
+    payload: { case: "ack", value: { $typeName: ACK_TYPE_NAME, frameId: match[1], status } },
+  };
+}
+
 /** A frame received from the gateway. */
 export function parseGatewayFrame(input) {
-  return parseFrame(input, GatewayFrameSchema);
+  return plainAck(input) ?? parseFrame(input, GatewayFrameSchema);
 }
 
 /** A frame received from the Node server (used by tests and tools acting as gateway). */

@@ -242,6 +242,7 @@ test("demo script validation names the entry and the fix", async (t) => {
   await check({ bots: { b: [{ type: "image", file: "a.png", download_fails: "yes" }] } }, /"download_fails" must be true or false/);
   await check({ bots: { b: [{ type: "text", text: "x", delay_ms: -1 }] } }, /"delay_ms" must be a whole number/);
   await check({ bots: { b: [{ type: "sticker", file: "." }] } }, /is not a regular file/);
+  await check({ injected_events: "no", bots: { b: [{ type: "text", text: "x" }] } }, /injected_events: must be true or false/);
 
   const path = join(root, "ok.json");
   await writeFile(path, JSON.stringify({ bots: { b: [{ type: "text", from: BOB, text: "x" }, { type: "image", file: "a.png" }] } }));
@@ -259,11 +260,11 @@ test("demo script validation names the entry and the fix", async (t) => {
  * the gateway parses them, in script order. A scripted disconnect is answered with a new
  * socket, as the session manager does for 515.
  */
-async function replay(t, entries) {
+async function replay(t, entries, top = {}) {
   const root = await mkdtemp(join(tmpdir(), "node-demo-kinds-"));
   t.after(() => rm(root, { recursive: true, force: true }));
   const path = join(root, "script.json");
-  await writeFile(path, JSON.stringify({ default_delay_ms: 1, bots: { b: entries } }));
+  await writeFile(path, JSON.stringify({ default_delay_ms: 1, ...top, bots: { b: entries } }));
   const script = await loadDemoScript(path);
   const { logger, records } = createMemoryLogger();
   const polls = await new PollStore({ dir: join(root, "polls"), maxPolls: 10, logger }).open();
@@ -412,4 +413,16 @@ test("demo script validation refuses bad new entries and unknown labels, naming 
   const path = join(root, "two.json");
   await writeFile(path, JSON.stringify({ bots: { a: [hi], b: [{ from: ALICE, type: "delete", target: "hi" }] } }));
   await assert.rejects(loadDemoScript(path), /bots\["b"\]\[0\]: "target" refers to label "hi", which no earlier entry of this bot carries/);
+});
+
+test("demo mode: injected_events false prints no line per message, and every message still reaches the handler", async (t) => {
+  const entries = [
+    { from: ALICE, type: "text", text: "one" },
+    { from: BOB, type: "text", text: "two" },
+  ];
+  const quiet = await replay(t, entries, { injected_events: false });
+  assert.deepEqual(quiet.injected, []);
+  assert.deepEqual(quiet.json.map((f) => f.textMessage.message), ["one", "two"]);
+  const loud = await replay(t, entries);
+  assert.deepEqual(loud.injected.map((e) => e.from), [ALICE, BOB]);
 });

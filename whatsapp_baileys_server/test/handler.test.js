@@ -399,3 +399,31 @@ test("fileLength is read as an untrusted number, string or Long", () => {
   assert.equal(untrustedCount(-3), undefined);
   assert.equal(untrustedCount(null), undefined);
 });
+
+test("one chat's texts enter the sink in order without waiting for each other's durability; each upsert resolves only once its frame is durable", async () => {
+  // A sink that makes frames durable only when told, as the outbox's group commit does.
+  const durable = [];
+  const { handler } = handlerWith({}, {
+    frameSink: (frame, chatKey) => {
+      sink.push({ frame, chatKey });
+      return new Promise((resolve) => durable.push(resolve));
+    },
+  });
+  const texts = ["one", "two", "three"].map((text) => waMessage({ conversation: text }));
+  let resolved = 0;
+  const upserts = texts.map((msg) =>
+    handler.handleUpsert(BOT, { type: "notify", messages: [msg] }).then((frames) => {
+      resolved += 1;
+      return frames;
+    }),
+  );
+  await waitUntil(() => sink.length === 3, "all three frames in the sink before any is durable");
+  assert.deepEqual(sink.map((s) => s.frame.payload.value.message), ["one", "two", "three"]);
+  assert.equal(resolved, 0, "nothing reported handled before it is durable");
+  durable[0]();
+  await upserts[0];
+  assert.equal(resolved, 1);
+  for (const resolve of durable.slice(1)) resolve();
+  const frames = await Promise.all(upserts);
+  assert.deepEqual(frames.map((f) => f[0].payload.value.message), ["one", "two", "three"]);
+});

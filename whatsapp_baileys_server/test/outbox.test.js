@@ -290,6 +290,25 @@ test("frames added together share one write and one fsync, and every one is dura
   await outbox.close();
 });
 
+test("deletions cost no fsync of their own; a frame's add always does", async (t) => {
+  const dir = await tempDir(t);
+  const { logger } = createMemoryLogger();
+  const outbox = await new Outbox({ dir, logger }).open();
+  const first = textFrame("a@s", "one");
+  await outbox.add(first, "k");
+  assert.equal(outbox.syncs, 1);
+  await outbox.remove(first.frameId);
+  assert.equal(outbox.syncs, 1, "the deletion (and the emptied log) waited for no fsync");
+  assert.deepEqual(await Outbox.pendingIn(dir, logger), [], "written all the same");
+  const second = textFrame("a@s", "two");
+  await outbox.add(second, "k");
+  assert.equal(outbox.syncs, 2);
+  await outbox.close();
+  const reopened = await new Outbox({ dir, logger }).open();
+  assert.deepEqual(reopened.pending().map((e) => e.frameId), [second.frameId]);
+  await reopened.close();
+});
+
 test("a mostly dead log is rewritten, and what is pending survives it", async (t) => {
   const dir = await tempDir(t);
   const { logger } = createMemoryLogger();

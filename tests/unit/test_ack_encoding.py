@@ -1,0 +1,54 @@
+"""The gateway's own ack encoder gives exactly encode_frame's text for every ack."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from chatbot.wire.v1 import frames_pb2 as w
+
+from services.common.wire import encode_frame
+from services.gateway.ack_encoding import encode_reply
+
+# Ids and reasons as they come: plain, quoting, control, non-ASCII, astral and lone
+# surrogate escapes (frame_handler backslash-escapes those before they get here).
+TEXTS = [
+    "",
+    "0f5d0a2e-7d55-4c43-9d6c-1b1f6f7d2c3e",
+    'a"b\\c',
+    "line\nbreak\t\x00",
+    "é ü ß",
+    "😀",
+    "\u2028\u2029",
+    "\\udc80",
+]
+
+
+def acks() -> list[w.GatewayFrame]:
+    frames = []
+    for number in [*w.AckStatus.values(), 999]:
+        status = w.AckStatus.ValueType(number)
+        for text in TEXTS:
+            frames.append(w.GatewayFrame(ack=w.Ack(frame_id=text, status=status)))
+            frames.append(w.GatewayFrame(ack=w.Ack(frame_id=text, status=status, reason=text)))
+    # A seeded sample of longer mixed texts as well.
+    rng = random.Random(27)
+    alphabet = 'aZ09"\\/\n\x1f é😀\u2028'
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))
+        frames.append(
+            w.GatewayFrame(ack=w.Ack(frame_id=text, status=w.ACK_STATUS_REJECTED, reason=text))
+        )
+    return frames
+
+
+@pytest.mark.parametrize("frame", acks(), ids=lambda f: repr(f.ack.frame_id)[:20])
+def test_an_ack_encodes_as_encode_frame_does(frame: w.GatewayFrame) -> None:
+    assert encode_reply(frame) == encode_frame(frame)
+
+
+def test_other_frames_go_through_encode_frame() -> None:
+    outgoing = w.GatewayFrame(frame_id="f-1", outgoing_message=w.OutgoingMessage(bot_id="b"))
+    assert encode_reply(outgoing) == encode_frame(outgoing)
+    with_id = w.GatewayFrame(frame_id="f-2", ack=w.Ack(frame_id="x", status=w.ACK_STATUS_ACCEPTED))
+    assert encode_reply(with_id) == encode_frame(with_id)
