@@ -103,6 +103,10 @@ class Param:
     required: bool = True
 
 
+#: The `{bot_id}` path parameter most routes share (the store's bound on a bot id).
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
+
+
 @dataclass(frozen=True)
 class Binary:
     """A response that is not JSON (an image)."""

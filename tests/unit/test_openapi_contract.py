@@ -193,3 +193,33 @@ def test_a_description_must_name_the_route_s_path_parameters() -> None:
     app.router.add_get("/bots/{bot_id}/extra", handler)
     with pytest.raises(ValueError, match="path parameters"):
         ApiDocs().build(app)
+
+
+async def test_the_document_and_the_docs_are_served_without_a_token() -> None:
+    runner = web.AppRunner(_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    base = f"http://{host}:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/openapi.json") as response:
+                assert response.status == 200
+                assert (await response.json())["openapi"].startswith("3.1.")
+            async with http.get(f"{base}/docs") as response:
+                assert response.status == 200
+                page = await response.text()
+            # Every file the page loads is served from here (no CDN).
+            for src in re.findall(r'(?:src|href)="([^"]+)"', page):
+                assert src.startswith("/docs/"), src
+                async with http.get(base + src) as response:
+                    assert response.status == 200, src
+            for outside in ("/docs/..%2Fapi_docs.py", "/docs/LICENSE", "/docs/.hidden.js"):
+                async with http.get(base + outside) as response:
+                    assert response.status == 404, outside
+            # The API itself still needs its token.
+            async with http.get(f"{base}/bots/x") as response:
+                assert response.status == 401
+    finally:
+        await runner.cleanup()
