@@ -125,19 +125,69 @@ def test_secrets_come_from_the_operator_in_production_and_are_generated_in_dev(
     assert "--replSet" in mongo["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_staging_volume_is_shared_read_write_many(rendered: Docs) -> None:
-    docs = rendered["production"]
-    claim = named(docs, "PersistentVolumeClaim", "media-staging")
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    mounting = {
-        w["metadata"]["name"]
-        for w in _workloads(docs)
-        if any(
-            v.get("persistentVolumeClaim", {}).get("claimName") == "media-staging"
-            for v in w["spec"]["template"]["spec"].get("volumes", [])
-        )
-    }
-    assert mounting == {f"media-svc-{r}" for r in ROLE_POOLS} | {"whatsapp-baileys-server"}
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_volume_is_shared_between_pods(rendered: Docs, overlay: str) -> None:
+    """Media bytes live in GridFS: no claim is ReadWriteMany (a cluster whose default
+    class is ReadWriteOnce would leave it Pending) and no pod mounts a shared claim;
+    each StatefulSet pod has its own volumes."""
+    docs = rendered[overlay]
+    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert not [c for c in claims if "ReadWriteMany" in c["spec"]["accessModes"]]
+    for workload in _workloads(docs):
+        volumes = workload["spec"]["template"]["spec"].get("volumes", [])
+        shared = [v for v in volumes if "persistentVolumeClaim" in v]
+        assert not shared, f"{workload['metadata']['name']} mounts {shared}"
+        for template in workload["spec"].get("volumeClaimTemplates", []):
+            assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+    config = named(docs, "ConfigMap", "chatbot-config")["data"]
+    assert config["MEDIA_STORE"] == "gridfs"
+    assert "MEDIA_STAGING_DIR" not in config
+    for role in ROLE_POOLS:
+        [container] = named(docs, "Deployment", f"media-svc-{role}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[_env(container)["MEDIA_SCRATCH_DIR"]] == "scratch"
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), [("production", 3), ("production-hpa", 3)])
+def test_node_replicas_share_the_bots_by_lease(
+    rendered: Docs, overlay: str, replicas: int
+) -> None:
+    docs = rendered[overlay]
+    node = named(docs, "StatefulSet", "whatsapp-baileys-server")
+    assert node["spec"]["replicas"] == replicas
+    [container] = node["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    assert env["NODE_OWNERSHIP"] == "lease"
+    assert env["NODE_AUTH_STATE"] == "store"
+    assert env["NODE_MEDIA_STAGING"] == "gateway"
+    assert env["NODE_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The advertised address resolves through the governing headless Service.
+    governing = named(docs, "Service", node["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert env["NODE_ADVERTISED_URL"] == (
+        f"http://$(NODE_REPLICA_ID).{node['spec']['serviceName']}:8091"
+    )
+    labels = node["spec"]["template"]["metadata"]["labels"]
+    [budget] = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget" and _selects(d["spec"]["selector"], labels)
+    ]
+    # A drain takes one Node pod at a time: the others keep serving its bots' peers.
+    assert budget["spec"]["maxUnavailable"] == 1 < replicas
+
+
+@pytest.mark.parametrize("overlay", ["production", "production-hpa"])
+def test_relay_replicas_share_the_bots_and_roll(rendered: Docs, overlay: str) -> None:
+    relay = named(rendered[overlay], "Deployment", "relay")
+    assert relay["spec"]["replicas"] >= 2
+    strategy = relay["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    [container] = relay["spec"]["template"]["spec"]["containers"]
+    assert _env(container)["RELAY_INSTANCE_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 @pytest.mark.parametrize(("overlay", "shards"), [("dev", 1), ("production", 4)])
