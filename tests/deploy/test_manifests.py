@@ -151,9 +151,7 @@ def test_no_volume_is_shared_between_pods(rendered: Docs, overlay: str) -> None:
 
 
 @pytest.mark.parametrize(("overlay", "replicas"), [("production", 3), ("production-hpa", 3)])
-def test_node_replicas_share_the_bots_by_lease(
-    rendered: Docs, overlay: str, replicas: int
-) -> None:
+def test_node_replicas_share_the_bots_by_lease(rendered: Docs, overlay: str, replicas: int) -> None:
     docs = rendered[overlay]
     node = named(docs, "StatefulSet", "whatsapp-baileys-server")
     assert node["spec"]["replicas"] == replicas
