@@ -38,6 +38,8 @@ class Base:
     role: str
     packages: tuple[str, ...]
     image: str
+    # Image settings (ENV) given at import; not part of the root filesystem.
+    env: tuple[tuple[str, str], ...] = ()
 
     def recipe(self) -> dict[str, object]:
         recipe: dict[str, object] = {
@@ -50,21 +52,36 @@ class Base:
         return recipe
 
     def digest(self) -> str:
-        text = json.dumps(self.recipe(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """Names the root filesystem tarball."""
+        return _digest(self.recipe())
 
     def tag(self) -> str:
-        return f"{self.image}:{SUITE}-{self.digest()}"
+        return f"{self.image}:{SUITE}-{_digest({**self.recipe(), 'env': self.env})}"
 
 
+def _digest(recipe: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# pip (its own certifi bundle) and Node (its compiled-in CAs) are pointed at the system
+# bundle, as Debian's own tools use: the build mounts the host's bundle there, so a
+# registry behind a TLS proxy the host trusts is reachable while building, and the
+# images keep Debian's bundle.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BASES = {
     # python-is-python3: the Dockerfile runs `python`, as the public python image allows.
     "python": Base(
         "python",
         ("ca-certificates", "python3.11", "python3.11-venv", "python-is-python3"),
         "localhost/chatbot-base-python",
+        (("PIP_CERT", SYSTEM_CA_BUNDLE),),
     ),
-    "node": Base("node", ("ca-certificates",), "localhost/chatbot-base-node"),
+    "node": Base(
+        "node",
+        ("ca-certificates",),
+        "localhost/chatbot-base-node",
+        (("NODE_EXTRA_CA_CERTS", SYSTEM_CA_BUNDLE),),
+    ),
 }
 
 
@@ -171,6 +188,7 @@ def ensure(base: Base, cache: Path) -> str:
                 'CMD ["/bin/bash"]',
                 "--change",
                 "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                *(f"--change=ENV {name}={value}" for name, value in base.env),
                 str(tarball),
                 tag,
             ],

@@ -28,6 +28,8 @@ LIGHT = frozenset(
         "pymongo",
         "prometheus-client",
         "aiohttp",
+        # The gateway renders a pairing QR as PNG (services/gateway/pairing_api.py).
+        "segno",
     }
 )
 ROLES = ("light", "processor")

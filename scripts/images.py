@@ -147,6 +147,9 @@ def build(images: Sequence[Image], tag: str) -> None:
             "--network",
             "host",
             "--layers",
+            # Build time only: the host's CA bundle for pip and npm (image_bases.py).
+            "--volume",
+            f"{image_bases.SYSTEM_CA_BUNDLE}:{image_bases.SYSTEM_CA_BUNDLE}:ro",
             "--file",
             str(REPO / "deploy" / "docker" / image.dockerfile),
             "--build-arg",
