@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,9 @@ class Image:
     base: str
     # The build argument that names the base image in the Dockerfile.
     base_arg: str
+    # The workload in deploy/k8s/base/<manifest> whose pod environment the check parses.
+    manifest: str
+    workload: str
 
     def name(self, tag: str) -> str:
         return f"localhost/chatbot/{self.role}:{tag}"
@@ -67,11 +71,52 @@ class Image:
 IMAGES = {
     image.role: image
     for image in (
-        Image("gateway", "python.Dockerfile", "gateway", "python", "PYTHON_IMAGE"),
-        Image("queue-svc", "python.Dockerfile", "queue-svc", "python", "PYTHON_IMAGE"),
-        Image("relay", "python.Dockerfile", "relay", "python", "PYTHON_IMAGE"),
-        Image("media-svc", "python.Dockerfile", "media-svc", "python", "PYTHON_IMAGE"),
-        Image("whatsapp-baileys-server", "node.Dockerfile", None, "node", "NODE_IMAGE"),
+        Image(
+            "gateway",
+            "python.Dockerfile",
+            "gateway",
+            "python",
+            "PYTHON_IMAGE",
+            "gateway.yaml",
+            "gateway",
+        ),
+        Image(
+            "queue-svc",
+            "python.Dockerfile",
+            "queue-svc",
+            "python",
+            "PYTHON_IMAGE",
+            "queue-svc.yaml",
+            "queue-svc",
+        ),
+        Image(
+            "relay",
+            "python.Dockerfile",
+            "relay",
+            "python",
+            "PYTHON_IMAGE",
+            "relay.yaml",
+            "relay",
+        ),
+        # The speech role: the one whose pools load the Whisper model.
+        Image(
+            "media-svc",
+            "python.Dockerfile",
+            "media-svc",
+            "python",
+            "PYTHON_IMAGE",
+            "media-svc.yaml",
+            "media-svc-speech",
+        ),
+        Image(
+            "whatsapp-baileys-server",
+            "node.Dockerfile",
+            None,
+            "node",
+            "NODE_IMAGE",
+            "whatsapp-baileys-server.yaml",
+            "whatsapp-baileys-server",
+        ),
     )
 }
 
@@ -189,10 +234,33 @@ def inspect(name: str) -> ImageConfig:
     )
 
 
-def production_env() -> dict[str, str]:
-    """The shared ConfigMap's settings and placeholder secrets, as a pod gets them."""
-    config = yaml.safe_load((REPO / "deploy" / "k8s" / "base" / "config.yaml").read_text())
-    return {**{k: str(v) for k, v in config["data"].items()}, **SMOKE_SECRETS}
+def production_env(image: Image) -> dict[str, str]:
+    """The environment the image's pod gets from the base manifests: the shared
+    ConfigMap, then the container's own variables, with placeholder secrets and the
+    first pod's name for field references (Kubernetes' `$(VAR)` expanded)."""
+    base = REPO / "deploy" / "k8s" / "base"
+    config = yaml.safe_load((base / "config.yaml").read_text())
+    env = {str(k): str(v) for k, v in config["data"].items()}
+    pod = f"{image.workload}-0"
+    env["HOSTNAME"] = pod
+    [workload] = [
+        d
+        for d in yaml.safe_load_all((base / image.manifest).read_text())
+        if d["kind"] in {"Deployment", "StatefulSet"} and d["metadata"]["name"] == image.workload
+    ]
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    for variable in container.get("env", []):
+        name = str(variable["name"])
+        source = variable.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            env[name] = SMOKE_SECRETS[source["secretKeyRef"]["key"]]
+        elif "fieldRef" in source:
+            env[name] = pod
+        else:
+            env[name] = re.sub(
+                r"\$\(([A-Z0-9_]+)\)", lambda m: env.get(m[1], m[0]), str(variable["value"])
+            )
+    return env
 
 
 @contextmanager
@@ -274,7 +342,7 @@ def speech_clip(directory: Path) -> Path:
 def smoke(image: Image, tag: str) -> str:
     """Runs the image's checks; returns what they printed."""
     name = image.name(tag)
-    env = production_env()
+    env = production_env(image)
     if image.base == "node":
         return run_in_image(name, ["node", "--input-type=module", "-e", NODE_CHECK], env)
     output = run_in_image(name, [*inspect(name).command, "--check"], env)

@@ -47,6 +47,8 @@ def test_a_broken_configuration_fails_the_smoke_check(monkeypatch: pytest.Monkey
     image = IMAGES["queue-svc"]
     if not _built(image.name(image_tag())):
         pytest.skip(f"{image.name(image_tag())} is not built: run `make images`")
-    monkeypatch.setattr("scripts.images.production_env", lambda: {"QUEUE_SVC_PORT": "not-a-port"})
+    monkeypatch.setattr(
+        "scripts.images.production_env", lambda _image: {"QUEUE_SVC_PORT": "not-a-port"}
+    )
     with pytest.raises(SmokeCheckError, match="QUEUE_SVC_PORT"):
         smoke(image, image_tag())
