@@ -161,6 +161,8 @@ def test_node_replicas_share_the_bots_by_lease(rendered: Docs, overlay: str, rep
     assert env["NODE_AUTH_STATE"] == "store"
     assert env["NODE_MEDIA_STAGING"] == "gateway"
     assert env["NODE_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # pino's level names: Node refuses the Python services' "INFO" from the ConfigMap.
+    assert env["LOG_LEVEL"] == "info"
     # The advertised address resolves through the governing headless Service.
     governing = named(docs, "Service", node["spec"]["serviceName"])
     assert governing["spec"]["clusterIP"] == "None"
