@@ -110,10 +110,12 @@ deb http://deb.debian.org/debian-security {SUITE}-security main
 """
 # apt inside the new root, with /proc mounted in a private mount namespace (gone when
 # the command ends): debootstrap's own --include resolves dependencies poorly and
-# fails configuring python3.11-venv.
+# fails configuring python3.11-venv. The upgrade brings a cached minbase up to the
+# current security updates.
 _APT_IN_ROOT = (
     'set -e; mount --make-rprivate /; mount -t proc proc "$ROOT/proc"; '
     'export DEBIAN_FRONTEND=noninteractive; chroot "$ROOT" apt-get update -qq; '
+    'chroot "$ROOT" apt-get upgrade -y -qq; '
     'chroot "$ROOT" apt-get install -y -qq --no-install-recommends "$@"; '
     'chroot "$ROOT" apt-get clean'
 )
