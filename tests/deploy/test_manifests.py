@@ -180,6 +180,19 @@ def test_node_replicas_share_the_bots_by_lease(rendered: Docs, overlay: str, rep
 
 
 @pytest.mark.parametrize("overlay", ["production", "production-hpa"])
+def test_gateways_scale_on_cpu(rendered: Docs, overlay: str) -> None:
+    docs = rendered[overlay]
+    hpa = named(docs, "HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "gateway"
+    assert hpa["spec"]["minReplicas"] == named(docs, "Deployment", "gateway")["spec"]["replicas"]
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    # Utilization is relative to the request: the container must state one.
+    [container] = named(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"]
+
+
+@pytest.mark.parametrize("overlay", ["production", "production-hpa"])
 def test_relay_replicas_share_the_bots_and_roll(rendered: Docs, overlay: str) -> None:
     relay = named(rendered[overlay], "Deployment", "relay")
     assert relay["spec"]["replicas"] >= 2
@@ -255,7 +268,12 @@ def test_each_role_scales_on_its_own_pools(rendered: Docs) -> None:
         for metric in hpa["spec"]["metrics"]:
             [selector] = metric["external"]["metric"]["selector"]["matchExpressions"]
             assert {v.lower() for v in selector["values"]} == expected
-    assert not [d for d in rendered["production"] if d["kind"] == "HorizontalPodAutoscaler"]
+    media_hpas = [
+        d
+        for d in rendered["production"]
+        if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] != "gateway"
+    ]
+    assert not media_hpas
     assert not [d for d in rendered["production-hpa"] if d["kind"] == "ScaledObject"]
     assert not [
         d for d in rendered["dev"] if d["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")
@@ -379,6 +397,7 @@ def _read_metrics(docs: list[dict[str, Any]]) -> set[str]:
         for d in docs
         if d["kind"] == "HorizontalPodAutoscaler"
         for m in d["spec"]["metrics"]
+        if m["type"] == "External"
     ]
     used = {n for e in expressions for n in re.findall(rf"\b({METRIC_PREFIXES}[a-z_]+)\b", e)}
     used |= {n for e in expressions for n in PROMETHEUS_OWN if re.search(rf"\b{n}\{{", e)}
