@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 NODE_DIR := whatsapp_baileys_server
 GEN_DIRS := gen/python $(NODE_DIR)/src/gen
 
-.PHONY: test demo up generate check-generated lint test-python test-node apt venv tools npm models clean bench
+.PHONY: test demo up images generate check-generated lint test-python test-node apt venv tools npm models clean bench
 
 test: apt venv tools npm models check-generated lint test-python test-node
 	@echo "make test: all checks passed"
@@ -25,6 +25,12 @@ up: apt venv npm models
 
 apt:
 	scripts/apt-install.sh scripts/apt-packages.txt
+
+# Every role's image, built with podman on a local Debian bookworm base, then each one's
+# smoke test (scripts/images.py; run as root). The bases are cached under var/images.
+images: venv
+	scripts/apt-install.sh scripts/apt-packages-images.txt
+	$(PY) -m scripts.images all
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml

@@ -28,7 +28,10 @@ LIGHT = frozenset(
         "pymongo",
         "prometheus-client",
         "aiohttp",
+        # The gateway's request and response models (services/gateway/api_models.py).
         "pydantic",
+        # The gateway renders a pairing QR as PNG (services/gateway/pairing_api.py).
+        "segno",
     }
 )
 ROLES = ("light", "processor")

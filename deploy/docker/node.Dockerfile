@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # docker build -f deploy/docker/node.Dockerfile -t chatbot/whatsapp-baileys-server:0.1.0 .
 # Pin the base by digest in your registry mirror (`node:20.19.5-bookworm-slim@sha256:…`).
+# `make images` builds it with podman on a local Debian base (scripts/images.py).
 ARG NODE_IMAGE=node:20.19.5-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build

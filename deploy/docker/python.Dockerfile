@@ -8,6 +8,7 @@
 # media-svc carries the engines, the OCR models bundled by rapidocr and the Whisper
 # model assembled here at build time: no pod downloads or assembles anything at start.
 # Pin the base by digest in your registry mirror (`python:3.11.14-slim-bookworm@sha256:…`).
+# `make images` builds every target with podman on a local Debian base (scripts/images.py).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base

@@ -1,5 +1,9 @@
 """The shared `__main__` shape: load config, serve, and turn known errors into a clear
-message and exit status instead of a traceback."""
+message and exit status instead of a traceback.
+
+`python -m services.<name> --check` stops after the configuration: the module and
+everything its server imports are loaded and the environment is parsed, nothing is
+opened. The image smoke test (`make images`) runs it inside each built image."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from services.common.errors import ChatbotError, InvalidInputError
 
 C = TypeVar("C")
 
+CHECK_FLAG = "--check"
+
 
 def run_service(
     name: str, load_config: Callable[[], C], serve: Callable[[C], Coroutine[Any, Any, None]]
@@ -25,6 +31,9 @@ def run_service(
     except InvalidInputError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+    if CHECK_FLAG in sys.argv[1:]:
+        print(f"{name}: configuration ok", file=sys.stderr)
+        sys.exit(0)
     try:
         asyncio.run(serve(config))
     except ChatbotError as error:

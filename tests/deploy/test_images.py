@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.image_requirements import LIGHT, distribution_name, requirements
+from scripts.images import IMAGES, SMOKE_SECRETS, production_env
 from tests.helpers.deploy import REPO
 
 HEAVY_DISTRIBUTIONS = {
@@ -59,3 +60,19 @@ def test_a_missing_light_library_or_role_is_refused(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2 and "no longer lists" in result.stderr
+
+
+def test_the_smoke_check_gets_each_pods_environment_from_the_manifests() -> None:
+    """The images' smoke check (scripts/images.py) parses what the pod would get: shared
+    ConfigMap, the container's own variables, secrets as placeholders, field references
+    as the first pod's name, `$(VAR)` expanded."""
+    node = production_env(IMAGES["whatsapp-baileys-server"])
+    assert node["NODE_REPLICA_ID"] == "whatsapp-baileys-server-0"
+    assert node["NODE_ADVERTISED_URL"].startswith("http://whatsapp-baileys-server-0.")
+    assert node["NODE_OWNERSHIP"] == "lease"
+    assert node["GATEWAY_TOKEN"] == SMOKE_SECRETS["GATEWAY_TOKEN"]
+    assert node["MEDIA_STORE"] == "gridfs"
+    media = production_env(IMAGES["media-svc"])
+    assert media["MEDIA_POOLS"] == "Audio,Video"
+    assert media["MONGODB_URI"] == SMOKE_SECRETS["MONGODB_URI"]
+    assert production_env(IMAGES["queue-svc"])["HOSTNAME"] == "queue-svc-0"

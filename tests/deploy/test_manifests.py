@@ -125,19 +125,82 @@ def test_secrets_come_from_the_operator_in_production_and_are_generated_in_dev(
     assert "--replSet" in mongo["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_staging_volume_is_shared_read_write_many(rendered: Docs) -> None:
-    docs = rendered["production"]
-    claim = named(docs, "PersistentVolumeClaim", "media-staging")
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    mounting = {
-        w["metadata"]["name"]
-        for w in _workloads(docs)
-        if any(
-            v.get("persistentVolumeClaim", {}).get("claimName") == "media-staging"
-            for v in w["spec"]["template"]["spec"].get("volumes", [])
-        )
-    }
-    assert mounting == {f"media-svc-{r}" for r in ROLE_POOLS} | {"whatsapp-baileys-server"}
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_volume_is_shared_between_pods(rendered: Docs, overlay: str) -> None:
+    """Media bytes live in GridFS: no claim is ReadWriteMany (a cluster whose default
+    class is ReadWriteOnce would leave it Pending) and no pod mounts a shared claim;
+    each StatefulSet pod has its own volumes."""
+    docs = rendered[overlay]
+    claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert not [c for c in claims if "ReadWriteMany" in c["spec"]["accessModes"]]
+    for workload in _workloads(docs):
+        volumes = workload["spec"]["template"]["spec"].get("volumes", [])
+        shared = [v for v in volumes if "persistentVolumeClaim" in v]
+        assert not shared, f"{workload['metadata']['name']} mounts {shared}"
+        for template in workload["spec"].get("volumeClaimTemplates", []):
+            assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+    config = named(docs, "ConfigMap", "chatbot-config")["data"]
+    assert config["MEDIA_STORE"] == "gridfs"
+    assert "MEDIA_STAGING_DIR" not in config
+    for role in ROLE_POOLS:
+        [container] = named(docs, "Deployment", f"media-svc-{role}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[_env(container)["MEDIA_SCRATCH_DIR"]] == "scratch"
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), [("production", 3), ("production-hpa", 3)])
+def test_node_replicas_share_the_bots_by_lease(rendered: Docs, overlay: str, replicas: int) -> None:
+    docs = rendered[overlay]
+    node = named(docs, "StatefulSet", "whatsapp-baileys-server")
+    assert node["spec"]["replicas"] == replicas
+    [container] = node["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    assert env["NODE_OWNERSHIP"] == "lease"
+    assert env["NODE_AUTH_STATE"] == "store"
+    assert env["NODE_MEDIA_STAGING"] == "gateway"
+    assert env["NODE_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # pino's level names: Node refuses the Python services' "INFO" from the ConfigMap.
+    assert env["LOG_LEVEL"] == "info"
+    # The advertised address resolves through the governing headless Service.
+    governing = named(docs, "Service", node["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert env["NODE_ADVERTISED_URL"] == (
+        f"http://$(NODE_REPLICA_ID).{node['spec']['serviceName']}:8091"
+    )
+    labels = node["spec"]["template"]["metadata"]["labels"]
+    [budget] = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget" and _selects(d["spec"]["selector"], labels)
+    ]
+    # A drain takes one Node pod at a time: the others keep serving its bots' peers.
+    assert budget["spec"]["maxUnavailable"] == 1 < replicas
+
+
+@pytest.mark.parametrize("overlay", ["production", "production-hpa"])
+def test_gateways_scale_on_cpu(rendered: Docs, overlay: str) -> None:
+    docs = rendered[overlay]
+    hpa = named(docs, "HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "gateway"
+    assert hpa["spec"]["minReplicas"] == named(docs, "Deployment", "gateway")["spec"]["replicas"]
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    # Utilization is relative to the request: the container must state one.
+    [container] = named(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"]
+
+
+@pytest.mark.parametrize("overlay", ["production", "production-hpa"])
+def test_relay_replicas_share_the_bots_and_roll(rendered: Docs, overlay: str) -> None:
+    relay = named(rendered[overlay], "Deployment", "relay")
+    assert relay["spec"]["replicas"] >= 2
+    strategy = relay["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    [container] = relay["spec"]["template"]["spec"]["containers"]
+    assert _env(container)["RELAY_INSTANCE_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 @pytest.mark.parametrize(("overlay", "shards"), [("dev", 1), ("production", 4)])
@@ -205,7 +268,12 @@ def test_each_role_scales_on_its_own_pools(rendered: Docs) -> None:
         for metric in hpa["spec"]["metrics"]:
             [selector] = metric["external"]["metric"]["selector"]["matchExpressions"]
             assert {v.lower() for v in selector["values"]} == expected
-    assert not [d for d in rendered["production"] if d["kind"] == "HorizontalPodAutoscaler"]
+    media_hpas = [
+        d
+        for d in rendered["production"]
+        if d["kind"] == "HorizontalPodAutoscaler" and d["metadata"]["name"] != "gateway"
+    ]
+    assert not media_hpas
     assert not [d for d in rendered["production-hpa"] if d["kind"] == "ScaledObject"]
     assert not [
         d for d in rendered["dev"] if d["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")
@@ -329,6 +397,7 @@ def _read_metrics(docs: list[dict[str, Any]]) -> set[str]:
         for d in docs
         if d["kind"] == "HorizontalPodAutoscaler"
         for m in d["spec"]["metrics"]
+        if m["type"] == "External"
     ]
     used = {n for e in expressions for n in re.findall(rf"\b({METRIC_PREFIXES}[a-z_]+)\b", e)}
     used |= {n for e in expressions for n in PROMETHEUS_OWN if re.search(rf"\b{n}\{{", e)}
