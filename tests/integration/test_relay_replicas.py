@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import aiohttp
@@ -198,9 +199,9 @@ async def test_relays_share_bots_and_take_over_a_killed_one(tmp_path: Path) -> N
         posts = receiver.posts[bot]
         sequences = [sequence for sequence, _, _ in posts]
         # In order, nothing skipped; a repeat is the message just posted, posted again.
-        steps = {after - before for before, after in zip(sequences, sequences[1:], strict=False)}
+        steps = {after - before for before, after in pairwise(sequences)}
         assert sequences[0] == 1 and steps <= {0, 1}, (bot, sequences)
-        for (_, key, body), (_, again_key, again_body) in zip(posts, posts[1:], strict=False):
+        for (_, key, body), (_, again_key, again_body) in pairwise(posts):
             if key == again_key:
                 assert body == again_body, key
         assert all(json.loads(body)["bot_id"] == bot for _, _, body in posts)
