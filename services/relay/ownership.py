@@ -143,7 +143,14 @@ class RelayOwnership:
                     break
                 if not self._deliverer.busy(bot_id):
                     await self._give_back(bot_id, "more than this relay's share")
-        free = [b for b in self.known if b not in holders and b not in self.held]
+                    holders[bot_id] = ""  # released for the others, not to be retaken
+        # A lease still under this relay's id but dropped here (not renewed in time) is
+        # as free as an expired one: nobody else took it.
+        free = [
+            b
+            for b in self.known
+            if holders.get(b, self.instance_id) == self.instance_id and b not in self.held
+        ]
         free.sort(key=lambda b: preference(self.instance_id, b), reverse=True)
         for bot_id in free:
             if len(self.held) >= share or self._stopped:

@@ -166,6 +166,8 @@ class Relay:
         # nor a recorded webhook start begins.
         self.first_seen: dict[str, int] = {}
         self.ownership = RelayOwnership(store, self, config.instance_id, config.lease_seconds)
+        metrics.bots_owned.set_function(lambda: len(self.workers))
+        metrics.relays_alive.set_function(lambda: self.ownership.members)
         self._configs: dict[str, tuple[float, BotConfig | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.connected: set[str] = set()
@@ -242,12 +244,9 @@ class Relay:
         worker.behind = True
         self.workers[bot_id] = worker
         worker.task = asyncio.create_task(worker.run(), name=f"relay.bot:{bot_id}")
-        self.metrics.bots_owned.set(len(self.workers))
-        self.metrics.relays_alive.set(self.ownership.members)
 
     async def lost(self, bot_id: str) -> None:
         worker = self.workers.pop(bot_id, None)
-        self.metrics.bots_owned.set(len(self.workers))
         if worker is None or worker.task is None:
             return
         worker.task.cancel()
