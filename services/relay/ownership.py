@@ -96,20 +96,33 @@ class RelayOwnership:
             self._wake.set()
 
     async def run(self) -> None:
+        # Rounds start every third of the lease however long one takes (a slow store),
+        # so a renewal is never later than that after the previous one.
         interval = self.lease_seconds / 3
         while not self._stopped:
             self._wake.clear()
+            started = self._clock()
             try:
                 await self.tick()
             except Exception as error:  # a store outage: the deadlines in `held` rule
                 log.warning("ownership round failed; retrying", extra={"error": str(error)})
                 await self._drop_expired()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+            remaining = interval - (self._clock() - started)
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
 
     async def tick(self) -> None:
-        started = self._clock()
         await self._drop_expired()
+        # Renewals first: the rest of the round may be slow.
+        for bot_id in list(self.held):
+            asked = self._clock()
+            if await self._store.acquire_lease(
+                BOT_PREFIX + bot_id, self.instance_id, self.lease_seconds
+            ):
+                self.held[bot_id] = asked + self.lease_seconds
+            else:
+                await self._lose(bot_id, "its lease is held by another relay")
         member = MEMBER_PREFIX + self.instance_id
         if not await self._store.acquire_lease(member, self._member_holder, self.lease_seconds):
             log.error(
@@ -119,13 +132,6 @@ class RelayOwnership:
             )
             return
         self.members = max(1, len(await self._store.lease_holders(MEMBER_PREFIX)))
-        for bot_id in list(self.held):
-            if await self._store.acquire_lease(
-                BOT_PREFIX + bot_id, self.instance_id, self.lease_seconds
-            ):
-                self.held[bot_id] = started + self.lease_seconds
-            else:
-                await self._lose(bot_id, "its lease is held by another relay")
         holders = {
             name.removeprefix(BOT_PREFIX): holder
             for name, holder in (await self._store.lease_holders(BOT_PREFIX)).items()
@@ -155,10 +161,11 @@ class RelayOwnership:
         for bot_id in free:
             if len(self.held) >= share or self._stopped:
                 break
+            asked = self._clock()
             if await self._store.acquire_lease(
                 BOT_PREFIX + bot_id, self.instance_id, self.lease_seconds
             ):
-                self.held[bot_id] = started + self.lease_seconds
+                self.held[bot_id] = asked + self.lease_seconds
                 log.info("took the bot", extra={"bot_id": bot_id, "share": share})
                 await self._deliverer.gained(bot_id)
 
