@@ -37,6 +37,12 @@ class RoundRobinProxy:
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Ends normally even when cancelled (the loop closing): asyncio's stream server
+        # logs a handler task that ends cancelled as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         first = next(self._turn)
         for offset in range(len(self.upstreams)):
             upstream = self.upstreams[(first + offset) % len(self.upstreams)]
