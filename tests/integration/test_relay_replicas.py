@@ -29,7 +29,7 @@ SECRET = "replica-webhook-secret-0123456789"
 CHAT = "4915100000001@s.whatsapp.net"
 BOTS = tuple(f"bot-r{n}" for n in range(6))
 CONSUMER = "webhook-relay"
-LEASE_SECONDS = 2.0
+LEASE_SECONDS = 3.0
 BATCHES = 90
 
 
