@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,6 +14,11 @@ from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 
 
+def default_instance_id() -> str:
+    """The host name (a pod's name) and the process id: unique per replica."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     # Bind address of the relay's own HTTP endpoint (/metrics, /healthz).
@@ -20,9 +26,13 @@ class RelayConfig:
     port: int = 9104
     # The queue_svc shards in shard order (QUEUE_SVC_ADDRESS, comma-separated).
     queue_shards: ShardAddresses = field(default_factory=ShardAddresses)
-    # The key of this relay's cursors in the store; two relays with one name would
-    # share (and race on) the cursors.
+    # The key of the relays' cursors in the store, shared by every replica (each bot's
+    # cursor is moved only by the relay holding the bot's lease).
     consumer_name: str = "webhook-relay"
+    # This replica's name in the leases; unique per replica (the pod name).
+    instance_id: str = field(default_factory=default_instance_id)
+    # A bot's lease: renewed every third of it; a dead relay's bots move after it.
+    lease_seconds: float = 15.0
     # Replies found in webhook responses are sent through the gateway's API.
     gateway_url: str = "http://127.0.0.1:8090"
     gateway_api_token: str = ""
@@ -52,6 +62,10 @@ class RelayConfig:
     def __post_init__(self) -> None:
         if not self.consumer_name:
             raise InvalidInputError("RELAY_CONSUMER_NAME must not be empty")
+        if not self.instance_id:
+            raise InvalidInputError("RELAY_INSTANCE_ID must not be empty")
+        if not self.lease_seconds > 0:
+            raise InvalidInputError(f"RELAY_LEASE_SECONDS must be > 0, got {self.lease_seconds}")
         if not self.gateway_url.startswith(("http://", "https://")):
             raise InvalidInputError(
                 f"RELAY_GATEWAY_URL must be an http:// or https:// URL, got {self.gateway_url!r}"
@@ -77,6 +91,8 @@ class RelayConfig:
             port=env_port(env, "RELAY_PORT", 9104),
             queue_shards=ShardAddresses.from_env(env),
             consumer_name=env_str(env, "RELAY_CONSUMER_NAME", "webhook-relay"),
+            instance_id=env_str(env, "RELAY_INSTANCE_ID", default_instance_id()),
+            lease_seconds=env_float(env, "RELAY_LEASE_SECONDS", 15.0),
             gateway_url=env_str(env, "RELAY_GATEWAY_URL", "http://127.0.0.1:8090").rstrip("/"),
             gateway_api_token=env.get("RELAY_GATEWAY_API_TOKEN", ""),
             timeout_seconds=env_float(env, "RELAY_TIMEOUT_SECONDS", 10.0),

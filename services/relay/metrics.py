@@ -54,3 +54,13 @@ class RelayMetrics:
             ["bot_id"],
             registry=self.registry,
         )
+        self.bots_owned = Gauge(
+            "relay_bots_owned",
+            "Bots whose lease this relay holds (it alone delivers them)",
+            registry=self.registry,
+        )
+        self.relays_alive = Gauge(
+            "relay_members",
+            "Relays alive by their membership leases, as this relay saw at its last round",
+            registry=self.registry,
+        )

@@ -3,7 +3,10 @@ that POSTs each message to the bot's webhook, in sequence order.
 
 Cursors (the last sequence handled per bot) live in the store under the relay's consumer
 name; Subscribe resumes from them (server-side, `consumer_name`) after a relay restart,
-and from the workers' positions after a stream outage. A message is handled when a 2xx
+and from the workers' positions after a stream outage. Several relays share the bots
+(`ownership.py`): every relay receives every message, and only the bot's lease holder
+runs its worker, which starts from the cursor stored when it took the bot and reads
+from the store what came before. A message is handled when a 2xx
 came (and the reply it carried, if any, was handed to the gateway) or when it was given
 up and stored as a webhook dead letter: retries with backoff for at most
 `max_attempts` / `max_retry_seconds`, fewer for answers that retrying will not change
@@ -38,6 +41,7 @@ from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from services.common.store import (
     BotConfig,
     BotConfigStore,
+    LeaseStore,
     MessageStore,
     WebhookDeadLetter,
     WebhookDeadLetterStore,
@@ -45,6 +49,7 @@ from services.common.store import (
 )
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
+from services.relay.ownership import RelayOwnership
 from services.relay.payload import Item, Reply, from_store, from_stream, reply_of
 from services.relay.webhook_post import Attempt, WebhookPoster
 
@@ -64,9 +69,13 @@ def backoff_delay(attempt: int, base: float, maximum: float, rng: random.Random)
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-class RelayStore(BotConfigStore, MessageStore, WebhookDeadLetterStore, Protocol):
-    """Bots' webhook settings, their messages, the relay's delivery cursors and the
-    webhook dead letters."""
+class RelayStore(BotConfigStore, MessageStore, WebhookDeadLetterStore, LeaseStore, Protocol):
+    """Bots' webhook settings, their messages, the relay's delivery cursors, the
+    webhook dead letters and the leases that share the bots among relays."""
+
+
+class LeaseLostError(Exception):
+    """The bot's lease was not renewed in time: its worker stops before the next POST."""
 
 
 class BotWorker:
@@ -101,6 +110,10 @@ class BotWorker:
         self.relay.metrics.lag_messages.labels(self.bot_id).set(self.last_seen - self.cursor)
 
     async def run(self) -> None:
+        with contextlib.suppress(LeaseLostError):
+            await self._run()
+
+    async def _run(self) -> None:
         while True:
             if self.buffer:
                 item = self.buffer.popleft()
@@ -149,7 +162,12 @@ class Relay:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.workers: dict[str, BotWorker] = {}
-        self.cursors: dict[str, int] = {}
+        # The first sequence streamed per webhook bot: where a bot with neither a cursor
+        # nor a recorded webhook start begins.
+        self.first_seen: dict[str, int] = {}
+        self.ownership = RelayOwnership(store, self, config.instance_id, config.lease_seconds)
+        metrics.bots_owned.set_function(lambda: len(self.workers))
+        metrics.relays_alive.set_function(lambda: self.ownership.members)
         self._configs: dict[str, tuple[float, BotConfig | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.connected: set[str] = set()
@@ -157,7 +175,10 @@ class Relay:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.cursors = await self.store.delivery_cursors(self.config.consumer_name)
+        # Bots with a cursor are candidates from the start (a backlog of theirs is
+        # replayed by the streams anyway).
+        for bot_id in await self.store.delivery_cursors(self.config.consumer_name):
+            self.ownership.known.add(bot_id)
         self._tasks = [
             asyncio.create_task(self._subscribe(address), name=f"relay.subscribe:{address}")
             for address in self.config.queue_shards.addresses
@@ -165,14 +186,72 @@ class Relay:
         self._tasks.append(
             asyncio.create_task(self._watch_dead_letters(), name="relay.dead_letters")
         )
+        self._tasks.append(asyncio.create_task(self.ownership.run(), name="relay.ownership"))
 
     async def stop(self) -> None:
-        tasks = self._tasks + [w.task for w in self.workers.values() if w.task is not None]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Workers stopped and leases released: the other relays take over at once.
+        await self.ownership.stop()
+        for bot_id in list(self.workers):
+            await self.lost(bot_id)
+
+    # -- ownership (the Deliverer side of RelayOwnership) -------------------------------
+
+    async def wanted(self, bot_id: str) -> bool:
+        config = await self.bot_config(bot_id)
+        return config is not None and config.webhook_url is not None
+
+    def busy(self, bot_id: str) -> bool:
+        worker = self.workers.get(bot_id)
+        return worker is not None and worker.delivering
+
+    async def gained(self, bot_id: str) -> None:
+        """The cursor is read now, not at start: another relay may have moved it."""
+        cursors = await self.retrying(
+            lambda: self.store.delivery_cursors(self.config.consumer_name), "delivery_cursors"
+        )
+        cursor = cursors.get(bot_id)
+        if cursor is None:
+            # A webhook bot without a cursor: it starts where the webhook was configured
+            # (the gateway records that sequence), else just before its first message
+            # seen; stored now, so the next owner resumes from there.
+            config = await self.bot_config(bot_id)
+            since = config.webhook_since_sequence if config is not None else None
+            if since is not None:
+                start = since
+            elif bot_id in self.first_seen:
+                start = self.first_seen[bot_id] - 1
+            else:
+                start = await self.retrying(lambda: self.store.max_sequence(bot_id), "max_sequence")
+            moved = await self.retrying(
+                lambda: self.store.advance_cursor(self.config.consumer_name, bot_id, start),
+                "advance_cursor",
+            )
+            cursor = start
+            if not moved:  # written meanwhile by a previous owner: theirs stands
+                cursors = await self.retrying(
+                    lambda: self.store.delivery_cursors(self.config.consumer_name),
+                    "delivery_cursors",
+                )
+                cursor = cursors.get(bot_id, start)
+        worker = BotWorker(self, bot_id, cursor)
+        # What was streamed before this relay took the bot was not kept: the worker
+        # reads from the store from the cursor on first.
+        worker.behind = True
+        self.workers[bot_id] = worker
+        worker.task = asyncio.create_task(worker.run(), name=f"relay.bot:{bot_id}")
+
+    async def lost(self, bot_id: str) -> None:
+        worker = self.workers.pop(bot_id, None)
+        if worker is None or worker.task is None:
+            return
+        worker.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.task
 
     # -- the streams -----------------------------------------------------------------
 
@@ -207,29 +286,14 @@ class Relay:
     async def _route(self, message: message_pb2.AddressedMessage) -> None:
         worker = self.workers.get(message.bot_id)
         if worker is None:
+            # Not this relay's bot (yet): its owner delivers it, or this relay reads it
+            # from the store once it takes the bot.
             config = await self.bot_config(message.bot_id)
             if config is None or config.webhook_url is None:
                 return  # not a webhook bot
-            cursor = self.cursors.get(message.bot_id)
-            if cursor is None:
-                # A webhook bot without a cursor: it starts where the webhook was
-                # configured (the gateway records that sequence), else just before this
-                # message; stored now, so a relay restart resumes from there.
-                since = config.webhook_since_sequence
-                start = since if since is not None else message.sequence - 1
-                await self.retrying(
-                    lambda: self.store.advance_cursor(
-                        self.config.consumer_name, message.bot_id, start
-                    ),
-                    "advance_cursor",
-                )
-                cursor = start
-            worker = BotWorker(self, message.bot_id, cursor)
-            # Messages between the cursor and this one were not streamed to this relay
-            # (before it saw the bot): the worker reads them from the store first.
-            worker.behind = message.sequence > cursor + 1
-            self.workers[message.bot_id] = worker
-            worker.task = asyncio.create_task(worker.run(), name=f"relay.bot:{message.bot_id}")
+            self.first_seen.setdefault(message.bot_id, message.sequence)
+            self.ownership.notice(message.bot_id)
+            return
         worker.offer(from_stream(message))
 
     # -- one delivery ----------------------------------------------------------------
@@ -256,6 +320,9 @@ class Relay:
             if config is None or config.webhook_url is None or config.webhook_secret is None:
                 self.metrics.deliveries.labels("skipped_no_webhook", "none").inc()
                 break
+            if not self.ownership.holds(item.bot_id):
+                # Not renewed in time: another relay may own the bot by now.
+                raise LeaseLostError(item.bot_id)
             attempt += 1
             attempted_at = datetime.now(UTC)
             first_attempt = first_attempt or attempted_at

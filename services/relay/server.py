@@ -29,6 +29,8 @@ def _app(relay: Relay, metrics: RelayMetrics) -> web.Application:
                 "status": "ok" if len(connected) == len(shards) else "degraded",
                 "connected_shards": connected,
                 "bots": sorted(relay.workers),
+                "instance_id": relay.config.instance_id,
+                "relays_alive": relay.ownership.members,
             }
         )
 
@@ -77,6 +79,7 @@ async def serve(config: RelayConfig) -> None:
                     "relaying",
                     extra={
                         "consumer": config.consumer_name,
+                        "instance": config.instance_id,
                         "shards": list(config.queue_shards.addresses),
                     },
                 )

@@ -90,6 +90,11 @@ async def start_node_server(
         "OUTBOX_DIR": str(work / "outbox"),
         "MEDIA_STAGING_DIR": str(work / "staging"),
         "POLL_STORE_DIR": str(work / "polls"),
+        # Per server too: the defaults are under the repository's var/, where the keys a
+        # run sent would make the next run's replies "already sent".
+        "SENT_IDS_DIR": str(work / "sent_ids"),
+        "SENT_KEYS_DIR": str(work / "sent_keys"),
+        "UNDECRYPTABLE_DIR": str(work / "undecryptable"),
         "NODE_DEMO_SCRIPT": str(script),
         "LOG_LEVEL": "warn",
         **(extra_env or {}),

@@ -150,6 +150,9 @@ def relay_env(db: Path, queue: str, gateway: str) -> dict[str, str]:
         "RELAY_BACKOFF_BASE_SECONDS": "0.02",
         "RELAY_BACKOFF_MAX_SECONDS": "0.3",
         "RELAY_CONFIG_REFRESH_SECONDS": "1",
+        # A restarted relay is a new replica: it takes the bots once the killed one's
+        # leases expire.
+        "RELAY_LEASE_SECONDS": "1.5",
         # Small, so the catch-up from the store (a receiver slower than the stream) runs.
         "RELAY_BOT_BUFFER": "8",
         # The failures here are all transient and random: a message must never run out

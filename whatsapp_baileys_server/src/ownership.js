@@ -94,6 +94,10 @@ export class Ownership {
       return;
     }
     const members = Object.keys(await this.client.holders(MEMBER_PREFIX)).map((n) => n.slice(MEMBER_PREFIX.length));
+    // A bot POST /initialize takes while the list is read may be missing from it (the
+    // gateway marks it active just before): only bots held before the read can be
+    // "stopped".
+    const heldBefore = new Set(this.held);
     const bots = await this.client.activeBots();
     const active = new Set(bots.map((b) => b.bot_id));
     for (const { bot_id: botId, config } of bots) {
@@ -115,7 +119,7 @@ export class Ownership {
       }
     }
     for (const botId of [...this.held]) {
-      if (!active.has(botId)) await this.#handOver(botId, "the bot was stopped");
+      if (!active.has(botId) && heldBefore.has(botId)) await this.#handOver(botId, "the bot was stopped");
     }
   }
 

@@ -110,10 +110,10 @@ ROLES: dict[str, RoleAccess] = {
         watches=(ACTIVE_JOBS,),
     ),
     # Its own delivery cursors and dead letters; the messages it replays and the webhook
-    # it posts to.
+    # it posts to; the leases that share the bots among relay replicas.
     "relay": _access(
         reads=("bot_configurations", "queues", "store_migrations"),
-        writes=("delivery_cursors", "webhook_dead_letters"),
+        writes=("delivery_cursors", "webhook_dead_letters", "leases"),
     ),
 }
 
