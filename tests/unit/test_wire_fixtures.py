@@ -79,7 +79,7 @@ def test_oversized_frame_is_rejected_before_parsing() -> None:
         frames_pb2.Ack(status=frames_pb2.ACK_STATUS_REJECTED, reason=""),
         frames_pb2.Ack(frame_id='q"\\ü😀\u2028', status=frames_pb2.ACK_STATUS_DUPLICATE),
         frames_pb2.Ack(frame_id="f-3", reason="no status"),
-        frames_pb2.Ack(frame_id="f-4", status=99),
+        frames_pb2.Ack(frame_id="f-4", status=frames_pb2.AckStatus.ValueType(99)),
         frames_pb2.Ack(),
     ],
 )
