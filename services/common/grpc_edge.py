@@ -155,14 +155,24 @@ class GrpcEdge(_Interceptor):
         return wrapped
 
     def _status(self, method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
-        classified = classify(error)
-        code = grpc.StatusCode.INTERNAL
-        if classified is not None:
-            code = status_code(classified, self._extra)
-        if code == grpc.StatusCode.INTERNAL:
-            log.error("%s failed unexpectedly", method, exc_info=error)
-            return code, f"internal error: {type(error).__name__}: {error}"
-        return code, str(classified)
+        return error_status(method, error, self._extra)
+
+
+def error_status(
+    method: str,
+    error: Exception,
+    extra: Mapping[type[ChatbotError], grpc.StatusCode] | None = None,
+) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a failed call answers (also for one item of a batched
+    call, which answers it in its result instead of aborting); a bug is logged here."""
+    classified = classify(error)
+    code = grpc.StatusCode.INTERNAL
+    if classified is not None:
+        code = status_code(classified, extra)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("%s failed unexpectedly", method, exc_info=error)
+        return code, f"internal error: {type(error).__name__}: {error}"
+    return code, str(classified)
 
 
 @dataclass(slots=True)
