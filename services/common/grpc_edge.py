@@ -46,6 +46,14 @@ CODES: tuple[tuple[type[ChatbotError], grpc.StatusCode], ...] = (
 _UNVALIDATED_PREFIXES = ("/grpc.",)
 
 
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_of(number: int) -> grpc.StatusCode:
+    """The status code a batched call's item result carries as a number."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
 def error_for_status(code: grpc.StatusCode, details: str) -> ChatbotError:
     """What a status answered by another of our services means (the reverse of CODES).
 
