@@ -5,7 +5,7 @@ command that produced it, the targets, and what bounds the ones missed.
 Last line: `RESULT text_msgs_per_s=<n> text_vs_echo=<x> text_p99_ms=<x>
 media_jobs_per_s=<n> lost=<n> duplicated=<n> rss_mb_per_100k=<n>`.
 
-    .venv/bin/python bench/run_all.py [--quick] [--soak-seconds 120] [--out bench/RESULTS.md]
+    .venv/bin/python bench/run_all.py [--quick] [--soak-seconds 600] [--out bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -92,10 +92,17 @@ def steps(quick: bool, soak_seconds: int) -> dict[str, Step]:
         ),
         "memory": Step("queue_svc memory", [PY, "bench/queue_memory.py"], 300),
         "dedup": Step("queue_svc dedup memory per bot", [PY, "bench/dedup_memory.py"], 300),
-        "node_path": Step(
-            "Text through the real Node server", [PY, "bench/node_path.py"], 900
+        "node_path": Step("Text through the real Node server", [PY, "bench/node_path.py"], 900),
+        "soak": Step(
+            "Soak",
+            [
+                PY,
+                "bench/soak.py",
+                "--seconds",
+                str(min(soak_seconds, 60) if quick else soak_seconds),
+            ],
+            soak_seconds + 600,
         ),
-        "soak": Step("Soak", [PY, "bench/soak.py", "--seconds", str(soak_seconds)], 900),
         "faults": Step(
             "Fault injection", [PY, "bench/faults.py", "--seconds", "20" if quick else "60"], 600
         ),
@@ -291,7 +298,8 @@ def analysis(run: dict[str, Step]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, to try the harness")
-    parser.add_argument("--soak-seconds", type=int, default=120)
+    # The issue's soak: 10 minutes, at least 100,000 frames per bot (bench/soak.py's rate).
+    parser.add_argument("--soak-seconds", type=int, default=600)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--only", nargs="*", help="bench keys to run (default: all)")
     args = parser.parse_args()

@@ -9,7 +9,11 @@ samples each service's resident memory every 2 s: growth from the end of the war
 Last line: `RESULT soak_seconds=<n> sent=<n> lost=<n> duplicated=<n>
 relay_missing=<n> max_rss_growth_pct=<x>`.
 
-    .venv/bin/python bench/soak.py [--seconds 600] [--rate 200]
+The defaults are the issue's soak: 10 minutes at 500 frames/s over 3 bots, at least
+100,000 frames per bot, long enough for every bounded memory to fill and for a leak to
+show past the filling. `--seconds 60` is the short run for trying a change.
+
+    .venv/bin/python bench/soak.py [--seconds 600] [--rate 500]
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class SoakReport:
     growth: dict[str, tuple[float, float, float]]
     relay_missing: int
     relay_redelivered: int
+    sent_per_bot: int
 
     @property
     def max_growth(self) -> float:
@@ -111,11 +116,12 @@ async def soak(seconds: float, rate: int, root: Path | None = None) -> SoakRepor
         growth=memory.growth(max(10.0, seconds * 0.2)),
         relay_missing=len(expected_keys - receiver.keys.keys()),
         relay_redelivered=sum(n - 1 for n in receiver.keys.values()),
+        sent_per_bot=len(traffic.kinds) // len(BOTS),
     )
 
 
 def print_report(report: SoakReport) -> None:
-    print(f"frames by kind: {dict(report.kinds)}")
+    print(f"frames by kind: {dict(report.kinds)}; per bot: {report.sent_per_bot}")
     print(report.tally.line())
     print(
         f"relay: webhook keys missing={report.relay_missing} redelivered={report.relay_redelivered}"
@@ -141,7 +147,7 @@ async def run(seconds: float, rate: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
-    parser.add_argument("--rate", type=int, default=200, help="frames/s offered")
+    parser.add_argument("--rate", type=int, default=500, help="frames/s offered, all bots")
     args = parser.parse_args()
     asyncio.run(run(args.seconds, args.rate))
 
