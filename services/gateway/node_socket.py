@@ -7,7 +7,6 @@ import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
-from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.wire import encode_frame
 from services.gateway.frame_handler import FrameHandler
@@ -53,8 +52,7 @@ class NodeSocket:
                 if reply is not None and not ws.closed:
                     async with send_lock:
                         await ws.send_str(encode_frame(reply))
-                    ack_status = w.AckStatus.Name(reply.ack.status)
-                    self._metrics.frames_acked.labels(ack_status).inc()
+                    self._metrics.frame_acked(reply.ack.status)
             except (ConnectionError, RuntimeError) as error:
                 # Node resends every unacknowledged frame after reconnecting.
                 log.info("could not acknowledge a frame, connection gone: %r", error)
