@@ -119,6 +119,9 @@ def _salvage_frame_id(text: str) -> str:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """object_pairs_hook: a key given twice, or one field in two spellings, is refused."""
+    unique = dict(pairs)
+    if len({key.replace("_", "").lower() for key in unique}) == len(pairs):
+        return unique  # the common case: no collision, no bookkeeping per key
     seen: dict[str, str] = {}
     for key, _ in pairs:
         # frameId and frame_id name the same field: compare without case and underscores.
