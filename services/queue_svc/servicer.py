@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from chatbot.queue.v1 import queue_service_pb2 as q
@@ -238,7 +238,14 @@ async def _each(
     """Handles every item of a batched call as its unary call would (concurrently, as
     that many unary calls would run): (status code, details, response) per item, in
     order. The items' store writes share the store's group commit."""
-    answers = await asyncio.gather(*(handle(item) for item in items), return_exceptions=True)
+    gathering = asyncio.gather(*(handle(item) for item in items), return_exceptions=True)
+    try:
+        answers = await gathering
+    except asyncio.CancelledError:
+        # The call was cancelled (its deadline passed, the client went away): the items
+        # are cancelled with it, and their gathering's outcome is nobody's to log.
+        gathering.add_done_callback(_consume)
+        raise
     outcomes: list[tuple[int, str, R | None]] = []
     for answer in answers:
         if isinstance(answer, Exception):
@@ -249,3 +256,8 @@ async def _each(
         else:
             outcomes.append((grpc.StatusCode.OK.value[0], "", answer))
     return outcomes
+
+
+def _consume(gathering: asyncio.Future[Any]) -> None:
+    if not gathering.cancelled():
+        gathering.exception()
