@@ -82,7 +82,7 @@ test-python: venv tools npm apt
 test-node: npm
 	cd $(NODE_DIR) && node --test
 
-# Every benchmark, one after another (8.3 minutes measured), then bench/RESULTS.md; run it
+# Every benchmark, one after another (about 20 minutes: the soak alone is 10), then bench/RESULTS.md; run it
 # on a quiet machine: the figures fall with other processes' load.
 bench: venv models
 	$(PY) bench/run_all.py

@@ -1,14 +1,15 @@
 """End-to-end media throughput: real queue_svc + media_svc processes, stub processors.
 
 Writes definitions with zero-delay stubs, starts both services on a temporary SQLite
-store, subscribes, injects N placeholders through InjectPlaceholder (concurrently), and
+store, subscribes, injects N placeholders (concurrently, coalesced per event-loop turn into
+InjectPlaceholders calls as the gateway sends them; `--unary`: one InjectPlaceholder each), and
 measures placeholder injected → text delivered to the subscriber (jobs/s) over a burst,
 then pickup latency (job created → first claim, from media_svc's claim trace,
 MEDIA_SVC_TRACE_PATH) over paced jobs injected 10 ms apart, so the figure is the wake-up
 latency rather than queueing behind the burst (the burst's pickup is printed too).
 Last line: `RESULT jobs_per_s=<n> pickup_p50_ms=<x> pickup_p99_ms=<x>`.
 
-    .venv/bin/python bench/media.py [--jobs 5000] [--replicas 1] [--concurrency 64]
+    .venv/bin/python bench/media.py [--jobs 5000] [--replicas 1] [--concurrency 64] [--unary]
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import grpc  # noqa: E402
 from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc  # noqa: E402
 
+from bench.harness import cpu_seconds  # noqa: E402
+from services.common.call_batcher import CallBatcher  # noqa: E402
 from services.common.store import StoreConfig, open_store  # noqa: E402
+from services.gateway.queue_writer import MAX_PLACEHOLDER_BATCH  # noqa: E402
 from tests.helpers.definitions import MEDIA_POOLS, stub_definitions  # noqa: E402
 from tests.helpers.processes import (  # noqa: E402
     Subscriber,
@@ -47,7 +51,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(
-    jobs: int, replicas: int, concurrency: int, in_flight_rpcs: int, paced_jobs: int
+    jobs: int,
+    replicas: int,
+    concurrency: int,
+    in_flight_rpcs: int,
+    paced_jobs: int,
+    batched: bool,
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-media-"))
     db, staging = tmp / "store.sqlite3", tmp / "staging"
@@ -89,10 +98,29 @@ async def run(
             (staging / request.media_processing_id).write_bytes(b"bench")
         gate = asyncio.Semaphore(in_flight_rpcs)
 
+        async def inject_batch(
+            batch: list[queue_service_pb2.InjectPlaceholderRequest],
+        ) -> list[queue_service_pb2.InjectPlaceholdersResult]:
+            reply = await stub.InjectPlaceholders(
+                queue_service_pb2.InjectPlaceholdersRequest(placeholders=batch), timeout=60
+            )
+            return list(reply.results)
+
+        # As the gateway sends them: the placeholders of one event-loop turn in one call.
+        batcher = CallBatcher(inject_batch, max_batch=MAX_PLACEHOLDER_BATCH)
+
         async def inject(request: queue_service_pb2.InjectPlaceholderRequest) -> None:
             async with gate:
-                await stub.InjectPlaceholder(request, timeout=60)
+                if batched:
+                    result = await batcher.call(request)
+                    if result.code != 0:
+                        raise RuntimeError(f"placeholder refused: {result.error}")
+                else:
+                    await stub.InjectPlaceholder(request, timeout=60)
 
+        pids = {"queue_svc": queue.process.pid}
+        pids.update({f"media_svc-{i}": m.process.pid for i, m in enumerate(medias)})
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         injecting = asyncio.gather(*(inject(r) for r in requests))
         if not medias:  # --replicas 0: how fast queue_svc alone takes placeholders
@@ -101,6 +129,9 @@ async def run(
             return
         await subscriber.wait_for(jobs, 600)
         elapsed = time.perf_counter() - started
+        cpu_us = {
+            name: (cpu_seconds(pid) - cpu_before[name]) / jobs * 1e6 for name, pid in pids.items()
+        }
         await injecting
         inject_done = time.perf_counter() - started
         # Pickup latency without a backlog: placeholders one at a time, 10 ms apart.
@@ -128,6 +159,11 @@ async def run(
     print(f"delivered={len(subscriber.messages)} with_stub_text={texts} claims={len(claims)}")
     print(f"all placeholders injected after {inject_done:.2f}s; all delivered after {elapsed:.2f}s")
     print(
+        "CPU per job of the burst, µs: "
+        + " ".join(f"{name}={us:.0f}" for name, us in cpu_us.items())
+        + f" (placeholders sent {'batched per event-loop turn' if batched else 'one call each'})"
+    )
+    print(
         f"burst pickup ms (queueing behind the backlog): p50={percentile(burst, 0.5):.1f}"
         f" p99={percentile(burst, 0.99):.1f}"
     )
@@ -147,10 +183,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64, help="per stub pool")
-    parser.add_argument("--in-flight", type=int, default=256, help="concurrent InjectPlaceholder")
+    parser.add_argument("--in-flight", type=int, default=256, help="placeholders in flight")
     parser.add_argument("--paced", type=int, default=200, help="jobs for the pickup latency")
+    parser.add_argument(
+        "--unary",
+        action="store_true",
+        help="one InjectPlaceholder call per placeholder instead of InjectPlaceholders",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.jobs, args.replicas, args.concurrency, args.in_flight, args.paced))
+    asyncio.run(
+        run(
+            args.jobs,
+            args.replicas,
+            args.concurrency,
+            args.in_flight,
+            args.paced,
+            not args.unary,
+        )
+    )
 
 
 if __name__ == "__main__":

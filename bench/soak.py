@@ -9,7 +9,14 @@ samples each service's resident memory every 2 s: growth from the end of the war
 Last line: `RESULT soak_seconds=<n> sent=<n> lost=<n> duplicated=<n>
 relay_missing=<n> max_rss_growth_pct=<x>`.
 
-    .venv/bin/python bench/soak.py [--seconds 600] [--rate 200]
+The defaults are the issue's soak: 10 minutes at 500 frames/s over 3 bots, at least
+100,000 frames per bot, long enough for every bounded memory to fill and for a leak to
+show past the filling. `--seconds 60` is the short run for trying a change.
+
+`--trace-memory` runs queue_svc under tracemalloc (MEMORY_TRACE_PATH) and prints the
+allocation sites that grew most after the warm-up: where a leak would be.
+
+    .venv/bin/python bench/soak.py [--seconds 600] [--rate 500] [--trace-memory]
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -44,6 +52,7 @@ from tests.helpers.processes import free_port  # noqa: E402
 from tests.helpers.waiting import wait_until  # noqa: E402
 
 BOTS = [f"bench-soak-{i}" for i in range(3)]
+MEMORY_TRACE = "queue_svc-memory.jsonl"
 
 
 @dataclass
@@ -54,15 +63,24 @@ class SoakReport:
     growth: dict[str, tuple[float, float, float]]
     relay_missing: int
     relay_redelivered: int
+    sent_per_bot: int
 
     @property
     def max_growth(self) -> float:
         return max((g for _, _, g in self.growth.values()), default=0.0)
 
 
-async def soak(seconds: float, rate: int, root: Path | None = None) -> SoakReport:
+async def soak(
+    seconds: float, rate: int, root: Path | None = None, trace_memory: bool = False
+) -> SoakReport:
     root = root or Path(tempfile.mkdtemp(prefix="bench-soak-"))
     stack = Stack(root, free_port())
+    if trace_memory:
+        # Snapshots from the end of the warm-up on (services/common/memory_trace.py).
+        stack.extra_env["queue_svc"] = {
+            "MEMORY_TRACE_PATH": str(root / MEMORY_TRACE),
+            "MEMORY_TRACE_SECONDS": str(max(10.0, seconds * 0.2)),
+        }
     receiver = WebhookReceiver()
     await receiver.start()
     await configure_bots(stack, BOTS, receiver.url)
@@ -111,11 +129,12 @@ async def soak(seconds: float, rate: int, root: Path | None = None) -> SoakRepor
         growth=memory.growth(max(10.0, seconds * 0.2)),
         relay_missing=len(expected_keys - receiver.keys.keys()),
         relay_redelivered=sum(n - 1 for n in receiver.keys.values()),
+        sent_per_bot=len(traffic.kinds) // len(BOTS),
     )
 
 
 def print_report(report: SoakReport) -> None:
-    print(f"frames by kind: {dict(report.kinds)}")
+    print(f"frames by kind: {dict(report.kinds)}; per bot: {report.sent_per_bot}")
     print(report.tally.line())
     print(
         f"relay: webhook keys missing={report.relay_missing} redelivered={report.relay_redelivered}"
@@ -126,10 +145,26 @@ def print_report(report: SoakReport) -> None:
         )
 
 
-async def run(seconds: float, rate: int) -> None:
+def print_memory_trace(path: Path, top: int = 10) -> None:
+    """The last report of queue_svc's allocation growth since the warm-up."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if not lines:
+        print("queue_svc memory trace: no report (the run was shorter than two intervals)")
+        return
+    last = json.loads(lines[-1])
+    print(f"queue_svc allocations grown since the warm-up (traced {last['traced_mb']} MB):")
+    for stat in last["top"][:top]:
+        where = " <- ".join(stat["where"][-1:-4:-1])
+        print(f"  {stat['kb']:9.1f} kB {stat['blocks']:7d} blocks  {where}")
+
+
+async def run(seconds: float, rate: int, trace_memory: bool) -> None:
     print(f"load average before: {load_average()}")
-    report = await soak(seconds, rate)
+    root = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    report = await soak(seconds, rate, root, trace_memory)
     print_report(report)
+    if trace_memory:
+        print_memory_trace(root / MEMORY_TRACE)
     print(f"load average after: {load_average()}")
     print(
         f"RESULT soak_seconds={seconds:.0f} sent={report.tally.sent} lost={report.tally.lost}"
@@ -141,9 +176,14 @@ async def run(seconds: float, rate: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
-    parser.add_argument("--rate", type=int, default=200, help="frames/s offered")
+    parser.add_argument("--rate", type=int, default=500, help="frames/s offered, all bots")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="tracemalloc in queue_svc: print what grew after the warm-up (slows it down)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.seconds, args.rate))
+    asyncio.run(run(args.seconds, args.rate, args.trace_memory))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from services.common import logs
 from services.common.errors import ChatbotError, InvalidInputError
+from services.common.memory_trace import start_memory_trace
 
 C = TypeVar("C")
 
@@ -28,6 +29,7 @@ def run_service(
     try:
         logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
         config = load_config()
+        start_memory_trace(os.environ)
     except InvalidInputError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -46,6 +46,14 @@ CODES: tuple[tuple[type[ChatbotError], grpc.StatusCode], ...] = (
 _UNVALIDATED_PREFIXES = ("/grpc.",)
 
 
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_of(number: int) -> grpc.StatusCode:
+    """The status code a batched call's item result carries as a number."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
 def error_for_status(code: grpc.StatusCode, details: str) -> ChatbotError:
     """What a status answered by another of our services means (the reverse of CODES).
 
@@ -155,14 +163,24 @@ class GrpcEdge(_Interceptor):
         return wrapped
 
     def _status(self, method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
-        classified = classify(error)
-        code = grpc.StatusCode.INTERNAL
-        if classified is not None:
-            code = status_code(classified, self._extra)
-        if code == grpc.StatusCode.INTERNAL:
-            log.error("%s failed unexpectedly", method, exc_info=error)
-            return code, f"internal error: {type(error).__name__}: {error}"
-        return code, str(classified)
+        return error_status(method, error, self._extra)
+
+
+def error_status(
+    method: str,
+    error: Exception,
+    extra: Mapping[type[ChatbotError], grpc.StatusCode] | None = None,
+) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a failed call answers (also for one item of a batched
+    call, which answers it in its result instead of aborting); a bug is logged here."""
+    classified = classify(error)
+    code = grpc.StatusCode.INTERNAL
+    if classified is not None:
+        code = status_code(classified, extra)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("%s failed unexpectedly", method, exc_info=error)
+        return code, f"internal error: {type(error).__name__}: {error}"
+    return code, str(classified)
 
 
 @dataclass(slots=True)

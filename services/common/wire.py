@@ -119,6 +119,9 @@ def _salvage_frame_id(text: str) -> str:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """object_pairs_hook: a key given twice, or one field in two spellings, is refused."""
+    unique = dict(pairs)
+    if len({key.replace("_", "").lower() for key in unique}) == len(pairs):
+        return unique  # the common case: no collision, no bookkeeping per key
     seen: dict[str, str] = {}
     for key, _ in pairs:
         # frameId and frame_id name the same field: compare without case and underscores.
@@ -279,4 +282,27 @@ def parse_gateway_frame(text: str | bytes) -> frames_pb2.GatewayFrame:
 
 def encode_frame(message: Message) -> str:
     """Canonical proto3 JSON, the only encoding that crosses the WebSocket."""
+    if (
+        type(message) is frames_pb2.GatewayFrame
+        and not message.frame_id
+        and message.WhichOneof("payload") == "ack"
+    ):
+        return _encode_ack(message.ack)
     return json_format.MessageToJson(message, indent=None)
+
+
+def _encode_ack(ack: frames_pb2.Ack) -> str:
+    """What MessageToJson writes for a frame holding only this ack (one per frame Node
+    sends, so its cost counts): json_format walks the descriptors for every message."""
+    body: dict[str, Any] = {}
+    if ack.frame_id:
+        body["frameId"] = ack.frame_id
+    if ack.status:
+        # An unknown number is written as the number, as json_format does.
+        body["status"] = _ACK_STATUS_NAMES.get(ack.status, ack.status)
+    if ack.HasField("reason"):
+        body["reason"] = ack.reason
+    return json.dumps({"ack": body})
+
+
+_ACK_STATUS_NAMES = {v.number: v.name for v in frames_pb2.AckStatus.DESCRIPTOR.values}

@@ -60,14 +60,14 @@ class FrameHandler:
             self._rejected.note(kind, f"frame {error.frame_id!r}: {error.reason[:300]}")
             return _ack(error.frame_id, AckOutcome(w.ACK_STATUS_REJECTED, error.reason))
         kind = frame.WhichOneof("payload") or "none"
-        self._metrics.frames_received.labels(kind).inc()
+        self._metrics.frame_received(kind)
         try:
             outcome = await self._dispatch(frame, socket)
         except Exception as error:
             outcome = _unexpected(frame, error)
         if outcome is None:
             return None
-        self._metrics.frame_latency.labels(kind).observe(time.perf_counter() - started)
+        self._metrics.frame_answered(kind, time.perf_counter() - started)
         if outcome.status == w.ACK_STATUS_DUPLICATE:
             self._duplicates.note(kind, f"frame {frame.frame_id!r}")
         elif outcome.status != w.ACK_STATUS_ACCEPTED:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from chatbot.wire.v1 import frames_pb2 as w
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        # The labelled children of the per-frame series, by label value: `labels()` takes
+        # a lock and builds a key on every call, three times per frame. The label values
+        # are bounded (payload kinds, ack statuses).
+        self._children: dict[tuple[str, object], Any] = {}
         self.frames_received = Counter(
             "gateway_frames_received_total",
             "Frames received from Node, by payload kind.",
@@ -42,3 +50,21 @@ class GatewayMetrics:
             ["step"],
             registry=registry,
         )
+
+    def frame_received(self, kind: str) -> None:
+        self._child("received", kind, lambda: self.frames_received.labels(kind)).inc()
+
+    def frame_acked(self, status: w.AckStatus.ValueType) -> None:
+        self._child(
+            "acked", status, lambda: self.frames_acked.labels(w.AckStatus.Name(status))
+        ).inc()
+
+    def frame_answered(self, kind: str, seconds: float) -> None:
+        self._child("latency", kind, lambda: self.frame_latency.labels(kind)).observe(seconds)
+
+    def _child(self, series: str, value: object, make: Callable[[], Any]) -> Any:
+        key = (series, value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = make()
+        return child

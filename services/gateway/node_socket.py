@@ -7,9 +7,8 @@ import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
-from chatbot.wire.v1 import frames_pb2 as w
 
-from services.gateway.ack_encoding import encode_reply
+from services.common.wire import encode_frame
 from services.gateway.frame_handler import FrameHandler
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_link import NodeLink
@@ -52,9 +51,8 @@ class NodeSocket:
                 reply = await self._handler.handle(data, ws)
                 if reply is not None and not ws.closed:
                     async with send_lock:
-                        await ws.send_str(encode_reply(reply))
-                    ack_status = w.AckStatus.Name(reply.ack.status)
-                    self._metrics.frames_acked.labels(ack_status).inc()
+                        await ws.send_str(encode_frame(reply))
+                    self._metrics.frame_acked(reply.ack.status)
             except (ConnectionError, RuntimeError) as error:
                 # Node resends every unacknowledged frame after reconnecting.
                 log.info("could not acknowledge a frame, connection gone: %r", error)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
+from services.common.call_batcher import CallBatcher
 from services.common.errors import InvalidInputError, PreconditionError
-from services.common.grpc_edge import error_for_status
+from services.common.grpc_edge import error_for_status, status_of
 from services.common.queue_shards import QueueShards
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,12 @@ DUPLICATE = AckOutcome(w.ACK_STATUS_DUPLICATE)
 
 def outcome_for_rpc_error(error: grpc.aio.AioRpcError, bot_id: str) -> AckOutcome:
     """Malformed requests are final; everything else is worth resending later."""
-    code = error.code()
-    detail = error.details() or code.name
+    return outcome_for_status(error.code(), error.details() or "", bot_id)
+
+
+def outcome_for_status(code: grpc.StatusCode, details: str, bot_id: str) -> AckOutcome:
+    """The same, for a status code (a failed call, or one item of a batched call)."""
+    detail = details or code.name
     meaning = error_for_status(code, detail)
     if isinstance(meaning, InvalidInputError):
         return AckOutcome(w.ACK_STATUS_REJECTED, detail)
@@ -113,6 +119,13 @@ class ChatHolds:
             del self._held[chat]
 
 
+# Placeholders of one event-loop turn per InjectPlaceholders call, at most this many.
+MAX_PLACEHOLDER_BATCH = 256
+# Answers of a batched call that are not the item's fault: the unary call is made
+# instead (one bad item must not refuse its neighbours; a queue_svc from before the
+# batched calls answers UNIMPLEMENTED).
+_UNBATCH = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
+
 WAITING = AckOutcome(
     w.ACK_STATUS_RETRY, "an earlier message of this chat is waiting to be resent; resend in order"
 )
@@ -148,6 +161,10 @@ class QueueWriter:
             )
             for i in range(shards.count)
         ]
+        self._placeholders = [
+            CallBatcher(functools.partial(self._inject_batch, i), max_batch=MAX_PLACEHOLDER_BATCH)
+            for i in range(shards.count)
+        ]
         self._closed = False
 
     def start(self) -> None:
@@ -158,6 +175,7 @@ class QueueWriter:
         """Sends what is queued on every shard, then stops. Safe to call twice."""
         self._closed = True
         await asyncio.gather(*(b.close() for b in self._batchers))
+        await asyncio.gather(*(b.close() for b in self._placeholders))
 
     async def add_text(self, request: q.AddMessageRequest) -> AckOutcome:
         if self._closed:
@@ -165,12 +183,29 @@ class QueueWriter:
         return await self._batchers[self._shards.index_for(request.bot_id)].add(request)
 
     async def inject_placeholder(self, request: q.InjectPlaceholderRequest) -> AckOutcome:
-        stub = self._shards.stub_for(request.bot_id)
+        batcher = self._placeholders[self._shards.index_for(request.bot_id)]
         try:
-            reply = await stub.InjectPlaceholder(request, timeout=self._timeout)
+            result = await batcher.call(request)
         except grpc.aio.AioRpcError as error:
             return outcome_for_rpc_error(error, request.bot_id)
-        return DUPLICATE if reply.duplicate else ACCEPTED
+        if result.code != grpc.StatusCode.OK.value[0]:
+            return outcome_for_status(status_of(result.code), result.error, request.bot_id)
+        return DUPLICATE if result.response.duplicate else ACCEPTED
+
+    async def _inject_batch(
+        self, shard: int, requests: list[q.InjectPlaceholderRequest]
+    ) -> list[q.InjectPlaceholdersResult]:
+        stub = self._shards.stub(shard)
+        try:
+            reply = await stub.InjectPlaceholders(
+                q.InjectPlaceholdersRequest(placeholders=requests), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in _UNBATCH:
+                raise
+            # One after another, in order, as the batch would have been taken.
+            return [await _inject_one(stub, r, self._timeout) for r in requests]
+        return list(reply.results)
 
     async def learn_identities(self, request: q.LearnIdentitiesRequest) -> AckOutcome:
         """Pairs go to the bot's shard (the owner of its queues and of the merge);
@@ -270,6 +305,17 @@ class _ShardBatcher:
     def _decide(self, item: _Pending, outcome: AckOutcome) -> None:
         self._holds.decided(item, outcome)
         _resolve(item.done, outcome)
+
+
+async def _inject_one(
+    stub: q_grpc.QueueServiceAsyncStub, request: q.InjectPlaceholderRequest, seconds: float
+) -> q.InjectPlaceholdersResult:
+    """InjectPlaceholder for one item, answered as an item of the batched call."""
+    try:
+        reply = await stub.InjectPlaceholder(request, timeout=seconds)
+    except grpc.aio.AioRpcError as error:
+        return q.InjectPlaceholdersResult(code=error.code().value[0], error=error.details() or "")
+    return q.InjectPlaceholdersResult(response=reply)
 
 
 def _resolve(future: asyncio.Future[AckOutcome], outcome: AckOutcome) -> None:

@@ -14,6 +14,8 @@ any delivery, so whoever gets UNREACHABLE leaves it to the redelivery loop.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 import grpc
-from chatbot.queue.v1 import queue_service_pb2
+from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
 
+from services.common.call_batcher import CallBatcher
 from services.common.errors import ChatbotError
+from services.common.grpc_edge import status_of
 from services.common.queue_shards import QueueShards
 from services.common.sharding import ShardAddresses
 from services.common.store import MediaJob
@@ -44,6 +48,12 @@ _RETRYABLE = frozenset(
     }
 )
 _STATUSES = queue_service_pb2.UpdateByMediaIdStatus
+# Results of one event-loop turn per UpdateByMediaIds call, at most this many.
+MAX_UPDATE_BATCH = 256
+# Answers of a batched call that are not the item's fault: the unary call is made
+# instead (one bad item must not refuse its neighbours; a queue_svc from before the
+# batched calls answers UNIMPLEMENTED).
+_UNBATCH = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
 
 
 class DeliveryStatus(Enum):
@@ -84,6 +94,12 @@ class QueueDelivery:
         self._max = backoff_max
         self._now = monotonic
         self._states = [_ShardState() for _ in range(self._shards.count)]
+        # The results of one event-loop turn (workers finishing together, a redelivery
+        # sweep) go to their shard as one UpdateByMediaIds call.
+        self._batchers = [
+            CallBatcher(functools.partial(self._update_batch, shard), max_batch=MAX_UPDATE_BATCH)
+            for shard in range(self._shards.count)
+        ]
 
     def shard_of(self, bot_id: str) -> int:
         return self._shards.index_for(bot_id)
@@ -105,14 +121,14 @@ class QueueDelivery:
             content=content,
         )
         try:
-            response = await self._shards.stub(shard).UpdateByMediaId(
-                request, timeout=self._timeout
-            )
+            result = await self._batchers[shard].call(request)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _RETRYABLE:
-                raise DeliveryRejectedError(
-                    f"UpdateByMediaId {exc.code().name}: {exc.details()}"
-                ) from exc
+            code, details = exc.code(), exc.details() or ""
+        else:
+            code, details = status_of(result.code), result.error
+        if code != grpc.StatusCode.OK:
+            if code not in _RETRYABLE:
+                raise DeliveryRejectedError(f"UpdateByMediaId {code.name}: {details}")
             state.failures += 1
             delay = backoff_delay(state.failures, self._base, self._max)
             state.retry_at = self._now() + delay
@@ -124,7 +140,7 @@ class QueueDelivery:
                 "%s unreachable for %s (%s, %d failures in a row); its results wait %.2fs",
                 self._shards.describe(job.bot_id),
                 job.media_processing_id,
-                exc.code().name,
+                code.name,
                 state.failures,
                 delay,
             )
@@ -132,6 +148,7 @@ class QueueDelivery:
         if state.failures:
             log.info("%s answers again", self._shards.describe(job.bot_id))
         state.failures, state.retry_at = 0, 0.0
+        response = result.response
         if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_UPDATED:
             return DeliveryStatus.UPDATED
         if response.status == _STATUSES.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE:
@@ -140,5 +157,36 @@ class QueueDelivery:
             return DeliveryStatus.NOT_FOUND
         raise DeliveryRejectedError(f"UpdateByMediaId answered unknown status {response.status}")
 
+    async def _update_batch(
+        self, shard: int, requests: list[queue_service_pb2.UpdateByMediaIdRequest]
+    ) -> list[queue_service_pb2.UpdateByMediaIdsResult]:
+        stub = self._shards.stub(shard)
+        try:
+            reply = await stub.UpdateByMediaIds(
+                queue_service_pb2.UpdateByMediaIdsRequest(updates=requests), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _UNBATCH:
+                raise
+            # One after another, in order, as the batch would have been taken.
+            return [await _update_one(stub, r, self._timeout) for r in requests]
+        return list(reply.results)
+
     async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._batchers))
         await self._shards.close()
+
+
+async def _update_one(
+    stub: queue_service_pb2_grpc.QueueServiceAsyncStub,
+    request: queue_service_pb2.UpdateByMediaIdRequest,
+    seconds: float,
+) -> queue_service_pb2.UpdateByMediaIdsResult:
+    """UpdateByMediaId for one item, answered as an item of the batched call."""
+    try:
+        reply = await stub.UpdateByMediaId(request, timeout=seconds)
+    except grpc.aio.AioRpcError as exc:
+        return queue_service_pb2.UpdateByMediaIdsResult(
+            code=exc.code().value[0], error=exc.details() or ""
+        )
+    return queue_service_pb2.UpdateByMediaIdsResult(response=reply)

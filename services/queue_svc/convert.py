@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC
 
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
 
 from services.common.errors import InvalidInputError
+from services.common.timestamps import set_from_datetime, to_datetime
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
 from services.queue_svc.messages import CONTEXT_KEY, Identity, MediaInfo, NewMessage, QueuedMessage
 from services.queue_svc.service_types import PlaceholderRequest
@@ -63,7 +63,7 @@ def new_message(message: q.NewMessage) -> NewMessage:
         content=message.content,
         sender=message.sender,
         source=SOURCE_NAMES[message.source],
-        originating_time=message.originating_time.ToDatetime(tzinfo=UTC),
+        originating_time=to_datetime(message.originating_time),
         provider_message_id=message.provider_message_id,
         group_id=message.group.group_id if message.HasField("group") else None,
         group_name=(
@@ -110,7 +110,7 @@ def message_proto(entry: QueuedMessage) -> message_pb2.Message:
         provider_message_id=entry.provider_message_id,
         message_size=entry.message_size,
     )
-    message.originating_time.FromDatetime(entry.originating_time)
+    set_from_datetime(message.originating_time, entry.originating_time)
     if entry.group_id is not None:
         message.group.group_id = entry.group_id
         if entry.group_name is not None:

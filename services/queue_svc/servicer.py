@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
 from services.common.errors import InvalidInputError
+from services.common.grpc_edge import error_status
 from services.common.store import IdentityPair
 from services.queue_svc import convert
 from services.queue_svc.service import (
@@ -31,6 +34,10 @@ _UPDATE_STATUS = {
     UpdateResult.NOT_FOUND: q.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND,
     UpdateResult.BOT_NOT_ACTIVE: q.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE,
 }
+
+
+R = TypeVar("R")
+Item = TypeVar("Item")
 
 
 def _check(*problems: str) -> None:
@@ -85,6 +92,40 @@ class QueueServicer(q_grpc.QueueServiceServicer):
     async def InjectPlaceholder(  # noqa: N802 (gRPC method name)
         self, request: q.InjectPlaceholderRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> q.InjectPlaceholderResponse:
+        return await self._inject(request)
+
+    async def UpdateByMediaId(  # noqa: N802 (gRPC method name)
+        self, request: q.UpdateByMediaIdRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> q.UpdateByMediaIdResponse:
+        return await self._update(request)
+
+    async def InjectPlaceholders(  # noqa: N802 (gRPC method name)
+        self,
+        request: q.InjectPlaceholdersRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> q.InjectPlaceholdersResponse:
+        outcomes = await _each("InjectPlaceholders", request.placeholders, self._inject)
+        return q.InjectPlaceholdersResponse(
+            results=[
+                q.InjectPlaceholdersResult(code=code, error=error, response=response)
+                for code, error, response in outcomes
+            ]
+        )
+
+    async def UpdateByMediaIds(  # noqa: N802 (gRPC method name)
+        self,
+        request: q.UpdateByMediaIdsRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> q.UpdateByMediaIdsResponse:
+        outcomes = await _each("UpdateByMediaIds", request.updates, self._update)
+        return q.UpdateByMediaIdsResponse(
+            results=[
+                q.UpdateByMediaIdsResult(code=code, error=error, response=response)
+                for code, error, response in outcomes
+            ]
+        )
+
+    async def _inject(self, request: q.InjectPlaceholderRequest) -> q.InjectPlaceholderResponse:
         _check(
             ""
             if request.message.provider_message_id or not request.HasField("message")
@@ -95,9 +136,7 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         )
         return q.InjectPlaceholderResponse(id=message_id, duplicate=duplicate)
 
-    async def UpdateByMediaId(  # noqa: N802 (gRPC method name)
-        self, request: q.UpdateByMediaIdRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> q.UpdateByMediaIdResponse:
+    async def _update(self, request: q.UpdateByMediaIdRequest) -> q.UpdateByMediaIdResponse:
         status, message_id = await self._service.update_by_media_id(
             request.bot_id,
             request.correspondent_id,
@@ -191,3 +230,34 @@ class QueueServicer(q_grpc.QueueServiceServicer):
                 yield q.SubscribeResponse(message=convert.addressed(delivery))
         finally:
             await stream.aclose()
+
+
+async def _each(
+    method: str, items: Sequence[Item], handle: Callable[[Item], Awaitable[R]]
+) -> list[tuple[int, str, R | None]]:
+    """Handles every item of a batched call as its unary call would (concurrently, as
+    that many unary calls would run): (status code, details, response) per item, in
+    order. The items' store writes share the store's group commit."""
+    gathering = asyncio.gather(*(handle(item) for item in items), return_exceptions=True)
+    try:
+        answers = await gathering
+    except asyncio.CancelledError:
+        # The call was cancelled (its deadline passed, the client went away): the items
+        # are cancelled with it, and their gathering's outcome is nobody's to log.
+        gathering.add_done_callback(_consume)
+        raise
+    outcomes: list[tuple[int, str, R | None]] = []
+    for answer in answers:
+        if isinstance(answer, Exception):
+            code, details = error_status(method, answer)
+            outcomes.append((code.value[0], details, None))
+        elif isinstance(answer, BaseException):
+            raise answer  # cancelled with the call
+        else:
+            outcomes.append((grpc.StatusCode.OK.value[0], "", answer))
+    return outcomes
+
+
+def _consume(gathering: asyncio.Future[Any]) -> None:
+    if not gathering.cancelled():
+        gathering.exception()

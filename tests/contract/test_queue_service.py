@@ -225,6 +225,102 @@ async def test_inject_placeholder_errors(stub: Stub) -> None:
     assert await code_of(stub.UpdateByMediaId(bad_update)) == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_inject_placeholders_gives_each_item_its_unary_outcome(
+    stub: Stub, store: Store
+) -> None:
+    first, second, other = (str(uuid.uuid4()) for _ in range(3))
+    no_pid = inject(str(uuid.uuid4()), pid="")
+    reply = await stub.InjectPlaceholders(
+        q.InjectPlaceholdersRequest(
+            placeholders=[
+                inject(first, pid="WA-1"),
+                inject(first, pid="WA-1"),  # a resend in the same batch
+                inject(other, pid="WA-2", bot="stopped"),
+                no_pid,
+                inject(second, pid="WA-3"),
+            ]
+        )
+    )
+    codes = [grpc.StatusCode.OK, grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION]
+    codes += [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK]
+    assert [r.code for r in reply.results] == [c.value[0] for c in codes]
+    assert "provider_message_id: required for media" in reply.results[3].error
+    assert "not active" in reply.results[2].error
+    results = reply.results
+    # The resend is a duplicate of whichever of the two ran first (as two concurrent
+    # unary calls would be), and answers that one's id.
+    assert sorted([results[0].response.duplicate, results[1].response.duplicate]) == [False, True]
+    assert results[0].response.id == results[1].response.id == 1
+    assert results[4].response.id > 1 and not results[4].response.duplicate
+    for mid in (first, second):
+        found = await store.get_job(mid)
+        assert found is not None and found[0] is JobCollection.ACTIVE
+    assert await store.get_job(other) is None
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert sorted(w.media_processing_id for w in window.messages) == sorted([first, second])
+
+
+async def test_update_by_media_ids_gives_each_item_its_unary_outcome(stub: Stub) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    await stub.InjectPlaceholder(inject(first, pid="WA-1"))
+    await stub.InjectPlaceholder(inject(second, pid="WA-2"))
+
+    def update(mid: str, content: str, bot: str = BOT) -> q.UpdateByMediaIdRequest:
+        return q.UpdateByMediaIdRequest(
+            bot_id=bot, correspondent_id="c1", media_processing_id=mid, content=content
+        )
+
+    reply = await stub.UpdateByMediaIds(
+        q.UpdateByMediaIdsRequest(
+            updates=[
+                update(first, "one"),
+                update(str(uuid.uuid4()), "nobody's"),
+                update(first, "one again"),
+                update(second, "two", bot="stopped"),
+                update(second, "two"),
+            ]
+        )
+    )
+    assert all(r.code == grpc.StatusCode.OK.value[0] and not r.error for r in reply.results)
+    assert [r.response.status for r in reply.results] == [
+        q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED,
+        q.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND,
+        q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED,
+        q.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE,
+        q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED,
+    ]
+    assert reply.results[0].response.message_id == 1
+    assert reply.results[4].response.message_id == 2
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert [(w.id, w.content) for w in window.messages] == [(1, "one"), (2, "two")]
+
+
+async def test_batched_media_calls_refuse_an_invalid_batch_whole(stub: Stub) -> None:
+    assert await code_of(stub.InjectPlaceholders(q.InjectPlaceholdersRequest())) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    good = inject(str(uuid.uuid4()), pid="WA-OK")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.InjectPlaceholders(
+            q.InjectPlaceholdersRequest(placeholders=[good, inject("not-a-uuid")])
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "placeholders[1].media_processing_id: not a lower-case UUID4" in (
+        caught.value.details() or ""
+    )
+    too_many = q.InjectPlaceholdersRequest(placeholders=[good] * 1001)
+    assert await code_of(stub.InjectPlaceholders(too_many)) == grpc.StatusCode.INVALID_ARGUMENT
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert not window.messages  # nothing changed
+    assert await code_of(stub.UpdateByMediaIds(q.UpdateByMediaIdsRequest())) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    no_id = q.UpdateByMediaIdsRequest(
+        updates=[q.UpdateByMediaIdRequest(bot_id=BOT, correspondent_id="c1")]
+    )
+    assert await code_of(stub.UpdateByMediaIds(no_id)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_start_and_stop_bot(stub: Stub, store: Store) -> None:
     assert not (await stub.StartBot(q.StartBotRequest(bot_id=BOT))).started
     await stub.InjectPlaceholder(inject(str(uuid.uuid4())))

@@ -225,6 +225,50 @@ async def test_frames_for_an_inactive_bot_are_kept_for_later(pipeline: Pipeline)
     assert pipeline.subscriber.messages == []
 
 
+def _corrupt_media(n: int) -> tuple[str, str]:
+    """(frame id, frame) of a corrupt media frame with its own frame and WhatsApp ids."""
+    frame = json.loads(frame_text(VALID["corrupt_media_message"]))
+    frame["frameId"] = f"f-burst-{n}"
+    frame["corruptMediaMessage"]["header"]["providerMessageId"] = f"WA-burst-{n}"
+    return frame["frameId"], json.dumps(frame)
+
+
+async def _burst(ws: aiohttp.ClientWebSocketResponse, frames: list[str]) -> dict[str, w.Ack]:
+    """Sends the frames without waiting (they reach the gateway together, and their
+    placeholders go to queue_svc as one InjectPlaceholders call); their acks by frame id."""
+    for text in frames:
+        await ws.send_str(text)
+    acks: dict[str, w.Ack] = {}
+    while len(acks) < len(frames):
+        reply = parse_gateway_frame((await ws.receive(timeout=10)).data)
+        acks.setdefault(reply.ack.frame_id, reply.ack)
+    return acks
+
+
+async def test_media_frames_sent_together_each_get_their_own_ack(pipeline: Pipeline) -> None:
+    headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    frames = [_corrupt_media(n) for n in range(4)]
+    async with pipeline.http.ws_connect(pipeline.api("/ws"), headers=headers) as ws:
+        # The bot is not active: every item of the batch is refused for that reason alone.
+        acks = await _burst(ws, [text for _, text in frames])
+        assert {a.status for a in acks.values()} == {w.ACK_STATUS_RETRY}
+        assert all(f"POST /bots/{BOT}/start" in a.reason for a in acks.values())
+        await _start_bot(pipeline)
+        resend = frames[0][0], frames[0][1].replace("f-burst-0", "f-burst-0-again")
+        acks = await _burst(ws, [text for _, text in [*frames, resend]])
+    statuses = {fid: a.status for fid, a in acks.items()}
+    assert sorted(statuses.values()) == sorted(
+        [w.ACK_STATUS_ACCEPTED] * 4 + [w.ACK_STATUS_DUPLICATE]
+    )
+    assert {statuses["f-burst-0"], statuses["f-burst-0-again"]} == {
+        w.ACK_STATUS_ACCEPTED,
+        w.ACK_STATUS_DUPLICATE,
+    }
+    await pipeline.subscriber.wait_for(4, within=20)
+    delivered = sorted(m.message.provider_message_id for m in pipeline.subscriber.messages)
+    assert delivered == [f"WA-burst-{n}" for n in range(4)]
+
+
 async def test_replies_are_stored_then_streamed_to_node_and_their_result_recorded(
     pipeline: Pipeline,
 ) -> None:

@@ -124,7 +124,9 @@ async def test_frames_go_to_their_bots_shard_in_per_chat_order(shards: list[Shar
         # Batched: far fewer calls than messages. A batch holding the other shard's bot
         # would have answered BOT_NOT_ACTIVE (RETRY) for it.
         assert 1 <= shard.calls["AddMessages"] < PER_CHAT * len(CHATS)
-        assert shard.calls["InjectPlaceholder"] == 1
+        # The placeholders went out together: one batched call per shard, its own bot's.
+        assert shard.calls["InjectPlaceholders"] == 1
+        assert shard.calls["InjectPlaceholder"] == 0
 
 
 async def test_lifecycle_client_turns_queue_svc_statuses_into_domain_errors(

@@ -118,3 +118,44 @@ def test_mutated_frames_are_taken_only_when_parse_dict_agrees(data: st.DataObjec
     if fill(fast, copy.deepcopy(raw)):
         assert reference is not None, "the fast path took a frame ParseDict refuses"
         assert fast == reference
+
+
+_TWO_DIGITS = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}")
+
+
+@st.composite
+def _timestamp_texts(draw: st.DrawFn) -> str:
+    """RFC 3339-like texts around the valid range: impossible dates and times, leap
+    days, fraction lengths up to ten, and the spellings the fast path leaves to
+    FromJsonString (offsets, one-digit fields, lower-case t)."""
+    year = draw(st.integers(min_value=0, max_value=9999).map(lambda n: f"{n:04d}"))
+    date = f"{year}-{draw(_TWO_DIGITS)}-{draw(_TWO_DIGITS)}"
+    time = f"{draw(_TWO_DIGITS)}:{draw(_TWO_DIGITS)}:{draw(_TWO_DIGITS)}"
+    fraction = draw(st.sampled_from(["", "."]))
+    if fraction:
+        fraction += draw(st.text(alphabet="0123456789", min_size=1, max_size=10))
+    separator = draw(st.sampled_from(["T", "T", "T", "t", " "]))
+    zone = draw(st.sampled_from(["Z", "Z", "Z", "+01:00", "-05:30", "", "Zx"]))
+    text = f"{date}{separator}{time}{fraction}{zone}"
+    if draw(st.booleans()):
+        # A one-digit field, which strptime reads and the fast path does not.
+        text = text.replace("-0", "-", 1)
+    return text
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=st.one_of(_timestamp_texts(), st.just(iso_now())))
+def test_timestamps_are_read_as_from_json_string_reads_them(text: str) -> None:
+    """The fast path parses the common UTC spelling itself; it must set exactly what
+    Timestamp.FromJsonString sets and refuse exactly what it refuses."""
+    raw = {"frameId": "f-1", "textMessage": {"header": {"originatingTime": text}}}
+    reference = frames_pb2.NodeFrame()
+    try:
+        reference.text_message.header.originating_time.FromJsonString(text)
+    except ValueError:
+        assert not fill(frames_pb2.NodeFrame(), copy.deepcopy(raw))
+        return
+    reference.frame_id = "f-1"
+    fast = frames_pb2.NodeFrame()
+    assert fill(fast, copy.deepcopy(raw))
+    assert fast == reference

@@ -28,8 +28,9 @@ BOT_NOT_ACTIVE = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_BOT_NOT_ACTIVE
 
 
 class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
-    """Answers UpdateByMediaId from `answers` (then `default`), recording every call;
-    an answer of None makes the call fail with UNAVAILABLE, a status code with that code."""
+    """Answers UpdateByMediaId (and each item of UpdateByMediaIds) from `answers` (then
+    `default`), recording every call; an answer of None makes the call fail with
+    UNAVAILABLE, a status code with that code."""
 
     def __init__(self) -> None:
         self.calls: list[queue_service_pb2.UpdateByMediaIdRequest] = []
@@ -39,6 +40,9 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         self.on_update: (
             Callable[[queue_service_pb2.UpdateByMediaIdRequest], Awaitable[None]] | None
         ) = None
+        # Sizes of the UpdateByMediaIds batches received; False answers them UNIMPLEMENTED.
+        self.batches: list[int] = []
+        self.batched = True
 
     async def UpdateByMediaId(  # noqa: N802 (gRPC method name)
         self,
@@ -54,6 +58,36 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         if isinstance(answer, grpc.StatusCode):
             await context.abort(answer, f"scripted {answer.name}")
         return queue_service_pb2.UpdateByMediaIdResponse(status=answer)  # type: ignore[arg-type]
+
+    async def UpdateByMediaIds(  # noqa: N802 (gRPC method name)
+        self,
+        request: queue_service_pb2.UpdateByMediaIdsRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> queue_service_pb2.UpdateByMediaIdsResponse:
+        """The batched form, item by item from the same script (an answer of None or a
+        status code fails the item with that code, as queue_svc answers an item); with
+        `batched` off, UNIMPLEMENTED like a queue_svc from before the batched calls."""
+        self.batches.append(len(request.updates))
+        if not self.batched:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        results = []
+        for update in request.updates:
+            self.calls.append(update)
+            if self.on_update is not None:
+                await self.on_update(update)
+            answer = self.answers.pop(0) if self.answers else self.default
+            if answer is None:
+                answer = grpc.StatusCode.UNAVAILABLE
+            if isinstance(answer, grpc.StatusCode):
+                results.append(
+                    queue_service_pb2.UpdateByMediaIdsResult(
+                        code=answer.value[0], error=f"scripted {answer.name}"
+                    )
+                )
+                continue
+            response = queue_service_pb2.UpdateByMediaIdResponse(status=answer)  # type: ignore[arg-type]
+            results.append(queue_service_pb2.UpdateByMediaIdsResult(response=response))
+        return queue_service_pb2.UpdateByMediaIdsResponse(results=results)
 
 
 @dataclass
@@ -79,7 +113,7 @@ def staging(tmp_path: Path) -> StagingDirectory:
 
 @asynccontextmanager
 async def scripted_queue_peer() -> AsyncIterator[QueuePeer]:
-    servicer = ScriptedQueue()  # type: ignore[abstract]  # media_svc calls only these two
+    servicer = ScriptedQueue()  # type: ignore[abstract]  # media_svc calls only these
     server = grpc.aio.server()
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -557,6 +557,168 @@ class UpdateByMediaIdResponse(_message.Message):
 Global___UpdateByMediaIdResponse: _TypeAlias = UpdateByMediaIdResponse  # noqa: Y015
 
 @_typing.final
+class InjectPlaceholdersRequest(_message.Message):
+    """Request of InjectPlaceholders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLACEHOLDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def placeholders(self) -> _containers.RepeatedCompositeFieldContainer[Global___InjectPlaceholderRequest]:
+        """The placeholders, each exactly as InjectPlaceholder takes it. Required."""
+
+    def __init__(
+        self,
+        *,
+        placeholders: _abc.Iterable[Global___InjectPlaceholderRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["placeholders", b"placeholders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InjectPlaceholdersRequest: _TypeAlias = InjectPlaceholdersRequest  # noqa: Y015
+
+@_typing.final
+class InjectPlaceholdersResult(_message.Message):
+    """One item's outcome in InjectPlaceholders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code InjectPlaceholder would have answered for this item alone
+    (0 = OK, 9 = FAILED_PRECONDITION for a bot that is not active, …).
+    """
+    error: _builtins.str
+    """Why, when `code` is not OK."""
+    @_builtins.property
+    def response(self) -> Global___InjectPlaceholderResponse:
+        """When OK: what InjectPlaceholder answers."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        error: _builtins.str = ...,
+        response: Global___InjectPlaceholderResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "error", b"error", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InjectPlaceholdersResult: _TypeAlias = InjectPlaceholdersResult  # noqa: Y015
+
+@_typing.final
+class InjectPlaceholdersResponse(_message.Message):
+    """Response of InjectPlaceholders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___InjectPlaceholdersResult]:
+        """One per request item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___InjectPlaceholdersResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InjectPlaceholdersResponse: _TypeAlias = InjectPlaceholdersResponse  # noqa: Y015
+
+@_typing.final
+class UpdateByMediaIdsRequest(_message.Message):
+    """Request of UpdateByMediaIds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateByMediaIdRequest]:
+        """The updates, each exactly as UpdateByMediaId takes it. Required."""
+
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___UpdateByMediaIdRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateByMediaIdsRequest: _TypeAlias = UpdateByMediaIdsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateByMediaIdsResult(_message.Message):
+    """One item's outcome in UpdateByMediaIds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code UpdateByMediaId would have answered for this item alone."""
+    error: _builtins.str
+    """Why, when `code` is not OK."""
+    @_builtins.property
+    def response(self) -> Global___UpdateByMediaIdResponse:
+        """When OK: what UpdateByMediaId answers."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        error: _builtins.str = ...,
+        response: Global___UpdateByMediaIdResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "error", b"error", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateByMediaIdsResult: _TypeAlias = UpdateByMediaIdsResult  # noqa: Y015
+
+@_typing.final
+class UpdateByMediaIdsResponse(_message.Message):
+    """Response of UpdateByMediaIds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateByMediaIdsResult]:
+        """One per request item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___UpdateByMediaIdsResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateByMediaIdsResponse: _TypeAlias = UpdateByMediaIdsResponse  # noqa: Y015
+
+@_typing.final
 class PopReadyRequest(_message.Message):
     """Request of PopReady."""
 

@@ -55,6 +55,16 @@ class QueueServiceStub:
                 request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdRequest.SerializeToString,
                 response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdResponse.FromString,
                 _registered_method=True)
+        self.InjectPlaceholders = channel.unary_unary(
+                '/chatbot.queue.v1.QueueService/InjectPlaceholders',
+                request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersRequest.SerializeToString,
+                response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersResponse.FromString,
+                _registered_method=True)
+        self.UpdateByMediaIds = channel.unary_unary(
+                '/chatbot.queue.v1.QueueService/UpdateByMediaIds',
+                request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsRequest.SerializeToString,
+                response_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsResponse.FromString,
+                _registered_method=True)
         self.PopReady = channel.unary_unary(
                 '/chatbot.queue.v1.QueueService/PopReady',
                 request_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.PopReadyRequest.SerializeToString,
@@ -123,6 +133,25 @@ class QueueServiceServicer:
 
     def UpdateByMediaId(self, request, context):
         """Replaces a placeholder's content with the media result and emits it once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InjectPlaceholders(self, request, context):
+        """Many InjectPlaceholder calls in one: the gateway's media frames of one event-loop
+        turn. The batch is validated whole against the field options (INVALID_ARGUMENT
+        changes nothing); past that each item is handled as InjectPlaceholder handles it
+        and gets its own result, in request order, with the status code the unary call
+        would have answered (a bot that is not active fails only its own items).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateByMediaIds(self, request, context):
+        """Many UpdateByMediaId calls in one: media_svc's deliveries of one event-loop turn.
+        Validated whole like InjectPlaceholders; one result per item, in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,6 +235,16 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.UpdateByMediaId,
                     request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdRequest.FromString,
                     response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdResponse.SerializeToString,
+            ),
+            'InjectPlaceholders': grpc.unary_unary_rpc_method_handler(
+                    servicer.InjectPlaceholders,
+                    request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersRequest.FromString,
+                    response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersResponse.SerializeToString,
+            ),
+            'UpdateByMediaIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateByMediaIds,
+                    request_deserializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsRequest.FromString,
+                    response_serializer=chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsResponse.SerializeToString,
             ),
             'PopReady': grpc.unary_unary_rpc_method_handler(
                     servicer.PopReady,
@@ -352,6 +391,60 @@ class QueueService:
             '/chatbot.queue.v1.QueueService/UpdateByMediaId',
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdRequest.SerializeToString,
             chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InjectPlaceholders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatbot.queue.v1.QueueService/InjectPlaceholders',
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersRequest.SerializeToString,
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.InjectPlaceholdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateByMediaIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatbot.queue.v1.QueueService/UpdateByMediaIds',
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsRequest.SerializeToString,
+            chatbot_dot_queue_dot_v1_dot_queue__service__pb2.UpdateByMediaIdsResponse.FromString,
             options,
             channel_credentials,
             insecure,

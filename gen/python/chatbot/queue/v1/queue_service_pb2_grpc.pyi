@@ -51,6 +51,17 @@ class QueueServiceStub:
     """
     UpdateByMediaId: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateByMediaIdRequest, _queue_service_pb2.UpdateByMediaIdResponse]
     """Replaces a placeholder's content with the media result and emits it once."""
+    InjectPlaceholders: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.InjectPlaceholdersRequest, _queue_service_pb2.InjectPlaceholdersResponse]
+    """Many InjectPlaceholder calls in one: the gateway's media frames of one event-loop
+    turn. The batch is validated whole against the field options (INVALID_ARGUMENT
+    changes nothing); past that each item is handled as InjectPlaceholder handles it
+    and gets its own result, in request order, with the status code the unary call
+    would have answered (a bot that is not active fails only its own items).
+    """
+    UpdateByMediaIds: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateByMediaIdsRequest, _queue_service_pb2.UpdateByMediaIdsResponse]
+    """Many UpdateByMediaId calls in one: media_svc's deliveries of one event-loop turn.
+    Validated whole like InjectPlaceholders; one result per item, in request order.
+    """
     PopReady: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.PopReadyRequest, _queue_service_pb2.PopReadyResponse]
     """Takes the oldest ready messages not yet persisted, skipping placeholders. The
     caller becomes responsible for persisting them.
@@ -97,6 +108,17 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     UpdateByMediaId: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateByMediaIdRequest, _queue_service_pb2.UpdateByMediaIdResponse]  # type: ignore[assignment]
     """Replaces a placeholder's content with the media result and emits it once."""
+    InjectPlaceholders: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.InjectPlaceholdersRequest, _queue_service_pb2.InjectPlaceholdersResponse]  # type: ignore[assignment]
+    """Many InjectPlaceholder calls in one: the gateway's media frames of one event-loop
+    turn. The batch is validated whole against the field options (INVALID_ARGUMENT
+    changes nothing); past that each item is handled as InjectPlaceholder handles it
+    and gets its own result, in request order, with the status code the unary call
+    would have answered (a bot that is not active fails only its own items).
+    """
+    UpdateByMediaIds: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateByMediaIdsRequest, _queue_service_pb2.UpdateByMediaIdsResponse]  # type: ignore[assignment]
+    """Many UpdateByMediaId calls in one: media_svc's deliveries of one event-loop turn.
+    Validated whole like InjectPlaceholders; one result per item, in request order.
+    """
     PopReady: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.PopReadyRequest, _queue_service_pb2.PopReadyResponse]  # type: ignore[assignment]
     """Takes the oldest ready messages not yet persisted, skipping placeholders. The
     caller becomes responsible for persisting them.
@@ -164,6 +186,29 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.UpdateByMediaIdResponse, _abc.Awaitable[_queue_service_pb2.UpdateByMediaIdResponse]]:
         """Replaces a placeholder's content with the media result and emits it once."""
+
+    @_abc_1.abstractmethod
+    def InjectPlaceholders(
+        self,
+        request: _queue_service_pb2.InjectPlaceholdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.InjectPlaceholdersResponse, _abc.Awaitable[_queue_service_pb2.InjectPlaceholdersResponse]]:
+        """Many InjectPlaceholder calls in one: the gateway's media frames of one event-loop
+        turn. The batch is validated whole against the field options (INVALID_ARGUMENT
+        changes nothing); past that each item is handled as InjectPlaceholder handles it
+        and gets its own result, in request order, with the status code the unary call
+        would have answered (a bot that is not active fails only its own items).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateByMediaIds(
+        self,
+        request: _queue_service_pb2.UpdateByMediaIdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.UpdateByMediaIdsResponse, _abc.Awaitable[_queue_service_pb2.UpdateByMediaIdsResponse]]:
+        """Many UpdateByMediaId calls in one: media_svc's deliveries of one event-loop turn.
+        Validated whole like InjectPlaceholders; one result per item, in request order.
+        """
 
     @_abc_1.abstractmethod
     def PopReady(

@@ -483,6 +483,155 @@ export declare type UpdateByMediaIdResponse = Message<"chatbot.queue.v1.UpdateBy
 export declare const UpdateByMediaIdResponseSchema: GenMessage<UpdateByMediaIdResponse>;
 
 /**
+ * Request of InjectPlaceholders.
+ *
+ * @generated from message chatbot.queue.v1.InjectPlaceholdersRequest
+ */
+export declare type InjectPlaceholdersRequest = Message<"chatbot.queue.v1.InjectPlaceholdersRequest"> & {
+  /**
+   * The placeholders, each exactly as InjectPlaceholder takes it. Required.
+   *
+   * @generated from field: repeated chatbot.queue.v1.InjectPlaceholderRequest placeholders = 1;
+   */
+  placeholders: InjectPlaceholderRequest[];
+};
+
+/**
+ * Describes the message chatbot.queue.v1.InjectPlaceholdersRequest.
+ * Use `create(InjectPlaceholdersRequestSchema)` to create a new message.
+ */
+export declare const InjectPlaceholdersRequestSchema: GenMessage<InjectPlaceholdersRequest>;
+
+/**
+ * One item's outcome in InjectPlaceholders.
+ *
+ * @generated from message chatbot.queue.v1.InjectPlaceholdersResult
+ */
+export declare type InjectPlaceholdersResult = Message<"chatbot.queue.v1.InjectPlaceholdersResult"> & {
+  /**
+   * The gRPC status code InjectPlaceholder would have answered for this item alone
+   * (0 = OK, 9 = FAILED_PRECONDITION for a bot that is not active, …).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Why, when `code` is not OK.
+   *
+   * @generated from field: string error = 2;
+   */
+  error: string;
+
+  /**
+   * When OK: what InjectPlaceholder answers.
+   *
+   * @generated from field: chatbot.queue.v1.InjectPlaceholderResponse response = 3;
+   */
+  response?: InjectPlaceholderResponse | undefined;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.InjectPlaceholdersResult.
+ * Use `create(InjectPlaceholdersResultSchema)` to create a new message.
+ */
+export declare const InjectPlaceholdersResultSchema: GenMessage<InjectPlaceholdersResult>;
+
+/**
+ * Response of InjectPlaceholders.
+ *
+ * @generated from message chatbot.queue.v1.InjectPlaceholdersResponse
+ */
+export declare type InjectPlaceholdersResponse = Message<"chatbot.queue.v1.InjectPlaceholdersResponse"> & {
+  /**
+   * One per request item, in request order.
+   *
+   * @generated from field: repeated chatbot.queue.v1.InjectPlaceholdersResult results = 1;
+   */
+  results: InjectPlaceholdersResult[];
+};
+
+/**
+ * Describes the message chatbot.queue.v1.InjectPlaceholdersResponse.
+ * Use `create(InjectPlaceholdersResponseSchema)` to create a new message.
+ */
+export declare const InjectPlaceholdersResponseSchema: GenMessage<InjectPlaceholdersResponse>;
+
+/**
+ * Request of UpdateByMediaIds.
+ *
+ * @generated from message chatbot.queue.v1.UpdateByMediaIdsRequest
+ */
+export declare type UpdateByMediaIdsRequest = Message<"chatbot.queue.v1.UpdateByMediaIdsRequest"> & {
+  /**
+   * The updates, each exactly as UpdateByMediaId takes it. Required.
+   *
+   * @generated from field: repeated chatbot.queue.v1.UpdateByMediaIdRequest updates = 1;
+   */
+  updates: UpdateByMediaIdRequest[];
+};
+
+/**
+ * Describes the message chatbot.queue.v1.UpdateByMediaIdsRequest.
+ * Use `create(UpdateByMediaIdsRequestSchema)` to create a new message.
+ */
+export declare const UpdateByMediaIdsRequestSchema: GenMessage<UpdateByMediaIdsRequest>;
+
+/**
+ * One item's outcome in UpdateByMediaIds.
+ *
+ * @generated from message chatbot.queue.v1.UpdateByMediaIdsResult
+ */
+export declare type UpdateByMediaIdsResult = Message<"chatbot.queue.v1.UpdateByMediaIdsResult"> & {
+  /**
+   * The gRPC status code UpdateByMediaId would have answered for this item alone.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Why, when `code` is not OK.
+   *
+   * @generated from field: string error = 2;
+   */
+  error: string;
+
+  /**
+   * When OK: what UpdateByMediaId answers.
+   *
+   * @generated from field: chatbot.queue.v1.UpdateByMediaIdResponse response = 3;
+   */
+  response?: UpdateByMediaIdResponse | undefined;
+};
+
+/**
+ * Describes the message chatbot.queue.v1.UpdateByMediaIdsResult.
+ * Use `create(UpdateByMediaIdsResultSchema)` to create a new message.
+ */
+export declare const UpdateByMediaIdsResultSchema: GenMessage<UpdateByMediaIdsResult>;
+
+/**
+ * Response of UpdateByMediaIds.
+ *
+ * @generated from message chatbot.queue.v1.UpdateByMediaIdsResponse
+ */
+export declare type UpdateByMediaIdsResponse = Message<"chatbot.queue.v1.UpdateByMediaIdsResponse"> & {
+  /**
+   * One per request item, in request order.
+   *
+   * @generated from field: repeated chatbot.queue.v1.UpdateByMediaIdsResult results = 1;
+   */
+  results: UpdateByMediaIdsResult[];
+};
+
+/**
+ * Describes the message chatbot.queue.v1.UpdateByMediaIdsResponse.
+ * Use `create(UpdateByMediaIdsResponseSchema)` to create a new message.
+ */
+export declare const UpdateByMediaIdsResponseSchema: GenMessage<UpdateByMediaIdsResponse>;
+
+/**
  * Request of PopReady.
  *
  * @generated from message chatbot.queue.v1.PopReadyRequest
@@ -1012,6 +1161,31 @@ export declare const QueueService: GenService<{
     methodKind: "unary";
     input: typeof UpdateByMediaIdRequestSchema;
     output: typeof UpdateByMediaIdResponseSchema;
+  },
+  /**
+   * Many InjectPlaceholder calls in one: the gateway's media frames of one event-loop
+   * turn. The batch is validated whole against the field options (INVALID_ARGUMENT
+   * changes nothing); past that each item is handled as InjectPlaceholder handles it
+   * and gets its own result, in request order, with the status code the unary call
+   * would have answered (a bot that is not active fails only its own items).
+   *
+   * @generated from rpc chatbot.queue.v1.QueueService.InjectPlaceholders
+   */
+  injectPlaceholders: {
+    methodKind: "unary";
+    input: typeof InjectPlaceholdersRequestSchema;
+    output: typeof InjectPlaceholdersResponseSchema;
+  },
+  /**
+   * Many UpdateByMediaId calls in one: media_svc's deliveries of one event-loop turn.
+   * Validated whole like InjectPlaceholders; one result per item, in request order.
+   *
+   * @generated from rpc chatbot.queue.v1.QueueService.UpdateByMediaIds
+   */
+  updateByMediaIds: {
+    methodKind: "unary";
+    input: typeof UpdateByMediaIdsRequestSchema;
+    output: typeof UpdateByMediaIdsResponseSchema;
   },
   /**
    * Takes the oldest ready messages not yet persisted, skipping placeholders. The
