@@ -65,6 +65,19 @@ class Service:
         return code
 
 
+async def reap(process: asyncio.subprocess.Process, within: float = 10) -> None:
+    """Collects a process that was SIGKILLed: waits for its pipes, and closes them when
+    a child it left behind (a media_svc pool worker) keeps them open past `within`, so no
+    transport is left for the garbage collector to warn about."""
+    try:
+        await asyncio.wait_for(process.wait(), within)
+    except TimeoutError:
+        # asyncio offers no public way to drop a subprocess's pipes without waiting.
+        transport = getattr(process, "_transport", None)
+        if transport is not None:
+            transport.close()
+
+
 async def start_process(
     name: str,
     argv: Sequence[str],

@@ -32,7 +32,7 @@ from tests.helpers import secantus
 from tests.helpers.definitions import stub_definitions
 from tests.helpers.demo_media import pdf_menu
 from tests.helpers.node_server import NodeServer, start_node_server
-from tests.helpers.processes import Service, free_port, media_env, start_service
+from tests.helpers.processes import Service, free_port, media_env, reap, start_service
 from tests.helpers.shards import bot_on_shard
 from tests.helpers.tcp_proxy import RoundRobinProxy
 from tests.helpers.vision_inputs import text_image
@@ -379,10 +379,13 @@ async def test_topology_survives_one_kill_of_each_kind(tmp_path: Path) -> None:
         for node in nodes:
             if node.process.returncode is None:
                 await node.stop()
+            else:
+                await reap(node.process)
         for service in reversed(services):
             if service.process.returncode is None:
                 await service.stop()
             else:
+                await reap(service.process)
                 service.log.close()
         if proxy is not None:
             await proxy.close()
