@@ -33,6 +33,8 @@ class BotConfigStore(Protocol):
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None: ...
     async def put_bot_config(self, config: BotConfig) -> None: ...
+    async def configured_bots(self) -> list[str]:
+        """Every bot id that has a configuration, sorted (the console's bots list)."""
 
     # queue_svc's registry of active bots, shared by every queue_svc shard
     async def set_bot_active(self, bot_id: str, active: bool) -> bool:
