@@ -255,6 +255,10 @@ class OutboxStore(Protocol):
     async def bots_with_pending_outgoing(self) -> list[str]:
         """Every bot id with at least one pending record, sorted."""
 
+    async def recent_outgoing(self, bot_id: str, limit: int = 20) -> list[OutgoingRecord]:
+        """The bot's newest `limit` records in any status with their payloads, newest
+        first (the console's conversation view)."""
+
     async def finish_outgoing(
         self,
         bot_id: str,
