@@ -147,6 +147,10 @@ class MediaJobStore(Protocol):
         self, bot_id: str | None = None, limit: int = 100
     ) -> list[MediaJob]: ...
     async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool: ...
+    async def delete_failed_job(self, media_processing_id: str) -> bool:
+        """Deletes the job only from FAILED (an operator's delete: a job requeued in the
+        meantime is left alone); True when this call deleted it."""
+
     async def pool_depths(self) -> dict[str, PoolDepth]: ...
     async def jobs_older_than(
         self,

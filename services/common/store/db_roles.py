@@ -26,6 +26,7 @@ MUTATING_ACTIONS = frozenset(
 
 JOBS = tuple(c.collection_name for c in JobCollection)
 ACTIVE_JOBS = JobCollection.ACTIVE.collection_name
+FAILED_JOBS = JobCollection.FAILED.collection_name
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,12 @@ ROLES: dict[str, RoleAccess] = {
     # sequence (a new webhook's starting point).
     # For the Node servers (they hold no database connection): their Baileys auth state
     # and their membership/session leases; the webhook dead letters operators retry or skip.
+    # The console's views and actions: the jobs (pools, in flight, failed) and the
+    # operator's delete of a failed job.
     "gateway": _access(
-        reads=("queues", "store_migrations"),
+        reads=("queues", "store_migrations", *JOBS),
         writes=(
+            FAILED_JOBS,
             "bot_configurations",
             "api_tokens",
             "leases",
