@@ -1,0 +1,161 @@
+"""The media pools and the dead-lettered media jobs for operators, as JSON routes (the
+console's pools and failures pages show the same):
+
+    GET    /media/pools                               depth, in flight (per media_svc
+                                                      replica), oldest pending, failures,
+                                                      and the processor definitions with
+                                                      their validation state
+    GET    /media/failed-jobs?bot_id=&limit=          dead-lettered jobs, newest first
+    POST   /media/failed-jobs/{media_processing_id}/requeue
+    DELETE /media/failed-jobs/{media_processing_id}
+
+A requeue goes through media_svc (it checks the staged file is still there and moves the
+job to `active`, or `holding` for a stopped bot); a delete removes the job from `failed`
+only (its placeholder was resolved with the failure when it failed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from services.common.errors import InvalidInputError, NotFoundError
+from services.common.routing import ProcessorDefinitions
+from services.common.store import BotConfigStore, DefinitionsStore, MediaJob, MediaJobStore
+from services.common.validation import is_uuid4
+from services.gateway.media_client import MediaClient
+
+MAX_FAILED = 1000
+# Failures counted per pool in this window.
+FAILURE_WINDOW = timedelta(hours=1)
+
+
+class MediaApiStore(MediaJobStore, DefinitionsStore, BotConfigStore, Protocol):
+    """The jobs and the definitions document (read), deletes of failed jobs."""
+
+
+def _time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def shown_failed(job: MediaJob, now: datetime) -> dict[str, Any]:
+    failed_at = job.failed_at or job.updated_at
+    return {
+        "media_processing_id": job.media_processing_id,
+        "bot_id": job.bot_id,
+        "correspondent_id": job.correspondent_id,
+        "kind": job.media_kind,
+        "mime_type": job.mime_type,
+        "pool": job.pool,
+        "attempts": job.attempts,
+        "reason": job.error or job.condition_detail or "(no reason recorded)",
+        "failed_at": _time(failed_at),
+        "age_seconds": round(max(0.0, (now - failed_at).total_seconds()), 1),
+    }
+
+
+def _media_id(request: web.Request) -> str:
+    media_id = request.match_info["media_processing_id"]
+    if not is_uuid4(media_id):
+        raise InvalidInputError(f"media_processing_id must be a UUID4, got {media_id[:64]!r}")
+    return media_id
+
+
+class MediaApi:
+    def __init__(self, store: MediaApiStore, media: MediaClient) -> None:
+        self._store = store
+        self._media = media
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/media/pools", self.get_pools)
+        app.router.add_get("/media/failed-jobs", self.get_failed_jobs)
+        base = "/media/failed-jobs/{media_processing_id}"
+        app.router.add_post(base + "/requeue", self.post_requeue)
+        app.router.add_delete(base, self.delete_failed)
+
+    async def pools(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        depths = await self._store.pool_depths()
+        replica_pools, problems = await self._media.replica_pools()
+        failed = await self._store.list_failed_jobs(None, MAX_FAILED)
+        failed_by_pool = Counter(j.pool for j in failed)
+        recent_by_pool = Counter(
+            j.pool for j in failed if j.failed_at is not None and now - j.failed_at < FAILURE_WINDOW
+        )
+        definitions = await self._store.get_processor_definitions()
+        parsed: ProcessorDefinitions | None = None
+        try:
+            if definitions is not None:
+                parsed = ProcessorDefinitions.from_document(definitions)
+            validation = "valid" if parsed is not None else "missing (the built-in table is used)"
+        except InvalidInputError as error:
+            parsed, validation = None, f"invalid: {error}"
+        names = [p.name for p in parsed.pools] if parsed is not None else []
+        names += sorted(({*depths, *(p.pool for p in replica_pools), *failed_by_pool}) - set(names))
+        rows = []
+        for name in names:
+            depth = depths.get(name)
+            oldest = depth.oldest_pending_created_at if depth else None
+            replicas = [p for p in replica_pools if p.pool == name]
+            rows.append(
+                {
+                    "pool": name,
+                    "processor": replicas[0].processor if replicas else None,
+                    "pending": depth.pending if depth else 0,
+                    "processing": depth.processing if depth else 0,
+                    "oldest_pending_age_seconds": (
+                        round((now - oldest).total_seconds(), 1) if oldest else 0.0
+                    ),
+                    "failed": failed_by_pool[name],
+                    "failed_last_hour": recent_by_pool[name],
+                    "replicas": [
+                        {
+                            "replica": p.replica,
+                            "in_flight": p.in_flight,
+                            "concurrency": p.concurrency,
+                        }
+                        for p in replicas
+                    ],
+                }
+            )
+        return {
+            "pools": rows,
+            "problems": problems,
+            "definitions": {"validation": validation, "document": definitions},
+        }
+
+    async def failed_jobs(
+        self, bot_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        return [shown_failed(j, now) for j in await self._store.list_failed_jobs(bot_id, limit)]
+
+    async def requeue(self, media_processing_id: str) -> dict[str, Any]:
+        collection = await self._media.requeue(media_processing_id)
+        return {"media_processing_id": media_processing_id, "requeued_into": collection}
+
+    async def delete(self, media_processing_id: str) -> dict[str, Any]:
+        if not await self._store.delete_failed_job(media_processing_id):
+            raise NotFoundError(f"no failed job {media_processing_id}")
+        return {"media_processing_id": media_processing_id, "deleted": True}
+
+    async def get_pools(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.pools())
+
+    async def get_failed_jobs(self, request: web.Request) -> web.Response:
+        bot_id = request.query.get("bot_id") or None
+        text = request.query.get("limit", "100")
+        if not text.isdigit() or not 1 <= int(text) <= MAX_FAILED:
+            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_FAILED}")
+        jobs = await self.failed_jobs(bot_id, int(text))
+        return web.json_response({"failed_jobs": jobs})
+
+    async def post_requeue(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.requeue(_media_id(request)))
+
+    async def delete_failed(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.delete(_media_id(request)))

@@ -1,0 +1,102 @@
+"""The gateway's calls of media_svc's operator RPCs (GATEWAY_MEDIA_SVC_ADDRESSES): each
+replica's pool statistics (its in-flight count is its own) and the requeue of a failed
+job, which only media_svc may do (it checks the staged file is still there)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
+
+from services.common.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PreconditionError,
+    UnavailableError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPool:
+    replica: str
+    pool: str
+    processor: str
+    in_flight: int
+    concurrency: int
+
+
+_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.FAILED_PRECONDITION: PreconditionError,
+}
+
+
+class MediaClient:
+    def __init__(self, addresses: Sequence[str], timeout_seconds: float) -> None:
+        self._addresses = list(addresses)
+        self._timeout = timeout_seconds
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._addresses)
+
+    def _stub(self, address: str) -> media_service_pb2_grpc.MediaServiceAsyncStub:
+        if address not in self._channels:
+            # Made on first use: the channel belongs to the running loop.
+            self._channels[address] = grpc.aio.insecure_channel(address)
+        stub: media_service_pb2_grpc.MediaServiceAsyncStub = (
+            media_service_pb2_grpc.MediaServiceStub(self._channels[address])
+        )
+        return stub
+
+    async def replica_pools(self) -> tuple[list[ReplicaPool], list[str]]:
+        """Every reachable replica's pools, and a line per replica that did not answer."""
+        pools: list[ReplicaPool] = []
+        problems: list[str] = []
+        for address in self._addresses:
+            try:
+                stats = await self._stub(address).GetPoolStats(
+                    media_service_pb2.GetPoolStatsRequest(), timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as error:
+                problems.append(f"media_svc {address}: {error.code().name} {error.details()}")
+                continue
+            pools += [
+                ReplicaPool(address, p.pool, p.processor, p.in_flight, p.concurrency)
+                for p in stats.pools
+            ]
+        return pools, problems
+
+    async def requeue(self, media_processing_id: str) -> str:
+        """The collection the job moved to (`active`, or `holding` for a stopped bot)."""
+        if not self._addresses:
+            raise UnavailableError(
+                "no media_svc address is configured (GATEWAY_MEDIA_SVC_ADDRESSES)"
+            )
+        last: grpc.aio.AioRpcError | None = None
+        for address in self._addresses:
+            try:
+                answer = await self._stub(address).RequeueFailedJob(
+                    media_service_pb2.RequeueFailedJobRequest(
+                        media_processing_id=media_processing_id
+                    ),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as error:
+                refusal = _ERRORS.get(error.code())
+                if refusal is not None:
+                    raise refusal(error.details() or error.code().name) from None
+                last = error  # unreachable: the next replica may answer
+                continue
+            return str(answer.collection)
+        detail = "" if last is None else f" ({last.code().name}: {last.details()})"
+        raise UnavailableError(f"no media_svc replica answered the requeue{detail}")
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()
