@@ -256,8 +256,6 @@ class ConsolePages:
                 next=target,
                 form_error="That token is not valid.",
             )
-        if not session.is_operator and target == "/console/bots":
-            response.location = f"/console/bots/{quote(session.principal.bot_id or '')}/pairing"
         raise response
 
     async def sign_out(self, request: web.Request, session: ConsoleSession) -> web.StreamResponse:

@@ -9,9 +9,12 @@ console's pools and failures pages show the same):
     POST   /media/failed-jobs/{media_processing_id}/requeue
     DELETE /media/failed-jobs/{media_processing_id}
 
-A requeue goes through media_svc (it checks the staged file is still there and moves the
-job to `active`, or `holding` for a stopped bot); a delete removes the job from `failed`
-only (its placeholder was resolved with the failure when it failed)."""
+A requeue moves the job to `active` (or `holding` for a stopped bot: its next start
+activates it) through the one owner of job moves, common/media_jobs.py, as media_svc's
+RequeueFailedJob does; works while media_svc is down. A job whose media was staged
+cannot be requeued: media_svc deletes a failed job's staged file (and the cleanup any
+file no live job references), so there is nothing to process again. A delete removes the
+job from `failed` only (its placeholder was resolved with the failure when it failed)."""
 
 from __future__ import annotations
 
@@ -22,18 +25,20 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from services.common.errors import InvalidInputError, NotFoundError
+from services.common.media_jobs import JobLifecycleStore, MediaJobs
 from services.common.routing import ProcessorDefinitions
-from services.common.store import BotConfigStore, DefinitionsStore, MediaJob, MediaJobStore
+from services.common.store import DefinitionsStore, MediaJob
 from services.common.validation import is_uuid4
 from services.gateway.media_client import MediaClient
+from services.gateway.overview_api import kind_name
 
 MAX_FAILED = 1000
 # Failures counted per pool in this window.
 FAILURE_WINDOW = timedelta(hours=1)
 
 
-class MediaApiStore(MediaJobStore, DefinitionsStore, BotConfigStore, Protocol):
-    """The jobs and the definitions document (read), deletes of failed jobs."""
+class MediaApiStore(JobLifecycleStore, DefinitionsStore, Protocol):
+    """The jobs, the registry of active bots (a requeue's target) and the definitions."""
 
 
 def _time(value: datetime | None) -> str | None:
@@ -48,7 +53,7 @@ def shown_failed(job: MediaJob, now: datetime) -> dict[str, Any]:
         "media_processing_id": job.media_processing_id,
         "bot_id": job.bot_id,
         "correspondent_id": job.correspondent_id,
-        "kind": job.media_kind,
+        "kind": kind_name(job.media_kind),
         "mime_type": job.mime_type,
         "pool": job.pool,
         "attempts": job.attempts,
@@ -135,8 +140,10 @@ class MediaApi:
         return [shown_failed(j, now) for j in await self._store.list_failed_jobs(bot_id, limit)]
 
     async def requeue(self, media_processing_id: str) -> dict[str, Any]:
-        collection = await self._media.requeue(media_processing_id)
-        return {"media_processing_id": media_processing_id, "requeued_into": collection}
+        collection = await MediaJobs(self._store).requeue(
+            media_processing_id, staged_file_exists=lambda _id: False
+        )
+        return {"media_processing_id": media_processing_id, "requeued_into": str(collection)}
 
     async def delete(self, media_processing_id: str) -> dict[str, Any]:
         if not await self._store.delete_failed_job(media_processing_id):

@@ -1,6 +1,6 @@
-"""The gateway's calls of media_svc's operator RPCs (GATEWAY_MEDIA_SVC_ADDRESSES): each
-replica's pool statistics (its in-flight count is its own) and the requeue of a failed
-job, which only media_svc may do (it checks the staged file is still there)."""
+"""The gateway's call of media_svc's GetPoolStats on every replica it is given
+(GATEWAY_MEDIA_SVC_ADDRESSES): a replica's in-flight count and concurrency are its own;
+the depths come from the store."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from services.common.errors import (
     InvalidInputError,
     NotFoundError,
     PreconditionError,
-    UnavailableError,
 )
 
 
@@ -70,31 +69,6 @@ class MediaClient:
                 for p in stats.pools
             ]
         return pools, problems
-
-    async def requeue(self, media_processing_id: str) -> str:
-        """The collection the job moved to (`active`, or `holding` for a stopped bot)."""
-        if not self._addresses:
-            raise UnavailableError(
-                "no media_svc address is configured (GATEWAY_MEDIA_SVC_ADDRESSES)"
-            )
-        last: grpc.aio.AioRpcError | None = None
-        for address in self._addresses:
-            try:
-                answer = await self._stub(address).RequeueFailedJob(
-                    media_service_pb2.RequeueFailedJobRequest(
-                        media_processing_id=media_processing_id
-                    ),
-                    timeout=self._timeout,
-                )
-            except grpc.aio.AioRpcError as error:
-                refusal = _ERRORS.get(error.code())
-                if refusal is not None:
-                    raise refusal(error.details() or error.code().name) from None
-                last = error  # unreachable: the next replica may answer
-                continue
-            return str(answer.collection)
-        detail = "" if last is None else f" ({last.code().name}: {last.details()})"
-        raise UnavailableError(f"no media_svc replica answered the requeue{detail}")
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -59,6 +59,11 @@ def phone_of(bot_id: str) -> str | None:
     return f"+{match.group(1)}" if match else None
 
 
+def kind_name(media_kind: str) -> str:
+    """ "MEDIA_KIND_VOICE_NOTE" → "voice_note" (the console's and the JSON's spelling)."""
+    return media_kind.removeprefix("MEDIA_KIND_").lower()
+
+
 def _message(message: StoredMessage) -> dict[str, Any]:
     details: Any = None
     if message.details:
@@ -72,7 +77,7 @@ def _message(message: StoredMessage) -> dict[str, Any]:
         "sender": message.sender,
         "source": message.source,
         "time": _time(message.originating_time),
-        "kind": message.media_kind or "text",
+        "kind": kind_name(message.media_kind) if message.media_kind else "text",
         "mime_type": message.mime_type,
         "content": message.content,
         "group_name": message.group_name,
@@ -84,7 +89,7 @@ def _in_flight(job: MediaJob, collection: JobCollection) -> dict[str, Any]:
     return {
         "media_processing_id": job.media_processing_id,
         "correspondent_id": job.correspondent_id,
-        "kind": job.media_kind,
+        "kind": kind_name(job.media_kind),
         "mime_type": job.mime_type,
         "caption": job.caption,
         "time": _time(job.originating_time),

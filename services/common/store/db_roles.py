@@ -26,7 +26,6 @@ MUTATING_ACTIONS = frozenset(
 
 JOBS = tuple(c.collection_name for c in JobCollection)
 ACTIVE_JOBS = JobCollection.ACTIVE.collection_name
-FAILED_JOBS = JobCollection.FAILED.collection_name
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,11 @@ ROLES: dict[str, RoleAccess] = {
     # For the Node servers (they hold no database connection): their Baileys auth state
     # and their membership/session leases; the webhook dead letters operators retry or skip.
     # The console's views and actions: the jobs (pools, in flight, failed) and the
-    # operator's delete of a failed job.
+    # operator's requeue (failed → active or holding) and delete of a failed job.
     "gateway": _access(
-        reads=("queues", "store_migrations", *JOBS),
+        reads=("queues", "store_migrations"),
         writes=(
-            FAILED_JOBS,
+            *JOBS,
             "bot_configurations",
             "api_tokens",
             "leases",
