@@ -64,10 +64,15 @@ class Stack:
         os.kill(self.media.process.pid, signal.SIGCONT)
 
 
+def _browser_tools_present() -> bool:
+    return CHROMIUM.exists() and AXE.exists()
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    if not CHROMIUM.exists() or not AXE.exists():
-        pytest.fail(f"{CHROMIUM} or {AXE} is missing: make test installs both (apt, npm)")
+    if not _browser_tools_present():
+        # make test installs both (apt, npm): their absence is a broken setup.
+        pytest.fail(f"{CHROMIUM} or {AXE} is missing")
     media_dir = tmp_path / "media"
     media_dir.mkdir()
     voice = demo_media.english_voice_note(media_dir)
