@@ -28,6 +28,7 @@ LIGHT = frozenset(
         "pymongo",
         "prometheus-client",
         "aiohttp",
+        "pydantic",
     }
 )
 ROLES = ("light", "processor")

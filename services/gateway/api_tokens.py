@@ -3,14 +3,18 @@ lists and revokes them; the store keeps only a hash (api_auth.py checks them).""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from services.common.errors import InvalidInputError, NotFoundError
+from services.common.errors import NotFoundError
 from services.common.store import ApiToken, ApiTokenStore, BotConfigStore
+from services.gateway import api_models as m
 from services.gateway.api_auth import new_bot_token, operator_only
+from services.gateway.openapi import Param, Security, endpoint, read_body
+
+TOKENS = ("tokens",)
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 
 
 class TokenApiStore(ApiTokenStore, BotConfigStore, Protocol):
@@ -30,24 +34,20 @@ class TokenApi:
     def __init__(self, store: TokenApiStore) -> None:
         self._store = store
 
-    async def _label(self, request: web.Request) -> str:
-        if not request.can_read_body:
-            return ""
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInputError(f"request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise InvalidInputError("request body must be a JSON object")
-        label = body.get("label", "")
-        if not isinstance(label, str):
-            raise InvalidInputError("label must be a string")
-        return label
-
+    @endpoint(
+        summary="Issue a per-bot API token (its secret is shown once)",
+        tags=TOKENS,
+        security=Security.OPERATOR,
+        path=(BOT_ID,),
+        request=m.TokenBody,
+        request_required=False,
+        responses={201: m.TokenIssued},
+        errors=(400, 404),
+    )
     @operator_only
     async def issue(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
-        label = await self._label(request)
+        label = (await read_body(request, m.TokenBody)).label
         if await self._store.get_bot_config(bot_id) is None:
             raise NotFoundError(
                 f"bot {bot_id!r} has no configuration; PUT /bots/{bot_id}/config first"
@@ -58,12 +58,28 @@ class TokenApi:
             text, record = new_bot_token(bot_id, label)
         return web.json_response({**_shown(record), "token": text}, status=201)
 
+    @endpoint(
+        summary="The bot's tokens, without their secrets",
+        tags=TOKENS,
+        security=Security.OPERATOR,
+        path=(BOT_ID,),
+        responses={200: m.TokenList},
+        errors=(400,),
+    )
     @operator_only
     async def list(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         tokens = await self._store.list_api_tokens(bot_id)
         return web.json_response({"bot_id": bot_id, "tokens": [_shown(t) for t in tokens]})
 
+    @endpoint(
+        summary="Revoke a token",
+        tags=TOKENS,
+        security=Security.OPERATOR,
+        path=(BOT_ID, Param("token_id", "The token's id (not its secret).")),
+        responses={200: m.TokenRevoked},
+        errors=(400, 404),
+    )
     @operator_only
     async def revoke(self, request: web.Request) -> web.Response:
         bot_id, token_id = request.match_info["bot_id"], request.match_info["token_id"]

@@ -7,41 +7,59 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.common.errors import InvalidInputError
 from services.common.store import WhatsAppAuthStore
-from services.gateway.request_body import json_object
+from services.gateway import api_models as m
+from services.gateway.node_internal_api import INTERNAL
+from services.gateway.openapi import Param, Security, endpoint, read_body
 
-# Baileys asks for a few hundred keys at most at once (pre-keys after a pairing).
-MAX_IDS = 5000
-
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 
 
 class AuthStateApi:
     def __init__(self, store: WhatsAppAuthStore) -> None:
         self._store = store
 
+    @endpoint(
+        summary="Read Baileys auth-state keys of one kind",
+        tags=INTERNAL,
+        security=Security.NODE,
+        path=(BOT_ID,),
+        request=m.AuthGetBody,
+        responses={200: m.AuthValues},
+        errors=(400,),
+    )
     async def get_values(self, request: web.Request) -> web.Response:
         """POST /internal/whatsapp-auth/{bot_id}/get {"kind": "pre-key", "ids": [...]}
         → {"values": {id: value}} (missing keys left out)."""
-        body = await json_object(request)
-        kind, ids = body.get("kind"), body.get("ids")
-        if not isinstance(kind, str) or not isinstance(ids, list) or len(ids) > MAX_IDS:
-            raise InvalidInputError(f'expected {{"kind": str, "ids": [str, …at most {MAX_IDS}]}}')
-        if not all(isinstance(i, str) for i in ids):
-            raise InvalidInputError("ids must be strings")
-        values = await self._store.get_auth_values(request.match_info["bot_id"], kind, ids)
+        body = await read_body(request, m.AuthGetBody)
+        values = await self._store.get_auth_values(
+            request.match_info["bot_id"], body.kind, body.ids
+        )
         return web.json_response({"values": values})
 
+    @endpoint(
+        summary="Write a change set of Baileys auth-state keys in one transaction",
+        tags=INTERNAL,
+        security=Security.NODE,
+        path=(BOT_ID,),
+        request=m.AuthSetBody,
+        responses={200: m.AuthSaved},
+        errors=(400,),
+    )
     async def set_values(self, request: web.Request) -> web.Response:
         """POST /internal/whatsapp-auth/{bot_id}/set {"changes": {kind: {id: value|null}}}."""
-        changes = (await json_object(request)).get("changes")
-        if not isinstance(changes, dict) or not all(
-            isinstance(values, dict) for values in changes.values()
-        ):
-            raise InvalidInputError('expected {"changes": {kind: {id: value or null}}}')
+        changes = (await read_body(request, m.AuthSetBody)).changes
         await self._store.set_auth_values(request.match_info["bot_id"], changes)
         return web.json_response({"ok": True})
 
+    @endpoint(
+        summary="Forget a bot's whole auth state (logout)",
+        tags=INTERNAL,
+        security=Security.NODE,
+        path=(BOT_ID,),
+        responses={200: m.AuthForgotten},
+        errors=(400,),
+    )
     async def forget(self, request: web.Request) -> web.Response:
         """DELETE /internal/whatsapp-auth/{bot_id}: logout, the whole state goes."""
         deleted = await self._store.forget_auth(request.match_info["bot_id"])

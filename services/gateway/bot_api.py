@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from typing import Any, Protocol
 
@@ -29,11 +28,14 @@ from services.common.store import (
     WebhookDeadLetterStore,
     WhatsAppAuthStore,
 )
+from services.common.store._outbox_types import MAX_IDEMPOTENCY_KEY
 from services.common.validation import validate_message
+from services.gateway import api_models as m
 from services.gateway.api_auth import operator_only
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
+from services.gateway.openapi import Param, Security, endpoint, read_body
 from services.gateway.outbox_delivery import OutboxDelivery
 from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.outgoing_request import (
@@ -43,6 +45,9 @@ from services.gateway.outgoing_request import (
     parse_request,
 )
 from services.gateway.queue_lifecycle import QueueLifecycle
+
+BOTS = ("bots",)
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 
 
 class GatewayStore(
@@ -111,17 +116,6 @@ class BotApi:
         self._media = media
         self._metrics = metrics
 
-    async def _json_body(self, request: web.Request) -> dict[str, Any]:
-        if not request.can_read_body:
-            return {}
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInputError(f"request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise InvalidInputError("request body must be a JSON object")
-        return body
-
     async def _config_of(self, bot_id: str) -> BotConfig:
         config = await self._store.get_bot_config(bot_id)
         if config is None:
@@ -134,15 +128,26 @@ class BotApi:
         return await self._store.get_bot_config(bot_id)
 
     # The webhook URL and the media quota are the operator's to set, not the bot's.
+    @endpoint(
+        summary="Create or replace a bot's configuration",
+        tags=BOTS,
+        security=Security.OPERATOR,
+        path=(BOT_ID,),
+        request=m.BotConfigBody,
+        request_required=False,
+        responses={200: m.ConfigStored},
+        errors=(400,),
+    )
     @operator_only
     async def put_config(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
-        config = await self.save_config(bot_id, await self._json_body(request))
+        body = (await read_body(request, m.BotConfigBody)).model_dump(exclude_unset=True)
+        config = await self.save_config(bot_id, body)
         return web.json_response({"bot_id": bot_id, "config": shown_config(config)})
 
     async def save_config(self, bot_id: str, body: dict[str, Any]) -> BotConfig:
         """Checks and stores a bot's configuration (PUT /bots/{id}/config, the console)."""
-        if body.get("bot_id", bot_id) != bot_id:
+        if body.get("bot_id") not in (None, bot_id):
             raise InvalidInputError("bot_id in the body differs from the one in the path")
         config = BotConfig.from_document({**body, "bot_id": bot_id})
         if config.webhook_url is not None:
@@ -160,6 +165,14 @@ class BotApi:
         await self._store.put_bot_config(config)
         return config
 
+    @endpoint(
+        summary="A bot's configuration and session state",
+        tags=BOTS,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        responses={200: m.BotStatus},
+        errors=(404,),
+    )
     async def bot_status(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         config = await self._config_of(bot_id)
@@ -173,12 +186,19 @@ class BotApi:
             }
         )
 
+    @endpoint(
+        summary="Start a bot: its queues, then its WhatsApp session on a Node server",
+        tags=BOTS,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        request=m.StartBody,
+        request_required=False,
+        responses={200: m.Started, 502: m.Started},
+        errors=(400, 404, 503),
+    )
     async def start_bot(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
-        body = await self._json_body(request)
-        force = body.get("forceReinit", False)
-        if not isinstance(force, bool):
-            raise InvalidInputError("forceReinit must be true or false")
+        force = (await read_body(request, m.StartBody)).forceReinit
         result, status = await self.start(bot_id, force)
         return web.json_response(result, status=status)
 
@@ -204,6 +224,14 @@ class BotApi:
             return result, 502
         return result, 200
 
+    @endpoint(
+        summary="Stop a bot: persist its queues, park its media jobs",
+        tags=BOTS,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        responses={200: m.Stopped},
+        errors=(400, 503),
+    )
     async def stop_bot(self, request: web.Request) -> web.Response:
         return web.json_response(await self.stop(request.match_info["bot_id"]))
 
@@ -233,11 +261,33 @@ class BotApi:
         body = {**shown_outgoing(record), "status_url": url}
         return web.json_response(body, status=202 if new else 200, headers={"Location": url})
 
+    @endpoint(
+        summary="Send a message (text, media, reaction, read receipt, typing)",
+        description="Stored in the outbox and answered at once; any gateway replica"
+        " delivers it. A retry with the same idempotency key is never sent twice.",
+        tags=BOTS,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        headers=(
+            Param(
+                IDEMPOTENCY_HEADER,
+                "The message's idempotency key (or the body's idempotency_key).",
+                {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+                required=False,
+            ),
+        ),
+        request=m.OutgoingBody,
+        responses={200: m.OutgoingAccepted, 202: m.OutgoingAccepted},
+        location=(200, 202),
+        errors=(400, 404, 409),
+    )
     async def send_message(self, request: web.Request) -> web.Response:
         """Stores the message in the outbox and answers at once (202, or 200 with the
         stored record when the key was seen before); any gateway replica may deliver it."""
         bot_id = request.match_info["bot_id"]
-        body = await self._json_body(request)
+        parsed = await read_body(request, m.OutgoingBody)
+        # The fields as the caller sent them: the request hash tells a retry by them.
+        body = parsed.model_dump(exclude_unset=True)
         record, wanted, inserted = await self.enqueue(
             bot_id, body, request.headers.get(IDEMPOTENCY_HEADER)
         )
@@ -273,6 +323,14 @@ class BotApi:
             self._delivery.wake()
         return record, wanted, inserted
 
+    @endpoint(
+        summary="An outgoing message's status",
+        tags=BOTS,
+        security=Security.BOT,
+        path=(BOT_ID, Param("key", "The idempotency key it was sent with.")),
+        responses={200: m.OutgoingStatus},
+        errors=(404,),
+    )
     async def outgoing_status(self, request: web.Request) -> web.Response:
         bot_id, key = request.match_info["bot_id"], request.match_info["key"]
         record = await self._store.get_outgoing(bot_id, key)

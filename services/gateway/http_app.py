@@ -1,8 +1,10 @@
 """The gateway's HTTP surface: routes, authentication and the one mapping of domain
 errors to HTTP statuses; the Node WebSocket is node_socket.py, the bot lifecycle API
 bot_api.py (its queue_svc calls, with gRPC errors made domain errors, queue_lifecycle.py),
-who may call which route api_auth.py (every route but /ws, /healthz and /readyz passes
-through it: a route with a `{bot_id}` path parameter is open to that bot's tokens)."""
+who may call which route api_auth.py (every route but /ws, /internal/*, /healthz, /readyz
+and the API's document and docs, api_docs.py, passes through it: a route with a `{bot_id}`
+path parameter is open to that bot's tokens). Each handler declares its route's contract
+with `@endpoint` (openapi.py) and reads its body with the model it declares."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from services.common.errors import (
     classify,
 )
 from services.common.queue_shards import QueueShards
+from services.gateway import api_models as m
 from services.gateway.api_auth import ApiAuth
+from services.gateway.api_docs import ApiDocs, is_docs_path
 from services.gateway.api_tokens import TokenApi
 from services.gateway.auth_state_api import AuthStateApi
 from services.gateway.bot_api import BotApi, GatewayStore, error_response
@@ -36,6 +40,7 @@ from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
 from services.gateway.node_link import NodeLink
 from services.gateway.node_socket import NodeSocket
+from services.gateway.openapi import Security, endpoint
 from services.gateway.outbox_delivery import OutboxDelivery
 from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.overview_api import OverviewApi
@@ -54,6 +59,9 @@ _STATUS = {
     PreconditionError: 409,
     UnavailableError: 503,
 }
+
+
+_HEALTH = ("health",)
 
 
 def _bearer_ok(request: web.Request, token: str) -> bool:
@@ -128,6 +136,7 @@ class GatewayApp:
             env=templates(),
         )
         self._console_events = ConsoleEvents(self._console, config.console_refresh_seconds)
+        self._docs = ApiDocs()
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -168,6 +177,7 @@ class GatewayApp:
         self._media.add_routes(app)
         self._console_events.add_routes(app)
         self._console.add_routes(app)
+        self._docs.add_routes(app)
         app.on_shutdown.append(self._socket.close_all)
         app.on_cleanup.append(self._close_media_client)
         return app
@@ -177,7 +187,12 @@ class GatewayApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._config.insecure_no_auth or request.path in ("/healthz", "/readyz"):
+        # Health probes, and the API's document and docs (no secret in them).
+        if (
+            self._config.insecure_no_auth
+            or request.path in ("/healthz", "/readyz")
+            or is_docs_path(request.path)
+        ):
             return await handler(request)
         # The console's pages check their own signed session cookie (console_session.py);
         # its actions call the same code as the API routes below.
@@ -209,9 +224,16 @@ class GatewayApp:
             status = next((s for t, s in _STATUS.items() if isinstance(classified, t)), 500)
             return error_response(status, str(classified))
 
+    @endpoint(summary="Liveness", tags=_HEALTH, security=Security.NONE, responses={200: m.Health})
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_connections": self._link.connection_count})
 
+    @endpoint(
+        summary="Readiness: the store, queue_svc shards and outbox delivery",
+        tags=_HEALTH,
+        security=Security.NONE,
+        responses={200: m.Readiness, 503: m.Readiness},
+    )
     async def ready(self, request: web.Request) -> web.Response:
         problems = await self._readiness.problems()
         body = {"ready": not problems, "problems": problems}

@@ -5,20 +5,20 @@ the lease names Node uses: a Node server cannot take media_svc's cleanup lease."
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from services.common.errors import InvalidInputError
 from services.common.store import BotConfigStore, LeaseStore
+from services.gateway import api_models as m
 from services.gateway.node_client import node_config
 from services.gateway.node_directory import MEMBER_PREFIX, SESSION_PREFIX
-from services.gateway.request_body import json_object
+from services.gateway.openapi import Param, Security, endpoint, read_body
 
 _NODE_PREFIXES = (MEMBER_PREFIX, SESSION_PREFIX)
-# A lease longer than this would keep a dead replica's bots unserved for too long.
-MAX_TTL_SECONDS = 300.0
+# Node replicas' own routes: documented apart from the bot builders' API.
+INTERNAL = ("internal (Node servers)",)
 
 
 class NodeStore(BotConfigStore, LeaseStore, Protocol):
@@ -40,33 +40,65 @@ def _holder(value: Any) -> str:
     return value
 
 
-
 class NodeInternalApi:
     def __init__(self, store: NodeStore) -> None:
         self._store = store
 
+    @endpoint(
+        summary="Take or renew a Node lease (membership or a bot's session)",
+        tags=INTERNAL,
+        security=Security.NODE,
+        request=m.LeaseBody,
+        responses={200: m.Acquired},
+        errors=(400,),
+    )
     async def acquire(self, request: web.Request) -> web.Response:
         """POST /internal/leases/acquire {"name", "holder", "ttl_seconds"} → {"acquired"}."""
-        body = await json_object(request)
-        ttl = body.get("ttl_seconds")
-        if not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_SECONDS or math.isnan(ttl):
-            raise InvalidInputError(f"ttl_seconds must be a number in (0, {MAX_TTL_SECONDS:.0f}]")
+        body = await read_body(request, m.LeaseBody)
         acquired = await self._store.acquire_lease(
-            _lease_name(body.get("name")), _holder(body.get("holder")), float(ttl)
+            _lease_name(body.name), _holder(body.holder), body.ttl_seconds
         )
         return web.json_response({"acquired": acquired})
 
+    @endpoint(
+        summary="Release a Node lease (only the holder's)",
+        tags=INTERNAL,
+        security=Security.NODE,
+        request=m.LeaseReleaseBody,
+        responses={200: m.Released},
+        errors=(400,),
+    )
     async def release(self, request: web.Request) -> web.Response:
         """POST /internal/leases/release {"name", "holder"}: only the holder's lease goes."""
-        body = await json_object(request)
-        await self._store.release_lease(_lease_name(body.get("name")), _holder(body.get("holder")))
+        body = await read_body(request, m.LeaseReleaseBody)
+        await self._store.release_lease(_lease_name(body.name), _holder(body.holder))
         return web.json_response({"released": True})
 
+    @endpoint(
+        summary="The holders of the Node leases under a prefix",
+        tags=INTERNAL,
+        security=Security.NODE,
+        query=(
+            Param(
+                "prefix",
+                "node-member: or whatsapp-session: (or longer).",
+                {"type": "string", "maxLength": 300},
+            ),
+        ),
+        responses={200: m.LeaseHolders},
+        errors=(400,),
+    )
     async def holders(self, request: web.Request) -> web.Response:
         """GET /internal/leases?prefix=node-member: → {"leases": {name: holder}}."""
         prefix = _lease_name(request.query.get("prefix", ""))
         return web.json_response({"leases": await self._store.lease_holders(prefix)})
 
+    @endpoint(
+        summary="The bots that should have a WhatsApp session, with their Node configuration",
+        tags=INTERNAL,
+        security=Security.NODE,
+        responses={200: m.ActiveBots},
+    )
     async def active_bots(self, request: web.Request) -> web.Response:
         """GET /internal/bots → {"bots": [{"bot_id", "config"}]}: the bots that should have
         a WhatsApp session, with the configuration /initialize would carry."""

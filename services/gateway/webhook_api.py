@@ -28,11 +28,20 @@ from services.common.store import (
     WebhookDeadLetterStore,
     bounded_reason,
 )
+from services.gateway import api_models as m
+from services.gateway.openapi import Param, Security, endpoint
 from services.gateway.outgoing_request import OutgoingRequest
 from services.relay.payload import reply_of
 from services.relay.webhook_post import WebhookPoster
 
 MAX_PAGE = 500
+WEBHOOK = ("webhook dead letters",)
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
+SEQUENCE = Param(
+    "sequence",
+    "The message's delivery sequence.",
+    {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+)
 
 
 class WebhookApiStore(BotConfigStore, WebhookDeadLetterStore, Protocol):
@@ -123,6 +132,28 @@ class WebhookApi:
             self._client, timeout_seconds=self._timeout, max_response_bytes=self._cap
         )
 
+    @endpoint(
+        summary="Webhook deliveries the relay gave up on, oldest first",
+        tags=WEBHOOK,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        query=(
+            Param(
+                "after",
+                "Only sequences after this one (the previous page's next_after).",
+                {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+                required=False,
+            ),
+            Param(
+                "limit",
+                "Page size.",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+                required=False,
+            ),
+        ),
+        responses={200: m.DeadLetterPage},
+        errors=(400,),
+    )
     async def list_dead_letters(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         after = _int_query(request, "after", 0, 0, 2**63 - 1)
@@ -143,6 +174,14 @@ class WebhookApi:
             raise NotFoundError(f"bot {bot_id!r} has no webhook dead letter {sequence}")
         return letter
 
+    @endpoint(
+        summary="Skip a dead letter: delete it without delivery",
+        tags=WEBHOOK,
+        security=Security.BOT,
+        path=(BOT_ID, SEQUENCE),
+        responses={200: m.Skipped},
+        errors=(400, 404),
+    )
     async def skip_dead_letter(self, request: web.Request) -> web.Response:
         bot_id, sequence = request.match_info["bot_id"], _sequence(request)
         return web.json_response(await self.skip(bot_id, sequence))
@@ -152,6 +191,17 @@ class WebhookApi:
             raise NotFoundError(f"bot {bot_id!r} has no webhook dead letter {sequence}")
         return {"bot_id": bot_id, "sequence": sequence, "skipped": True}
 
+    @endpoint(
+        summary="Post a dead letter to the webhook again now",
+        description="Signed and SSRF-guarded like the relay's deliveries. Delivered: the"
+        " dead letter is deleted and a reply in the answer is sent (200); still failing:"
+        " it is kept with the new answer (502).",
+        tags=WEBHOOK,
+        security=Security.BOT,
+        path=(BOT_ID, SEQUENCE),
+        responses={200: m.RetryResult, 502: m.RetryResult},
+        errors=(400, 404),
+    )
     async def retry_dead_letter(self, request: web.Request) -> web.Response:
         bot_id, sequence = request.match_info["bot_id"], _sequence(request)
         answer = await self.retry(bot_id, sequence)

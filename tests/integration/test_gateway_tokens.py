@@ -37,7 +37,7 @@ BOT_ROUTES = {
     ("POST", "/bots/{bot_id}/stop"),
     ("POST", "/bots/{bot_id}/messages"),
 }
-UNAUTHENTICATED = {"/healthz", "/readyz", "/ws"}
+UNAUTHENTICATED = {"/healthz", "/readyz", "/ws", "/openapi.json", "/docs", "/docs/{filename}"}
 
 
 def _api_routes() -> dict[tuple[str, str], bool]:
