@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -58,6 +59,39 @@ CONFIG_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("newsletters", "Newsletters", "checkbox"),
     ("owner_messages", "Messages the owner sends", "checkbox"),
     ("group_events", "Group events", "checkbox"),
+)
+
+_BOT = "/console/bots/{bot_id}"
+#: The console's paths: HTML pages, their forms, static files and event streams, left
+#: out of the API's OpenAPI document (api_docs.py); every action among them calls the
+#: code of a documented JSON route.
+CONSOLE_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        path: 'the operator console (HTML, signed session cookie; README "Operator console")'
+        for path in (
+            "/console",
+            "/console/static/{name}",
+            "/console/sign-in",
+            "/console/sign-out",
+            "/console/bots",
+            "/console/bots/events",
+            f"{_BOT}/start",
+            f"{_BOT}/stop",
+            f"{_BOT}/repair",
+            f"{_BOT}/config",
+            f"{_BOT}/pairing",
+            f"{_BOT}/pairing/qr.png",
+            f"{_BOT}/pairing/code",
+            f"{_BOT}/pairing/events",
+            f"{_BOT}/conversation",
+            f"{_BOT}/conversation/events",
+            "/console/pools",
+            "/console/pools/events",
+            "/console/failures",
+            "/console/failures/confirm",
+            "/console/failures/apply",
+        )
+    }
 )
 
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]

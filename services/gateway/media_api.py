@@ -29,10 +29,18 @@ from services.common.media_jobs import JobLifecycleStore, MediaJobs
 from services.common.routing import ProcessorDefinitions
 from services.common.store import DefinitionsStore, MediaJob
 from services.common.validation import is_uuid4
+from services.gateway import console_models as cm
 from services.gateway.media_client import MediaClient
+from services.gateway.openapi import Param, Security, endpoint
 from services.gateway.overview_api import kind_name
 
 MAX_FAILED = 1000
+MEDIA = ("media jobs",)
+MEDIA_ID = Param(
+    "media_processing_id",
+    "The job's id (a UUID4).",
+    {"type": "string", "format": "uuid"},
+)
 # Failures counted per pool in this window.
 FAILURE_WINDOW = timedelta(hours=1)
 
@@ -150,9 +158,31 @@ class MediaApi:
             raise NotFoundError(f"no failed job {media_processing_id}")
         return {"media_processing_id": media_processing_id, "deleted": True}
 
+    @endpoint(
+        summary="Media pools: depth, in flight per replica, failures, the definitions",
+        tags=MEDIA,
+        security=Security.OPERATOR,
+        responses={200: cm.Pools},
+    )
     async def get_pools(self, request: web.Request) -> web.Response:
         return web.json_response(await self.pools())
 
+    @endpoint(
+        summary="Dead-lettered media jobs, newest first",
+        tags=MEDIA,
+        security=Security.OPERATOR,
+        query=(
+            Param("bot_id", "Only this bot's jobs.", {"type": "string"}, required=False),
+            Param(
+                "limit",
+                "At most this many.",
+                {"type": "integer", "minimum": 1, "maximum": MAX_FAILED, "default": 100},
+                required=False,
+            ),
+        ),
+        responses={200: cm.FailedJobs},
+        errors=(400,),
+    )
     async def get_failed_jobs(self, request: web.Request) -> web.Response:
         bot_id = request.query.get("bot_id") or None
         text = request.query.get("limit", "100")
@@ -161,8 +191,26 @@ class MediaApi:
         jobs = await self.failed_jobs(bot_id, int(text))
         return web.json_response({"failed_jobs": jobs})
 
+    @endpoint(
+        summary="Process a dead-lettered media job again",
+        description="Moved to active (or holding while its bot is stopped). A job whose"
+        " media was staged is refused (409): its file was deleted when it failed.",
+        tags=MEDIA,
+        security=Security.OPERATOR,
+        path=(MEDIA_ID,),
+        responses={200: cm.Requeued},
+        errors=(400, 404, 409),
+    )
     async def post_requeue(self, request: web.Request) -> web.Response:
         return web.json_response(await self.requeue(_media_id(request)))
 
+    @endpoint(
+        summary="Delete a dead-lettered media job (its placeholder was already resolved)",
+        tags=MEDIA,
+        security=Security.OPERATOR,
+        path=(MEDIA_ID,),
+        responses={200: cm.FailedJobDeleted},
+        errors=(400, 404),
+    )
     async def delete_failed(self, request: web.Request) -> web.Response:
         return web.json_response(await self.delete(_media_id(request)))

@@ -33,12 +33,15 @@ from services.common.store import (
     StoredMessage,
     WebhookDeadLetterStore,
 )
-from services.gateway.bot_api import shown_outgoing
+from services.gateway import console_models as cm
+from services.gateway.bot_api import BOT_ID, shown_outgoing
 from services.gateway.node_link import NodeLink
+from services.gateway.openapi import Param, Security, endpoint
 
 # Messages today are counted up to this many per correspondent (shown as "at least").
 TODAY_CAP = 1000
 MAX_CONVERSATION = 200
+OVERVIEW = ("overview",)
 _PHONE_JID = re.compile(r"^(\d{7,15})(?::\d+)?@s\.whatsapp\.net$")
 
 
@@ -176,12 +179,42 @@ class OverviewApi:
             "replies": [_reply(r) for r in replies],
         }
 
+    @endpoint(
+        summary="Every configured bot's overview (the console's bots page)",
+        tags=OVERVIEW,
+        security=Security.OPERATOR,
+        responses={200: cm.BotList},
+    )
     async def list_bots(self, request: web.Request) -> web.Response:
         return web.json_response({"bots": await self.bots()})
 
+    @endpoint(
+        summary="One bot's session, quota use, messages today, media in flight, webhook",
+        tags=OVERVIEW,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        responses={200: cm.BotOverview},
+        errors=(404,),
+    )
     async def bot_overview(self, request: web.Request) -> web.Response:
         return web.json_response(await self.overview(request.match_info["bot_id"]))
 
+    @endpoint(
+        summary="What the bot received lately, its media in flight and its replies",
+        tags=OVERVIEW,
+        security=Security.BOT,
+        path=(BOT_ID,),
+        query=(
+            Param(
+                "limit",
+                "How many of the latest messages.",
+                {"type": "integer", "minimum": 1, "maximum": MAX_CONVERSATION, "default": 40},
+                required=False,
+            ),
+        ),
+        responses={200: cm.Conversation},
+        errors=(400, 404),
+    )
     async def bot_conversation(self, request: web.Request) -> web.Response:
         text = request.query.get("limit", "40")
         if not text.isdigit() or not 1 <= int(text) <= MAX_CONVERSATION:
