@@ -69,6 +69,7 @@ class GatewayConfig:
     # requeues, how long a sign-in lasts, whether its cookie is Secure (behind HTTPS), and
     # how often its live parts are refreshed.
     media_svc_addresses: tuple[str, ...] = ("127.0.0.1:50052",)
+    media_svc_metrics_urls: tuple[str, ...] = ("http://127.0.0.1:9103/metrics",)
     console_session_seconds: float = 8 * 3600.0
     console_secure_cookie: bool = False
     console_refresh_seconds: float = 1.0
@@ -141,6 +142,13 @@ class GatewayConfig:
                 a.strip()
                 for a in env_str(env, "GATEWAY_MEDIA_SVC_ADDRESSES", "127.0.0.1:50052").split(",")
                 if a.strip()
+            ),
+            media_svc_metrics_urls=tuple(
+                u.strip()
+                for u in env_str(
+                    env, "GATEWAY_MEDIA_SVC_METRICS_URLS", "http://127.0.0.1:9103/metrics"
+                ).split(",")
+                if u.strip()
             ),
             console_session_seconds=env_float(
                 env, "GATEWAY_CONSOLE_SESSION_SECONDS", 8 * 3600.0, minimum=60.0

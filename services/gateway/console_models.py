@@ -106,6 +106,14 @@ class ReplicaInFlight(BaseModel):
     concurrency: int
 
 
+class ReplicaRate(BaseModel):
+    model_config = _ANSWER
+    replica: str = Field(description="The replica's metrics URL.")
+    jobs_per_minute: float = Field(description="Jobs finished (delivered or failed).")
+    failure_rate: float | None = Field(description="Failed of finished; null: none finished.")
+    window_seconds: float = Field(description="Since the first sample of the window.")
+
+
 class PoolFigures(BaseModel):
     model_config = _ANSWER
     pool: str
@@ -116,6 +124,9 @@ class PoolFigures(BaseModel):
     failed: int = Field(description="Dead-lettered jobs of the pool (up to 1000 counted).")
     failed_last_hour: int
     replicas: list[ReplicaInFlight]
+    rates: list[ReplicaRate] = Field(
+        description="Per replica, over the last 5 minutes the pools were read."
+    )
 
 
 class Definitions(BaseModel):
@@ -127,7 +138,9 @@ class Definitions(BaseModel):
 class Pools(BaseModel):
     model_config = _ANSWER
     pools: list[PoolFigures]
-    problems: list[str] = Field(description="media_svc replicas that did not answer.")
+    problems: list[str] = Field(
+        description="media_svc replicas whose statistics or metrics could not be read."
+    )
     definitions: Definitions
 
 

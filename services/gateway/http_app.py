@@ -35,6 +35,7 @@ from services.gateway.console_session import ConsoleSessions
 from services.gateway.frame_handler import FrameHandler
 from services.gateway.media_api import MediaApi
 from services.gateway.media_client import MediaClient
+from services.gateway.media_rates import MediaRates
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
@@ -117,9 +118,15 @@ class GatewayApp:
         self._pairing = PairingApi(node)
         self._auth_state = AuthStateApi(store)
         self._node_internal = NodeInternalApi(store)
-        self._media_client = MediaClient(config.media_svc_addresses, config.rpc_timeout_seconds)
+        # A status read: a replica that does not answer within the readiness timeout is
+        # listed as a problem rather than holding the page.
+        self._media_client = MediaClient(config.media_svc_addresses, config.ready_timeout_seconds)
         self._overview = OverviewApi(store, link)
-        self._media = MediaApi(store, self._media_client)
+        self._media = MediaApi(
+            store,
+            self._media_client,
+            MediaRates(config.media_svc_metrics_urls, config.ready_timeout_seconds),
+        )
         self._console = ConsolePages(
             sessions=ConsoleSessions(
                 self._api_auth,

@@ -31,8 +31,9 @@ from services.common.store import DefinitionsStore, MediaJob
 from services.common.validation import is_uuid4
 from services.gateway import console_models as cm
 from services.gateway.media_client import MediaClient
+from services.gateway.media_rates import MediaRates
 from services.gateway.openapi import Param, Security, endpoint
-from services.gateway.overview_api import kind_name
+from services.gateway.overview_api import kind_name, refuse_unknown_query
 
 MAX_FAILED = 1000
 MEDIA = ("media jobs",)
@@ -79,9 +80,10 @@ def _media_id(request: web.Request) -> str:
 
 
 class MediaApi:
-    def __init__(self, store: MediaApiStore, media: MediaClient) -> None:
+    def __init__(self, store: MediaApiStore, media: MediaClient, rates: MediaRates) -> None:
         self._store = store
         self._media = media
+        self._rates = rates
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/media/pools", self.get_pools)
@@ -94,6 +96,8 @@ class MediaApi:
         now = datetime.now(UTC)
         depths = await self._store.pool_depths()
         replica_pools, problems = await self._media.replica_pools()
+        pool_rates, rate_problems = await self._rates.read()
+        problems += rate_problems
         failed = await self._store.list_failed_jobs(None, MAX_FAILED)
         failed_by_pool = Counter(j.pool for j in failed)
         recent_by_pool = Counter(
@@ -133,6 +137,16 @@ class MediaApi:
                         }
                         for p in replicas
                     ],
+                    "rates": [
+                        {
+                            "replica": r.replica,
+                            "jobs_per_minute": r.jobs_per_minute,
+                            "failure_rate": r.failure_rate,
+                            "window_seconds": r.window_seconds,
+                        }
+                        for r in pool_rates
+                        if r.pool == name
+                    ],
                 }
             )
         return {
@@ -165,6 +179,7 @@ class MediaApi:
         responses={200: cm.Pools},
     )
     async def get_pools(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ())
         return web.json_response(await self.pools())
 
     @endpoint(
@@ -184,6 +199,7 @@ class MediaApi:
         errors=(400,),
     )
     async def get_failed_jobs(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ("bot_id", "limit"))
         bot_id = request.query.get("bot_id") or None
         text = request.query.get("limit", "100")
         if not text.isdigit() or not 1 <= int(text) <= MAX_FAILED:
@@ -202,6 +218,7 @@ class MediaApi:
         errors=(400, 404, 409),
     )
     async def post_requeue(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ())
         return web.json_response(await self.requeue(_media_id(request)))
 
     @endpoint(
@@ -213,4 +230,5 @@ class MediaApi:
         errors=(400, 404),
     )
     async def delete_failed(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ())
         return web.json_response(await self.delete(_media_id(request)))

@@ -62,6 +62,16 @@ def phone_of(bot_id: str) -> str | None:
     return f"+{match.group(1)}" if match else None
 
 
+def refuse_unknown_query(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """A query parameter the route does not declare is the caller's mistake (a typo would
+    otherwise be ignored silently): 400."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown query parameter(s) {unknown[:5]!r}; this route takes {list(allowed)}"
+        )
+
+
 def kind_name(media_kind: str) -> str:
     """ "MEDIA_KIND_VOICE_NOTE" → "voice_note" (the console's and the JSON's spelling)."""
     return media_kind.removeprefix("MEDIA_KIND_").lower()
@@ -186,6 +196,7 @@ class OverviewApi:
         responses={200: cm.BotList},
     )
     async def list_bots(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ())
         return web.json_response({"bots": await self.bots()})
 
     @endpoint(
@@ -197,6 +208,7 @@ class OverviewApi:
         errors=(404,),
     )
     async def bot_overview(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ())
         return web.json_response(await self.overview(request.match_info["bot_id"]))
 
     @endpoint(
@@ -216,6 +228,7 @@ class OverviewApi:
         errors=(400, 404),
     )
     async def bot_conversation(self, request: web.Request) -> web.Response:
+        refuse_unknown_query(request, ("limit",))
         text = request.query.get("limit", "40")
         if not text.isdigit() or not 1 <= int(text) <= MAX_CONVERSATION:
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_CONVERSATION}")

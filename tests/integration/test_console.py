@@ -104,9 +104,16 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     try:
         queue = await start_service("services.queue_svc", queue_env(db), tmp_path / "queue.log")
         services.append(queue)
+        metrics_port = free_port()
         media = await start_service(
             "services.media_svc",
-            media_env(db, staging, queue.address, MEDIA_LEASE_SECONDS="30"),
+            media_env(
+                db,
+                staging,
+                queue.address,
+                MEDIA_LEASE_SECONDS="30",
+                MEDIA_SVC_METRICS_PORT=str(metrics_port),
+            ),
             tmp_path / "media.log",
         )
         services.append(media)
@@ -123,6 +130,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                     node_api_token="node-api-token",
                 ),
                 "GATEWAY_MEDIA_SVC_ADDRESSES": media.address,
+                "GATEWAY_MEDIA_SVC_METRICS_URLS": f"http://127.0.0.1:{metrics_port}/metrics",
                 "GATEWAY_CONSOLE_REFRESH_SECONDS": "0.3",
             },
             tmp_path / "gateway.log",
@@ -280,7 +288,6 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     await page.goto(f"{base}/console/pools")
     audio = page.locator('tr[data-pool="Audio"] td[data-col="pending"]')
     await expect(audio).to_have_text("1")
-    await pages.check("pools")
     stack.resume_media()
     await page.goto(f"{base}/console/bots/{BOT}/conversation")
     voice = page.locator(".message[data-kind='voice_note'] .content")
@@ -290,6 +297,9 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     for word in stack.voice_words:
         assert word.lower() in texts, (word, texts)
     await pages.check("conversation")
+    # The pools page reads media_svc's counters: the start of the rates' window.
+    await page.goto(f"{base}/console/pools")
+    await expect(page.locator('tr[data-pool="Audio"] td[data-col="pending"]')).to_have_text("0")
 
     # --- failures: the failed download, requeued with a confirmation -----------------
     await page.get_by_role("link", name="Failures").click()
@@ -312,8 +322,12 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     corrupt = page.locator('tr[data-pool="Corrupt"] td[data-col="pending"]')
     await expect(corrupt).to_have_text("1")
     stack.resume_media()
-    # Live: the same page follows the depth back down as media_svc works again.
+    # Live: the same page follows the depth back down as media_svc works again, and the
+    # requeued job, failed again, is the pool's failure rate since the window began.
     await expect(corrupt).to_have_text("0", timeout=SLOW_MS)
+    rate = page.locator('tr[data-pool="Corrupt"] [data-col="failure-rate"]')
+    await expect(rate).to_have_text("100 %", timeout=SLOW_MS)
+    await pages.check("pools")
 
     # --- a bot token sees only its bot ---------------------------------------------
     await page.get_by_role("button", name="Sign out").click()
