@@ -269,8 +269,11 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     qr = page.locator("#qr")
     await expect(qr).to_be_visible()
     await expect(page.locator("#session-state")).to_have_text("qr required")
-    loaded = await qr.evaluate("img => img.complete && img.naturalWidth > 0")
-    assert loaded, "the QR code image did not load"
+    # The image decodes (a rotation may swap it while the browser fetches it).
+    await page.wait_for_function(
+        "() => { const i = document.querySelector('#qr');"
+        " return i !== null && i.complete && i.naturalWidth > 0; }"
+    )
     shown = [e for e in stack.node.events if e.get("event") == "qr_shown" and e.get("botId") == BOT]
     assert shown, "the demo socket never showed a QR code"
     await pages.check("pairing")
