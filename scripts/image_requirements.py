@@ -29,6 +29,9 @@ LIGHT = frozenset(
         "prometheus-client",
         "aiohttp",
         "pydantic",
+        # The gateway's operator console (templates) and its pairing QR codes.
+        "jinja2",
+        "segno",
     }
 )
 ROLES = ("light", "processor")
