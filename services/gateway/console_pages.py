@@ -17,7 +17,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import segno
@@ -25,13 +25,15 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.common.errors import ChatbotError, InvalidInputError, NotFoundError
-from services.common.store import BotConfig, WebhookDeadLetterStore
+from services.common.store import BotConfig, BotConfigStore, WebhookDeadLetterStore
 from services.gateway.bot_api import BotApi, shown_config
 from services.gateway.console_session import (
     CSRF_FIELD,
+    SIGN_IN_COOKIE,
     ConsoleSession,
     ConsoleSessions,
     csrf_ok,
+    same_secret,
 )
 from services.gateway.media_api import MediaApi
 from services.gateway.node_client import NodeClient
@@ -60,6 +62,10 @@ CONFIG_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("owner_messages", "Messages the owner sends", "checkbox"),
     ("group_events", "Group events", "checkbox"),
 )
+
+class DeadLetterStore(BotConfigStore, WebhookDeadLetterStore, Protocol):
+    """Every configured bot's webhook dead letters (the failures page)."""
+
 
 _BOT = "/console/bots/{bot_id}"
 #: The console's paths: HTML pages, their forms, static files and event streams, left
@@ -130,7 +136,7 @@ class ConsolePages:
         overview: OverviewApi,
         media: MediaApi,
         webhooks: WebhookApi,
-        dead_letters: WebhookDeadLetterStore,
+        dead_letters: DeadLetterStore,
         node: NodeClient,
         env: Environment,
     ) -> None:
@@ -240,40 +246,37 @@ class ConsolePages:
         )
 
     async def sign_in_form(self, request: web.Request) -> web.StreamResponse:
-        response = self.render("sign_in.html", None, request, next=_next(request), form_error=None)
-        token = self._sessions.sign_in_csrf(request, response)
-        return self._with_sign_in_token(request, response, token)
+        return self._sign_in_page(request)
 
-    def _with_sign_in_token(
-        self, request: web.Request, response: web.Response, token: str, **values: Any
+    def _sign_in_page(
+        self,
+        request: web.Request,
+        *,
+        status: int = 200,
+        next_path: str | None = None,
+        form_error: str | None = None,
     ) -> web.Response:
-        # The form needs the token the cookie holds: render again with it.
-        fresh = self.render(
+        token, new = self._sessions.sign_in_csrf(request)
+        response = self.render(
             "sign_in.html",
             None,
             request,
-            next=values.get("next", _next(request)),
-            form_error=values.get("form_error"),
+            next=next_path or _next(request),
+            form_error=form_error,
             sign_in_csrf=token,
         )
-        fresh.set_status(values.get("status", 200))
-        for name, morsel in response.cookies.items():
-            fresh.cookies[name] = morsel
-        return fresh
+        response.set_status(status)
+        if new:
+            self._sessions.remember_sign_in_csrf(response, token)
+        return response
 
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        expected = request.cookies.get("console_sign_in", "")
+        expected = request.cookies.get(SIGN_IN_COOKIE, "")
         given = form.get(CSRF_FIELD)
-        if not expected or not isinstance(given, str) or given != expected:
-            response = web.Response()
-            token = self._sessions.sign_in_csrf(request, response)
-            return self._with_sign_in_token(
-                request,
-                response,
-                token,
-                status=403,
-                form_error="The sign-in form expired; try again.",
+        if not (expected and isinstance(given, str) and same_secret(given, expected)):
+            return self._sign_in_page(
+                request, status=403, form_error="The sign-in form expired; try again."
             )
         token_text = form.get("token")
         target = _safe_next(form.get("next"))
@@ -282,13 +285,8 @@ class ConsolePages:
         if isinstance(token_text, str) and token_text.strip():
             session = await self._sessions.sign_in(token_text, response)
         if session is None:
-            return self._with_sign_in_token(
-                request,
-                web.Response(),
-                expected,
-                status=401,
-                next=target,
-                form_error="That token is not valid.",
+            return self._sign_in_page(
+                request, status=401, next_path=target, form_error="That token is not valid."
             )
         raise response
 
@@ -526,9 +524,9 @@ class ConsolePages:
     async def _failures(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         jobs = await self._media.failed_jobs(None, 200)
         letters = []
-        for bot in await self._overview.bots():
-            for letter in await self._dead_letters.webhook_dead_letters(bot["bot_id"], 0, 200):
-                letters.append({**shown(letter), "bot_id": bot["bot_id"]})
+        for bot_id in await self._dead_letters.configured_bots():
+            for letter in await self._dead_letters.webhook_dead_letters(bot_id, 0, 200):
+                letters.append({**shown(letter), "bot_id": bot_id})
         return jobs, letters
 
     async def failures_page(

@@ -129,14 +129,20 @@ class ConsoleSessions:
             return None
         return ConsoleSession(Principal(bot_id=bot_id, token_id=token_id), csrf, expires_at)
 
-    def sign_in_csrf(self, request: web.Request, response: web.StreamResponse) -> str:
-        """The sign-in form's CSRF token: the one in its cookie, else a new one set on
-        `response`."""
+    def sign_in_csrf(self, request: web.Request) -> tuple[str, bool]:
+        """The sign-in form's CSRF token: the one its cookie holds, else a new one (True:
+        set it with `remember_sign_in_csrf`)."""
         token = request.cookies.get(SIGN_IN_COOKIE)
-        if not token:
-            token = secrets.token_urlsafe(24)
-            self._set_cookie(response, SIGN_IN_COOKIE, token, 3600)
-        return token
+        if token:
+            return token, False
+        return secrets.token_urlsafe(24), True
+
+    def remember_sign_in_csrf(self, response: web.StreamResponse, token: str) -> None:
+        self._set_cookie(response, SIGN_IN_COOKIE, token, 3600)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(errors="replace"), expected.encode())
 
 
 async def csrf_ok(request: web.Request, expected: str) -> bool:
@@ -146,4 +152,4 @@ async def csrf_ok(request: web.Request, expected: str) -> bool:
         form = await request.post()
         field = form.get(CSRF_FIELD)
         given = field if isinstance(field, str) else ""
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    return bool(expected) and same_secret(given, expected)

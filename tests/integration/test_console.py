@@ -17,12 +17,14 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from services.common.store import StoreConfig, WebhookDeadLetter, open_store
 from tests.helpers import demo_media
 from tests.helpers.node_server import NodeServer, start_node_server
 from tests.helpers.processes import (
@@ -56,6 +58,7 @@ class Stack:
     node: NodeServer
     media: Service
     voice_words: tuple[str, ...]
+    db: Path
 
     def pause_media(self) -> None:
         os.kill(self.media.process.pid, signal.SIGSTOP)
@@ -145,7 +148,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             port=node_port,
             extra_env={"MEDIA_STAGING_DIR": str(staging)},
         )
-        yield Stack(f"http://{gateway.address}", node, media, voice.expect)
+        yield Stack(f"http://{gateway.address}", node, media, voice.expect, db)
     finally:
         if services and len(services) > 1:
             # Never leave media_svc stopped: its SIGTERM would wait forever.
@@ -162,6 +165,30 @@ async def _api(
     headers = {"Authorization": f"Bearer {token}"}
     async with http.request(method, url, json=body, headers=headers) as response:
         return response.status, await response.json()
+
+
+async def _dead_letter(db: Path) -> None:
+    """A webhook delivery the relay gave up on (the relay is not part of this stack)."""
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=db))
+    try:
+        now = datetime.now(UTC)
+        await store.put_webhook_dead_letter(
+            WebhookDeadLetter(
+                bot_id=BOT,
+                sequence=1,
+                correspondent_id=ALICE,
+                body=json.dumps({"bot_id": BOT, "sequence": 1}),
+                attempts=5,
+                outcome="http_500",
+                status=500,
+                reason="the webhook answered HTTP 500",
+                first_attempt_at=now - timedelta(minutes=3),
+                last_attempt_at=now,
+                dead_lettered_at=now,
+            )
+        )
+    finally:
+        await store.close()
 
 
 class Pages:
@@ -299,17 +326,36 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     texts = " ".join(await voice.all_inner_texts()).lower()
     for word in stack.voice_words:
         assert word.lower() in texts, (word, texts)
+    # A reply, sent through the API, shows with WhatsApp's answer (the demo socket's).
+    sent = await page.request.post(
+        f"{base}/bots/{BOT}/messages",
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Idempotency-Key": "console-reply-1"},
+        data={"correspondent_id": ALICE, "text": "See you on Friday afternoon."},
+    )
+    assert sent.status == 202, await sent.text()
+    reply = page.locator(".message.reply[data-status='sent']")
+    await expect(reply).to_have_count(1, timeout=SLOW_MS)
+    await expect(reply).to_contain_text("WhatsApp id")
     await pages.check("conversation")
     # The pools page reads media_svc's counters: the start of the rates' window.
     await page.goto(f"{base}/console/pools")
     await expect(page.locator('tr[data-pool="Audio"] td[data-col="pending"]')).to_have_text("0")
 
-    # --- failures: the failed download, requeued with a confirmation -----------------
+    # --- failures: a webhook dead letter skipped, the failed download requeued ---------
+    await _dead_letter(stack.db)
     await page.get_by_role("link", name="Failures").click()
     failure = page.locator(".failure[data-media-id]")
     await expect(failure).to_have_count(1)
     await expect(failure.locator(".reason")).not_to_be_empty()
+    letter = page.locator(".failure[data-letter]")
+    await expect(letter.locator(".reason")).to_contain_text("HTTP 500")
     await pages.check("failures")
+    await letter.locator("input[type=checkbox]").check()
+    await page.get_by_role("button", name="Delete selected").click()
+    await expect(page.locator("h1")).to_have_text("Delete 1 failure?")
+    await page.get_by_role("button", name="Yes, delete").click()
+    await expect(page.locator(".notice")).to_have_text("Deleted 1 of 1.")
+    await expect(letter).to_have_count(0)
     await failure.locator("input[type=checkbox]").focus()
     await page.keyboard.press("Space")
     await expect(failure.locator("input[type=checkbox]")).to_be_checked()
