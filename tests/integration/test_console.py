@@ -220,6 +220,9 @@ class Pages:
         await self.page.set_viewport_size({"width": 1280, "height": 900})
 
 
+# About 90 s on a quiet 2-core machine (Whisper loads on the first voice note); more
+# under load.
+@pytest.mark.timeout(300)
 async def test_an_operator_pairs_watches_and_steers_a_bot_in_the_console(stack: Stack) -> None:
     base = stack.url
     async with aiohttp.ClientSession() as http:
