@@ -49,6 +49,7 @@ _STATIC_TYPES = {
 _BOT_ID = re.compile(r"^[0-9A-Za-z@._:+-]{1,128}$")
 # The configuration form's fields: (name, label, kind).
 CONFIG_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("languages", "Languages (comma-separated codes, e.g. en, es)", "list"),
     ("media_storage_quota_gb", "Media storage quota (GB)", "number"),
     ("max_messages", "Messages kept per chat", "number"),
     ("max_characters", "Characters kept per chat", "number"),
@@ -342,6 +343,8 @@ class ConsolePages:
         config = await self._bots.stored_config(bot_id) or BotConfig(bot_id=bot_id)
         values = shown_config(config)
         values["webhook_secret"] = ""
+        if isinstance(values.get("languages"), list):
+            values["languages"] = ", ".join(str(v) for v in values["languages"])
         return self.render(
             "config.html",
             session,
@@ -374,6 +377,8 @@ class ConsolePages:
                 document.pop(name, None)
             elif kind == "number":
                 document[name] = _number(text)
+            elif kind == "list":
+                document[name] = [part.strip() for part in text.split(",") if part.strip()]
             else:
                 document[name] = text
         if not document.get("webhook_url"):
