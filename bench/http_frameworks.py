@@ -7,9 +7,12 @@ flight on one connection; a POST of a 5-field JSON object parsed, checked and ec
 16 concurrent requests. Server and client are separate processes (the client is this
 script), on loopback, both on the plain asyncio loop; each framework is measured twice,
 alternately, so a drift of the machine shows as a spread rather than as a winner.
-Last line: `RESULT aiohttp_frames_per_s=<n> fastapi_frames_per_s=<n> frames_ratio=<x>
-aiohttp_posts_per_s=<n> fastapi_posts_per_s=<n> posts_ratio=<x>` (ratio = FastAPI ÷
-aiohttp, best of the two runs each).
+Besides the rates, the server process's CPU time per frame and per request (from
+/proc), which other load on the machine moves far less than the rates. Last line:
+`RESULT aiohttp_frames_per_s=<x> aiohttp_frame_cpu_us=<x> aiohttp_posts_per_s=<x>
+aiohttp_post_cpu_us=<x> fastapi_… (the same) frames_per_s_ratio=<x> frame_cpu_us_ratio=<x>
+posts_per_s_ratio=<x> post_cpu_us_ratio=<x>` (ratio = FastAPI ÷ aiohttp; the best rate and
+the least CPU of the two runs each).
 
     .venv/bin/python bench/http_frameworks.py [--seconds 5]
 """
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +122,8 @@ def serve_fastapi(port: int) -> None:
         host="127.0.0.1",
         port=port,
         ws="websockets-sansio",
+        # The C parser (httptools), as `uvicorn[standard]` installs: h11 would be slower.
+        http="httptools",
         loop="asyncio",
         log_level="warning",
         access_log=False,
@@ -142,7 +150,7 @@ async def _started(framework: str) -> tuple[asyncio.subprocess.Process, int]:
                 await asyncio.sleep(0.05)  # polling a port that is not open yet
 
 
-async def _frames(port: int, seconds: float) -> float:
+async def _frames(port: int, seconds: float) -> tuple[int, float]:
     async with (
         aiohttp.ClientSession() as http,
         http.ws_connect(f"http://127.0.0.1:{port}/ws") as socket,
@@ -158,10 +166,10 @@ async def _frames(port: int, seconds: float) -> float:
         elapsed = time.monotonic() - start
         for _ in range(WINDOW):
             await socket.receive()
-        return acked / elapsed
+        return acked, elapsed
 
 
-async def _posts(port: int, seconds: float) -> float:
+async def _posts(port: int, seconds: float) -> tuple[int, float]:
     url = f"http://127.0.0.1:{port}/post"
     count = 0
     async with aiohttp.ClientSession() as http:
@@ -176,34 +184,63 @@ async def _posts(port: int, seconds: float) -> float:
                 count += 1
 
         await asyncio.gather(*(one_client() for _ in range(CONCURRENCY)))
-        return count / (time.monotonic() - start)
+        return count, time.monotonic() - start
 
 
-async def _measure(framework: str, seconds: float) -> tuple[float, float]:
+def _cpu_seconds(pid: int) -> float:
+    """The server process's user + system CPU time (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measured:
+    per_s: float
+    #: Server CPU microseconds per frame or request: unlike the rate, barely moved by
+    #: other processes competing for the cores.
+    cpu_us: float
+
+
+async def _timed(pid: int, work: Callable[[], Awaitable[tuple[int, float]]]) -> Measured:
+    cpu = _cpu_seconds(pid)
+    count, elapsed = await work()
+    return Measured(count / elapsed, (_cpu_seconds(pid) - cpu) * 1e6 / count)
+
+
+async def _measure(framework: str, seconds: float) -> tuple[Measured, Measured]:
     process, port = await _started(framework)
     try:
         await _frames(port, 0.5)  # warm-up of both paths
         await _posts(port, 0.5)
-        return await _frames(port, seconds), await _posts(port, seconds)
+        frames = await _timed(process.pid, lambda: _frames(port, seconds))
+        posts = await _timed(process.pid, lambda: _posts(port, seconds))
+        return frames, posts
     finally:
         process.terminate()
         await process.wait()
 
 
 async def main(seconds: float) -> None:
-    best: dict[str, tuple[float, float]] = {}
+    runs: dict[str, list[tuple[Measured, Measured]]] = {name: [] for name in FRAMEWORKS}
     for run in (1, 2):
         for framework in FRAMEWORKS:
             frames, posts = await _measure(framework, seconds)
-            print(f"run {run} {framework}: {frames:.0f} frames/s, {posts:.0f} posts/s")
-            old = best.get(framework, (0.0, 0.0))
-            best[framework] = (max(old[0], frames), max(old[1], posts))
-    (a_frames, a_posts), (f_frames, f_posts) = best["aiohttp"], best["fastapi"]
-    print(
-        f"RESULT aiohttp_frames_per_s={a_frames:.0f} fastapi_frames_per_s={f_frames:.0f}"
-        f" frames_ratio={f_frames / a_frames:.2f} aiohttp_posts_per_s={a_posts:.0f}"
-        f" fastapi_posts_per_s={f_posts:.0f} posts_ratio={f_posts / a_posts:.2f}"
-    )
+            runs[framework].append((frames, posts))
+            print(
+                f"run {run} {framework}: {frames.per_s:.0f} frames/s"
+                f" ({frames.cpu_us:.0f} us server CPU each), {posts.per_s:.0f} posts/s"
+                f" ({posts.cpu_us:.0f} us each)"
+            )
+    # Best rate and least CPU of the two runs: the run less disturbed by the machine.
+    figures: dict[str, float] = {}
+    for name, measured in runs.items():
+        figures[f"{name}_frames_per_s"] = max(f.per_s for f, _ in measured)
+        figures[f"{name}_frame_cpu_us"] = min(f.cpu_us for f, _ in measured)
+        figures[f"{name}_posts_per_s"] = max(p.per_s for _, p in measured)
+        figures[f"{name}_post_cpu_us"] = min(p.cpu_us for _, p in measured)
+    for what in ("frames_per_s", "frame_cpu_us", "posts_per_s", "post_cpu_us"):
+        figures[f"{what}_ratio"] = figures[f"fastapi_{what}"] / figures[f"aiohttp_{what}"]
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":

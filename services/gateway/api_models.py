@@ -6,11 +6,12 @@ the path's) stay in the domain code behind them, which answers 400 the same way.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.common.store._outbox_types import MAX_IDEMPOTENCY_KEY
+from services.common.store._rules import AUTH_KEY_ID_MAX, AUTH_KIND_PATTERN, AUTH_VALUE_MAX
 from services.common.store._types import (
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_CHARACTERS,
@@ -30,6 +31,15 @@ _ANSWER = ConfigDict(extra="allow")
 MAX_TTL_SECONDS = 300.0
 # Baileys asks for a few hundred keys at most at once (pre-keys after a pairing).
 MAX_AUTH_IDS = 5000
+# node_directory.py's MEMBER_PREFIX and SESSION_PREFIX: the only leases Node may take.
+LEASE_NAME_PATTERN = r"^(node-member:|whatsapp-session:)"
+# What pairing_api.py accepts once spaces, "+", "(", ")" and "-" are dropped: E.164
+# without the plus (a country code not starting with 0, 7 to 15 digits).
+PHONE_PATTERN = r"^[\s+()-]*[1-9]([\s+()-]*[0-9]){6,14}[\s+()-]*$"
+
+AuthKind = Annotated[str, StringConstraints(pattern=AUTH_KIND_PATTERN)]
+AuthKeyId = Annotated[str, StringConstraints(max_length=AUTH_KEY_ID_MAX)]
+AuthValue = Annotated[str, StringConstraints(max_length=AUTH_VALUE_MAX)]
 
 
 def _positive(default: int) -> Any:
@@ -223,7 +233,9 @@ class PairingState(BaseModel):
 class PairingCodeBody(BaseModel):
     model_config = _STRICT
     phone_number: str = Field(
-        max_length=40, description="International format without +, e.g. 4915112345678."
+        max_length=40,
+        pattern=PHONE_PATTERN,
+        description="International format, e.g. 4915112345678 (spaces, +, -, () ignored).",
     )
 
 
@@ -336,14 +348,18 @@ class Readiness(BaseModel):
 
 class LeaseBody(BaseModel):
     model_config = _STRICT
-    name: str = Field(max_length=300, description="node-member:… or whatsapp-session:…")
+    name: str = Field(
+        max_length=300,
+        pattern=LEASE_NAME_PATTERN,
+        description="node-member:… or whatsapp-session:…",
+    )
     holder: str = Field(min_length=1, max_length=512)
     ttl_seconds: float = Field(gt=0, le=MAX_TTL_SECONDS, allow_inf_nan=False)
 
 
 class LeaseReleaseBody(BaseModel):
     model_config = _STRICT
-    name: str = Field(max_length=300)
+    name: str = Field(max_length=300, pattern=LEASE_NAME_PATTERN)
     holder: str = Field(min_length=1, max_length=512)
 
 
@@ -383,8 +399,8 @@ class ActiveBots(BaseModel):
 
 class AuthGetBody(BaseModel):
     model_config = _STRICT
-    kind: str = Field(max_length=100)
-    ids: list[str] = Field(max_length=MAX_AUTH_IDS)
+    kind: AuthKind
+    ids: list[AuthKeyId] = Field(max_length=MAX_AUTH_IDS)
 
 
 class AuthValues(BaseModel):
@@ -396,8 +412,10 @@ class AuthValues(BaseModel):
 
 class AuthSetBody(BaseModel):
     model_config = _STRICT
-    changes: dict[str, dict[str, str | None]] = Field(
-        description="kind → key id → value, or null to delete the key."
+    changes: dict[AuthKind, dict[AuthKeyId, AuthValue | None]] = Field(
+        # pydantic states the kinds as patternProperties: no other key is accepted.
+        json_schema_extra={"additionalProperties": False},
+        description="kind → key id → value, or null to delete the key.",
     )
 
 

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from services.common.errors import NotFoundError
 from services.common.store import ApiToken, ApiTokenStore, BotConfigStore
+from services.common.store._api_tokens import TOKEN_ID
 from services.gateway import api_models as m
 from services.gateway.api_auth import new_bot_token, operator_only
-from services.gateway.openapi import Param, Security, endpoint, read_body
+from services.gateway.openapi import BOT_ID, Param, Security, endpoint, read_body
 
 TOKENS = ("tokens",)
-BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 
 
 class TokenApiStore(ApiTokenStore, BotConfigStore, Protocol):
@@ -76,7 +76,14 @@ class TokenApi:
         summary="Revoke a token",
         tags=TOKENS,
         security=Security.OPERATOR,
-        path=(BOT_ID, Param("token_id", "The token's id (not its secret).")),
+        path=(
+            BOT_ID,
+            Param(
+                "token_id",
+                "The token's id (not its secret).",
+                {"type": "string", "pattern": f"^{TOKEN_ID.pattern}$"},
+            ),
+        ),
         responses={200: m.TokenRevoked},
         errors=(400, 404),
     )

@@ -10,9 +10,7 @@ from aiohttp import web
 from services.common.store import WhatsAppAuthStore
 from services.gateway import api_models as m
 from services.gateway.node_internal_api import INTERNAL
-from services.gateway.openapi import Param, Security, endpoint, read_body
-
-BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
+from services.gateway.openapi import BOT_ID, Security, endpoint, read_body
 
 
 class AuthStateApi:

@@ -35,7 +35,7 @@ from services.gateway.api_auth import operator_only
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_link import NodeLink
-from services.gateway.openapi import Param, Security, endpoint, read_body
+from services.gateway.openapi import BOT_ID, Param, Security, endpoint, read_body
 from services.gateway.outbox_delivery import OutboxDelivery
 from services.gateway.outgoing_media import OutgoingMediaLoader
 from services.gateway.outgoing_request import (
@@ -47,7 +47,6 @@ from services.gateway.outgoing_request import (
 from services.gateway.queue_lifecycle import QueueLifecycle
 
 BOTS = ("bots",)
-BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 
 
 class GatewayStore(

@@ -82,7 +82,7 @@ class NodeInternalApi:
             Param(
                 "prefix",
                 "node-member: or whatsapp-session: (or longer).",
-                {"type": "string", "maxLength": 300},
+                {"type": "string", "maxLength": 300, "pattern": m.LEASE_NAME_PATTERN},
             ),
         ),
         responses={200: m.LeaseHolders},

@@ -103,6 +103,10 @@ class Param:
     required: bool = True
 
 
+#: The `{bot_id}` path parameter most routes share (the store's bound on a bot id).
+BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
+
+
 @dataclass(frozen=True)
 class Binary:
     """A response that is not JSON (an image)."""
@@ -266,6 +270,12 @@ def route_path(route: web.AbstractRoute) -> str | None:
     return path if isinstance(path, str) else None
 
 
+def is_excluded(path: str, excluded: Mapping[str, str]) -> bool:
+    return path in excluded or any(
+        key.endswith("/*") and path.startswith(key[:-1]) for key in excluded
+    )
+
+
 def openapi_document(
     app: web.Application,
     *,
@@ -275,7 +285,8 @@ def openapi_document(
     excluded: Mapping[str, str],
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every described route; `excluded` maps the paths left
-    out on purpose to why. A route neither described nor excluded is an error."""
+    out on purpose to why (a key ending in `/*`: every path under it, e.g. HTML pages).
+    A route neither described nor excluded is an error."""
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
@@ -283,7 +294,7 @@ def openapi_document(
         if route.method == "HEAD" or path is None:
             continue
         described = endpoint_of(route.handler)
-        if path in excluded:
+        if is_excluded(path, excluded):
             continue
         if described is None:
             raise ValueError(f"{route.method} {path} has no @endpoint and is not excluded")

@@ -29,14 +29,13 @@ from services.common.store import (
     bounded_reason,
 )
 from services.gateway import api_models as m
-from services.gateway.openapi import Param, Security, endpoint
+from services.gateway.openapi import BOT_ID, Param, Security, endpoint
 from services.gateway.outgoing_request import OutgoingRequest
 from services.relay.payload import reply_of
 from services.relay.webhook_post import WebhookPoster
 
 MAX_PAGE = 500
 WEBHOOK = ("webhook dead letters",)
-BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "maxLength": 128})
 SEQUENCE = Param(
     "sequence",
     "The message's delivery sequence.",

@@ -297,7 +297,14 @@ async def test_replies_are_stored_then_streamed_to_node_and_their_result_recorde
         ("put", f"/bots/{BOT}/config", {"bot_id": "other"}, 400, "differs"),
         ("put", f"/bots/{BOT}/config", {"group_events": "yes"}, 400, "group_events"),
         ("post", f"/bots/{BOT}/start", {}, 404, "PUT /bots/bot-1/config"),
-        ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "idempotency key is required"),
+        (
+            "post",
+            f"/bots/{BOT}/messages",
+            {"correspondent_id": CHAT, "text": "x"},
+            400,
+            "idempotency key is required",
+        ),
+        ("post", f"/bots/{BOT}/messages", {"text": "x"}, 400, "correspondent_id: Field required"),
         (
             "post",
             f"/bots/{BOT}/messages",

@@ -24,7 +24,14 @@ from services.gateway import api_models
 from services.gateway.api_docs import EXCLUDED, ApiDocs
 from services.gateway.config import GatewayConfig
 from services.gateway.http_app import GatewayApp
-from services.gateway.openapi import Security, endpoint, endpoint_of, read_body, route_path
+from services.gateway.openapi import (
+    Security,
+    endpoint,
+    endpoint_of,
+    is_excluded,
+    read_body,
+    route_path,
+)
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
@@ -64,12 +71,12 @@ def test_every_route_is_documented_or_excluded_on_purpose(
         for path, operations in document["paths"].items()
         for method in operations
     }
-    undocumented = {(m, p) for m, p in served - documented if p not in EXCLUDED}
+    undocumented = {(m, p) for m, p in served - documented if not is_excluded(p, EXCLUDED)}
     assert not undocumented, f"routes with no @endpoint and not in EXCLUDED: {undocumented}"
     assert documented <= served
-    stale = set(EXCLUDED) - {path for _, path in served}
+    stale = {key for key in EXCLUDED if not any(is_excluded(p, {key: ""}) for _, p in served)}
     assert not stale, f"EXCLUDED names routes the gateway does not serve: {stale}"
-    assert not {path for _, path in documented} & set(EXCLUDED)
+    assert not any(is_excluded(path, EXCLUDED) for _, path in documented)
 
 
 def test_a_route_without_a_description_fails_the_build() -> None:
@@ -193,3 +200,42 @@ def test_a_description_must_name_the_route_s_path_parameters() -> None:
     app.router.add_get("/bots/{bot_id}/extra", handler)
     with pytest.raises(ValueError, match="path parameters"):
         ApiDocs().build(app)
+
+
+async def test_the_document_and_the_docs_are_served_without_a_token() -> None:
+    runner = web.AppRunner(_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    base = f"http://{host}:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/openapi.json") as response:
+                assert response.status == 200
+                assert (await response.json())["openapi"].startswith("3.1.")
+            async with http.get(f"{base}/docs") as response:
+                assert response.status == 200
+                page = await response.text()
+            # Every file the page loads is served from here (no CDN).
+            for src in re.findall(r'(?:src|href)="([^"]+)"', page):
+                assert src.startswith("/docs/"), src
+                async with http.get(base + src) as response:
+                    assert response.status == 200, src
+            for outside in ("/docs/..%2Fapi_docs.py", "/docs/LICENSE", "/docs/.hidden.js"):
+                async with http.get(base + outside) as response:
+                    assert response.status == 404, outside
+            # The API itself still needs its token.
+            async with http.get(f"{base}/bots/x") as response:
+                assert response.status == 401
+    finally:
+        await runner.cleanup()
+
+
+def test_an_excluded_prefix_covers_every_path_under_it_only() -> None:
+    excluded = {"/console/*": "HTML pages"}
+    assert is_excluded("/console/bots/{bot_id}", excluded)
+    assert is_excluded("/console/", excluded)
+    assert not is_excluded("/console", excluded)
+    assert not is_excluded("/consoles/x", excluded)
+    assert is_excluded("/ws", {"/ws": "the WebSocket"})

@@ -112,6 +112,8 @@ def requeue_reset(now: _T) -> dict[str, object]:
 
 # Baileys' key types are short lower-case words with dashes ("pre-key", "lid-mapping").
 _AUTH_KIND = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+# The same rule as the gateway's API document states it (a JSON Schema pattern).
+AUTH_KIND_PATTERN = _AUTH_KIND.pattern
 AUTH_KEY_ID_MAX = 512
 # The largest value Baileys writes is an app-state sync version or a session record
 # (tens of KiB); 1 MiB bounds a bad writer without refusing a real one.
