@@ -68,38 +68,11 @@ class DeadLetterStore(BotConfigStore, WebhookDeadLetterStore, Protocol):
     """Every configured bot's webhook dead letters (the failures page)."""
 
 
-_BOT = "/console/bots/{bot_id}"
-#: The console's paths: HTML pages, their forms, static files and event streams, left
+_WHY = "the operator console (HTML, signed session cookie; README \"Operator console\")"
+#: The console's paths (HTML pages, their forms, static files and event streams), left
 #: out of the API's OpenAPI document (api_docs.py); every action among them calls the
 #: code of a documented JSON route.
-CONSOLE_PATHS: Mapping[str, str] = MappingProxyType(
-    {
-        path: 'the operator console (HTML, signed session cookie; README "Operator console")'
-        for path in (
-            "/console",
-            "/console/static/{name}",
-            "/console/sign-in",
-            "/console/sign-out",
-            "/console/bots",
-            "/console/bots/events",
-            f"{_BOT}/start",
-            f"{_BOT}/stop",
-            f"{_BOT}/repair",
-            f"{_BOT}/config",
-            f"{_BOT}/pairing",
-            f"{_BOT}/pairing/qr.png",
-            f"{_BOT}/pairing/code",
-            f"{_BOT}/pairing/events",
-            f"{_BOT}/conversation",
-            f"{_BOT}/conversation/events",
-            "/console/pools",
-            "/console/pools/events",
-            "/console/failures",
-            "/console/failures/confirm",
-            "/console/failures/apply",
-        )
-    }
-)
+CONSOLE_PATHS: Mapping[str, str] = MappingProxyType({"/console": _WHY, "/console/*": _WHY})
 
 Page = Callable[[web.Request, ConsoleSession], Awaitable[web.StreamResponse]]
 

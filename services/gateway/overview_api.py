@@ -34,9 +34,9 @@ from services.common.store import (
     WebhookDeadLetterStore,
 )
 from services.gateway import console_models as cm
-from services.gateway.bot_api import BOT_ID, shown_outgoing
+from services.gateway.bot_api import shown_outgoing
 from services.gateway.node_link import NodeLink
-from services.gateway.openapi import Param, Security, endpoint
+from services.gateway.openapi import BOT_ID, Param, Security, endpoint
 
 # Messages today are counted up to this many per correspondent (shown as "at least").
 TODAY_CAP = 1000
