@@ -42,10 +42,7 @@ from services.gateway.webhook_api import WebhookApi, shown
 
 HERE = Path(__file__).parent
 STATIC = HERE / "console_static"
-_STATIC_TYPES = {
-    ".js": "text/javascript",
-    ".css": "text/css",
-}
+_STATIC_TYPES: Mapping[str, str] = MappingProxyType({".js": "text/javascript", ".css": "text/css"})
 _BOT_ID = re.compile(r"^[0-9A-Za-z@._:+-]{1,128}$")
 # The configuration form's fields: (name, label, kind).
 CONFIG_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -64,11 +61,12 @@ CONFIG_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("group_events", "Group events", "checkbox"),
 )
 
+
 class DeadLetterStore(BotConfigStore, WebhookDeadLetterStore, Protocol):
     """Every configured bot's webhook dead letters (the failures page)."""
 
 
-_WHY = "the operator console (HTML, signed session cookie; README \"Operator console\")"
+_WHY = 'the operator console (HTML, signed session cookie; README "Operator console")'
 #: The console's paths (HTML pages, their forms, static files and event streams), left
 #: out of the API's OpenAPI document (api_docs.py); every action among them calls the
 #: code of a documented JSON route.

@@ -10,12 +10,6 @@ from dataclasses import dataclass
 import grpc
 from chatbot.media.v1 import media_service_pb2, media_service_pb2_grpc
 
-from services.common.errors import (
-    InvalidInputError,
-    NotFoundError,
-    PreconditionError,
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ReplicaPool:
@@ -24,13 +18,6 @@ class ReplicaPool:
     processor: str
     in_flight: int
     concurrency: int
-
-
-_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.FAILED_PRECONDITION: PreconditionError,
-}
 
 
 class MediaClient:
