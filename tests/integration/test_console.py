@@ -380,6 +380,17 @@ async def _walk(page: Any, pages: Pages, stack: Stack, base: str, other_token: s
     rate = page.locator('tr[data-pool="Corrupt"] [data-col="failure-rate"]')
     await expect(rate).to_have_text("100 %", timeout=SLOW_MS)
     await pages.check("pools")
+    # The same failure through the JSON API: listed, deleted once (then 404), not by a
+    # bot token.
+    operator = {"Authorization": f"Bearer {API_TOKEN}"}
+    listed = await (await page.request.get(f"{base}/media/failed-jobs", headers=operator)).json()
+    (job,) = listed["failed_jobs"]
+    assert job["bot_id"] == BOT and job["pool"] == "Corrupt"
+    gone = f"{base}/media/failed-jobs/{job['media_processing_id']}"
+    as_bot = {"Authorization": f"Bearer {other_token}"}
+    assert (await page.request.delete(gone, headers=as_bot)).status == 403
+    assert (await page.request.delete(gone, headers=operator)).status == 200
+    assert (await page.request.delete(gone, headers=operator)).status == 404
 
     # --- a bot token sees only its bot ---------------------------------------------
     await page.get_by_role("button", name="Sign out").click()

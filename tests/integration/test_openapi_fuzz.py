@@ -55,7 +55,7 @@ RUNS = (
 )
 # Operations whose success needs a value the fuzzer cannot guess: a token id or an
 # idempotency key that exists (random ones are 404), a webhook to retry to, a failed
-# media job's id (tests/integration/test_console.py requeues one).
+# media job's id (tests/integration/test_console.py requeues and deletes one).
 NOT_REACHED = {
     "DELETE /bots/{bot_id}/tokens/{token_id}",
     "GET /bots/{bot_id}/messages/{key}",
