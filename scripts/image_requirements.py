@@ -30,6 +30,8 @@ LIGHT = frozenset(
         "aiohttp",
         # The gateway's request and response models (services/gateway/api_models.py).
         "pydantic",
+        # The gateway's operator console renders Jinja2 templates.
+        "jinja2",
         # The gateway renders a pairing QR as PNG (services/gateway/pairing_api.py).
         "segno",
     }

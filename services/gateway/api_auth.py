@@ -99,6 +99,15 @@ class ApiAuth:
             return None
         return Principal(bot_id=record.bot_id, token_id=record.token_id)
 
+    async def token_valid(self, token_id: str, bot_id: str) -> bool:
+        """Whether the bot token `token_id` still exists for `bot_id` (the console's
+        sessions hold the id, not the secret: revoking the token ends them)."""
+        try:
+            record = await self._tokens.get_api_token(token_id)
+        except InvalidInputError:
+            return False
+        return record is not None and record.bot_id == bot_id
+
     async def refusal(self, request: web.Request) -> web.Response | None:
         """None when the caller may call this route; else the 401 or 403 to answer."""
         token = _bearer(request)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.gateway.console_pages import CONSOLE_PATHS
 from services.gateway.openapi import openapi_document
 
 DOCUMENT_PATH = "/openapi.json"
@@ -31,6 +32,7 @@ EXCLUDED: Mapping[str, str] = MappingProxyType(
         DOCUMENT_PATH: "this document itself",
         DOCS_PATH: "the interactive docs page (HTML)",
         DOCS_PATH + "/{filename}": "the docs page's static files (Swagger UI)",
+        **CONSOLE_PATHS,
     }
 )
 

@@ -18,7 +18,9 @@ from services.common.store import (
     ApiTokenStore,
     BotConfig,
     BotConfigStore,
+    DefinitionsStore,
     LeaseStore,
+    MediaJobStore,
     MessageStore,
     NewOutgoing,
     OutboxStore,
@@ -49,6 +51,8 @@ BOTS = ("bots",)
 
 class GatewayStore(
     BotConfigStore,
+    DefinitionsStore,
+    MediaJobStore,
     MessageStore,
     WebhookDeadLetterStore,
     WhatsAppAuthStore,
@@ -59,10 +63,11 @@ class GatewayStore(
 ):
     """Bot configurations, the last delivery sequence (a webhook's starting point), webhook
     dead letters, the per-bot API tokens, the outgoing-message outbox, and what the Node
-    servers keep through the gateway (Baileys auth state, their leases)."""
+    servers keep through the gateway (Baileys auth state, their leases); the media jobs
+    and the processor definitions the console shows (read; failed jobs also deleted)."""
 
 
-def _shown(config: BotConfig) -> dict[str, Any]:
+def shown_config(config: BotConfig) -> dict[str, Any]:
     """The configuration as the API shows it: the webhook secret is never echoed."""
     document = config.to_document()
     if "webhook_secret" in document:
@@ -74,7 +79,7 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _shown_outgoing(record: OutgoingRecord) -> dict[str, Any]:
+def shown_outgoing(record: OutgoingRecord) -> dict[str, Any]:
     return {
         "bot_id": record.bot_id,
         "idempotency_key": record.idempotency_key,
@@ -118,6 +123,9 @@ class BotApi:
             )
         return config
 
+    async def stored_config(self, bot_id: str) -> BotConfig | None:
+        return await self._store.get_bot_config(bot_id)
+
     # The webhook URL and the media quota are the operator's to set, not the bot's.
     @endpoint(
         summary="Create or replace a bot's configuration",
@@ -133,6 +141,11 @@ class BotApi:
     async def put_config(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         body = (await read_body(request, m.BotConfigBody)).model_dump(exclude_unset=True)
+        config = await self.save_config(bot_id, body)
+        return web.json_response({"bot_id": bot_id, "config": shown_config(config)})
+
+    async def save_config(self, bot_id: str, body: dict[str, Any]) -> BotConfig:
+        """Checks and stores a bot's configuration (PUT /bots/{id}/config, the console)."""
         if body.get("bot_id") not in (None, bot_id):
             raise InvalidInputError("bot_id in the body differs from the one in the path")
         config = BotConfig.from_document({**body, "bot_id": bot_id})
@@ -149,7 +162,7 @@ class BotApi:
                 since = await self._store.max_sequence(bot_id)
             config = replace(config, webhook_since_sequence=since)
         await self._store.put_bot_config(config)
-        return web.json_response({"bot_id": bot_id, "config": _shown(config)})
+        return config
 
     @endpoint(
         summary="A bot's configuration and session state",
@@ -166,7 +179,7 @@ class BotApi:
         return web.json_response(
             {
                 "bot_id": bot_id,
-                "config": _shown(config),
+                "config": shown_config(config),
                 "session": asdict(session) if session else None,
                 "node_connections": self._link.connection_count,
             }
@@ -185,6 +198,12 @@ class BotApi:
     async def start_bot(self, request: web.Request) -> web.Response:
         bot_id = request.match_info["bot_id"]
         force = (await read_body(request, m.StartBody)).forceReinit
+        result, status = await self.start(bot_id, force)
+        return web.json_response(result, status=status)
+
+    async def start(self, bot_id: str, force: bool) -> tuple[dict[str, Any], int]:
+        """Starts the bot's queue, then its Node session (POST /bots/{id}/start, the
+        console); the HTTP status is 502 when Node could not be initialised."""
         config = await self._config_of(bot_id)
         started = await self._lifecycle.start_bot(bot_id)
         result: dict[str, Any] = {
@@ -201,8 +220,8 @@ class BotApi:
         except UnavailableError as error:
             # The queue side is ready; Node can be initialised again by repeating the call.
             result["node"] = {"error": str(error)}
-            return web.json_response(result, status=502)
-        return web.json_response(result)
+            return result, 502
+        return result, 200
 
     @endpoint(
         summary="Stop a bot: persist its queues, park its media jobs",
@@ -213,16 +232,16 @@ class BotApi:
         errors=(400, 503),
     )
     async def stop_bot(self, request: web.Request) -> web.Response:
-        bot_id = request.match_info["bot_id"]
+        return web.json_response(await self.stop(request.match_info["bot_id"]))
+
+    async def stop(self, bot_id: str) -> dict[str, Any]:
         stopped = await self._lifecycle.stop_bot(bot_id)
-        return web.json_response(
-            {
-                "bot_id": bot_id,
-                "stopped": stopped.stopped,
-                "messages_persisted": stopped.messages_persisted,
-                "jobs_parked": stopped.jobs_parked,
-            }
-        )
+        return {
+            "bot_id": bot_id,
+            "stopped": stopped.stopped,
+            "messages_persisted": stopped.messages_persisted,
+            "jobs_parked": stopped.jobs_parked,
+        }
 
     def _status_url(self, request: web.Request, bot_id: str, key: str) -> str:
         return str(request.app.router["outgoing_status"].url_for(bot_id=bot_id, key=key))
@@ -238,7 +257,7 @@ class BotApi:
             )
         self._metrics.outgoing.labels("accepted" if new else "repeated").inc()
         url = self._status_url(request, record.bot_id, record.idempotency_key)
-        body = {**_shown_outgoing(record), "status_url": url}
+        body = {**shown_outgoing(record), "status_url": url}
         return web.json_response(body, status=202 if new else 200, headers={"Location": url})
 
     @endpoint(
@@ -316,4 +335,4 @@ class BotApi:
         record = await self._store.get_outgoing(bot_id, key)
         if record is None:
             raise NotFoundError(f"bot {bot_id!r} has no outgoing message with key {key!r}")
-        return web.json_response(_shown_outgoing(record))
+        return web.json_response(shown_outgoing(record))

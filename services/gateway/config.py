@@ -65,6 +65,14 @@ class GatewayConfig:
     # How long the delivery waits for Node's result of one message before it moves on
     # (the message stays pending and is streamed again).
     outbox_result_timeout_seconds: float = 60.0
+    # The operator console (/console): media_svc replicas asked for pool figures and
+    # requeues, how long a sign-in lasts, whether its cookie is Secure (behind HTTPS), and
+    # how often its live parts are refreshed.
+    media_svc_addresses: tuple[str, ...] = ("127.0.0.1:50052",)
+    media_svc_metrics_urls: tuple[str, ...] = ("http://127.0.0.1:9103/metrics",)
+    console_session_seconds: float = 8 * 3600.0
+    console_secure_cookie: bool = False
+    console_refresh_seconds: float = 1.0
     store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
@@ -129,6 +137,25 @@ class GatewayConfig:
             outbox_scan_seconds=env_float(env, "GATEWAY_OUTBOX_SCAN_SECONDS", 1.0),
             outbox_result_timeout_seconds=env_float(
                 env, "GATEWAY_OUTBOX_RESULT_TIMEOUT_SECONDS", 60.0
+            ),
+            media_svc_addresses=tuple(
+                a.strip()
+                for a in env_str(env, "GATEWAY_MEDIA_SVC_ADDRESSES", "127.0.0.1:50052").split(",")
+                if a.strip()
+            ),
+            media_svc_metrics_urls=tuple(
+                u.strip()
+                for u in env_str(
+                    env, "GATEWAY_MEDIA_SVC_METRICS_URLS", "http://127.0.0.1:9103/metrics"
+                ).split(",")
+                if u.strip()
+            ),
+            console_session_seconds=env_float(
+                env, "GATEWAY_CONSOLE_SESSION_SECONDS", 8 * 3600.0, minimum=60.0
+            ),
+            console_secure_cookie=env_bool(env, "GATEWAY_CONSOLE_SECURE_COOKIE", False),
+            console_refresh_seconds=env_float(
+                env, "GATEWAY_CONSOLE_REFRESH_SECONDS", 1.0, minimum=0.1
             ),
             store=StoreConfig.from_env(env),
         )

@@ -29,7 +29,13 @@ from services.gateway.api_tokens import TokenApi
 from services.gateway.auth_state_api import AuthStateApi
 from services.gateway.bot_api import BotApi, GatewayStore, error_response
 from services.gateway.config import GatewayConfig
+from services.gateway.console_events import ConsoleEvents
+from services.gateway.console_pages import ConsolePages, templates
+from services.gateway.console_session import ConsoleSessions
 from services.gateway.frame_handler import FrameHandler
+from services.gateway.media_api import MediaApi
+from services.gateway.media_client import MediaClient
+from services.gateway.media_rates import MediaRates
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
@@ -38,6 +44,7 @@ from services.gateway.node_socket import NodeSocket
 from services.gateway.openapi import Security, endpoint
 from services.gateway.outbox_delivery import OutboxDelivery
 from services.gateway.outgoing_media import OutgoingMediaLoader
+from services.gateway.overview_api import OverviewApi
 from services.gateway.pairing_api import PairingApi
 from services.gateway.queue_lifecycle import QueueLifecycle
 from services.gateway.readiness import Readiness
@@ -111,6 +118,31 @@ class GatewayApp:
         self._pairing = PairingApi(node)
         self._auth_state = AuthStateApi(store)
         self._node_internal = NodeInternalApi(store)
+        # A status read: a replica that does not answer within the readiness timeout is
+        # listed as a problem rather than holding the page.
+        self._media_client = MediaClient(config.media_svc_addresses, config.ready_timeout_seconds)
+        self._overview = OverviewApi(store, link)
+        self._media = MediaApi(
+            store,
+            self._media_client,
+            MediaRates(config.media_svc_metrics_urls, config.ready_timeout_seconds),
+        )
+        self._console = ConsolePages(
+            sessions=ConsoleSessions(
+                self._api_auth,
+                config.api_token,
+                config.console_session_seconds,
+                config.console_secure_cookie,
+            ),
+            bots=self._api,
+            overview=self._overview,
+            media=self._media,
+            webhooks=self._webhooks,
+            dead_letters=store,
+            node=node,
+            env=templates(),
+        )
+        self._console_events = ConsoleEvents(self._console, config.console_refresh_seconds)
         self._docs = ApiDocs()
 
     def build(self) -> web.Application:
@@ -148,9 +180,17 @@ class GatewayApp:
             self._api.outgoing_status,
             name="outgoing_status",
         )
+        self._overview.add_routes(app)
+        self._media.add_routes(app)
+        self._console_events.add_routes(app)
+        self._console.add_routes(app)
         self._docs.add_routes(app)
         app.on_shutdown.append(self._socket.close_all)
+        app.on_cleanup.append(self._close_media_client)
         return app
+
+    async def _close_media_client(self, _: web.Application) -> None:
+        await self._media_client.close()
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -160,6 +200,10 @@ class GatewayApp:
             or request.path in ("/healthz", "/readyz")
             or is_docs_path(request.path)
         ):
+            return await handler(request)
+        # The console's pages check their own signed session cookie (console_session.py);
+        # its actions call the same code as the API routes below.
+        if request.path == "/console" or request.path.startswith("/console/"):
             return await handler(request)
         # Node's own credential opens its WebSocket and what it keeps through the gateway
         # (Baileys auth state, its leases), and nothing else; no API token opens those.

@@ -183,9 +183,12 @@ class WebhookApi:
     )
     async def skip_dead_letter(self, request: web.Request) -> web.Response:
         bot_id, sequence = request.match_info["bot_id"], _sequence(request)
+        return web.json_response(await self.skip(bot_id, sequence))
+
+    async def skip(self, bot_id: str, sequence: int) -> dict[str, Any]:
         if not await self._store.delete_webhook_dead_letter(bot_id, sequence):
             raise NotFoundError(f"bot {bot_id!r} has no webhook dead letter {sequence}")
-        return web.json_response({"bot_id": bot_id, "sequence": sequence, "skipped": True})
+        return {"bot_id": bot_id, "sequence": sequence, "skipped": True}
 
     @endpoint(
         summary="Post a dead letter to the webhook again now",
@@ -200,6 +203,11 @@ class WebhookApi:
     )
     async def retry_dead_letter(self, request: web.Request) -> web.Response:
         bot_id, sequence = request.match_info["bot_id"], _sequence(request)
+        answer = await self.retry(bot_id, sequence)
+        return web.json_response(answer, status=200 if answer["delivered"] else 502)
+
+    async def retry(self, bot_id: str, sequence: int) -> dict[str, Any]:
+        """Posts the dead letter now (the API's retry, the console's requeue)."""
         letter = await self._letter(bot_id, sequence)
         config = await self._store.get_bot_config(bot_id)
         if config is None or config.webhook_url is None or config.webhook_secret is None:
@@ -230,10 +238,10 @@ class WebhookApi:
                     last_attempt_at=attempted_at,
                 )
             )
-            return web.json_response({**answer, "reason": result.reason}, status=502)
+            return {**answer, "reason": result.reason}
         await self._store.delete_webhook_dead_letter(bot_id, sequence)
         answer["reply"] = await self._send_reply(letter, result.payload)
-        return web.json_response(answer)
+        return answer
 
     async def _send_reply(self, letter: WebhookDeadLetter, payload: bytes) -> str:
         """What became of a reply in the answer: none, sent, or why it was not sent (the

@@ -54,11 +54,14 @@ RUNS = (
     (GenerationMode.POSITIVE, False, 4),
 )
 # Operations whose success needs a value the fuzzer cannot guess: a token id or an
-# idempotency key that exists (random ones are 404), a webhook to retry to.
+# idempotency key that exists (random ones are 404), a webhook to retry to, a failed
+# media job's id (tests/integration/test_console.py requeues and deletes one).
 NOT_REACHED = {
     "DELETE /bots/{bot_id}/tokens/{token_id}",
     "GET /bots/{bot_id}/messages/{key}",
     "POST /bots/{bot_id}/webhook/dead-letters/{sequence}/retry",
+    "DELETE /media/failed-jobs/{media_processing_id}",
+    "POST /media/failed-jobs/{media_processing_id}/requeue",
 }
 # No input to refuse: no body or parameter, and stopping a bot that is not running is
 # an answer (nothing stopped), not an error.

@@ -33,6 +33,8 @@ class BotConfigStore(Protocol):
 
     async def get_bot_config(self, bot_id: str) -> BotConfig | None: ...
     async def put_bot_config(self, config: BotConfig) -> None: ...
+    async def configured_bots(self) -> list[str]:
+        """Every bot id that has a configuration, sorted (the console's bots list)."""
 
     # queue_svc's registry of active bots, shared by every queue_svc shard
     async def set_bot_active(self, bot_id: str, active: bool) -> bool:
@@ -145,6 +147,10 @@ class MediaJobStore(Protocol):
         self, bot_id: str | None = None, limit: int = 100
     ) -> list[MediaJob]: ...
     async def requeue_failed_job(self, media_processing_id: str, target: JobCollection) -> bool: ...
+    async def delete_failed_job(self, media_processing_id: str) -> bool:
+        """Deletes the job only from FAILED (an operator's delete: a job requeued in the
+        meantime is left alone); True when this call deleted it."""
+
     async def pool_depths(self) -> dict[str, PoolDepth]: ...
     async def jobs_older_than(
         self,
@@ -252,6 +258,10 @@ class OutboxStore(Protocol):
 
     async def bots_with_pending_outgoing(self) -> list[str]:
         """Every bot id with at least one pending record, sorted."""
+
+    async def recent_outgoing(self, bot_id: str, limit: int = 20) -> list[OutgoingRecord]:
+        """The bot's newest `limit` records in any status with their payloads, newest
+        first (the console's conversation view)."""
 
     async def finish_outgoing(
         self,

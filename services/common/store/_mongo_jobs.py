@@ -138,6 +138,10 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
         )
         return where is not None
 
+    async def delete_failed_job(self, media_processing_id: str) -> bool:
+        result = await self._jobs[JobCollection.FAILED].delete_one({"_id": media_processing_id})
+        return bool(result.deleted_count)
+
     async def delete_job(self, media_processing_id: str) -> bool:
         async def delete(session: Session) -> bool:
             deleted = False

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson.binary import Binary
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -66,6 +66,8 @@ class MongoOutbox(MongoBase):
             await self._outbox.create_indexes(
                 [
                     IndexModel([("bot_id", 1), ("idempotency_key", 1)], unique=True, name="key"),
+                    # The console's newest records of a bot, in any status.
+                    IndexModel([("bot_id", 1), ("created_at", -1), ("_id", -1)], name="recent"),
                     IndexModel(
                         [("bot_id", 1), ("created_at", 1), ("_id", 1)],
                         name="pending",
@@ -152,6 +154,18 @@ class MongoOutbox(MongoBase):
             if payload is not None:
                 found.append(_record(doc, payload))
         return found
+
+    async def recent_outgoing(self, bot_id: str, limit: int = 20) -> list[OutgoingRecord]:
+        rules.check_page(limit)
+        if limit == 0:
+            return []
+        cursor = (
+            self._outbox.find({"bot_id": bot_id})
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        # A sent or failed record's payload is dropped: it reads as None.
+        return [_record(doc, await self._load_payload(doc)) async for doc in cursor]
 
     async def bots_with_pending_outgoing(self) -> list[str]:
         bots = await self._outbox.distinct("bot_id", {"status": "pending"})

@@ -196,6 +196,16 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         deleted: bool = await self._write(delete)
         return deleted
 
+    async def delete_failed_job(self, media_processing_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                f"DELETE FROM {FAILED} WHERE media_processing_id = ?", (media_processing_id,)
+            )
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(delete)
+        return deleted
+
     async def fail_job(
         self, media_processing_id: str, error: str, token: int | None = None
     ) -> bool:

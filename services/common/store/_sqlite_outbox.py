@@ -103,6 +103,20 @@ class SqliteOutbox(SqliteBase):
         found: list[OutgoingRecord] = await self._read(read)
         return found
 
+    async def recent_outgoing(self, bot_id: str, limit: int = 20) -> list[OutgoingRecord]:
+        rules.check_page(limit)
+
+        def read(conn: sqlite3.Connection) -> list[OutgoingRecord]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS}, payload FROM outbox WHERE bot_id = ?"
+                " ORDER BY seq DESC LIMIT ?",
+                (bot_id, limit),
+            )
+            return [_record(row, row[10]) for row in rows]
+
+        found: list[OutgoingRecord] = await self._read(read)
+        return found
+
     async def bots_with_pending_outgoing(self) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(

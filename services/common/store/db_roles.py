@@ -75,9 +75,12 @@ ROLES: dict[str, RoleAccess] = {
     # sequence (a new webhook's starting point).
     # For the Node servers (they hold no database connection): their Baileys auth state
     # and their membership/session leases; the webhook dead letters operators retry or skip.
+    # The console's views and actions: the jobs (pools, in flight, failed) and the
+    # operator's requeue (failed → active or holding) and delete of a failed job.
     "gateway": _access(
         reads=("queues", "store_migrations"),
         writes=(
+            *JOBS,
             "bot_configurations",
             "api_tokens",
             "leases",

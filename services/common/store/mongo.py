@@ -77,6 +77,11 @@ class MongoStore(
         doc = config.to_document()
         await self._configs.replace_one({"_id": config.bot_id}, doc, upsert=True)
 
+    async def configured_bots(self) -> list[str]:
+        reserved = sorted(rules.RESERVED_IDS)
+        cursor = self._configs.find({"_id": {"$nin": reserved}}, {"_id": 1}).sort("_id", 1)
+        return [str(doc["_id"]) async for doc in cursor]
+
     async def get_processor_definitions(self) -> dict[str, Any] | None:
         doc = await self._configs.find_one({"_id": DEFINITIONS_DOCUMENT_ID})
         if doc is None:

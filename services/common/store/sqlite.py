@@ -68,6 +68,12 @@ class SqliteStore(
         text = _dumps(config.to_document(), "bot configuration")
         await self._write(lambda c: _put_document(c, config.bot_id, text))
 
+    async def configured_bots(self) -> list[str]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT id FROM bot_configurations ORDER BY id").fetchall()
+        )
+        return [row[0] for row in rows if row[0] not in rules.RESERVED_IDS]
+
     async def get_processor_definitions(self) -> dict[str, Any] | None:
         doc: dict[str, Any] | None = await self._read(
             lambda c: _get_document(c, DEFINITIONS_DOCUMENT_ID)

@@ -33,6 +33,19 @@ async def test_bot_config_round_trip_and_upsert(store: Store) -> None:
     assert await store.get_bot_config("bot-1") == changed
 
 
+async def test_configured_bots_lists_every_bot_with_a_configuration_and_nothing_else(
+    store: Store,
+) -> None:
+    assert await store.configured_bots() == []
+    # The documents that share the collection (definitions, the registry) are not bots.
+    await store.seed_processor_definitions({"version": 1})
+    await store.set_bot_active("bot-running", True)
+    for bot_id in ("bot-b", "bot-a"):
+        await store.put_bot_config(BotConfig(bot_id=bot_id))
+    await store.put_bot_config(BotConfig(bot_id="bot-a", max_messages=7))
+    assert await store.configured_bots() == ["bot-a", "bot-b"]
+
+
 def test_bot_config_rejects_invalid_values_naming_the_key() -> None:
     assert BotConfig.from_document({"_id": "b"}) == BotConfig(bot_id="b")
     with pytest.raises(InvalidInputError, match="max_messages"):

@@ -300,6 +300,20 @@ async def test_delete_from_active_or_holding(store: Store) -> None:
     )
 
 
+async def test_delete_failed_job_deletes_only_from_failed(store: Store) -> None:
+    failed, live = new_job(), new_job()
+    for job in (failed, live):
+        await store.create_job(job)
+    assert await store.fail_job(failed.media_processing_id, "corrupt file")
+    # An operator's delete of a job that is not (or no longer) failed changes nothing.
+    assert await store.delete_failed_job(live.media_processing_id) is False
+    assert await store.delete_failed_job(failed.media_processing_id) is True
+    assert await store.delete_failed_job(failed.media_processing_id) is False
+    assert await store.existing_job_ids(
+        [failed.media_processing_id, live.media_processing_id]
+    ) == {live.media_processing_id}
+
+
 async def test_fail_list_and_requeue(store: Store) -> None:
     first, second, third = new_job(), new_job(), new_job(bot_id="bot-2")
     for job in (first, second, third):

@@ -40,6 +40,22 @@ async def test_a_key_is_stored_once_and_the_first_request_wins(store: Store) -> 
     assert await store.bots_with_pending_outgoing() == ["bot-1", "bot-2"]
 
 
+async def test_recent_records_come_newest_first_in_any_status(store: Store) -> None:
+    assert await store.recent_outgoing("bot-1") == []
+    for i in range(4):
+        await store.enqueue_outgoing(outgoing(f"k-{i}", f"p-{i}".encode()))
+    await store.enqueue_outgoing(outgoing("k-other", bot_id="bot-2"))
+    assert await store.finish_outgoing("bot-1", "k-2", OutboxStatus.SENT, "3EB0AB")
+    recent = await store.recent_outgoing("bot-1", limit=3)
+    assert [(r.idempotency_key, r.status, r.payload) for r in recent] == [
+        ("k-3", OutboxStatus.PENDING, b"p-3"),
+        ("k-2", OutboxStatus.SENT, None),  # a sent record's payload is dropped
+        ("k-1", OutboxStatus.PENDING, b"p-1"),
+    ]
+    with pytest.raises(InvalidInputError):
+        await store.recent_outgoing("bot-1", limit=-1)
+
+
 async def test_pending_records_come_oldest_first_and_leave_when_finished(store: Store) -> None:
     for i in range(5):
         await store.enqueue_outgoing(outgoing(f"k-{i}", f"p-{i}".encode()))
