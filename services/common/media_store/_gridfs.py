@@ -1,8 +1,15 @@
-"""Media bytes in GridFS (`media.files`, `media.chunks`) on the MongoDB the store uses,
-through PyMongo's `AsyncGridFSBucket`. GridFS inserts the `files` document only after the
-last chunk, so an object appears whole or not at all; an upload that fails is aborted
-(its chunks deleted) and one a crash cut off leaves chunks without a `files` document,
-which `entries` reports as partial (aged by their ObjectId) for the cleanup.
+"""Media bytes in GridFS's layout (`media.files`, `media.chunks`: the `media` bucket) on
+the MongoDB the store uses, so `mongofiles` or PyMongo's `AsyncGridFSBucket` read them.
+
+Written chunk by chunk here rather than through `AsyncGridFSBucket.open_upload_stream`:
+PyMongo 4.20's upload stream buffers chunks client-side up to 48 MB
+(`gridfs.asynchronous.grid_file._UPLOAD_BUFFER_SIZE`) before one `insert_many`, which
+would hold a whole photo or voice note in the gateway's memory. Here at most one chunk is
+held per upload and read back (`find` with a small batch size) per download.
+
+The `files` document is inserted after the last chunk, so an object appears whole or not
+at all; a failed upload deletes its chunks, and one a crash cut off leaves chunks without
+a `files` document, which `entries` reports as partial (aged by their ObjectId).
 
 Every upload gets a fresh ObjectId and the job id as its file name. A retried upload of
 the same id deletes the objects of that name with smaller ids once it is complete, so of
@@ -14,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
-from gridfs import AsyncGridFSBucket
-from gridfs.errors import CorruptGridFile, NoFile
+from bson import Binary, ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.errors import InvalidInputError
@@ -40,7 +46,6 @@ _NEWEST_FIRST = [("_id", -1)]
 
 class GridFSMediaStore:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
-        self._bucket = AsyncGridFSBucket(database, bucket_name=BUCKET, chunk_size_bytes=CHUNK_BYTES)
         self._files = database[FILES_COLLECTION]
         self._chunks = database[CHUNKS_COLLECTION]
 
@@ -56,21 +61,43 @@ class GridFSMediaStore:
         bot_id: str = "",
     ) -> PutResult:
         check_media_id(media_processing_id)
-        upload = self._bucket.open_upload_stream(media_processing_id, metadata={"bot_id": bot_id})
+        files_id = ObjectId()
         size = 0
+        number = 0
+        pending = bytearray()
+
+        async def flush(data: bytes) -> None:
+            nonlocal number
+            await self._chunks.insert_one({"files_id": files_id, "n": number, "data": Binary(data)})
+            number += 1
+
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise MediaTooLargeError(f"media larger than the {max_bytes} bytes allowed")
-                await upload.write(chunk)
-            await upload.close()
+                pending += chunk
+                while len(pending) >= CHUNK_BYTES:
+                    await flush(bytes(pending[:CHUNK_BYTES]))
+                    del pending[:CHUNK_BYTES]
+            if pending:
+                await flush(bytes(pending))
+            await self._files.insert_one(
+                {
+                    "_id": files_id,
+                    "length": size,
+                    "chunkSize": CHUNK_BYTES,
+                    "uploadDate": datetime.now(UTC),
+                    "filename": media_processing_id,
+                    "metadata": {"bot_id": bot_id},
+                }
+            )
         except BaseException:
-            if not upload.closed:
-                await asyncio.shield(upload.abort())
+            # Shielded: a cancelled upload (the client went away) still cleans up.
+            await asyncio.shield(self._chunks.delete_many({"files_id": files_id}))
             raise
         replaced = await self._delete_where(
-            {"filename": media_processing_id, "_id": {"$lt": upload._id}}
+            {"filename": media_processing_id, "_id": {"$lt": files_id}}
         )
         return PutResult(size, replaced or 0)
 
@@ -86,17 +113,23 @@ class GridFSMediaStore:
         if doc["length"] > max_bytes:
             raise MediaTooLargeError(f"{doc['length']} bytes > limit {max_bytes}")
         size = 0
+        expected = 0
         handle = await asyncio.to_thread(destination.open, "xb")
         try:
-            download = await self._bucket.open_download_stream(doc["_id"])
-            while chunk := await download.readchunk():
-                size += len(chunk)
-                await asyncio.to_thread(handle.write, chunk)
-        except (NoFile, CorruptGridFile) as exc:
-            # Replaced or deleted while being read: as if it had not been there.
-            raise MediaMissingError(f"staged media {media_processing_id} vanished: {exc}") from exc
+            cursor = self._chunks.find({"files_id": doc["_id"]}, sort=[("n", 1)], batch_size=4)
+            async for chunk in cursor:
+                if chunk["n"] != expected:
+                    break
+                expected += 1
+                data = bytes(chunk["data"])
+                size += len(data)
+                await asyncio.to_thread(handle.write, data)
         finally:
             await asyncio.to_thread(handle.close)
+        if size != doc["length"]:
+            # Replaced or deleted while being read: as if it had not been there.
+            destination.unlink(missing_ok=True)
+            raise MediaMissingError(f"staged media {media_processing_id} vanished while read")
         return size
 
     async def size(self, media_processing_id: str) -> int | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -23,6 +23,18 @@ class MongoMediaUsage(MongoBase):
         # sees them.
         self._media_files: AsyncCollection[Doc] = database["media.files"]
         self._media_chunks: AsyncCollection[Doc] = database["media.chunks"]
+
+    async def _create_indexes(self) -> None:
+        await super()._create_indexes()
+        # GridFS's own indexes (what drivers create), so GridFS tools find them.
+        await self._indexes(
+            self._media_chunks,
+            [IndexModel([("files_id", 1), ("n", 1)], unique=True, name="files_id_1_n_1")],
+        )
+        await self._indexes(
+            self._media_files,
+            [IndexModel([("filename", 1), ("uploadDate", 1)], name="filename_1_uploadDate_1")],
+        )
 
     @property
     def media_database(self) -> AsyncDatabase[Doc]:
