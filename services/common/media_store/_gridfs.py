@@ -128,8 +128,8 @@ class GridFSMediaStore:
             await asyncio.to_thread(handle.close)
         if size != doc["length"]:
             # Replaced or deleted while being read: as if it had not been there.
-            destination.unlink(missing_ok=True)
-            raise MediaMissingError(f"staged media {media_processing_id} vanished while read")
+            await asyncio.to_thread(destination.unlink, missing_ok=True)
+            raise MediaMissingError(f"staged media {media_processing_id} vanished mid-read")
         return size
 
     async def size(self, media_processing_id: str) -> int | None:
