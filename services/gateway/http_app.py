@@ -19,6 +19,7 @@ from services.common.errors import (
     UnavailableError,
     classify,
 )
+from services.common.media_store import StagedMedia
 from services.common.queue_shards import QueueShards
 from services.gateway.api_auth import ApiAuth
 from services.gateway.api_tokens import TokenApi
@@ -26,6 +27,7 @@ from services.gateway.auth_state_api import AuthStateApi
 from services.gateway.bot_api import BotApi, GatewayStore, error_response
 from services.gateway.config import GatewayConfig
 from services.gateway.frame_handler import FrameHandler
+from services.gateway.media_staging_api import MediaStagingApi
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
@@ -71,6 +73,7 @@ class GatewayApp:
         readiness: Readiness,
         delivery: OutboxDelivery,
         media: OutgoingMediaLoader,
+        staged_media: StagedMedia,
     ) -> None:
         self._config = config
         self._link = link
@@ -103,6 +106,7 @@ class GatewayApp:
         self._pairing = PairingApi(node)
         self._auth_state = AuthStateApi(store)
         self._node_internal = NodeInternalApi(store)
+        self._media_staging = MediaStagingApi(staged_media, store, config.max_media_bytes)
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -129,6 +133,9 @@ class GatewayApp:
         app.router.add_post("/internal/leases/release", self._node_internal.release)
         app.router.add_get("/internal/leases", self._node_internal.holders)
         app.router.add_get("/internal/bots", self._node_internal.active_bots)
+        app.router.add_put(
+            "/internal/media/{bot_id}/{media_processing_id}", self._media_staging.put
+        )
         self._webhooks.add_routes(app)
         app.router.add_post("/bots/{bot_id}/tokens", self._tokens.issue)
         app.router.add_get("/bots/{bot_id}/tokens", self._tokens.list)
