@@ -137,7 +137,7 @@ class FilesystemMediaStore:
                 source.unlink(missing_ok=True)
             raise MediaRefusedError(f"staged entry {source.name} is not a regular file")
         if info.st_size > max_bytes:
-            raise MediaTooLargeError(f"{info.st_size} bytes > limit {max_bytes}")
+            raise MediaTooLargeError(f"{info.st_size} bytes > limit {max_bytes}", info.st_size)
         try:
             fd = os.open(source, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:

@@ -111,7 +111,7 @@ class GridFSMediaStore:
         if doc is None:
             raise MediaMissingError(f"no staged media {media_processing_id}")
         if doc["length"] > max_bytes:
-            raise MediaTooLargeError(f"{doc['length']} bytes > limit {max_bytes}")
+            raise MediaTooLargeError(f"{doc['length']} bytes > limit {max_bytes}", doc["length"])
         size = 0
         expected = 0
         handle = await asyncio.to_thread(destination.open, "xb")

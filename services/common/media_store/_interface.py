@@ -19,6 +19,11 @@ CHUNK_BYTES = 255 * 1024
 class MediaTooLargeError(InvalidInputError):
     """The object is (or would become) larger than the size allowed."""
 
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        # The object's size, when known (a stored object read under a lower limit).
+        self.size = size
+
 
 class MediaMissingError(NotFoundError):
     """No object by that id (never written, deleted, or replaced while being read)."""
