@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,11 @@ from services.common.media_store import MediaEntry, MediaStore, StagedMedia, che
 from services.common.store import MediaJob
 
 log = logging.getLogger(__name__)
+
+# `<media_processing_id>.<8 hex>`: a local copy (`local_copy`).
+_COPY_NAME = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.[0-9a-f]{8}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +38,14 @@ class LocalCopy:
 class MediaStaging:
     def __init__(self, staged: StagedMedia, scratch_dir: Path) -> None:
         self._staged = staged
-        # Per replica: copies left by a crashed run of this replica are nobody's.
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-        scratch_dir.mkdir(parents=True)
+        scratch_dir.mkdir(parents=True, exist_ok=True)
         scratch_dir.chmod(0o700)
         self._scratch = scratch_dir.resolve()
+        # Per replica: copies a crashed run of this replica left are nobody's. Only names
+        # this class makes are removed; whatever else an operator keeps there stays.
+        for leftover in self._scratch.iterdir():
+            if _COPY_NAME.fullmatch(leftover.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
     @property
     def media(self) -> MediaStore:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable
 from typing import Protocol
 
 from services.common.media_store._interface import MediaEntry, MediaStore
+from services.common.store import check_usage_change
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class StagedMedia:
         self, bot_id: str, media_processing_id: str, chunks: AsyncIterable[bytes], max_bytes: int
     ) -> int:
         """Writes the object and accounts it to the bot; returns its size."""
+        # Refused before a byte is stored: an object the counter cannot take would be
+        # stored uncounted.
+        check_usage_change(bot_id, 0)
         result = await self._media.put(media_processing_id, chunks, max_bytes, bot_id=bot_id)
         delta = result.size - result.replaced_bytes
         if delta:

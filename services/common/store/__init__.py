@@ -32,6 +32,7 @@ from services.common.store._interface import (
     Store,
     WhatsAppAuthStore,
 )
+from services.common.store._media_usage import check_usage_change
 from services.common.store._message_types import (
     AppendResult,
     MessageFields,
@@ -95,6 +96,7 @@ __all__ = [
     "WebhookDeadLetterStore",
     "WhatsAppAuthStore",
     "bounded_reason",
+    "check_usage_change",
     "distinct_pairs",
     "message_fields",
     "open_store",

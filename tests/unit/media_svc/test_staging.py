@@ -64,5 +64,7 @@ async def test_a_restart_clears_the_replicas_scratch_directory(
     media_id = str(uuid.uuid4())
     staging.path_for(media_id).write_bytes(b"z")
     await staging.local_copy(media_id, 10)  # never released: the replica crashed
+    kept = staging.scratch_dir / "operator-notes.txt"
+    kept.write_text("not a copy")
     again = StagingDirectory(tmp_path / "staging", store)
-    assert list(again.scratch_dir.iterdir()) == []
+    assert list(again.scratch_dir.iterdir()) == [kept]
