@@ -246,3 +246,16 @@ async def test_filesystem_refuses_and_removes_a_symlink_in_place_of_an_object(
     assert not (tmp_path / "copy").exists()
     assert _regular(p.name for p in media.root.iterdir()) == []
     assert secret.read_bytes() == b"not yours"
+
+
+async def test_an_orphan_removed_by_the_cleanup_releases_its_bytes_where_its_bot_is_known(
+    media: MediaStore, store: Store
+) -> None:
+    staged = StagedMedia(media, store)
+    media_id = _id()
+    await staged.stage("bot-a", media_id, _chunks(b"o" * 900), MAX)
+    [entry] = await media.entries()
+    assert await staged.discard_entry(entry)
+    assert not await staged.discard_entry(entry)
+    # GridFS records the bot with the object; a bare file does not say whose it was.
+    assert await store.media_usage("bot-a") == (0 if media.kind == "gridfs" else 900)
