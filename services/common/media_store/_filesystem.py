@@ -103,12 +103,29 @@ class FilesystemMediaStore:
         return PutResult(size, replaced)
 
     def _replace(self, part: Path, final: Path) -> int:
-        # The old object is first renamed away, so exactly one writer (or deleter) counts
-        # its bytes even when two race; then the new one takes its name.
-        replaced = self._take(final)
-        os.replace(part, final)
+        """Puts `part` in place of `final`; the bytes of every object it displaced.
+
+        A hard link never overwrites: when `final` exists it is first renamed away
+        (`_take`), so each displaced object's bytes are counted by exactly one writer even
+        when writes of one id race (os.replace would silently drop a racing writer's
+        object, counted by nobody)."""
+        replaced = 0
+        while True:
+            try:
+                os.link(part, final)
+            except FileExistsError:
+                replaced += self._take(final) or 0
+                continue
+            except OSError:
+                # No hard links here (some network filesystems): replace instead; only
+                # racing writes of one id can then miscount.
+                replaced += self._take(final) or 0
+                os.replace(part, final)
+                break
+            part.unlink()
+            break
         _fsync_directory(self._root)
-        return replaced or 0
+        return replaced
 
     def _take(self, path: Path) -> int | None:
         """Renames `path` away and deletes it; its size (0 for a non-file) when this call
