@@ -12,9 +12,10 @@ at all; a failed upload deletes its chunks, and one a crash cut off leaves chunk
 a `files` document, which `entries` reports as partial (aged by their ObjectId).
 
 Every upload gets a fresh ObjectId and the job id as its file name. A retried upload of
-the same id deletes the objects of that name with smaller ids once it is complete, so of
-racing uploads the one with the largest id stays and each older object's bytes are
-counted as replaced by exactly one writer (a `find_one_and_delete` takes each)."""
+the same id deletes the objects of that name with smaller ids once it is complete, and
+itself when one with a larger id completed first, so of racing uploads the one with the
+largest id stays and each other object's bytes are counted as replaced by exactly one
+writer (a `find_one_and_delete` takes each)."""
 
 from __future__ import annotations
 
@@ -96,10 +97,15 @@ class GridFSMediaStore:
             # Shielded: a cancelled upload (the client went away) still cleans up.
             await asyncio.shield(self._chunks.delete_many({"files_id": files_id}))
             raise
-        replaced = await self._delete_where(
-            {"filename": media_processing_id, "_id": {"$lt": files_id}}
-        )
-        return PutResult(size, replaced or 0)
+        same = {"filename": media_processing_id}
+        replaced = await self._delete_where({**same, "_id": {"$lt": files_id}}) or 0
+        # A racing upload of this id that started later (a larger id) but completed
+        # first did not see this one: this one is superseded and goes, its bytes counted
+        # as replaced. (Either that upload's delete sees this document, or this check
+        # sees that one: each inserts before it looks.)
+        if await self._files.find_one({**same, "_id": {"$gt": files_id}}, {"_id": 1}):
+            replaced += await self._delete_where({"_id": files_id}) or 0
+        return PutResult(size, replaced)
 
     async def _newest(self, media_processing_id: str) -> Mapping[str, Any] | None:
         return await self._files.find_one(
