@@ -1,7 +1,7 @@
 """Media bytes as files in one directory (one machine, or an operator's RWX volume): the
 rules media_svc and Node have always followed there. An object is `<root>/<uuid4>`; a
-write goes to a uniquely named `<uuid4>.<random>.part` first, is fsynced and renamed into
-place, so a reader never sees a partial object. Symlinks are never followed: found in
+write goes to a uniquely named `<uuid4>.<random>.part` first, is fsynced and hard-linked
+into place, so a reader never sees a partial object. Symlinks are never followed: found in
 place of an object they are removed and refused."""
 
 from __future__ import annotations
