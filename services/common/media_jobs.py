@@ -25,7 +25,7 @@ queue_svc (routing a new job) and media_svc (running the pools) always agree on 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -162,7 +162,7 @@ class MediaJobs:
 
     # media_svc: the operator's RequeueFailedJob.
     async def requeue(
-        self, media_processing_id: str, staged_file_exists: Callable[[str], bool]
+        self, media_processing_id: str, staged_file_exists: Callable[[str], Awaitable[bool]]
     ) -> JobCollection:
         """FAILED → ACTIVE when the bot is in the registry of active bots, else HOLDING
         (moved to ACTIVE by the bot's next StartBot)."""
@@ -174,7 +174,7 @@ class MediaJobs:
         if found is None or found[0] is not JobCollection.FAILED:
             raise NotFoundError(f"no failed job {media_processing_id}")
         job: MediaJob = found[1]
-        if job.has_staged_file and not staged_file_exists(media_processing_id):
+        if job.has_staged_file and not await staged_file_exists(media_processing_id):
             raise PreconditionError(
                 f"the staged file of {media_processing_id} is gone (failed jobs' files are "
                 "deleted); it cannot be processed again"

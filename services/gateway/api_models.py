@@ -431,3 +431,28 @@ class AuthForgotten(BaseModel):
 
     model_config = _ANSWER
     deleted: int
+
+
+class MediaStaged(BaseModel):
+    """The media bytes are durable in the MediaStore and counted against the bot's quota."""
+
+    media_processing_id: str
+    size: int = Field(ge=0, description="Bytes stored.")
+
+
+class MediaQuotaExceeded(BaseModel):
+    """The bot's staged media already fill its quota: nothing was stored (Node sends the
+    quota-exceeded frame instead of the media)."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str
+    used_bytes: int = Field(ge=0)
+    quota_bytes: int = Field(ge=0)
+
+
+class MediaTooLarge(BaseModel):
+    """The body is larger than MAX_MEDIA_BYTES: nothing was stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str
+    max_bytes: int = Field(ge=0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import env_bool, env_float, env_int, env_port, env_str
 from services.common.errors import InvalidInputError
+from services.common.media_store import MediaStoreConfig
 from services.common.outbound_http import OutboundPolicy
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
@@ -74,6 +75,10 @@ class GatewayConfig:
     console_secure_cookie: bool = False
     console_refresh_seconds: float = 1.0
     store: StoreConfig = field(default_factory=StoreConfig)
+    # Where Node stages the bytes of incoming media (MEDIA_STORE, MEDIA_STAGING_DIR), and
+    # the largest it may stage (MAX_MEDIA_BYTES, the value Node caps downloads at).
+    media: MediaStoreConfig = field(default_factory=MediaStoreConfig)
+    max_media_bytes: int = 100 * 1024 * 1024
 
     @property
     def max_request_bytes(self) -> int:
@@ -158,4 +163,6 @@ class GatewayConfig:
                 env, "GATEWAY_CONSOLE_REFRESH_SECONDS", 1.0, minimum=0.1
             ),
             store=StoreConfig.from_env(env),
+            media=MediaStoreConfig.from_env(env),
+            max_media_bytes=env_int(env, "MAX_MEDIA_BYTES", 100 * 1024 * 1024, minimum=1),
         )

@@ -21,6 +21,7 @@ from services.common.errors import (
     UnavailableError,
     classify,
 )
+from services.common.media_store import StagedMedia
 from services.common.queue_shards import QueueShards
 from services.gateway import api_models as m
 from services.gateway.api_auth import ApiAuth
@@ -36,6 +37,7 @@ from services.gateway.frame_handler import FrameHandler
 from services.gateway.media_api import MediaApi
 from services.gateway.media_client import MediaClient
 from services.gateway.media_rates import MediaRates
+from services.gateway.media_staging_api import MediaStagingApi
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_client import NodeClient
 from services.gateway.node_internal_api import NodeInternalApi
@@ -86,6 +88,7 @@ class GatewayApp:
         readiness: Readiness,
         delivery: OutboxDelivery,
         media: OutgoingMediaLoader,
+        staged_media: StagedMedia,
     ) -> None:
         self._config = config
         self._link = link
@@ -144,6 +147,7 @@ class GatewayApp:
         )
         self._console_events = ConsoleEvents(self._console, config.console_refresh_seconds)
         self._docs = ApiDocs()
+        self._media_staging = MediaStagingApi(staged_media, store, config.max_media_bytes)
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -170,6 +174,9 @@ class GatewayApp:
         app.router.add_post("/internal/leases/release", self._node_internal.release)
         app.router.add_get("/internal/leases", self._node_internal.holders)
         app.router.add_get("/internal/bots", self._node_internal.active_bots)
+        app.router.add_put(
+            "/internal/media/{bot_id}/{media_processing_id}", self._media_staging.put
+        )
         self._webhooks.add_routes(app)
         app.router.add_post("/bots/{bot_id}/tokens", self._tokens.issue)
         app.router.add_get("/bots/{bot_id}/tokens", self._tokens.list)

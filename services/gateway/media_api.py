@@ -163,7 +163,7 @@ class MediaApi:
 
     async def requeue(self, media_processing_id: str) -> dict[str, Any]:
         collection = await MediaJobs(self._store).requeue(
-            media_processing_id, staged_file_exists=lambda _id: False
+            media_processing_id, staged_file_exists=_never_staged
         )
         return {"media_processing_id": media_processing_id, "requeued_into": str(collection)}
 
@@ -232,3 +232,9 @@ class MediaApi:
     async def delete_failed(self, request: web.Request) -> web.Response:
         refuse_unknown_query(request, ())
         return web.json_response(await self.delete(_media_id(request)))
+
+
+async def _never_staged(media_processing_id: str) -> bool:
+    """media_svc deletes a failed job's staged bytes when it fails the job, so the
+    console's requeue treats a job that had a file as one that cannot run again."""
+    return False

@@ -109,7 +109,7 @@ BOT_ID = Param("bot_id", "The bot's id.", {"type": "string", "minLength": 1, "ma
 
 @dataclass(frozen=True)
 class Binary:
-    """A response that is not JSON (an image)."""
+    """A body that is not JSON (an image answered, media bytes streamed in)."""
 
     media_type: str
     description: str
@@ -125,7 +125,7 @@ class Endpoint:
     #: Error statuses the handler answers itself, all with ErrorBody (the caller checks'
     #: 401/403 are added from `security`).
     errors: tuple[int, ...] = ()
-    request: type[BaseModel] | None = None
+    request: type[BaseModel] | Binary | None = None
     #: False: an absent body reads as the model's defaults.
     request_required: bool = True
     path: tuple[Param, ...] = ()
@@ -226,7 +226,15 @@ def _operation(path: str, method: str, described: Endpoint, schemas: _Schemas) -
     }
     if described.description:
         operation["description"] = described.description
-    if described.request is not None:
+    if isinstance(described.request, Binary):
+        operation["requestBody"] = {
+            "required": described.request_required,
+            "description": described.request.description,
+            "content": {
+                described.request.media_type: {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    elif described.request is not None:
         operation["requestBody"] = {
             "required": described.request_required,
             "content": {"application/json": {"schema": schemas.ref(described.request)}},

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, start_http_server
 
+from services.common.media_store import StagedMedia, open_media_store
 from services.common.outbound_http import OutboundClient, OutboundPolicy
 from services.common.queue_shards import QueueShards
 from services.common.store import open_store
@@ -35,6 +36,7 @@ async def serve(config: GatewayConfig) -> None:
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.host, registry=registry)
     store = await open_store(config.store)
+    staged_media = StagedMedia(open_media_store(config.media, store), store)
     shards = QueueShards(config.queue_shards)
     writer = QueueWriter(
         shards,
@@ -75,6 +77,7 @@ async def serve(config: GatewayConfig) -> None:
         media=OutgoingMediaLoader(
             outbound, config.outgoing_media_max_bytes, config.outgoing_media_timeout_seconds
         ),
+        staged_media=staged_media,
     ).build()
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()

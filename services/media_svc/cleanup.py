@@ -13,8 +13,9 @@
   own error when it has one); left alone, untouched, while the bot is inactive.
 - A job whose bot's queue_svc shard does not answer is left as it is for the next run
   (`stale_unreachable`): one shard down never dead-letters its bots' jobs.
-- Staged files no live job references (no job, or a failed one), older than the grace
-  period, are deleted; so are `.part` leftovers of interrupted downloads. The grace
+- Staged media no live job references (no job, or a failed one), older than the grace
+  period, is deleted from the MediaStore (releasing the bot's bytes where the backend
+  knows the bot: GridFS); so are partial writes an interrupted upload left. The grace
   period is how long a staged file may wait for its frame: Node writes the file, then
   keeps the frame in its outbox until the gateway acknowledges it, for as long as the
   gateway is unreachable (the outbox has no age limit). So the grace
@@ -36,7 +37,7 @@ from services.common.store import JobCollection, JobStatus, LeaseStore, MediaJob
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import timeout_marker
-from services.media_svc.staging import StagingDirectory
+from services.media_svc.staging import MediaStaging
 from services.media_svc.worker import Clock, compose_content, utc_now
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Cleanup:
         self,
         *,
         store: CleanupStore,
-        staging: StagingDirectory,
+        staging: MediaStaging,
         delivery: QueueDelivery,
         metrics: MediaMetrics,
         stale_after_seconds: float,
@@ -196,7 +197,7 @@ class Cleanup:
                 reason,
             )
         if job.has_staged_file:
-            self._staging.delete(job.media_processing_id)
+            await self._staging.delete(job)
         return actions
 
     async def _update(self, job: MediaJob, content: str) -> DeliveryStatus | None:
@@ -226,21 +227,24 @@ class Cleanup:
             self._stale_after,
         )
         if job.has_staged_file:
-            self._staging.delete(job.media_processing_id)
+            await self._staging.delete(job)
         return _TIMED_OUT
 
     async def _delete_unreferenced_files(self) -> tuple[int, int]:
-        entries = [e for e in self._staging.entries() if e.age_seconds >= self._grace]
-        partials = sum(1 for e in entries if e.partial and self._staging.remove_entry(e))
+        entries = [e for e in await self._staging.entries() if e.age_seconds >= self._grace]
+        partials = 0
+        for entry in entries:
+            if entry.partial and await self._staging.remove_entry(entry):
+                partials += 1
         named = {e.media_processing_id: e for e in entries if e.media_processing_id is not None}
         referenced = await self._store.existing_job_ids(list(named)) if named else set()
         orphans = 0
         for media_id, entry in named.items():
             if media_id in referenced and not await self._dead_lettered(media_id):
                 continue
-            if self._staging.remove_entry(entry):
+            if await self._staging.remove_entry(entry):
                 orphans += 1
-                log.info("cleanup: deleted unreferenced staged file %s", entry.path)
+                log.info("cleanup: deleted unreferenced staged media %s", media_id)
         return orphans, partials
 
     async def _dead_lettered(self, media_processing_id: str) -> bool:

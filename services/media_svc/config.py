@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.common.env import env_bool, env_float, env_int, env_port
 from services.common.errors import InvalidInputError
+from services.common.media_store import MediaStoreConfig
 from services.common.sharding import ShardAddresses
 from services.common.store import StoreConfig
 
@@ -28,7 +29,12 @@ class MediaConfig:
     # job's result goes to the shard of its bot.
     queue_shards: ShardAddresses = field(default_factory=ShardAddresses)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    staging_dir: Path = Path("./var/staging")
+    # Where staged media bytes live (MEDIA_STORE: filesystem at MEDIA_STAGING_DIR, or
+    # GridFS in the store's MongoDB).
+    media: MediaStoreConfig = field(default_factory=MediaStoreConfig)
+    # This replica's own directory for the local copies processors read
+    # (MEDIA_SCRATCH_DIR); None: a fresh temporary directory under ./var, removed at exit.
+    scratch_dir: Path | None = None
     lease_seconds: float = 30.0
     max_attempts: int = 3
     backoff_base_seconds: float = 1.0
@@ -103,12 +109,14 @@ class MediaConfig:
         env = os.environ if env is None else env
         default = cls()
         trace = env.get("MEDIA_SVC_TRACE_PATH", "").strip()
+        scratch = env.get("MEDIA_SCRATCH_DIR", "").strip()
         return cls(
             host=env.get("MEDIA_SVC_HOST", "").strip() or default.host,
             port=env_port(env, "MEDIA_SVC_PORT", default.port),
             queue_shards=ShardAddresses.from_env(env),
             worker_id=env.get("MEDIA_WORKER_ID", "").strip() or default.worker_id,
-            staging_dir=Path(env.get("MEDIA_STAGING_DIR", "").strip() or default.staging_dir),
+            media=MediaStoreConfig.from_env(env),
+            scratch_dir=Path(scratch) if scratch else None,
             lease_seconds=env_float(env, "MEDIA_LEASE_SECONDS", default.lease_seconds),
             max_attempts=env_int(env, "MEDIA_MAX_ATTEMPTS", default.max_attempts, 1),
             backoff_base_seconds=env_float(

@@ -1,27 +1,27 @@
 """What a processor is given: a `ProcessorInput` built from a claimed job.
 
-The staged file is checked here, once, before any processor sees it: it must be a
-regular file inside the staging directory (a symlink is refused without being followed
-and removed), within the pool's size limit. Sender-controlled strings (file name, MIME
-type) are sanitized here too.
+The staged object is fetched here, once, before any processor sees it: copied from the
+MediaStore into this replica's scratch directory (a symlink in place of a staged file is
+refused without being followed, and removed), within the pool's size limit.
+Sender-controlled strings (file name, MIME type) are sanitized here too.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.media_store import MediaMissingError, MediaRefusedError, MediaTooLargeError
 from services.common.store import BotConfig, MediaJob
 from services.common.vocabulary import MediaCondition, RouteKey, base_mime
 from services.media_svc.processors.base import MISSING_FILE, ProcessingFailure, kind_label
 from services.media_svc.processors.contract import ProcessorInput, ProcessorLimits
 from services.media_svc.processors.text import sanitize_file_name
-from services.media_svc.staging import StagingDirectory
+from services.media_svc.staging import LocalCopy, MediaStaging
 
 log = logging.getLogger(__name__)
 
@@ -128,53 +128,53 @@ class RefusedInput:
     failure: ProcessingFailure
 
 
+async def copy_staged(
+    job: MediaJob, staging: MediaStaging, limits: ProcessorLimits
+) -> LocalCopy | RefusedInput | None:
+    """The job's staged object as a local file; None when the job has none."""
+    if not job.has_staged_file:
+        return None
+    label = kind_label(job.media_kind).capitalize()
+    try:
+        return await staging.local_copy(job.media_processing_id, limits.max_file_bytes)
+    except MediaMissingError as exc:
+        log.error("staged media of %s is missing: %s", job.media_processing_id, exc)
+        return RefusedInput(
+            ProcessingFailure(MISSING_FILE, f"[{label} could not be processed: file missing]")
+        )
+    except MediaRefusedError as exc:
+        log.error("staged media of %s refused and removed: %s", job.media_processing_id, exc)
+        return RefusedInput(
+            ProcessingFailure(
+                "refused",
+                f"[{label} could not be processed]",
+                "staged entry is not a regular file",
+            )
+        )
+    except MediaTooLargeError as exc:
+        size = exc.size if exc.size is not None else limits.max_file_bytes + 1
+        return RefusedInput(
+            ProcessingFailure(
+                "too_large",
+                f"[{label} not processed: file too large ({size / 1_048_576:.1f} MB)]",
+                f"{size} bytes > limit {limits.max_file_bytes}",
+            )
+        )
+
+
 def build_input(
     job: MediaJob,
-    staging: StagingDirectory,
+    copy: LocalCopy | None,
     limits: ProcessorLimits,
     preferences: BotPreferences,
-) -> ProcessorInput | RefusedInput:
-    label = kind_label(job.media_kind).capitalize()
-    path = None
-    size = 0
-    if job.has_staged_file:
-        path = staging.path_for(job.media_processing_id)
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            log.error("staged file of %s is missing: %s", job.media_processing_id, path)
-            return RefusedInput(
-                ProcessingFailure(MISSING_FILE, f"[{label} could not be processed: file missing]")
-            )
-        if not stat.S_ISREG(info.st_mode):
-            # A symlink (or anything but a regular file) could point outside staging:
-            # never follow it; remove the entry so nothing else does either.
-            log.error("staged entry of %s is not a regular file; removed", job.media_processing_id)
-            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-                path.unlink(missing_ok=True)
-            return RefusedInput(
-                ProcessingFailure(
-                    "refused",
-                    f"[{label} could not be processed]",
-                    "staged entry is not a regular file",
-                )
-            )
-        size = info.st_size
-        if size > limits.max_file_bytes:
-            return RefusedInput(
-                ProcessingFailure(
-                    "too_large",
-                    f"[{label} not processed: file too large ({size / 1_048_576:.1f} MB)]",
-                    f"{size} bytes > limit {limits.max_file_bytes}",
-                )
-            )
+) -> ProcessorInput:
     return ProcessorInput(
         media_kind=job.media_kind,
         mime=base_mime(job.mime_type),
-        path=path,
+        path=None if copy is None else copy.path,
         caption=job.caption,
         file_name=sanitize_file_name(job.original_filename),
-        size=size,
+        size=0 if copy is None else copy.size,
         condition=job_condition(job),
         condition_detail=job.condition_detail,
         attempt=job.attempts,

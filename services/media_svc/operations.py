@@ -10,7 +10,7 @@ from services.common.media_jobs import JobLifecycleStore, MediaJobs
 from services.common.store import JobCollection, MediaJob, PoolDepth
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.pool import PoolSet
-from services.media_svc.staging import StagingDirectory
+from services.media_svc.staging import MediaStaging
 from services.media_svc.worker import Clock, utc_now
 
 MAX_FAILED_LIMIT = 1000
@@ -33,7 +33,7 @@ class MediaOperations:
         store: JobLifecycleStore,
         definitions: DefinitionsManager,
         pools: PoolSet,
-        staging: StagingDirectory,
+        staging: MediaStaging,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store

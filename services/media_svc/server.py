@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.grpc_edge import GrpcEdge, RpcMetrics, RpcObserver
 from services.common.health import ProbeSettings, StoreHealth
+from services.common.media_store import StagedMedia, open_media_store
 from services.common.store import open_store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.config import MediaConfig
@@ -37,7 +41,7 @@ from services.media_svc.pool import PoolSet
 from services.media_svc.processors.registry import ProcessorRegistry, default_registry
 from services.media_svc.readiness import EngineReadiness
 from services.media_svc.servicer import MediaServicer
-from services.media_svc.staging import StagingDirectory
+from services.media_svc.staging import MediaStaging
 from services.media_svc.worker import JobWorker, WorkerSettings, utc_now
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,12 @@ async def _dispatch_forever(pools: PoolSet) -> None:
             await asyncio.sleep(1)
 
 
+def _var_directory() -> Path:
+    var = Path("./var")
+    var.mkdir(exist_ok=True)
+    return var
+
+
 async def serve(
     config: MediaConfig,
     *,
@@ -84,7 +94,10 @@ async def serve(
     stop = stop or asyncio.Event()
     probe_settings = ProbeSettings.from_env(os.environ)
     store = await open_store(config.store)
-    staging = StagingDirectory(config.staging_dir)
+    scratch = config.scratch_dir or Path(
+        tempfile.mkdtemp(prefix="media-scratch-", dir=_var_directory())
+    )
+    staging = MediaStaging(StagedMedia(open_media_store(config.media, store), store), scratch)
     metrics = MediaMetrics()
     delivery = QueueDelivery(
         config.queue_shards, metrics, rpc_timeout=config.delivery_timeout_seconds
@@ -277,4 +290,6 @@ async def serve(
         trace.close()
         metrics.close()
         await store.close()
+        if config.scratch_dir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
         log.info("media_svc stopped")

@@ -1,100 +1,93 @@
-"""The staging directory: media bytes written by Node as `<media_processing_id>`.
+"""Staged media as media_svc sees it: objects in the platform's MediaStore (a directory,
+or GridFS: no shared filesystem), read into this replica's own scratch directory before a
+processor runs, and deleted after delivery with the bot's staged bytes released.
 
-A path is only ever built from a validated UUID4 and checked to resolve inside the
-directory, so no job document or request can make media_svc touch another file.
+A job's object is named by its validated UUID4 media_processing_id only; the MediaStore
+refuses anything else, and the filesystem backend refuses (and removes) a symlink in
+place of an object, so no job document can make media_svc read or delete another file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections.abc import Iterator
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.errors import InvalidInputError
-from services.common.validation import is_uuid4
+from services.common.media_store import MediaEntry, MediaStore, StagedMedia, check_media_id
+from services.common.store import MediaJob
 
 log = logging.getLogger(__name__)
 
-# Node writes `<uuid4>.part` and renames it when the download is complete.
-PARTIAL_SUFFIX = ".part"
+# `<media_processing_id>.<8 hex>`: a local copy (`local_copy`).
+_COPY_NAME = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.[0-9a-f]{8}"
+)
 
 
 @dataclass(frozen=True, slots=True)
-class StagedEntry:
-    """A file found in the staging directory."""
+class LocalCopy:
+    """A staged object copied into this replica's scratch directory for a processor."""
 
     path: Path
-    # The job id the file belongs to, or None for partial or foreign files.
-    media_processing_id: str | None
-    partial: bool
-    age_seconds: float
+    size: int
 
 
-class StagingDirectory:
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self._root = root.resolve()
+class MediaStaging:
+    def __init__(self, staged: StagedMedia, scratch_dir: Path) -> None:
+        self._staged = staged
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        scratch_dir.chmod(0o700)
+        self._scratch = scratch_dir.resolve()
+        # Per replica: copies a crashed run of this replica left are nobody's. Only names
+        # this class makes are removed; whatever else an operator keeps there stays.
+        for leftover in self._scratch.iterdir():
+            if _COPY_NAME.fullmatch(leftover.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
     @property
-    def root(self) -> Path:
-        return self._root
+    def media(self) -> MediaStore:
+        return self._staged.media
 
-    def path_for(self, media_processing_id: str) -> Path:
-        """The staged file of a job; InvalidInputError for anything but a UUID4."""
-        if not is_uuid4(media_processing_id):
-            raise InvalidInputError(
-                f"media_processing_id must be a lower-case UUID4, got {media_processing_id!r}"
-            )
-        # The root is resolved and a UUID4 has no separators, so the path is inside it.
-        # The last component is deliberately not resolved: a symlink planted there must
-        # be seen (lstat) and refused, never followed.
-        path = self._root / media_processing_id
-        if path.parent != self._root:
-            raise InvalidInputError(f"staged path {path} escapes the staging directory")
-        return path
+    @property
+    def scratch_dir(self) -> Path:
+        return self._scratch
 
-    def exists(self, media_processing_id: str) -> bool:
-        path = self.path_for(media_processing_id)
-        return path.is_file() and not path.is_symlink()
+    async def exists(self, media_processing_id: str) -> bool:
+        return await self._staged.media.size(media_processing_id) is not None
 
-    def delete(self, media_processing_id: str) -> bool:
-        """Removes the job's staged file; False when it was already gone."""
-        path = self.path_for(media_processing_id)
+    async def local_copy(self, media_processing_id: str, max_bytes: int) -> LocalCopy:
+        """The object copied, chunk by chunk, into a new file of the scratch directory;
+        the caller removes it with `release_copy`. Raises MediaMissingError,
+        MediaRefusedError or MediaTooLargeError (no copy left behind)."""
+        name = f"{check_media_id(media_processing_id)}.{secrets.token_hex(4)}"
+        copy = self._scratch / name
         try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        log.debug("deleted staged file %s", path)
-        return True
+            size = await self._staged.media.copy_to(media_processing_id, copy, max_bytes)
+        except BaseException:
+            await asyncio.to_thread(copy.unlink, missing_ok=True)
+            raise
+        return LocalCopy(copy, size)
 
-    def entries(self, now: float | None = None) -> Iterator[StagedEntry]:
-        """Regular files directly in the directory, with their age (by mtime)."""
-        now = time.time() if now is None else now
-        for path in self._root.iterdir():
-            try:
-                stat = path.lstat()
-            except FileNotFoundError:
-                continue
-            if not path.is_file() or path.is_symlink():
-                continue
-            name = path.name
-            partial = name.endswith(PARTIAL_SUFFIX)
-            stem = name[: -len(PARTIAL_SUFFIX)] if partial else name
-            yield StagedEntry(
-                path=path,
-                media_processing_id=stem if is_uuid4(stem) and not partial else None,
-                partial=partial,
-                age_seconds=max(0.0, now - stat.st_mtime),
-            )
+    async def release_copy(self, copy: LocalCopy) -> None:
+        if copy.path.parent == self._scratch:
+            await asyncio.to_thread(copy.path.unlink, missing_ok=True)
 
-    def remove_entry(self, entry: StagedEntry) -> bool:
-        """Deletes a file found by `entries` (it is inside the root by construction)."""
-        if entry.path.parent != self._root:
-            raise InvalidInputError(f"{entry.path} is not in the staging directory")
-        try:
-            entry.path.unlink()
-        except FileNotFoundError:
-            return False
-        return True
+    async def delete(self, job: MediaJob) -> bool:
+        """Deletes the job's object and releases its bytes from its bot's quota; False
+        when it was already gone (nothing released twice)."""
+        return await self.delete_of(job.bot_id, job.media_processing_id)
+
+    async def delete_of(self, bot_id: str, media_processing_id: str) -> bool:
+        deleted = await self._staged.discard(bot_id, media_processing_id)
+        if deleted:
+            log.debug("deleted staged media %s of bot %s", media_processing_id, bot_id)
+        return deleted
+
+    async def entries(self) -> list[MediaEntry]:
+        return await self._staged.media.entries()
+
+    async def remove_entry(self, entry: MediaEntry) -> bool:
+        return await self._staged.discard_entry(entry)

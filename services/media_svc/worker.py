@@ -26,7 +26,7 @@ from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.hooks import ClaimTrace, CrashHook
-from services.media_svc.inputs import BotLanguages, RefusedInput, build_input
+from services.media_svc.inputs import BotLanguages, RefusedInput, build_input, copy_staged
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
     MISSING_FILE,
@@ -36,7 +36,7 @@ from services.media_svc.processors.base import (
     TransientProcessingError,
     failed_marker,
 )
-from services.media_svc.staging import StagingDirectory
+from services.media_svc.staging import MediaStaging
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class JobWorker:
         self,
         *,
         store: WorkerStore,
-        staging: StagingDirectory,
+        staging: MediaStaging,
         delivery: QueueDelivery,
         executor: PoolExecutors,
         metrics: MediaMetrics,
@@ -188,14 +188,15 @@ class JobWorker:
             )
             return ProcessingFailure("failed", failed_marker(job.media_kind))
         languages = await self._languages.of(job.bot_id)
-        item = build_input(job, self._staging, pool.spec.limits, languages)
-        if isinstance(item, RefusedInput):
-            if item.failure.reason != MISSING_FILE or attempt >= max_attempts:
-                return item.failure
-            # Node renames the file into place before it sends the frame, but a shared
-            # volume may show it to this node later: retried like a transient error.
+        copy = await copy_staged(job, self._staging, pool.spec.limits)
+        if isinstance(copy, RefusedInput):
+            if copy.failure.reason != MISSING_FILE or attempt >= max_attempts:
+                return copy.failure
+            # The bytes are durable before Node sends the frame, but a shared volume may
+            # show a file to this node later: retried like a transient error.
             await self._retry_later(job, token, attempt, "staged file missing")
             return None
+        item = build_input(job, copy, pool.spec.limits, languages)
         self._crash.hit("during_processing")
         started = time.perf_counter()
         try:
@@ -213,6 +214,8 @@ class JobWorker:
             return None
         finally:
             self._metrics.processing_seconds.labels(job.pool).observe(time.perf_counter() - started)
+            if copy is not None:
+                await asyncio.shield(self._staging.release_copy(copy))
 
     async def _retry_later(self, job: MediaJob, token: int, attempt: int, why: str) -> None:
         delay = backoff_delay(
@@ -253,7 +256,7 @@ class JobWorker:
         self._crash.hit("after_deliver")
         if status is DeliveryStatus.UPDATED:
             await self._jobs.end_delivered(job.media_processing_id, error)
-            self._delete_file(job)
+            await self._delete_file(job)
             return "delivered" if error is None else "failed"
         if status is DeliveryStatus.UNREACHABLE:
             log.info(
@@ -295,13 +298,13 @@ class JobWorker:
             status = None
         if status is DeliveryStatus.UPDATED:
             await self._jobs.end_delivered(job.media_processing_id, reason)
-            self._delete_file(job)
+            await self._delete_file(job)
             return "failed"
         if status in (DeliveryStatus.UNREACHABLE, DeliveryStatus.BOT_NOT_ACTIVE):
             # Persisted as it is: the next delivery is refused again and lands here.
             return "deferred" if status is DeliveryStatus.UNREACHABLE else "held"
         await self._jobs.dead_letter(job.media_processing_id, reason)
-        self._delete_file(job)
+        await self._delete_file(job)
         return "failed"
 
     async def redeliver_stranded(
@@ -364,8 +367,8 @@ class JobWorker:
     async def _forget(self, job: MediaJob, why: str) -> None:
         log.warning("result of %s not saved: %s", job.media_processing_id, why)
         if not await self._store.existing_job_ids([job.media_processing_id]):
-            self._delete_file(job)
+            await self._delete_file(job)
 
-    def _delete_file(self, job: MediaJob) -> None:
+    async def _delete_file(self, job: MediaJob) -> None:
         if job.has_staged_file:
-            self._staging.delete(job.media_processing_id)
+            await self._staging.delete(job)

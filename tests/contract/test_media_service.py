@@ -22,9 +22,9 @@ from services.media_svc.pool import PoolSet
 from services.media_svc.processors import default_registry
 from services.media_svc.server import grpc_edge
 from services.media_svc.servicer import MediaServicer
-from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, WorkerSettings
 from tests.helpers.grpc_harness import serve_on_loopback
+from tests.helpers.staging import StagingDirectory
 from tests.helpers.store_factories import new_job
 
 
@@ -38,7 +38,7 @@ class Env:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     store = await open_store(StoreConfig(backend="sqlite", sqlite_path=tmp_path / "s.sqlite3"))
-    staging = StagingDirectory(tmp_path / "staging")
+    staging = StagingDirectory(tmp_path / "staging", store)
     metrics = MediaMetrics()
     # A requeue picks its collection by the registry queue_svc's StartBot writes.
     assert await store.set_bot_active("bot-1", True)

@@ -151,7 +151,8 @@ def test_media_svc_and_relay_cannot_write_bot_configurations() -> None:
         for privilege in ROLES[service].privileges("chatbot"):
             if privilege["resource"]["collection"] == "bot_configurations":
                 assert not MUTATING_ACTIONS & set(privilege["actions"]), service
-    # media_svc writes only its jobs and leases.
+    # media_svc writes only its jobs, leases, and the media bytes it deletes after delivery
+    # with their per-bot counter.
     written = {
         c
         for c in ROLES["media_svc"].collections
@@ -162,6 +163,9 @@ def test_media_svc_and_relay_cannot_write_bot_configurations() -> None:
         "media_processing_jobs_holding",
         "media_processing_jobs_failed",
         "leases",
+        "media.files",
+        "media.chunks",
+        "media_usage",
     }
 
 

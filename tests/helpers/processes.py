@@ -192,6 +192,9 @@ def gateway_env(
         "QUEUE_SVC_ADDRESS": queue_address,
         "NODE_API_URL": node_url,
         "NODE_API_TOKEN": node_api_token,
+        # Where Node stages media through the gateway (MEDIA_STORE=filesystem): beside the
+        # store, where media_env's callers put media_svc's staging directory too.
+        "MEDIA_STAGING_DIR": str(sqlite_path.parent / "staging"),
     }
 
 

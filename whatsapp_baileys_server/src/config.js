@@ -35,7 +35,7 @@ function flag(env, name) {
  *   stagingDir: string, pollStoreDir: string, sentIdsDir: string, sentKeysDir: string, undecryptableDir: string, undecryptableWindowSeconds: number, pollStoreMax: number, quotaTimeoutMs: number, maxMediaBytes: number,
  *   downloadTimeoutMs: number, reuploadTimeoutMs: number, ackTimeoutMs: number, shutdownGraceMs: number,
  *   chatWindow: number, retry: { initialMs: number, maxMs: number },
- *   authState: "store" | "files", gatewayHttpUrl: string,
+ *   authState: "store" | "files", gatewayHttpUrl: string, mediaStaging: "gateway" | "directory",
  *   ownership: "static" | "lease", replicaId: string, advertisedUrl: string, leaseTtlSeconds: number,
  *   logLevel: string, demoScript: string | undefined }>}
  */
@@ -71,6 +71,10 @@ export function loadConfig(env = process.env) {
   }
   // The gateway serves Node's auth state on the same host and port as its WebSocket.
   const gatewayHttpUrl = env.GATEWAY_HTTP_URL || `${parsed.protocol === "wss:" ? "https:" : "http:"}//${parsed.host}`;
+  const mediaStaging = env.NODE_MEDIA_STAGING || "gateway";
+  if (!["gateway", "directory"].includes(mediaStaging)) {
+    throw new ConfigError(`NODE_MEDIA_STAGING="${mediaStaging}" is unknown; use gateway (the default: media bytes go through the gateway into the platform's MediaStore) or directory (MEDIA_STAGING_DIR shared with media_svc; development)`);
+  }
   const ownership = env.NODE_OWNERSHIP || "static";
   if (!["static", "lease"].includes(ownership)) {
     throw new ConfigError(`NODE_OWNERSHIP="${ownership}" is unknown; use static (one Node server runs the bots it is told to) or lease (replicas share the bots)`);
@@ -95,6 +99,7 @@ export function loadConfig(env = process.env) {
     gatewayToken,
     authDir: resolve(env.AUTH_DIR || "./var/auth"),
     outboxDir: resolve(env.OUTBOX_DIR || "./var/outbox"),
+    mediaStaging,
     stagingDir: resolve(env.MEDIA_STAGING_DIR || "./var/staging"),
     pollStoreDir: resolve(env.POLL_STORE_DIR || "./var/polls"),
     sentIdsDir: resolve(env.SENT_IDS_DIR || "./var/sent_ids"),

@@ -6,7 +6,8 @@ import { getContentType, getKeyAuthor } from "baileys";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChatKind } from "./gen/chatbot/common/v1/context_pb.js";
 import { buildNodeFrame } from "./wire.js";
-import { MediaError, measureStaging, stageMedia, withTimeout } from "./media.js";
+import { MediaError, QuotaExceededError, measureStaging, stageMedia, withTimeout } from "./media.js";
+import { DirectoryStager } from "./stagers.js";
 import { MAX_TEXT, detailsOf, poll, pollCreation, protocolTypeName, replyContext } from "./structured.js";
 import { HANDLED_UPSERT_TYPES, baseMime, classify, editedWrapper, isDecryptionStub, untrustedCount, unwrap } from "./classify.js";
 import { botSettings } from "./bot_settings.js";
@@ -31,7 +32,8 @@ function originatingDate(msg, clock) {
 
 /**
  * @typedef {object} HandlerDeps
- * @property {string} stagingDir
+ * @property {any} [stager] where media bytes go (stagers.js); default a DirectoryStager on stagingDir
+ * @property {string} [stagingDir] the directory stager's directory
  * @property {(message: any) => Promise<any>} download returns the decrypted byte stream
  * @property {(botId: string, message: any) => Promise<any>} [reupload] refreshes expired media URLs
  * @property {(botId: string) => number | undefined} quotaGbFor the bot's media_storage_quota_gb
@@ -59,6 +61,7 @@ function originatingDate(msg, clock) {
 
 /** @param {HandlerDeps} deps */
 export function createMessageHandler({
+  stager: givenStager,
   stagingDir,
   download,
   reupload,
@@ -82,6 +85,12 @@ export function createMessageHandler({
   pendingStubs,
   drops = new DropCounter(),
 }) {
+  // The directory walk measures the whole staging directory: only the directory stager
+  // does it; the gateway checks the bot's own counter in the store.
+  const stager = givenStager ?? new DirectoryStager({
+    stagingDir,
+    measure: (log) => measureStaging({ stagingDir, sizeOf, timeoutMs: quotaTimeoutMs, logger: log }),
+  });
   const identities = createIdentityResolver({ lidMappingOf, logger });
   const contexts = createContextBuilder({ identities, ownIdsOf: (botId) => ({ id: meIdOf(botId), lid: meLidOf(botId) }) });
   const secrets = new MessageSecrets();
@@ -223,25 +232,15 @@ export function createMessageHandler({
       originalFilename: info.fileName === undefined ? undefined : clip(info.fileName, 1024),
     };
     const quotaGb = quotaGbFor(botId);
-    if (quotaGb !== undefined) {
-      const quotaBytes = Math.floor(quotaGb * GIB);
-      const used = await measureStaging({ stagingDir, sizeOf, timeoutMs: quotaTimeoutMs, logger: log });
-      if (used !== undefined && used >= quotaBytes) {
-        log.warn({ used_bytes: used, quota_bytes: quotaBytes }, "staging quota exceeded; media not downloaded");
-        return emit("quotaExceededMediaMessage", {
-          ...base,
-          usedBytes: BigInt(used),
-          quotaBytes: BigInt(quotaBytes),
-        }, chatKey);
-      }
-    }
     try {
       const staged = await stageMedia({
         message: msg,
-        stagingDir,
+        botId,
+        stager,
         download,
         reupload: reupload ? (m) => reupload(botId, m) : undefined,
         fileSha256: info.media?.fileSha256,
+        quotaBytes: quotaGb === undefined ? undefined : Math.floor(quotaGb * GIB),
         maxBytes: maxMediaBytes,
         downloadTimeoutMs,
         reuploadTimeoutMs,
@@ -259,6 +258,14 @@ export function createMessageHandler({
         fileSize: BigInt(staged.size),
       }, chatKey);
     } catch (err) {
+      if (err instanceof QuotaExceededError) {
+        log.warn({ used_bytes: err.usedBytes, quota_bytes: err.quotaBytes }, "staging quota exceeded; media not downloaded");
+        return emit("quotaExceededMediaMessage", {
+          ...base,
+          usedBytes: BigInt(err.usedBytes),
+          quotaBytes: BigInt(err.quotaBytes),
+        }, chatKey);
+      }
       if (!(err instanceof MediaError)) throw err;
       log.warn({ reason: err.reason, mime: baseMime(info.mimeType) }, "media unusable; sending corrupt-media frame");
       return emit("corruptMediaMessage", { ...base, reason: clip(err.reason, 1024) }, chatKey);

@@ -15,6 +15,7 @@ import { GatewayClient } from "./gateway_client.js";
 import { createMessageHandler } from "./handler.js";
 import { PollStore } from "./poll_store.js";
 import { removeStalePartials } from "./media.js";
+import { GatewayStager } from "./stagers.js";
 import { SessionManager } from "./sessions.js";
 import { SentIds } from "./sent_ids.js";
 import { PendingStubs } from "./undecryptable.js";
@@ -59,9 +60,17 @@ function authStateOf(config, logger) {
 
 export async function start(config, { logger = createLogger({ level: config.logLevel }), whatsapp = baileysWhatsApp() } = {}) {
   if (config.insecureDev) logger.warn("NODE_INSECURE_DEV is set: authentication may be disabled; never use this in production");
-  for (const dir of [config.authDir, config.outboxDir, config.stagingDir]) await mkdir(dir, { recursive: true });
-  const stale = await removeStalePartials(config.stagingDir, Math.max(3_600_000, 2 * config.downloadTimeoutMs));
-  if (stale.length > 0) logger.info({ files: stale.length }, "removed partial downloads left by an earlier run");
+  for (const dir of [config.authDir, config.outboxDir]) await mkdir(dir, { recursive: true });
+  let stager;
+  if (config.mediaStaging === "directory") {
+    logger.warn({ stagingDir: config.stagingDir }, "NODE_MEDIA_STAGING=directory: media bytes go to a directory media_svc must share (development)");
+    await mkdir(config.stagingDir, { recursive: true });
+    const stale = await removeStalePartials(config.stagingDir, Math.max(3_600_000, 2 * config.downloadTimeoutMs));
+    if (stale.length > 0) logger.info({ files: stale.length }, "removed partial downloads left by an earlier run");
+  } else {
+    // An upload cut off by a crash is discarded by the gateway; nothing to clean here.
+    stager = new GatewayStager({ baseUrl: config.gatewayHttpUrl, token: config.gatewayToken });
+  }
 
   const polls = await new PollStore({
     dir: config.pollStoreDir,
@@ -97,6 +106,7 @@ export async function start(config, { logger = createLogger({ level: config.logL
     onExpire: (botId, stub) => handler.emitUndecryptable(botId, stub, stub.messageStubParameters?.[0] || "no content"),
   }).open();
   handler = createMessageHandler({
+    stager,
     stagingDir: config.stagingDir,
     download: whatsapp.download,
     reupload: (botId, message) => sessions.reupload(botId, message),

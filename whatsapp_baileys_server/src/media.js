@@ -1,13 +1,21 @@
-// Staging-volume work for one media message: the quota check, the bounded download to
-// <staging>/<uuid4>.part, hash verification and the final rename. Nothing here knows
-// about Baileys sockets; the download and re-upload functions are passed in.
+// Staging work for one media message: the quota check, the bounded download streamed
+// into a stager (stagers.js: the gateway's MediaStore, or a directory), hash
+// verification before the bytes are committed. Nothing here knows about Baileys
+// sockets; the download and re-upload functions are passed in.
 
 import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { lstat, readdir, rename, rm } from "node:fs/promises";
+import { lstat, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { DirectoryStager, QuotaExceededError, StagingRefusedError, StagingUnavailableError } from "./stagers.js";
+
+export { QuotaExceededError } from "./stagers.js";
+
+/** Attempts (download and upload again, same id) when the stager is unavailable. */
+const STAGING_ATTEMPTS = 3;
+const STAGING_RETRY_MS = 500;
 
 /** HTTP statuses of an expired or withdrawn media URL; one re-upload request may fix them. */
 export const REUPLOAD_STATUSES = Object.freeze([403, 404, 410]);
@@ -21,6 +29,9 @@ export class MediaError extends Error {
     this.status = status;
   }
 }
+
+/** The bytes themselves are unusable (empty, wrong hash): no retry or re-upload helps. */
+class ContentError extends MediaError {}
 
 export class TimeoutError extends Error {
   constructor(what, ms) {
@@ -114,13 +125,15 @@ function toReadable(source) {
 }
 
 /**
- * Streams one download attempt to `partPath` under a byte cap and a wall-clock deadline.
- * Resolves with { size, sha256 } of the bytes written.
+ * Streams one download attempt into the stager under a byte cap, a hash check and a
+ * wall-clock deadline, and commits it. Resolves with { size, path? } once the bytes
+ * are durable; a failed attempt leaves nothing staged.
  */
-async function downloadOnce({ download, message, partPath, maxBytes, timeoutMs }) {
+async function downloadOnce({ download, message, stager, botId, mediaProcessingId, maxBytes, timeoutMs, expected }) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new TimeoutError("download", timeoutMs)), timeoutMs);
   const started = Promise.resolve().then(() => download(message));
+  let upload;
   try {
     const source = await Promise.race([
       started,
@@ -141,15 +154,27 @@ async function downloadOnce({ download, message, partPath, maxBytes, timeoutMs }
         hash.update(chunk);
         done(null, chunk);
       },
+      // Checked before the stager's stream is ended, so bytes that fail it are never
+      // committed (an unfinished upload or part file is discarded).
+      flush(done) {
+        if (size === 0) return done(new ContentError("download failed: no bytes received"));
+        if (expected && !expected.equals(hash.digest())) {
+          return done(new ContentError("hash mismatch: downloaded bytes do not match fileSha256"));
+        }
+        done();
+      },
     });
-    // flush: the file is fsynced before the frame naming it can leave this process.
-    await pipeline(readable, meter, createWriteStream(partPath, { flags: "wx", flush: true }), {
-      signal: controller.signal,
-    });
-    return { size, sha256: hash.digest() };
+    upload = stager.open({ botId, mediaProcessingId, maxBytes });
+    await pipeline(readable, meter, upload.stream, { signal: controller.signal });
+    const committed = await upload.finish();
+    upload = undefined;
+    return { ...committed, size };
   } catch (err) {
     // A stream that arrives after the deadline would otherwise hold its connection open.
     started.then((late) => late?.destroy?.(), () => {});
+    const refused = upload?.refused?.();
+    await upload?.abort();
+    if (refused) throw refused;
     if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) {
       throw controller.signal.reason;
     }
@@ -174,45 +199,70 @@ function expectedHash(value) {
 }
 
 /**
- * Downloads one media message into the staging directory as <uuid4>, atomically.
- * Any failure throws MediaError with a reason and leaves no file behind.
+ * Downloads one media message into the stager under a fresh UUID4, atomically.
+ * Throws QuotaExceededError when the bot is over its quota, MediaError with a reason
+ * (for the corrupt-media frame) for anything else; leaves nothing staged either way.
  *
  * @param {object} args
  * @param {any} args.message the WAMessage (re-upload may replace it)
+ * @param {string} args.botId
+ * @param {any} [args.stager] stagers.js; a DirectoryStager on `stagingDir` when absent
  * @param {(message: any) => Promise<any>} args.download returns a byte stream
  * @param {((message: any) => Promise<any>) | undefined} args.reupload asks the sender's
  *   phone to upload expired media again; returns the message with fresh URLs
  * @param {Uint8Array | string | undefined} args.fileSha256 hash of the plaintext
- * @returns {Promise<{ mediaProcessingId: string, path: string, size: number }>}
+ * @param {number | undefined} args.quotaBytes the bot's quota, if it has one
+ * @returns {Promise<{ mediaProcessingId: string, path?: string, size: number }>}
  */
 export async function stageMedia({
   message,
+  botId = "",
+  stager,
   stagingDir,
   download,
   reupload,
   fileSha256,
+  quotaBytes,
   maxBytes,
   downloadTimeoutMs,
   reuploadTimeoutMs,
+  retryMs = STAGING_RETRY_MS,
   logger,
   context = {},
 }) {
+  stager ??= new DirectoryStager({ stagingDir, measure: async () => undefined });
   const mediaProcessingId = randomUUID();
-  const partPath = join(stagingDir, `${mediaProcessingId}.part`);
-  const finalPath = join(stagingDir, mediaProcessingId);
   const log = logger.child({ ...context, media_processing_id: mediaProcessingId });
-  const attempt = (msg) => downloadOnce({ download, message: msg, partPath, maxBytes, timeoutMs: downloadTimeoutMs });
+  await stager.checkQuota({ botId, quotaBytes, log });
+  const expected = expectedHash(fileSha256);
+  const once = (msg) => downloadOnce({
+    download, message: msg, stager, botId, mediaProcessingId, maxBytes, timeoutMs: downloadTimeoutMs, expected,
+  });
+  // Same id on every attempt: the gateway replaces what an earlier attempt stored and
+  // counts the bytes once.
+  const attempt = async (msg) => {
+    for (let n = 1; ; n += 1) {
+      try {
+        return await once(msg);
+      } catch (err) {
+        if (!(err instanceof StagingUnavailableError) || n >= STAGING_ATTEMPTS) throw err;
+        log.warn({ err, attempt: n }, "staging unavailable; downloading and staging again");
+        await sleep(retryMs * n);
+      }
+    }
+  };
   try {
     let result;
     try {
       result = await attempt(message);
     } catch (err) {
+      if (err instanceof QuotaExceededError || err instanceof ContentError) throw err;
       const status = httpStatusOf(err);
       if (status === undefined || !REUPLOAD_STATUSES.includes(status) || !reupload) {
+        if (err instanceof StagingRefusedError) throw new MediaError(err.message);
         throw new MediaError(`download failed: ${describe(err)}`, { status });
       }
       log.info({ status }, "media URL expired; requesting re-upload");
-      await rm(partPath, { force: true });
       let refreshed;
       try {
         refreshed = await withTimeout(Promise.resolve().then(() => reupload(message)), reuploadTimeoutMs, "re-upload request");
@@ -222,20 +272,15 @@ export async function stageMedia({
       try {
         result = await attempt(refreshed ?? message);
       } catch (retryErr) {
+        if (retryErr instanceof QuotaExceededError || retryErr instanceof ContentError) throw retryErr;
         throw new MediaError(`download failed: ${describe(retryErr)} after re-upload`, { status: httpStatusOf(retryErr) });
       }
     }
-    if (result.size === 0) throw new MediaError("download failed: no bytes received");
-    const expected = expectedHash(fileSha256);
-    if (expected && !expected.equals(result.sha256)) {
-      throw new MediaError("hash mismatch: downloaded bytes do not match fileSha256");
-    }
-    await rename(partPath, finalPath);
     log.debug({ size: result.size }, "media staged");
-    return { mediaProcessingId, path: finalPath, size: result.size };
+    return { mediaProcessingId, ...result };
   } catch (err) {
-    await rm(partPath, { force: true }).catch((rmErr) => log.error({ err: rmErr }, "could not delete partial download"));
-    if (err instanceof MediaError) throw err;
-    throw new MediaError(`download failed: ${describe(err)}`);
+    if (err instanceof MediaError || err instanceof QuotaExceededError) throw err;
+    if (err instanceof StagingRefusedError) throw new MediaError(err.message);
+    throw new MediaError(`download failed: ${describe(err)}`, { status: httpStatusOf(err) });
   }
 }

@@ -110,6 +110,8 @@ test("demo mode: a scripted session flows through the real pipeline to the gatew
     SENT_IDS_DIR: join(root, "sent_ids"),
     UNDECRYPTABLE_DIR: join(root, "undecryptable"),
     MEDIA_STAGING_DIR: staging,
+    // The fake gateway serves no media route either: bytes go to the directory.
+    NODE_MEDIA_STAGING: "directory",
     NODE_DEMO_SCRIPT: scriptPath,
   });
   t.after(() => server.child.kill("SIGKILL"));

@@ -58,7 +58,8 @@ test("the server starts on loopback, authenticates, talks to the gateway and sto
   const line = stderr().split("\n").find((l) => l.includes("whatsapp_baileys_server listening"));
   const { host, port } = JSON.parse(line);
   assert.equal(host, "127.0.0.1", "loopback by default");
-  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "sent_ids", "staging", "undecryptable"]);
+  // Media bytes go through the gateway by default: no staging directory is made.
+  assert.deepEqual((await readdir(root)).sort(), ["auth", "outbox", "polls", "sent_ids", "undecryptable"]);
 
   const base = `http://127.0.0.1:${port}`;
   assert.equal((await fetch(`${base}/healthz`)).status, 200);

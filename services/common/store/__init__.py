@@ -26,11 +26,13 @@ from services.common.store._interface import (
     IdentityStore,
     LeaseStore,
     MediaJobStore,
+    MediaUsageStore,
     MessageStore,
     OutboxStore,
     Store,
     WhatsAppAuthStore,
 )
+from services.common.store._media_usage import check_usage_change
 from services.common.store._message_types import (
     AppendResult,
     MessageFields,
@@ -78,6 +80,7 @@ __all__ = [
     "LeaseStore",
     "MediaJob",
     "MediaJobStore",
+    "MediaUsageStore",
     "MessageFields",
     "MessageStore",
     "NewMediaJob",
@@ -93,6 +96,7 @@ __all__ = [
     "WebhookDeadLetterStore",
     "WhatsAppAuthStore",
     "bounded_reason",
+    "check_usage_change",
     "distinct_pairs",
     "message_fields",
     "open_store",

@@ -275,6 +275,18 @@ class OutboxStore(Protocol):
         call changed it (False when unknown or already finished: the first result wins)."""
 
 
+class MediaUsageStore(Protocol):
+    """Bytes of media staged per bot (the media quota), moved only by what a write or a
+    delete really did (services/common/media_store/_accounted.py)."""
+
+    async def add_media_usage(self, bot_id: str, delta: int) -> int:
+        """Adds `delta` (negative: released) to the bot's staged bytes in one atomic
+        write, clamped at 0; returns the new value."""
+
+    async def media_usage(self, bot_id: str) -> int:
+        """The bot's staged bytes; 0 for a bot that never staged any."""
+
+
 @runtime_checkable
 class Store(
     BotConfigStore,
@@ -287,6 +299,7 @@ class Store(
     ApiTokenStore,
     IdentityStore,
     OutboxStore,
+    MediaUsageStore,
     Protocol,
 ):
     """Async storage; SqliteStore and MongoStore implement it and pass one contract suite.

@@ -123,6 +123,9 @@ def _tables() -> list[str]:
             status TEXT NOT NULL, provider_message_id TEXT, reason TEXT,
             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
             UNIQUE (bot_id, idempotency_key))""",
+        # Bytes staged per bot (the media quota; _sqlite_media_usage.py).
+        """CREATE TABLE IF NOT EXISTS media_usage (
+            bot_id TEXT PRIMARY KEY, staged_bytes INTEGER NOT NULL) WITHOUT ROWID""",
         # The delivery scan reads pending rows per bot in insertion order.
         """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (bot_id, seq)
             WHERE status = 'pending'""",

@@ -3,7 +3,8 @@
 One MongoDB role and one user per service (`provision.py` creates them from this table;
 the deployment gives each service its own MONGODB_URI with its user). The process that
 parses hostile media (media_svc) can read but never write `bot_configurations`, so it
-cannot change any bot's webhook; it writes only the media jobs and the leases.
+cannot change any bot's webhook; it writes only the media jobs, the leases, the media
+bytes it deletes after delivery and their per-bot counter.
 
 A collection the store uses but no role names is refused by the tests
 (tests/deploy/test_least_privilege.py reads the store's collections): a new collection is
@@ -26,6 +27,8 @@ MUTATING_ACTIONS = frozenset(
 
 JOBS = tuple(c.collection_name for c in JobCollection)
 ACTIVE_JOBS = JobCollection.ACTIVE.collection_name
+# The GridFS bucket of media bytes (services/common/media_store/_gridfs.py).
+MEDIA_BYTES = ("media.files", "media.chunks")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ ROLES: dict[str, RoleAccess] = {
             # The outgoing-message outbox (MongoDB keeps large payloads in chunks).
             "outbox",
             "outbox_payloads",
+            # Media bytes Node stages through the gateway (MEDIA_STORE=gridfs) and each
+            # bot's staged-byte counter (the quota).
+            *MEDIA_BYTES,
+            "media_usage",
         ),
     ),
     # The queues and their sequences, Subscribe's cursors, the identity map, the registry
@@ -109,7 +116,8 @@ ROLES: dict[str, RoleAccess] = {
     # The jobs it claims and completes, its sweeps' leases; the definitions it runs.
     "media_svc": _access(
         reads=("bot_configurations", "store_migrations"),
-        writes=(*JOBS, "leases"),
+        # Media bytes: read, then deleted after delivery (releasing the bot's bytes).
+        writes=(*JOBS, "leases", *MEDIA_BYTES, "media_usage"),
         watches=(ACTIVE_JOBS,),
     ),
     # Its own delivery cursors and dead letters; the messages it replays and the webhook

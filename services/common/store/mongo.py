@@ -35,6 +35,7 @@ from services.common.store._mongo_base import (
 from services.common.store._mongo_dead_letters import MongoDeadLetters
 from services.common.store._mongo_identities import MongoIdentities
 from services.common.store._mongo_jobs import MongoJobs
+from services.common.store._mongo_media_usage import MongoMediaUsage
 from services.common.store._mongo_messages import MongoMessages
 from services.common.store._mongo_outbox import MongoOutbox
 from services.common.store._mongo_tokens import MongoApiTokens
@@ -57,6 +58,7 @@ class MongoStore(
     MongoApiTokens,
     MongoIdentities,
     MongoOutbox,
+    MongoMediaUsage,
 ):
     """The `Store` on a MongoDB database (replica set recommended: change streams), split
     as the aggregates are: bot configurations, the registry of active bots, the

@@ -24,6 +24,7 @@ from services.common.store._sqlite_base import (
 from services.common.store._sqlite_dead_letters import SqliteDeadLetters
 from services.common.store._sqlite_identities import SqliteIdentities
 from services.common.store._sqlite_jobs import SqliteJobs
+from services.common.store._sqlite_media_usage import SqliteMediaUsage
 from services.common.store._sqlite_messages import SqliteMessages
 from services.common.store._sqlite_outbox import SqliteOutbox
 from services.common.store._sqlite_tokens import SqliteApiTokens
@@ -47,6 +48,7 @@ class SqliteStore(
     SqliteApiTokens,
     SqliteIdentities,
     SqliteOutbox,
+    SqliteMediaUsage,
 ):
     """The `Store` on one SQLite file (WAL, synchronous NORMAL or FULL), split as the
     aggregates are: bot configurations, the registry of active bots, the definitions

@@ -59,8 +59,12 @@ async def test_requeue_follows_the_registry_of_active_bots(store: Store) -> None
         assert await jobs.dead_letter(job.media_processing_id, "corrupt")
         ids.append(job.media_processing_id)
     assert await store.set_bot_active("bot-on", True)
-    assert await jobs.requeue(ids[0], lambda _: False) is JobCollection.ACTIVE
-    assert await jobs.requeue(ids[1], lambda _: False) is JobCollection.HOLDING
+
+    async def no_staged_file(_: str) -> bool:
+        return False
+
+    assert await jobs.requeue(ids[0], no_staged_file) is JobCollection.ACTIVE
+    assert await jobs.requeue(ids[1], no_staged_file) is JobCollection.HOLDING
 
 
 async def test_a_delivered_success_is_deleted_and_a_failure_kept(store: Store) -> None:

@@ -19,8 +19,8 @@ from services.media_svc.delivery import QueueDelivery
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.registry import default_registry
-from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, WorkerSettings
+from tests.helpers.staging import StagingDirectory
 
 UPDATED = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
 NOT_FOUND = queue_service_pb2.UPDATE_BY_MEDIA_ID_STATUS_NOT_FOUND
@@ -107,8 +107,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def staging(tmp_path: Path) -> StagingDirectory:
-    return StagingDirectory(tmp_path / "staging")
+def staging(tmp_path: Path, store: Store) -> StagingDirectory:
+    return StagingDirectory(tmp_path / "staging", store)
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from services.common.store import JobCollection, JobStatus, Store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.delivery import QueueDelivery
 from services.media_svc.metrics import MediaMetrics
-from services.media_svc.staging import StagingDirectory
+from tests.helpers.staging import StagingDirectory
 from tests.helpers.store_factories import new_job
 from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer
 
@@ -75,7 +75,7 @@ async def test_stale_jobs_of_an_active_bot_get_a_timeout_marker_and_go_to_failed
         found = await store.get_job(job.media_processing_id)
         assert found is not None and found[0] is JobCollection.FAILED
         assert found[1].error is not None and found[1].error.startswith("stale")
-        assert not staging.exists(job.media_processing_id)
+        assert not await staging.exists(job.media_processing_id)
     found = await store.get_job(fresh_soon.media_processing_id)
     assert found is not None and found[0] is JobCollection.ACTIVE
     # NOT_FOUND is dead-lettered as before, with the ids an operator needs.
@@ -117,13 +117,13 @@ async def test_stale_jobs_of_a_stopped_bot_are_timed_out_in_place_and_kept(
         assert found is not None and found[0] is JobCollection.HOLDING
         assert found[1].status is JobStatus.COMPLETED
         assert (found[1].result, found[1].error) == (marker, TIMED_OUT)
-        assert not staging.exists(job.media_processing_id)
+        assert not await staging.exists(job.media_processing_id)
     # The worker that still holds the old claim is refused.
     assert await store.complete_job(running.media_processing_id, claim.token, "late") is None
     found = await store.get_job(finished.media_processing_id)
     assert found is not None and found[0] is JobCollection.HOLDING
     assert (found[1].result, found[1].error) == ("a cat", None)
-    assert staging.exists(finished.media_processing_id)  # the worker deletes it on delivery
+    assert await staging.exists(finished.media_processing_id)  # the worker deletes it on delivery
 
     # While the bot stays stopped, later runs change nothing.
     before = {
@@ -227,10 +227,10 @@ async def test_unreferenced_files_deleted_after_grace(
         os.utime(path, (old, old))
     report = await cleanup_at(store, staging, delivery, metrics, timedelta()).run_once()
     assert (report.orphans_deleted, report.partials_deleted) == (2, 1)
-    assert not staging.exists(orphan) and not partial.exists()
-    assert not staging.exists(dead.media_processing_id)
-    assert staging.exists(young_orphan)
-    assert staging.exists(referenced.media_processing_id)
+    assert not await staging.exists(orphan) and not partial.exists()
+    assert not await staging.exists(dead.media_processing_id)
+    assert await staging.exists(young_orphan)
+    assert await staging.exists(referenced.media_processing_id)
     assert foreign.exists()
 
 

@@ -14,8 +14,8 @@ from services.common.store import JobCollection, MediaJob, NewMediaJob, Store
 from services.media_svc.cleanup import Cleanup
 from services.media_svc.delivery import DeliveryStatus, QueueDelivery
 from services.media_svc.metrics import MediaMetrics
-from services.media_svc.staging import StagingDirectory
 from tests.helpers.shards import bot_on_shard
+from tests.helpers.staging import StagingDirectory
 from tests.helpers.store_factories import new_job
 from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, QueuePeer, scripted_queue_peer
 

@@ -13,9 +13,9 @@ from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.pool import PoolSet
 from services.media_svc.processors import default_registry
-from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker
 from tests.helpers.definitions import stub_definitions
+from tests.helpers.staging import StagingDirectory
 from tests.helpers.store_factories import new_job
 from tests.helpers.waiting import wait_until
 from tests.unit.media_svc.conftest import QueuePeer

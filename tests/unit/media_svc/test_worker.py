@@ -27,9 +27,9 @@ from services.media_svc.processors.registry import (
     builtin_types,
     default_registry,
 )
-from services.media_svc.staging import StagingDirectory
 from services.media_svc.worker import JobWorker, compose_content
 from tests.helpers.processors import ProbeProcessor
+from tests.helpers.staging import StagingDirectory
 from tests.helpers.store_factories import new_job
 from tests.unit.media_svc.conftest import BOT_NOT_ACTIVE, NOT_FOUND, UPDATED, QueuePeer, settings
 
@@ -96,7 +96,7 @@ async def test_success_delivers_then_deletes_job_and_file(
     )
     assert call.content == "a cat\nCaption: my cat"
     assert await store.get_job(job.media_processing_id) is None
-    assert not staging.exists(job.media_processing_id)
+    assert not await staging.exists(job.media_processing_id)
 
 
 async def test_failure_marker_resolves_placeholder_and_moves_job_to_failed(
@@ -180,7 +180,7 @@ async def test_bot_not_active_leaves_completed_result(
     assert collection is JobCollection.ACTIVE
     assert stored.status is JobStatus.COMPLETED
     assert stored.result == "a cat\nCaption: my cat"
-    assert staging.exists(job.media_processing_id)
+    assert await staging.exists(job.media_processing_id)
 
 
 async def test_not_found_is_retried_then_left_for_recovery(
@@ -230,7 +230,7 @@ async def test_unreachable_queue_frees_the_slot_and_the_result_is_redelivered(
     found = await store.get_job(job.media_processing_id)
     assert found is not None and found[0] is JobCollection.ACTIVE
     assert (found[1].status, found[1].result) == (JobStatus.COMPLETED, "a cat\nCaption: my cat")
-    assert staging.exists(job.media_processing_id)
+    assert await staging.exists(job.media_processing_id)
     # The shard is left alone for its backoff: nothing is sent meanwhile.
     assert not delivery.reachable(job.bot_id)
     assert await worker.redeliver_stranded(older_than_seconds=0) == 0
@@ -240,7 +240,7 @@ async def test_unreachable_queue_frees_the_slot_and_the_result_is_redelivered(
     assert await worker.redeliver_stranded(older_than_seconds=0) == 1
     assert [c.content for c in queue_peer.servicer.calls] == ["a cat\nCaption: my cat"] * 2
     assert await store.get_job(job.media_processing_id) is None
-    assert not staging.exists(job.media_processing_id)
+    assert not await staging.exists(job.media_processing_id)
     await delivery.close()
 
 
@@ -257,7 +257,7 @@ async def test_a_refused_result_resolves_the_placeholder_with_the_failure_marker
     found = await store.get_job(job.media_processing_id)
     assert found is not None and found[0] is JobCollection.FAILED
     assert found[1].error is not None and "INVALID_ARGUMENT" in found[1].error
-    assert not staging.exists(job.media_processing_id)
+    assert not await staging.exists(job.media_processing_id)
 
 
 async def test_a_refused_result_whose_placeholder_is_gone_is_dead_lettered(
@@ -310,7 +310,7 @@ async def test_transient_errors_retry_with_backoff_then_fail(
     )
     found = await store.get_job(job.media_processing_id)
     assert found is not None and found[0] is JobCollection.FAILED
-    assert not staging.exists(job.media_processing_id)
+    assert not await staging.exists(job.media_processing_id)
 
 
 async def test_transient_error_then_success(
@@ -336,7 +336,7 @@ async def test_lost_lease_cannot_persist_or_deliver(
     assert await worker.run(stub_pool(), stale) == "lease_lost"
     assert queue_peer.servicer.calls == []
     # The live claim still owns the job and its file.
-    assert staging.exists(job.media_processing_id)
+    assert await staging.exists(job.media_processing_id)
     assert await worker.run(stub_pool(), fresh) == "delivered"
     assert len(queue_peer.servicer.calls) == 1
 
@@ -360,7 +360,7 @@ async def test_a_missing_staged_file_is_retried_then_a_failure_marker(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
     job = await create(store, staging)
-    staging.delete(job.media_processing_id)
+    await staging.files.delete(job.media_processing_id)
     for _ in range(2):  # MEDIA_MAX_ATTEMPTS=3: two retries with backoff
         assert await run_when_due(store, worker, stub_pool()) == "retried"
         assert queue_peer.servicer.calls == []
@@ -376,7 +376,7 @@ async def test_a_staged_file_that_appears_late_is_processed(
     store: Store, staging: StagingDirectory, worker: JobWorker, queue_peer: QueuePeer
 ) -> None:
     job = await create(store, staging)
-    staging.delete(job.media_processing_id)
+    await staging.files.delete(job.media_processing_id)
     assert await claim_and_run(store, worker, stub_pool()) == "retried"
     # The shared volume shows the file now.
     staging.path_for(job.media_processing_id).write_bytes(b"\xff\xd8 fake jpeg")
@@ -433,7 +433,7 @@ async def test_a_lost_lease_stops_the_run_and_only_the_new_claims_result_is_kept
     assert await asyncio.wait_for(first, 5) == "lease_lost"
     assert metrics.leases_lost.labels("Image")._value.get() == 1
     assert queue_peer.servicer.calls == []
-    assert staging.exists(job.media_processing_id)
+    assert await staging.exists(job.media_processing_id)
     assert await worker.run(stub_pool(text="second result"), second_claim) == "delivered"
     assert [c.content for c in queue_peer.servicer.calls] == ["second result\nCaption: my cat"]
     assert await store.get_job(job.media_processing_id) is None
@@ -541,7 +541,7 @@ async def test_redelivery_sweep_delivers_stranded_results(
     assert await worker.redeliver_stranded(older_than_seconds=0.01) == 1
     assert [c.content for c in queue_peer.servicer.calls] == ["done"]
     assert await store.get_job(job.media_processing_id) is None
-    assert not staging.exists(job.media_processing_id)
+    assert not await staging.exists(job.media_processing_id)
 
 
 async def test_redelivery_sweep_takes_only_results_completed_before_the_bound(
