@@ -38,10 +38,10 @@ from tests.helpers.tcp_proxy import RoundRobinProxy
 from tests.helpers.vision_inputs import text_image
 from tests.helpers.waiting import eventually, wait_until
 
-# Where media bytes live between Node and media_svc. For now one directory shared by
-# every Node and media_svc replica; with MEDIA_STORE=gridfs (branch mediastore) each
-# replica gets a directory of its own and the bytes go through the store.
-MEDIA_STORE: dict[str, str] = {}
+# Where media bytes live between Node and media_svc: GridFS in the store, as in
+# production. Node streams them to a gateway (through the proxy, so to either), media_svc
+# copies them into a directory of its own: no directory is shared by two processes.
+MEDIA_STORE: dict[str, str] = {"MEDIA_STORE": "gridfs"}
 SHARED_MEDIA_DIR = not MEDIA_STORE
 
 API_TOKEN, WS_TOKEN, NODE_API_TOKEN = "topology-api-token", "topology-ws", "node-api-token"
@@ -130,6 +130,7 @@ def _gateway_env(store: dict[str, str], queues: str) -> dict[str, str]:
         "GATEWAY_OUTBOX_SCAN_SECONDS": "0.5",
         # A Node server killed between taking a message and reporting it never reports.
         "GATEWAY_OUTBOX_RESULT_TIMEOUT_SECONDS": "10",
+        **MEDIA_STORE,
     }
 
 
@@ -264,7 +265,7 @@ async def test_topology_survives_one_kill_of_each_kind(tmp_path: Path) -> None:
                         log_path=tmp_path / f"node-{i}.log",
                         port=port,
                         extra_env={
-                            **MEDIA_STORE,
+                            "NODE_MEDIA_STAGING": "gateway",
                             "NODE_OWNERSHIP": "lease",
                             "LOG_LEVEL": "info",
                             "NODE_AUTH_STATE": "store",
@@ -419,6 +420,9 @@ async def test_topology_survives_one_kill_of_each_kind(tmp_path: Path) -> None:
     # The killed Node server's sessions went on without pairing.
     assert not [e for node in nodes for e in node.events if e.get("event") == "qr_shown"]
     assert proxy is not None and len(proxy.connections) == 2, proxy.connections
+    # The bytes went through GridFS: no process wrote a staging directory here.
+    staged = await asyncio.to_thread(lambda: list(tmp_path.glob("**/staging*")))
+    assert not staged, staged
     resent = Counter(e["text"] for e in _reply_events(nodes))
     redeliveries = sum(len(posts) for posts in webhook.posts.values()) - sum(top.values())
     print(
