@@ -17,6 +17,7 @@ from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
+from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import RecoveryResult, restore_job
 from services.queue_svc.service_types import PlaceholderRequest, UpdateResult, store_call
@@ -76,7 +77,8 @@ class Placeholders:
             if seen:
                 return (key.id if key is not None else 0), True
         route = RouteKey.of(request.condition, request.media.media_kind, request.media.mime_type)
-        pool = (await self._routing.definitions()).route(route)
+        definitions = await self._routing.definitions()
+        pool = definitions.route(route)
         message_id = bot.reserve_id(request.correspondent_id)
         m = request.message
         job = NewMediaJob(
@@ -101,6 +103,7 @@ class Placeholders:
             group_name=m.group_name,
             condition_detail=bounded_detail(request.condition_detail),
             details=m.details,
+            claim_delay_ms=claim_delay_ms(definitions.pool(pool), request.file_size),
         )
         created = await store_call(self._jobs.create(job), "create_job")
         if not created:

@@ -78,6 +78,10 @@ def _job(doc: Mapping[str, Any]) -> MediaJob:
     values["status"] = JobStatus(doc["status"])
     # A document written before `fence` existed (until the next open backfills it).
     values["fence"] = doc.get("fence", doc.get("attempts", 0))
+    # Documents written before claim order existed were claimed in arrival order (a
+    # missing field sorts first, so they still go before every newer job).
+    values["claim_delay_ms"] = doc.get("claim_delay_ms", 0)
+    values["claim_at"] = doc.get("claim_at", doc["created_at"])
     return MediaJob(**values)
 
 
@@ -197,17 +201,17 @@ class MongoBase(AdapterBase):
             await self._indexes(
                 self._jobs[collection],
                 [
-                    # Equality, sort, range: the claim walks (status, pool) in created order
+                    # Equality, sort, range: the claim walks (status, pool) in claim order
                     # and checks available_at from the index.
                     IndexModel(
                         [
                             ("status", 1),
                             ("pool", 1),
-                            ("created_at", 1),
+                            ("claim_at", 1),
                             ("created_ns", 1),
                             ("available_at", 1),
                         ],
-                        name="claim",
+                        name="claim_order",
                     ),
                     IndexModel([("bot_id", 1), ("created_at", 1)], name="bot"),
                     IndexModel([("correspondent_id", 1)], name="correspondent"),

@@ -68,7 +68,7 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
                 },
                 "$inc": {"attempts": 1, "fence": 1, "version": 1},
             },
-            sort=[("created_at", ASCENDING), ("created_ns", ASCENDING)],
+            sort=[("claim_at", ASCENDING), ("created_ns", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:

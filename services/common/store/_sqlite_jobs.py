@@ -58,7 +58,8 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         marks = ", ".join(f":{name}" for name in NEW_JOB_FIELDS)
         sql = (
             f"INSERT INTO {ACTIVE} ({columns}, status, attempts, fence, available_at,"
-            f" created_at, updated_at) VALUES ({marks}, 'pending', 0, 0, :now, :now, :now)"
+            f" created_at, updated_at, claim_at)"
+            f" VALUES ({marks}, 'pending', 0, 0, :now, :now, :now, :now + :claim_delay_ms)"
             " ON CONFLICT (media_processing_id) DO NOTHING"
         )
 

@@ -1,0 +1,108 @@
+"""Claim order inside a pool on every leg: the smallest `claim_at` (arrival + expected
+cost) first, so a long file does not hold short ones back and nothing starves."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.errors import InvalidInputError
+from services.common.store import JobCollection, MediaJob, Store
+from services.common.store._types import MAX_CLAIM_DELAY_MS
+from tests.helpers.store_factories import new_job, now_ms
+
+ACTIVE, HOLDING = JobCollection.ACTIVE, JobCollection.HOLDING
+
+
+async def _until_clock_passes(instant: datetime) -> None:
+    """Waits for the wall clock itself (the condition under test), not for another task."""
+    await asyncio.sleep((instant - datetime.now(UTC)).total_seconds() + 0.002)
+    assert datetime.now(UTC) > instant
+
+
+async def _claimed_ids(store: Store, pool: str) -> list[str]:
+    ids: list[str] = []
+    while (claim := await store.claim_job([pool], "w", 30)) is not None:
+        ids.append(claim.job.media_processing_id)
+    return ids
+
+
+async def test_a_short_job_arriving_during_a_long_ones_cost_is_claimed_first(
+    store: Store,
+) -> None:
+    before = now_ms()
+    long = new_job(pool="audio", claim_delay_ms=60_000)
+    assert await store.create_job(long)
+    shorts = [new_job(pool="audio", claim_delay_ms=500) for _ in range(3)]
+    for job in shorts:
+        assert await store.create_job(job)
+    found = await store.get_job(long.media_processing_id)
+    assert found is not None
+    _, stored = found
+    assert stored.claim_delay_ms == 60_000
+    assert stored.claim_at == stored.created_at + timedelta(milliseconds=60_000)
+    assert before <= stored.created_at <= now_ms()
+
+    order = await _claimed_ids(store, "audio")
+    assert order == [j.media_processing_id for j in shorts] + [long.media_processing_id]
+
+
+async def test_a_job_arriving_after_a_long_ones_claim_at_ranks_behind_it(store: Store) -> None:
+    long = new_job(pool="audio", claim_delay_ms=40)
+    assert await store.create_job(long)
+    _, stored = await _found(store, long.media_processing_id)
+    await _until_clock_passes(stored.claim_at)
+    late_short = new_job(pool="audio")  # no delay at all, yet it arrived too late
+    assert await store.create_job(late_short)
+
+    order = await _claimed_ids(store, "audio")
+    assert order == [long.media_processing_id, late_short.media_processing_id]
+
+
+async def test_claim_order_is_kept_through_retries_and_moves(store: Store) -> None:
+    first = new_job(pool="audio", claim_delay_ms=1_000)
+    second = new_job(pool="audio", claim_delay_ms=5_000)
+    for job in (first, second):
+        assert await store.create_job(job)
+    claim = await store.claim_job(["audio"], "w", 30)
+    assert claim is not None and claim.job.media_processing_id == first.media_processing_id
+    retry_at = datetime.now(UTC) + timedelta(milliseconds=60)
+    assert await store.release_job(first.media_processing_id, claim.token, "timeout", retry_at)
+    # Backing off: the retry waits for available_at even though it ranks first.
+    other = await store.claim_job(["audio"], "w", 30)
+    assert other is not None and other.job.media_processing_id == second.media_processing_id
+    assert await store.release_job(second.media_processing_id, other.token, "x", datetime.now(UTC))
+    await _until_clock_passes(retry_at)
+
+    assert await store.move_bot_jobs("bot-1", ACTIVE, HOLDING) == 2
+    assert await store.move_bot_jobs("bot-1", HOLDING, ACTIVE) == 2
+    for job in (first, second):
+        _, moved = await _found(store, job.media_processing_id)
+        assert moved.claim_at == moved.created_at + timedelta(milliseconds=job.claim_delay_ms)
+    assert await _claimed_ids(store, "audio") == [
+        first.media_processing_id,
+        second.media_processing_id,
+    ]
+
+
+async def test_pools_keep_their_own_order_when_one_worker_claims_several(store: Store) -> None:
+    long_audio = new_job(pool="audio", claim_delay_ms=30_000)
+    image = new_job(pool="image", claim_delay_ms=100)
+    for job in (long_audio, image):
+        assert await store.create_job(job)
+    claim = await store.claim_job(["audio", "image"], "w", 30)
+    assert claim is not None and claim.job.media_processing_id == image.media_processing_id
+
+
+def test_a_bad_claim_delay_is_refused() -> None:
+    for bad in (-1, MAX_CLAIM_DELAY_MS + 1, True, 1.5):
+        with pytest.raises(InvalidInputError, match="claim_delay_ms"):
+            new_job(claim_delay_ms=bad)
+
+
+async def _found(store: Store, media_processing_id: str) -> tuple[JobCollection, MediaJob]:
+    found = await store.get_job(media_processing_id)
+    assert found is not None
+    return found
