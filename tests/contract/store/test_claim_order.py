@@ -106,3 +106,31 @@ async def _found(store: Store, media_processing_id: str) -> tuple[JobCollection,
     found = await store.get_job(media_processing_id)
     assert found is not None
     return found
+
+
+@pytest.mark.parametrize(("long_delay_ms", "short_delay_ms"), [(150, 0), (250, 40)])
+async def test_no_job_starves_under_a_steady_stream_of_short_ones(
+    store: Store, long_delay_ms: int, short_delay_ms: int
+) -> None:
+    """A short job arrives for every one claimed, so the pool is never empty: pure
+    shortest-first would never reach the long one. It is claimed once the clock passes
+    its claim_at, and only jobs that arrived before that instant went first."""
+    long = new_job(pool="audio", claim_delay_ms=long_delay_ms)
+    assert await store.create_job(long)
+    _, stored = await _found(store, long.media_processing_id)
+    first_short = new_job(pool="audio", claim_delay_ms=short_delay_ms)
+    assert await store.create_job(first_short)
+    _, first_stored = await _found(store, first_short.media_processing_id)
+    went_first: list[datetime] = []
+    for _ in range(5_000):
+        claim = await store.claim_job(["audio"], "w", 30)
+        assert claim is not None
+        if claim.job.media_processing_id == long.media_processing_id:
+            break
+        went_first.append(claim.job.created_at)
+        assert await store.create_job(new_job(pool="audio", claim_delay_ms=short_delay_ms))
+    else:
+        pytest.fail("the long job starved behind a steady stream of short ones")
+    if first_stored.claim_at < stored.claim_at:  # not so when the store was very slow
+        assert went_first, "the short jobs that arrived during its cost went first"
+    assert all(created <= stored.claim_at for created in went_first)
