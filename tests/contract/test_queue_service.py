@@ -17,7 +17,9 @@ from chatbot.common.v1 import message_pb2 as m
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
+from services.common.routing import default_definitions
 from services.common.store import JobCollection, Store
+from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
 from services.queue_svc.servicer import QueueServicer
@@ -165,6 +167,9 @@ async def test_inject_placeholder_and_update_by_media_id(stub: Stub, store: Stor
     found = await store.get_job(mid)
     assert found is not None and found[0] is JobCollection.ACTIVE
     assert found[1].pool == "Audio" and found[1].media_kind == "MEDIA_KIND_VOICE_NOTE"
+    # Claimed in order of arrival + expected cost, estimated from the staged size.
+    assert found[1].claim_delay_ms == claim_delay_ms(default_definitions().pool("Audio"), 1234)
+    assert found[1].claim_delay_ms > 0
 
     window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
     assert [(w.id, w.media_processing_id, w.content) for w in window.messages] == [
