@@ -34,17 +34,18 @@ from tests.helpers import media_samples
 
 BOT = "bench-mixed"
 CHAT = "4915100000002@s.whatsapp.net"
+# About 5 s each at espeak-ng's 150 words per minute.
 SHORT_TEXTS = [
-    "Hello, is the shop open today?",
-    "Can you send me the price list?",
-    "I will be there at five o'clock.",
-    "Please call me back when you can.",
-    "Thank you, the order arrived today.",
-    "Do you have this in a larger size?",
-    "My booking number is four two seven.",
-    "Is parking available near the office?",
-    "I would like to cancel my appointment.",
-    "Where can I pick up the package?",
+    "Hello, is the shop open today, and until what time can I come by?",
+    "Can you send me the price list for the new summer collection, please?",
+    "I will be there at five o'clock with my brother and his two kids.",
+    "Please call me back when you can, I have a question about my bill.",
+    "Thank you, the order arrived today and everything was in perfect condition.",
+    "Do you have this jacket in a larger size, maybe in dark blue?",
+    "My booking number is four two seven, for two nights from Friday.",
+    "Is there parking available near the office, or should I take the bus?",
+    "I would like to cancel my appointment on Monday morning, I am sick.",
+    "Where can I pick up the package that was sent to my old address?",
 ]
 LONG_TEXT = (
     "Good morning, I am calling about the apartment on the third floor. We visited it "
@@ -64,11 +65,11 @@ class Note:
 
 
 def make_notes(directory: Path) -> tuple[Note, list[Note]]:
-    def note(text: str, name: str) -> Note:
-        path = media_samples.voice_note(text, "en", directory / f"{name}.ogg")
+    def note(text: str, name: str, words_per_minute: int = 150) -> Note:
+        path = media_samples.voice_note(text, "en", directory / f"{name}.ogg", words_per_minute)
         return Note(path, len(media_samples.read_mono(path)) / media_samples.OPUS_RATE)
 
-    long = note(" ".join([LONG_TEXT] * 3), "long")
+    long = note(" ".join([LONG_TEXT] * 3), "long", 165)  # about 100 s
     shorts = [note(text, f"short-{n}") for n, text in enumerate(SHORT_TEXTS)]
     return long, shorts
 
