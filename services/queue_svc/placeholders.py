@@ -147,10 +147,15 @@ class Placeholders:
         return job.message_id, True
 
     async def resolve(
-        self, bot: BotQueues, correspondent_id: str, media_processing_id: str, content: str
+        self,
+        bot: BotQueues,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
     ) -> tuple[UpdateResult, int]:
         bot_id = bot.bot_id
-        outcome = bot.resolve(correspondent_id, media_processing_id, content)
+        outcome = bot.resolve(correspondent_id, media_processing_id, content, media_result)
         if outcome.status is UpdateStatus.NOT_FOUND or outcome.message_id is None:
             return UpdateResult.NOT_FOUND, 0
         key = MessageKey(correspondent_id, outcome.message_id)

@@ -51,6 +51,7 @@ class MongoJobMoves(MongoBase):
             lease_expires_at=None,
             available_at=now,
             result=None,
+            media_result=None,
             error=None,
             created_at=now,
             created_ns=time.time_ns(),  # tie-break within one millisecond

@@ -74,7 +74,8 @@ _JOB_COLUMNS_SQL = """
     condition_detail TEXT,
     details TEXT,
     claim_delay_ms INTEGER NOT NULL DEFAULT 0,
-    claim_at INTEGER NOT NULL DEFAULT 0
+    claim_at INTEGER NOT NULL DEFAULT 0,
+    media_result TEXT
 """
 
 
@@ -146,6 +147,7 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # Until version 6 claims went in arrival order: older jobs keep it.
     ("claim_delay_ms", "INTEGER NOT NULL DEFAULT 0", None),
     ("claim_at", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET claim_at = created_at"),
+    ("media_result", "TEXT", None),
 )
 
 

@@ -391,6 +391,9 @@ class MediaJob(NewMediaJob):
     # Claim order among the claimable jobs of a pool: created_at + claim_delay_ms (kept
     # through retries, moves and requeues; the retry backoff is `available_at`).
     claim_at: datetime
+    # The values processing learned beside `result` (chatbot.common.v1.MediaResult as
+    # proto3 JSON, e.g. a transcript's language); None when there are none.
+    media_result: str | None
 
     def __post_init__(self) -> None:
         """Read back from the store: checked once, as the NewMediaJob it was created from
