@@ -192,7 +192,7 @@ export declare type MediaResult = Message$1<"chatbot.common.v1.MediaResult"> & {
    * The detector's probability for `language`, from 0 to 1; absent when the language
    * was not detected (e.g. fixed by the pool or the engine did not report it).
    *
-   * @generated from field: optional float language_probability = 2;
+   * @generated from field: optional double language_probability = 2;
    */
   languageProbability?: number | undefined;
 };
