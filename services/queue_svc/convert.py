@@ -28,7 +28,8 @@ _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})?")
 
 
 def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
-    """The typed fields `details`, `reply_to` and `context` as one JSON object (canonical
+    """The typed fields `details`, `reply_to`, `context` (and a resolved media message's
+    `media_result`) as one JSON object (canonical
     proto3 JSON of each, sorted keys): the form queued, persisted in `queues` (and kept
     with a media job) and read back."""
     parts = {}
@@ -38,6 +39,8 @@ def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
         parts["replyTo"] = json_format.MessageToDict(message.reply_to)
     if message.HasField("context"):
         parts[CONTEXT_KEY] = json_format.MessageToDict(message.context)
+    if isinstance(message, message_pb2.Message) and message.HasField("media_result"):
+        parts[MEDIA_RESULT_KEY] = json_format.MessageToDict(message.media_result)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
 
 
