@@ -3,7 +3,9 @@ per pool overridable, nothing for processors that do no real work."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -51,3 +53,11 @@ def test_seconds_per_mib_round_trips_and_is_validated() -> None:
         document["pools"][0]["seconds_per_mib"] = bad
         with pytest.raises(InvalidInputError, match="seconds_per_mib"):
             ProcessorDefinitions.from_document(document)
+
+
+def test_the_readme_states_the_built_in_estimates_the_code_uses() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    found = re.search(r"built-in estimates per processor: ([^;]+);", readme.replace("\n", " "))
+    assert found is not None
+    stated = {name: float(value) for name, value in re.findall(r"(\w+) (\d+)", found[1])}
+    assert stated == dict(SECONDS_PER_MIB)
