@@ -4,13 +4,22 @@ cost) first, so a long file does not hold short ones back and nothing starves.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.store import JobCollection, MediaJob, Store
-from services.common.store._types import MAX_CLAIM_DELAY_MS
+from services.common.store import (
+    MAX_CLAIM_DELAY_MS,
+    JobCollection,
+    MediaJob,
+    Store,
+    StoreConfig,
+    open_store,
+)
+from services.common.store.mongo import MongoStore
 from tests.helpers.store_factories import new_job, now_ms
 
 ACTIVE, HOLDING = JobCollection.ACTIVE, JobCollection.HOLDING
@@ -134,3 +143,40 @@ async def test_no_job_starves_under_a_steady_stream_of_short_ones(
     if first_stored.claim_at < stored.claim_at:  # not so when the store was very slow
         assert went_first, "the short jobs that arrived during its cost went first"
     assert all(created <= stored.claim_at for created in went_first)
+
+
+async def test_an_older_databases_arrival_order_index_is_dropped_on_open(
+    store_config: StoreConfig,
+) -> None:
+    """Every job write would maintain the index claims no longer use."""
+    active = ACTIVE.collection_name
+    first = await open_store(store_config)
+    try:
+        if isinstance(first, MongoStore):
+            jobs = first._jobs[ACTIVE]
+            await jobs.create_index([("status", 1), ("pool", 1), ("created_at", 1)], name="claim")
+            assert "claim" in await jobs.index_information()
+    finally:
+        await first.close()
+    if store_config.backend == "sqlite":
+        with sqlite3.connect(store_config.sqlite_path) as conn:
+            conn.execute(f"CREATE INDEX {active}_claim ON {active} (status, pool, created_at)")
+        conn.close()
+
+    second = await open_store(store_config)
+    try:
+        if isinstance(second, MongoStore):
+            names = set(await second._jobs[ACTIVE].index_information())
+            assert "claim" not in names and "claim_order" in names
+        else:
+            with contextlib.closing(sqlite3.connect(store_config.sqlite_path)) as conn:
+                names = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+                        (active,),
+                    )
+                }
+            assert f"{active}_claim" not in names and f"{active}_claim_order" in names
+    finally:
+        await second.close()
