@@ -24,7 +24,7 @@ Last line: `RESULT audio_rtf=<x> audio_wer_en=<x> voice_note_e2e_s=<x>
 ocr_s_per_image=<x> pdf_pages_per_s=<n> overhead_ratio_max=<x> audio_worker_rss_mb=<n>
 short_voice_p95_ratio=<x>`.
 
-    .venv/bin/python bench/processors.py [--runs 2] [--mixed-only]
+    .venv/bin/python bench/processors.py [--runs 2] [--mixed-only [--fifo-control]]
 """
 
 from __future__ import annotations
@@ -593,9 +593,9 @@ def run(runs: int) -> None:
     )
 
 
-def run_mixed_only() -> None:
+def run_mixed_only(fifo_control: bool) -> None:
     assemble_whisper_base(models_dir())
-    mixed = mixed_load(Path(tempfile.mkdtemp(prefix="bench-processors-")))
+    mixed = mixed_load(Path(tempfile.mkdtemp(prefix="bench-processors-")), fifo_control)
     print(f"RESULT short_voice_p95_ratio={mixed['ratio']:.2f}")
 
 
@@ -606,9 +606,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--worker-memory", nargs=2, metavar=("POOL", "SAMPLE"), help=argparse.SUPPRESS
     )
     parser.add_argument("--mixed-only", action="store_true", help="only the mixed-load figure")
+    parser.add_argument(
+        "--fifo-control", action="store_true", help="with --mixed-only: also in arrival order"
+    )
     args = parser.parse_args(argv)
     if args.mixed_only:
-        run_mixed_only()
+        run_mixed_only(args.fifo_control)
         return
     if args.worker_memory:
         worker_memory_child(args.worker_memory[0], Path(args.worker_memory[1]))
