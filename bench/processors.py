@@ -17,12 +17,14 @@ processes on the machine hits both alike. Printed:
 
 The end-to-end figure runs the real pipeline (gateway, queue_svc, media_svc with the
 Audio pool warmed) and times an accepted voice-note frame to its transcript on
-Subscribe.
+Subscribe. The mixed-load figure (bench/mixed_load.py) sends one 100 s voice note and
+ten 5 s ones together through the same pipeline.
 
 Last line: `RESULT audio_rtf=<x> audio_wer_en=<x> voice_note_e2e_s=<x>
-ocr_s_per_image=<x> pdf_pages_per_s=<n> overhead_ratio_max=<x> audio_worker_rss_mb=<n>`.
+ocr_s_per_image=<x> pdf_pages_per_s=<n> overhead_ratio_max=<x> audio_worker_rss_mb=<n>
+short_voice_p95_ratio=<x>`.
 
-    .venv/bin/python bench/processors.py [--runs 2]
+    .venv/bin/python bench/processors.py [--runs 2] [--mixed-only [--fifo-control]]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Replace the script's own directory on the path: bench/queue.py would shadow the stdlib.
 sys.path[0] = str(ROOT)
 
+from bench.mixed_load import mixed_load  # noqa: E402
 from services.media_svc.models import assemble_whisper_base, models_dir  # noqa: E402
 from services.media_svc.processors.contract import ProcessorInput  # noqa: E402
 from tests.helpers import media_samples  # noqa: E402
@@ -553,6 +556,9 @@ def run(runs: int) -> None:
     print("== e2e: accepted 15 s voice-note frame -> transcript on Subscribe")
     e2e = voice_note_end_to_end_seconds(notes["en"][0])
     print(f"voice_note_e2e_s: {_figure(e2e, '.2f')} ({notes['en'][1]:.1f} s of speech)")
+    print("== mixed load: one 100 s and ten 5 s voice notes accepted together")
+    mixed = mixed_load(work)
+    print(f"short_voice_p95_ratio: {mixed['ratio']:.2f}")
     print("== worker memory (fresh process, engine loaded, one job done)")
     video = media_samples.write_video(
         work / "clip.mp4",
@@ -582,8 +588,15 @@ def run(runs: int) -> None:
         f"ocr_s_per_image={_figure(ocr['seconds'] if ocr else None, '.2f')} "
         f"pdf_pages_per_s={_figure(pdf_figures['pages_per_s'] if pdf_figures else None, '.0f')} "
         f"overhead_ratio_max={max(ratios):.3f} "
-        f"audio_worker_rss_mb={_figure(audio_memory['peak_mb'] if audio_memory else None, '.0f')}"
+        f"audio_worker_rss_mb={_figure(audio_memory['peak_mb'] if audio_memory else None, '.0f')} "
+        f"short_voice_p95_ratio={mixed['ratio']:.2f}"
     )
+
+
+def run_mixed_only(fifo_control: bool) -> None:
+    assemble_whisper_base(models_dir())
+    mixed = mixed_load(Path(tempfile.mkdtemp(prefix="bench-processors-")), fifo_control)
+    print(f"RESULT short_voice_p95_ratio={mixed['ratio']:.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -592,7 +605,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--worker-memory", nargs=2, metavar=("POOL", "SAMPLE"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--mixed-only", action="store_true", help="only the mixed-load figure")
+    parser.add_argument(
+        "--fifo-control", action="store_true", help="with --mixed-only: also in arrival order"
+    )
     args = parser.parse_args(argv)
+    if args.mixed_only:
+        run_mixed_only(args.fifo_control)
+        return
     if args.worker_memory:
         worker_memory_child(args.worker_memory[0], Path(args.worker_memory[1]))
         return

@@ -121,10 +121,18 @@ class MediaJobs:
         return await self._store.release_job(media_processing_id, token, why, retry_at)
 
     async def record_result(
-        self, media_processing_id: str, token: int, content: str, error: str | None
+        self,
+        media_processing_id: str,
+        token: int,
+        content: str,
+        error: str | None,
+        media_result: str | None = None,
     ) -> JobCollection | None:
-        """Persists the result before it is delivered; None once the claim is lost."""
-        return await self._store.complete_job(media_processing_id, token, content, error)
+        """Persists the result (with its typed values) before it is delivered; None once
+        the claim is lost."""
+        return await self._store.complete_job(
+            media_processing_id, token, content, error, media_result
+        )
 
     # The end of a job whose result is durable in its bot's queue: media_svc's worker
     # after UpdateByMediaId, and queue_svc's StartBot for a result applied at start.

@@ -58,6 +58,9 @@ class PoolDefinition:
     timeout_seconds: float | None = None
     max_attempts: int | None = None
     memory_limit_mb: int | None = None
+    # Expected processing seconds per MiB of input, which orders claims inside the pool
+    # (services/queue_svc/job_cost.py); None takes the processor's built-in estimate.
+    seconds_per_mib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class ProcessorDefinitions:
                             ("timeout_seconds", p.timeout_seconds),
                             ("max_attempts", p.max_attempts),
                             ("memory_limit_mb", p.memory_limit_mb),
+                            ("seconds_per_mib", p.seconds_per_mib),
                         )
                         if value is not None
                     },
@@ -191,6 +195,7 @@ def _parse_pool(index: int, raw: Any) -> PoolDefinition:
         "timeout_seconds",
         "max_attempts",
         "memory_limit_mb",
+        "seconds_per_mib",
     }
     if unknown:
         raise InvalidInputError(f"{where}: unknown keys {sorted(unknown)}")
@@ -227,6 +232,13 @@ def _parse_pool(index: int, raw: Any) -> PoolDefinition:
         raise InvalidInputError(f"{where}.timeout_seconds: must be a number in (0, 86400]")
     max_attempts = _optional_int(raw, "max_attempts", where, 1, 100)
     memory_limit_mb = _optional_int(raw, "memory_limit_mb", where, 64, 1_048_576)
+    seconds_per_mib = raw.get("seconds_per_mib")
+    if seconds_per_mib is not None and (
+        isinstance(seconds_per_mib, bool)
+        or not isinstance(seconds_per_mib, int | float)
+        or not 0 <= seconds_per_mib <= 3600
+    ):
+        raise InvalidInputError(f"{where}.seconds_per_mib: must be a number from 0 to 3600")
     return PoolDefinition(
         name,
         processor,
@@ -237,6 +249,7 @@ def _parse_pool(index: int, raw: Any) -> PoolDefinition:
         float(timeout) if timeout is not None else None,
         max_attempts,
         memory_limit_mb,
+        float(seconds_per_mib) if seconds_per_mib is not None else None,
     )
 
 

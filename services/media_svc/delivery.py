@@ -24,6 +24,7 @@ from enum import Enum
 
 import grpc
 from chatbot.queue.v1 import queue_service_pb2, queue_service_pb2_grpc
+from google.protobuf import json_format
 
 from services.common.call_batcher import CallBatcher
 from services.common.errors import ChatbotError
@@ -108,8 +109,11 @@ class QueueDelivery:
         """False while the bot's shard is backing off after a failure."""
         return self._states[self.shard_of(bot_id)].retry_at <= self._now()
 
-    async def update(self, job: MediaJob, content: str) -> DeliveryStatus:
-        """One UpdateByMediaId attempt; DeliveryRejectedError when queue_svc refuses it."""
+    async def update(
+        self, job: MediaJob, content: str, media_result: str | None = None
+    ) -> DeliveryStatus:
+        """One UpdateByMediaId attempt; DeliveryRejectedError when queue_svc refuses it.
+        `media_result` is the job's stored typed values (MediaResult JSON)."""
         shard = self.shard_of(job.bot_id)
         state = self._states[shard]
         if state.retry_at > self._now():
@@ -120,6 +124,8 @@ class QueueDelivery:
             media_processing_id=job.media_processing_id,
             content=content,
         )
+        if media_result is not None:
+            json_format.Parse(media_result, request.media_result, ignore_unknown_fields=True)
         try:
             result = await self._batchers[shard].call(request)
         except grpc.aio.AioRpcError as exc:

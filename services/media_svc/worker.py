@@ -149,18 +149,22 @@ class JobWorker:
         outcome = processing.result()
         if outcome is None:
             return "retried"
+        media_result: str | None = None
         if isinstance(outcome, ProcessingSuccess):
             content, error = compose_content(outcome.text, job.caption), None
+            media_result = outcome.media_result()
         else:
             content = compose_content(outcome.marker, job.caption)
             error = outcome.error
-        where = await self._jobs.record_result(job.media_processing_id, token, content, error)
+        where = await self._jobs.record_result(
+            job.media_processing_id, token, content, error, media_result
+        )
         if where is None:
             self._metrics.leases_lost.labels(job.pool).inc()
             await self._forget(job, "lease lost or job dead-lettered before its result was saved")
             return "lease_lost"
         self._crash.hit("after_persist")
-        return await self.deliver(job, content, error)
+        return await self.deliver(job, content, error, media_result)
 
     @staticmethod
     async def _stop(*tasks: asyncio.Task[object]) -> None:
@@ -234,23 +238,27 @@ class JobWorker:
             "" if released else " (lease already lost)",
         )
 
-    async def deliver(self, job: MediaJob, content: str, error: str | None) -> str:
+    async def deliver(
+        self, job: MediaJob, content: str, error: str | None, media_result: str | None = None
+    ) -> str:
         with log_fields(**job_log_fields(job)):
-            return await self._deliver(job, content, error)
+            return await self._deliver(job, content, error, media_result)
 
-    async def _deliver(self, job: MediaJob, content: str, error: str | None) -> str:
+    async def _deliver(
+        self, job: MediaJob, content: str, error: str | None, media_result: str | None
+    ) -> str:
         """UpdateByMediaId for a persisted result, then the job's final move.
 
         One attempt: when the bot's shard does not answer, the result stays persisted
         and the slot is free at once; the redelivery loop delivers it later."""
         try:
-            status = await self._delivery.update(job, content)
+            status = await self._delivery.update(job, content, media_result)
             for attempt in range(1, self._settings.not_found_retries + 1):
                 if status is not DeliveryStatus.NOT_FOUND:
                     break
                 # The placeholder may be re-injected by a StartBot running right now.
                 await asyncio.sleep(self._settings.not_found_backoff_seconds * attempt)
-                status = await self._delivery.update(job, content)
+                status = await self._delivery.update(job, content, media_result)
         except DeliveryRejectedError as exc:
             return await self._deliver_marker_instead(job, exc)
         self._crash.hit("after_deliver")
@@ -336,7 +344,7 @@ class JobWorker:
                     # shards' go out in this same sweep.
                     kept += 1
                     continue
-                outcome = await self.deliver(job, job.result, job.error)
+                outcome = await self.deliver(job, job.result, job.error, job.media_result)
                 self._metrics.jobs.labels(job.pool, outcome).inc()
                 retried += 1
                 if outcome in ("held", "undelivered", "deferred"):

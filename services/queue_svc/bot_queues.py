@@ -307,13 +307,17 @@ class BotQueues:
         return entry, created
 
     def resolve(
-        self, correspondent_id: str, media_processing_id: str, content: str
+        self,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
     ) -> ResolveOutcome:
         """UpdateByMediaId within the bot; a newly ready message enters the backlog."""
         queue = self._queues.get(correspondent_id)
         if queue is None:
             return ResolveOutcome(UpdateStatus.NOT_FOUND)
-        outcome, _evicted = queue.resolve(media_processing_id, content)
+        outcome, _evicted = queue.resolve(media_processing_id, content, media_result)
         entry = outcome.entry
         if entry is not None:
             self._backlog.append(ReadyMessage(correspondent_id, entry))

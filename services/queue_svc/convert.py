@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC
 
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
@@ -11,13 +13,24 @@ from google.protobuf import json_format
 from services.common.errors import InvalidInputError
 from services.common.timestamps import set_from_datetime, to_datetime
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
-from services.queue_svc.messages import CONTEXT_KEY, Identity, MediaInfo, NewMessage, QueuedMessage
+from services.queue_svc.messages import (
+    CONTEXT_KEY,
+    MEDIA_RESULT_KEY,
+    Identity,
+    MediaInfo,
+    NewMessage,
+    QueuedMessage,
+)
 from services.queue_svc.service_types import PlaceholderRequest
 from services.queue_svc.subscriptions import Delivery
 
+# A language code as Whisper and ISO 639 write it ("pt", "haw", "zh-Hant").
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})?")
+
 
 def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
-    """The typed fields `details`, `reply_to` and `context` as one JSON object (canonical
+    """The typed fields `details`, `reply_to`, `context` (and a resolved media message's
+    `media_result`) as one JSON object (canonical
     proto3 JSON of each, sorted keys): the form queued, persisted in `queues` (and kept
     with a media job) and read back."""
     parts = {}
@@ -27,6 +40,8 @@ def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
         parts["replyTo"] = json_format.MessageToDict(message.reply_to)
     if message.HasField("context"):
         parts[CONTEXT_KEY] = json_format.MessageToDict(message.context)
+    if isinstance(message, message_pb2.Message) and message.HasField("media_result"):
+        parts[MEDIA_RESULT_KEY] = json_format.MessageToDict(message.media_result)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
 
 
@@ -55,6 +70,26 @@ def _set_details(message: message_pb2.Message, text: str) -> None:
         json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
     if CONTEXT_KEY in parts:
         json_format.ParseDict(parts[CONTEXT_KEY], message.context, ignore_unknown_fields=True)
+    if MEDIA_RESULT_KEY in parts:
+        json_format.ParseDict(
+            parts[MEDIA_RESULT_KEY], message.media_result, ignore_unknown_fields=True
+        )
+
+
+def media_result_json(request: q.UpdateByMediaIdRequest) -> str | None:
+    """The request's typed values as MediaResult JSON, checked like any typed field
+    (the edge has bounded the language's length already); None when absent."""
+    if not request.HasField("media_result"):
+        return None
+    result = request.media_result
+    if result.HasField("language") and not _LANGUAGE.fullmatch(result.language):
+        raise InvalidInputError(
+            f"media_result.language must be an ISO 639 code, got {result.language!r}"
+        )
+    if result.HasField("language_probability") and not (0.0 <= result.language_probability <= 1.0):
+        raise InvalidInputError("media_result.language_probability must be from 0 to 1")
+    values = json_format.MessageToDict(result)
+    return json.dumps(values, sort_keys=True) if values else None
 
 
 def new_message(message: q.NewMessage) -> NewMessage:

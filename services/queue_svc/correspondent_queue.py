@@ -20,15 +20,19 @@ from enum import Enum
 from services.common.errors import InvalidInputError
 from services.common.render import reply_prefix
 from services.common.truncation import truncate_marked
-from services.queue_svc.messages import MediaInfo, NewMessage, QueuedMessage, QueueLimits
+from services.queue_svc.messages import (
+    MediaInfo,
+    NewMessage,
+    QueuedMessage,
+    QueueLimits,
+    with_media_result,
+)
 
 Clock = Callable[[], float]
 
 # Media ids resolved recently, so a repeated UpdateByMediaId is answered UPDATED without
 # a second emission. Media workers repeat within seconds; this covers far more.
 RESOLVED_MEMORY = 1024
-
-
 
 
 class UpdateStatus(Enum):
@@ -180,9 +184,10 @@ class CorrespondentQueue:
         return entry, True
 
     def resolve(
-        self, media_processing_id: str, content: str
+        self, media_processing_id: str, content: str, media_result: str | None = None
     ) -> tuple[ResolveOutcome, list[QueuedMessage]]:
-        """UpdateByMediaId: the placeholder becomes a ready, counted message.
+        """UpdateByMediaId: the placeholder becomes a ready, counted message; its typed
+        fields gain `media_result` (MediaResult JSON) when given.
 
         Returns the outcome and the messages evicted by re-applying the limits. A repeat
         for a recently resolved id is UPDATED with no entry (nothing to emit again).
@@ -198,6 +203,8 @@ class CorrespondentQueue:
             reply_prefix(entry.details) + content, self._limits.max_message_characters
         )
         entry.content = content
+        if media_result is not None:
+            entry.details = with_media_result(entry.details, media_result)
         entry.message_size = len(content)
         entry.media_processing_id = None
         entry.ready_at = self._clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,16 @@ from services.common.vocabulary import MESSAGE_SOURCES
 
 # The key of the message context inside the details JSON (see convert.py).
 CONTEXT_KEY = "context"
+# The key of what processing learned from the media (MediaResult JSON), set when a
+# placeholder resolves.
+MEDIA_RESULT_KEY = "mediaResult"
+
+
+def with_media_result(details: str | None, media_result: str) -> str:
+    """The details JSON with the media result added (a resolved placeholder's)."""
+    parts = json.loads(details) if details is not None else {}
+    parts[MEDIA_RESULT_KEY] = json.loads(media_result)
+    return json.dumps(parts, sort_keys=True, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
+from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import RecoveryResult, restore_job
 from services.queue_svc.service_types import PlaceholderRequest, UpdateResult, store_call
@@ -76,7 +77,8 @@ class Placeholders:
             if seen:
                 return (key.id if key is not None else 0), True
         route = RouteKey.of(request.condition, request.media.media_kind, request.media.mime_type)
-        pool = (await self._routing.definitions()).route(route)
+        definitions = await self._routing.definitions()
+        pool = definitions.route(route)
         message_id = bot.reserve_id(request.correspondent_id)
         m = request.message
         job = NewMediaJob(
@@ -101,6 +103,7 @@ class Placeholders:
             group_name=m.group_name,
             condition_detail=bounded_detail(request.condition_detail),
             details=m.details,
+            claim_delay_ms=claim_delay_ms(definitions.pool(pool), request.file_size),
         )
         created = await store_call(self._jobs.create(job), "create_job")
         if not created:
@@ -144,10 +147,15 @@ class Placeholders:
         return job.message_id, True
 
     async def resolve(
-        self, bot: BotQueues, correspondent_id: str, media_processing_id: str, content: str
+        self,
+        bot: BotQueues,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
     ) -> tuple[UpdateResult, int]:
         bot_id = bot.bot_id
-        outcome = bot.resolve(correspondent_id, media_processing_id, content)
+        outcome = bot.resolve(correspondent_id, media_processing_id, content, media_result)
         if outcome.status is UpdateStatus.NOT_FOUND or outcome.message_id is None:
             return UpdateResult.NOT_FOUND, 0
         key = MessageKey(correspondent_id, outcome.message_id)

@@ -60,7 +60,10 @@ def restore_job(bot: BotQueues, job: MediaJob, result: RecoveryResult) -> None:
     )
     if job.status is JobStatus.COMPLETED:
         outcome = bot.resolve(
-            correspondent_id, job.media_processing_id, job.result or EMPTY_RESULT_MARKER
+            correspondent_id,
+            job.media_processing_id,
+            job.result or EMPTY_RESULT_MARKER,
+            job.media_result,
         )
         if outcome.entry is not None:
             result.results_applied += 1

@@ -285,14 +285,24 @@ class QueueService:
             return result
 
     async def update_by_media_id(
-        self, bot_id: str, correspondent_id: str, media_processing_id: str, content: str
+        self,
+        bot_id: str,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
     ) -> tuple[UpdateResult, int]:
         """Addressed by the id the media was sent under; a phone JID whose person is
-        now kept under a LID finds its placeholder there."""
+        now kept under a LID finds its placeholder there. `media_result` is the typed
+        values processing learned (MediaResult JSON)."""
         try:
             async with self._gate.operation(bot_id) as bot:
                 return await self._placeholders.resolve(
-                    bot, bot.identities.canonical(correspondent_id), media_processing_id, content
+                    bot,
+                    bot.identities.canonical(correspondent_id),
+                    media_processing_id,
+                    content,
+                    media_result,
                 )
         except BotNotActiveError:
             return UpdateResult.BOT_NOT_ACTIVE, 0

@@ -142,6 +142,7 @@ class QueueServicer(q_grpc.QueueServiceServicer):
             request.correspondent_id,
             request.media_processing_id,
             request.content,
+            convert.media_result_json(request),
         )
         return q.UpdateByMediaIdResponse(status=_UPDATE_STATUS[status], message_id=message_id)
 

@@ -17,7 +17,9 @@ from chatbot.common.v1 import message_pb2 as m
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
+from services.common.routing import default_definitions
 from services.common.store import JobCollection, Store
+from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
 from services.queue_svc.servicer import QueueServicer
@@ -165,6 +167,9 @@ async def test_inject_placeholder_and_update_by_media_id(stub: Stub, store: Stor
     found = await store.get_job(mid)
     assert found is not None and found[0] is JobCollection.ACTIVE
     assert found[1].pool == "Audio" and found[1].media_kind == "MEDIA_KIND_VOICE_NOTE"
+    # Claimed in order of arrival + expected cost, estimated from the staged size.
+    assert found[1].claim_delay_ms == claim_delay_ms(default_definitions().pool("Audio"), 1234)
+    assert found[1].claim_delay_ms > 0
 
     window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
     assert [(w.id, w.media_processing_id, w.content) for w in window.messages] == [
@@ -547,3 +552,40 @@ async def test_a_placeholder_rebuilt_from_its_job_keeps_the_context(stub: Stub) 
     (resolved,) = (await stub.GetWindow(window)).messages
     assert resolved.context == request.message.context
     assert resolved.reply_to == request.message.reply_to
+
+
+async def test_a_transcripts_language_becomes_a_typed_field_kept_through_a_restart(
+    stub: Stub, store: Store
+) -> None:
+    mid = str(uuid.uuid4())
+    request = inject(mid, pid="WA-VOICE")
+    request.message.reply_to.quoted_message_id = "WA-EARLIER"
+    await stub.InjectPlaceholder(request)
+    update = q.UpdateByMediaIdRequest(
+        bot_id=BOT,
+        correspondent_id="c1",
+        media_processing_id=mid,
+        content="[Voice note, 0:04, Portuguese] Boa tarde",
+    )
+    bad = q.UpdateByMediaIdRequest()
+    for language, probability in (("pt; DROP", 0.9), ("pt", 1.5), ("pt", float("nan"))):
+        bad.CopyFrom(update)
+        bad.media_result.language = language
+        bad.media_result.language_probability = probability
+        assert await code_of(stub.UpdateByMediaId(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert window.messages[0].media_processing_id == mid  # refused: still a placeholder
+
+    update.media_result.language = "pt"
+    update.media_result.language_probability = 0.81
+    assert (await stub.UpdateByMediaId(update)).status == q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    [resolved] = window.messages
+    assert resolved.media_result == update.media_result
+    assert resolved.reply_to.quoted_message_id == "WA-EARLIER"  # the other fields stay
+
+    assert await store.delete_job(mid)  # as media_svc does once UPDATED
+    await stub.StopBot(q.StopBotRequest(bot_id=BOT))
+    await stub.StartBot(q.StartBotRequest(bot_id=BOT))
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    assert [m.media_result for m in window.messages] == [update.media_result]

@@ -625,6 +625,9 @@ async def test_a_voice_note_frame_becomes_its_transcript_on_subscribe(
     for word in ("invoice", "garden", "party", "tomorrow"):
         assert word in text.lower(), text
     assert not received.HasField("media_processing_id")
+    # The language the text names, as a typed field with the detector's probability.
+    assert received.media_result.language == "en", received.media_result
+    assert 0.5 < received.media_result.language_probability <= 1, received.media_result
 
 
 def _by_lid(pid: str, lid: str, phone: str | None) -> str:

@@ -123,9 +123,15 @@ class MediaJobStore(Protocol):
         self, media_processing_id: str, token: int, lease_seconds: float
     ) -> bool: ...
     async def complete_job(
-        self, media_processing_id: str, token: int, result: str, error: str | None = None
+        self,
+        media_processing_id: str,
+        token: int,
+        result: str,
+        error: str | None = None,
+        media_result: str | None = None,
     ) -> JobCollection | None:
-        """Persist the result if the token still matches, in ACTIVE else HOLDING."""
+        """Persist the result (and its typed values, `MediaJob.media_result`) if the token
+        still matches, in ACTIVE else HOLDING."""
 
     async def release_job(
         self, media_processing_id: str, token: int, error: str, retry_at: datetime

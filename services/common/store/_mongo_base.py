@@ -55,6 +55,7 @@ STREAM_RETRY_MAX_SECONDS = 30.0
 _DUPLICATE_KEY = 11000
 # A user lacking the privilege for a command (db_roles.py decides who has which).
 _UNAUTHORIZED = 13
+_INDEX_NOT_FOUND = 27
 _LIVE = (JobCollection.ACTIVE, JobCollection.HOLDING)
 _MAX_MOVE_RETRIES = 50
 # `store_migrations` records one-time data migrations, so a start does not scan every
@@ -78,6 +79,10 @@ def _job(doc: Mapping[str, Any]) -> MediaJob:
     values["status"] = JobStatus(doc["status"])
     # A document written before `fence` existed (until the next open backfills it).
     values["fence"] = doc.get("fence", doc.get("attempts", 0))
+    # Documents written before claim order existed were claimed in arrival order (a
+    # missing field sorts first, so they still go before every newer job).
+    values["claim_delay_ms"] = doc.get("claim_delay_ms", 0)
+    values["claim_at"] = doc.get("claim_at", doc["created_at"])
     return MediaJob(**values)
 
 
@@ -197,17 +202,17 @@ class MongoBase(AdapterBase):
             await self._indexes(
                 self._jobs[collection],
                 [
-                    # Equality, sort, range: the claim walks (status, pool) in created order
+                    # Equality, sort, range: the claim walks (status, pool) in claim order
                     # and checks available_at from the index.
                     IndexModel(
                         [
                             ("status", 1),
                             ("pool", 1),
-                            ("created_at", 1),
+                            ("claim_at", 1),
                             ("created_ns", 1),
                             ("available_at", 1),
                         ],
-                        name="claim",
+                        name="claim_order",
                     ),
                     IndexModel([("bot_id", 1), ("created_at", 1)], name="bot"),
                     IndexModel([("correspondent_id", 1)], name="correspondent"),
@@ -216,6 +221,9 @@ class MongoBase(AdapterBase):
                     IndexModel([("status", 1), ("route", 1)], name="route"),
                 ],
             )
+            # The arrival-order claim index of databases made before claim order: no
+            # query uses it any more, and every job write would still maintain it.
+            await self._drop_index(self._jobs[collection], "claim")
         for collection in JobCollection:
             # list_completed_jobs: equality, then the sort (created_ns orders equal times).
             await self._indexes(
@@ -236,6 +244,20 @@ class MongoBase(AdapterBase):
                 IndexModel([("correspondent_id", 1)], name="correspondent"),
             ],
         )
+
+    async def _drop_index(self, collection: AsyncCollection[Doc], name: str) -> None:
+        """Drops index `name` if it is there; a service user without the right leaves it
+        to the provisioning run, as `_indexes` does."""
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as exc:
+            if exc.code == _INDEX_NOT_FOUND:
+                return
+            if exc.code != _UNAUTHORIZED:
+                raise
+            log.debug(
+                "no right to drop index %s on %s; provisioning drops it", name, collection.name
+            )
 
     async def _indexes(self, collection: AsyncCollection[Doc], models: list[IndexModel]) -> None:
         """Creates `models` on `collection`; a service user without the right to create

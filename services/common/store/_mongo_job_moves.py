@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
@@ -50,11 +51,13 @@ class MongoJobMoves(MongoBase):
             lease_expires_at=None,
             available_at=now,
             result=None,
+            media_result=None,
             error=None,
             created_at=now,
             created_ns=time.time_ns(),  # tie-break within one millisecond
             updated_at=now,
             failed_at=None,
+            claim_at=now + timedelta(milliseconds=job.claim_delay_ms),
             version=0,
         )
         job_id = job.media_processing_id

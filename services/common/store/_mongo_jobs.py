@@ -30,6 +30,7 @@ from services.common.store._types import (
     JobStatus,
     MediaJob,
     PoolDepth,
+    require_json_object,
     to_millis,
     truncate_to_millis,
 )
@@ -68,7 +69,7 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
                 },
                 "$inc": {"attempts": 1, "fence": 1, "version": 1},
             },
-            sort=[("created_at", ASCENDING), ("created_ns", ASCENDING)],
+            sort=[("claim_at", ASCENDING), ("created_ns", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
@@ -86,8 +87,15 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
         return where is not None
 
     async def complete_job(
-        self, media_processing_id: str, token: int, result: str, error: str | None = None
+        self,
+        media_processing_id: str,
+        token: int,
+        result: str,
+        error: str | None = None,
+        media_result: str | None = None,
     ) -> JobCollection | None:
+        if media_result is not None:
+            require_json_object(media_result, "media_result")
         return await self._update_live(
             {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token},
             {
@@ -95,6 +103,7 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
                     "status": JobStatus.COMPLETED.value,
                     "result": result,
                     "error": error,
+                    "media_result": media_result,
                     "updated_at": _now(),
                 }
             },

@@ -104,6 +104,7 @@ def requeue_reset(now: _T) -> dict[str, object]:
         "lease_expires_at": None,
         "available_at": now,
         "result": None,
+        "media_result": None,
         "error": None,
         "updated_at": now,
         "failed_at": None,

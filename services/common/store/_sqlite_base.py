@@ -29,7 +29,7 @@ from services.common.store._types import (
     from_millis,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -72,7 +72,10 @@ _JOB_COLUMNS_SQL = """
     updated_at INTEGER NOT NULL,
     failed_at INTEGER,
     condition_detail TEXT,
-    details TEXT
+    details TEXT,
+    claim_delay_ms INTEGER NOT NULL DEFAULT 0,
+    claim_at INTEGER NOT NULL DEFAULT 0,
+    media_result TEXT
 """
 
 
@@ -144,6 +147,10 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("fence", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET fence = attempts"),
     ("condition_detail", "TEXT", None),
     ("details", "TEXT", None),
+    # Until version 6 claims went in arrival order: older jobs keep it.
+    ("claim_delay_ms", "INTEGER NOT NULL DEFAULT 0", None),
+    ("claim_at", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET claim_at = created_at"),
+    ("media_result", "TEXT", None),
 )
 
 
@@ -168,11 +175,12 @@ def _indexes() -> list[str]:
             f"CREATE INDEX IF NOT EXISTS {table}_completed ON {table} (status, updated_at)",
         ]
     for table in _LIVE:
-        # The claim scans this index in created_at order per (status, pool) and stops at
+        # The claim scans this index in claim_at order per (status, pool) and stops at
         # the first row whose available_at (read from the index itself) has come.
+        statements.append(f"DROP INDEX IF EXISTS {table}_claim")
         statements.append(
-            f"CREATE INDEX IF NOT EXISTS {table}_claim"
-            f" ON {table} (status, pool, created_at, seq, available_at)"
+            f"CREATE INDEX IF NOT EXISTS {table}_claim_order"
+            f" ON {table} (status, pool, claim_at, seq, available_at)"
         )
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {table}_lease ON {table} (pool, lease_expires_at)"
@@ -214,7 +222,7 @@ def _opt_dt(millis: int | None) -> datetime | None:
 
 def _job(row: Sequence[Any]) -> MediaJob:
     values = dict(zip(JOB_FIELDS, row, strict=True))
-    for name in ("originating_time", "available_at", "created_at", "updated_at"):
+    for name in ("originating_time", "available_at", "created_at", "updated_at", "claim_at"):
         values[name] = from_millis(values[name])
     for name in ("lease_expires_at", "failed_at"):
         values[name] = _opt_dt(values[name])
@@ -242,19 +250,19 @@ def _copy_sql(source: str, target: str, where: str, overrides: dict[str, str]) -
 
 
 def _claim_sql(pool_count: int) -> str:
-    # One LIMIT 1 index scan per (pool, status) branch, then the oldest of those few rows:
-    # the cost of a claim does not grow with the backlog.
+    # One LIMIT 1 index scan per (pool, status) branch, then the first in claim order of
+    # those few rows: the cost of a claim does not grow with the backlog.
     branches = []
     for index in range(pool_count):
         pool = f":pool{index}"
         branches.append(
-            f"SELECT * FROM (SELECT seq, created_at FROM {ACTIVE} WHERE status = 'pending'"
-            f" AND pool = {pool} AND available_at <= :now ORDER BY created_at, seq LIMIT 1)"
+            f"SELECT * FROM (SELECT seq, claim_at FROM {ACTIVE} WHERE status = 'pending'"
+            f" AND pool = {pool} AND available_at <= :now ORDER BY claim_at, seq LIMIT 1)"
         )
         # Expired leases are found through their own partial index (earliest expiry
         # first), so many live claims cost nothing here.
         branches.append(
-            f"SELECT * FROM (SELECT seq, created_at FROM {ACTIVE} WHERE status = 'processing'"
+            f"SELECT * FROM (SELECT seq, claim_at FROM {ACTIVE} WHERE status = 'processing'"
             f" AND pool = {pool} AND lease_expires_at < :now ORDER BY lease_expires_at LIMIT 1)"
         )
     candidates = " UNION ALL ".join(branches)
@@ -262,7 +270,7 @@ def _claim_sql(pool_count: int) -> str:
         f"UPDATE {ACTIVE} SET status = 'processing', claimed_by = :worker,"
         " lease_expires_at = :lease, attempts = attempts + 1, fence = fence + 1,"
         " updated_at = :now"
-        f" WHERE seq = (SELECT seq FROM ({candidates}) ORDER BY created_at, seq LIMIT 1)"
+        f" WHERE seq = (SELECT seq FROM ({candidates}) ORDER BY claim_at, seq LIMIT 1)"
         f" RETURNING {_JOB_SELECT}"
     )
 

@@ -41,6 +41,7 @@ from services.common.store._types import (
     NewMediaJob,
     PoolDepth,
     from_millis,
+    require_json_object,
     to_millis,
 )
 
@@ -58,7 +59,8 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         marks = ", ".join(f":{name}" for name in NEW_JOB_FIELDS)
         sql = (
             f"INSERT INTO {ACTIVE} ({columns}, status, attempts, fence, available_at,"
-            f" created_at, updated_at) VALUES ({marks}, 'pending', 0, 0, :now, :now, :now)"
+            f" created_at, updated_at, claim_at)"
+            f" VALUES ({marks}, 'pending', 0, 0, :now, :now, :now, :now + :claim_delay_ms)"
             " ON CONFLICT (media_processing_id) DO NOTHING"
         )
 
@@ -131,14 +133,23 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         return renewed
 
     async def complete_job(
-        self, media_processing_id: str, token: int, result: str, error: str | None = None
+        self,
+        media_processing_id: str,
+        token: int,
+        result: str,
+        error: str | None = None,
+        media_result: str | None = None,
     ) -> JobCollection | None:
+        if media_result is not None:
+            require_json_object(media_result, "media_result")
+
         def complete(conn: sqlite3.Connection) -> JobCollection | None:
             return _first_table(
                 conn,
-                "UPDATE {table} SET status = 'completed', result = ?, error = ?, updated_at = ?"
+                "UPDATE {table} SET status = 'completed', result = ?, error = ?,"
+                " media_result = ?, updated_at = ?"
                 " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
-                (result, error, _now_ms(), media_processing_id, token),
+                (result, error, media_result, _now_ms(), media_processing_id, token),
             )
 
         where: JobCollection | None = await self._write(complete)

@@ -302,6 +302,10 @@ def _check_webhook(url: object, secret: object) -> None:
         )
 
 
+# A day: no estimate of one file's processing time is longer (the longest pool timeout).
+MAX_CLAIM_DELAY_MS = 86_400_000
+
+
 @dataclass(frozen=True, slots=True)
 class NewMediaJob:
     """Everything needed to process a media message and rebuild its placeholder."""
@@ -331,8 +335,24 @@ class NewMediaJob:
     # The message's details JSON (its reply context), so a placeholder rebuilt from the
     # job after a restart still says what it replied to.
     details: str | None = None
+    # How much later than its arrival the job is ordered for claiming: its expected
+    # processing time (queue_svc's job_cost.py). The store keeps `claim_at` = arrival +
+    # this delay and claims the smallest: a long file is claimed as if it arrived later,
+    # so short ones arriving meanwhile go first, and every job arriving after its
+    # `claim_at` ranks behind it, so nothing starves.
+    claim_delay_ms: int = 0
 
     def __post_init__(self) -> None:
+        delay = self.claim_delay_ms
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int)
+            or not 0 <= delay <= MAX_CLAIM_DELAY_MS
+        ):
+            raise InvalidInputError(
+                f"media job: claim_delay_ms must be from 0 to {MAX_CLAIM_DELAY_MS},"
+                f" got {self.claim_delay_ms!r}"
+            )
         if self.details is not None:
             require_json_object(self.details, "media job: details")
         if not is_uuid4(self.media_processing_id):
@@ -368,6 +388,12 @@ class MediaJob(NewMediaJob):
     created_at: datetime
     updated_at: datetime
     failed_at: datetime | None
+    # Claim order among the claimable jobs of a pool: created_at + claim_delay_ms (kept
+    # through retries, moves and requeues; the retry backoff is `available_at`).
+    claim_at: datetime
+    # The values processing learned beside `result` (chatbot.common.v1.MediaResult as
+    # proto3 JSON, e.g. a transcript's language); None when there are none.
+    media_result: str | None
 
     def __post_init__(self) -> None:
         """Read back from the store: checked once, as the NewMediaJob it was created from

@@ -10,6 +10,7 @@ processor (on the event loop, or in the pool's own worker processes) are defined
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,16 @@ class ProcessingSuccess:
     text: str
     language: str | None = None
     language_probability: float | None = None
+
+    def media_result(self) -> str | None:
+        """The values as the proto3 JSON of chatbot.common.v1.MediaResult (kept with the
+        job, delivered as the message's typed field); None when there are none."""
+        values: dict[str, object] = {}
+        if self.language is not None:
+            values["language"] = self.language
+        if self.language_probability is not None:
+            values["languageProbability"] = round(self.language_probability, 4)
+        return json.dumps(values, sort_keys=True) if values else None
 
 
 @dataclass(frozen=True, slots=True)

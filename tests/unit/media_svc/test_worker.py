@@ -22,6 +22,7 @@ from services.media_svc.delivery import QueueDelivery
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.inputs import BotLanguages
 from services.media_svc.metrics import MediaMetrics
+from services.media_svc.processors.base import ProcessingSuccess
 from services.media_svc.processors.registry import (
     ProcessorRegistry,
     builtin_types,
@@ -536,10 +537,20 @@ async def test_redelivery_sweep_delivers_stranded_results(
     claimed = await store.claim_job(["Image"], "w", 5.0)
     assert claimed is not None
     # A crash right after persisting: the completed result sits in ACTIVE.
-    assert await store.complete_job(job.media_processing_id, claimed.token, "done") is not None
+    transcript = ProcessingSuccess("done", "pt", 0.4217)
+    assert transcript.media_result() == '{"language": "pt", "languageProbability": 0.4217}'
+    assert (
+        await store.complete_job(
+            job.media_processing_id, claimed.token, "done", None, transcript.media_result()
+        )
+        is not None
+    )
     await asyncio.sleep(0.05)
     assert await worker.redeliver_stranded(older_than_seconds=0.01) == 1
     assert [c.content for c in queue_peer.servicer.calls] == ["done"]
+    # The typed values persisted with the result go out with it.
+    [call] = queue_peer.servicer.calls
+    assert (call.media_result.language, call.media_result.language_probability) == ("pt", 0.4217)
     assert await store.get_job(job.media_processing_id) is None
     assert not await staging.exists(job.media_processing_id)
 

@@ -5,6 +5,7 @@ classification of answers that decides retry or give-up."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC
 
 from chatbot.common.v1 import context_pb2 as c
@@ -128,3 +129,21 @@ def test_answers_that_retrying_will_not_change_are_permanent() -> None:
     assert not any(is_permanent(s) for s in (408, 425, 429, 500, 502, 503, 302, 307))
     assert _retry_after("7") == 7.0
     assert _retry_after("soon") is None and _retry_after(None) is None
+
+
+def test_a_transcripts_language_reaches_the_body_live_and_replayed() -> None:
+    addressed = rich_message()
+    message = addressed.message
+    message.ClearField("details")
+    message.content = "[Voice note, 0:04, Portuguese, unsure: 42%] Boa tarde"
+    message.media_kind = m.MEDIA_KIND_VOICE_NOTE
+    message.mime_type = "audio/ogg; codecs=opus"
+    message.media_result.language = "pt"
+    message.media_result.language_probability = 0.42
+    document = json.loads(from_stream(addressed).body)
+    assert document["message"]["media_result"] == {"language": "pt", "language_probability": 0.42}
+    stored = replace(
+        stored_copy(addressed), mime_type=message.mime_type, media_kind="MEDIA_KIND_VOICE_NOTE"
+    )
+    assert from_stream(addressed) == from_store(stored)
+    assert "media_result" not in json.loads(from_stream(rich_message()).body)["message"]

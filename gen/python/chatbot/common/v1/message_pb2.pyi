@@ -149,6 +149,7 @@ class Message(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     REPLY_TO_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    MEDIA_RESULT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Strictly increasing per (bot, provider, correspondent); assigned by queue_svc."""
     content: _builtins.str
@@ -198,6 +199,12 @@ class Message(_message.Message):
         message; absent for messages the platform or the bot produced.
         """
 
+    @_builtins.property
+    def media_result(self) -> Global___MediaResult:
+        """What processing learned from the media beside the text (the spoken language of a
+        transcript); absent for other messages and while it is a placeholder.
+        """
+
     def __init__(
         self,
         *,
@@ -216,10 +223,11 @@ class Message(_message.Message):
         details: _details_pb2.MessageDetails | None = ...,
         reply_to: _details_pb2.ReplyContext | None = ...,
         context: _context_pb2.MessageContext | None = ...,
+        media_result: Global___MediaResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "context", b"context", "details", b"details", "group", b"group", "media_processing_id", b"media_processing_id", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_media_result", b"_media_result", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "context", b"context", "details", b"details", "group", b"group", "media_processing_id", b"media_processing_id", "media_result", b"media_result", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "reply_to", b"reply_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "content", b"content", "context", b"context", "details", b"details", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context", b"_context", "_details", b"_details", "_group", b"_group", "_media_processing_id", b"_media_processing_id", "_media_result", b"_media_result", "_mime_type", b"_mime_type", "_original_filename", b"_original_filename", "_reply_to", b"_reply_to", "content", b"content", "context", b"context", "details", b"details", "group", b"group", "id", b"id", "media_kind", b"media_kind", "media_processing_id", b"media_processing_id", "media_result", b"media_result", "message_size", b"message_size", "mime_type", b"mime_type", "original_filename", b"original_filename", "originating_time", b"originating_time", "provider_message_id", b"provider_message_id", "reply_to", b"reply_to", "sender", b"sender", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__context: _TypeAlias = _typing.Literal["context"]  # noqa: Y015
     _WhichOneofArgType__context: _TypeAlias = _typing.Literal["_context", b"_context"]  # noqa: Y015
@@ -229,6 +237,8 @@ class Message(_message.Message):
     _WhichOneofArgType__group: _TypeAlias = _typing.Literal["_group", b"_group"]  # noqa: Y015
     _WhichOneofReturnType__media_processing_id: _TypeAlias = _typing.Literal["media_processing_id"]  # noqa: Y015
     _WhichOneofArgType__media_processing_id: _TypeAlias = _typing.Literal["_media_processing_id", b"_media_processing_id"]  # noqa: Y015
+    _WhichOneofReturnType__media_result: _TypeAlias = _typing.Literal["media_result"]  # noqa: Y015
+    _WhichOneofArgType__media_result: _TypeAlias = _typing.Literal["_media_result", b"_media_result"]  # noqa: Y015
     _WhichOneofReturnType__mime_type: _TypeAlias = _typing.Literal["mime_type"]  # noqa: Y015
     _WhichOneofArgType__mime_type: _TypeAlias = _typing.Literal["_mime_type", b"_mime_type"]  # noqa: Y015
     _WhichOneofReturnType__original_filename: _TypeAlias = _typing.Literal["original_filename"]  # noqa: Y015
@@ -244,6 +254,8 @@ class Message(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__media_processing_id) -> _WhichOneofReturnType__media_processing_id | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__media_result) -> _WhichOneofReturnType__media_result | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__mime_type) -> _WhichOneofReturnType__mime_type | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__original_filename) -> _WhichOneofReturnType__original_filename | None: ...
@@ -251,6 +263,43 @@ class Message(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to) -> _WhichOneofReturnType__reply_to | None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class MediaResult(_message.Message):
+    """What media processing learned as values. `content` says the same in words."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_PROBABILITY_FIELD_NUMBER: _builtins.int
+    language: _builtins.str
+    """The spoken language of a transcript (ISO 639-1 code, e.g. "pt"), as chosen among
+    the allowed living languages; absent when nothing was transcribed.
+    """
+    language_probability: _builtins.float
+    """The detector's probability for `language`, from 0 to 1; absent when the language
+    was not detected (e.g. fixed by the pool or the engine did not report it).
+    """
+    def __init__(
+        self,
+        *,
+        language: _builtins.str | None = ...,
+        language_probability: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_language", b"_language", "_language_probability", b"_language_probability", "language", b"language", "language_probability", b"language_probability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_language", b"_language", "_language_probability", b"_language_probability", "language", b"language", "language_probability", b"language_probability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__language: _TypeAlias = _typing.Literal["language"]  # noqa: Y015
+    _WhichOneofArgType__language: _TypeAlias = _typing.Literal["_language", b"_language"]  # noqa: Y015
+    _WhichOneofReturnType__language_probability: _TypeAlias = _typing.Literal["language_probability"]  # noqa: Y015
+    _WhichOneofArgType__language_probability: _TypeAlias = _typing.Literal["_language_probability", b"_language_probability"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__language) -> _WhichOneofReturnType__language | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__language_probability) -> _WhichOneofReturnType__language_probability | None: ...
+
+Global___MediaResult: _TypeAlias = MediaResult  # noqa: Y015
 
 @_typing.final
 class AddressedMessage(_message.Message):

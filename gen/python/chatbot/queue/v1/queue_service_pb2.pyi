@@ -506,6 +506,7 @@ class UpdateByMediaIdRequest(_message.Message):
     CORRESPONDENT_ID_FIELD_NUMBER: _builtins.int
     MEDIA_PROCESSING_ID_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    MEDIA_RESULT_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """The bot. Required."""
     correspondent_id: _builtins.str
@@ -514,6 +515,12 @@ class UpdateByMediaIdRequest(_message.Message):
     """The placeholder's media id (UUID4). Required."""
     content: _builtins.str
     """The text that replaces the placeholder (result or failure marker)."""
+    @_builtins.property
+    def media_result(self) -> _message_pb2.MediaResult:
+        """The values processing learned (the transcript's language), kept as the message's
+        typed field `media_result`.
+        """
+
     def __init__(
         self,
         *,
@@ -521,12 +528,15 @@ class UpdateByMediaIdRequest(_message.Message):
         correspondent_id: _builtins.str = ...,
         media_processing_id: _builtins.str = ...,
         content: _builtins.str = ...,
+        media_result: _message_pb2.MediaResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_media_result", b"_media_result", "media_result", b"media_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "content", b"content", "correspondent_id", b"correspondent_id", "media_processing_id", b"media_processing_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_media_result", b"_media_result", "bot_id", b"bot_id", "content", b"content", "correspondent_id", b"correspondent_id", "media_processing_id", b"media_processing_id", "media_result", b"media_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__media_result: _TypeAlias = _typing.Literal["media_result"]  # noqa: Y015
+    _WhichOneofArgType__media_result: _TypeAlias = _typing.Literal["_media_result", b"_media_result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__media_result) -> _WhichOneofReturnType__media_result | None: ...
 
 Global___UpdateByMediaIdRequest: _TypeAlias = UpdateByMediaIdRequest  # noqa: Y015
 

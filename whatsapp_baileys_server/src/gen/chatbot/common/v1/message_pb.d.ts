@@ -158,6 +158,14 @@ export declare type Message = Message$1<"chatbot.common.v1.Message"> & {
    * @generated from field: optional chatbot.common.v1.MessageContext context = 15;
    */
   context?: MessageContext | undefined;
+
+  /**
+   * What processing learned from the media beside the text (the spoken language of a
+   * transcript); absent for other messages and while it is a placeholder.
+   *
+   * @generated from field: optional chatbot.common.v1.MediaResult media_result = 16;
+   */
+  mediaResult?: MediaResult | undefined;
 };
 
 /**
@@ -165,6 +173,35 @@ export declare type Message = Message$1<"chatbot.common.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export declare const MessageSchema: GenMessage<Message>;
+
+/**
+ * What media processing learned as values. `content` says the same in words.
+ *
+ * @generated from message chatbot.common.v1.MediaResult
+ */
+export declare type MediaResult = Message$1<"chatbot.common.v1.MediaResult"> & {
+  /**
+   * The spoken language of a transcript (ISO 639-1 code, e.g. "pt"), as chosen among
+   * the allowed living languages; absent when nothing was transcribed.
+   *
+   * @generated from field: optional string language = 1;
+   */
+  language?: string | undefined;
+
+  /**
+   * The detector's probability for `language`, from 0 to 1; absent when the language
+   * was not detected (e.g. fixed by the pool or the engine did not report it).
+   *
+   * @generated from field: optional double language_probability = 2;
+   */
+  languageProbability?: number | undefined;
+};
+
+/**
+ * Describes the message chatbot.common.v1.MediaResult.
+ * Use `create(MediaResultSchema)` to create a new message.
+ */
+export declare const MediaResultSchema: GenMessage<MediaResult>;
 
 /**
  * A message addressed to its queue: what subscribers receive and what is persisted.

@@ -8,7 +8,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { AddressedMessage, GroupInfo, MediaKind, Message as Message$1, MessageSource } from "../../common/v1/message_pb.js";
+import type { AddressedMessage, GroupInfo, MediaKind, MediaResult, Message as Message$1, MessageSource } from "../../common/v1/message_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { MessageDetails, ReplyContext } from "../../common/v1/details_pb.js";
 import type { MessageContext } from "../../common/v1/context_pb.js";
@@ -447,6 +447,14 @@ export declare type UpdateByMediaIdRequest = Message<"chatbot.queue.v1.UpdateByM
    * @generated from field: string content = 4;
    */
   content: string;
+
+  /**
+   * The values processing learned (the transcript's language), kept as the message's
+   * typed field `media_result`.
+   *
+   * @generated from field: optional chatbot.common.v1.MediaResult media_result = 5;
+   */
+  mediaResult?: MediaResult | undefined;
 };
 
 /**
