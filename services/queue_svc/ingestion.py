@@ -51,13 +51,17 @@ async def await_durable(
     pending = [f for f in futures if f is not None]
     if not pending:
         return
-    try:
-        await asyncio.wait_for(asyncio.gather(*pending), timeout_seconds)
-    except TimeoutError:
+    # asyncio.wait, not wait_for(gather): the write futures belong to the persister and to
+    # every caller waiting on the same message, so neither a timeout here nor this
+    # caller's cancellation (its RPC deadline) may cancel them.
+    done, not_done = await asyncio.wait(pending, timeout=timeout_seconds)
+    if not_done:
         raise UnavailableError(
             f"the store did not confirm the write within "
             f"{timeout_seconds}s; nothing acknowledged, retry"
-        ) from None
+        )
+    for future in done:
+        future.result()  # a write that failed raises its error here
 
 
 def stored_message(bot: BotQueues, ready: ReadyMessage) -> StoredMessage:

@@ -22,11 +22,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from services.common.store import Store, StoreConfig, open_store
 from services.gateway.outgoing_request import provider_message_id_for
 from tests.helpers.node_server import NodeServer, start_node_server
 from tests.helpers.processes import Service, free_port, gateway_env, queue_env, start_service
 from tests.helpers.vision_inputs import text_image
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import eventually, wait_until
 
 BOT = "outbox-bot"
 ALICE = "4915100000077@s.whatsapp.net"
@@ -341,6 +342,14 @@ async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
     topology: Topology,
 ) -> None:
     [before] = topology.events("message_injected")
+    # The first message is acknowledged before the option changes: the gateway acks a
+    # frame once queue_svc has it durable, so wait for it in the store (an ack still in
+    # flight when Node learns the option would get a receipt, as any message acked then).
+    store = await open_store(StoreConfig(backend="sqlite", sqlite_path=topology.db))
+    try:
+        await eventually(lambda: _stored(store), within=30)
+    finally:
+        await store.close()
     api = topology.api(1, f"/bots/{BOT}")
     async with topology.http.put(f"{api}/config", json={"read_receipts": "yes"}, headers=AUTH) as r:
         assert r.status == 400 and "read_receipts" in (await r.json())["error"]
@@ -355,6 +364,10 @@ async def test_read_receipts_follow_the_bots_option_and_the_gateways_ack(
     # Read once the gateway acknowledged it; the message from before the option, never.
     assert [(e["chat"], e["id"]) for e in topology.events("read_sent")] == [(ALICE, after["id"])]
     assert before["id"] != after["id"]
+
+
+async def _stored(store: Store) -> bool:
+    return await store.max_sequence(BOT) >= 1
 
 
 async def test_media_up_to_the_cap_crosses_to_node_and_beyond_it_is_refused(
