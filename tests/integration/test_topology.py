@@ -350,7 +350,16 @@ async def test_topology_survives_one_kill_of_each_kind(tmp_path: Path) -> None:
                     bot: sorted(expected[bot] - {pid for _, pid in webhook.posts[bot]})
                     for bot in BOTS
                 }
-                raise AssertionError(f"not at the webhook: {missing}") from None
+                gaps = {
+                    bot: sorted(
+                        set(range(1, await store.max_sequence(bot) + 1))
+                        - {sequence for sequence, _ in webhook.posts[bot]}
+                    )
+                    for bot in BOTS
+                }
+                raise AssertionError(
+                    f"not at the webhook: messages {missing}, sequences {gaps}"
+                ) from None
             progress("all at the webhook")
             wanted_replies = {f"re: {pid}" for ids in expected.values() for pid in ids}
             try:
