@@ -148,7 +148,7 @@ async def test_an_oversized_body_is_refused_and_changes_nothing(gateway: Gateway
     assert await gateway.used() == 0
 
 
-@pytest.mark.parametrize("bad", ["not-a-uuid", str(uuid.uuid1()), "..%2F..%2Fetc"])
+@pytest.mark.parametrize("bad", ["not-a-uuid", str(uuid.UUID(int=1, version=1)), "..%2F..%2Fetc"])
 async def test_an_id_that_is_not_a_uuid4_is_refused(gateway: Gateway, bad: str) -> None:
     status, _ = await gateway.put(bad, b"x")
     assert status in (400, 404)

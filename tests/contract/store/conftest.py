@@ -17,30 +17,9 @@ from pymongo import AsyncMongoClient
 
 from services.common.store import Store, StoreConfig, open_store
 from tests.helpers import secantus
+from tests.helpers.store_legs import COLLECTED_LEGS, LEG_STATUS, NO_MONGO
 
-LEGS = ("sqlite", "mongodb-secantus-replset", "mongodb-secantus-standalone", "mongodb-uri")
-# The MONGODB_URI leg is collected only when it is set (not one skip per test).
-COLLECTED_LEGS = LEGS if os.environ.get("MONGODB_URI") else LEGS[:-1]
-_LEG_STATUS = pytest.StashKey[dict[str, str]]()
-_NO_MONGO = "MONGODB_URI not set"
 _NO_SECANTUS = f"{secantus.EXECUTABLE} not installed (package secantusdb: run `make venv`)"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_LEG_STATUS] = {}
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    status = config.stash.get(_LEG_STATUS, {})
-    if not status:
-        return
-    absent = {leg: "not collected" for leg in LEGS}
-    if "mongodb-uri" not in COLLECTED_LEGS:
-        absent["mongodb-uri"] = f"skipped ({_NO_MONGO})"
-    legs = " ".join(f"{leg}={status.get(leg, absent[leg])}" for leg in LEGS)
-    terminalreporter.write_line(f"store contract legs: {legs}")
 
 
 def _secantus(
@@ -75,12 +54,12 @@ def secantus_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[se
 
 def _mongodb_uri(request: pytest.FixtureRequest, leg: str) -> str:
     """The server of a MongoDB leg; the SecantusDB servers start on first use."""
-    status = request.config.stash[_LEG_STATUS]
+    status = request.config.stash[LEG_STATUS]
     if leg == "mongodb-uri":
         uri = os.environ.get("MONGODB_URI")
         if not uri:
-            status.setdefault(leg, f"skipped ({_NO_MONGO})")
-            pytest.skip(_NO_MONGO)
+            status.setdefault(leg, f"skipped ({NO_MONGO})")
+            pytest.skip(NO_MONGO)
         return uri
     fixture = "secantus_replset" if leg == "mongodb-secantus-replset" else "secantus_standalone"
     try:
@@ -94,7 +73,7 @@ def _mongodb_uri(request: pytest.FixtureRequest, leg: str) -> str:
 @pytest.fixture(params=COLLECTED_LEGS)
 def store_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreConfig]:
     leg: str = request.param
-    status = request.config.stash[_LEG_STATUS]
+    status = request.config.stash[LEG_STATUS]
     if leg == "sqlite":
         status["sqlite"] = "ran"
         yield StoreConfig(backend="sqlite", sqlite_path=tmp_path / "store.sqlite3")
