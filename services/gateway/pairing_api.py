@@ -12,7 +12,7 @@ from typing import Any
 import segno
 from aiohttp import web
 
-from services.common.errors import InvalidInputError
+from services.common.errors import InvalidInputError, PreconditionError
 from services.gateway import api_models as m
 from services.gateway.node_client import NodeClient
 from services.gateway.openapi import Binary, Param, Security, endpoint, read_body
@@ -65,9 +65,16 @@ class PairingApi:
         """GET /bots/{id}/pairing: the state and, while pairing, the QR code's text."""
         bot_id = _bot_id(request)
         session = await self._node.session(bot_id)
-        body: dict[str, Any] = {"bot_id": bot_id, "state": session.get("state"), "qr": None}
+        qr: str | None = None
         if session.get("qrAvailable"):
-            body["qr"] = await self._node.qr(bot_id)
+            try:
+                qr = await self._node.qr(bot_id)
+            except PreconditionError:
+                # Scanned (or the session closed) between the two reads: the state is
+                # what it is now, with no code to show.
+                session = await self._node.session(bot_id)
+        body: dict[str, Any] = {"bot_id": bot_id, "state": session.get("state"), "qr": qr}
+        if qr is not None:
             body["qr_png"] = f"/bots/{bot_id}/pairing/qr.png"
         return web.json_response(body)
 
