@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC
 
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
