@@ -21,7 +21,10 @@ RUN_OWN = ("- run finished:", "- machine:")
 
 
 def _recorded(text: str) -> dict[str, Step]:
-    run = steps(quick=False, soak_seconds=120)
+    # The soak's length is the run's choice (`--soak-seconds`): read it from the record.
+    soak = re.search(r"`\S+ bench/soak\.py --seconds (\d+)`", text)
+    assert soak is not None, "no soak in RESULTS.md"
+    run = steps(quick=False, soak_seconds=int(soak[1]))
     for key, step in run.items():
         start = text.index(f"\n## {step.title}\n")
         found = _HEADER.search(text, start)
