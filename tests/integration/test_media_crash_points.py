@@ -58,6 +58,10 @@ class Stack:
         )
 
     async def start_media(self, name: str, **env: str) -> Service:
+        # Each crash process may first claim an older job whose 1 s lease ran out while it
+        # started, so one job can be claimed by all four of them and then by the recovery:
+        # five claims, which must not count as a job that keeps crashing its worker.
+        env = {"MEDIA_MAX_ATTEMPTS": "5", **env}
         return await start_service(
             "services.media_svc",
             media_env(self.db, self.staging, self.queue.address, **env),

@@ -302,5 +302,6 @@ def _state(pid: int) -> str:
     """The process's state letter from /proc, or "gone"."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Reaped between opening its stat file and reading it (ESRCH).
         return "gone"
