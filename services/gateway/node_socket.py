@@ -1,5 +1,7 @@
 """The WebSocket Node connects to: frames in (handled concurrently, acknowledged in
-any order), replies and acknowledgements out through the same socket."""
+any order), replies and acknowledgements out through the same socket. A Node that offers
+frame batches (services/common/wire_batch.py) may send several frames per
+message and gets the acks of one event-loop turn as one message."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from services.common.wire import encode_frame
+from services.common.wire_batch import BATCH_HEADER, BATCH_VERSION, split_frames
+from services.gateway.ack_writer import AckWriter
 from services.gateway.frame_handler import FrameHandler
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_link import NodeLink
@@ -38,11 +41,14 @@ class NodeSocket:
         # Read frames well beyond the wire limit so that an oversized one is answered
         # REJECTED by the parser instead of closing the connection.
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=self._max_message_bytes)
+        batched = request.headers.get(BATCH_HEADER) == BATCH_VERSION
+        if batched:
+            ws.headers[BATCH_HEADER] = BATCH_VERSION
         await ws.prepare(request)
         self._sockets.add(ws)
         self._link.connected(ws)
         self._metrics.node_connections.set(self._link.connection_count)
-        send_lock = asyncio.Lock()
+        acks = AckWriter(ws, batched=batched, on_sent=self._metrics.frame_acked)
         slots = asyncio.Semaphore(MAX_IN_FLIGHT_FRAMES)
         tasks: set[asyncio.Task[None]] = set()
 
@@ -50,30 +56,30 @@ class NodeSocket:
             try:
                 reply = await self._handler.handle(data, ws)
                 if reply is not None and not ws.closed:
-                    async with send_lock:
-                        await ws.send_str(encode_frame(reply))
-                    self._metrics.frame_acked(reply.ack.status)
+                    await acks.send(reply)
             except (ConnectionError, RuntimeError) as error:
                 # Node resends every unacknowledged frame after reconnecting.
                 log.info("could not acknowledge a frame, connection gone: %r", error)
             finally:
                 slots.release()
 
-        log.info("Node connected from %s", request.remote)
+        log.info("Node connected from %s%s", request.remote, " (frame batches)" if batched else "")
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await slots.acquire()
-                    # One task per frame lets concurrent text frames share a batch;
-                    # tasks start in arrival order, which keeps text order per chat.
-                    task = asyncio.create_task(answer(message.data))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    for data in split_frames(message.data) if batched else (message.data,):
+                        await slots.acquire()
+                        # One task per frame lets concurrent text frames share a batch;
+                        # tasks start in arrival order, which keeps text order per chat.
+                        task = asyncio.create_task(answer(data))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
                 elif message.type == WSMsgType.ERROR:
                     log.warning("Node WebSocket error: %r", ws.exception())
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await acks.flush()
             self._link.disconnected(ws)
             self._sockets.discard(ws)
             self._metrics.node_connections.set(self._link.connection_count)

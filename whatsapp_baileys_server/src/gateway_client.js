@@ -7,10 +7,13 @@
 // on a RETRY this side stops the chat, waits the backoff and resends from its oldest
 // pending frame (frames the gateway had already taken come back DUPLICATE). One frame
 // per round trip per chat capped a single busy chat at about 100 messages a second.
+// With a gateway that accepts frame batches (src/wire_batch.js) the frames and acks of
+// one event-loop turn go out as one WebSocket message, and its acks come the same way.
 
 import WebSocket from "ws";
 import { AckStatus } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { FrameError, MAX_GATEWAY_FRAME_BYTES, buildNodeFrame, encodeNodeFrame, parseGatewayFrame } from "./wire.js";
+import { BATCH_HEADER, BATCH_VERSION, MAX_BATCH_CHARS, splitFrames } from "./wire_batch.js";
 
 /** Exponential backoff with full jitter, capped. */
 export function backoffDelay(attempt, { initialMs, maxMs }, random = Math.random) {
@@ -68,6 +71,12 @@ export class GatewayClient {
     this.outgoingInProgress = new Map();
     /** True while the socket's writes are held for the current burst of sends. */
     this.corked = false;
+    /** True when the gateway accepted frame batches on the current connection. */
+    this.batched = false;
+    /** Frames (encoded) waiting to go out as the current turn's one message. */
+    this.batch = [];
+    this.batchChars = 0;
+    this.batchScheduled = false;
   }
 
   start() {
@@ -116,7 +125,7 @@ export class GatewayClient {
   #connect() {
     if (this.stopped) return;
     const ws = new WebSocket(this.url, {
-      headers: { Authorization: `Bearer ${this.token}` },
+      headers: { Authorization: `Bearer ${this.token}`, [BATCH_HEADER]: BATCH_VERSION },
       handshakeTimeout: 10_000,
       // Replies may carry a media file; the parser refuses anything larger with a reason.
       maxPayload: MAX_GATEWAY_FRAME_BYTES + 1024,
@@ -125,11 +134,17 @@ export class GatewayClient {
       perMessageDeflate: false,
     });
     this.ws = ws;
+    this.batched = false;
+    this.batch = [];
+    this.batchChars = 0;
+    ws.on("upgrade", (res) => {
+      if (this.ws === ws) this.batched = res.headers[BATCH_HEADER.toLowerCase()] === BATCH_VERSION;
+    });
     ws.on("open", () => {
       if (this.ws !== ws) return;
       this.connected = true;
       this.reconnectAttempt = 0;
-      this.logger.info({ url: this.url, pending: this.outbox.size }, "connected to gateway");
+      this.logger.info({ url: this.url, pending: this.outbox.size, batched: this.batched }, "connected to gateway");
       this.#pump();
     });
     ws.on("message", (data) => {
@@ -190,9 +205,41 @@ export class GatewayClient {
       this.#pumpChat(entry.chatKey);
     }, this.ackTimeoutMs);
     flying.set(entry.frameId, timer);
-    this.#corkUntilNextTick();
-    this.ws.send(entry.json, (err) => {
-      if (err) this.logger.warn({ err: err.message, frame_id: entry.frameId }, "frame not sent; will resend");
+    this.#write(entry.json, entry.frameId);
+  }
+
+  /** Sends one encoded frame: alone, or in this turn's batch when the gateway takes them. */
+  #write(text, frameId) {
+    if (!this.batched) {
+      this.#corkUntilNextTick();
+      this.ws.send(text, (err) => {
+        if (err) this.logger.warn({ err: err.message, frame_id: frameId }, "frame not sent; will resend");
+      });
+      return;
+    }
+    if (this.batch.length > 0 && this.batchChars + text.length > MAX_BATCH_CHARS) this.#flushBatch();
+    this.batch.push(text);
+    this.batchChars += text.length + 1;
+    if (this.batchScheduled) return;
+    this.batchScheduled = true;
+    // Frames made durable together are sent from one run of promise callbacks: the
+    // tick after it sees them all.
+    process.nextTick(() => {
+      this.batchScheduled = false;
+      this.#flushBatch();
+    });
+  }
+
+  #flushBatch() {
+    const frames = this.batch;
+    if (frames.length === 0) return;
+    this.batch = [];
+    this.batchChars = 0;
+    // A connection lost meanwhile: its frames are resent (and its acks answered again)
+    // after the reconnect.
+    if (!this.connected || !this.ws) return;
+    this.ws.send(frames.join("\n"), (err) => {
+      if (err) this.logger.warn({ err: err.message, frames: frames.length }, "frames not sent; will resend");
     });
   }
 
@@ -213,6 +260,14 @@ export class GatewayClient {
   }
 
   #onMessage(data) {
+    if (!this.batched) {
+      this.#onFrame(data);
+      return;
+    }
+    for (const part of splitFrames(data)) this.#onFrame(part);
+  }
+
+  #onFrame(data) {
     let frame;
     try {
       frame = parseGatewayFrame(data);
@@ -318,7 +373,6 @@ export class GatewayClient {
     const frame = buildNodeFrame({
       payload: { case: "ack", value: { frameId, status, reason: reason ? String(reason).slice(0, 1024) : undefined } },
     });
-    this.#corkUntilNextTick();
-    this.ws.send(encodeNodeFrame(frame));
+    this.#write(encodeNodeFrame(frame), frameId);
   }
 }
