@@ -20,6 +20,7 @@ import {
 import { field as fieldConstraints } from "./gen/chatbot/options/v1/field_options_pb.js";
 import { AckStatusSchema, GatewayFrameSchema, NodeFrameSchema } from "./gen/chatbot/wire/v1/frames_pb.js";
 import { OUTGOING_MESSAGE, outgoingProblems } from "./outgoing_rules.js";
+import { UnplannedValue, planJsonEncoder } from "./frame_json.js";
 
 /** Frames from Node are small: text and metadata only, never media bytes. */
 export const MAX_FRAME_BYTES = 256 * 1024;
@@ -405,9 +406,17 @@ export function parseNodeFrame(input) {
   return parseFrame(input, NodeFrameSchema);
 }
 
+const planned = planJsonEncoder([NodeFrameSchema, GatewayFrameSchema]);
+
 /** Canonical proto3 JSON, the only encoding that crosses the WebSocket. */
 export function encodeFrame(schema, message) {
-  return toJsonString(schema, message);
+  try {
+    return planned(schema, message);
+  } catch (err) {
+    // What the plan does not expect, toJsonString writes (or refuses with its reason).
+    if (!(err instanceof UnplannedValue)) throw err;
+    return toJsonString(schema, message);
+  }
 }
 
 /**
@@ -428,11 +437,11 @@ export function buildGatewayFrame(init) {
 }
 
 export function encodeNodeFrame(frame) {
-  return toJsonString(NodeFrameSchema, frame);
+  return encodeFrame(NodeFrameSchema, frame);
 }
 
 export function encodeGatewayFrame(frame) {
-  return toJsonString(GatewayFrameSchema, frame);
+  return encodeFrame(GatewayFrameSchema, frame);
 }
 
 /** A fresh frame id; frames are keyed by it in the outbox and in acks. */
