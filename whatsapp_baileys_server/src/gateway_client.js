@@ -77,6 +77,8 @@ export class GatewayClient {
     this.batch = [];
     this.batchChars = 0;
     this.batchScheduled = false;
+    /** Chats whose window moved in this turn; each is pumped once at its end. */
+    this.toPump = new Set();
   }
 
   start() {
@@ -87,7 +89,7 @@ export class GatewayClient {
   /** Queues a frame durably, then sends it when its chat's turn comes. */
   async send(frame, chatKey) {
     await this.outbox.add(frame, chatKey);
-    this.#pumpChat(chatKey);
+    this.#pumpSoon(chatKey);
   }
 
   /** True once no frame of the bot waits in the outbox (false after `timeoutMs`). */
@@ -188,6 +190,23 @@ export class GatewayClient {
       this.#transmit(entry, flying);
       if (flying.size >= this.chatWindow) return;
     }
+  }
+
+  /**
+   * Pumps the chat once the current run of callbacks is over: a batch made durable
+   * together, or a message of acks, moves a chat's window many times, and each pump
+   * walks the chat's frames from its oldest.
+   */
+  #pumpSoon(chatKey) {
+    if (this.toPump.has(chatKey)) return;
+    this.toPump.add(chatKey);
+    // The first chat of the turn schedules the pump; later ones join it.
+    if (this.toPump.size > 1) return;
+    process.nextTick(() => {
+      const chats = this.toPump;
+      this.toPump = new Set();
+      for (const chat of chats) this.#pumpChat(chat);
+    });
   }
 
   /** Forgets what is in flight for a chat (its frames will be sent again). */
@@ -327,7 +346,7 @@ export class GatewayClient {
     if (this.removing.has(ack.frameId)) return;
     this.removing.add(ack.frameId);
     // The window moved: the chat's next frame need not wait for the deletion's fsync.
-    this.#pumpChat(entry.chatKey);
+    this.#pumpSoon(entry.chatKey);
     this.outbox.remove(ack.frameId).then(
       // Nothing more to send once it is gone: the window moved with the ack above.
       () => this.removing.delete(ack.frameId),

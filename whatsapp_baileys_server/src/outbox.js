@@ -201,7 +201,10 @@ export class Outbox {
 
   #enqueue(write) {
     return new Promise((resolve, reject) => {
-      this.queued.push({ ...write, resolve, reject });
+      // The caller's own object, completed (copying it per frame showed in the profile).
+      write.resolve = resolve;
+      write.reject = reject;
+      this.queued.push(write);
       if (!this.writing) this.writing = this.#drain();
     });
   }
@@ -270,7 +273,8 @@ export class Outbox {
   remove(frameId) {
     if (!this.entries.has(frameId)) return Promise.resolve(false);
     return this.#enqueue({
-      line: `${JSON.stringify({ op: "del", frameId })}\n`,
+      // The bytes JSON.stringify of the record object would give.
+      line: `{"op":"del","frameId":${JSON.stringify(frameId)}}\n`,
       sync: false,
       apply: () => this.#drop(frameId),
       result: () => true,
