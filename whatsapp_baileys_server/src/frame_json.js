@@ -2,9 +2,11 @@
 // from a plan of each message's fields made once at load. toJsonString reflects over the
 // descriptors for every message it writes; encoding each frame that way was a tenth of
 // the Node server's CPU. The plan takes the same decisions in the same order (fields by
-// number, proto3 presence, enum names, 64-bit integers as strings, standard base64), and
-// JSON.stringify writes the result; any value the plan does not expect makes the caller
-// fall back to toJsonString (test/frame_json.test.js compares both on every fixture).
+// number, proto3 presence, enum names, 64-bit integers as strings, standard base64) and
+// writes the text directly, each string and number as JSON.stringify writes it (building
+// an object for JSON.stringify cost as much again); any value the plan does not expect
+// makes the caller fall back to toJsonString (test/frame_json.test.js compares both on
+// every fixture and on seeded random frames).
 
 import { ScalarType, toJson } from "@bufbuild/protobuf";
 import { base64Encode } from "@bufbuild/protobuf/wire";
@@ -125,7 +127,7 @@ function planAll(schemas) {
         field,
         local: field.localName,
         oneof: field.oneof?.localName,
-        json: field.jsonName,
+        key: `${JSON.stringify(field.jsonName)}:`,
         kind: field.fieldKind === "list" ? field.listKind : field.fieldKind,
         list: field.fieldKind === "list",
         implicit: field.presence === IMPLICIT,
@@ -133,7 +135,7 @@ function planAll(schemas) {
         message,
         // A well-known type other than Timestamp is written by protobuf-es itself.
         wellKnown: message?.typeName.startsWith("google.protobuf.") ? message.typeName : undefined,
-        enumNames: enumeration ? new Map(enumeration.values.map((v) => [v.number, v.name])) : undefined,
+        enumNames: enumeration ? new Map(enumeration.values.map((v) => [v.number, JSON.stringify(v.name)])) : undefined,
         enumZero: enumeration?.values[0]?.number,
       });
       if (message && !message.typeName.startsWith("google.protobuf.")) visit(message);
@@ -143,25 +145,27 @@ function planAll(schemas) {
   return plans;
 }
 
+/** The JSON text of one value of the field. */
 function itemJson(plans, step, value) {
   switch (step.kind) {
     case "scalar":
-      return scalarJson(step.scalar, value);
+      return JSON.stringify(scalarJson(step.scalar, value));
     case "enum":
       if (typeof value !== "number") return unplanned("enum");
-      return step.enumNames.get(value) ?? value;
+      return step.enumNames.get(value) ?? String(value);
     case "message":
-      if (step.wellKnown === TIMESTAMP) return timestampJson(value);
-      if (step.wellKnown) return toJson(step.message, value);
+      if (step.wellKnown === TIMESTAMP) return `"${timestampJson(value)}"`;
+      if (step.wellKnown) return JSON.stringify(toJson(step.message, value));
       return messageJson(plans, step.message, value);
     default:
       return unplanned(step.kind);
   }
 }
 
+/** The JSON text of a message. */
 function messageJson(plans, schema, message) {
   if (message?.$typeName !== schema.typeName) return unplanned(`not a ${schema.typeName}`);
-  const json = {};
+  let json = "";
   for (const step of plans.get(schema)) {
     let value;
     if (step.oneof) {
@@ -173,7 +177,9 @@ function messageJson(plans, schema, message) {
       if (step.list) {
         if (!Array.isArray(value)) return unplanned("list");
         if (value.length === 0) continue;
-        json[step.json] = value.map((item) => itemJson(plans, step, item));
+        let items = "";
+        for (const item of value) items += `${items ? "," : ""}${itemJson(plans, step, item)}`;
+        json += `${json ? "," : ""}${step.key}[${items}]`;
         continue;
       }
       if (!step.implicit) {
@@ -182,9 +188,9 @@ function messageJson(plans, schema, message) {
         continue;
       }
     }
-    json[step.json] = itemJson(plans, step, value);
+    json += `${json ? "," : ""}${step.key}${itemJson(plans, step, value)}`;
   }
-  return json;
+  return `{${json}}`;
 }
 
 /**
@@ -195,6 +201,6 @@ export function planJsonEncoder(schemas) {
   const plans = planAll(schemas);
   return (schema, message) => {
     if (!plans.has(schema)) return unplanned(`no plan for ${schema.typeName}`);
-    return JSON.stringify(messageJson(plans, schema, message));
+    return messageJson(plans, schema, message);
   };
 }
