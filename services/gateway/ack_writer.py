@@ -62,6 +62,11 @@ class AckWriter:
             lost = len(batch) + len(self._queued)
             log.info("could not acknowledge %d frames, connection gone: %r", lost, error)
             self._queued.clear()
+        except Exception:
+            # Nobody awaits this task but the connection's end: a failure of its own must
+            # not stop the connection's cleanup. Node resends what got no ack.
+            log.exception("could not acknowledge %d frames", len(batch) + len(self._queued))
+            self._queued.clear()
         finally:
             self._flushing = None
 
