@@ -75,7 +75,16 @@ export class DirectoryStager {
         await rename(partPath, finalPath);
         return { path: finalPath };
       },
-      abort: () => rm(partPath, { force: true }),
+      abort: async () => {
+        // A stream destroyed before its open() completed still creates the file when the
+        // open lands; removing it before 'close' would leave a stray .part behind.
+        if (!stream.closed) {
+          const closed = new Promise((resolve) => stream.once("close", resolve));
+          stream.destroy();
+          await closed;
+        }
+        await rm(partPath, { force: true });
+      },
     };
   }
 }
