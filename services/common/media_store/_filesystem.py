@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
 
+from services.common.batch_thread import Offload
 from services.common.errors import InvalidInputError
 from services.common.media_store._interface import (
     CHUNK_BYTES,
@@ -31,6 +32,8 @@ from services.common.validation import is_uuid4
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".part"
+# Objects up to this size are copied on the caller's short-call thread (copy_to).
+SHORT_COPY_BYTES = 1024 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -50,9 +53,12 @@ def _flush(handle: BinaryIO) -> None:
 
 
 class FilesystemMediaStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, short_calls: Offload = asyncio.to_thread) -> None:
+        """`short_calls` runs the deletes (rename, stat, unlink): media_svc passes its
+        BatchThread, which hands many of them over at once."""
         root.mkdir(parents=True, exist_ok=True)
         self._root = root.resolve()
+        self._short = short_calls
 
     @property
     def kind(self) -> str:
@@ -141,9 +147,18 @@ class FilesystemMediaStore:
 
     async def copy_to(self, media_processing_id: str, destination: Path, max_bytes: int) -> int:
         source = self.path_for(media_processing_id)
-        return await asyncio.to_thread(self._copy, source, destination, max_bytes)
+        # A small object is copied among the short calls; a larger one would hold them
+        # back, so it gets an executor thread of its own.
+        size = await self._short(self._copy, source, destination, max_bytes, SHORT_COPY_BYTES)
+        if size is None:
+            size = await asyncio.to_thread(self._copy, source, destination, max_bytes)
+        assert size is not None  # no size limit: never declined
+        return size
 
-    def _copy(self, source: Path, destination: Path, max_bytes: int) -> int:
+    def _copy(
+        self, source: Path, destination: Path, max_bytes: int, up_to: int | None = None
+    ) -> int | None:
+        """The bytes copied; None (nothing done) when the object is larger than `up_to`."""
         try:
             info = source.lstat()
         except FileNotFoundError:
@@ -155,6 +170,8 @@ class FilesystemMediaStore:
             raise MediaRefusedError(f"staged entry {source.name} is not a regular file")
         if info.st_size > max_bytes:
             raise MediaTooLargeError(f"{info.st_size} bytes > limit {max_bytes}", info.st_size)
+        if up_to is not None and info.st_size > up_to:
+            return None
         try:
             fd = os.open(source, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
@@ -177,7 +194,7 @@ class FilesystemMediaStore:
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     async def delete(self, media_processing_id: str) -> int | None:
-        return await asyncio.to_thread(self._take, self.path_for(media_processing_id))
+        return await self._short(self._take, self.path_for(media_processing_id))
 
     async def entries(self) -> list[MediaEntry]:
         return await asyncio.to_thread(self._entries, time.time())
@@ -208,7 +225,7 @@ class FilesystemMediaStore:
         path = self._root / entry.key
         if path.parent != self._root or entry.key in ("", ".", ".."):
             raise InvalidInputError(f"{entry.key!r} is not an entry of the media directory")
-        return await asyncio.to_thread(self._take, path)
+        return await self._short(self._take, path)
 
     async def close(self) -> None:
         return None
