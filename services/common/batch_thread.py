@@ -3,9 +3,10 @@
 `asyncio.to_thread` pays two thread hand-offs per call: waking an executor thread, and
 waking the event loop with the result. With several calls per media job that was as much
 CPU as the event loop itself (the media bench: the default executor's threads used
-~40 % of media_svc's CPU). This thread drains every call queued since its last wake-up
-and hands all their results back with one loop wake-up, so under load the hand-offs are
-paid per batch, not per call. For short calls only: a call waits for those queued before
+~40 % of media_svc's CPU). Here the calls of one event-loop turn are handed to the
+thread together, and the thread runs every call queued since its last wake-up and hands
+all their results back with one loop wake-up: under load the hand-offs are paid per
+batch, not per call. For short calls only: a call waits for those queued before
 it, so a long copy here would hold back every other job's file operations.
 """
 
@@ -22,7 +23,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Bounds one batch, so results of a long queue reach the loop in portions.
+# Bounds one batch (beyond one turn's calls), so results of a long queue reach the loop
+# in portions.
 MAX_BATCH = 256
 
 
@@ -43,7 +45,10 @@ class _Call:
 class BatchThread:
     def __init__(self, name: str) -> None:
         self._name = name
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
+        # The calls of the current event-loop turn: handed over together at its end, so
+        # a turn that starts many calls wakes the thread once.
+        self._turn: list[_Call] = []
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -56,9 +61,17 @@ class BatchThread:
             # Started on first use: an instance nobody calls costs no thread.
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._calls.put(_Call(lambda: func(*args, **kwargs), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._turn:
+            loop.call_soon(self._hand_over)
+        self._turn.append(_Call(lambda: func(*args, **kwargs), future))
         return await future
+
+    def _hand_over(self) -> None:
+        calls, self._turn = self._turn, []
+        if calls:
+            self._calls.put(calls)
 
     async def close(self) -> None:
         """Runs the calls already queued, then ends the thread."""
@@ -66,6 +79,7 @@ class BatchThread:
             return
         self._closed = True
         if self._thread is not None:
+            self._hand_over()
             self._calls.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
@@ -75,16 +89,16 @@ class BatchThread:
             first = self._calls.get()
             if first is None:
                 break
-            batch = [first]
+            batch = first
             while len(batch) < MAX_BATCH:
                 try:
-                    item = self._calls.get_nowait()
+                    more = self._calls.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.extend(more)
             done: dict[asyncio.AbstractEventLoop, list[tuple[_Call, Any, BaseException | None]]]
             done = {}
             for call in batch:

@@ -44,6 +44,17 @@ async def test_calls_queued_while_busy_run_in_order_and_return_together() -> Non
         await thread.close()
 
 
+async def test_the_calls_of_one_turn_run_as_one_batch() -> None:
+    thread = BatchThread("test-batch")
+    try:
+        calls = [asyncio.ensure_future(thread.run(abs, -i)) for i in range(4)]
+        await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+        assert all(task.done() for task in calls)
+        assert [task.result() for task in calls] == [0, 1, 2, 3]
+    finally:
+        await thread.close()
+
+
 async def test_an_exception_reaches_only_its_caller() -> None:
     thread = BatchThread("test-batch")
 
