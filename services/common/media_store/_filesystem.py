@@ -7,6 +7,7 @@ place of an object they are removed and refused."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
@@ -35,6 +36,8 @@ PARTIAL_SUFFIX = ".part"
 # Objects up to this size are copied on the caller's short-call thread (copy_to).
 SHORT_COPY_BYTES = 1024 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Why a hard link may be impossible: another filesystem, or one without links.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 def _fsync_directory(path: Path) -> None:
@@ -44,6 +47,27 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _link(source: Path, destination: Path, info: os.stat_result) -> int | None:
+    """The object hard-linked as `destination` (an object is never written in place: a
+    rewrite stores a new file, so the link keeps the bytes as they were, like a copy);
+    its size, or None when it cannot be linked there (then it is copied)."""
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except FileNotFoundError:
+        raise MediaMissingError(f"no staged media {source.name}") from None
+    except OSError as exc:
+        if exc.errno in _NO_LINK:
+            return None
+        raise
+    linked = destination.lstat()
+    if linked.st_ino != info.st_ino or linked.st_dev != info.st_dev:
+        # Replaced between the check and the link (rewritten, or a symlink planted): not
+        # what was checked, so it is copied instead, with the copy's own checks.
+        destination.unlink(missing_ok=True)
+        return None
+    return linked.st_size
 
 
 def _flush(handle: BinaryIO) -> None:
@@ -147,8 +171,8 @@ class FilesystemMediaStore:
 
     async def copy_to(self, media_processing_id: str, destination: Path, max_bytes: int) -> int:
         source = self.path_for(media_processing_id)
-        # A small object is copied among the short calls; a larger one would hold them
-        # back, so it gets an executor thread of its own.
+        # A link, or a small object's copy, is made among the short calls; a larger copy
+        # would hold them back, so it gets an executor thread of its own.
         size = await self._short(self._copy, source, destination, max_bytes, SHORT_COPY_BYTES)
         if size is None:
             size = await asyncio.to_thread(self._copy, source, destination, max_bytes)
@@ -158,7 +182,8 @@ class FilesystemMediaStore:
     def _copy(
         self, source: Path, destination: Path, max_bytes: int, up_to: int | None = None
     ) -> int | None:
-        """The bytes copied; None (nothing done) when the object is larger than `up_to`."""
+        """The bytes linked or copied; None (nothing done) when a copy is needed and the
+        object is larger than `up_to`."""
         try:
             info = source.lstat()
         except FileNotFoundError:
@@ -170,6 +195,9 @@ class FilesystemMediaStore:
             raise MediaRefusedError(f"staged entry {source.name} is not a regular file")
         if info.st_size > max_bytes:
             raise MediaTooLargeError(f"{info.st_size} bytes > limit {max_bytes}", info.st_size)
+        linked = _link(source, destination, info)
+        if linked is not None:
+            return linked
         if up_to is not None and info.st_size > up_to:
             return None
         try:
