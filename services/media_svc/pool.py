@@ -53,7 +53,7 @@ class PoolSet:
         worker_id: str,
         lease_seconds: float,
         poll_fallback_seconds: float,
-        claimers: int = 4,
+        claimers: int = 1,
         claimable: Callable[[str], bool] = lambda pool: True,
     ) -> None:
         self._store = store
@@ -88,8 +88,10 @@ class PoolSet:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claims and dispatches until `stop_claiming()`, with a few claims in flight at
-        once so the store can commit them together under load."""
+        """Claims and dispatches until `stop_claiming()`. One claim loop by default: a
+        claim fills every free slot (up to MAX_CLAIM_BATCH per pool) in one round trip,
+        and every commit in the database wakes each loop waiting for jobs, so more loops
+        mostly ran more empty claims."""
         loops = [asyncio.create_task(self._claim_loop()) for _ in range(self._claimers)]
         try:
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
