@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from services.common.errors import InvalidInputError
+from services.common.turn_log_handler import TurnStreamHandler
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -51,11 +52,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
-    """JSON lines on stderr for every logger of the process (ours and libraries')."""
+    """JSON lines on stderr for every logger of the process (ours and libraries'), the
+    lines of one event-loop turn written together (TurnStreamHandler)."""
     name = level.strip().upper()
     if name not in logging.getLevelNamesMapping():
         raise InvalidInputError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TurnStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
