@@ -43,6 +43,8 @@ class _Call:
 
 
 class BatchThread:
+    """Called from one event loop (the service's); results go back to the caller's loop."""
+
     def __init__(self, name: str) -> None:
         self._name = name
         self._calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
