@@ -276,14 +276,9 @@ def analysis(run: dict[str, Step]) -> list[str]:
         "- **Media jobs/s with zero-delay stubs** is bound by queue_svc's and media_svc's"
         " CPU per job: the placeholders of one event-loop turn go to queue_svc as one"
         " InjectPlaceholders call and the results as one UpdateByMediaIds call (the bench"
-        " injects as the gateway does; `--unary` shows the one-call-per-job cost); media_svc"
-        " claims up to 16 jobs per pool in one store round trip, hands each event-loop"
-        " turn's store operations and file calls (the scratch copy is a hard link on one"
-        " filesystem) to their threads in one hand-over, and queue_svc writes one turn's log"
-        " lines at once. What remains per job: gRPC's own event-loop work in queue_svc (the"
-        " largest share of its samples), the job's completion and deletion writes, the"
-        " placeholder's and the result's message writes, and the thread hand-offs between"
-        " the event loops and the SQLite and file threads (each one a GIL hand-over).",
+        " injects as the gateway does; `--unary` shows the one-call-per-job cost), leaving"
+        " the job's claim, completion and message writes in the store and the event-loop"
+        " work per item.",
         "- **Media with the real processors** is bound by the engines, not the pipeline:"
         " pickup stays at a few milliseconds while OCR takes seconds per image and Whisper"
         " a fraction of the audio's length (`bench/media_real.py`, `bench/processors.py`)."
