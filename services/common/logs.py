@@ -14,7 +14,6 @@ from types import MappingProxyType
 from typing import Any
 
 from services.common.errors import InvalidInputError
-from services.common.turn_log_handler import TurnStreamHandler
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -52,12 +51,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
-    """JSON lines on stderr for every logger of the process (ours and libraries'), the
-    lines of one event-loop turn written together (TurnStreamHandler)."""
+    """JSON lines on stderr for every logger of the process (ours and libraries')."""
     name = level.strip().upper()
     if name not in logging.getLevelNamesMapping():
         raise InvalidInputError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-    handler = TurnStreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
