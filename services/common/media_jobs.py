@@ -25,7 +25,7 @@ queue_svc (routing a new job) and media_svc (running the pools) always agree on 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -110,6 +110,12 @@ class MediaJobs:
         self, pools: Sequence[str], worker_id: str, lease_seconds: float
     ) -> ClaimedJob | None:
         return await self._store.claim_job(pools, worker_id, lease_seconds)
+
+    async def claim_batch(
+        self, slots: Mapping[str, int], worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Up to `slots[pool]` jobs of each pool, in claim order, in one store round trip."""
+        return await self._store.claim_jobs(slots, worker_id, lease_seconds)
 
     async def renew(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
         return await self._store.renew_lease(media_processing_id, token, lease_seconds)

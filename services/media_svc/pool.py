@@ -2,8 +2,10 @@
 
 A single dispatcher claims for every pool that has a free slot (one atomic claim over
 those pools, oldest job first), so an idle replica makes one store query per wake-up
-rather than one per pool. When nothing is claimable it waits on the store's wake-up
-signal (`wait_for_jobs`), with polling only as the fallback timeout.
+rather than one per pool. Under a backlog one claim takes up to `MAX_CLAIM_BATCH` jobs
+per pool (never more than the pool's free slots) in one store round trip. When nothing
+is claimable it waits on the store's wake-up signal (`wait_for_jobs`), with polling only
+as the fallback timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from services.media_svc.metrics import MediaMetrics
 from services.media_svc.worker import JobWorker, utc_now
 
 log = logging.getLogger(__name__)
+
+# Jobs one claim may take per pool. Under a burst, a claim per job cost a store round trip
+# (a thread hop and a commit) per job; a batch fills the free slots in a few, and every
+# job taken has a free slot at once, so a batch holds back no job another replica could run.
+MAX_CLAIM_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class PoolSet:
         worker_id: str,
         lease_seconds: float,
         poll_fallback_seconds: float,
-        claimers: int = 4,
+        claimers: int = 1,
         claimable: Callable[[str], bool] = lambda pool: True,
     ) -> None:
         self._store = store
@@ -59,7 +66,8 @@ class PoolSet:
         self._claimers = claimers
         # A pool whose engines are not loaded (services.media_svc.readiness) takes no job.
         self._claimable = claimable
-        self._claiming = 0
+        # Per pool name: the slots that claims in flight have asked for.
+        self._reserved: dict[str, int] = {}
         self._pools: dict[str, WorkerPool] = {}
         # Per pool name, so counts survive a table swap while jobs run.
         self._in_flight: dict[str, int] = {}
@@ -80,8 +88,10 @@ class PoolSet:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claims and dispatches until `stop_claiming()`, with a few claims in flight at
-        once so the store can commit them together under load."""
+        """Claims and dispatches until `stop_claiming()`. One claim loop by default: a
+        claim fills every free slot (up to MAX_CLAIM_BATCH per pool) in one round trip,
+        and every commit in the database wakes each loop waiting for jobs, so more loops
+        mostly ran more empty claims."""
         loops = [asyncio.create_task(self._claim_loop()) for _ in range(self._claimers)]
         try:
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
@@ -95,25 +105,32 @@ class PoolSet:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            # A claim in flight may land in any pool it names, so it holds a slot in each:
-            # a pool never runs more than its concurrency.
-            open_pools = [
-                p.name
+            # A claim in flight holds the slots it asks for in each pool it names (it may
+            # get them all): a pool never runs more than its concurrency.
+            slots = {
+                p.name: min(free, MAX_CLAIM_BATCH)
                 for p in self._pools.values()
-                if self.in_flight(p.name) + self._claiming < p.concurrency
-                and self._claimable(p.name)
-            ]
-            claimed = None
-            if open_pools:
-                self._claiming += 1
+                if (free := self._free_slots(p)) > 0 and self._claimable(p.name)
+            }
+            claimed: list[ClaimedJob] = []
+            if slots:
+                self._reserve(slots, 1)
                 try:
-                    claimed = await self._jobs.claim(open_pools, self._worker_id, self._lease)
+                    claimed = await self._jobs.claim_batch(slots, self._worker_id, self._lease)
                 finally:
-                    self._claiming -= 1
-            if claimed is None:
-                await self._idle(bool(open_pools))
+                    self._reserve(slots, -1)
+            if not claimed:
+                await self._idle(bool(slots))
                 continue
-            self._dispatch(claimed)
+            for one in claimed:
+                self._dispatch(one)
+
+    def _free_slots(self, pool: WorkerPool) -> int:
+        return pool.concurrency - self.in_flight(pool.name) - self._reserved.get(pool.name, 0)
+
+    def _reserve(self, slots: dict[str, int], sign: int) -> None:
+        for name, count in slots.items():
+            self._reserved[name] = self._reserved.get(name, 0) + sign * count
 
     async def _idle(self, wait_for_store: bool) -> None:
         if self._stopping:

@@ -19,6 +19,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.batch_thread import BatchThread
 from services.common.grpc_edge import GrpcEdge, RpcMetrics, RpcObserver
 from services.common.health import ProbeSettings, StoreHealth
 from services.common.media_store import StagedMedia, open_media_store
@@ -97,7 +98,13 @@ async def serve(
     scratch = config.scratch_dir or Path(
         tempfile.mkdtemp(prefix="media-scratch-", dir=_var_directory())
     )
-    staging = MediaStaging(StagedMedia(open_media_store(config.media, store), store), scratch)
+    # The per-job deletes (the scratch copy, the staged object) share one batching thread.
+    file_calls = BatchThread("media-files")
+    staging = MediaStaging(
+        StagedMedia(open_media_store(config.media, store, file_calls.run), store),
+        scratch,
+        file_calls.run,
+    )
     metrics = MediaMetrics()
     delivery = QueueDelivery(
         config.queue_shards, metrics, rpc_timeout=config.delivery_timeout_seconds
@@ -289,6 +296,7 @@ async def serve(
         executor.close()
         trace.close()
         metrics.close()
+        await file_calls.close()
         await store.close()
         if config.scratch_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)

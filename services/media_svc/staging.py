@@ -10,12 +10,14 @@ place of an object, so no job document can make media_svc read or delete another
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.batch_thread import Offload
 from services.common.media_store import MediaEntry, MediaStore, StagedMedia, check_media_id
 from services.common.store import MediaJob
 
@@ -36,8 +38,15 @@ class LocalCopy:
 
 
 class MediaStaging:
-    def __init__(self, staged: StagedMedia, scratch_dir: Path) -> None:
+    def __init__(
+        self, staged: StagedMedia, scratch_dir: Path, short_calls: Offload = asyncio.to_thread
+    ) -> None:
+        """`short_calls` runs the removal of copies (server: the replica's BatchThread)."""
         self._staged = staged
+        self._short = short_calls
+        # Copy names only need to be unique within this replica's scratch directory (its
+        # leftovers are removed below): a counter, not a random read per job.
+        self._copies = itertools.count(secrets.randbits(32))
         scratch_dir.mkdir(parents=True, exist_ok=True)
         scratch_dir.chmod(0o700)
         self._scratch = scratch_dir.resolve()
@@ -62,18 +71,18 @@ class MediaStaging:
         """The object copied, chunk by chunk, into a new file of the scratch directory;
         the caller removes it with `release_copy`. Raises MediaMissingError,
         MediaRefusedError or MediaTooLargeError (no copy left behind)."""
-        name = f"{check_media_id(media_processing_id)}.{secrets.token_hex(4)}"
+        name = f"{check_media_id(media_processing_id)}.{next(self._copies) % 2**32:08x}"
         copy = self._scratch / name
         try:
             size = await self._staged.media.copy_to(media_processing_id, copy, max_bytes)
         except BaseException:
-            await asyncio.to_thread(copy.unlink, missing_ok=True)
+            await self._short(copy.unlink, missing_ok=True)
             raise
         return LocalCopy(copy, size)
 
     async def release_copy(self, copy: LocalCopy) -> None:
         if copy.path.parent == self._scratch:
-            await asyncio.to_thread(copy.path.unlink, missing_ok=True)
+            await self._short(copy.path.unlink, missing_ok=True)
 
     async def delete(self, job: MediaJob) -> bool:
         """Deletes the job's object and releases its bytes from its bot's quota; False

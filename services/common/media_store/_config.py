@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from services.common.batch_thread import Offload
 from services.common.errors import InvalidInputError
 from services.common.media_store._filesystem import FilesystemMediaStore
 from services.common.media_store._gridfs import GridFSMediaStore
@@ -42,10 +44,13 @@ class MediaStoreConfig:
         return cls(kind=kind, staging_dir=staging)  # type: ignore[arg-type]  # checked above
 
 
-def open_media_store(config: MediaStoreConfig, store: object) -> MediaStore:
-    """The configured backend; GridFS shares the MongoDB store's client and database."""
+def open_media_store(
+    config: MediaStoreConfig, store: object, short_calls: Offload = asyncio.to_thread
+) -> MediaStore:
+    """The configured backend; GridFS shares the MongoDB store's client and database.
+    `short_calls`: where the filesystem backend runs its deletes."""
     if config.kind == "gridfs":
         if not isinstance(store, MongoStore):
             raise InvalidInputError("MEDIA_STORE=gridfs needs the MongoDB store (MONGODB_URI)")
         return GridFSMediaStore(store.media_database)
-    return FilesystemMediaStore(config.staging_dir)
+    return FilesystemMediaStore(config.staging_dir, short_calls)

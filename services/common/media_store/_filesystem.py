@@ -7,6 +7,7 @@ place of an object they are removed and refused."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
 
+from services.common.batch_thread import Offload
 from services.common.errors import InvalidInputError
 from services.common.media_store._interface import (
     CHUNK_BYTES,
@@ -31,7 +33,11 @@ from services.common.validation import is_uuid4
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".part"
+# Objects up to this size are copied on the caller's short-call thread (copy_to).
+SHORT_COPY_BYTES = 1024 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Why a hard link may be impossible: another filesystem, or one without links.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 def _fsync_directory(path: Path) -> None:
@@ -43,6 +49,27 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _link(source: Path, destination: Path, info: os.stat_result) -> int | None:
+    """The object hard-linked as `destination` (an object is never written in place: a
+    rewrite stores a new file, so the link keeps the bytes as they were, like a copy);
+    its size, or None when it cannot be linked there (then it is copied)."""
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except FileNotFoundError:
+        raise MediaMissingError(f"no staged media {source.name}") from None
+    except OSError as exc:
+        if exc.errno in _NO_LINK:
+            return None
+        raise
+    linked = destination.lstat()
+    if linked.st_ino != info.st_ino or linked.st_dev != info.st_dev:
+        # Replaced between the check and the link (rewritten, or a symlink planted): not
+        # what was checked, so it is copied instead, with the copy's own checks.
+        destination.unlink(missing_ok=True)
+        return None
+    return linked.st_size
+
+
 def _flush(handle: BinaryIO) -> None:
     # Durable before the caller is told: the frame naming the object follows at once.
     handle.flush()
@@ -50,9 +77,12 @@ def _flush(handle: BinaryIO) -> None:
 
 
 class FilesystemMediaStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, short_calls: Offload = asyncio.to_thread) -> None:
+        """`short_calls` runs the deletes (rename, stat, unlink): media_svc passes its
+        BatchThread, which hands many of them over at once."""
         root.mkdir(parents=True, exist_ok=True)
         self._root = root.resolve()
+        self._short = short_calls
 
     @property
     def kind(self) -> str:
@@ -141,9 +171,19 @@ class FilesystemMediaStore:
 
     async def copy_to(self, media_processing_id: str, destination: Path, max_bytes: int) -> int:
         source = self.path_for(media_processing_id)
-        return await asyncio.to_thread(self._copy, source, destination, max_bytes)
+        # A link, or a small object's copy, is made among the short calls; a larger copy
+        # would hold them back, so it gets an executor thread of its own.
+        size = await self._short(self._copy, source, destination, max_bytes, SHORT_COPY_BYTES)
+        if size is None:
+            size = await asyncio.to_thread(self._copy, source, destination, max_bytes)
+        assert size is not None  # no size limit: never declined
+        return size
 
-    def _copy(self, source: Path, destination: Path, max_bytes: int) -> int:
+    def _copy(
+        self, source: Path, destination: Path, max_bytes: int, up_to: int | None = None
+    ) -> int | None:
+        """The bytes linked or copied; None (nothing done) when a copy is needed and the
+        object is larger than `up_to`."""
         try:
             info = source.lstat()
         except FileNotFoundError:
@@ -155,6 +195,11 @@ class FilesystemMediaStore:
             raise MediaRefusedError(f"staged entry {source.name} is not a regular file")
         if info.st_size > max_bytes:
             raise MediaTooLargeError(f"{info.st_size} bytes > limit {max_bytes}", info.st_size)
+        linked = _link(source, destination, info)
+        if linked is not None:
+            return linked
+        if up_to is not None and info.st_size > up_to:
+            return None
         try:
             fd = os.open(source, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
@@ -177,7 +222,7 @@ class FilesystemMediaStore:
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     async def delete(self, media_processing_id: str) -> int | None:
-        return await asyncio.to_thread(self._take, self.path_for(media_processing_id))
+        return await self._short(self._take, self.path_for(media_processing_id))
 
     async def entries(self) -> list[MediaEntry]:
         return await asyncio.to_thread(self._entries, time.time())
@@ -208,7 +253,7 @@ class FilesystemMediaStore:
         path = self._root / entry.key
         if path.parent != self._root or entry.key in ("", ".", ".."):
             raise InvalidInputError(f"{entry.key!r} is not an entry of the media directory")
-        return await asyncio.to_thread(self._take, path)
+        return await self._short(self._take, path)
 
     async def close(self) -> None:
         return None

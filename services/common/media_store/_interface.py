@@ -83,8 +83,9 @@ class MediaStore(Protocol):
         MediaTooLargeError past `max_bytes`; on any failure nothing is left behind."""
 
     async def copy_to(self, media_processing_id: str, destination: Path, max_bytes: int) -> int:
-        """Copies the object into the new file `destination`, chunk by chunk; its size.
-        MediaMissingError, MediaRefusedError or MediaTooLargeError (nothing copied)."""
+        """Copies the object into the new file `destination`, chunk by chunk, or hard-links
+        it there (filesystem backend, same filesystem); its size. MediaMissingError,
+        MediaRefusedError or MediaTooLargeError (nothing copied)."""
 
     async def size(self, media_processing_id: str) -> int | None:
         """The object's size; None when there is none."""

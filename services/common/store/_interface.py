@@ -6,7 +6,7 @@ a test double, where one is ever needed, stays small. Both adapters implement al
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -118,6 +118,13 @@ class MediaJobStore(Protocol):
         self, pools: Sequence[str], worker_id: str, lease_seconds: float
     ) -> ClaimedJob | None:
         """Atomically claim the oldest claimable ACTIVE job of `pools`."""
+
+    async def claim_jobs(
+        self, slots: Mapping[str, int], worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Claims up to `slots[pool]` jobs of each pool in one round trip, in claim order
+        across the pools (each one is the job `claim_job` of the pools with slots left
+        would take next); fewer, or none, when fewer are claimable."""
 
     async def renew_lease(
         self, media_processing_id: str, token: int, lease_seconds: float

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +76,24 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
             return None
         job = _job(doc)
         return ClaimedJob(job=job, token=job.fence)
+
+    async def claim_jobs(
+        self, slots: Mapping[str, int], worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        # One find_one_and_update per job (MongoDB updates one sorted document at a
+        # time): the claim order and the atomicity of each claim are claim_job's.
+        left = rules.claim_slots(slots)
+        _seconds(lease_seconds, "lease_seconds")
+        claimed: list[ClaimedJob] = []
+        while left:
+            one = await self.claim_job(list(left), worker_id, lease_seconds)
+            if one is None:
+                break
+            claimed.append(one)
+            left[one.job.pool] -= 1
+            if not left[one.job.pool]:
+                del left[one.job.pool]
+        return claimed
 
     async def renew_lease(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
         lease = _seconds(lease_seconds, "lease_seconds")

@@ -71,6 +71,18 @@ def claim_pools(pools: Sequence[str]) -> list[str]:
     return unique
 
 
+def claim_slots(slots: Mapping[str, int]) -> dict[str, int]:
+    """The slots of a batch claim: at least one pool, each with a whole number >= 1."""
+    if not slots:
+        raise InvalidInputError("claim_jobs needs at least one pool")
+    for pool, count in slots.items():
+        if not pool or not isinstance(pool, str):
+            raise InvalidInputError(f"claim_jobs: pool names are non-empty strings, got {pool!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidInputError(f"claim_jobs: slots of {pool} must be an integer >= 1")
+    return dict(slots)
+
+
 def check_bot_move(source: JobCollection, target: JobCollection) -> None:
     """StartBot and StopBot move a bot's jobs between active and holding, nowhere else."""
     if {source, target} != {JobCollection.ACTIVE, JobCollection.HOLDING}:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +113,39 @@ class SqliteJobs(SqliteBase, JobPagesBase):
 
         claimed: ClaimedJob | None = await self._write(claim)
         return claimed
+
+    async def claim_jobs(
+        self, slots: Mapping[str, int], worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        wanted = rules.claim_slots(slots)
+        lease_ms = _lease_ms(lease_seconds, "lease_seconds")
+
+        def claim(conn: sqlite3.Connection) -> list[ClaimedJob]:
+            # One claim after another in one transaction: each is the oldest of the pools
+            # that still have slots, so the batch keeps the claim order of single claims.
+            # A fresh count per attempt: the runner re-runs the batch after a lock wait.
+            left = dict(wanted)
+            now = _now_ms()
+            claimed: list[ClaimedJob] = []
+            while left:
+                pools = list(left)
+                sql = self._claim_sql.get(len(pools))
+                if sql is None:
+                    sql = self._claim_sql[len(pools)] = _claim_sql(len(pools))
+                params: dict[str, Any] = {f"pool{i}": pool for i, pool in enumerate(pools)}
+                params.update(worker=worker_id, now=now, lease=now + lease_ms)
+                row = conn.execute(sql, params).fetchone()
+                if row is None:
+                    break
+                job = _job(row)
+                claimed.append(ClaimedJob(job=job, token=job.fence))
+                left[job.pool] -= 1
+                if not left[job.pool]:
+                    del left[job.pool]
+            return claimed
+
+        jobs: list[ClaimedJob] = await self._write(claim)
+        return jobs
 
     async def renew_lease(self, media_processing_id: str, token: int, lease_seconds: float) -> bool:
         lease_ms = _lease_ms(lease_seconds, "lease_seconds")

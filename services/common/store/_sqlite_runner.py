@@ -4,6 +4,7 @@ Why a thread of our own rather than `asyncio.to_thread`: a connection must stay 
 thread, and draining every operation queued since the last commit into one
 `BEGIN IMMEDIATE … COMMIT` amortises the commit and the loop wake-up over all of them
 (each operation keeps its own savepoint, so one failing operation undoes only itself).
+The operations one event-loop turn starts reach the thread together, with one wake-up.
 
 Lock waits are retried here with sub-millisecond sleeps instead of SQLite's busy
 handler, whose sleeps grow to tens of milliseconds and would stall a second process.
@@ -72,7 +73,10 @@ class SqliteRunner:
         self._path = path
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout_ms / 1000
-        self._requests: queue.SimpleQueue[_Request[Any] | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[list[_Request[Any]] | None] = queue.SimpleQueue()
+        # Per event loop, the operations of its current turn: handed to the thread together
+        # at the turn's end, so a turn that starts many operations wakes the thread once.
+        self._turns: dict[asyncio.AbstractEventLoop, list[_Request[Any]]] = {}
         self._thread = threading.Thread(target=self._run, name=f"sqlite:{path.name}", daemon=True)
         self._closed = False
         self._thread.start()
@@ -80,14 +84,26 @@ class SqliteRunner:
     async def call(self, operation: Operation[T], *, write: bool) -> T:
         if self._closed:
             raise UnavailableError("the SQLite store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._requests.put(_Request(operation, future, write))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        turn.append(_Request(operation, future, write))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        turn = self._turns.pop(loop, None) or []
+        for start in range(0, len(turn), MAX_BATCH):
+            self._requests.put(turn[start : start + MAX_BATCH])
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for loop in list(self._turns):
+            self._hand_over(loop)
         self._requests.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
@@ -101,20 +117,26 @@ class SqliteRunner:
         except sqlite3.Error as exc:
             setup_error = UnavailableError(f"cannot open SQLite database {self._path}: {exc}")
         stopping = False
+        # A turn's operations that did not fit the last transaction open the next one.
+        carried: list[_Request[Any]] | None = None
         while not stopping:
-            first = self._requests.get()
+            first = carried if carried is not None else self._requests.get()
+            carried = None
             if first is None:
                 break
-            batch: list[_Request[Any]] = [first]
+            batch: list[_Request[Any]] = first
             while len(batch) < MAX_BATCH:
                 try:
-                    item = self._requests.get_nowait()
+                    more = self._requests.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(item)
+                if len(batch) + len(more) > MAX_BATCH:
+                    carried = more
+                    break
+                batch.extend(more)
             if conn is None:
                 assert setup_error is not None
                 outcomes = [_Outcome(error=setup_error) for _ in batch]

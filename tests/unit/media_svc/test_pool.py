@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.common.store import Store
+from services.common.store import ClaimedJob, Store
 from services.media_svc.config import MediaConfig
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.metrics import MediaMetrics
@@ -182,3 +182,56 @@ async def test_a_slot_busy_delivering_is_counted_in_flight(
         pools.stop_claiming()
         await runner
         await pools.drain(5)
+
+
+async def test_a_backlog_is_claimed_in_batches_within_the_free_slots(
+    store: Store,
+    staging: StagingDirectory,
+    worker: JobWorker,
+    metrics: MediaMetrics,
+    queue_peer: QueuePeer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = stub_definitions({"Image": {"delay_seconds": 0.05, "text": "img"}})
+    for pool in document["pools"]:
+        if pool["name"] == "Image":
+            pool["concurrency"] = 5
+    await store.put_processor_definitions(document)
+    definitions = DefinitionsManager(store, default_registry())
+    await definitions.start()
+    asked: list[tuple[int, int]] = []
+    claim_jobs = store.claim_jobs
+
+    async def recorded(slots: dict[str, int], worker_id: str, lease: float) -> list[ClaimedJob]:
+        claimed = await claim_jobs(slots, worker_id, lease)
+        asked.append((slots.get("Image", 0), sum(c.job.pool == "Image" for c in claimed)))
+        return claimed
+
+    monkeypatch.setattr(store, "claim_jobs", recorded)
+    jobs = [new_job(pool="Image", caption="") for _ in range(12)]
+    for job in jobs:
+        assert await store.create_job(job)
+        staging.path_for(job.media_processing_id).write_bytes(b"x")
+    pools = PoolSet(
+        store=store,
+        worker=worker,
+        metrics=metrics,
+        worker_id="w",
+        lease_seconds=5,
+        poll_fallback_seconds=0.5,
+    )
+    pools.apply(definitions.current)
+    runner = asyncio.create_task(pools.run())
+    try:
+        await wait_until(lambda: len(queue_peer.servicer.calls) == len(jobs), within=10)
+    finally:
+        pools.stop_claiming()
+        await runner
+        await pools.drain(5)
+    # The first claim fills all five slots at once; no claim asks beyond the free slots.
+    assert (5, 5) in asked
+    assert all(0 <= got <= wanted <= 5 for wanted, got in asked)
+    assert sum(got for _, got in asked) == len(jobs)
+    assert sorted(c.media_processing_id for c in queue_peer.servicer.calls) == sorted(
+        j.media_processing_id for j in jobs
+    )
