@@ -364,9 +364,11 @@ class QueueService:
         bot_id: str | None,
         cursors: Mapping[str, int] | None = None,
         consumer_name: str | None = None,
-    ) -> AsyncGenerator[Delivery, None]:
+        max_batch: int = 1,
+    ) -> AsyncGenerator[list[Delivery], None]:
         """Subscribe with resume points: for each bot with a cursor (given, or stored for
-        `consumer_name`), everything persisted after it from the store, then live.
+        `consumer_name`), everything persisted after it from the store, then live; in
+        batches of up to `max_batch` (live: whatever is buffered when the caller asks).
 
         The live listener is registered first and buffers while the replay runs; the
         replay stops at the bot's high-water mark taken after registering (everything up
@@ -400,24 +402,28 @@ class QueueService:
                     page = [m for m in page if m.sequence is not None and m.sequence <= high]
                     if not page:
                         break
-                    for stored_message in page:
-                        assert stored_message.sequence is not None
-                        yield Delivery(
+                    replayed = [
+                        Delivery(
                             bot,
-                            stored_message.provider_name,
-                            stored_message.correspondent_id,
-                            queued_message(stored_message),
-                            stored_message.sequence,
+                            m.provider_name,
+                            m.correspondent_id,
+                            queued_message(m),
+                            m.sequence or 0,
                         )
+                        for m in page
+                    ]
+                    for start in range(0, len(replayed), max_batch):
+                        yield replayed[start : start + max_batch]
                     position = page[-1].sequence or position
                 sent[bot] = max(after, high)
             while True:
-                delivery = await subscription.next()
-                if delivery is None:
+                batch = await subscription.next_batch(max_batch)
+                if not batch:
                     return
-                if delivery.sequence <= sent.get(delivery.bot_id, 0):
-                    continue
-                yield delivery
+                if sent:
+                    batch = [d for d in batch if d.sequence > sent.get(d.bot_id, 0)]
+                if batch:
+                    yield batch
         finally:
             self._subscriptions.unsubscribe(subscription)
 

@@ -23,6 +23,8 @@ from services.queue_svc.service import (
 
 # More than this in one AddMessages call is refused: one batch is one store write.
 MAX_BATCH = 10_000
+# Messages per SubscribeResponse at most (SubscribeRequest.max_batch).
+MAX_SUBSCRIBE_BATCH = 1000
 
 _ADD_STATUS = {
     AddStatus.ADDED: q.ADD_STATUS_ADDED,
@@ -225,10 +227,18 @@ class QueueServicer(q_grpc.QueueServiceServicer):
                     f"invalid request: cursors[{i}].bot_id: {cursor.bot_id!r} is repeated"
                 )
             cursors[cursor.bot_id] = cursor.after_sequence
-        stream = self._service.stream(bot_id, cursors, consumer)
+        max_batch = request.max_batch
+        _check(
+            f"max_batch: at most {MAX_SUBSCRIBE_BATCH}" if max_batch > MAX_SUBSCRIBE_BATCH else ""
+        )
+        stream = self._service.stream(bot_id, cursors, consumer, max(1, max_batch))
         try:
-            async for delivery in stream:
-                yield q.SubscribeResponse(message=convert.addressed(delivery))
+            async for batch in stream:
+                if max_batch > 1:
+                    yield q.SubscribeResponse(messages=[convert.addressed(d) for d in batch])
+                else:
+                    for delivery in batch:
+                        yield q.SubscribeResponse(message=convert.addressed(delivery))
         finally:
             await stream.aclose()
 
