@@ -36,7 +36,7 @@ from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.identities import Identities, IdentityMetrics, Learned
 from services.queue_svc.identity import pairs_in, readdress
-from services.queue_svc.ingestion import Ingestion, IngestionMetrics, await_durable
+from services.queue_svc.ingestion import DurableBatch, Ingestion, IngestionMetrics, await_durable
 from services.queue_svc.lifecycle import BotLifecycle
 from services.queue_svc.placeholders import CONDITION_DETAIL_MAX_CHARS, Placeholders
 from services.queue_svc.processor_routing import ProcessorRouting
@@ -229,6 +229,8 @@ class QueueService:
                 assert bot is not None
                 learned[bot_id] = await self._identities.learn(bot, pairs)
                 waits.extend(learned[bot_id].waits)
+            batch = DurableBatch()
+            waiting = False
             for i, item in enumerate(items):
                 bot = bots[item.bot_id]
                 if bot is None:
@@ -241,18 +243,20 @@ class QueueService:
                 if outcome.entry is not None:
                     key = MessageKey(correspondent_id, outcome.entry.id)
                     self._ingestion.track(item.bot_id, key)
-                    future = self._ingestion.durable(item.bot_id, key)
-                    assert future is not None
-                    waits.append(future)
+                    added = self._ingestion.durable_in(batch, item.bot_id, key)
+                    assert added
+                    waiting = True
                     results[i] = AddResult(AddStatus.ADDED, outcome.entry.id)
                 else:
                     # A duplicate of a message that is not durable yet is answered only
                     # once it is, so no acknowledgement ever covers a losable write.
                     if outcome.duplicate_of is not None:
-                        future = self._ingestion.durable(item.bot_id, outcome.duplicate_of)
-                        if future is not None:
-                            waits.append(future)
+                        waiting |= self._ingestion.durable_in(
+                            batch, item.bot_id, outcome.duplicate_of
+                        )
                     results[i] = AddResult(AddStatus.DUPLICATE)
+            if waiting:
+                waits.append(batch.future)
             self._ingestion.notify()
             await await_durable(waits, self._settings.write_timeout_seconds)
             for bot_id, applied in learned.items():
