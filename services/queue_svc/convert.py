@@ -136,14 +136,19 @@ def placeholder_request(request: q.InjectPlaceholderRequest) -> PlaceholderReque
 
 
 def message_proto(entry: QueuedMessage) -> message_pb2.Message:
-    message = message_pb2.Message(
-        id=entry.id,
-        content=entry.content,
-        sender=entry.sender,
-        source=SOURCE_NUMBERS[entry.source],
-        provider_message_id=entry.provider_message_id,
-        message_size=entry.message_size,
-    )
+    message = message_pb2.Message()
+    set_message(message, entry)
+    return message
+
+
+def set_message(message: message_pb2.Message, entry: QueuedMessage) -> None:
+    """Sets a fresh `message` in place (a field of a larger message: no copy)."""
+    message.id = entry.id
+    message.content = entry.content
+    message.sender = entry.sender
+    message.source = SOURCE_NUMBERS[entry.source]
+    message.provider_message_id = entry.provider_message_id
+    message.message_size = entry.message_size
     set_from_datetime(message.originating_time, entry.originating_time)
     if entry.group_id is not None:
         message.group.group_id = entry.group_id
@@ -159,14 +164,20 @@ def message_proto(entry: QueuedMessage) -> message_pb2.Message:
         message.media_kind = message_pb2.MediaKind.Value(entry.media_kind)
     if entry.details is not None:
         _set_details(message, entry.details)
-    return message
 
 
 def addressed(delivery: Delivery) -> message_pb2.AddressedMessage:
-    return message_pb2.AddressedMessage(
-        bot_id=delivery.bot_id,
-        provider_name=delivery.provider_name,
-        correspondent_id=delivery.correspondent_id,
-        message=message_proto(delivery.message),
-        sequence=delivery.sequence,
-    )
+    target = message_pb2.AddressedMessage()
+    set_addressed(target, delivery)
+    return target
+
+
+def set_addressed(target: message_pb2.AddressedMessage, delivery: Delivery) -> None:
+    """Sets a fresh `target` in place: Subscribe adds one per message to a batch, and
+    a constructor argument would copy each nested message once more."""
+    target.bot_id = delivery.bot_id
+    target.provider_name = delivery.provider_name
+    target.correspondent_id = delivery.correspondent_id
+    target.message.SetInParent()  # present even when every field is a default
+    set_message(target.message, delivery.message)
+    target.sequence = delivery.sequence

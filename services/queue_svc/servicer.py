@@ -235,7 +235,10 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         try:
             async for batch in stream:
                 if max_batch > 1:
-                    yield q.SubscribeResponse(messages=[convert.addressed(d) for d in batch])
+                    response = q.SubscribeResponse()
+                    for delivery in batch:
+                        convert.set_addressed(response.messages.add(), delivery)
+                    yield response
                 else:
                     for delivery in batch:
                         yield q.SubscribeResponse(message=convert.addressed(delivery))
