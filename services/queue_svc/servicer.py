@@ -50,9 +50,13 @@ def _check(*problems: str) -> None:
 
 
 def _add_problems(request: q.AddMessageRequest, path: str = "") -> list[str]:
-    if request.HasField("message") and not request.message.content:
+    if _content_missing(request):
         return [f"{path}message.content: required (only placeholders may be empty)"]
     return []
+
+
+def _content_missing(request: q.AddMessageRequest) -> bool:
+    return request.HasField("message") and not request.message.content
 
 
 class QueueServicer(q_grpc.QueueServiceServicer):
@@ -80,7 +84,8 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         if len(request.messages) > MAX_BATCH:
             problems.append(f"messages: at most {MAX_BATCH} per call")
         for i, item in enumerate(request.messages):
-            problems.extend(_add_problems(item, f"messages[{i}]."))
+            if _content_missing(item):  # the path is spelled out only for a problem
+                problems.extend(_add_problems(item, f"messages[{i}]."))
         _check(*problems)
         items = [
             AddItem(m.bot_id, m.correspondent_id, convert.new_message(m.message))
