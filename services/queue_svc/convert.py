@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
 
 from services.common.errors import InvalidInputError
+from services.common.json_fill import fill
 from services.common.timestamps import set_from_datetime, to_datetime
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
 from services.queue_svc.messages import (
@@ -63,16 +65,27 @@ def _set_details(message: message_pb2.Message, text: str) -> None:
     # Written by details_json; unknown fields are ignored so that a newer writer's
     # additions do not make older readers fail on persisted messages.
     parts = json.loads(text)
-    if "details" in parts:
-        json_format.ParseDict(parts["details"], message.details, ignore_unknown_fields=True)
-    if "replyTo" in parts:
-        json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
-    if CONTEXT_KEY in parts:
-        json_format.ParseDict(parts[CONTEXT_KEY], message.context, ignore_unknown_fields=True)
-    if MEDIA_RESULT_KEY in parts:
-        json_format.ParseDict(
-            parts[MEDIA_RESULT_KEY], message.media_result, ignore_unknown_fields=True
-        )
+    for key, field in _DETAIL_PARTS:
+        if key in parts:
+            _parse_part(message, field, parts[key])
+
+
+# The keys of details_json and the fields they fill.
+_DETAIL_PARTS = (
+    ("details", "details"),
+    ("replyTo", "reply_to"),
+    (CONTEXT_KEY, "context"),
+    (MEDIA_RESULT_KEY, "media_result"),
+)
+
+
+def _parse_part(message: message_pb2.Message, field: str, value: Any) -> None:
+    # Every delivered message with a context passes here: json_fill's fast path first
+    # (it builds what ParseDict builds, or gives up), ParseDict for the rest.
+    if fill(getattr(message, field), value):
+        return
+    message.ClearField(field)  # type: ignore[arg-type]
+    json_format.ParseDict(value, getattr(message, field), ignore_unknown_fields=True)
 
 
 def media_result_json(request: q.UpdateByMediaIdRequest) -> str | None:
