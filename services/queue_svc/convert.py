@@ -9,9 +9,11 @@ from typing import Any
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
 from services.common.json_fill import fill
+from services.common.proto_dict import to_dict
 from services.common.timestamps import set_from_datetime, to_datetime
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
 from services.queue_svc.messages import (
@@ -36,14 +38,20 @@ def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
     with a media job) and read back."""
     parts = {}
     if message.HasField("details"):
-        parts["details"] = json_format.MessageToDict(message.details)
+        parts["details"] = _dict_of(message.details)
     if message.HasField("reply_to"):
-        parts["replyTo"] = json_format.MessageToDict(message.reply_to)
+        parts["replyTo"] = _dict_of(message.reply_to)
     if message.HasField("context"):
-        parts[CONTEXT_KEY] = json_format.MessageToDict(message.context)
+        parts[CONTEXT_KEY] = _dict_of(message.context)
     if isinstance(message, message_pb2.Message) and message.HasField("media_result"):
-        parts[MEDIA_RESULT_KEY] = json_format.MessageToDict(message.media_result)
+        parts[MEDIA_RESULT_KEY] = _dict_of(message.media_result)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
+
+
+def _dict_of(part: Message) -> dict[str, Any]:
+    # Every queued message with a context passes here: proto_dict's fast path first.
+    fast = to_dict(part)
+    return fast if fast is not None else json_format.MessageToDict(part)
 
 
 def identity_of(message: q.NewMessage) -> Identity | None:
