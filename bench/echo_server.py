@@ -5,10 +5,19 @@ protobuf) and a raw aiohttp WebSocket echo, in one process of their own. Prints
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
+from pathlib import Path
 
-import grpc
-from aiohttp import WSMsgType, web
+# The repository root, for the services' event-loop choice (the far end runs on the
+# loop the services run on, so the baselines compare like with like).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import grpc  # noqa: E402
+from aiohttp import WSMsgType, web  # noqa: E402
+
+from services.common import event_loop  # noqa: E402
 
 METHOD = "/bench.Echo/Echo"
 
@@ -52,4 +61,4 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    event_loop.run(serve(), event_loop.event_loop_choice(os.environ))

@@ -24,6 +24,7 @@ from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.store import BotConfig, StoreConfig, open_store
+from services.common.subscribe_batches import SUBSCRIBE_MAX_BATCH, delivered
 from services.common.wire import parse_gateway_frame
 from tests.helpers.clock import iso_now
 from tests.helpers.definitions import MEDIA_POOLS, stub_definitions
@@ -373,15 +374,16 @@ class TimedConsumer:
                         cursors=[
                             q.BotCursor(bot_id=bot, after_sequence=after)
                             for bot, after in self.cursors.items()
-                        ]
+                        ],
+                        max_batch=SUBSCRIBE_MAX_BATCH,
                     )
                     async for response in stub.Subscribe(request):
-                        message = response.message
                         now = time.perf_counter()
-                        self.messages.append(message)
-                        pid = message.message.provider_message_id
-                        self.arrived.setdefault(pid, []).append(now)
-                        self.cursors[message.bot_id] = message.sequence
+                        for message in delivered(response):
+                            self.messages.append(message)
+                            pid = message.message.provider_message_id
+                            self.arrived.setdefault(pid, []).append(now)
+                            self.cursors[message.bot_id] = message.sequence
                         self.changed.set()
             except grpc.aio.AioRpcError:
                 pass

@@ -7,7 +7,6 @@ opened. The image smoke test (`make images`) runs it inside each built image."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 from services.common import logs
 from services.common.errors import ChatbotError, InvalidInputError
+from services.common.event_loop import event_loop_choice, run
 from services.common.memory_trace import start_memory_trace
 
 C = TypeVar("C")
@@ -29,6 +29,7 @@ def run_service(
     try:
         logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
         config = load_config()
+        loop = event_loop_choice(os.environ)
         start_memory_trace(os.environ)
     except InvalidInputError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
@@ -37,7 +38,7 @@ def run_service(
         print(f"{name}: configuration ok", file=sys.stderr)
         sys.exit(0)
     try:
-        asyncio.run(serve(config))
+        run(serve(config), loop)
     except ChatbotError as error:
         print(f"{name}: stopped: {error}", file=sys.stderr)
         sys.exit(1)

@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
+from services.common.json_fast import loads_plain
 from services.common.json_fill import fill
 from services.common.validation import validate_message
 
@@ -171,6 +172,9 @@ def _load(text: str) -> Any:
             f"malformed frame: JSON nested deeper than {MAX_JSON_DEPTH} levels",
             _salvage_frame_id(text),
         )
+    plain = loads_plain(text, MAX_JSON_NUMBER)
+    if plain is not None:
+        return plain
     try:
         return json.loads(
             text,

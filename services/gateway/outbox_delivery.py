@@ -81,8 +81,12 @@ class OutboxDelivery:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # lands as the wake-up fires (a Node disconnecting at SIGTERM), and close()
+            # then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._scan_seconds)
+                async with asyncio.timeout(self._scan_seconds):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             if self._link.connection_count == 0:
                 continue

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from chatbot.common.v1 import context_pb2, message_pb2
 from chatbot.queue.v1 import queue_service_pb2 as q
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
+from services.common.json_fill import fill
+from services.common.proto_dict import to_dict
 from services.common.timestamps import set_from_datetime, to_datetime
 from services.common.vocabulary import SOURCE_NAMES, SOURCE_NUMBERS, MediaCondition
 from services.queue_svc.messages import (
@@ -34,14 +38,20 @@ def details_json(message: q.NewMessage | message_pb2.Message) -> str | None:
     with a media job) and read back."""
     parts = {}
     if message.HasField("details"):
-        parts["details"] = json_format.MessageToDict(message.details)
+        parts["details"] = _dict_of(message.details)
     if message.HasField("reply_to"):
-        parts["replyTo"] = json_format.MessageToDict(message.reply_to)
+        parts["replyTo"] = _dict_of(message.reply_to)
     if message.HasField("context"):
-        parts[CONTEXT_KEY] = json_format.MessageToDict(message.context)
+        parts[CONTEXT_KEY] = _dict_of(message.context)
     if isinstance(message, message_pb2.Message) and message.HasField("media_result"):
-        parts[MEDIA_RESULT_KEY] = json_format.MessageToDict(message.media_result)
+        parts[MEDIA_RESULT_KEY] = _dict_of(message.media_result)
     return json.dumps(parts, sort_keys=True, ensure_ascii=False) if parts else None
+
+
+def _dict_of(part: Message) -> dict[str, Any]:
+    # Every queued message with a context passes here: proto_dict's fast path first.
+    fast = to_dict(part)
+    return fast if fast is not None else json_format.MessageToDict(part)
 
 
 def identity_of(message: q.NewMessage) -> Identity | None:
@@ -63,16 +73,27 @@ def _set_details(message: message_pb2.Message, text: str) -> None:
     # Written by details_json; unknown fields are ignored so that a newer writer's
     # additions do not make older readers fail on persisted messages.
     parts = json.loads(text)
-    if "details" in parts:
-        json_format.ParseDict(parts["details"], message.details, ignore_unknown_fields=True)
-    if "replyTo" in parts:
-        json_format.ParseDict(parts["replyTo"], message.reply_to, ignore_unknown_fields=True)
-    if CONTEXT_KEY in parts:
-        json_format.ParseDict(parts[CONTEXT_KEY], message.context, ignore_unknown_fields=True)
-    if MEDIA_RESULT_KEY in parts:
-        json_format.ParseDict(
-            parts[MEDIA_RESULT_KEY], message.media_result, ignore_unknown_fields=True
-        )
+    for key, field in _DETAIL_PARTS:
+        if key in parts:
+            _parse_part(message, field, parts[key])
+
+
+# The keys of details_json and the fields they fill.
+_DETAIL_PARTS = (
+    ("details", "details"),
+    ("replyTo", "reply_to"),
+    (CONTEXT_KEY, "context"),
+    (MEDIA_RESULT_KEY, "media_result"),
+)
+
+
+def _parse_part(message: message_pb2.Message, field: str, value: Any) -> None:
+    # Every delivered message with a context passes here: json_fill's fast path first
+    # (it builds what ParseDict builds, or gives up), ParseDict for the rest.
+    if fill(getattr(message, field), value):
+        return
+    message.ClearField(field)  # type: ignore[arg-type]
+    json_format.ParseDict(value, getattr(message, field), ignore_unknown_fields=True)
 
 
 def media_result_json(request: q.UpdateByMediaIdRequest) -> str | None:
@@ -136,14 +157,19 @@ def placeholder_request(request: q.InjectPlaceholderRequest) -> PlaceholderReque
 
 
 def message_proto(entry: QueuedMessage) -> message_pb2.Message:
-    message = message_pb2.Message(
-        id=entry.id,
-        content=entry.content,
-        sender=entry.sender,
-        source=SOURCE_NUMBERS[entry.source],
-        provider_message_id=entry.provider_message_id,
-        message_size=entry.message_size,
-    )
+    message = message_pb2.Message()
+    set_message(message, entry)
+    return message
+
+
+def set_message(message: message_pb2.Message, entry: QueuedMessage) -> None:
+    """Sets a fresh `message` in place (a field of a larger message: no copy)."""
+    message.id = entry.id
+    message.content = entry.content
+    message.sender = entry.sender
+    message.source = SOURCE_NUMBERS[entry.source]
+    message.provider_message_id = entry.provider_message_id
+    message.message_size = entry.message_size
     set_from_datetime(message.originating_time, entry.originating_time)
     if entry.group_id is not None:
         message.group.group_id = entry.group_id
@@ -159,14 +185,20 @@ def message_proto(entry: QueuedMessage) -> message_pb2.Message:
         message.media_kind = message_pb2.MediaKind.Value(entry.media_kind)
     if entry.details is not None:
         _set_details(message, entry.details)
-    return message
 
 
 def addressed(delivery: Delivery) -> message_pb2.AddressedMessage:
-    return message_pb2.AddressedMessage(
-        bot_id=delivery.bot_id,
-        provider_name=delivery.provider_name,
-        correspondent_id=delivery.correspondent_id,
-        message=message_proto(delivery.message),
-        sequence=delivery.sequence,
-    )
+    target = message_pb2.AddressedMessage()
+    set_addressed(target, delivery)
+    return target
+
+
+def set_addressed(target: message_pb2.AddressedMessage, delivery: Delivery) -> None:
+    """Sets a fresh `target` in place: Subscribe adds one per message to a batch, and
+    a constructor argument would copy each nested message once more."""
+    target.bot_id = delivery.bot_id
+    target.provider_name = delivery.provider_name
+    target.correspondent_id = delivery.correspondent_id
+    target.message.SetInParent()  # present even when every field is a default
+    set_message(target.message, delivery.message)
+    target.sequence = delivery.sequence

@@ -73,6 +73,34 @@ def stored_message(bot: BotQueues, ready: ReadyMessage) -> StoredMessage:
     )
 
 
+class DurableBatch:
+    """One waiter for every message of one call (AddMessages): `future` is done when
+    each of them is durable, or fails with the first error. One future per call, not one
+    per message, since a text batch carries hundreds."""
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._left = 0
+
+    def add(self) -> None:
+        self._left += 1
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, result: None) -> None:
+        self._left -= 1
+        if self._left == 0 and not self.future.done():
+            self.future.set_result(result)
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+Waiter = asyncio.Future[None] | DurableBatch
+
+
 class Ingestion:
     """The background persister of every active bot's backlog."""
 
@@ -94,7 +122,7 @@ class Ingestion:
         self._linger = linger_seconds
         self._retry = retry_seconds
         self._metrics = metrics or _NoMetrics()
-        self._pending: dict[PendingKey, list[asyncio.Future[None]]] = {}
+        self._pending: dict[PendingKey, list[Waiter]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +141,15 @@ class Ingestion:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters.append(future)
         return future
+
+    def durable_in(self, batch: DurableBatch, bot_id: str, key: MessageKey) -> bool:
+        """Adds that message to `batch`; False (nothing added) when it is durable already."""
+        waiters = self._pending.get((bot_id, key))
+        if waiters is None:
+            return False
+        batch.add()
+        waiters.append(batch)
+        return True
 
     def rekey(self, bot_id: str, old: MessageKey, new: MessageKey) -> None:
         """A waiting message moved to another key (identity merge): its writers now wait

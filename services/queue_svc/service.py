@@ -36,7 +36,7 @@ from services.queue_svc.bot_gate import BotGate
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.identities import Identities, IdentityMetrics, Learned
 from services.queue_svc.identity import pairs_in, readdress
-from services.queue_svc.ingestion import Ingestion, IngestionMetrics, await_durable
+from services.queue_svc.ingestion import DurableBatch, Ingestion, IngestionMetrics, await_durable
 from services.queue_svc.lifecycle import BotLifecycle
 from services.queue_svc.placeholders import CONDITION_DETAIL_MAX_CHARS, Placeholders
 from services.queue_svc.processor_routing import ProcessorRouting
@@ -229,6 +229,8 @@ class QueueService:
                 assert bot is not None
                 learned[bot_id] = await self._identities.learn(bot, pairs)
                 waits.extend(learned[bot_id].waits)
+            batch = DurableBatch()
+            waiting = False
             for i, item in enumerate(items):
                 bot = bots[item.bot_id]
                 if bot is None:
@@ -241,18 +243,20 @@ class QueueService:
                 if outcome.entry is not None:
                     key = MessageKey(correspondent_id, outcome.entry.id)
                     self._ingestion.track(item.bot_id, key)
-                    future = self._ingestion.durable(item.bot_id, key)
-                    assert future is not None
-                    waits.append(future)
+                    added = self._ingestion.durable_in(batch, item.bot_id, key)
+                    assert added
+                    waiting = True
                     results[i] = AddResult(AddStatus.ADDED, outcome.entry.id)
                 else:
                     # A duplicate of a message that is not durable yet is answered only
                     # once it is, so no acknowledgement ever covers a losable write.
                     if outcome.duplicate_of is not None:
-                        future = self._ingestion.durable(item.bot_id, outcome.duplicate_of)
-                        if future is not None:
-                            waits.append(future)
+                        waiting |= self._ingestion.durable_in(
+                            batch, item.bot_id, outcome.duplicate_of
+                        )
                     results[i] = AddResult(AddStatus.DUPLICATE)
+            if waiting:
+                waits.append(batch.future)
             self._ingestion.notify()
             await await_durable(waits, self._settings.write_timeout_seconds)
             for bot_id, applied in learned.items():
@@ -364,9 +368,11 @@ class QueueService:
         bot_id: str | None,
         cursors: Mapping[str, int] | None = None,
         consumer_name: str | None = None,
-    ) -> AsyncGenerator[Delivery, None]:
+        max_batch: int = 1,
+    ) -> AsyncGenerator[list[Delivery], None]:
         """Subscribe with resume points: for each bot with a cursor (given, or stored for
-        `consumer_name`), everything persisted after it from the store, then live.
+        `consumer_name`), everything persisted after it from the store, then live; in
+        batches of up to `max_batch` (live: whatever is buffered when the caller asks).
 
         The live listener is registered first and buffers while the replay runs; the
         replay stops at the bot's high-water mark taken after registering (everything up
@@ -400,24 +406,28 @@ class QueueService:
                     page = [m for m in page if m.sequence is not None and m.sequence <= high]
                     if not page:
                         break
-                    for stored_message in page:
-                        assert stored_message.sequence is not None
-                        yield Delivery(
+                    replayed = [
+                        Delivery(
                             bot,
-                            stored_message.provider_name,
-                            stored_message.correspondent_id,
-                            queued_message(stored_message),
-                            stored_message.sequence,
+                            m.provider_name,
+                            m.correspondent_id,
+                            queued_message(m),
+                            m.sequence or 0,
                         )
+                        for m in page
+                    ]
+                    for start in range(0, len(replayed), max_batch):
+                        yield replayed[start : start + max_batch]
                     position = page[-1].sequence or position
                 sent[bot] = max(after, high)
             while True:
-                delivery = await subscription.next()
-                if delivery is None:
+                batch = await subscription.next_batch(max_batch)
+                if not batch:
                     return
-                if delivery.sequence <= sent.get(delivery.bot_id, 0):
-                    continue
-                yield delivery
+                if sent:
+                    batch = [d for d in batch if d.sequence > sent.get(d.bot_id, 0)]
+                if batch:
+                    yield batch
         finally:
             self._subscriptions.unsubscribe(subscription)
 

@@ -23,6 +23,8 @@ from services.queue_svc.service import (
 
 # More than this in one AddMessages call is refused: one batch is one store write.
 MAX_BATCH = 10_000
+# Messages per SubscribeResponse at most (SubscribeRequest.max_batch).
+MAX_SUBSCRIBE_BATCH = 1000
 
 _ADD_STATUS = {
     AddStatus.ADDED: q.ADD_STATUS_ADDED,
@@ -48,9 +50,13 @@ def _check(*problems: str) -> None:
 
 
 def _add_problems(request: q.AddMessageRequest, path: str = "") -> list[str]:
-    if request.HasField("message") and not request.message.content:
+    if _content_missing(request):
         return [f"{path}message.content: required (only placeholders may be empty)"]
     return []
+
+
+def _content_missing(request: q.AddMessageRequest) -> bool:
+    return request.HasField("message") and not request.message.content
 
 
 class QueueServicer(q_grpc.QueueServiceServicer):
@@ -78,7 +84,8 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         if len(request.messages) > MAX_BATCH:
             problems.append(f"messages: at most {MAX_BATCH} per call")
         for i, item in enumerate(request.messages):
-            problems.extend(_add_problems(item, f"messages[{i}]."))
+            if _content_missing(item):  # the path is spelled out only for a problem
+                problems.extend(_add_problems(item, f"messages[{i}]."))
         _check(*problems)
         items = [
             AddItem(m.bot_id, m.correspondent_id, convert.new_message(m.message))
@@ -225,10 +232,21 @@ class QueueServicer(q_grpc.QueueServiceServicer):
                     f"invalid request: cursors[{i}].bot_id: {cursor.bot_id!r} is repeated"
                 )
             cursors[cursor.bot_id] = cursor.after_sequence
-        stream = self._service.stream(bot_id, cursors, consumer)
+        max_batch = request.max_batch
+        _check(
+            f"max_batch: at most {MAX_SUBSCRIBE_BATCH}" if max_batch > MAX_SUBSCRIBE_BATCH else ""
+        )
+        stream = self._service.stream(bot_id, cursors, consumer, max(1, max_batch))
         try:
-            async for delivery in stream:
-                yield q.SubscribeResponse(message=convert.addressed(delivery))
+            async for batch in stream:
+                if max_batch > 1:
+                    response = q.SubscribeResponse()
+                    for delivery in batch:
+                        convert.set_addressed(response.messages.add(), delivery)
+                    yield response
+                else:
+                    for delivery in batch:
+                        yield q.SubscribeResponse(message=convert.addressed(delivery))
         finally:
             await stream.aclose()
 

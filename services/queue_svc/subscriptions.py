@@ -68,6 +68,12 @@ class Subscription:
         return len(self._buffer)
 
     async def next(self) -> Delivery | None:
+        batch = await self.next_batch(1)
+        return batch[0] if batch else None
+
+    async def next_batch(self, limit: int) -> list[Delivery]:
+        """What is buffered, up to `limit` (at least one, waiting for it); [] means the
+        service closed the subscription."""
         while True:
             if self._overflowed:
                 raise SubscriberOverflowError(
@@ -76,9 +82,10 @@ class Subscription:
                     "from the store and subscribe again (or raise QUEUE_SVC_SUBSCRIBER_BUFFER)"
                 )
             if self._buffer:
-                return self._buffer.popleft()
+                buffer = self._buffer
+                return [buffer.popleft() for _ in range(min(limit, len(buffer)))]
             if self._closed:
-                return None
+                return []
             self._signal.clear()
             await self._signal.wait()
 

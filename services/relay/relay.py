@@ -47,6 +47,7 @@ from services.common.store import (
     WebhookDeadLetterStore,
     bounded_reason,
 )
+from services.common.subscribe_batches import SUBSCRIBE_MAX_BATCH, delivered
 from services.relay.config import RelayConfig
 from services.relay.metrics import RelayMetrics
 from services.relay.ownership import RelayOwnership
@@ -263,6 +264,7 @@ class Relay:
                     stub = q_grpc.QueueServiceStub(channel)
                     request = q.SubscribeRequest(
                         consumer_name=self.config.consumer_name,
+                        max_batch=SUBSCRIBE_MAX_BATCH,
                         cursors=[
                             q.BotCursor(bot_id=bot_id, after_sequence=worker.last_seen)
                             for bot_id, worker in self.workers.items()
@@ -273,7 +275,8 @@ class Relay:
                     self.connected.add(address)
                     attempt = 0
                     async for response in stream:
-                        await self._route(response.message)
+                        for message in delivered(response):
+                            await self._route(message)
             except grpc.aio.AioRpcError as error:
                 log.warning(
                     "Subscribe stream ended; resuming from the cursors",

@@ -43,3 +43,11 @@ def test_check_reports_a_bad_configuration() -> None:
     assert "gateway: configuration error: GATEWAY_TOKEN" in result.stderr
     bad_port = _check("queue_svc", {"QUEUE_SVC_PORT": "not-a-port"})
     assert bad_port.returncode == 2, bad_port.stderr
+
+
+def test_check_reports_an_unknown_event_loop() -> None:
+    result = _check("queue_svc", {"EVENT_LOOP": "trio"})
+    assert result.returncode == 2
+    assert "queue_svc: configuration error: EVENT_LOOP: 'trio'" in result.stderr
+    for choice in ("asyncio", "uvloop"):
+        assert _check("queue_svc", {"EVENT_LOOP": choice}).returncode == 0

@@ -207,6 +207,13 @@ _APPEND_SQL = (
     " ON CONFLICT (bot_id, provider_name, correspondent_id, id) DO NOTHING RETURNING sequence"
 )
 
+# With the sequence given: a batch of new messages in one executemany (see append_messages).
+_APPEND_NUMBERED_SQL = (
+    f"INSERT INTO queues ({_MESSAGE_INPUT}, sequence)"
+    f" VALUES ({', '.join('?' for _ in MESSAGE_INPUT_FIELDS)}, ?)"
+    " ON CONFLICT (bot_id, provider_name, correspondent_id, id) DO NOTHING"
+)
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000

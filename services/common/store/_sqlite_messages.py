@@ -16,6 +16,7 @@ from services.common.store._message_types import (
     StoredMessage,
 )
 from services.common.store._sqlite_base import (
+    _APPEND_NUMBERED_SQL,
     _APPEND_SQL,
     _MESSAGE_SELECT,
     SqliteBase,
@@ -46,6 +47,10 @@ class SqliteMessages(SqliteBase, MessagesBase):
             return AppendResult([], 0)
 
         def insert(conn: sqlite3.Connection) -> AppendResult:
+            if len(rows) > 1:
+                all_new = _append_all_new(conn, rows)
+                if all_new is not None:
+                    return all_new
             sequences: list[int] = []
             inserted = 0
             for values, key in rows:
@@ -192,3 +197,37 @@ class SqliteMessages(SqliteBase, MessagesBase):
 
         found: set[str] = await self._read(read)
         return found
+
+
+def _append_all_new(
+    conn: sqlite3.Connection, rows: list[tuple[tuple[Any, ...], tuple[str, str, str, int]]]
+) -> AppendResult | None:
+    """The common batch, where every message is new, in one executemany: each bot's
+    top sequence read once and numbered on from it, as the row-by-row insert would
+    (the write lock is held, so nothing else numbers in between). None, with nothing
+    written, when any row was already stored: the row-by-row insert then answers that
+    row with its existing sequence."""
+    tops: dict[str, int] = {}
+    numbered: list[tuple[Any, ...]] = []
+    sequences: list[int] = []
+    for values, key in rows:
+        bot_id = key[0]
+        top = tops.get(bot_id)
+        if top is None:
+            top = int(
+                conn.execute(
+                    "SELECT COALESCE(MAX(sequence), 0) FROM queues WHERE bot_id = ?", (bot_id,)
+                ).fetchone()[0]
+            )
+        top += 1
+        tops[bot_id] = top
+        numbered.append((*values, top))
+        sequences.append(top)
+    conn.execute("SAVEPOINT append_all_new")
+    inserted = conn.executemany(_APPEND_NUMBERED_SQL, numbered).rowcount
+    if inserted != len(rows):
+        conn.execute("ROLLBACK TO append_all_new")
+        conn.execute("RELEASE append_all_new")
+        return None
+    conn.execute("RELEASE append_all_new")
+    return AppendResult(sequences, inserted)

@@ -24,6 +24,20 @@ async def test_every_new_row_gets_its_bots_next_sequence(store: Store) -> None:
     assert await store.max_sequence("bot-1") == 5
 
 
+async def test_a_batch_numbers_each_bot_on_from_its_top_and_a_repeat_within_it_once(
+    store: Store,
+) -> None:
+    await store.append_messages([message(1), message(1, bot_id="bot-2")])
+    mixed = await store.append_messages(
+        [message(2), message(1, bot_id="bot-3"), message(2, bot_id="bot-2"), message(3)]
+    )
+    assert mixed.sequences == [2, 1, 2, 3] and mixed.inserted == 4
+    # One message twice in one batch: stored once, both answered with its sequence.
+    repeated = await store.append_messages([message(4), message(5), message(4)])
+    assert repeated.sequences == [4, 5, 4] and repeated.inserted == 2
+    assert await store.max_sequence("bot-1") == 5
+
+
 async def test_sequences_continue_after_the_store_is_reopened(store_config: StoreConfig) -> None:
     store = await open_store(store_config)
     try:

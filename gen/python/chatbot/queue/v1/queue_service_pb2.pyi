@@ -921,11 +921,17 @@ class SubscribeRequest(_message.Message):
     BOT_ID_FIELD_NUMBER: _builtins.int
     CURSORS_FIELD_NUMBER: _builtins.int
     CONSUMER_NAME_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
     bot_id: _builtins.str
     """Only this bot's messages; absent for every bot."""
     consumer_name: _builtins.str
     """A named consumer whose cursors queue_svc keeps in the store (CommitCursor); they
     apply to the bots that `cursors` does not list.
+    """
+    max_batch: _builtins.int
+    """Up to this many messages per response, in `messages`: whatever is ready when the
+    stream writes (a busy stream costs one gRPC message per batch, not per message).
+    0 or 1: one message per response, in `message` (older clients). At most 1000.
     """
     @_builtins.property
     def cursors(self) -> _containers.RepeatedCompositeFieldContainer[Global___BotCursor]:
@@ -940,10 +946,11 @@ class SubscribeRequest(_message.Message):
         bot_id: _builtins.str | None = ...,
         cursors: _abc.Iterable[Global___BotCursor] | None = ...,
         consumer_name: _builtins.str | None = ...,
+        max_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "_consumer_name", b"_consumer_name", "bot_id", b"bot_id", "consumer_name", b"consumer_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "_consumer_name", b"_consumer_name", "bot_id", b"bot_id", "consumer_name", b"consumer_name", "cursors", b"cursors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id", "_consumer_name", b"_consumer_name", "bot_id", b"bot_id", "consumer_name", b"consumer_name", "cursors", b"cursors", "max_batch", b"max_batch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bot_id: _TypeAlias = _typing.Literal["bot_id"]  # noqa: Y015
     _WhichOneofArgType__bot_id: _TypeAlias = _typing.Literal["_bot_id", b"_bot_id"]  # noqa: Y015
@@ -958,23 +965,29 @@ Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
 @_typing.final
 class SubscribeResponse(_message.Message):
-    """One ready message delivered to a subscriber."""
+    """Ready messages delivered to a subscriber."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> _message_pb2.AddressedMessage:
-        """The message and its address."""
+        """The message and its address; set when the request's max_batch is 0 or 1."""
+
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.AddressedMessage]:
+        """With max_batch > 1: one or more messages in delivery order (`message` unset)."""
 
     def __init__(
         self,
         *,
         message: _message_pb2.AddressedMessage | None = ...,
+        messages: _abc.Iterable[_message_pb2.AddressedMessage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "messages", b"messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

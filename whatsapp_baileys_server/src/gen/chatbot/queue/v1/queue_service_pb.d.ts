@@ -857,6 +857,15 @@ export declare type SubscribeRequest = Message<"chatbot.queue.v1.SubscribeReques
    * @generated from field: optional string consumer_name = 3;
    */
   consumerName?: string | undefined;
+
+  /**
+   * Up to this many messages per response, in `messages`: whatever is ready when the
+   * stream writes (a busy stream costs one gRPC message per batch, not per message).
+   * 0 or 1: one message per response, in `message` (older clients). At most 1000.
+   *
+   * @generated from field: uint32 max_batch = 4;
+   */
+  maxBatch: number;
 };
 
 /**
@@ -866,17 +875,24 @@ export declare type SubscribeRequest = Message<"chatbot.queue.v1.SubscribeReques
 export declare const SubscribeRequestSchema: GenMessage<SubscribeRequest>;
 
 /**
- * One ready message delivered to a subscriber.
+ * Ready messages delivered to a subscriber.
  *
  * @generated from message chatbot.queue.v1.SubscribeResponse
  */
 export declare type SubscribeResponse = Message<"chatbot.queue.v1.SubscribeResponse"> & {
   /**
-   * The message and its address.
+   * The message and its address; set when the request's max_batch is 0 or 1.
    *
    * @generated from field: chatbot.common.v1.AddressedMessage message = 1;
    */
   message?: AddressedMessage | undefined;
+
+  /**
+   * With max_batch > 1: one or more messages in delivery order (`message` unset).
+   *
+   * @generated from field: repeated chatbot.common.v1.AddressedMessage messages = 2;
+   */
+  messages: AddressedMessage[];
 };
 
 /**
