@@ -33,6 +33,7 @@ from services.common.errors import InvalidInputError, NotFoundError, Preconditio
 from services.common.routing import ProcessorDefinitions, default_definitions
 from services.common.store import (
     BotConfigStore,
+    CheckpointOutcome,
     ClaimedJob,
     DefinitionsStore,
     JobCollection,
@@ -119,6 +120,20 @@ class MediaJobs:
     ) -> bool:
         """Back to pending for another claim from `retry_at` (a retry, or a shutdown)."""
         return await self._store.release_job(media_processing_id, token, why, retry_at)
+
+    async def checkpoint(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        """Saves a job's progress before the next part; with `remaining_delay_ms`, gives
+        the job back (pending, resumed from the checkpoint) when a cheaper job of its pool
+        waits."""
+        return await self._store.checkpoint_job(
+            media_processing_id, token, checkpoint, remaining_delay_ms
+        )
 
     async def record_result(
         self,

@@ -20,6 +20,7 @@ from services.common.store._message_types import (
 from services.common.store._outbox_types import NewOutgoing, OutboxStatus, OutgoingRecord
 from services.common.store._types import (
     BotConfig,
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     MediaJob,
@@ -136,6 +137,21 @@ class MediaJobStore(Protocol):
     async def release_job(
         self, media_processing_id: str, token: int, error: str, retry_at: datetime
     ) -> bool: ...
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        """Saves a running job's progress (`MediaJob.checkpoint`) if the token still
+        matches. With `remaining_delay_ms` (the claim delay of the work left), in the same
+        write: when a pending ACTIVE job of the same pool, claimable now, costs less
+        (`claim_delay_ms` below it) and would be claimed before this one re-queued (its
+        `claim_at` below now + remaining_delay_ms), this job goes back to pending with
+        that `claim_at`, its lease dropped and this claim not counted as an attempt
+        (YIELDED). LOST (nothing written) once the claim is not this token's."""
+
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         """Completes a job that is not completed yet, where it is (ACTIVE or HOLDING), with
         `result` and `error`, and bumps its fence so a worker still holding a claim can no

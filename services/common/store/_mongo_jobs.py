@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import (
@@ -25,6 +25,7 @@ from services.common.store._mongo_base import (
 )
 from services.common.store._mongo_job_moves import MongoJobMoves
 from services.common.store._types import (
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     JobStatus,
@@ -129,6 +130,62 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
         if where is not None:
             self._wake()
         return where is not None
+
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        rules.check_checkpoint(checkpoint, remaining_delay_ms)
+        held = {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token}
+        where = await self._update_live(
+            held, {"$set": {"checkpoint": checkpoint, "updated_at": _now()}}
+        )
+        if where is None:
+            return CheckpointOutcome.LOST
+        if remaining_delay_ms is None or where is not JobCollection.ACTIVE:
+            # A held job (its bot stopped meanwhile) is claimed by nobody else.
+            return CheckpointOutcome.KEPT
+        active = self._jobs[JobCollection.ACTIVE]
+        own = await active.find_one(held, {"pool": 1})
+        if own is None:
+            return CheckpointOutcome.LOST
+        now = _now()
+        claim_at = now + timedelta(milliseconds=remaining_delay_ms)
+        # Not atomic with the save: a race only makes this yield once too often or too
+        # rarely; the fence keeps the yield itself to this claim.
+        cheaper = await active.find_one(
+            {
+                "status": JobStatus.PENDING.value,
+                "pool": own["pool"],
+                "claim_at": {"$lt": claim_at},
+                "available_at": {"$lte": now},
+                "claim_delay_ms": {"$lt": remaining_delay_ms},
+            },
+            {"_id": 1},
+        )
+        if cheaper is None:
+            return CheckpointOutcome.KEPT
+        result = await active.update_one(
+            held,
+            {
+                "$set": {
+                    "status": JobStatus.PENDING.value,
+                    "available_at": now,
+                    "claim_at": claim_at,
+                    "claimed_by": None,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                },
+                "$inc": {"attempts": -1, "version": 1},
+            },
+        )
+        if not result.matched_count:
+            return CheckpointOutcome.LOST
+        self._wake()
+        return CheckpointOutcome.YIELDED
 
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         where = await self._update_live(

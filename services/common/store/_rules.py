@@ -14,8 +14,10 @@ from services.common.errors import InvalidInputError
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     DEFINITIONS_DOCUMENT_ID,
+    MAX_CLAIM_DELAY_MS,
     JobCollection,
     JobStatus,
+    require_json_object,
 )
 
 _T = TypeVar("_T")
@@ -61,6 +63,21 @@ def check_seconds(seconds: float, what: str) -> float:
     if not seconds > 0:
         raise InvalidInputError(f"{what} must be > 0 seconds, got {seconds!r}")
     return seconds
+
+
+def check_checkpoint(checkpoint: str, remaining_delay_ms: int | None) -> None:
+    """A checkpoint is a JSON object; the delay of the work left is a claim delay."""
+    require_json_object(checkpoint, "checkpoint")
+    if remaining_delay_ms is None:
+        return
+    if (
+        isinstance(remaining_delay_ms, bool)
+        or not isinstance(remaining_delay_ms, int)
+        or not 0 <= remaining_delay_ms <= MAX_CLAIM_DELAY_MS
+    ):
+        raise InvalidInputError(
+            f"remaining_delay_ms must be from 0 to {MAX_CLAIM_DELAY_MS}, got {remaining_delay_ms!r}"
+        )
 
 
 def claim_pools(pools: Sequence[str]) -> list[str]:

@@ -34,6 +34,7 @@ from services.common.store._sqlite_base import (
 )
 from services.common.store._types import (
     NEW_JOB_FIELDS,
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     JobStatus,
@@ -176,6 +177,52 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         if released:
             self._wake()
         return released
+
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        rules.check_checkpoint(checkpoint, remaining_delay_ms)
+
+        def save(conn: sqlite3.Connection) -> CheckpointOutcome:
+            now = _now_ms()
+            where = _first_table(
+                conn,
+                "UPDATE {table} SET checkpoint = ?, updated_at = ?"
+                " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
+                (checkpoint, now, media_processing_id, token),
+            )
+            if where is None:
+                return CheckpointOutcome.LOST
+            if remaining_delay_ms is None or where is not JobCollection.ACTIVE:
+                # A held job (its bot stopped meanwhile) is claimed by nobody else.
+                return CheckpointOutcome.KEPT
+            claim_at = now + remaining_delay_ms
+            # The claim-order index, scanned up to this job's new place.
+            cheaper = conn.execute(
+                f"SELECT 1 FROM {ACTIVE} WHERE status = 'pending'"
+                f" AND pool = (SELECT pool FROM {ACTIVE} WHERE media_processing_id = ?)"
+                " AND claim_at < ? AND available_at <= ? AND claim_delay_ms < ? LIMIT 1",
+                (media_processing_id, claim_at, now, remaining_delay_ms),
+            ).fetchone()
+            if cheaper is None:
+                return CheckpointOutcome.KEPT
+            conn.execute(
+                f"UPDATE {ACTIVE} SET status = 'pending', available_at = ?,"
+                " claim_at = ?, claimed_by = NULL, lease_expires_at = NULL,"
+                " attempts = MAX(attempts - 1, 0), updated_at = ?"
+                " WHERE media_processing_id = ?",
+                (now, claim_at, now, media_processing_id),
+            )
+            return CheckpointOutcome.YIELDED
+
+        outcome: CheckpointOutcome = await self._write(save)
+        if outcome is CheckpointOutcome.YIELDED:
+            self._wake()
+        return outcome
 
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         def resolve(conn: sqlite3.Connection) -> bool:

@@ -65,6 +65,17 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
 
 
+class CheckpointOutcome(StrEnum):
+    """What `checkpoint_job` did with a running job's saved progress."""
+
+    # Saved; the job is still this worker's to continue.
+    KEPT = "kept"
+    # Saved, and the job went back to pending for a cheaper job of its pool to go first.
+    YIELDED = "yielded"
+    # Nothing saved: the claim is no longer this worker's (lease lost, job moved).
+    LOST = "lost"
+
+
 class JobCollection(StrEnum):
     """Where a job document lives: active (claimable), holding (bot stopped), failed."""
 
@@ -394,6 +405,11 @@ class MediaJob(NewMediaJob):
     # The values processing learned beside `result` (chatbot.common.v1.MediaResult as
     # proto3 JSON, e.g. a transcript's language); None when there are none.
     media_result: str | None
+    # A processor's saved progress on a job done in parts (long audio transcribed chunk
+    # by chunk: the text so far, where to go on, the language), opaque to the store;
+    # None until the first part is saved. Kept through every move, so a crash or a
+    # yield resumes from it and no part is done twice into the result.
+    checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         """Read back from the store: checked once, as the NewMediaJob it was created from
