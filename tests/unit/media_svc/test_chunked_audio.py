@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from services.common.routing import PoolDefinition
-from services.common.store import JobStatus, Store
+from services.common.store import JobStatus, NewMediaJob, Store
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.models import assemble_whisper_base, models_dir
@@ -47,9 +47,8 @@ def _long_note(directory: Path) -> Path:
     return media_samples.write_voice_note(np.concatenate(parts), directory / "long.ogg")
 
 
-async def _voice_job(
-    store: Store, staging: StagingDirectory, note: Path, audio: PoolDefinition
-) -> str:
+def _staged_voice_job(staging: StagingDirectory, note: Path, audio: PoolDefinition) -> NewMediaJob:
+    """The job queue_svc makes for a staged voice note, with its claim order cost."""
     data = note.read_bytes()
     job = new_job(
         pool="Audio",
@@ -61,8 +60,7 @@ async def _voice_job(
         claim_delay_ms=claim_delay_ms(audio, len(data)),
     )
     staging.path_for(job.media_processing_id).write_bytes(data)
-    assert await store.create_job(job)
-    return job.media_processing_id
+    return job
 
 
 @pytest.mark.timeout(180)
@@ -98,14 +96,18 @@ async def test_a_short_note_arriving_during_a_long_one_finishes_first(
     pools.apply(definitions.current)
     runner = asyncio.create_task(pools.run())
     try:
-        long_id = await _voice_job(store, staging, long_note, audio)
+        long_job = _staged_voice_job(staging, long_note, audio)
+        assert await store.create_job(long_job)
+        long_id = long_job.media_processing_id
 
         async def long_running() -> bool:
             found = await store.get_job(long_id)
             return found is not None and found[1].status is JobStatus.PROCESSING
 
         await eventually(long_running, within=30, every=0.01)
-        short_id = await _voice_job(store, staging, short_note, audio)
+        short_job = _staged_voice_job(staging, short_note, audio)
+        assert await store.create_job(short_job)
+        short_id = short_job.media_processing_id
 
         async def both_delivered() -> bool:
             ids = {call.media_processing_id for call in queue_peer.servicer.calls}
