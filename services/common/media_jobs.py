@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from services.common.errors import InvalidInputError, NotFoundError, PreconditionError
+from services.common.job_cost import seconds_per_mib
 from services.common.routing import ProcessorDefinitions, default_definitions
 from services.common.store import (
     BotConfigStore,
@@ -169,14 +170,17 @@ class MediaJobs:
 
     # media_svc: after the definitions changed.
     async def reroute_pending(self, definitions: ProcessorDefinitions) -> int:
-        """Points pending jobs whose route now resolves to another pool at that pool; a
+        """Points pending jobs whose route now resolves to another pool at that pool, in
+        that pool's claim order (their cost recomputed with its `seconds_per_mib`); a
         route key this version cannot read goes to the fallback pool."""
         moved = 0
         for route, pool in (await self._store.pending_routes()).items():
             key = RouteKey.parse(route)
             target = definitions.route(key) if key else definitions.fallback_pool.name
             if target != pool:
-                count = await self._store.set_pool_for_route(route, target)
+                # The new pool's cost per MiB orders the moved jobs among its own.
+                rate = seconds_per_mib(definitions.pool(target))
+                count = await self._store.set_pool_for_route(route, target, rate)
                 moved += count
                 log.info(
                     "re-routed %d pending jobs of route %s: %s → %s", count, route, pool, target

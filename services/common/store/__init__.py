@@ -56,6 +56,7 @@ from services.common.store._types import (
     MediaJob,
     NewMediaJob,
     PoolDepth,
+    claim_delay_for_size,
     truncate_to_millis,
 )
 
@@ -101,6 +102,7 @@ __all__ = [
     "WhatsAppAuthStore",
     "bounded_reason",
     "check_usage_change",
+    "claim_delay_for_size",
     "distinct_pairs",
     "message_fields",
     "open_store",

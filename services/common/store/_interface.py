@@ -195,7 +195,13 @@ class MediaJobStore(Protocol):
         redelivery sweep, which pages past results held for inactive bots."""
 
     async def pending_routes(self) -> dict[str, str]: ...
-    async def set_pool_for_route(self, route: str, pool: str) -> int: ...
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        """Points the pending jobs of `route` (ACTIVE and HOLDING) not in `pool` at it;
+        how many moved. With `seconds_per_mib` (the new pool's), each moved job's claim
+        order is recomputed for that pool (`claim_delay_for_size`, from its arrival)."""
+
     async def existing_job_ids(self, media_processing_ids: Collection[str]) -> set[str]: ...
     async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
         """Return early when a job may have become claimable, else after `timeout`."""
@@ -214,6 +220,8 @@ class ApiTokenStore(Protocol):
 
     async def revoke_api_token(self, bot_id: str, token_id: str) -> bool:
         """Deletes the token if it belongs to `bot_id`; True when this call deleted it."""
+
+
 class IdentityStore(Protocol):
     """The identity map per bot: which LID and which phone-number JID are one person.
     Written by the queue_svc shard that owns the bot (from message contexts and
@@ -255,9 +263,7 @@ class WhatsAppAuthStore(Protocol):
     ) -> dict[str, str]:
         """The stored values of those keys (missing ones are left out)."""
 
-    async def set_auth_values(
-        self, bot_id: str, changes: dict[str, dict[str, str | None]]
-    ) -> None:
+    async def set_auth_values(self, bot_id: str, changes: dict[str, dict[str, str | None]]) -> None:
         """Writes {kind: {key_id: value, or None to delete}} in one transaction where the
         store has them (SQLite, a MongoDB replica set); each key atomically otherwise."""
 

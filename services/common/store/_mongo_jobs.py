@@ -31,6 +31,7 @@ from services.common.store._types import (
     JobStatus,
     MediaJob,
     PoolDepth,
+    claim_delay_for_size,
     require_json_object,
     to_millis,
     truncate_to_millis,
@@ -355,15 +356,34 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
                 routes[row["_id"]["route"]] = row["_id"]["pool"]
         return routes
 
-    async def set_pool_for_route(self, route: str, pool: str) -> int:
-        rules.check_route_pool(pool)
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        rules.check_route_pool(pool, seconds_per_mib)
+        moving = {"status": JobStatus.PENDING.value, "route": route, "pool": {"$ne": pool}}
         changed = 0
         for collection in _LIVE:
-            result = await self._jobs[collection].update_many(
-                {"status": JobStatus.PENDING.value, "route": route, "pool": {"$ne": pool}},
-                {"$set": {"pool": pool, "updated_at": _now()}, "$inc": {"version": 1}},
-            )
-            changed += result.modified_count
+            jobs = self._jobs[collection]
+            if seconds_per_mib is None:
+                result = await jobs.update_many(
+                    moving,
+                    {"$set": {"pool": pool, "updated_at": _now()}, "$inc": {"version": 1}},
+                )
+                changed += result.modified_count
+                continue
+            # Each job's delay follows its own size; a job claimed meanwhile is left alone.
+            async for doc in jobs.find(moving, {"file_size": 1, "created_at": 1}):
+                delay = claim_delay_for_size(doc["file_size"], seconds_per_mib)
+                update = {
+                    "pool": pool,
+                    "claim_delay_ms": delay,
+                    "claim_at": doc["created_at"] + timedelta(milliseconds=delay),
+                    "updated_at": _now(),
+                }
+                result = await jobs.update_one(
+                    {**moving, "_id": doc["_id"]}, {"$set": update, "$inc": {"version": 1}}
+                )
+                changed += result.modified_count
         if changed:
             self._wake()
         return changed

@@ -101,9 +101,17 @@ def check_requeue_target(target: JobCollection) -> None:
         raise InvalidInputError("requeue_failed_job moves to active or holding, not failed")
 
 
-def check_route_pool(pool: str) -> None:
+def check_route_pool(pool: str, seconds_per_mib: float | None = None) -> None:
     if not pool:
         raise InvalidInputError("set_pool_for_route: pool must not be empty")
+    if seconds_per_mib is not None and (
+        isinstance(seconds_per_mib, bool)
+        or not isinstance(seconds_per_mib, int | float)
+        or not 0 <= seconds_per_mib <= 3600
+    ):
+        raise InvalidInputError(
+            f"set_pool_for_route: seconds_per_mib must be from 0 to 3600, got {seconds_per_mib!r}"
+        )
 
 
 def check_lease_names(name: str, holder: str) -> None:

@@ -41,6 +41,7 @@ from services.common.store._types import (
     MediaJob,
     NewMediaJob,
     PoolDepth,
+    claim_delay_for_size,
     from_millis,
     require_json_object,
     to_millis,
@@ -399,19 +400,37 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         routes: dict[str, str] = await self._read(read)
         return routes
 
-    async def set_pool_for_route(self, route: str, pool: str) -> int:
-        rules.check_route_pool(pool)
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        rules.check_route_pool(pool, seconds_per_mib)
 
         def update(conn: sqlite3.Connection) -> int:
             now = _now_ms()
-            return sum(
-                conn.execute(
-                    f"UPDATE {table} SET pool = ?, updated_at = ?"
+            if seconds_per_mib is None:
+                return sum(
+                    conn.execute(
+                        f"UPDATE {table} SET pool = ?, updated_at = ?"
+                        " WHERE status = 'pending' AND route = ? AND pool != ?",
+                        (pool, now, route, pool),
+                    ).rowcount
+                    for table in _LIVE
+                )
+            moved = 0
+            for table in _LIVE:
+                rows = conn.execute(
+                    f"SELECT seq, file_size FROM {table}"
                     " WHERE status = 'pending' AND route = ? AND pool != ?",
-                    (pool, now, route, pool),
-                ).rowcount
-                for table in _LIVE
-            )
+                    (route, pool),
+                ).fetchall()
+                delays = [(claim_delay_for_size(size, seconds_per_mib), seq) for seq, size in rows]
+                conn.executemany(
+                    f"UPDATE {table} SET pool = ?, claim_delay_ms = ?,"
+                    " claim_at = created_at + ?, updated_at = ? WHERE seq = ?",
+                    [(pool, delay, delay, now, seq) for delay, seq in delays],
+                )
+                moved += len(rows)
+            return moved
 
         changed: int = await self._write(update)
         if changed:

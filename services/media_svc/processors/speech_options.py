@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common.env import env_float
 from services.common.errors import InvalidInputError
 from services.media_svc.models import WHISPER_BASE, model_path, models_dir
 from services.media_svc.processors.base import (
@@ -140,18 +141,13 @@ def _candidates(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str
 def chunk_seconds(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> float:
     """The `chunk_seconds` option, else $MEDIA_AUDIO_CHUNK_SECONDS, else 30; 0 turns
     chunking off, anything else is at least MIN_CHUNK_SECONDS."""
-    where = "options.chunk_seconds"
     if "chunk_seconds" in options:
+        where = "options.chunk_seconds"
         value = option_number(options, "chunk_seconds", DEFAULT_CHUNK_SECONDS, 0.0)
     else:
-        text = (os.environ if env is None else env).get(AUDIO_CHUNK_ENV, "").strip()
-        if not text:
-            return DEFAULT_CHUNK_SECONDS
         where = AUDIO_CHUNK_ENV
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidInputError(f"{where}: must be a number of seconds, got {text!r}") from None
+        environment = os.environ if env is None else env
+        value = env_float(environment, AUDIO_CHUNK_ENV, DEFAULT_CHUNK_SECONDS)
     if value != 0 and not MIN_CHUNK_SECONDS <= value <= 3600:
         raise InvalidInputError(
             f"{where}: must be 0 (no chunks) or from {MIN_CHUNK_SECONDS:g} to 3600, got {value!r}"
