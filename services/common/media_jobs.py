@@ -6,7 +6,8 @@ methods and never move a job with the store's job primitives themselves (they st
 jobs from the store). Who calls which transition is ARCHITECTURE.md's table.
 
     create ──► ACTIVE pending ──claim──► processing ──record_result──► completed
-                  ▲  │ ▲                    │ release (retry, shutdown)     │
+                  ▲  │ ▲                    │ release (retry, shutdown),    │
+                  │  │ │                    │ checkpoint (yield a slot)     │
        reactivate │  │ └────────────────────┘                              │ end_delivered
                   │  ▼ park                                                ▼
                HOLDING (bot stopped; the same states)            deleted, or FAILED
