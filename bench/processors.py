@@ -85,6 +85,7 @@ IMAGE_LINES = [
     "Members bring a towel and a bottle",
 ]
 PDF_PAGES = 200
+PDF_MIN_RUNS = 5
 
 
 # ---------------------------------------------------------------- measurements
@@ -371,7 +372,12 @@ def bench_pdf(pdf: Path, pages: int, runs: int) -> dict[str, Any] | None:
         reader = pypdf.PdfReader(str(pdf))
         return sum(len(page.extract_text()) for page in reader.pages)
 
-    timing, outcome, _ = alternate(lambda: processor.process(engine, options, job), bare, runs)
+    # Half a second a call: one sample each (`--runs 1`) was load noise, once 1.29x; a
+    # profile shows the processor's own code under 1 % of the run (all else is pypdf's
+    # extract_text, which the bare call runs too), so the fastest of five is the figure.
+    timing, outcome, _ = alternate(
+        lambda: processor.process(engine, options, job), bare, max(runs, PDF_MIN_RUNS)
+    )
     seconds = timing.processor_s
     print(
         f"pdf    {pages} pages proc {seconds:.2f} s, bare {timing.bare_s:.2f}"
