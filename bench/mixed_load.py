@@ -38,6 +38,8 @@ from bench.audio_pipeline import audio_pipeline, bot_socket, voice_frame
 from tests.helpers import media_samples
 
 BOT = "bench-mixed"
+# What media_svc logs when a job gives its slot back between two chunks (worker.py).
+_YIELD_LOG = "gave its slot to a cheaper job"
 CHAT = "4915100000002@s.whatsapp.net"
 # About 5 s each at espeak-ng's 150 words per minute.
 SHORT_TEXTS = [
@@ -93,6 +95,8 @@ class Burst:
     primer_s: float
     notes_s: list[float]
     own_s: list[float]
+    # How often a long note gave its slot to a cheaper one between two chunks.
+    yields: int
 
 
 async def _burst(
@@ -139,6 +143,7 @@ async def _burst(
         await subscriber.wait_for(len(frames), within=900)
         stamper.cancel()
         await subscriber.close()
+    media_log = await asyncio.to_thread((work / "media.log").read_text, errors="replace")
     ids = [f"MIXED-{n}" for n in range(len(frames))]
     by_arrival = sorted(ids, key=arrived.__getitem__)
     before = {later: arrived[earlier] for earlier, later in itertools.pairwise(by_arrival)}
@@ -146,6 +151,7 @@ async def _burst(
         primer_s=arrived[ids[0]] - accepted[ids[0]],
         notes_s=[arrived[i] - accepted[i] for i in ids[1:]],
         own_s=[arrived[i] - max(before.get(i, accepted[i]), accepted[i]) for i in ids[1:]],
+        yields=media_log.count(_YIELD_LOG),
     )
 
 
@@ -195,7 +201,8 @@ def mixed_load(
     print(
         f"  long note first, short ones 1 s later: short p95 {figures['long_first_p95_s']:.2f} s"
         f" (ratio {figures['long_first_ratio']:.2f}, to own time"
-        f" {figures['long_first_own_ratio']:.2f}); long note {figures['long_first_long_s']:.2f} s"
+        f" {figures['long_first_own_ratio']:.2f}); long note {figures['long_first_long_s']:.2f} s,"
+        f" {long_first.yields} yields"
     )
     if fifo_control:
         fifo = asyncio.run(_burst([long, *shorts], shorts[-1], 0.5, arrival_order=True))
