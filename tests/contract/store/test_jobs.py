@@ -309,9 +309,9 @@ async def test_delete_failed_job_deletes_only_from_failed(store: Store) -> None:
     assert await store.delete_failed_job(live.media_processing_id) is False
     assert await store.delete_failed_job(failed.media_processing_id) is True
     assert await store.delete_failed_job(failed.media_processing_id) is False
-    assert await store.existing_job_ids([failed.media_processing_id, live.media_processing_id]) == {
-        live.media_processing_id
-    }
+    assert await store.existing_job_ids(
+        [failed.media_processing_id, live.media_processing_id]
+    ) == {live.media_processing_id}
 
 
 async def test_fail_list_and_requeue(store: Store) -> None:
