@@ -220,8 +220,6 @@ class ApiTokenStore(Protocol):
 
     async def revoke_api_token(self, bot_id: str, token_id: str) -> bool:
         """Deletes the token if it belongs to `bot_id`; True when this call deleted it."""
-
-
 class IdentityStore(Protocol):
     """The identity map per bot: which LID and which phone-number JID are one person.
     Written by the queue_svc shard that owns the bot (from message contexts and
@@ -263,7 +261,9 @@ class WhatsAppAuthStore(Protocol):
     ) -> dict[str, str]:
         """The stored values of those keys (missing ones are left out)."""
 
-    async def set_auth_values(self, bot_id: str, changes: dict[str, dict[str, str | None]]) -> None:
+    async def set_auth_values(
+        self, bot_id: str, changes: dict[str, dict[str, str | None]]
+    ) -> None:
         """Writes {kind: {key_id: value, or None to delete}} in one transaction where the
         store has them (SQLite, a MongoDB replica set); each key atomically otherwise."""
 
