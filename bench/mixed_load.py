@@ -201,8 +201,9 @@ def mixed_load(
     print(
         f"  long note first, short ones 1 s later: short p95 {figures['long_first_p95_s']:.2f} s"
         f" (ratio {figures['long_first_ratio']:.2f}, to own time"
-        f" {figures['long_first_own_ratio']:.2f}); long note {figures['long_first_long_s']:.2f} s,"
-        f" {long_first.yields} yields"
+        f" {figures['long_first_own_ratio']:.2f}), first short text"
+        f" {min(long_first.notes_s):.2f} s;"
+        f" long note {figures['long_first_long_s']:.2f} s, {long_first.yields} yields"
     )
     if fifo_control:
         fifo = asyncio.run(_burst([long, *shorts], shorts[-1], 0.5, arrival_order=True))
@@ -215,7 +216,8 @@ def mixed_load(
         whole = asyncio.run(_burst(shorts, long, 1.0, chunk_seconds=0))
         figures["whole_long_first_ratio"] = p95(whole.notes_s) / figures["alone_p95_s"]
         print(
-            f"  control, long note first without chunks: short p95 {p95(whole.notes_s):.2f} s,"
-            f" long note {whole.primer_s:.2f} s, ratio {figures['whole_long_first_ratio']:.2f}"
+            f"  control, long note first without chunks: short p95 {p95(whole.notes_s):.2f} s"
+            f" (ratio {figures['whole_long_first_ratio']:.2f}), first short text"
+            f" {min(whole.notes_s):.2f} s; long note {whole.primer_s:.2f} s, {whole.yields} yields"
         )
     return figures
