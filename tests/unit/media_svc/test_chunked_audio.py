@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.common.job_cost import claim_delay_ms
 from services.common.routing import PoolDefinition
 from services.common.store import JobStatus, NewMediaJob, Store
 from services.media_svc.definitions import DefinitionsManager
@@ -19,7 +20,6 @@ from services.media_svc.models import assemble_whisper_base, models_dir
 from services.media_svc.pool import PoolSet
 from services.media_svc.processors import default_registry
 from services.media_svc.worker import JobWorker
-from services.common.job_cost import claim_delay_ms
 from tests.helpers import media_samples
 from tests.helpers.definitions import stub_definitions
 from tests.helpers.staging import StagingDirectory
