@@ -238,7 +238,8 @@ class JobWorker:
         ("yielded": the next claim resumes from the checkpoint)."""
         outcome = await self._executor.run(pool, item)
         while isinstance(outcome, ProcessingProgress):
-            left = min(max(outcome.remaining, 0.0), 1.0)
+            # A share outside [0, 1] (NaN included) counts as all the work left.
+            left = outcome.remaining if 0.0 <= outcome.remaining <= 1.0 else 1.0
             remaining = min(MAX_CLAIM_DELAY_MS, round(job.claim_delay_ms * left))
             saved = await self._jobs.checkpoint(
                 job.media_processing_id, token, outcome.checkpoint, remaining
