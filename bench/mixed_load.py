@@ -1,39 +1,45 @@
-"""The mixed-load figure: one 100 s voice note and ten 5 s voice notes accepted together
-by the real pipeline (gateway, queue_svc, media_svc with the real Audio pool and Whisper
-base), espeak-ng speech made here.
+"""The mixed-load figures: one 100 s voice note and ten 5 s voice notes through the real
+pipeline (gateway, queue_svc, media_svc with the real Audio pool, one slot, and Whisper
+base; bench/audio_pipeline.py), espeak-ng speech made here. Three runs, each on a fresh
+pipeline:
 
-Two runs on one fresh pipeline each, the pool busy with a 5 s note when the burst lands
-(a burst that finds the pool idle has its first job claimed before the rest arrive, and
-no order can take back a claim):
-- alone: the ten short notes, their placeholder → text times (ACCEPTED ack to the text on
-  Subscribe); their p95 is what the short notes cost on their own, waiting for each
-  other included;
-- mixed: the 100 s note first, then the same ten short notes.
+- alone: the ten short notes in one burst while the pool is busy with a 5 s primer (a
+  burst finding the pool idle has its first job claimed before the rest arrive); their
+  placeholder → text times (ACCEPTED ack to the text on Subscribe), and each note's own
+  processing time (the gap between its text and the one before: the slot never idles);
+- together: the 100 s note, then the same ten, in one burst (claim order: the short
+  notes go first);
+- long first: the 100 s note alone, the ten short ones 1 s later, once the long one is
+  being transcribed (chunks: the short ones go at the next chunk boundary).
 
-`short_voice_p95_ratio` = p95 of the short notes' placeholder → text time in the mixed
-run ÷ the same p95 alone (target ≤ 2.0). The long note must still finish: its own
-placeholder → text time is printed. `--fifo-control` (with `--mixed-only`) repeats the
-mixed run with the Audio pool's `seconds_per_mib` at 0, i.e. arrival order, to show what
-the claim order changes.
+`short_voice_p95_ratio` = p95 of the short notes' placeholder → text time together with
+the long note ÷ the same p95 alone (target ≤ 2.0); `short_voice_own_ratio` = the issue's
+literal ratio, p95 over the short notes of placeholder → text ÷ their own processing
+time (ten notes for one slot wait for each other: it grows with the burst, long note or
+not); `long_first_p95_ratio` = the long-first run's short p95 ÷ the alone p95. The long
+note must still finish: its own times are printed. Controls (with `--mixed-only`):
+`--fifo-control` repeats "together" in arrival order (`seconds_per_mib` 0),
+`--chunk-control` repeats "long first" with whole notes (`chunk_seconds` 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import math
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench.audio_pipeline import audio_pipeline, bot_socket, voice_frame
 from tests.helpers import media_samples
 
 BOT = "bench-mixed"
+# What media_svc logs when a job gives its slot back between two chunks (worker.py).
+_YIELD_LOG = "gave its slot to a cheaper job"
 CHAT = "4915100000002@s.whatsapp.net"
 # About 5 s each at espeak-ng's 150 words per minute.
 SHORT_TEXTS = [
@@ -81,117 +87,36 @@ def p95(values: Sequence[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-async def _arrival_order(db: Path) -> None:
-    """The built-in definitions with the Audio pool's claim order off."""
-    from services.common.routing import default_definitions  # noqa: PLC0415
-    from services.common.store import StoreConfig, open_store  # noqa: PLC0415
+@dataclass
+class Burst:
+    """Placeholder → text seconds of one run: the primer's, and each note's in the order
+    given; and each note's own processing time (below)."""
 
-    document = default_definitions().to_document()
-    for pool in document["pools"]:
-        if pool["name"] == "Audio":
-            pool["seconds_per_mib"] = 0
-    store = await open_store(StoreConfig(sqlite_path=db))
-    try:
-        await store.put_processor_definitions(document)
-    finally:
-        await store.close()
+    primer_s: float
+    notes_s: list[float]
+    own_s: list[float]
+    # How often a long note gave its slot to a cheaper one between two chunks.
+    yields: int
 
 
-@asynccontextmanager
-async def audio_pipeline(
-    work: Path, arrival_order: bool = False
-) -> AsyncIterator[tuple[str, str, Path]]:
-    """queue_svc, media_svc (Audio pool only, engine warmed before it yields) and the
-    gateway on a fresh SQLite store; yields (gateway address, queue address, staging)."""
-    from tests.helpers.node_api import fake_node_api  # noqa: PLC0415
-    from tests.helpers.processes import (  # noqa: PLC0415
-        gateway_env,
-        media_env,
-        queue_env,
-        start_service,
-    )
+async def _burst(
+    notes: Sequence[Note],
+    primer: Note,
+    pause_s: float,
+    arrival_order: bool = False,
+    chunk_seconds: float | None = None,
+) -> Burst:
+    """Accepts `primer`, then after `pause_s` (its job claimed meanwhile) `notes` in one
+    burst, on a fresh pipeline.
 
-    db, staging = work / "store.sqlite3", work / "staging"
-    staging.mkdir()
-    if arrival_order:
-        await _arrival_order(db)
-    node_runner, node_url = await fake_node_api([], "node-api")
-    services = []
-    try:
-        queue = await start_service("services.queue_svc", queue_env(db), work / "queue.log")
-        services.append(queue)
-        media_log = work / "media.log"
-        services.append(
-            await start_service(
-                "services.media_svc",
-                media_env(
-                    db,
-                    staging,
-                    queue.address,
-                    MEDIA_POOLS="Audio",
-                    MEDIA_WARM_POOLS="true",
-                    MEDIA_LEASE_SECONDS="30",
-                ),
-                media_log,
-            )
-        )
-        gateway = await start_service(
-            "services.gateway",
-            gateway_env(
-                db,
-                queue.address,
-                node_url,
-                node_ws_token="ws",
-                api_token="api",
-                node_api_token="node-api",
-            ),
-            work / "gateway.log",
-        )
-        services.append(gateway)
-        for _ in range(600):
-            if "engine loaded" in await asyncio.to_thread(media_log.read_text, errors="replace"):
-                break
-            await asyncio.sleep(0.1)
-        yield gateway.address, queue.address, staging
-    finally:
-        for service in reversed(services):
-            await service.stop()
-        await node_runner.cleanup()
-
-
-def _frame(n: int, media_id: str, size: int) -> dict[str, Any]:
-    from tests.helpers.clock import iso_now  # noqa: PLC0415
-
-    return {
-        "frameId": f"mixed-{n}",
-        "mediaMessage": {
-            "header": {
-                "botId": BOT,
-                "correspondentId": CHAT,
-                "sender": CHAT,
-                "providerMessageId": f"MIXED-{n}",
-                "originatingTime": iso_now(),
-            },
-            "mediaProcessingId": media_id,
-            "mimeType": "audio/ogg; codecs=opus",
-            "mediaKind": "MEDIA_KIND_VOICE_NOTE",
-            "fileSize": str(size),
-        },
-    }
-
-
-async def _burst(notes: Sequence[Note], arrival_order: bool = False) -> list[float]:
-    """Accepts a 5 s primer, then `notes` in one burst; each note's placeholder → text
-    seconds, in the order given."""
-    import aiohttp  # noqa: PLC0415
-    from chatbot.wire.v1 import frames_pb2 as w  # noqa: PLC0415
-
-    from services.common.wire import parse_gateway_frame  # noqa: PLC0415
+    A note's own processing time is the gap between its text and the text delivered just
+    before it (the primer's included): the Audio pool has one slot and the burst keeps it
+    busy, so that gap is the note's claim, transcription and delivery, without waiting."""
     from tests.helpers.processes import Subscriber  # noqa: PLC0415
 
     work = Path(tempfile.mkdtemp(prefix="bench-mixed-"))
-    async with audio_pipeline(work, arrival_order) as (gateway, queue, staging):
-        subscriber = Subscriber(queue, BOT)
+    async with audio_pipeline(work, arrival_order, chunk_seconds) as pipeline:
+        subscriber = Subscriber(pipeline.queue, BOT)
         await subscriber.start()
         arrived: dict[str, float] = {}
 
@@ -204,67 +129,95 @@ async def _burst(notes: Sequence[Note], arrival_order: bool = False) -> list[flo
 
         stamper = asyncio.create_task(stamp())
         frames = []
-        for n, note in enumerate([notes[-1], *notes]):  # the primer: a short note
+        for n, note in enumerate([primer, *notes]):
             media_id = str(uuid.uuid4())
             data = await asyncio.to_thread(note.path.read_bytes)
-            await asyncio.to_thread((staging / media_id).write_bytes, data)
-            frames.append(_frame(n, media_id, len(data)))
+            await asyncio.to_thread((pipeline.staging / media_id).write_bytes, data)
+            frames.append(voice_frame(BOT, CHAT, f"MIXED-{n}", media_id, len(data), n))
         accepted: dict[str, float] = {}
-        api = f"http://{gateway}"
-        async with aiohttp.ClientSession() as http:
-            auth = {"Authorization": "Bearer api"}
-            async with http.put(f"{api}/bots/{BOT}/config", json={}, headers=auth) as r:
-                r.raise_for_status()
-            async with http.post(f"{api}/bots/{BOT}/start", json={}, headers=auth) as r:
-                r.raise_for_status()
-            async with http.ws_connect(f"{api}/ws", headers={"Authorization": "Bearer ws"}) as ws:
-
-                async def send(frame: dict[str, Any]) -> None:
-                    await ws.send_str(json.dumps(frame))
-                    ack = parse_gateway_frame((await ws.receive(timeout=30)).data).ack
-                    if ack.status != w.ACK_STATUS_ACCEPTED:
-                        raise RuntimeError(f"frame not accepted: {ack}")
-                    header = frame["mediaMessage"]["header"]
-                    accepted[header["providerMessageId"]] = time.perf_counter()
-
-                await send(frames[0])
-                # The burst once the primer is being transcribed (its job claimed).
-                await asyncio.sleep(0.5)
-                for frame in frames[1:]:
-                    await send(frame)
+        async with bot_socket(pipeline.gateway, BOT) as socket:
+            for n, frame in enumerate(frames):
+                if n == 1:
+                    await asyncio.sleep(pause_s)
+                accepted[f"MIXED-{n}"] = await socket.send(frame)
         await subscriber.wait_for(len(frames), within=900)
         stamper.cancel()
         await subscriber.close()
-    ids = [f"MIXED-{n}" for n in range(1, len(frames))]
-    return [arrived[i] - accepted[i] for i in ids]
+    media_log = await asyncio.to_thread((work / "media.log").read_text, errors="replace")
+    ids = [f"MIXED-{n}" for n in range(len(frames))]
+    by_arrival = sorted(ids, key=arrived.__getitem__)
+    before = {later: arrived[earlier] for earlier, later in itertools.pairwise(by_arrival)}
+    return Burst(
+        primer_s=arrived[ids[0]] - accepted[ids[0]],
+        notes_s=[arrived[i] - accepted[i] for i in ids[1:]],
+        own_s=[arrived[i] - max(before.get(i, accepted[i]), accepted[i]) for i in ids[1:]],
+        yields=media_log.count(_YIELD_LOG),
+    )
 
 
-def mixed_load(directory: Path, fifo_control: bool = False) -> dict[str, float]:
+def _own_ratio(notes_s: Sequence[float], own: Sequence[float]) -> float:
+    """The issue's literal figure: p95 over the short notes of placeholder → text ÷ the
+    note's own processing time."""
+    return p95([seconds / alone for seconds, alone in zip(notes_s, own, strict=True)])
+
+
+def mixed_load(
+    directory: Path, fifo_control: bool = False, chunk_control: bool = False
+) -> dict[str, float]:
     long, shorts = make_notes(directory)
     print(
         f"  notes: long {long.seconds:.1f} s ({long.path.stat().st_size} B), "
         f"{len(shorts)} short {min(s.seconds for s in shorts):.1f}-"
         f"{max(s.seconds for s in shorts):.1f} s"
     )
-    alone = asyncio.run(_burst(shorts))
-    mixed = asyncio.run(_burst([long, *shorts]))
-    long_s, mixed_shorts = mixed[0], mixed[1:]
+    # The pool busy with a 5 s note when the burst lands: a burst finding it idle would
+    # have its first job claimed before the rest arrive.
+    alone = asyncio.run(_burst(shorts, shorts[-1], 0.5))
+    together = asyncio.run(_burst([long, *shorts], shorts[-1], 0.5))
+    # The long note already running when the short ones arrive: only chunks help here.
+    long_first = asyncio.run(_burst(shorts, long, 1.0))
+    own = alone.own_s
     figures = {
-        "alone_p95_s": p95(alone),
-        "mixed_p95_s": p95(mixed_shorts),
-        "long_s": long_s,
+        "alone_p95_s": p95(alone.notes_s),
+        "own_p95_s": p95(own),
+        "mixed_p95_s": p95(together.notes_s[1:]),
+        "long_s": together.notes_s[0],
+        "long_first_p95_s": p95(long_first.notes_s),
+        "long_first_long_s": long_first.primer_s,
     }
     figures["ratio"] = figures["mixed_p95_s"] / figures["alone_p95_s"]
-    if fifo_control:
-        fifo = asyncio.run(_burst([long, *shorts], arrival_order=True))
-        figures["fifo_ratio"] = p95(fifo[1:]) / figures["alone_p95_s"]
-        print(
-            f"  arrival order (control): short p95 {p95(fifo[1:]):.2f} s, long note"
-            f" {fifo[0]:.2f} s, ratio {figures['fifo_ratio']:.2f}"
-        )
+    figures["own_ratio"] = _own_ratio(together.notes_s[1:], own)
+    figures["long_first_ratio"] = figures["long_first_p95_s"] / figures["alone_p95_s"]
+    figures["long_first_own_ratio"] = _own_ratio(long_first.notes_s, own)
     print(
-        "  short notes placeholder -> text p95: alone "
-        f"{figures['alone_p95_s']:.2f} s, with the long note {figures['mixed_p95_s']:.2f} s; "
-        f"long note {long_s:.2f} s"
+        f"  short notes alone: placeholder -> text p95 {figures['alone_p95_s']:.2f} s;"
+        f" own processing {min(own):.2f}-{max(own):.2f} s (p95 {figures['own_p95_s']:.2f} s)"
     )
+    print(
+        f"  together with the long note: short p95 {figures['mixed_p95_s']:.2f} s"
+        f" (ratio {figures['ratio']:.2f}, to own time {figures['own_ratio']:.2f});"
+        f" long note {figures['long_s']:.2f} s"
+    )
+    print(
+        f"  long note first, short ones 1 s later: short p95 {figures['long_first_p95_s']:.2f} s"
+        f" (ratio {figures['long_first_ratio']:.2f}, to own time"
+        f" {figures['long_first_own_ratio']:.2f}), first short text"
+        f" {min(long_first.notes_s):.2f} s;"
+        f" long note {figures['long_first_long_s']:.2f} s, {long_first.yields} yields"
+    )
+    if fifo_control:
+        fifo = asyncio.run(_burst([long, *shorts], shorts[-1], 0.5, arrival_order=True))
+        figures["fifo_ratio"] = p95(fifo.notes_s[1:]) / figures["alone_p95_s"]
+        print(
+            f"  control, arrival order: short p95 {p95(fifo.notes_s[1:]):.2f} s, long note"
+            f" {fifo.notes_s[0]:.2f} s, ratio {figures['fifo_ratio']:.2f}"
+        )
+    if chunk_control:
+        whole = asyncio.run(_burst(shorts, long, 1.0, chunk_seconds=0))
+        figures["whole_long_first_ratio"] = p95(whole.notes_s) / figures["alone_p95_s"]
+        print(
+            f"  control, long note first without chunks: short p95 {p95(whole.notes_s):.2f} s"
+            f" (ratio {figures['whole_long_first_ratio']:.2f}), first short text"
+            f" {min(whole.notes_s):.2f} s; long note {whole.primer_s:.2f} s, {whole.yields} yields"
+        )
     return figures

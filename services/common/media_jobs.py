@@ -6,7 +6,8 @@ methods and never move a job with the store's job primitives themselves (they st
 jobs from the store). Who calls which transition is ARCHITECTURE.md's table.
 
     create ──► ACTIVE pending ──claim──► processing ──record_result──► completed
-                  ▲  │ ▲                    │ release (retry, shutdown)     │
+                  ▲  │ ▲                    │ release (retry, shutdown),    │
+                  │  │ │                    │ checkpoint (yield a slot)     │
        reactivate │  │ └────────────────────┘                              │ end_delivered
                   │  ▼ park                                                ▼
                HOLDING (bot stopped; the same states)            deleted, or FAILED
@@ -30,9 +31,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from services.common.errors import InvalidInputError, NotFoundError, PreconditionError
+from services.common.job_cost import seconds_per_mib
 from services.common.routing import ProcessorDefinitions, default_definitions
 from services.common.store import (
     BotConfigStore,
+    CheckpointOutcome,
     ClaimedJob,
     DefinitionsStore,
     JobCollection,
@@ -126,6 +129,20 @@ class MediaJobs:
         """Back to pending for another claim from `retry_at` (a retry, or a shutdown)."""
         return await self._store.release_job(media_processing_id, token, why, retry_at)
 
+    async def checkpoint(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        """Saves a job's progress before the next part; with `remaining_delay_ms`, gives
+        the job back (pending, resumed from the checkpoint) when a cheaper job of its pool
+        waits."""
+        return await self._store.checkpoint_job(
+            media_processing_id, token, checkpoint, remaining_delay_ms
+        )
+
     async def record_result(
         self,
         media_processing_id: str,
@@ -160,14 +177,17 @@ class MediaJobs:
 
     # media_svc: after the definitions changed.
     async def reroute_pending(self, definitions: ProcessorDefinitions) -> int:
-        """Points pending jobs whose route now resolves to another pool at that pool; a
+        """Points pending jobs whose route now resolves to another pool at that pool, in
+        that pool's claim order (their cost recomputed with its `seconds_per_mib`); a
         route key this version cannot read goes to the fallback pool."""
         moved = 0
         for route, pool in (await self._store.pending_routes()).items():
             key = RouteKey.parse(route)
             target = definitions.route(key) if key else definitions.fallback_pool.name
             if target != pool:
-                count = await self._store.set_pool_for_route(route, target)
+                # The new pool's cost per MiB orders the moved jobs among its own.
+                rate = seconds_per_mib(definitions.pool(target))
+                count = await self._store.set_pool_for_route(route, target, rate)
                 moved += count
                 log.info(
                     "re-routed %d pending jobs of route %s: %s → %s", count, route, pool, target

@@ -59,7 +59,7 @@ class PoolDefinition:
     max_attempts: int | None = None
     memory_limit_mb: int | None = None
     # Expected processing seconds per MiB of input, which orders claims inside the pool
-    # (services/queue_svc/job_cost.py); None takes the processor's built-in estimate.
+    # (services/common/job_cost.py); None takes the processor's built-in estimate.
     seconds_per_mib: float | None = None
 
 

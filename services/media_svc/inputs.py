@@ -181,4 +181,5 @@ def build_input(
         limits=limits,
         languages=preferences.languages,
         speech_engine=preferences.speech_engine,
+        checkpoint=job.checkpoint,
     )

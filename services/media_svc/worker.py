@@ -14,13 +14,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from services.common.logs import log_fields
 from services.common.media_jobs import JobLifecycleStore, MediaJobs
-from services.common.store import ClaimedJob, JobCollection, MediaJob
+from services.common.store import (
+    MAX_CLAIM_DELAY_MS,
+    CheckpointOutcome,
+    ClaimedJob,
+    JobCollection,
+    MediaJob,
+)
 from services.media_svc.backoff import backoff_delay
 from services.media_svc.definitions import ActivePool
 from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, QueueDelivery
@@ -31,11 +37,12 @@ from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
     MISSING_FILE,
     ProcessingFailure,
-    ProcessingOutcome,
+    ProcessingProgress,
     ProcessingSuccess,
     TransientProcessingError,
     failed_marker,
 )
+from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.staging import MediaStaging
 
 log = logging.getLogger(__name__)
@@ -147,8 +154,8 @@ class JobWorker:
             return "lease_lost"
         await self._stop(renewer)
         outcome = processing.result()
-        if outcome is None:
-            return "retried"
+        if isinstance(outcome, str):
+            return outcome
         media_result: str | None = None
         if isinstance(outcome, ProcessingSuccess):
             content, error = compose_content(outcome.text, job.caption), None
@@ -176,8 +183,9 @@ class JobWorker:
 
     async def _process(
         self, pool: ActivePool, job: MediaJob, token: int
-    ) -> ProcessingOutcome | None:
-        """The outcome, or None when the job was released for a retry.
+    ) -> ProcessingSuccess | ProcessingFailure | str:
+        """The outcome, or the metrics label of a run that ended without one ("retried":
+        released for a retry; "yielded", "lease_lost": see `_run_parts`).
 
         Attempts are counted by `job.attempts` (claims since the job was created or last
         requeued by an operator), not by the token, which never resets."""
@@ -199,12 +207,12 @@ class JobWorker:
             # The bytes are durable before Node sends the frame, but a shared volume may
             # show a file to this node later: retried like a transient error.
             await self._retry_later(job, token, attempt, "staged file missing")
-            return None
+            return "retried"
         item = build_input(job, copy, pool.spec.limits, languages)
         self._crash.hit("during_processing")
         started = time.perf_counter()
         try:
-            return await self._executor.run(pool, item)
+            return await self._run_parts(pool, job, token, item)
         except TransientProcessingError as exc:
             if attempt >= max_attempts:
                 log.warning(
@@ -215,11 +223,44 @@ class JobWorker:
                 )
                 return ProcessingFailure("failed", failed_marker(job.media_kind), str(exc))
             await self._retry_later(job, token, attempt, f"transient: {exc}")
-            return None
+            return "retried"
         finally:
             self._metrics.processing_seconds.labels(job.pool).observe(time.perf_counter() - started)
             if copy is not None:
                 await asyncio.shield(self._staging.release_copy(copy))
+
+    async def _run_parts(
+        self, pool: ActivePool, job: MediaJob, token: int, item: ProcessorInput
+    ) -> ProcessingSuccess | ProcessingFailure | str:
+        """Runs the processor; a job done in parts (long audio) runs part after part.
+        Each part's progress is saved with the job before the next part starts, and when
+        a cheaper job of the pool waits, the store gives this one back in that same write
+        ("yielded": the next claim resumes from the checkpoint)."""
+        outcome = await self._executor.run(pool, item)
+        while isinstance(outcome, ProcessingProgress):
+            # A share outside [0, 1] (NaN included) counts as all the work left.
+            left = outcome.remaining if 0.0 <= outcome.remaining <= 1.0 else 1.0
+            remaining = min(MAX_CLAIM_DELAY_MS, round(job.claim_delay_ms * left))
+            saved = await self._jobs.checkpoint(
+                job.media_processing_id, token, outcome.checkpoint, remaining
+            )
+            if saved is CheckpointOutcome.LOST:
+                self._metrics.leases_lost.labels(job.pool).inc()
+                log.warning(
+                    "lease of %s lost between two parts; run stopped", job.media_processing_id
+                )
+                return "lease_lost"
+            if saved is CheckpointOutcome.YIELDED:
+                log.info(
+                    "job %s gave its slot to a cheaper job (%.0f%% left)",
+                    job.media_processing_id,
+                    outcome.remaining * 100,
+                )
+                return "yielded"
+            self._crash.hit("after_checkpoint")
+            item = replace(item, checkpoint=outcome.checkpoint)
+            outcome = await self._executor.run(pool, item)
+        return outcome
 
     async def _retry_later(self, job: MediaJob, token: int, attempt: int, why: str) -> None:
         delay = backoff_delay(

@@ -11,13 +11,13 @@ import logging
 from typing import Protocol
 
 from services.common.errors import InvalidInputError, UnavailableError
+from services.common.job_cost import claim_delay_ms
 from services.common.media_jobs import MediaJobs
 from services.common.store import JobCollection, MediaJobStore, MessageStore, NewMediaJob
 from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
-from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import RecoveryResult, restore_job
 from services.queue_svc.service_types import PlaceholderRequest, UpdateResult, store_call

@@ -17,9 +17,9 @@ from chatbot.common.v1 import message_pb2 as m
 from chatbot.queue.v1 import queue_service_pb2 as q
 from chatbot.queue.v1 import queue_service_pb2_grpc as q_grpc
 
+from services.common.job_cost import claim_delay_ms
 from services.common.routing import default_definitions
 from services.common.store import JobCollection, Store
-from services.queue_svc.job_cost import claim_delay_ms
 from services.queue_svc.server import grpc_edge
 from services.queue_svc.service import QueueService, ServiceSettings
 from services.queue_svc.servicer import QueueServicer

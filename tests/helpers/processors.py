@@ -3,6 +3,7 @@ so a pool's worker processes can load them by reference like any real processor.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Any
 
 from services.media_svc.processors.base import (
     ProcessingOutcome,
+    ProcessingProgress,
     ProcessingSuccess,
     option_number,
     reject_unknown_options,
@@ -74,3 +76,37 @@ class ProbeProcessor(BlockingProcessor[ProbeOptions, ProbeEngine]):
             f"pid={engine.pid} engine={engine.loaded_ns} jobs={engine.jobs} "
             f"size={item.size} name={item.file_name or '-'} languages={languages}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PartsOptions:
+    parts: int = 3
+    limits: ProcessorLimits = field(default_factory=ProcessorLimits)
+
+
+class PartsProcessor(BlockingProcessor[PartsOptions, None]):
+    """Does a job in `parts` runs, as long audio is done chunk by chunk: each run returns
+    its progress (the parts done, and the checkpoint it resumed from) until the last."""
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> PartsOptions:
+        reject_unknown_options(options, {"parts"} | ProcessorLimits.KEYS, "parts")
+        return PartsOptions(
+            parts=int(option_number(options, "parts", 3, 1)),
+            limits=ProcessorLimits.from_options(options),
+        )
+
+    @classmethod
+    def load_engine(cls, options: PartsOptions) -> None:
+        return None
+
+    @classmethod
+    def process(
+        cls, engine: None, options: PartsOptions, item: ProcessorInput
+    ) -> ProcessingOutcome:
+        done: list[str] = json.loads(item.checkpoint)["done"] if item.checkpoint else []
+        done.append(f"part {len(done)}")
+        if len(done) < options.parts:
+            remaining = (options.parts - len(done)) / options.parts
+            return ProcessingProgress(json.dumps({"done": done}), remaining)
+        return ProcessingSuccess("; ".join(done))

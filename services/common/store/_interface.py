@@ -20,6 +20,7 @@ from services.common.store._message_types import (
 from services.common.store._outbox_types import NewOutgoing, OutboxStatus, OutgoingRecord
 from services.common.store._types import (
     BotConfig,
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     MediaJob,
@@ -143,6 +144,21 @@ class MediaJobStore(Protocol):
     async def release_job(
         self, media_processing_id: str, token: int, error: str, retry_at: datetime
     ) -> bool: ...
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        """Saves a running job's progress (`MediaJob.checkpoint`) if the token still
+        matches. With `remaining_delay_ms` (the claim delay of the work left), in the same
+        write: when a pending ACTIVE job of the same pool, claimable now, costs less
+        (`claim_delay_ms` below it) and would be claimed before this one re-queued (its
+        `claim_at` below now + remaining_delay_ms), this job goes back to pending with
+        that `claim_at`, its lease dropped and this claim not counted as an attempt
+        (YIELDED). LOST (nothing written) once the claim is not this token's."""
+
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         """Completes a job that is not completed yet, where it is (ACTIVE or HOLDING), with
         `result` and `error`, and bumps its fence so a worker still holding a claim can no
@@ -186,7 +202,13 @@ class MediaJobStore(Protocol):
         redelivery sweep, which pages past results held for inactive bots."""
 
     async def pending_routes(self) -> dict[str, str]: ...
-    async def set_pool_for_route(self, route: str, pool: str) -> int: ...
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        """Points the pending jobs of `route` (ACTIVE and HOLDING) not in `pool` at it;
+        how many moved. With `seconds_per_mib` (the new pool's), each moved job's claim
+        order is recomputed for that pool (`claim_delay_for_size`, from its arrival)."""
+
     async def existing_job_ids(self, media_processing_ids: Collection[str]) -> set[str]: ...
     async def wait_for_jobs(self, timeout: float) -> None:  # noqa: ASYNC109 (agreed name)
         """Return early when a job may have become claimable, else after `timeout`."""

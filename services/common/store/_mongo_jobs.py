@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import (
@@ -25,11 +25,13 @@ from services.common.store._mongo_base import (
 )
 from services.common.store._mongo_job_moves import MongoJobMoves
 from services.common.store._types import (
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     JobStatus,
     MediaJob,
     PoolDepth,
+    claim_delay_for_size,
     require_json_object,
     to_millis,
     truncate_to_millis,
@@ -147,6 +149,62 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
         if where is not None:
             self._wake()
         return where is not None
+
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        rules.check_checkpoint(checkpoint, remaining_delay_ms)
+        held = {"_id": media_processing_id, "status": JobStatus.PROCESSING.value, "fence": token}
+        where = await self._update_live(
+            held, {"$set": {"checkpoint": checkpoint, "updated_at": _now()}}
+        )
+        if where is None:
+            return CheckpointOutcome.LOST
+        if remaining_delay_ms is None or where is not JobCollection.ACTIVE:
+            # A held job (its bot stopped meanwhile) is claimed by nobody else.
+            return CheckpointOutcome.KEPT
+        active = self._jobs[JobCollection.ACTIVE]
+        own = await active.find_one(held, {"pool": 1})
+        if own is None:
+            return CheckpointOutcome.LOST
+        now = _now()
+        claim_at = now + timedelta(milliseconds=remaining_delay_ms)
+        # Not atomic with the save: a race only makes this yield once too often or too
+        # rarely; the fence keeps the yield itself to this claim.
+        cheaper = await active.find_one(
+            {
+                "status": JobStatus.PENDING.value,
+                "pool": own["pool"],
+                "claim_at": {"$lt": claim_at},
+                "available_at": {"$lte": now},
+                "claim_delay_ms": {"$lt": remaining_delay_ms},
+            },
+            {"_id": 1},
+        )
+        if cheaper is None:
+            return CheckpointOutcome.KEPT
+        result = await active.update_one(
+            held,
+            {
+                "$set": {
+                    "status": JobStatus.PENDING.value,
+                    "available_at": now,
+                    "claim_at": claim_at,
+                    "claimed_by": None,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                },
+                "$inc": {"attempts": -1, "version": 1},
+            },
+        )
+        if not result.matched_count:
+            return CheckpointOutcome.LOST
+        self._wake()
+        return CheckpointOutcome.YIELDED
 
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         where = await self._update_live(
@@ -316,15 +374,34 @@ class MongoJobs(MongoJobMoves, JobPagesBase):
                 routes[row["_id"]["route"]] = row["_id"]["pool"]
         return routes
 
-    async def set_pool_for_route(self, route: str, pool: str) -> int:
-        rules.check_route_pool(pool)
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        rules.check_route_pool(pool, seconds_per_mib)
+        moving = {"status": JobStatus.PENDING.value, "route": route, "pool": {"$ne": pool}}
         changed = 0
         for collection in _LIVE:
-            result = await self._jobs[collection].update_many(
-                {"status": JobStatus.PENDING.value, "route": route, "pool": {"$ne": pool}},
-                {"$set": {"pool": pool, "updated_at": _now()}, "$inc": {"version": 1}},
-            )
-            changed += result.modified_count
+            jobs = self._jobs[collection]
+            if seconds_per_mib is None:
+                result = await jobs.update_many(
+                    moving,
+                    {"$set": {"pool": pool, "updated_at": _now()}, "$inc": {"version": 1}},
+                )
+                changed += result.modified_count
+                continue
+            # Each job's delay follows its own size; a job claimed meanwhile is left alone.
+            async for doc in jobs.find(moving, {"file_size": 1, "created_at": 1}):
+                delay = claim_delay_for_size(doc["file_size"], seconds_per_mib)
+                update = {
+                    "pool": pool,
+                    "claim_delay_ms": delay,
+                    "claim_at": doc["created_at"] + timedelta(milliseconds=delay),
+                    "updated_at": _now(),
+                }
+                result = await jobs.update_one(
+                    {**moving, "_id": doc["_id"]}, {"$set": update, "$inc": {"version": 1}}
+                )
+                changed += result.modified_count
         if changed:
             self._wake()
         return changed

@@ -14,8 +14,10 @@ from services.common.errors import InvalidInputError
 from services.common.store._types import (
     ACTIVE_BOTS_DOCUMENT_ID,
     DEFINITIONS_DOCUMENT_ID,
+    MAX_CLAIM_DELAY_MS,
     JobCollection,
     JobStatus,
+    require_json_object,
 )
 
 _T = TypeVar("_T")
@@ -63,6 +65,21 @@ def check_seconds(seconds: float, what: str) -> float:
     return seconds
 
 
+def check_checkpoint(checkpoint: str, remaining_delay_ms: int | None) -> None:
+    """A checkpoint is a JSON object; the delay of the work left is a claim delay."""
+    require_json_object(checkpoint, "checkpoint")
+    if remaining_delay_ms is None:
+        return
+    if (
+        isinstance(remaining_delay_ms, bool)
+        or not isinstance(remaining_delay_ms, int)
+        or not 0 <= remaining_delay_ms <= MAX_CLAIM_DELAY_MS
+    ):
+        raise InvalidInputError(
+            f"remaining_delay_ms must be from 0 to {MAX_CLAIM_DELAY_MS}, got {remaining_delay_ms!r}"
+        )
+
+
 def claim_pools(pools: Sequence[str]) -> list[str]:
     """The pools of a claim without repeats, in the caller's order."""
     unique = list(dict.fromkeys(pools))
@@ -96,9 +113,17 @@ def check_requeue_target(target: JobCollection) -> None:
         raise InvalidInputError("requeue_failed_job moves to active or holding, not failed")
 
 
-def check_route_pool(pool: str) -> None:
+def check_route_pool(pool: str, seconds_per_mib: float | None = None) -> None:
     if not pool:
         raise InvalidInputError("set_pool_for_route: pool must not be empty")
+    if seconds_per_mib is not None and (
+        isinstance(seconds_per_mib, bool)
+        or not isinstance(seconds_per_mib, int | float)
+        or not 0 <= seconds_per_mib <= 3600
+    ):
+        raise InvalidInputError(
+            f"set_pool_for_route: seconds_per_mib must be from 0 to 3600, got {seconds_per_mib!r}"
+        )
 
 
 def check_lease_names(name: str, holder: str) -> None:

@@ -29,7 +29,7 @@ from services.common.store._types import (
     from_millis,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Cross-process wake-up latency of wait_for_jobs.
 WATCH_INTERVAL_SECONDS = 0.002
 _IN_CHUNK = 500  # stays far below SQLite's bound on host parameters
@@ -75,7 +75,8 @@ _JOB_COLUMNS_SQL = """
     details TEXT,
     claim_delay_ms INTEGER NOT NULL DEFAULT 0,
     claim_at INTEGER NOT NULL DEFAULT 0,
-    media_result TEXT
+    media_result TEXT,
+    checkpoint TEXT
 """
 
 
@@ -151,6 +152,8 @@ _ADDED_JOB_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("claim_delay_ms", "INTEGER NOT NULL DEFAULT 0", None),
     ("claim_at", "INTEGER NOT NULL DEFAULT 0", "UPDATE {table} SET claim_at = created_at"),
     ("media_result", "TEXT", None),
+    # Version 7: progress of a job done in parts (none for older jobs).
+    ("checkpoint", "TEXT", None),
 )
 
 

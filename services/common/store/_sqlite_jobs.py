@@ -34,12 +34,14 @@ from services.common.store._sqlite_base import (
 )
 from services.common.store._types import (
     NEW_JOB_FIELDS,
+    CheckpointOutcome,
     ClaimedJob,
     JobCollection,
     JobStatus,
     MediaJob,
     NewMediaJob,
     PoolDepth,
+    claim_delay_for_size,
     from_millis,
     require_json_object,
     to_millis,
@@ -209,6 +211,52 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         if released:
             self._wake()
         return released
+
+    async def checkpoint_job(
+        self,
+        media_processing_id: str,
+        token: int,
+        checkpoint: str,
+        remaining_delay_ms: int | None = None,
+    ) -> CheckpointOutcome:
+        rules.check_checkpoint(checkpoint, remaining_delay_ms)
+
+        def save(conn: sqlite3.Connection) -> CheckpointOutcome:
+            now = _now_ms()
+            where = _first_table(
+                conn,
+                "UPDATE {table} SET checkpoint = ?, updated_at = ?"
+                " WHERE media_processing_id = ? AND status = 'processing' AND fence = ?",
+                (checkpoint, now, media_processing_id, token),
+            )
+            if where is None:
+                return CheckpointOutcome.LOST
+            if remaining_delay_ms is None or where is not JobCollection.ACTIVE:
+                # A held job (its bot stopped meanwhile) is claimed by nobody else.
+                return CheckpointOutcome.KEPT
+            claim_at = now + remaining_delay_ms
+            # The claim-order index, scanned up to this job's new place.
+            cheaper = conn.execute(
+                f"SELECT 1 FROM {ACTIVE} WHERE status = 'pending'"
+                f" AND pool = (SELECT pool FROM {ACTIVE} WHERE media_processing_id = ?)"
+                " AND claim_at < ? AND available_at <= ? AND claim_delay_ms < ? LIMIT 1",
+                (media_processing_id, claim_at, now, remaining_delay_ms),
+            ).fetchone()
+            if cheaper is None:
+                return CheckpointOutcome.KEPT
+            conn.execute(
+                f"UPDATE {ACTIVE} SET status = 'pending', available_at = ?,"
+                " claim_at = ?, claimed_by = NULL, lease_expires_at = NULL,"
+                " attempts = MAX(attempts - 1, 0), updated_at = ?"
+                " WHERE media_processing_id = ?",
+                (now, claim_at, now, media_processing_id),
+            )
+            return CheckpointOutcome.YIELDED
+
+        outcome: CheckpointOutcome = await self._write(save)
+        if outcome is CheckpointOutcome.YIELDED:
+            self._wake()
+        return outcome
 
     async def resolve_stale_job(self, media_processing_id: str, result: str, error: str) -> bool:
         def resolve(conn: sqlite3.Connection) -> bool:
@@ -385,19 +433,37 @@ class SqliteJobs(SqliteBase, JobPagesBase):
         routes: dict[str, str] = await self._read(read)
         return routes
 
-    async def set_pool_for_route(self, route: str, pool: str) -> int:
-        rules.check_route_pool(pool)
+    async def set_pool_for_route(
+        self, route: str, pool: str, seconds_per_mib: float | None = None
+    ) -> int:
+        rules.check_route_pool(pool, seconds_per_mib)
 
         def update(conn: sqlite3.Connection) -> int:
             now = _now_ms()
-            return sum(
-                conn.execute(
-                    f"UPDATE {table} SET pool = ?, updated_at = ?"
+            if seconds_per_mib is None:
+                return sum(
+                    conn.execute(
+                        f"UPDATE {table} SET pool = ?, updated_at = ?"
+                        " WHERE status = 'pending' AND route = ? AND pool != ?",
+                        (pool, now, route, pool),
+                    ).rowcount
+                    for table in _LIVE
+                )
+            moved = 0
+            for table in _LIVE:
+                rows = conn.execute(
+                    f"SELECT seq, file_size FROM {table}"
                     " WHERE status = 'pending' AND route = ? AND pool != ?",
-                    (pool, now, route, pool),
-                ).rowcount
-                for table in _LIVE
-            )
+                    (route, pool),
+                ).fetchall()
+                delays = [(claim_delay_for_size(size, seconds_per_mib), seq) for seq, size in rows]
+                conn.executemany(
+                    f"UPDATE {table} SET pool = ?, claim_delay_ms = ?,"
+                    " claim_at = created_at + ?, updated_at = ? WHERE seq = ?",
+                    [(pool, delay, delay, now, seq) for delay, seq in delays],
+                )
+                moved += len(rows)
+            return moved
 
         changed: int = await self._write(update)
         if changed:

@@ -65,6 +65,17 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
 
 
+class CheckpointOutcome(StrEnum):
+    """What `checkpoint_job` did with a running job's saved progress."""
+
+    # Saved; the job is still this worker's to continue.
+    KEPT = "kept"
+    # Saved, and the job went back to pending for a cheaper job of its pool to go first.
+    YIELDED = "yielded"
+    # Nothing saved: the claim is no longer this worker's (lease lost, job moved).
+    LOST = "lost"
+
+
 class JobCollection(StrEnum):
     """Where a job document lives: active (claimable), holding (bot stopped), failed."""
 
@@ -304,6 +315,15 @@ def _check_webhook(url: object, secret: object) -> None:
 
 # A day: no estimate of one file's processing time is longer (the longest pool timeout).
 MAX_CLAIM_DELAY_MS = 86_400_000
+_MIB = 1 << 20
+
+
+def claim_delay_for_size(file_size: int, seconds_per_mib: float) -> int:
+    """A job's claim delay from its staged size and its pool's processing seconds per
+    MiB (services/common/job_cost.py), capped: written once, so a job created in a pool
+    and one re-routed to it are ordered alike."""
+    delay = round(max(file_size, 0) / _MIB * seconds_per_mib * 1000)
+    return min(delay, MAX_CLAIM_DELAY_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +356,7 @@ class NewMediaJob:
     # job after a restart still says what it replied to.
     details: str | None = None
     # How much later than its arrival the job is ordered for claiming: its expected
-    # processing time (queue_svc's job_cost.py). The store keeps `claim_at` = arrival +
+    # processing time (services/common/job_cost.py). The store keeps `claim_at` = arrival +
     # this delay and claims the smallest: a long file is claimed as if it arrived later,
     # so short ones arriving meanwhile go first, and every job arriving after its
     # `claim_at` ranks behind it, so nothing starves.
@@ -394,6 +414,11 @@ class MediaJob(NewMediaJob):
     # The values processing learned beside `result` (chatbot.common.v1.MediaResult as
     # proto3 JSON, e.g. a transcript's language); None when there are none.
     media_result: str | None
+    # A processor's saved progress on a job done in parts (long audio transcribed chunk
+    # by chunk: the text so far, where to go on, the language), opaque to the store;
+    # None until the first part is saved. Kept through every move, so a crash or a
+    # yield resumes from it and no part is done twice into the result.
+    checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         """Read back from the store: checked once, as the NewMediaJob it was created from

@@ -15,10 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.media_svc.engines.media_decode import AudioClip
 from services.media_svc.engines.remote_speech import RemoteSpeechError, transcribe_remote
-from services.media_svc.engines.whisper import DecodeSettings, Transcript, WhisperEngine
+from services.media_svc.engines.whisper import (
+    DecodeSettings,
+    Detection,
+    Transcript,
+    WhisperEngine,
+)
 from services.media_svc.processors.base import TransientProcessingError
 from services.media_svc.processors.languages import (
     WHISPER_LANGUAGES,
@@ -26,6 +32,10 @@ from services.media_svc.processors.languages import (
     whisper_languages,
 )
 from services.media_svc.processors.speech_options import SpeechOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,29 @@ def decode_settings(options: SpeechOptions) -> DecodeSettings:
     return DecodeSettings(
         options.beam_size, options.vad, options.language_min_probability, options.candidates
     )
+
+
+def remote_first(options: SpeechOptions, bot_engine: str = "") -> bool:
+    """Whether the endpoint is asked before the local model (which sends it the file)."""
+    remote = options.remote
+    return remote is not None and (
+        bot_engine == "remote" or (bot_engine == "" and remote.mode == "primary")
+    )
+
+
+def transcribe_chunk(
+    engine: WhisperEngine,
+    options: SpeechOptions,
+    samples: npt.NDArray[np.float32],
+    languages: Sequence[str],
+    language: LanguageChoice | None,
+) -> Transcript:
+    """One chunk of long audio, by the local model: in `language` when an earlier chunk
+    chose it (one language for the whole note), else detected on this chunk."""
+    settings = decode_settings(options)
+    if language is None:
+        return engine.transcribe(samples, settings, whisper_languages(languages))
+    return engine.decode(samples, settings, Detection(language, 0.0, None))
 
 
 def transcribe_clip(
@@ -50,10 +83,8 @@ def transcribe_clip(
     settings = decode_settings(options)
     bot = whisper_languages(languages)
     remote = options.remote
-    remote_first = remote is not None and (
-        bot_engine == "remote" or (bot_engine == "" and remote.mode == "primary")
-    )
-    if remote is not None and remote_first and not clip.cut:
+    first = remote_first(options, bot_engine)
+    if remote is not None and first and not clip.cut:
         detection = engine.detect(clip.samples, settings, bot)
         if detection is None:
             return Transcript("", None, 0.0)
@@ -67,7 +98,7 @@ def transcribe_clip(
     try:
         return engine.transcribe(clip.samples, settings, bot)
     except Exception as error:
-        if remote is None or remote_first or bot_engine == "local" or clip.cut:
+        if remote is None or first or bot_engine == "local" or clip.cut:
             raise
         log.warning("local transcription failed (%r); asking the remote endpoint", error)
         try:

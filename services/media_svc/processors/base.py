@@ -64,7 +64,18 @@ class ProcessingFailure:
         return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
-ProcessingOutcome = ProcessingSuccess | ProcessingFailure
+@dataclass(frozen=True, slots=True)
+class ProcessingProgress:
+    """A part of the job done, more to come: the worker saves `checkpoint` (a JSON
+    object only the processor reads) with the job, then runs the processor again with it
+    (`ProcessorInput.checkpoint`), now or after a cheaper job of the pool went first.
+    `remaining` is the share of the work left, in (0, 1]: the job's cost when re-queued."""
+
+    checkpoint: str
+    remaining: float
+
+
+ProcessingOutcome = ProcessingSuccess | ProcessingFailure | ProcessingProgress
 
 # Human words for the media kinds, used in markers.
 KIND_LABELS: Mapping[str, str] = {

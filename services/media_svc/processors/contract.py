@@ -115,6 +115,9 @@ class ProcessorInput:
     languages: tuple[str, ...] = ()
     # The bot's transcription engine ("local", "remote"); "" leaves it to the pool.
     speech_engine: str = ""
+    # A job done in parts: the progress its last part saved (`ProcessingProgress`),
+    # None on its first part. Only the processor that wrote it reads it.
+    checkpoint: str | None = None
 
 
 class AsyncProcessor(ABC):

@@ -19,6 +19,9 @@ dataclass that the pool's worker processes receive.
   `remote_api_key_env` (the NAME of the environment variable with the bearer token, never
   the token), `remote_timeout_seconds` (60), `remote_max_bytes` (25 MiB; larger files stay
   local).
+- `chunk_seconds` (audio pools only; `$MEDIA_AUDIO_CHUNK_SECONDS`, else 30; 0 = never):
+  audio longer than this is transcribed chunk by chunk (`audio_chunks.py`), so a short
+  voice note waits at most one chunk behind a long one.
 - the limit keys of `ProcessorLimits` (`max_duration_seconds`, `max_output_chars`, …).
 """
 
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common.env import env_float
 from services.common.errors import InvalidInputError
 from services.media_svc.models import WHISPER_BASE, model_path, models_dir
 from services.media_svc.processors.base import (
@@ -50,6 +54,11 @@ from services.media_svc.processors.languages import (
 # Comma-separated Whisper codes: the candidates of every speech pool without its own
 # `detect_languages` option.
 SPEECH_LANGUAGES_ENV = "MEDIA_SPEECH_LANGUAGES"
+# Seconds per chunk of long audio in every audio pool without its own `chunk_seconds`.
+AUDIO_CHUNK_ENV = "MEDIA_AUDIO_CHUNK_SECONDS"
+DEFAULT_CHUNK_SECONDS = 30.0
+# Shorter chunks would cut Whisper's 30 s window into pieces too small to decode well.
+MIN_CHUNK_SECONDS = 10.0
 REMOTE_MODES = ("primary", "fallback")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 
@@ -96,6 +105,8 @@ class SpeechOptions:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     remote: RemoteSpeechOptions | None = None
     limits: ProcessorLimits = field(default_factory=ProcessorLimits)
+    # Audio longer than this is transcribed in chunks of about this length; 0: in one go.
+    chunk_seconds: float = 0.0
 
 
 def _whole(options: Mapping[str, Any], key: str, default: int, minimum: int, maximum: int) -> int:
@@ -125,6 +136,23 @@ def _candidates(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str
             f"(codes such as {', '.join(sorted(WHISPER_LANGUAGES)[:6])}, …)"
         )
     return known
+
+
+def chunk_seconds(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> float:
+    """The `chunk_seconds` option, else $MEDIA_AUDIO_CHUNK_SECONDS, else 30; 0 turns
+    chunking off, anything else is at least MIN_CHUNK_SECONDS."""
+    if "chunk_seconds" in options:
+        where = "options.chunk_seconds"
+        value = option_number(options, "chunk_seconds", DEFAULT_CHUNK_SECONDS, 0.0)
+    else:
+        where = AUDIO_CHUNK_ENV
+        environment = os.environ if env is None else env
+        value = env_float(environment, AUDIO_CHUNK_ENV, DEFAULT_CHUNK_SECONDS)
+    if value != 0 and not MIN_CHUNK_SECONDS <= value <= 3600:
+        raise InvalidInputError(
+            f"{where}: must be 0 (no chunks) or from {MIN_CHUNK_SECONDS:g} to 3600, got {value!r}"
+        )
+    return value
 
 
 def _remote(options: Mapping[str, Any]) -> RemoteSpeechOptions | None:

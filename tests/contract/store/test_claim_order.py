@@ -17,6 +17,7 @@ from services.common.store import (
     MediaJob,
     Store,
     StoreConfig,
+    claim_delay_for_size,
     open_store,
 )
 from services.common.store.mongo import MongoStore
@@ -180,3 +181,45 @@ async def test_an_older_databases_arrival_order_index_is_dropped_on_open(
             assert f"{active}_claim" not in names and f"{active}_claim_order" in names
     finally:
         await second.close()
+
+
+async def test_a_job_rerouted_to_another_pool_takes_that_pools_cost(store: Store) -> None:
+    """Its old pool's estimate would rank it wrongly among the new pool's jobs."""
+    route = "staged|MEDIA_KIND_AUDIO|audio/ogg"
+    mib = 1 << 20
+    moved = new_job(pool="unsupported", route=route, file_size=2 * mib, claim_delay_ms=240_000)
+    held = new_job(
+        pool="unsupported", route=route, file_size=mib, claim_delay_ms=120_000, bot_id="bot-2"
+    )
+    already = new_job(pool="audio", route="other", file_size=0, claim_delay_ms=5_000)
+    for job in (moved, held, already):
+        assert await store.create_job(job)
+    assert await store.move_bot_jobs("bot-2", ACTIVE, HOLDING) == 1
+
+    assert await store.set_pool_for_route(route, "audio", 1.0) == 2
+    for job, size in ((moved, 2 * mib), (held, mib)):
+        _, stored = await _found(store, job.media_processing_id)
+        assert stored.pool == "audio"
+        assert stored.claim_delay_ms == claim_delay_for_size(size, 1.0) == size // mib * 1000
+        assert stored.claim_at == stored.created_at + timedelta(milliseconds=stored.claim_delay_ms)
+    # Two seconds in its new pool, not four minutes: it goes before the five-second job.
+    assert await _claimed_ids(store, "audio") == [
+        moved.media_processing_id,
+        already.media_processing_id,
+    ]
+
+
+async def test_rerouting_without_a_rate_keeps_the_cost_and_a_bad_rate_is_refused(
+    store: Store,
+) -> None:
+    job = new_job(pool="unsupported", route="r", file_size=1 << 20, claim_delay_ms=7_000)
+    assert await store.create_job(job)
+    for bad in (-1.0, 3601.0, True, float("nan")):
+        with pytest.raises(InvalidInputError, match="seconds_per_mib"):
+            await store.set_pool_for_route("r", "audio", bad)
+    _, unchanged = await _found(store, job.media_processing_id)
+    assert unchanged.pool == "unsupported"
+    assert await store.set_pool_for_route("r", "audio") == 1
+    _, stored = await _found(store, job.media_processing_id)
+    assert stored.pool == "audio" and stored.claim_delay_ms == 7_000
+    assert stored.claim_at == unchanged.claim_at

@@ -3,10 +3,11 @@ media_svc read the same stored table, and the transitions keep their rules."""
 
 from __future__ import annotations
 
+from services.common.job_cost import claim_delay_ms
 from services.common.media_jobs import DefinitionsDocument, MediaJobs
 from services.common.routing import default_definitions
 from services.common.store import JobCollection, Store
-from services.common.vocabulary import MediaCondition
+from services.common.vocabulary import MediaCondition, RouteKey
 from services.media_svc.definitions import DefinitionsManager
 from services.media_svc.processors.registry import default_registry
 from services.queue_svc.processor_routing import ProcessorRouting
@@ -48,6 +49,19 @@ async def test_reroute_sends_an_unreadable_route_to_the_fallback_pool(store: Sto
     assert moved == 1
     found = await store.get_job(job.media_processing_id)
     assert found is not None and found[1].pool == default_definitions().fallback_pool.name
+
+
+async def test_reroute_orders_the_moved_jobs_by_their_new_pools_cost(store: Store) -> None:
+    definitions = default_definitions()
+    key = RouteKey(MediaCondition.STAGED, "MEDIA_KIND_VOICE_NOTE", "audio/ogg")
+    target = definitions.route(key)
+    job = new_job(pool="Unsupported", route=str(key), file_size=300_000, claim_delay_ms=0)
+    assert await store.create_job(job)
+    assert await MediaJobs(store).reroute_pending(definitions) == 1
+    found = await store.get_job(job.media_processing_id)
+    assert found is not None
+    assert found[1].pool == target
+    assert found[1].claim_delay_ms == claim_delay_ms(definitions.pool(target), 300_000) > 0
 
 
 async def test_requeue_follows_the_registry_of_active_bots(store: Store) -> None:

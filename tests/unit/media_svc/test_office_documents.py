@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
+from services.media_svc.processors.base import (
+    ProcessingFailure,
+    ProcessingProgress,
+    ProcessingSuccess,
+)
 from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.processors.document import DocumentEngine, DocumentProcessor
 from tests.helpers.office_inputs import (
@@ -53,7 +57,9 @@ def _process(
         size=path.stat().st_size,
         limits=parsed.limits,
     )
-    return DocumentProcessor.process(engine, parsed, item)
+    outcome = DocumentProcessor.process(engine, parsed, item)
+    assert not isinstance(outcome, ProcessingProgress), "documents are never chunked"
+    return outcome
 
 
 def _text(outcome: object) -> str:

@@ -18,7 +18,11 @@ import pytest
 from services.common.errors import InvalidInputError
 from services.media_svc.engines.whisper import ModelMissingError, WhisperEngine
 from services.media_svc.processors.audio import AudioProcessor
-from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
+from services.media_svc.processors.base import (
+    ProcessingFailure,
+    ProcessingProgress,
+    ProcessingSuccess,
+)
 from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.processors.speech_options import SpeechOptions
 from tests.helpers import media_samples
@@ -51,7 +55,9 @@ def run(engine: WhisperEngine) -> Run:
             size=path.stat().st_size,
             languages=languages,
         )
-        return AudioProcessor.process(engine, _options(**raw), item)
+        outcome = AudioProcessor.process(engine, _options(**raw), item)
+        assert not isinstance(outcome, ProcessingProgress), "these notes fit in one chunk"
+        return outcome
 
     return run
 

@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidInputError
-from services.media_svc.processors.base import ProcessingFailure, ProcessingSuccess
+from services.media_svc.processors.base import (
+    ProcessingFailure,
+    ProcessingProgress,
+    ProcessingSuccess,
+)
 from services.media_svc.processors.contract import ProcessorInput
 from services.media_svc.processors.video import VideoEngine, VideoProcessor
 from tests.helpers import media_samples
@@ -26,7 +30,9 @@ def _run(
     engine: VideoEngine, path: Path, kind: str = "MEDIA_KIND_VIDEO", **raw: Any
 ) -> ProcessingSuccess | ProcessingFailure:
     item = ProcessorInput(media_kind=kind, mime="video/mp4", path=path, size=path.stat().st_size)
-    return VideoProcessor.process(engine, VideoProcessor.parse_options(raw), item)
+    outcome = VideoProcessor.process(engine, VideoProcessor.parse_options(raw), item)
+    assert not isinstance(outcome, ProcessingProgress), "video is never chunked"
+    return outcome
 
 
 def _text(outcome: ProcessingSuccess | ProcessingFailure) -> str:

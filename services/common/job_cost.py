@@ -1,5 +1,6 @@
-"""A media job's expected processing time, fixed when the job is created: the store
-claims a pool's jobs in order of arrival + this estimate (`claim_at`).
+"""A media job's expected processing time, fixed when the job is created (queue_svc) and
+when it is re-routed to another pool (media_svc): the store claims a pool's jobs in order
+of arrival + this estimate (`claim_at`).
 
 The estimate is the staged file's size times the pool's processing seconds per MiB.
 The size is the one measure of the work that queue_svc knows for every job (only media_svc
@@ -21,9 +22,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from services.common.routing import PoolDefinition
-from services.common.store import MAX_CLAIM_DELAY_MS
-
-_MIB = 1 << 20
+from services.common.store import claim_delay_for_size
 
 # Rough processing seconds per MiB for the bundled engines on one core: a WhatsApp voice
 # note is Opus at about 16 kbit/s, so a MiB is about 9 minutes of speech; video bytes are
@@ -36,10 +35,15 @@ SECONDS_PER_MIB: Mapping[str, float] = MappingProxyType(
 )
 
 
+def seconds_per_mib(pool: PoolDefinition) -> float:
+    """The pool's processing seconds per MiB: its own `seconds_per_mib`, else its
+    processor's built-in estimate."""
+    if pool.seconds_per_mib is not None:
+        return pool.seconds_per_mib
+    return SECONDS_PER_MIB.get(pool.processor, 0.0)
+
+
 def claim_delay_ms(pool: PoolDefinition, file_size: int) -> int:
-    """How much later than its arrival a job of `file_size` bytes in `pool` is claimed."""
-    rate = pool.seconds_per_mib
-    if rate is None:
-        rate = SECONDS_PER_MIB.get(pool.processor, 0.0)
-    delay = round(max(file_size, 0) / _MIB * rate * 1000)
-    return min(delay, MAX_CLAIM_DELAY_MS)
+    """How much later than its arrival a job of `file_size` bytes in `pool` is claimed
+    (the store computes the same for a job re-routed to `pool`)."""
+    return claim_delay_for_size(file_size, seconds_per_mib(pool))

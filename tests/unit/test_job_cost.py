@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.errors import InvalidInputError
+from services.common.job_cost import SECONDS_PER_MIB, claim_delay_ms
 from services.common.routing import ProcessorDefinitions, default_definitions
 from services.common.store import MAX_CLAIM_DELAY_MS
-from services.queue_svc.job_cost import SECONDS_PER_MIB, claim_delay_ms
 
 _MIB = 1 << 20
 
@@ -56,7 +56,7 @@ def test_seconds_per_mib_round_trips_and_is_validated() -> None:
 
 
 def test_the_readme_states_the_built_in_estimates_the_code_uses() -> None:
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     found = re.search(r"built-in estimates per processor: ([^;]+);", readme.replace("\n", " "))
     assert found is not None
     stated = {name: float(value) for name, value in re.findall(r"(\w+) (\d+)", found[1])}
