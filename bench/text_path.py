@@ -16,6 +16,7 @@ still acknowledged and counted on Subscribe. Last line: `RESULT text_msgs_per_s=
 grpc_echo_per_s=<n> ws_echo_per_s=<n> text_vs_echo=<x> text_p50_ms=<x> text_p99_ms=<x>`.
 
     .venv/bin/python bench/text_path.py [--seconds 10] [--rate 1000] [--profile DIR]
+        [--unbatched]  (one frame per WebSocket message, as a Node without frame batches)
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ async def paced(
     return latencies, n
 
 
-async def run(seconds: float, rate: int, profile: Path | None) -> None:
+async def run(seconds: float, rate: int, profile: Path | None, batched: bool) -> None:
     print(f"load average before: {load_average()}")
     root = Path(tempfile.mkdtemp(prefix="bench-text-"))
     echo = await start_process(
@@ -195,11 +196,12 @@ async def run(seconds: float, rate: int, profile: Path | None) -> None:
     await start_bots(stack.queue_address, BOTS)
     consumer = TimedConsumer(stack.queue_address, BOTS)
     consumer.start()
-    outbox = Outbox(stack.ws_url, window=1024, batched=True)
+    outbox = Outbox(stack.ws_url, window=1024, batched=batched)
     await outbox.start()
     print(
-        "sender: frame batches as the Node server sends them "
-        + ("(accepted by the gateway)" if outbox.batched else "(refused: one frame a message)")
+        "sender: frame batches as the Node server sends them (accepted by the gateway)"
+        if outbox.batched
+        else "sender: one frame per WebSocket message (no frame batches)"
     )
     try:
         prebuilt = prebuild(seconds)
@@ -260,10 +262,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="directory for py-spy profiles of the saturation phase"
     )
+    parser.add_argument(
+        "--unbatched",
+        action="store_true",
+        help="one frame per WebSocket message, as a Node without frame batches",
+    )
     args = parser.parse_args()
     # The client plays Node and the bot logic on the loop the services use (EVENT_LOOP).
     event_loop.run(
-        run(args.seconds, args.rate, args.profile), event_loop.event_loop_choice(os.environ)
+        run(args.seconds, args.rate, args.profile, not args.unbatched),
+        event_loop.event_loop_choice(os.environ),
     )
 
 
