@@ -26,6 +26,7 @@ from chatbot.wire.v1 import frames_pb2 as w
 from services.common.store import BotConfig, StoreConfig, open_store
 from services.common.subscribe_batches import SUBSCRIBE_MAX_BATCH, delivered
 from services.common.wire import parse_gateway_frame
+from services.common.wire_batch import BATCH_HEADER, BATCH_VERSION, join_frames, split_frames
 from tests.helpers.clock import iso_now
 from tests.helpers.definitions import MEDIA_POOLS, stub_definitions
 from tests.helpers.fixtures import load_fixtures
@@ -249,14 +250,33 @@ class Outcome:
     status: int = 0
 
 
+#: What Node's gateway client puts in one batched WebSocket message at most
+#: (whatsapp_baileys_server/src/wire_batch.js MAX_BATCH_CHARS).
+MAX_BATCH_CHARS = 64 * 1024
+
+
 class Outbox:
     """Node's outbox in miniature: every frame is kept until ACCEPTED, DUPLICATE or
-    REJECTED; RETRY and unanswered frames are resent (after a reconnect, all of them)."""
+    REJECTED; RETRY and unanswered frames are resent (after a reconnect, all of them).
 
-    def __init__(self, ws_url: str, window: int = 512, retry_after: float = 1.0) -> None:
+    With `batched`, it offers frame batches as the real Node server does
+    (services/common/wire_batch.py): when the gateway accepts, the frames sent in one
+    event-loop turn leave as one WebSocket message (up to MAX_BATCH_CHARS, as Node's
+    `process.nextTick` flush), and acks may arrive several per message."""
+
+    def __init__(
+        self, ws_url: str, window: int = 512, retry_after: float = 1.0, *, batched: bool = False
+    ) -> None:
         self.ws_url = ws_url
         self.window = window
         self.retry_after = retry_after
+        self.offer_batches = batched
+        #: True once the gateway accepted frame batches on the current connection.
+        self.batched = False
+        self.messages_sent = 0
+        self._batch: list[str] = []
+        self._batch_chars = 0
+        self._batch_scheduled = False
         self.frames: dict[str, str] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.pending: dict[str, float] = {}
@@ -288,24 +308,61 @@ class Outbox:
         ws = self._ws
         if ws is None or ws.closed:
             return  # resent after the reconnect
+        text = self.frames[frame_id]
+        if self.batched:
+            self._join_batch(ws, text)
+            return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_str(self.frames[frame_id])
+            self.messages_sent += 1
+            await ws.send_str(text)
+
+    def _join_batch(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        if self._batch and self._batch_chars + len(text) > MAX_BATCH_CHARS:
+            self._flush_batch(ws)
+        self._batch.append(text)
+        self._batch_chars += len(text) + 1
+        if not self._batch_scheduled:
+            self._batch_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_scheduled, ws)
+
+    def _flush_scheduled(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._batch_scheduled = False
+        self._flush_batch(ws)
+
+    def _flush_batch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        frames, self._batch, self._batch_chars = self._batch, [], 0
+        if not frames or ws.closed or ws is not self._ws:
+            return  # resent after the reconnect, as Node does
+        self.messages_sent += 1
+        # send_str only writes to the transport (no flow control awaited on loopback);
+        # a failure surfaces as the connection's end, and the frames are resent.
+        task = asyncio.ensure_future(ws.send_str(join_frames(frames)))
+        task.add_done_callback(_ignore_send_failure)
 
     async def _run(self) -> None:
         assert self._session is not None
         headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+        if self.offer_batches:
+            headers[BATCH_HEADER] = BATCH_VERSION
         while True:
             try:
                 async with self._session.ws_connect(
                     self.ws_url, headers=headers, max_msg_size=0
                 ) as ws:
                     self._ws = ws
+                    self.batched = self.offer_batches and (
+                        ws._response.headers.get(BATCH_HEADER) == BATCH_VERSION
+                    )
+                    self._batch, self._batch_chars = [], 0
                     self._connected.set()
                     for frame_id in list(self.pending):
                         await self._transmit(frame_id)
                     async for message in ws:
                         if message.type == aiohttp.WSMsgType.TEXT:
-                            self._answered(parse_gateway_frame(message.data).ack)
+                            for text in (
+                                split_frames(message.data) if self.batched else [message.data]
+                            ):
+                                self._answered(parse_gateway_frame(text).ack)
             except (aiohttp.ClientError, ConnectionError, OSError):
                 pass
             self._ws = None
@@ -344,6 +401,11 @@ class Outbox:
                 await asyncio.gather(task, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+
+def _ignore_send_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the connection's end resends the frames
 
 
 # --- the bot logic's side: a consumer that keeps its cursors -----------------------

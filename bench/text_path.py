@@ -9,10 +9,14 @@ floor of one hop) and a raw aiohttp WebSocket echo.
 - latency: a fixed offered load (default 1,000 msg/s, 10 frames every 10 ms), frame sent
   → message received by the consumer, p50/p99 after a 1 s warm-up.
 The client (sender + consumer) shares the 2 cores with the services, as a real Node
-server and bot would on one host. Last line: `RESULT text_msgs_per_s=<n>
+server and bot would on one host. The sender batches as the real Node server does: it
+offers frame batches in the handshake (services/common/wire_batch.py), sends the frames
+of one event-loop turn as one WebSocket message and reads batched acks; every frame is
+still acknowledged and counted on Subscribe. Last line: `RESULT text_msgs_per_s=<n>
 grpc_echo_per_s=<n> ws_echo_per_s=<n> text_vs_echo=<x> text_p50_ms=<x> text_p99_ms=<x>`.
 
     .venv/bin/python bench/text_path.py [--seconds 10] [--rate 1000] [--profile DIR]
+        [--unbatched]  (one frame per WebSocket message, as a Node without frame batches)
 """
 
 from __future__ import annotations
@@ -167,7 +171,7 @@ async def paced(
     return latencies, n
 
 
-async def run(seconds: float, rate: int, profile: Path | None) -> None:
+async def run(seconds: float, rate: int, profile: Path | None, batched: bool) -> None:
     print(f"load average before: {load_average()}")
     root = Path(tempfile.mkdtemp(prefix="bench-text-"))
     echo = await start_process(
@@ -192,8 +196,13 @@ async def run(seconds: float, rate: int, profile: Path | None) -> None:
     await start_bots(stack.queue_address, BOTS)
     consumer = TimedConsumer(stack.queue_address, BOTS)
     consumer.start()
-    outbox = Outbox(stack.ws_url, window=1024)
+    outbox = Outbox(stack.ws_url, window=1024, batched=batched)
     await outbox.start()
+    print(
+        "sender: frame batches as the Node server sends them (accepted by the gateway)"
+        if outbox.batched
+        else "sender: one frame per WebSocket message (no frame batches)"
+    )
     try:
         prebuilt = prebuild(seconds)
         pids = {name: stack.pid(name) for name in ("gateway", "queue_svc")}
@@ -203,11 +212,16 @@ async def run(seconds: float, rate: int, profile: Path | None) -> None:
         if profile is not None and Profiler.available():
             profiler = Profiler(profile, {n: pids[n] for n in ("gateway", "queue_svc")}, seconds)
             await profiler.start()
+        messages_before = outbox.messages_sent
         count, text_rate = await saturation(outbox, consumer, seconds, prebuilt)
+        ws_messages = outbox.messages_sent - messages_before
         if profiler is not None:
             for name, summary in (await profiler.finish()).items():
                 print(f"py-spy profile of {name} at saturation: {summary}")
-        print(f"text path at saturation ({seconds:.0f} s, {count} messages): {text_rate:.0f} msg/s")
+        print(
+            f"text path at saturation ({seconds:.0f} s, {count} messages in {ws_messages}"
+            f" WebSocket messages): {text_rate:.0f} msg/s"
+        )
         cpu_us = {
             name: (cpu_seconds(pid) - cpu_before[name]) / count * 1e6 for name, pid in pids.items()
         }
@@ -248,10 +262,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="directory for py-spy profiles of the saturation phase"
     )
+    parser.add_argument(
+        "--unbatched",
+        action="store_true",
+        help="one frame per WebSocket message, as a Node without frame batches",
+    )
     args = parser.parse_args()
     # The client plays Node and the bot logic on the loop the services use (EVENT_LOOP).
     event_loop.run(
-        run(args.seconds, args.rate, args.profile), event_loop.event_loop_choice(os.environ)
+        run(args.seconds, args.rate, args.profile, not args.unbatched),
+        event_loop.event_loop_choice(os.environ),
     )
 
 

@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, NoReturn, TypeVar, cast
 
+import orjson
 from chatbot.wire.v1 import frames_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
@@ -297,16 +298,27 @@ def encode_frame(message: Message) -> str:
 
 def _encode_ack(ack: frames_pb2.Ack) -> str:
     """What MessageToJson writes for a frame holding only this ack (one per frame Node
-    sends, so its cost counts): json_format walks the descriptors for every message."""
-    body: dict[str, Any] = {}
+    sends, so its cost counts): json_format walks the descriptors for every message,
+    and json.dumps of the whole object cost more than the rest of the ack together."""
+    fields: list[str] = []
     if ack.frame_id:
-        body["frameId"] = ack.frame_id
+        fields.append(f'"frameId": {_json_string(ack.frame_id)}')
     if ack.status:
+        name = _ACK_STATUS_NAMES.get(ack.status)
         # An unknown number is written as the number, as json_format does.
-        body["status"] = _ACK_STATUS_NAMES.get(ack.status, ack.status)
+        fields.append(f'"status": "{name}"' if name else f'"status": {int(ack.status)}')
     if ack.HasField("reason"):
-        body["reason"] = ack.reason
-    return json.dumps({"ack": body})
+        fields.append(f'"reason": {_json_string(ack.reason)}')
+    return '{"ack": {' + ", ".join(fields) + "}}"
+
+
+def _json_string(text: str) -> str:
+    """json.dumps(text): orjson escapes an ASCII string byte for byte as json.dumps does
+    (quotes, backslashes, control characters) but for DEL, which json.dumps escapes
+    with everything non-ASCII."""
+    if text.isascii() and "\x7f" not in text:
+        return orjson.dumps(text).decode()
+    return json.dumps(text)
 
 
 _ACK_STATUS_NAMES = {v.number: v.name for v in frames_pb2.AckStatus.DESCRIPTOR.values}

@@ -23,7 +23,7 @@ class AckWriter:
         socket: FrameSocket,
         *,
         batched: bool,
-        on_sent: Callable[[w.AckStatus.ValueType], None],
+        on_sent: Callable[[w.AckStatus.ValueType, int], None],
     ) -> None:
         self._socket = socket
         self._batched = batched
@@ -40,7 +40,7 @@ class AckWriter:
         if not self._batched:
             async with self._lock:
                 await self._socket.send_str(text)
-            self._on_sent(reply.ack.status)
+            self._on_sent(reply.ack.status, 1)
             return
         self._queued.append((text, reply.ack.status))
         if self._flushing is None:
@@ -55,8 +55,12 @@ class AckWriter:
             while self._queued:
                 batch, self._queued = self._queued, []
                 await self._socket.send_str(join_frames([text for text, _ in batch]))
+                # Counted per status, not per ack: a batch holds hundreds at saturation.
+                sent: dict[w.AckStatus.ValueType, int] = {}
                 for _, status in batch:
-                    self._on_sent(status)
+                    sent[status] = sent.get(status, 0) + 1
+                for status, count in sent.items():
+                    self._on_sent(status, count)
         except (ConnectionError, RuntimeError) as error:
             # Node resends every unacknowledged frame after reconnecting.
             lost = len(batch) + len(self._queued)

@@ -37,8 +37,12 @@ class GatewayConfig:
     node_api_url: str = "http://127.0.0.1:8091"
     node_api_token: str = ""
     metrics_port: int = 9101
-    # AddMessages batching: how long the first frame of a batch waits for company.
-    batch_window_seconds: float = 0.002
+    # AddMessages batching: how long the first frame of a batch waits for company. A Node
+    # with frame batches sends a turn's frames in one message (they join without waiting),
+    # and at saturation batches fill while the previous call is out: 2 ms only added
+    # latency (p50 10.6-11.2 → 6.0-6.6 ms at 1,000 msg/s with 0.5 ms, load average 5; the
+    # same CPU per message at saturation).
+    batch_window_seconds: float = 0.0005
     batch_max_messages: int = 256
     rpc_timeout_seconds: float = 10.0
     # How long an outgoing reply waits for Node's acknowledgement.
@@ -117,7 +121,7 @@ class GatewayConfig:
             node_api_url=env_str(env, "NODE_API_URL", "http://127.0.0.1:8091").rstrip("/"),
             node_api_token=env.get("NODE_API_TOKEN", ""),
             metrics_port=env_port(env, "GATEWAY_METRICS_PORT", 9101),
-            batch_window_seconds=env_float(env, "GATEWAY_BATCH_WINDOW_SECONDS", 0.002),
+            batch_window_seconds=env_float(env, "GATEWAY_BATCH_WINDOW_SECONDS", 0.0005),
             batch_max_messages=env_int(env, "GATEWAY_BATCH_MAX_MESSAGES", 256, minimum=1),
             rpc_timeout_seconds=env_float(env, "GATEWAY_RPC_TIMEOUT_SECONDS", 10.0),
             outgoing_ack_timeout_seconds=env_float(

@@ -147,11 +147,17 @@ def _unexpected(frame: w.NodeFrame, error: Exception) -> AckOutcome:
 def _printable(text: str) -> str:
     # Reasons quote the input, which may hold lone surrogates (escaped in the JSON); a
     # protobuf string refuses them, and a failed ack would be no ack at all.
+    if text.isascii():
+        return text  # no surrogate in it: the common case, once per frame
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _ack(frame_id: str, outcome: AckOutcome) -> w.GatewayFrame:
-    ack = w.Ack(frame_id=_printable(frame_id), status=outcome.status)
+    # Filled in place: w.GatewayFrame(ack=w.Ack(...)) builds the ack twice (a copy).
+    frame = w.GatewayFrame()
+    ack = frame.ack
+    ack.frame_id = _printable(frame_id)
+    ack.status = outcome.status
     if outcome.reason is not None:
         ack.reason = _printable(outcome.reason[:2000])
-    return w.GatewayFrame(ack=ack)
+    return frame

@@ -54,10 +54,10 @@ class GatewayMetrics:
     def frame_received(self, kind: str) -> None:
         self._child("received", kind, lambda: self.frames_received.labels(kind)).inc()
 
-    def frame_acked(self, status: w.AckStatus.ValueType) -> None:
+    def frame_acked(self, status: w.AckStatus.ValueType, count: int = 1) -> None:
         self._child(
             "acked", status, lambda: self.frames_acked.labels(w.AckStatus.Name(status))
-        ).inc()
+        ).inc(count)
 
     def frame_answered(self, kind: str, seconds: float) -> None:
         self._child("latency", kind, lambda: self.frame_latency.labels(kind)).observe(seconds)

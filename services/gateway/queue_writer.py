@@ -7,7 +7,6 @@ an expected outcome, so the WebSocket handler stays a thin loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -320,5 +319,6 @@ async def _inject_one(
 
 def _resolve(future: asyncio.Future[AckOutcome], outcome: AckOutcome) -> None:
     # The waiting frame handler may have been cancelled (socket closed); that is fine.
-    with contextlib.suppress(asyncio.InvalidStateError):
+    # A check, not contextlib.suppress: this runs once per text frame.
+    if not future.done():
         future.set_result(outcome)

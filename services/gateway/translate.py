@@ -49,12 +49,24 @@ def _new_message(
     reply_to: d.ReplyContext | None = None,
     context: c.MessageContext | None = None,
 ) -> q.NewMessage:
-    message = q.NewMessage(
-        content=content,
-        sender=header.sender,
-        source=message_pb2.MESSAGE_SOURCE_USER,
-        provider_message_id=header.provider_message_id,
-    )
+    message = q.NewMessage()
+    _fill_message(message, header, content, reply_to, context)
+    return message
+
+
+def _fill_message(
+    message: q.NewMessage,
+    header: w.IncomingHeader,
+    content: str,
+    reply_to: d.ReplyContext | None,
+    context: c.MessageContext | None,
+) -> None:
+    """Sets a request's (empty) message in place: a NewMessage passed to the request's
+    constructor is copied, once per text frame."""
+    message.content = content
+    message.sender = header.sender
+    message.source = message_pb2.MESSAGE_SOURCE_USER
+    message.provider_message_id = header.provider_message_id
     message.originating_time.CopyFrom(header.originating_time)
     if header.HasField("group"):
         message.group.CopyFrom(sanitize_group(header.group))
@@ -62,7 +74,6 @@ def _new_message(
         message.reply_to.CopyFrom(reply_to)
     if context is not None:
         message.context.CopyFrom(context)
-    return message
 
 
 def identities_request(frame: w.IdentityMappings) -> q.LearnIdentitiesRequest:
@@ -77,11 +88,10 @@ def text_request(frame: w.TextMessage) -> q.AddMessageRequest:
     reply_to = _reply(frame.reply_to, frame.HasField("reply_to"))
     context = _context(frame.header)
     content = render(frame.message, reply_to=reply_to, context=context)
-    return q.AddMessageRequest(
-        bot_id=frame.header.bot_id,
-        correspondent_id=frame.header.correspondent_id,
-        message=_new_message(frame.header, content, reply_to, context),
-    )
+    header = frame.header
+    request = q.AddMessageRequest(bot_id=header.bot_id, correspondent_id=header.correspondent_id)
+    _fill_message(request.message, header, content, reply_to, context)
+    return request
 
 
 def structured_request(frame: w.StructuredMessage) -> q.AddMessageRequest:
@@ -92,11 +102,8 @@ def structured_request(frame: w.StructuredMessage) -> q.AddMessageRequest:
     context = _context(header)
     details = sanitize_details(frame.details, reply_to, context)
     content = render("", details, reply_to, context, header.sender)
-    request = q.AddMessageRequest(
-        bot_id=header.bot_id,
-        correspondent_id=header.correspondent_id,
-        message=_new_message(header, content, reply_to, context),
-    )
+    request = q.AddMessageRequest(bot_id=header.bot_id, correspondent_id=header.correspondent_id)
+    _fill_message(request.message, header, content, reply_to, context)
     request.message.details.CopyFrom(details)
     return request
 

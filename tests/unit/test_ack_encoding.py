@@ -21,6 +21,8 @@ TEXTS = [
     "😀",
     "\u2028\u2029",
     "\\udc80",
+    # Every ASCII character: the ASCII path escapes them itself.
+    "".join(map(chr, range(128))),
 ]
 
 

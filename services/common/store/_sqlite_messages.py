@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from services.common.store import _rules as rules
@@ -28,19 +29,21 @@ from services.common.store._types import (
     to_millis,
 )
 
+# A row's values in one attrgetter call: a generator of getattr per field cost a few
+# µs per message, and every text message is appended.
+_input_values = attrgetter(*MESSAGE_INPUT_FIELDS)
+_TIME_AT = MESSAGE_INPUT_FIELDS.index("originating_time")
+
+
+def _row_values(m: StoredMessage) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = _input_values(m)
+    return (*values[:_TIME_AT], to_millis(m.originating_time), *values[_TIME_AT + 1 :])
+
 
 class SqliteMessages(SqliteBase, MessagesBase):
     async def append_messages(self, messages: Sequence[StoredMessage]) -> AppendResult:
         rows = [
-            (
-                tuple(
-                    to_millis(m.originating_time)
-                    if name == "originating_time"
-                    else getattr(m, name)
-                    for name in MESSAGE_INPUT_FIELDS
-                ),
-                (m.bot_id, m.provider_name, m.correspondent_id, m.id),
-            )
+            (_row_values(m), (m.bot_id, m.provider_name, m.correspondent_id, m.id))
             for m in messages
         ]
         if not rows:
