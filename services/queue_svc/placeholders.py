@@ -18,6 +18,7 @@ from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
+from services.queue_svc.persisted_lookup import PersistedLookup
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import RecoveryResult, restore_job
 from services.queue_svc.service_types import PlaceholderRequest, UpdateResult, store_call
@@ -48,6 +49,7 @@ class Placeholders:
         self._routing = routing
         self._ingestion = ingestion
         self._timeout = write_timeout_seconds
+        self._persisted = PersistedLookup(store)
 
     async def inject(self, bot: BotQueues, request: PlaceholderRequest) -> tuple[int, bool]:
         """New media message: job first (durable), then the placeholder. (id, duplicate).
@@ -68,12 +70,9 @@ class Placeholders:
         if pid:
             seen, key = bot.lookup_provider_id(pid)
             if not seen:
-                found = await store_call(
-                    self._store.persisted_provider_ids(request.bot_id, [pid]),
-                    "persisted_provider_ids",
-                )
-                bot.remember_persisted(found)
-                seen = bool(found)
+                seen = await self._persisted.persisted(request.bot_id, pid)
+                if seen:
+                    bot.remember_persisted({pid})
             if seen:
                 return (key.id if key is not None else 0), True
         route = RouteKey.of(request.condition, request.media.media_kind, request.media.mime_type)
