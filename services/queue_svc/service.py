@@ -280,9 +280,10 @@ class QueueService:
             correspondent_id, message = readdress(
                 bot.identities, request.correspondent_id, request.message
             )
-            request = dataclasses.replace(
-                request, correspondent_id=correspondent_id, message=message
-            )
+            if correspondent_id != request.correspondent_id or message is not request.message:
+                request = dataclasses.replace(
+                    request, correspondent_id=correspondent_id, message=message
+                )
             result = await self._placeholders.inject(bot, request)
             await await_durable(learned.waits, self._settings.write_timeout_seconds)
             await self._identities.settle(bot.bot_id, learned)
