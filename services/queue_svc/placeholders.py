@@ -153,10 +153,28 @@ class Placeholders:
         content: str,
         media_result: str | None = None,
     ) -> tuple[UpdateResult, int]:
+        result, key = self.resolve_now(
+            bot, correspondent_id, media_processing_id, content, media_result
+        )
+        if key is not None:
+            future = self._ingestion.durable(bot.bot_id, key)
+            await await_durable([future], self._timeout)
+        return result
+
+    def resolve_now(
+        self,
+        bot: BotQueues,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
+    ) -> tuple[tuple[UpdateResult, int], MessageKey | None]:
+        """Resolves the placeholder in memory: the answer, and the key of the message to
+        wait for before giving it (None: nothing to wait for)."""
         bot_id = bot.bot_id
         outcome = bot.resolve(correspondent_id, media_processing_id, content, media_result)
         if outcome.status is UpdateStatus.NOT_FOUND or outcome.message_id is None:
-            return UpdateResult.NOT_FOUND, 0
+            return (UpdateResult.NOT_FOUND, 0), None
         key = MessageKey(correspondent_id, outcome.message_id)
         if outcome.entry is not None:
             self._ingestion.track(bot_id, key)
@@ -172,9 +190,7 @@ class Placeholders:
                     "message_id": outcome.message_id,
                 },
             )
-        future = self._ingestion.durable(bot_id, key)
-        await await_durable([future], self._timeout)
-        return UpdateResult.UPDATED, outcome.message_id
+        return (UpdateResult.UPDATED, outcome.message_id), key
 
 
 def bounded_detail(detail: str | None) -> str | None:
