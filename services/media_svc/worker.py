@@ -139,7 +139,9 @@ class JobWorker:
             job.media_processing_id,
         )
         try:
-            outcome = await processing
+            # Shielded: a shutdown's cancellation reaches this run at once and the processing
+            # is stopped below, explicitly; a lost lease cancels the processing (LeaseKeeper).
+            outcome = await asyncio.shield(processing)
         except asyncio.CancelledError:
             await lease.stop()
             current = asyncio.current_task()
