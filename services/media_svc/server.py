@@ -43,6 +43,7 @@ from services.media_svc.processors.registry import ProcessorRegistry, default_re
 from services.media_svc.readiness import EngineReadiness
 from services.media_svc.servicer import MediaServicer
 from services.media_svc.staging import MediaStaging
+from services.media_svc.usage_releases import CoalescedReleases
 from services.media_svc.worker import JobWorker, WorkerSettings, utc_now
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ async def serve(
     )
     # The per-job deletes (the scratch copy, the staged object) share one batching thread.
     file_calls = BatchThread("media-files")
+    releases = CoalescedReleases(store)
     staging = MediaStaging(
-        StagedMedia(open_media_store(config.media, store, file_calls.run), store),
+        StagedMedia(open_media_store(config.media, store, file_calls.run), releases),
         scratch,
         file_calls.run,
     )
@@ -297,6 +299,7 @@ async def serve(
         trace.close()
         metrics.close()
         await file_calls.close()
+        await releases.close()
         await store.close()
         if config.scratch_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from services.media_svc.delivery import DeliveryRejectedError, DeliveryStatus, Q
 from services.media_svc.execution import PoolExecutors
 from services.media_svc.hooks import ClaimTrace, CrashHook
 from services.media_svc.inputs import BotLanguages, RefusedInput, build_input, copy_staged
+from services.media_svc.lease import LeaseKeeper
 from services.media_svc.metrics import MediaMetrics
 from services.media_svc.processors.base import (
     MISSING_FILE,
@@ -128,23 +130,33 @@ class JobWorker:
             )
         self._trace.claimed(job.media_processing_id, job.pool, token, job.created_at, now)
         processing = asyncio.create_task(self._process(pool, job, token))
-        renewer = asyncio.create_task(self._renew(job.media_processing_id, token))
+        lease = LeaseKeeper(
+            functools.partial(
+                self._jobs.renew, job.media_processing_id, token, self._settings.lease_seconds
+            ),
+            self._settings.lease_seconds / 3,
+            processing.cancel,
+            job.media_processing_id,
+        )
         try:
-            await asyncio.wait({processing, renewer}, return_when=asyncio.FIRST_COMPLETED)
+            # Shielded: a shutdown's cancellation reaches this run at once and the processing
+            # is stopped below, explicitly; a lost lease cancels the processing (LeaseKeeper).
+            outcome = await asyncio.shield(processing)
         except asyncio.CancelledError:
-            # Shutdown past its grace period: hand the job back untouched for another run.
-            await self._stop(processing, renewer)
-            await asyncio.shield(
-                self._jobs.release(
-                    job.media_processing_id, token, "released at shutdown", self._clock()
+            await lease.stop()
+            current = asyncio.current_task()
+            if not lease.lost or (current is not None and current.cancelling()):
+                # Shutdown past its grace period: hand the job back untouched for another run.
+                await self._stop(processing)
+                await asyncio.shield(
+                    self._jobs.release(
+                        job.media_processing_id, token, "released at shutdown", self._clock()
+                    )
                 )
-            )
-            raise
-        if not processing.done():
-            # The lease is gone: another worker may hold the job now. Stop this run (a
-            # blocking pool's processes are killed, as on a timeout); the fence refuses
+                raise
+            # The lease is gone: another worker may hold the job now. The run was stopped
+            # (a blocking pool's processes are killed, as on a timeout); the fence refuses
             # anything it would still write.
-            await self._stop(processing, renewer)
             self._metrics.leases_lost.labels(job.pool).inc()
             log.warning(
                 "lease of %s lost (token %d) while processing; run stopped",
@@ -152,8 +164,7 @@ class JobWorker:
                 token,
             )
             return "lease_lost"
-        await self._stop(renewer)
-        outcome = processing.result()
+        await lease.stop()
         if isinstance(outcome, str):
             return outcome
         media_result: str | None = None
@@ -397,21 +408,6 @@ class JobWorker:
         if retried:
             log.info("redelivery sweep: %d stranded results retried", retried)
         return retried
-
-    async def _renew(self, media_processing_id: str, token: int) -> None:
-        """Renews the lease until cancelled; returns only when the lease is lost."""
-        interval = self._settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                ok = await self._jobs.renew(
-                    media_processing_id, token, self._settings.lease_seconds
-                )
-            except Exception:
-                log.exception("renewing the lease of %s failed; will retry", media_processing_id)
-                continue
-            if not ok:
-                return
 
     async def _forget(self, job: MediaJob, why: str) -> None:
         log.warning("result of %s not saved: %s", job.media_processing_id, why)

@@ -18,6 +18,7 @@ from services.common.vocabulary import MediaCondition, RouteKey
 from services.queue_svc.bot_queues import BotQueues, MessageKey
 from services.queue_svc.correspondent_queue import UpdateStatus
 from services.queue_svc.ingestion import Ingestion, await_durable
+from services.queue_svc.persisted_lookup import PersistedLookup
 from services.queue_svc.processor_routing import ProcessorRouting
 from services.queue_svc.recovery import RecoveryResult, restore_job
 from services.queue_svc.service_types import PlaceholderRequest, UpdateResult, store_call
@@ -48,6 +49,7 @@ class Placeholders:
         self._routing = routing
         self._ingestion = ingestion
         self._timeout = write_timeout_seconds
+        self._persisted = PersistedLookup(store)
 
     async def inject(self, bot: BotQueues, request: PlaceholderRequest) -> tuple[int, bool]:
         """New media message: job first (durable), then the placeholder. (id, duplicate).
@@ -68,12 +70,9 @@ class Placeholders:
         if pid:
             seen, key = bot.lookup_provider_id(pid)
             if not seen:
-                found = await store_call(
-                    self._store.persisted_provider_ids(request.bot_id, [pid]),
-                    "persisted_provider_ids",
-                )
-                bot.remember_persisted(found)
-                seen = bool(found)
+                seen = await self._persisted.persisted(request.bot_id, pid)
+                if seen:
+                    bot.remember_persisted({pid})
             if seen:
                 return (key.id if key is not None else 0), True
         route = RouteKey.of(request.condition, request.media.media_kind, request.media.mime_type)
@@ -154,10 +153,28 @@ class Placeholders:
         content: str,
         media_result: str | None = None,
     ) -> tuple[UpdateResult, int]:
+        result, key = self.resolve_now(
+            bot, correspondent_id, media_processing_id, content, media_result
+        )
+        if key is not None:
+            future = self._ingestion.durable(bot.bot_id, key)
+            await await_durable([future], self._timeout)
+        return result
+
+    def resolve_now(
+        self,
+        bot: BotQueues,
+        correspondent_id: str,
+        media_processing_id: str,
+        content: str,
+        media_result: str | None = None,
+    ) -> tuple[tuple[UpdateResult, int], MessageKey | None]:
+        """Resolves the placeholder in memory: the answer, and the key of the message to
+        wait for before giving it (None: nothing to wait for)."""
         bot_id = bot.bot_id
         outcome = bot.resolve(correspondent_id, media_processing_id, content, media_result)
         if outcome.status is UpdateStatus.NOT_FOUND or outcome.message_id is None:
-            return UpdateResult.NOT_FOUND, 0
+            return (UpdateResult.NOT_FOUND, 0), None
         key = MessageKey(correspondent_id, outcome.message_id)
         if outcome.entry is not None:
             self._ingestion.track(bot_id, key)
@@ -173,9 +190,7 @@ class Placeholders:
                     "message_id": outcome.message_id,
                 },
             )
-        future = self._ingestion.durable(bot_id, key)
-        await await_durable([future], self._timeout)
-        return UpdateResult.UPDATED, outcome.message_id
+        return (UpdateResult.UPDATED, outcome.message_id), key
 
 
 def bounded_detail(detail: str | None) -> str | None:

@@ -46,6 +46,7 @@ from services.queue_svc.service_types import (
     AddResult,
     AddStatus,
     BotNotActiveError,
+    MediaUpdate,
     PlaceholderRequest,
     ServiceSettings,
     StartResult,
@@ -64,6 +65,7 @@ __all__ = [
     "AddResult",
     "AddStatus",
     "BotNotActiveError",
+    "MediaUpdate",
     "PlaceholderRequest",
     "QueueService",
     "ServiceMetrics",
@@ -280,9 +282,10 @@ class QueueService:
             correspondent_id, message = readdress(
                 bot.identities, request.correspondent_id, request.message
             )
-            request = dataclasses.replace(
-                request, correspondent_id=correspondent_id, message=message
-            )
+            if correspondent_id != request.correspondent_id or message is not request.message:
+                request = dataclasses.replace(
+                    request, correspondent_id=correspondent_id, message=message
+                )
             result = await self._placeholders.inject(bot, request)
             await await_durable(learned.waits, self._settings.write_timeout_seconds)
             await self._identities.settle(bot.bot_id, learned)
@@ -310,6 +313,52 @@ class QueueService:
                 )
         except BotNotActiveError:
             return UpdateResult.BOT_NOT_ACTIVE, 0
+
+    async def update_by_media_ids(
+        self, items: Sequence[MediaUpdate]
+    ) -> list[tuple[UpdateResult, int] | Exception]:
+        """UpdateByMediaId for each item, in order, as the unary calls would answer them
+        (an item's own error in its place), with one durability wait for the whole batch
+        rather than one per item; an item is answered UPDATED only once it is durable."""
+        results: list[tuple[UpdateResult, int] | Exception] = []
+        waiting: list[int] = []
+        batch = DurableBatch()
+        async with AsyncExitStack() as stack:
+            bots: dict[str, BotQueues | None] = {}
+            for item in items:
+                if item.bot_id not in bots:
+                    try:
+                        bots[item.bot_id] = await stack.enter_async_context(
+                            self._gate.operation(item.bot_id)
+                        )
+                    except BotNotActiveError:
+                        bots[item.bot_id] = None
+            for item in items:
+                bot = bots[item.bot_id]
+                if bot is None:
+                    results.append((UpdateResult.BOT_NOT_ACTIVE, 0))
+                    continue
+                try:
+                    result, key = self._placeholders.resolve_now(
+                        bot,
+                        bot.identities.canonical(item.correspondent_id),
+                        item.media_processing_id,
+                        item.content,
+                        item.media_result,
+                    )
+                except Exception as exc:  # this item's own error, as its unary call's
+                    results.append(exc)
+                    continue
+                if key is not None and self._ingestion.durable_in(batch, item.bot_id, key):
+                    waiting.append(len(results))
+                results.append(result)
+            if waiting:
+                try:
+                    await await_durable([batch.future], self._settings.write_timeout_seconds)
+                except Exception as exc:
+                    for i in waiting:
+                        results[i] = exc
+        return results
 
     # -- LearnIdentities -----------------------------------------------------------
 

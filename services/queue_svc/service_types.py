@@ -53,6 +53,17 @@ class AddResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaUpdate:
+    """One UpdateByMediaIds item: a placeholder's processing result."""
+
+    bot_id: str
+    correspondent_id: str
+    media_processing_id: str
+    content: str
+    media_result: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlaceholderRequest:
     bot_id: str
     correspondent_id: str

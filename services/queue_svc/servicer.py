@@ -17,6 +17,7 @@ from services.queue_svc import convert
 from services.queue_svc.service import (
     AddItem,
     AddStatus,
+    MediaUpdate,
     QueueService,
     UpdateResult,
 )
@@ -124,7 +125,7 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         request: q.UpdateByMediaIdsRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> q.UpdateByMediaIdsResponse:
-        outcomes = await _each("UpdateByMediaIds", request.updates, self._update)
+        outcomes = await self._update_all(request.updates)
         return q.UpdateByMediaIdsResponse(
             results=[
                 q.UpdateByMediaIdsResult(code=code, error=error, response=response)
@@ -142,6 +143,48 @@ class QueueServicer(q_grpc.QueueServiceServicer):
             convert.placeholder_request(request)
         )
         return q.InjectPlaceholderResponse(id=message_id, duplicate=duplicate)
+
+    async def _update_all(
+        self, requests: Sequence[q.UpdateByMediaIdRequest]
+    ) -> list[tuple[int, str, q.UpdateByMediaIdResponse | None]]:
+        """Each item answered as its unary call would be; the valid ones resolved together
+        under one durability wait."""
+        outcomes: list[tuple[int, str, q.UpdateByMediaIdResponse | None] | None] = []
+        items: list[MediaUpdate] = []
+        for request in requests:
+            try:
+                media_result = convert.media_result_json(request)
+            except Exception as exc:
+                code, details = error_status("UpdateByMediaIds", exc)
+                outcomes.append((code.value[0], details, None))
+                continue
+            items.append(
+                MediaUpdate(
+                    request.bot_id,
+                    request.correspondent_id,
+                    request.media_processing_id,
+                    request.content,
+                    media_result,
+                )
+            )
+            outcomes.append(None)
+        answers = iter(await self._service.update_by_media_ids(items))
+        done: list[tuple[int, str, q.UpdateByMediaIdResponse | None]] = []
+        for outcome in outcomes:
+            if outcome is not None:
+                done.append(outcome)
+                continue
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                code, details = error_status("UpdateByMediaIds", answer)
+                done.append((code.value[0], details, None))
+            else:
+                status, message_id = answer
+                response = q.UpdateByMediaIdResponse(
+                    status=_UPDATE_STATUS[status], message_id=message_id
+                )
+                done.append((grpc.StatusCode.OK.value[0], "", response))
+        return done
 
     async def _update(self, request: q.UpdateByMediaIdRequest) -> q.UpdateByMediaIdResponse:
         status, message_id = await self._service.update_by_media_id(

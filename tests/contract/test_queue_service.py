@@ -300,6 +300,34 @@ async def test_update_by_media_ids_gives_each_item_its_unary_outcome(stub: Stub)
     assert [(w.id, w.content) for w in window.messages] == [(1, "one"), (2, "two")]
 
 
+async def test_update_by_media_ids_refuses_a_bad_item_alone(stub: Stub) -> None:
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    await stub.InjectPlaceholder(inject(good, pid="WA-1"))
+    await stub.InjectPlaceholder(inject(bad, pid="WA-2"))
+    refused = q.UpdateByMediaIdRequest(
+        bot_id=BOT, correspondent_id="c1", media_processing_id=bad, content="bad"
+    )
+    refused.media_result.language = "not a language"
+    reply = await stub.UpdateByMediaIds(
+        q.UpdateByMediaIdsRequest(
+            updates=[
+                refused,
+                q.UpdateByMediaIdRequest(
+                    bot_id=BOT, correspondent_id="c1", media_processing_id=good, content="ok"
+                ),
+            ]
+        )
+    )
+    assert reply.results[0].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "language" in reply.results[0].error
+    assert reply.results[1].code == grpc.StatusCode.OK.value[0]
+    assert reply.results[1].response.status == q.UPDATE_BY_MEDIA_ID_STATUS_UPDATED
+    window = await stub.GetWindow(q.GetWindowRequest(bot_id=BOT, correspondent_id="c1"))
+    # The refused item left its placeholder pending; the good one is resolved.
+    contents = {w.provider_message_id: (w.content, w.media_processing_id) for w in window.messages}
+    assert contents == {"WA-1": ("ok", ""), "WA-2": ("caption", bad)}
+
+
 async def test_batched_media_calls_refuse_an_invalid_batch_whole(stub: Stub) -> None:
     assert await code_of(stub.InjectPlaceholders(q.InjectPlaceholdersRequest())) == (
         grpc.StatusCode.INVALID_ARGUMENT
