@@ -186,21 +186,27 @@ class QueueService:
     async def stop_bot(self, bot_id: str) -> StopResult:
         return await self._lifecycle.stop_bot(bot_id)
 
+    async def _enter_bots(
+        self, stack: AsyncExitStack, bot_ids: Iterable[str]
+    ) -> dict[str, BotQueues | None]:
+        """Each distinct bot's gate entered once on `stack` (held until it closes);
+        None for a bot that is not active."""
+        bots: dict[str, BotQueues | None] = {}
+        for bot_id in bot_ids:
+            if bot_id not in bots:
+                try:
+                    bots[bot_id] = await stack.enter_async_context(self._gate.operation(bot_id))
+                except BotNotActiveError:
+                    bots[bot_id] = None
+        return bots
+
     # -- AddMessage / AddMessages --------------------------------------------------
 
     async def add_messages(self, items: Sequence[AddItem]) -> list[AddResult]:
         """Appends ready messages in order; returns once every ADDED one is durable."""
         results: list[AddResult | None] = [None] * len(items)
         async with AsyncExitStack() as stack:
-            bots: dict[str, BotQueues | None] = {}
-            for item in items:
-                if item.bot_id not in bots:
-                    try:
-                        bots[item.bot_id] = await stack.enter_async_context(
-                            self._gate.operation(item.bot_id)
-                        )
-                    except BotNotActiveError:
-                        bots[item.bot_id] = None
+            bots = await self._enter_bots(stack, (item.bot_id for item in items))
             # One store query per bot for provider ids the memory does not know: a frame
             # resent after a restart is still recognised.
             misses: dict[str, set[str]] = {}
@@ -324,15 +330,7 @@ class QueueService:
         waiting: list[int] = []
         batch = DurableBatch()
         async with AsyncExitStack() as stack:
-            bots: dict[str, BotQueues | None] = {}
-            for item in items:
-                if item.bot_id not in bots:
-                    try:
-                        bots[item.bot_id] = await stack.enter_async_context(
-                            self._gate.operation(item.bot_id)
-                        )
-                    except BotNotActiveError:
-                        bots[item.bot_id] = None
+            bots = await self._enter_bots(stack, (item.bot_id for item in items))
             for item in items:
                 bot = bots[item.bot_id]
                 if bot is None:
