@@ -5,6 +5,7 @@ own functions), so RESULTS.md can say what bounds a figure."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,8 @@ class Profiler:
         self.directory = directory
         self.pids = pids
         self.seconds = seconds
+        # Samples per second; BENCH_PROFILE_RATE raises it for a closer look.
+        self.rate = os.environ.get("BENCH_PROFILE_RATE", "50")
         self._procs: list[asyncio.subprocess.Process] = []
 
     @staticmethod
@@ -29,7 +32,7 @@ class Profiler:
         binary = str(PY_SPY) if PY_SPY.exists() else "py-spy"
         self.directory.mkdir(parents=True, exist_ok=True)
         for name, pid in self.pids.items():
-            argv = [binary, "record", "--nonblocking", "-r", "50", "-f", "raw"]
+            argv = [binary, "record", "--nonblocking", "-r", self.rate, "-f", "raw"]
             argv += ["-d", str(max(1, int(self.seconds))), "-p", str(pid)]
             argv += ["-o", str(self.directory / f"{name}.txt")]
             self._procs.append(

@@ -33,6 +33,10 @@ class AckWriter:
         self._queued: list[tuple[str, w.AckStatus.ValueType]] = []
         self._flushing: asyncio.Task[None] | None = None
 
+    @property
+    def batched(self) -> bool:
+        return self._batched
+
     async def send(self, reply: w.GatewayFrame) -> None:
         """Sends one ack; on a batching connection it only queues it for the batch, whose
         write happens once the current turn's other acks joined it."""
@@ -43,6 +47,14 @@ class AckWriter:
             self._on_sent(reply.ack.status, 1)
             return
         self._queued.append((text, reply.ack.status))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+
+    def queue(self, reply: w.GatewayFrame) -> None:
+        """`send` on a batching connection, without a coroutine: the ack joins the next
+        batch."""
+        assert self._batched, "only a batching connection queues acks"
+        self._queued.append((encode_frame(reply), reply.ack.status))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
+from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.wire_batch import BATCH_HEADER, BATCH_VERSION, split_frames
 from services.gateway.ack_writer import AckWriter
@@ -51,45 +54,18 @@ class NodeSocket:
         self._link.connected(ws)
         self._metrics.node_connections.set(self._link.connection_count)
         acks = AckWriter(ws, batched=batched, on_sent=self._metrics.frame_acked)
-        # The frames being handled; reading waits while there are too many. A semaphore
-        # woke the reader once per finished frame at saturation, which cost more than
-        # the frame's own bookkeeping: this wakes it once half the room is free.
-        tasks: set[asyncio.Task[None]] = set()
-        room = asyncio.Event()
-        room.set()
-
-        def finished(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            if len(tasks) <= RESUME_IN_FLIGHT_FRAMES:
-                room.set()
-
-        async def answer(data: str | bytes) -> None:
-            try:
-                reply = await self._handler.handle(data, ws)
-                if reply is not None and not ws.closed:
-                    await acks.send(reply)
-            except (ConnectionError, RuntimeError) as error:
-                # Node resends every unacknowledged frame after reconnecting.
-                log.info("could not acknowledge a frame, connection gone: %r", error)
-
+        frames = _InFlight(self._handler, ws, acks)
         log.info("Node connected from %s%s", request.remote, " (frame batches)" if batched else "")
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     for data in split_frames(message.data) if batched else (message.data,):
-                        if len(tasks) >= MAX_IN_FLIGHT_FRAMES:
-                            room.clear()
-                            await room.wait()
-                        # One task per frame lets concurrent text frames share a batch;
-                        # tasks start in arrival order, which keeps text order per chat.
-                        task = asyncio.create_task(answer(data))
-                        tasks.add(task)
-                        task.add_done_callback(finished)
+                        await frames.room()
+                        frames.take(data)
                 elif message.type == WSMsgType.ERROR:
                     log.warning("Node WebSocket error: %r", ws.exception())
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await frames.drain()
             await acks.flush()
             self._link.disconnected(ws)
             self._sockets.discard(ws)
@@ -101,3 +77,101 @@ class NodeSocket:
         """on_shutdown: tells every Node connection the gateway is going away."""
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"gateway shutting down")
+
+
+class _InFlight:
+    """The frames of one connection being handled; reading waits while there are too
+    many.
+
+    On a batching connection a text frame is handled without a task of its own (its ack
+    is queued from the writer's callback), which halves the gateway's work per frame at
+    saturation; every other frame, and every frame of a connection without batches, gets
+    a task. Tasks start in arrival order, and a frame is handled inline only while no
+    task is waiting to start, so frames reach the writer in arrival order either way
+    (which keeps text order per chat).
+    """
+
+    def __init__(self, handler: FrameHandler, ws: web.WebSocketResponse, acks: AckWriter) -> None:
+        self._handler = handler
+        self._ws = ws
+        self._acks = acks
+        self._count = 0
+        self._unstarted = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Set whenever reading may go on; a semaphore woke the reader once per finished
+        # frame at saturation, which cost more than the frame's own bookkeeping: this
+        # wakes it once half the room is free.
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def room(self) -> None:
+        if self._count >= MAX_IN_FLIGHT_FRAMES:
+            self._room.clear()
+            await self._room.wait()
+
+    def take(self, data: str | bytes) -> None:
+        self._started()
+        if self._acks.batched and self._unstarted == 0:
+            parsed = self._handler.handle_now(data, self._ws, self._reply)
+            if parsed is None:
+                return
+            self._spawn(self._answer_parsed(*parsed))
+        else:
+            self._spawn(self._answer(data))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._unstarted += 1
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _reply(self, reply: w.GatewayFrame) -> None:
+        try:
+            if not self._ws.closed:
+                self._acks.queue(reply)
+        finally:
+            self._finished()
+
+    async def _answer(self, data: str | bytes) -> None:
+        # Nothing awaits between here and the frame reaching the writer.
+        self._unstarted -= 1
+        try:
+            await self._send(await self._handler.handle(data, self._ws))
+        except (ConnectionError, RuntimeError) as error:
+            # Node resends every unacknowledged frame after reconnecting.
+            log.info("could not acknowledge a frame, connection gone: %r", error)
+        finally:
+            self._finished()
+
+    async def _answer_parsed(self, frame: w.NodeFrame, started: float) -> None:
+        self._unstarted -= 1
+        try:
+            await self._send(await self._handler.handle_parsed(frame, self._ws, started))
+        except (ConnectionError, RuntimeError) as error:
+            log.info("could not acknowledge a frame, connection gone: %r", error)
+        finally:
+            self._finished()
+
+    async def _send(self, reply: w.GatewayFrame | None) -> None:
+        if reply is not None and not self._ws.closed:
+            await self._acks.send(reply)
+
+    def _started(self) -> None:
+        self._count += 1
+        self._idle.clear()
+
+    def _finished(self) -> None:
+        self._count -= 1
+        if self._count <= RESUME_IN_FLIGHT_FRAMES:
+            self._room.set()
+        if self._count == 0:
+            self._idle.set()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+
+    async def drain(self) -> None:
+        """Waits until every frame taken is decided (its ack sent or dropped)."""
+        await self._idle.wait()

@@ -61,10 +61,11 @@ _ADD_STATUS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     request: q.AddMessageRequest
-    done: asyncio.Future[AckOutcome]
+    # Called once with the item's outcome, from the shard's flusher.
+    done: Callable[[AckOutcome], None]
 
 
 # How long a chat stays held for a message that got RETRY and has not come back: Node
@@ -177,9 +178,20 @@ class QueueWriter:
         await asyncio.gather(*(b.close() for b in self._placeholders))
 
     async def add_text(self, request: q.AddMessageRequest) -> AckOutcome:
+        done: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
+        self.submit_text(request, functools.partial(_resolve, done))
+        return await done
+
+    def submit_text(
+        self, request: q.AddMessageRequest, on_done: Callable[[AckOutcome], None]
+    ) -> None:
+        """`add_text` without a coroutine: `on_done` gets the outcome once decided (at once
+        when the gateway is shutting down). The frame handler's hot path: a task and a
+        future per text frame cost more than the frame's own bookkeeping."""
         if self._closed:
-            return AckOutcome(w.ACK_STATUS_RETRY, "gateway is shutting down")
-        return await self._batchers[self._shards.index_for(request.bot_id)].add(request)
+            on_done(AckOutcome(w.ACK_STATUS_RETRY, "gateway is shutting down"))
+            return
+        self._batchers[self._shards.index_for(request.bot_id)].submit(request, on_done)
 
     async def inject_placeholder(self, request: q.InjectPlaceholderRequest) -> AckOutcome:
         batcher = self._placeholders[self._shards.index_for(request.bot_id)]
@@ -251,11 +263,10 @@ class _ShardBatcher:
             await self._flusher
             self._flusher = None
 
-    async def add(self, request: q.AddMessageRequest) -> AckOutcome:
-        done: asyncio.Future[AckOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(request, done))
-        self._wakeup.set()
-        return await done
+    def submit(self, request: q.AddMessageRequest, on_done: Callable[[AckOutcome], None]) -> None:
+        self._pending.append(_Pending(request, on_done))
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     async def _flush_forever(self) -> None:
         while True:
@@ -271,7 +282,7 @@ class _ShardBatcher:
                 self._wakeup.clear()
             batch, held_back = self._holds.admit(batch)
             for item in held_back:
-                _resolve(item.done, WAITING)
+                _call(item.done, WAITING)
             if batch:
                 await self._send(batch)
 
@@ -303,7 +314,7 @@ class _ShardBatcher:
 
     def _decide(self, item: _Pending, outcome: AckOutcome) -> None:
         self._holds.decided(item, outcome)
-        _resolve(item.done, outcome)
+        _call(item.done, outcome)
 
 
 async def _inject_one(
@@ -315,6 +326,15 @@ async def _inject_one(
     except grpc.aio.AioRpcError as error:
         return q.InjectPlaceholdersResult(code=error.code().value[0], error=error.details() or "")
     return q.InjectPlaceholdersResult(response=reply)
+
+
+def _call(done: Callable[[AckOutcome], None], outcome: AckOutcome) -> None:
+    # Runs in the shard's flusher: a failing callback must not stop the batches of
+    # every other frame.
+    try:
+        done(outcome)
+    except Exception:
+        log.exception("answering a text frame failed")
 
 
 def _resolve(future: asyncio.Future[AckOutcome], outcome: AckOutcome) -> None:

@@ -15,7 +15,8 @@ RETRY = AckOutcome(w.ACK_STATUS_RETRY, "queue_svc UNAVAILABLE")
 def item(chat: str, pid: str, loop: asyncio.AbstractEventLoop) -> _Pending:
     request = q.AddMessageRequest(bot_id="bot", correspondent_id=chat)
     request.message.provider_message_id = pid
-    return _Pending(request, loop.create_future())
+    outcomes: list[AckOutcome] = []
+    return _Pending(request, outcomes.append)
 
 
 def pids(items: list[_Pending]) -> list[str]:
