@@ -113,17 +113,27 @@ async def test_a_batch_gets_one_ack_per_frame_and_the_acks_come_batched(
     frames = [_text_frame(n, n % 3) for n in range(40)]
     bad_json = '{"frameId": "f-broken", "textMessage": '
     invalid = json.dumps({"frameId": "f-invalid", "textMessage": {"message": "no header"}})
+    # A frame that is not text, between text frames: it is handled apart from them
+    # (a task of its own) and still answered in the same batch stream.
+    session = json.dumps(
+        {
+            "frameId": "f-session",
+            "sessionEvent": {"botId": BOT, "state": "SESSION_STATE_CONNECTING", "time": iso_now()},
+        }
+    )
     offer = {"Authorization": f"Bearer {NODE_TOKEN}", BATCH_HEADER: BATCH_VERSION}
     async with gateway.http.ws_connect(gateway.url("/ws"), headers=offer) as ws:
         assert ws._response.headers.get(BATCH_HEADER) == BATCH_VERSION
         texts = [text for _, text in frames]
-        await ws.send_str(join_frames([*texts[:20], bad_json, *texts[20:], invalid]))
-        acks, messages = await _acks(ws, len(frames) + 2, batched=True)
+        batch = [*texts[:10], session, *texts[10:20], bad_json, *texts[20:], invalid]
+        await ws.send_str(join_frames(batch))
+        acks, messages = await _acks(ws, len(frames) + 3, batched=True)
         # The same frames again (as Node resends after a reconnect): all duplicates.
         await ws.send_str(join_frames(texts))
         again, _ = await _acks(ws, len(frames), batched=True)
     by_id = {ack.frame_id: ack for ack in acks}
-    assert len(by_id) == len(acks) == len(frames) + 2
+    assert len(by_id) == len(acks) == len(frames) + 3
+    assert by_id["f-session"].status == w.ACK_STATUS_ACCEPTED
     assert all(by_id[fid].status == w.ACK_STATUS_ACCEPTED for fid, _ in frames)
     assert by_id["f-broken"].status == w.ACK_STATUS_REJECTED
     assert "malformed" in by_id["f-broken"].reason
