@@ -30,12 +30,12 @@ def loads_plain(text: str, max_number: int) -> Any | None:
     except orjson.JSONDecodeError:
         return None
     keys = _plain_keys(value, max_number)
-    if keys is None or keys != _keys_in(text):
+    if keys is None or keys != keys_in(text):
         return None  # a key given twice: orjson kept the last one silently
     return value
 
 
-def _keys_in(text: str) -> int:
+def keys_in(text: str) -> int:
     """How many object keys the (valid) JSON text spells out, duplicates included."""
     if "\\" not in text:
         return len(_KEY_END.findall(text))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -52,26 +52,20 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # How a field's JSON value is taken on the fast path.
 _STRING, _BOOL, _INTEGER, _ENUM, _MESSAGE, _TIMESTAMP_KIND = range(6)
 
+#: A JSON number this large is the strict decoder's to judge (it refuses it).
+_MAX_PLAIN_INTEGER = 2**53
+
 
 class _GiveUpError(Exception):
     """Not the fast path's to decide: ParseDict takes the whole frame."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    kind: int
-    repeated: bool
-    oneof: str | None
-    # Enum fields: name → number.
-    enum_numbers: dict[str, int] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    # Both spellings ParseDict accepts (json_name and the proto name) → the field;
-    # None for a field the fast path does not take (maps, floats, bytes, other WKTs).
-    by_key: dict[str, _Field | None]
+# Sets one field of a message from its JSON value; returns how many object keys the
+# value held (nested objects), so that the caller can compare with the keys the text
+# spells out.
+_Setter = Callable[[Message, Any], int]
+# Fills a fresh message from a JSON object; returns the keys it held, nested included.
+_Filler = Callable[[Message, Any], int]
 
 
 def _kind(field: FieldDescriptor) -> int | None:
@@ -96,83 +90,173 @@ def _kind(field: FieldDescriptor) -> int | None:
     return None
 
 
+@functools.cache
+def _filler(descriptor: Descriptor) -> _Filler:
+    """The filler of a message type, built from its descriptor on first use.
+
+    A filler is a loop over the object's keys with a closure per field, made for that
+    field's kind: the generic walk (a plan entry read and its kind compared for every
+    key of every frame) was half the fill's cost. Descriptors are immutable and bounded
+    by the contract, so the cache is too."""
+    fields = cast("list[FieldDescriptor]", list(descriptor.fields))
+    # A bit per field and per oneof: a second spelling of a field, or a second member
+    # of a oneof, meets a bit already set.
+    oneof_bits: dict[str, int] = {}
+    table: dict[str, tuple[int, _Setter] | None] = {}
+    for index, field in enumerate(fields):
+        setter = _setter(field)
+        entry = None
+        if setter is not None:
+            bits = 1 << index
+            oneof = field.containing_oneof
+            if oneof is not None:
+                bits |= oneof_bits.setdefault(oneof.name, 1 << (len(fields) + len(oneof_bits)))
+            entry = (bits, setter)
+        # ParseDict looks a key up by json_name first, then by the proto name.
+        table[field.name] = entry
+        table[field.json_name] = entry
+
+    def fill_message(message: Message, raw: Any) -> int:
+        if type(raw) is not dict:
+            raise _GiveUpError
+        keys = len(raw)
+        seen = 0
+        for key, value in raw.items():
+            entry = table.get(key)
+            if entry is None or value is None:
+                raise _GiveUpError
+            bits, setter = entry
+            if seen & bits:
+                raise _GiveUpError
+            seen |= bits
+            keys += setter(message, value)
+        return keys
+
+    return fill_message
+
+
+def _take_timestamp(message: Message, raw: Any) -> int:
+    if type(raw) is not str:
+        raise _GiveUpError
+    _set_timestamp(message, raw)
+    return 0
+
+
+def _setter(field: FieldDescriptor) -> _Setter | None:
+    kind = _kind(field)
+    if kind is None:
+        return None
+    name = field.name
+    if kind in (_MESSAGE, _TIMESTAMP_KIND):
+        nested = cast("Descriptor", field.message_type)
+        if kind == _TIMESTAMP_KIND:
+            take: _Filler = _take_timestamp
+        else:
+
+            def take(message: Message, raw: Any) -> int:
+                # Looked up at the call: a type may contain itself.
+                return _filler(nested)(message, raw)
+
+        if field.is_repeated:
+
+            def set_messages(message: Message, value: Any) -> int:
+                if type(value) is not list:
+                    raise _GiveUpError
+                target = getattr(message, name)
+                return sum([take(target.add(), item) for item in value])
+
+            return set_messages
+
+        def set_message(message: Message, value: Any) -> int:
+            sub = getattr(message, name)
+            sub.SetInParent()
+            return take(sub, value)
+
+        return set_message
+    convert = _converter(kind, _enum_numbers(field) if kind == _ENUM else None)
+    if field.is_repeated:
+
+        def set_scalars(message: Message, value: Any) -> int:
+            if type(value) is not list:
+                raise _GiveUpError
+            getattr(message, name).extend([convert(item) for item in value])
+            return 0
+
+        return set_scalars
+
+    def set_scalar(message: Message, value: Any) -> int:
+        setattr(message, name, convert(value))
+        return 0
+
+    return set_scalar
+
+
+def _converter(kind: int, enum_numbers: dict[str, int] | None) -> Callable[[Any], Any]:
+    if kind == _STRING:
+        return _string
+    if kind == _BOOL:
+        return _boolean
+    if kind == _INTEGER:
+        return _integer
+    numbers = enum_numbers or {}
+
+    def enum(value: Any) -> int:
+        if type(value) is str:
+            number = numbers.get(value)
+            if number is not None:
+                return number
+        raise _GiveUpError
+
+    return enum
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise _GiveUpError
+    if not value.isascii():
+        # ParseDict refuses unpaired surrogates (json.loads leaves them in a str).
+        value.encode("utf-8")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _GiveUpError
+    return value
+
+
+def _integer(value: Any) -> int:
+    if type(value) is int:
+        if not -_MAX_PLAIN_INTEGER < value < _MAX_PLAIN_INTEGER:
+            raise _GiveUpError
+        return value
+    # 64-bit integers travel as decimal strings in proto3 JSON; any other spelling
+    # ParseDict may read ("+5", "1e3", "1_000") is its to judge.
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        return int(value)
+    raise _GiveUpError
+
+
 def _enum_numbers(field: FieldDescriptor) -> dict[str, int]:
     enum = field.enum_type
     return {} if enum is None else {v.name: v.number for v in enum.values}
 
 
-@functools.cache
-def _plan(descriptor: Descriptor) -> _Plan:
-    """Read once per message type (descriptors are immutable and bounded by the contract)."""
-    fields = cast("list[FieldDescriptor]", list(descriptor.fields))
-    entries: list[tuple[FieldDescriptor, _Field | None]] = []
-    for field in fields:
-        kind = _kind(field)
-        entry = None
-        if kind is not None:
-            oneof = field.containing_oneof
-            entry = _Field(
-                field.name,
-                kind,
-                field.is_repeated,
-                oneof.name if oneof is not None else None,
-                _enum_numbers(field) if kind == _ENUM else None,
-            )
-        entries.append((field, entry))
-    # ParseDict looks a key up by json_name first, then by the proto name.
-    by_key = {field.name: entry for field, entry in entries}
-    by_key.update({field.json_name: entry for field, entry in entries})
-    return _Plan(by_key)
-
-
 def fill(message: Message, raw: Any) -> bool:
     """Sets `message` (fresh) from the decoded JSON `raw`; False when the frame is not
     for the fast path, and `message` must then be discarded."""
+    return fill_counting(message, raw) is not None
+
+
+def fill_counting(message: Message, raw: Any) -> int | None:
+    """`fill`, answering how many object keys `raw` held (nested ones included), or
+    None when the frame is not for the fast path. Every object in `raw` is one the fast
+    path took, so a decoder that collapsed a repeated key shows as a lower count than
+    the text spells out."""
     try:
-        _fill(message, raw)
+        return _filler(message.DESCRIPTOR)(message, raw)
     except (_GiveUpError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _fill(message: Message, raw: Any) -> None:
-    if type(raw) is not dict:
-        raise _GiveUpError
-    plan = _plan(message.DESCRIPTOR)
-    seen: set[str] = set()
-    for key, value in raw.items():
-        field = plan.by_key.get(key)
-        if field is None or value is None or field.name in seen:
-            raise _GiveUpError
-        seen.add(field.name)
-        if field.oneof is not None:
-            if field.oneof in seen:
-                raise _GiveUpError
-            seen.add(field.oneof)
-        if field.repeated:
-            if type(value) is not list:
-                raise _GiveUpError
-            target = getattr(message, field.name)
-            if field.kind in (_MESSAGE, _TIMESTAMP_KIND):
-                for item in value:
-                    _set_message(target.add(), field.kind, item)
-            else:
-                target.extend([_scalar(field, item) for item in value])
-        elif field.kind in (_MESSAGE, _TIMESTAMP_KIND):
-            sub = getattr(message, field.name)
-            sub.SetInParent()
-            _set_message(sub, field.kind, value)
-        else:
-            setattr(message, field.name, _scalar(field, value))
-
-
-def _set_message(message: Message, kind: int, value: Any) -> None:
-    if kind == _TIMESTAMP_KIND:
-        if type(value) is not str:
-            raise _GiveUpError
-        _set_timestamp(message, value)
-    else:
-        _fill(message, value)
+        return None
 
 
 def _set_timestamp(message: Message, value: str) -> None:
@@ -192,31 +276,3 @@ def _set_timestamp(message: Message, value: str) -> None:
     )
     # The same rounding as FromJsonString.
     message.nanos = round(float("0." + fraction) * 1e9) if fraction else 0  # type: ignore[attr-defined]
-
-
-def _scalar(field: _Field, value: Any) -> Any:
-    kind = field.kind
-    if kind == _STRING:
-        if type(value) is not str:
-            raise _GiveUpError
-        if not value.isascii():
-            # ParseDict refuses unpaired surrogates (json.loads leaves them in a str).
-            value.encode("utf-8")
-        return value
-    if kind == _BOOL:
-        if type(value) is not bool:
-            raise _GiveUpError
-        return value
-    if kind == _INTEGER:
-        if type(value) is int:
-            return value
-        # 64-bit integers travel as decimal strings in proto3 JSON; any other spelling
-        # ParseDict may read ("+5", "1e3", "1_000") is its to judge.
-        if type(value) is str and _DECIMAL.fullmatch(value):
-            return int(value)
-        raise _GiveUpError
-    if kind == _ENUM and type(value) is str and field.enum_numbers is not None:
-        number = field.enum_numbers.get(value)
-        if number is not None:
-            return number
-    raise _GiveUpError

@@ -20,8 +20,8 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 
 from services.common.errors import InvalidInputError
-from services.common.json_fast import loads_plain
-from services.common.json_fill import fill
+from services.common.json_fast import keys_in, loads_plain
+from services.common.json_fill import fill, fill_counting
 from services.common.validation import validate_message
 
 #: Frames from Node are small: text and metadata only, never media bytes.
@@ -204,6 +204,9 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
     if size > limit:
         raise FrameError(f"frame is {size} bytes, more than the {limit} allowed")
     decoded = _decode(text)
+    message = _fast_parse(decoded, message_type)
+    if message is not None:
+        return _validated(message, decoded)
     raw = _load(decoded)
     message = message_type()
     if fill(message, raw):
@@ -221,6 +224,25 @@ def parse_frame(text: str | bytes, message_type: type[M]) -> M:
             f"malformed frame: {type(exc).__name__}: {exc}", _salvage_frame_id(decoded)
         ) from None
     return _validated(message, decoded)
+
+
+def _fast_parse(decoded: str, message_type: type[M]) -> M | None:
+    """The message of a plain frame (the traffic), decoded by orjson and filled on the
+    fast path in one walk, or None for `_load` and the strict decoder to judge. The fill
+    counts the object keys it took; fewer than the text spells out means orjson kept
+    only the last of a repeated key. Numbers of 2**53 or more, two spellings of a field,
+    NaN and deep nesting never pass either (see json_fast and json_fill)."""
+    if _too_deep(decoded):
+        return None
+    try:
+        raw = orjson.loads(decoded)
+    except orjson.JSONDecodeError:
+        return None
+    message = message_type()
+    keys = fill_counting(message, raw)
+    if keys is None or keys != keys_in(decoded):
+        return None
+    return message
 
 
 def _check_shapes(raw: Any, descriptor: Descriptor, decoded: str) -> None:

@@ -83,6 +83,35 @@ def test_a_field_given_twice_is_refused_and_no_ambiguous_id_is_echoed(text: str)
     assert error.frame_id != "f-2"
 
 
+_HEADER = (
+    '"correspondentId":"491511234@s.whatsapp.net","sender":"491511234@s.whatsapp.net",'
+    '"providerMessageId":"WA-1","originatingTime":"2026-01-02T03:04:05.678Z"'
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A valid text frame but for one repeated key deep inside: orjson keeps the last
+        # value silently, so the fast path must see it from the key count.
+        '{"frameId":"f-1","textMessage":{"header":{"botId":"a","botId":"b",'
+        + _HEADER
+        + '},"message":"hi"}}',
+        '{"frameId":"f-1","textMessage":{"header":{"botId":"a",'
+        + _HEADER
+        + '},"message":"hi","message":"ho"}}',
+        '{"frameId":"f-1","textMessage":{"header":{"bot_id":"a","botId":"a",'
+        + _HEADER
+        + '},"message":"hi"}}',
+    ],
+)
+def test_a_text_frame_with_a_key_given_twice_is_refused(text: str) -> None:
+    assert "given twice" in _refused(text).reason
+    # The same frame without the repeat is valid, so the repeat alone is refused.
+    valid = '{"frameId":"f-1","textMessage":{"header":{"botId":"a",' + _HEADER
+    assert parse_node_frame(valid + '},"message":"hi"}}').text_message.header.bot_id == "a"
+
+
 def test_a_lone_surrogate_in_the_frame_id_is_refused_and_not_echoed() -> None:
     error = _refused('{"frameId":"f\\ud800","ack":{"frameId":"x","status":1}}')
     assert error.frame_id == ""
