@@ -319,18 +319,23 @@ def encode_frame(message: Message) -> str:
 
 
 def _encode_ack(ack: frames_pb2.Ack) -> str:
+    return encode_ack(ack.frame_id, ack.status, ack.reason if ack.HasField("reason") else None)
+
+
+def encode_ack(frame_id: str, status: int, reason: str | None) -> str:
     """What MessageToJson writes for a frame holding only this ack (one per frame Node
-    sends, so its cost counts): json_format walks the descriptors for every message,
-    and json.dumps of the whole object cost more than the rest of the ack together."""
+    sends, so its cost counts), from its values (valid UTF-8): json_format walks the
+    descriptors for every message, and json.dumps of the whole object cost more than
+    the rest of the ack together."""
     fields: list[str] = []
-    if ack.frame_id:
-        fields.append(f'"frameId": {_json_string(ack.frame_id)}')
-    if ack.status:
-        name = _ACK_STATUS_NAMES.get(ack.status)
+    if frame_id:
+        fields.append(f'"frameId": {_json_string(frame_id)}')
+    if status:
+        name = _ACK_STATUS_NAMES.get(status)
         # An unknown number is written as the number, as json_format does.
-        fields.append(f'"status": "{name}"' if name else f'"status": {int(ack.status)}')
-    if ack.HasField("reason"):
-        fields.append(f'"reason": {_json_string(ack.reason)}')
+        fields.append(f'"status": "{name}"' if name else f'"status": {int(status)}')
+    if reason is not None:
+        fields.append(f'"reason": {_json_string(reason)}')
     return '{"ack": {' + ", ".join(fields) + "}}"
 
 

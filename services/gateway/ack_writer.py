@@ -50,11 +50,11 @@ class AckWriter:
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
 
-    def queue(self, reply: w.GatewayFrame) -> None:
-        """`send` on a batching connection, without a coroutine: the ack joins the next
-        batch."""
+    def queue(self, text: str, status: w.AckStatus.ValueType) -> None:
+        """`send` of an encoded ack on a batching connection, without a coroutine: the
+        ack joins the next batch."""
         assert self._batched, "only a batching connection queues acks"
-        self._queued.append((encode_frame(reply), reply.ack.status))
+        self._queued.append((text, status))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
 

@@ -10,7 +10,7 @@ from chatbot.wire.v1 import frames_pb2 as w
 
 from services.common.errors import UnavailableError, classify
 from services.common.logs import LogSummary
-from services.common.wire import FrameError, parse_node_frame
+from services.common.wire import FrameError, encode_ack, encode_frame, parse_node_frame
 from services.gateway import translate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.node_link import FrameSocket, NodeLink
@@ -61,7 +61,7 @@ class FrameHandler:
         self,
         text: str | bytes,
         socket: FrameSocket,
-        reply: Callable[[w.GatewayFrame], None],
+        reply: Callable[[str, w.AckStatus.ValueType], None],
     ) -> tuple[w.NodeFrame, float] | None:
         """Handles a frame without a task of its own where it can (the hot path of a
         batching connection): a frame that does not parse is answered through `reply` at
@@ -73,7 +73,7 @@ class FrameHandler:
         started = time.perf_counter()
         frame = self._parse(text)
         if isinstance(frame, w.GatewayFrame):
-            reply(frame)
+            reply(encode_frame(frame), frame.ack.status)
             return None
         kind = frame.WhichOneof("payload")
         if kind not in ("text_message", "structured_message"):
@@ -82,7 +82,8 @@ class FrameHandler:
         frame_id = frame.frame_id
 
         def decided(outcome: AckOutcome) -> None:
-            reply(self._answered(frame_id, kind, outcome, started))
+            self._noted(frame_id, kind, outcome, started)
+            reply(ack_text(frame_id, outcome), outcome.status)
 
         try:
             if kind == "text_message":
@@ -110,7 +111,8 @@ class FrameHandler:
             outcome = _unexpected(frame, error)
         if outcome is None:
             return None
-        return self._answered(frame.frame_id, kind, outcome, started)
+        self._noted(frame.frame_id, kind, outcome, started)
+        return _ack(frame.frame_id, outcome)
 
     def _parse(self, text: str | bytes) -> w.NodeFrame | w.GatewayFrame:
         """The frame, or the REJECTED ack of one that does not parse."""
@@ -122,9 +124,8 @@ class FrameHandler:
             self._rejected.note(kind, f"frame {error.frame_id!r}: {error.reason[:300]}")
             return _ack(error.frame_id, AckOutcome(w.ACK_STATUS_REJECTED, error.reason))
 
-    def _answered(
-        self, frame_id: str, kind: str, outcome: AckOutcome, started: float
-    ) -> w.GatewayFrame:
+    def _noted(self, frame_id: str, kind: str, outcome: AckOutcome, started: float) -> None:
+        """The metrics and log summaries of a frame's answer."""
         self._metrics.frame_answered(kind, time.perf_counter() - started)
         if outcome.status == w.ACK_STATUS_DUPLICATE:
             self._duplicates.note(kind, f"frame {frame_id!r}")
@@ -132,7 +133,6 @@ class FrameHandler:
             summary = self._rejected if outcome.status == w.ACK_STATUS_REJECTED else self._retried
             reason = outcome.reason or ""
             summary.note(reason[:120], f"frame {frame_id!r} ({kind})")
-        return _ack(frame_id, outcome)
 
     async def _dispatch(self, frame: w.NodeFrame, socket: FrameSocket) -> AckOutcome | None:
         payload = frame.WhichOneof("payload")
@@ -208,6 +208,12 @@ def _printable(text: str) -> str:
     if text.isascii():
         return text  # no surrogate in it: the common case, once per frame
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def ack_text(frame_id: str, outcome: AckOutcome) -> str:
+    """The encoded frame `_ack` builds, without building it (once per text frame)."""
+    reason = None if outcome.reason is None else _printable(outcome.reason[:2000])
+    return encode_ack(_printable(frame_id), outcome.status, reason)
 
 
 def _ack(frame_id: str, outcome: AckOutcome) -> w.GatewayFrame:

@@ -52,7 +52,10 @@ class GatewayMetrics:
         )
 
     def frame_received(self, kind: str) -> None:
-        self._child("received", kind, lambda: self.frames_received.labels(kind)).inc()
+        child = self._children.get(("received", kind))
+        if child is None:
+            child = self._child("received", kind, lambda: self.frames_received.labels(kind))
+        child.inc()
 
     def frame_acked(self, status: w.AckStatus.ValueType, count: int = 1) -> None:
         self._child(
@@ -60,7 +63,11 @@ class GatewayMetrics:
         ).inc(count)
 
     def frame_answered(self, kind: str, seconds: float) -> None:
-        self._child("latency", kind, lambda: self.frame_latency.labels(kind)).observe(seconds)
+        # Looked up before a closure is made: twice per frame.
+        child = self._children.get(("latency", kind))
+        if child is None:
+            child = self._child("latency", kind, lambda: self.frame_latency.labels(kind))
+        child.observe(seconds)
 
     def _child(self, series: str, value: object, make: Callable[[], Any]) -> Any:
         key = (series, value)

@@ -127,10 +127,10 @@ class _InFlight:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _reply(self, reply: w.GatewayFrame) -> None:
+    def _reply(self, text: str, status: w.AckStatus.ValueType) -> None:
         try:
             if not self._ws.closed:
-                self._acks.queue(reply)
+                self._acks.queue(text, status)
         finally:
             self._finished()
 

@@ -90,6 +90,8 @@ class ChatHolds:
     def admit(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         """(sent, held back): a held chat's messages wait until the one it waits for,
         which goes out with everything after it in the same batch."""
+        if not self._held:
+            return batch, []  # the common case, and a walk per frame otherwise
         sent: list[_Pending] = []
         held_back: list[_Pending] = []
         released: set[tuple[str, str]] = set()
@@ -110,6 +112,8 @@ class ChatHolds:
         return sent, held_back
 
     def decided(self, item: _Pending, outcome: AckOutcome) -> None:
+        if outcome.status != w.ACK_STATUS_RETRY and not self._held:
+            return  # nothing held, nothing to hold: once per frame
         chat = (item.request.bot_id, item.request.correspondent_id)
         pid = item.request.message.provider_message_id
         if outcome.status == w.ACK_STATUS_RETRY:

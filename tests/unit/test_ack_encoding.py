@@ -9,6 +9,8 @@ from chatbot.wire.v1 import frames_pb2 as w
 from google.protobuf import json_format
 
 from services.common.wire import encode_frame
+from services.gateway.frame_handler import _ack, ack_text
+from services.gateway.queue_writer import AckOutcome
 
 # Ids and reasons as they come: plain, quoting, control, non-ASCII, astral and lone
 # surrogate escapes (frame_handler backslash-escapes those before they get here).
@@ -54,3 +56,13 @@ def test_other_frames_encode_as_json_format_does() -> None:
     assert encode_frame(outgoing) == json_format.MessageToJson(outgoing, indent=None)
     with_id = w.GatewayFrame(frame_id="f-2", ack=w.Ack(frame_id="x", status=w.ACK_STATUS_ACCEPTED))
     assert encode_frame(with_id) == json_format.MessageToJson(with_id, indent=None)
+
+
+@pytest.mark.parametrize("text", [*TEXTS, "\ud800 lone", "x" * 3000])
+def test_the_handlers_ack_text_is_the_encoded_ack_frame(text: str) -> None:
+    # The text-frame path writes acks without building the frame; it must be the
+    # frame's own encoding, surrogates and over-long reasons included.
+    for number in [*w.AckStatus.values(), 999]:
+        status = w.AckStatus.ValueType(number)
+        for outcome in (AckOutcome(status), AckOutcome(status, text)):
+            assert ack_text(text, outcome) == encode_frame(_ack(text, outcome))

@@ -85,7 +85,7 @@ def test_a_field_given_twice_is_refused_and_no_ambiguous_id_is_echoed(text: str)
 
 _HEADER = (
     '"correspondentId":"491511234@s.whatsapp.net","sender":"491511234@s.whatsapp.net",'
-    '"providerMessageId":"WA-1","originatingTime":"2026-01-02T03:04:05.678Z"'
+    f'"providerMessageId":"WA-1","originatingTime":"{iso_now()}"'
 )
 
 
