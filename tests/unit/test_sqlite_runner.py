@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from services.common.store import _sqlite_runner
+from services.common.store._sqlite_checkpoint import SAFETY_PAGES
 from services.common.store._sqlite_runner import MAX_BATCH, SqliteRunner
 
 
@@ -46,5 +47,34 @@ async def test_one_turns_operations_share_transactions_of_at_most_max_batch(
             lambda c: c.execute("SELECT count(*) FROM t").fetchone(), write=False
         )
         assert rows == (count,)
+    finally:
+        await runner.close()
+
+
+async def test_the_log_is_copied_back_to_the_database_file_off_the_commit_path(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.close()
+    runner = SqliteRunner(path, "NORMAL", 1000)
+    loop = asyncio.get_running_loop()
+    try:
+        await runner.call(lambda c: c.execute("CREATE TABLE t (b BLOB)"), write=True)
+        row = (b"x" * 1000,)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (?)", row)
+
+        for _ in range(40):  # 40 commits of 50 rows, about 2 MB
+            await asyncio.gather(*(runner.call(insert, write=True) for _ in range(50)))
+        # Far below the writing connection's own threshold (SAFETY_PAGES): only the
+        # background checkpointer copies these pages into the database file.
+        assert SAFETY_PAGES * 4096 > 2_000_000
+        deadline = loop.time() + 30
+        while path.stat().st_size < 1_500_000:
+            assert loop.time() < deadline, "the log was never copied back"
+            await asyncio.sleep(0.02)
     finally:
         await runner.close()

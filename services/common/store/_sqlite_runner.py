@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from services.common.errors import UnavailableError
+from services.common.store._sqlite_checkpoint import SAFETY_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
@@ -62,6 +63,8 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=True)
     try:
         conn.execute(f"PRAGMA synchronous={synchronous}")
+        # The background checkpointer copies the log back; this is its safety net.
+        conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
     except BaseException:
         conn.close()
         raise
@@ -79,6 +82,7 @@ class SqliteRunner:
         self._turns: dict[asyncio.AbstractEventLoop, list[_Request[Any]]] = {}
         self._thread = threading.Thread(target=self._run, name=f"sqlite:{path.name}", daemon=True)
         self._closed = False
+        self._checkpointer = WalCheckpointer(path, self._connect)
         self._thread.start()
 
     async def call(self, operation: Operation[T], *, write: bool) -> T:
@@ -106,6 +110,7 @@ class SqliteRunner:
             self._hand_over(loop)
         self._requests.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
 
     # --- runner thread -------------------------------------------------------------
 
@@ -143,6 +148,8 @@ class SqliteRunner:
             else:
                 outcomes = self._execute(conn, batch)
             _deliver(batch, outcomes)
+            if any(request.write for request in batch):
+                self._checkpointer.written()
         if conn is not None:
             conn.close()
 
