@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 #: The writing connection's own checkpoint threshold, in pages (4 KiB each): 40 MiB.
 SAFETY_PAGES = 10_000
-#: The least time between two background checkpoints, in seconds.
-INTERVAL_SECONDS = 0.05
+#: The least time between two background checkpoints, in seconds. A page written many
+#: times in between is copied once: at saturation a text batch rewrites the same few
+#: hundred index pages, and copying them more often costs CPU for nothing.
+INTERVAL_SECONDS = 0.2
 
 
 class WalCheckpointer:
