@@ -48,3 +48,15 @@ async def test_one_turns_operations_share_transactions_of_at_most_max_batch(
         assert rows == (count,)
     finally:
         await runner.close()
+
+
+async def test_the_connection_checkpoints_the_wal_at_the_stated_size(tmp_path: Path) -> None:
+    # The comment on WAL_AUTOCHECKPOINT_PAGES derives the WAL's disk size from it.
+    runner = SqliteRunner(tmp_path / "db.sqlite3", "NORMAL", 1000)
+    try:
+        pages = await runner.call(
+            lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0], write=False
+        )
+        assert pages == _sqlite_runner.WAL_AUTOCHECKPOINT_PAGES
+    finally:
+        await runner.close()
