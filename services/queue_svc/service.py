@@ -215,10 +215,17 @@ class QueueService:
                 pid = item.message.provider_message_id
                 if bot is not None and pid and not bot.lookup_provider_id(pid)[0]:
                     misses.setdefault(item.bot_id, set()).add(pid)
-            for bot_id, pids in misses.items():
-                found = await store_call(
-                    self._store.persisted_provider_ids(bot_id, pids), "persisted_provider_ids"
+            # Asked together: the reads start in one event-loop turn, so the SQLite runner
+            # takes them in one hand-over and one transaction, not one round trip per bot.
+            founds = await asyncio.gather(
+                *(
+                    store_call(
+                        self._store.persisted_provider_ids(bot_id, pids), "persisted_provider_ids"
+                    )
+                    for bot_id, pids in misses.items()
                 )
+            )
+            for bot_id, found in zip(misses, founds, strict=True):
                 bot = bots[bot_id]
                 assert bot is not None
                 bot.remember_persisted(found)
