@@ -66,6 +66,15 @@ class _Pending:
     request: q.AddMessageRequest
     # Called once with the item's outcome, from the shard's flusher.
     done: Callable[[AckOutcome], None]
+    # The request's encoded size, which bounds a batch's.
+    size: int = 0
+
+
+#: The most encoded bytes of messages in one AddMessages call. queue_svc takes gRPC
+#: messages of up to 4 MiB; a text frame may be 256 KiB, so a batch bounded only by
+#: its count could exceed that, be refused whole, and come back refused again on every
+#: resend. The rest of the request (tags, lengths) is a few bytes per message.
+MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 
 # How long a chat stays held for a message that got RETRY and has not come back: Node
@@ -268,7 +277,7 @@ class _ShardBatcher:
             self._flusher = None
 
     def submit(self, request: q.AddMessageRequest, on_done: Callable[[AckOutcome], None]) -> None:
-        self._pending.append(_Pending(request, on_done))
+        self._pending.append(_Pending(request, on_done, request.ByteSize()))
         if not self._wakeup.is_set():
             self._wakeup.set()
 
@@ -280,8 +289,9 @@ class _ShardBatcher:
             if len(self._pending) < self._max_batch and not self._closed:
                 # Give concurrent frames a moment to join this batch.
                 await asyncio.sleep(self._window)
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            count = self._batch_count()
+            batch = self._pending[:count]
+            del self._pending[:count]
             if not self._pending:
                 self._wakeup.clear()
             batch, held_back = self._holds.admit(batch)
@@ -289,6 +299,18 @@ class _ShardBatcher:
                 _call(item.done, WAITING)
             if batch:
                 await self._send(batch)
+
+    def _batch_count(self) -> int:
+        """How many pending messages the next batch takes: up to `max_batch`, and up to
+        MAX_BATCH_BYTES (always at least one)."""
+        size = 0
+        count = 0
+        for item in self._pending[: self._max_batch]:
+            size += item.size
+            if size > MAX_BATCH_BYTES and count:
+                break
+            count += 1
+        return count
 
     async def _send(self, batch: list[_Pending]) -> None:
         request = q.AddMessagesRequest(messages=[p.request for p in batch])

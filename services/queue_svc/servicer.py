@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -21,9 +21,13 @@ from services.queue_svc.service import (
     QueueService,
     UpdateResult,
 )
+from services.queue_svc.subscriptions import Delivery
 
 # More than this in one AddMessages call is refused: one batch is one store write.
 MAX_BATCH = 10_000
+#: Bytes of messages after which a batched SubscribeResponse is sent and the next one
+#: begun: one message more (at most 8,000 characters, 32 KB) keeps it under 4 MiB.
+MAX_RESPONSE_BYTES = 3 * 1024 * 1024
 # Messages per SubscribeResponse at most (SubscribeRequest.max_batch).
 MAX_SUBSCRIBE_BATCH = 1000
 
@@ -283,15 +287,31 @@ class QueueServicer(q_grpc.QueueServiceServicer):
         try:
             async for batch in stream:
                 if max_batch > 1:
-                    response = q.SubscribeResponse()
-                    for delivery in batch:
-                        convert.set_addressed(response.messages.add(), delivery)
-                    yield response
+                    for response in _responses(batch):
+                        yield response
                 else:
                     for delivery in batch:
                         yield q.SubscribeResponse(message=convert.addressed(delivery))
         finally:
             await stream.aclose()
+
+
+def _responses(batch: Sequence[Delivery]) -> Iterator[q.SubscribeResponse]:
+    """A batch as SubscribeResponses of at most about MAX_RESPONSE_BYTES each: a gRPC
+    client takes messages of up to 4 MiB, and a stream whose next response is larger
+    fails on every reconnect, so its consumer would never get past it."""
+    response = q.SubscribeResponse()
+    size = 0
+    for delivery in batch:
+        item = response.messages.add()
+        convert.set_addressed(item, delivery)
+        size += item.ByteSize()
+        if size >= MAX_RESPONSE_BYTES:
+            yield response
+            response = q.SubscribeResponse()
+            size = 0
+    if response.messages:
+        yield response
 
 
 async def _each(

@@ -122,3 +122,29 @@ async def test_a_max_batch_over_the_limit_is_refused(served: tuple[QueueService,
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "max_batch: at most 1000" in (caught.value.details() or "")
+
+
+async def test_a_batch_larger_than_a_grpc_message_is_split_across_responses(
+    served: tuple[QueueService, Stub],
+) -> None:
+    # A text keeps up to 8,000 characters, 32,000 bytes when they are emoji: 150 of them
+    # are 4.8 MB, more than a gRPC client takes in one message (4 MiB). The replay must
+    # still reach the consumer, in order.
+    _, stub = served
+    big = "\N{GRINNING FACE}" * 7998
+    count = 150
+    for start in range(0, count, 50):
+        requests = []
+        for n in range(start, start + 50):
+            request = add(f"{n:03d}{big}", pid=f"WA-BIG-{n}")
+            request.correspondent_id = f"c{n}"
+            requests.append(request)
+        await stub.AddMessages(q.AddMessagesRequest(messages=requests))
+    replay = stub.Subscribe(
+        q.SubscribeRequest(cursors=[q.BotCursor(bot_id=BOT, after_sequence=0)], max_batch=500)
+    )
+    messages, responses = await read_messages(replay, count)
+    assert [m.message.content[:3] for m in messages] == [f"{n:03d}" for n in range(count)]
+    assert len(responses) > 1
+    assert all(r.ByteSize() < 4 * 1024 * 1024 for r in responses)
+    replay.cancel()

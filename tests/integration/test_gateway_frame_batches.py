@@ -177,3 +177,27 @@ async def test_a_peer_that_offers_no_batches_keeps_one_frame_per_message(
     await gateway.subscriber.wait_for(2, within=20)
     delivered = [m.message.provider_message_id for m in gateway.subscriber.messages]
     assert delivered == ["WA-BATCH-100", "WA-BATCH-101"]
+
+
+async def test_frames_too_large_for_one_call_together_are_all_accepted(
+    gateway: Gateway,
+) -> None:
+    # A text frame may be 256 KiB; queue_svc takes gRPC messages of up to 4 MiB. Frames
+    # arriving while a call is in flight wait together: their batch must be cut by size,
+    # or the whole call is refused and comes back refused on every resend.
+    offer = {"Authorization": f"Bearer {NODE_TOKEN}", BATCH_HEADER: BATCH_VERSION}
+    big = "x" * 250_000
+    messages = []
+    for part in range(3):
+        frames = []
+        for k in range(16):
+            n = 1000 + part * 16 + k
+            _, text = _text_frame(n, k % 3)
+            frames.append(text.replace("second line", big))
+        messages.append(join_frames(frames))
+    async with gateway.http.ws_connect(gateway.url("/ws"), headers=offer) as ws:
+        for message in messages:
+            await ws.send_str(message)
+        acks, _ = await _acks(ws, 48, batched=True)
+    assert len({a.frame_id for a in acks}) == 48
+    assert {a.status for a in acks} == {w.ACK_STATUS_ACCEPTED}, [a.reason for a in acks][:3]
