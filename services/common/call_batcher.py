@@ -19,16 +19,30 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
+#: Bytes of items per batch at most when they are measured: gRPC takes messages of up
+#: to 4 MiB, and a batch refused for its size would be refused again on every retry.
+MAX_BATCH_BYTES = 3 * 1024 * 1024
 #: Sends a batch; answers one result per item, in order, or raises for the whole batch.
 SendBatch = Callable[[list[Item]], Awaitable[Sequence[Result]]]
 
 
 class CallBatcher(Generic[Item, Result]):
-    def __init__(self, send: SendBatch[Item, Result], *, max_batch: int) -> None:
+    def __init__(
+        self,
+        send: SendBatch[Item, Result],
+        *,
+        max_batch: int,
+        size: Callable[[Item], int] | None = None,
+        max_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
+        """`size`, when given, measures an item: a batch then also holds at most
+        `max_bytes` of items (at least one item), so that it fits in one gRPC message."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._send = send
         self._max_batch = max_batch
+        self._size = size
+        self._max_bytes = max_bytes
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -55,10 +69,31 @@ class CallBatcher(Generic[Item, Result]):
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._max_batch):
-            task = asyncio.create_task(self._run(pending[start : start + self._max_batch]))
+        for batch in self._batches(pending):
+            task = asyncio.create_task(self._run(batch))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
+
+    def _batches(
+        self, pending: list[tuple[Item, asyncio.Future[Result]]]
+    ) -> list[list[tuple[Item, asyncio.Future[Result]]]]:
+        size = self._size
+        if size is None:
+            step = self._max_batch
+            return [pending[start : start + step] for start in range(0, len(pending), step)]
+        batches: list[list[tuple[Item, asyncio.Future[Result]]]] = []
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        total = 0
+        for entry in pending:
+            item_size = size(entry[0])
+            if batch and (len(batch) == self._max_batch or total + item_size > self._max_bytes):
+                batches.append(batch)
+                batch, total = [], 0
+            batch.append(entry)
+            total += item_size
+        if batch:
+            batches.append(batch)
+        return batches
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

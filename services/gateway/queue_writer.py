@@ -175,7 +175,11 @@ class QueueWriter:
             for i in range(shards.count)
         ]
         self._placeholders = [
-            CallBatcher(functools.partial(self._inject_batch, i), max_batch=MAX_PLACEHOLDER_BATCH)
+            CallBatcher(
+                functools.partial(self._inject_batch, i),
+                max_batch=MAX_PLACEHOLDER_BATCH,
+                size=q.InjectPlaceholderRequest.ByteSize,
+            )
             for i in range(shards.count)
         ]
         self._closed = False

@@ -98,7 +98,12 @@ class QueueDelivery:
         # The results of one event-loop turn (workers finishing together, a redelivery
         # sweep) go to their shard as one UpdateByMediaIds call.
         self._batchers = [
-            CallBatcher(functools.partial(self._update_batch, shard), max_batch=MAX_UPDATE_BATCH)
+            CallBatcher(
+                functools.partial(self._update_batch, shard),
+                max_batch=MAX_UPDATE_BATCH,
+                # A document's text may be long: a batch must still fit one gRPC message.
+                size=queue_service_pb2.UpdateByMediaIdRequest.ByteSize,
+            )
             for shard in range(self._shards.count)
         ]
 

@@ -78,3 +78,14 @@ async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         CallBatcher(Recorder().send, max_batch=0)
+
+
+async def test_measured_items_are_split_at_max_bytes_as_well() -> None:
+    # Items are their own sizes here: 60 + 50 > 100 starts a new batch; an item larger
+    # than the bound still leaves, alone.
+    recorder = Recorder()
+    batcher = CallBatcher(recorder.send, max_batch=3, size=lambda item: item, max_bytes=100)
+    sizes = [60, 50, 10, 10, 10, 10, 150, 1]
+    results = await asyncio.gather(*(batcher.call(i) for i in sizes))
+    assert results == [f"r{i}" for i in sizes]
+    assert recorder.batches == [[60], [50, 10, 10], [10, 10], [150], [1]]
