@@ -43,7 +43,11 @@ class GatewayConfig:
     # latency (p50 10.6-11.2 → 6.0-6.6 ms at 1,000 msg/s with 0.5 ms, load average 5; the
     # same CPU per message at saturation).
     batch_window_seconds: float = 0.0005
-    batch_max_messages: int = 256
+    # At saturation every batch is full, and queue_svc's store writes a batch in one
+    # transaction: 512 rows cost about a quarter less CPU per message than 256 (SQLite
+    # dirties an index page per correspondent either way). Larger would hold queue_svc's
+    # event loop longer per call.
+    batch_max_messages: int = 512
     rpc_timeout_seconds: float = 10.0
     # How long an outgoing reply waits for Node's acknowledgement.
     outgoing_ack_timeout_seconds: float = 15.0
@@ -122,7 +126,7 @@ class GatewayConfig:
             node_api_token=env.get("NODE_API_TOKEN", ""),
             metrics_port=env_port(env, "GATEWAY_METRICS_PORT", 9101),
             batch_window_seconds=env_float(env, "GATEWAY_BATCH_WINDOW_SECONDS", 0.0005),
-            batch_max_messages=env_int(env, "GATEWAY_BATCH_MAX_MESSAGES", 256, minimum=1),
+            batch_max_messages=env_int(env, "GATEWAY_BATCH_MAX_MESSAGES", 512, minimum=1),
             rpc_timeout_seconds=env_float(env, "GATEWAY_RPC_TIMEOUT_SECONDS", 10.0),
             outgoing_ack_timeout_seconds=env_float(
                 env, "GATEWAY_OUTGOING_ACK_TIMEOUT_SECONDS", 15.0
