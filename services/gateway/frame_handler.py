@@ -82,7 +82,12 @@ class FrameHandler:
         frame_id = frame.frame_id
 
         def decided(outcome: AckOutcome) -> None:
-            self._noted(frame_id, kind, outcome, started)
+            try:
+                self._noted(frame_id, kind, outcome, started)
+            except Exception:
+                # Bookkeeping must not cost the frame its ack (nor the connection its
+                # count of frames in flight).
+                log.exception("noting the answer to frame %r failed", frame_id)
             reply(ack_text(frame_id, outcome), outcome.status)
 
         try:
