@@ -87,7 +87,10 @@ async def serve(config: Config) -> None:
             loop.remove_signal_handler(sig)
         await health.enter_graceful_shutdown()
         service.close_subscriptions()
+        stopping_at = loop.time()
         await server.stop(config.shutdown_grace_seconds)
+        # Each step of the stop says when it ended, so a slow stop shows where it waited.
+        log.info("gRPC calls ended", extra={"seconds": round(loop.time() - stopping_at, 3)})
         for task in (sampler, prober):
             if task is not None:
                 task.cancel()
@@ -95,7 +98,13 @@ async def serve(config: Config) -> None:
                     await task
         try:
             drained = await service.shutdown()
-            log.info("ingestion drained", extra={"messages_persisted": drained})
+            log.info(
+                "ingestion drained",
+                extra={
+                    "messages_persisted": drained,
+                    "seconds": round(loop.time() - stopping_at, 3),
+                },
+            )
         finally:
             await store.close()
             if http is not None:
